@@ -1,0 +1,151 @@
+//! The command line: parses flags (clap), sets up logging and the tokio runtime, dispatches to
+//! a command, prints its output and turns the result into a stable exit code.
+//!
+//! Commands are thin: they build a plan, call the library, and render with `views`. They must
+//! not hold routing, journaling or scheduling logic.
+
+pub mod exit_code;
+mod run_command;
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(name = "coord", version, about = "Coordinators as scripts: Rhai routing over journaled leaf agent sessions")]
+#[command(propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// More log output on stderr (-v info, -vv debug, -vvv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a coordinator script.
+    Run(RunArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// The coordinator script (.rhai).
+    pub script: PathBuf,
+    /// An input the script reads with `input(name)`; repeatable. Values are strings.
+    #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub inputs: Vec<(String, String)>,
+    /// Run offline against this scenario (mock leaves, in-memory GitHub).
+    #[arg(long, value_name = "FILE", conflicts_with = "demo")]
+    pub scenario: Option<PathBuf>,
+    /// Run offline on the coordinator's bundled demo scenario.
+    #[arg(long)]
+    pub demo: bool,
+    /// Most leaf sessions running at once.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_parallel: u16,
+    /// Where run directories go [env: COORD_RUNS_DIR] [default: .coord/runs].
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Journal every effect's intent but perform none.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object on stdout instead of a summary.
+    #[arg(long)]
+    pub json: bool,
+    /// Swap a workflow's harness (and model) for this run; repeatable.
+    #[arg(long = "leaf", value_name = "WORKFLOW=HARNESS[:MODEL]", value_parser = parse_key_value)]
+    pub leaves: Vec<(String, String)>,
+    /// Operation limit of the script engine (an endless loop ends here).
+    #[arg(long, value_name = "N")]
+    pub max_operations: Option<u64>,
+    /// Keep the journal in memory only (for the journaling-overhead benchmark).
+    #[arg(long, hide = true)]
+    pub journal_in_memory: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got `{s}`")),
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit_code::RUN_FAILED);
+        }
+    };
+    let interrupt = Arc::new(crate::scheduler::Interrupt::default());
+    watch_signals(&runtime, interrupt.clone());
+    let code = match &cli.command {
+        Command::Run(args) => run_command::run(args, runtime.handle(), interrupt),
+    };
+    // Leaves still running belong to a run that is over: do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    ExitCode::from(code)
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let level = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            2 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_env("COORD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let _ = match cli.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.without_time().try_init(),
+    };
+}
+
+/// SIGINT and SIGTERM start a graceful stop: no new spawns, leaves killed, journal flushed.
+fn watch_signals(runtime: &tokio::runtime::Runtime, interrupt: Arc<crate::scheduler::Interrupt>) {
+    runtime.spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+            return;
+        };
+        tokio::select! {
+            _ = int.recv() => interrupt.trigger(libc::SIGINT),
+            _ = term.recv() => interrupt.trigger(libc::SIGTERM),
+        }
+    });
+}
+
+/// Prints a diagnostic to stderr with miette's renderer.
+pub fn report(diag: impl miette::Diagnostic + Send + Sync + 'static) {
+    eprintln!("{:?}", miette::Report::new(diag));
+}

@@ -1,0 +1,85 @@
+//! `coord run`: build a plan from flags, execute it, print the outcome, pick the exit code.
+
+use super::{exit_code, report, RunArgs};
+use crate::journal::run_dir::RunStore;
+use crate::run::{self, RunFailure, RunOutcome, RunPlan, SetupError};
+use crate::script::diagnostic::ScriptErrorKind;
+use crate::script::host::LeafOverride;
+use crate::views::run_summary;
+use serde_json::Value;
+use std::sync::Arc;
+
+pub fn run(args: &RunArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crate::scheduler::Interrupt>) -> u8 {
+    let mut plan = RunPlan::new(args.script.clone());
+    plan.inputs = args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    plan.scenario = args.scenario.clone();
+    plan.demo = args.demo;
+    plan.max_parallel = usize::from(args.max_parallel);
+    plan.runs = RunStore::locate(args.runs_dir.as_deref());
+    plan.dry_run = args.dry_run;
+    plan.journal_in_memory = args.journal_in_memory;
+    if let Some(n) = args.max_operations {
+        plan.limits.max_operations = n;
+    }
+    plan.leaf_overrides = args
+        .leaves
+        .iter()
+        .map(|(wf, spec)| {
+            let (harness, model) = match spec.split_once(':') {
+                Some((h, m)) => (h.to_owned(), Some(m.to_owned())),
+                None => (spec.clone(), None),
+            };
+            (wf.clone(), LeafOverride { harness, model })
+        })
+        .collect();
+    let outcome = run::execute(plan, runtime, interrupt.clone());
+    finish(outcome, args.json, &interrupt)
+}
+
+/// Prints a run's outcome (or why it never started) and returns the exit code.
+pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &crate::scheduler::Interrupt) -> u8 {
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(err) => {
+            let code = match &err {
+                SetupError::Journal(_) => exit_code::DIVERGED,
+                SetupError::Io(_) => exit_code::RUN_FAILED,
+                _ => exit_code::USAGE,
+            };
+            report(err);
+            return code;
+        }
+    };
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    if json {
+        println!("{}", run_summary::outcome_json(&outcome));
+    } else {
+        print!("{}", run_summary::outcome_text(&outcome));
+    }
+    match outcome.failure {
+        None => exit_code::SUCCESS,
+        Some(RunFailure::Script(diag)) => {
+            let code = if diag.kind == ScriptErrorKind::Thrown { exit_code::RUN_FAILED } else { exit_code::USAGE };
+            report(*diag);
+            code
+        }
+        Some(RunFailure::Divergence(_, diag)) => {
+            report(*diag);
+            exit_code::DIVERGED
+        }
+        Some(RunFailure::JournalEnded(i)) => {
+            eprintln!("error: the journal ends at call {i}: the recorded run was interrupted there; `coord resume` finishes it");
+            exit_code::DIVERGED
+        }
+        Some(RunFailure::Host(msg)) => {
+            eprintln!("error: {msg}");
+            exit_code::RUN_FAILED
+        }
+        Some(RunFailure::Interrupted) => {
+            eprintln!("interrupted: run {} stopped; `coord resume {}` finishes it", outcome.run_id, outcome.run_id);
+            if interrupt.signal() == libc::SIGTERM { exit_code::INTERRUPTED_SIGTERM } else { exit_code::INTERRUPTED_SIGINT }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The command harness: runs any executable as a leaf.
+//!
+//! The request goes to the process's stdin as one JSON object (`session`, `workflow`, `goal`,
+//! `inputs`, `prompt`, `schema`, `model`); its stdout must be JSON: either a result envelope
+//! `{"output": ..., "text": ..., "usage": {...}}` or the bare output object. A non-zero exit,
+//! unparsable stdout or a timeout is a failed result carrying the reason. The process runs in
+//! its own process group, which is killed when it ends, times out or is cancelled.
+
+use super::process_group::ProcessGroupGuard;
+use super::{tail, Harness, LeafFuture};
+use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::Stdio;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub struct CommandHarness;
+
+impl Harness for CommandHarness {
+    fn name(&self) -> &'static str {
+        "command"
+    }
+
+    fn start(&self, req: LeafRequest) -> LeafFuture {
+        Box::pin(run(req))
+    }
+}
+
+/// Resolves a workflow's program: a path with a slash is relative to the project root,
+/// a bare name is looked up on PATH.
+pub fn resolve_program(program: &str, root: &Path) -> std::path::PathBuf {
+    if program.contains('/') && !Path::new(program).is_absolute() {
+        root.join(program)
+    } else {
+        std::path::PathBuf::from(program)
+    }
+}
+
+async fn run(req: LeafRequest) -> SessionResult {
+    let id = req.session_id.clone();
+    let wf = req.workflow.name.clone();
+    let fail = |status, msg: String| SessionResult::failed(&id, &wf, status, msg);
+
+    let argv = match req.overrides.get("command").and_then(Value::as_array) {
+        Some(a) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        None => req.workflow.command.clone().unwrap_or_default(),
+    };
+    let Some((program, args)) = argv.split_first() else {
+        return fail(SessionStatus::Failed, format!("workflow `{wf}` uses the command harness but sets no `command`"));
+    };
+    let program_path = resolve_program(program, &req.project_root);
+
+    let mut cmd = tokio::process::Command::new(&program_path);
+    cmd.args(args)
+        .current_dir(&req.project_root)
+        .env("COORD_SESSION_ID", &id)
+        .env("COORD_WORKFLOW", &wf)
+        .env("COORD_RUN_DIR", &req.run_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return fail(SessionStatus::Failed, format!("cannot start `{}`: {e}", program_path.display())),
+    };
+    let mut group = ProcessGroupGuard::new(child.id());
+
+    let request = json!({
+        "session": id,
+        "workflow": wf,
+        "goal": req.goal,
+        "inputs": req.inputs,
+        "prompt": req.prompt,
+        "schema": req.schema,
+        "model": req.model,
+    });
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let stdin_task = tokio::spawn(async move {
+        // A leaf that never reads its stdin is allowed; ignore a broken pipe.
+        let _ = stdin.write_all(request.to_string().as_bytes()).await;
+        let _ = stdin.shutdown().await;
+    });
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let out_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf).await;
+        buf
+    });
+    let err_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf).await;
+        buf
+    });
+
+    let waited = tokio::time::timeout(req.timeout, child.wait()).await;
+    // Whatever happened, nothing of the leaf may outlive it: grandchildren holding the pipes
+    // open would otherwise keep the reads below from finishing.
+    group.kill();
+    stdin_task.abort();
+    let status = match waited {
+        Err(_) => {
+            let _ = child.wait().await;
+            out_task.abort();
+            err_task.abort();
+            return fail(
+                SessionStatus::Timeout,
+                format!("timed out after {}; process tree killed", humantime::format_duration(req.timeout)),
+            );
+        }
+        Ok(Err(e)) => return fail(SessionStatus::Failed, format!("waiting for the leaf failed: {e}")),
+        Ok(Ok(status)) => status,
+    };
+    let stdout = out_task.await.unwrap_or_default();
+    let stderr = err_task.await.unwrap_or_default();
+
+    if !status.success() {
+        let how = match status.code() {
+            Some(code) => format!("exited with status {code}"),
+            None => "was killed by a signal".to_owned(),
+        };
+        let detail = tail(&stderr, 400);
+        let msg = if detail.is_empty() { how } else { format!("{how}: {detail}") };
+        return fail(SessionStatus::Failed, msg);
+    }
+    match parse_stdout(&stdout) {
+        Ok(parsed) => {
+            let mut result = SessionResult::new(&id, &wf, SessionStatus::Ok);
+            result.text = parsed.text;
+            result.output = parsed.output;
+            result.usage = parsed.usage;
+            result
+        }
+        Err(msg) => fail(SessionStatus::Failed, msg),
+    }
+}
+
+struct ParsedOutput {
+    output: Value,
+    text: String,
+    usage: Usage,
+}
+
+/// Reads the leaf's stdout: the whole of it as JSON, or else its last non-empty line (so a
+/// leaf may log above its answer).
+fn parse_stdout(stdout: &[u8]) -> Result<ParsedOutput, String> {
+    let text = String::from_utf8_lossy(stdout);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("the leaf printed nothing on stdout; expected a JSON result".into());
+    }
+    let value: Value = serde_json::from_str(trimmed)
+        .or_else(|first| {
+            trimmed
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .ok_or(first)
+                .and_then(|l| serde_json::from_str(l.trim()).map_err(|_| serde_json::from_str::<Value>(trimmed).unwrap_err()))
+        })
+        .map_err(|e| format!("stdout is not JSON ({e}): {}", tail(stdout, 200)))?;
+    match value {
+        Value::Object(mut obj) if obj.contains_key("output") => {
+            let output = obj.remove("output").unwrap_or(Value::Null);
+            let text = match obj.remove("text") {
+                Some(Value::String(s)) => s,
+                _ => output.to_string(),
+            };
+            let usage = obj
+                .remove("usage")
+                .map(serde_json::from_value::<Usage>)
+                .transpose()
+                .map_err(|e| format!("stdout `usage` is malformed: {e}"))?
+                .unwrap_or_default();
+            Ok(ParsedOutput { output, text, usage })
+        }
+        other => Ok(ParsedOutput { text: other.to_string(), output: other, usage: Usage::default() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdout_shapes() {
+        let p = parse_stdout(br#"{"verdict":"clean"}"#).unwrap();
+        assert_eq!(p.output["verdict"], "clean");
+        let p = parse_stdout(b"log line\n{\"output\":{\"a\":1},\"usage\":{\"input_tokens\":5,\"cost_usd\":0.5}}\n").unwrap();
+        assert_eq!(p.output["a"], 1);
+        assert_eq!(p.usage.input_tokens, 5);
+        assert!(parse_stdout(b"").unwrap_err().contains("nothing"));
+        assert!(parse_stdout(b"{broken").unwrap_err().contains("not JSON"));
+        assert!(parse_stdout(br#"{"output":1,"usage":"lots"}"#).unwrap_err().contains("usage"));
+    }
+}

@@ -1,0 +1,18 @@
+//! The run journal: an append-only JSONL record of every host call, session completion and
+//! effect of a run, plus the content-addressed blob store beside it.
+//!
+//! Owns the on-disk format (see `docs/journal.md`), writing it cheaply and crash-safely, and
+//! reading it back (tolerating a torn last line). It must not interpret routing: what a call
+//! *means* belongs to the host API; the journal only records and returns.
+
+pub mod blob_store;
+pub mod call_key;
+pub mod entry;
+pub mod reader;
+pub mod run_dir;
+pub mod writer;
+
+pub use call_key::CallKey;
+pub use entry::{Entry, EntryKind, RunStatus, JOURNAL_VERSION};
+pub use reader::{JournalError, RecordedRun};
+pub use writer::JournalWriter;

@@ -1,0 +1,266 @@
+//! Reads a journal back into a [`RecordedRun`].
+//!
+//! A torn last line (the process died mid-write) is dropped with a warning. A bad line in the
+//! middle, or a journal of a newer format version, is refused with a clear error unless the
+//! caller asks to recover the valid prefix. Reading never panics on any input.
+
+use super::entry::{Entry, EntryKind, RunHeader, RunStatus, JOURNAL_VERSION};
+use super::writer::JOURNAL_FILE;
+use indexmap::IndexMap;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("no journal at {path}: {source}")]
+    Missing { path: PathBuf, source: std::io::Error },
+    #[error("{path} is empty: the run never started")]
+    Empty { path: PathBuf },
+    #[error("{path}:{line}: corrupt journal entry ({reason}); pass --recover to keep the {valid} valid entries before it")]
+    Corrupt { path: PathBuf, line: usize, reason: String, valid: usize },
+    #[error("{path} has journal format version {found}; this coord reads version {JOURNAL_VERSION} (upgrade coord)")]
+    UnsupportedVersion { path: PathBuf, found: u32 },
+    #[error("{path}: the first entry is not `run_started`")]
+    NoHeader { path: PathBuf },
+}
+
+/// Everything a journal says about a run, indexed for replay and views.
+#[derive(Debug, Clone)]
+pub struct RecordedRun {
+    pub dir: PathBuf,
+    pub header: RunHeader,
+    /// All entries in file order.
+    pub entries: Vec<Entry>,
+    /// Call and effect-intent entries in call order (index = call number).
+    pub calls: Vec<Entry>,
+    /// Session results by session id.
+    pub sessions: IndexMap<String, Value>,
+    /// Effect results by call number.
+    pub effect_results: IndexMap<u64, Value>,
+    pub finished: Option<Entry>,
+    /// Byte length of the valid prefix (what a resumed writer keeps).
+    pub valid_len: u64,
+    /// Warnings met while reading (a dropped torn line, a recovered prefix).
+    pub warnings: Vec<String>,
+}
+
+impl RecordedRun {
+    pub fn status(&self) -> RunStatus {
+        self.finished.as_ref().and_then(|e| e.status).unwrap_or(RunStatus::Running)
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.entries.last().map(|e| e.seq + 1).unwrap_or(0)
+    }
+
+    pub fn read(dir: &Path) -> Result<Self, JournalError> {
+        Self::read_with(dir, false)
+    }
+
+    pub fn read_with(dir: &Path, recover: bool) -> Result<Self, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing { path: path.clone(), source })?;
+        Self::parse(dir, &path, &bytes, recover)
+    }
+
+    fn parse(dir: &Path, path: &Path, bytes: &[u8], recover: bool) -> Result<Self, JournalError> {
+        let mut warnings = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut offset = 0usize;
+        let mut valid_len = 0u64;
+        let mut line_no = 0usize;
+        while offset < bytes.len() {
+            line_no += 1;
+            let rest = &bytes[offset..];
+            let (line, complete) = match rest.iter().position(|&b| b == b'\n') {
+                Some(i) => (&rest[..i], true),
+                None => (rest, false),
+            };
+            let next = offset + line.len() + usize::from(complete);
+            if line.iter().all(u8::is_ascii_whitespace) {
+                offset = next;
+                if complete {
+                    valid_len = next as u64;
+                }
+                continue;
+            }
+            match serde_json::from_slice::<Entry>(line) {
+                Ok(entry) if complete => {
+                    entries.push(entry);
+                    valid_len = next as u64;
+                }
+                Ok(_) | Err(_) if !complete => {
+                    warnings.push(format!(
+                        "{}:{line_no}: dropped a torn last entry ({} bytes): the run was cut off mid-write",
+                        path.display(),
+                        line.len()
+                    ));
+                    break;
+                }
+                Ok(_) => unreachable!("complete lines are handled above"),
+                Err(err) => {
+                    let is_last = next >= bytes.len();
+                    if is_last && !recover {
+                        // A complete but unparsable final line is also a torn write (the newline
+                        // of a partial write can land before the rest of the record).
+                        warnings.push(format!(
+                            "{}:{line_no}: dropped an unreadable last entry: {err}",
+                            path.display()
+                        ));
+                        break;
+                    }
+                    if recover {
+                        warnings.push(format!(
+                            "{}:{line_no}: corrupt entry; recovered the {} entries before it",
+                            path.display(),
+                            entries.len()
+                        ));
+                        break;
+                    }
+                    return Err(JournalError::Corrupt {
+                        path: path.to_owned(),
+                        line: line_no,
+                        reason: err.to_string(),
+                        valid: entries.len(),
+                    });
+                }
+            }
+            offset = next;
+        }
+
+        let first = entries.first().ok_or_else(|| JournalError::Empty { path: path.to_owned() })?;
+        if first.kind != EntryKind::RunStarted {
+            return Err(JournalError::NoHeader { path: path.to_owned() });
+        }
+        let header = first.header.clone().ok_or_else(|| JournalError::NoHeader { path: path.to_owned() })?;
+        if header.version > JOURNAL_VERSION || header.version == 0 {
+            return Err(JournalError::UnsupportedVersion { path: path.to_owned(), found: header.version });
+        }
+
+        let mut calls = Vec::new();
+        let mut sessions = IndexMap::new();
+        let mut effect_results = IndexMap::new();
+        let mut finished = None;
+        for entry in &entries {
+            match entry.kind {
+                EntryKind::RunStarted => {}
+                EntryKind::Call | EntryKind::EffectIntent => calls.push(entry.clone()),
+                EntryKind::Session => {
+                    if let (Some(id), Some(result)) = (&entry.session, &entry.result) {
+                        sessions.insert(id.clone(), result.clone());
+                    }
+                }
+                EntryKind::EffectResult => {
+                    if let (Some(call), Some(result)) = (entry.call, &entry.result) {
+                        effect_results.insert(call, result.clone());
+                    }
+                }
+                EntryKind::RunFinished => finished = Some(entry.clone()),
+            }
+        }
+        Ok(RecordedRun {
+            dir: dir.to_owned(),
+            header,
+            entries,
+            calls,
+            sessions,
+            effect_results,
+            finished,
+            valid_len,
+            warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{CallKey, JournalWriter};
+    use crate::journal::entry::CallSite;
+    use serde_json::json;
+
+    fn header() -> RunHeader {
+        RunHeader { version: JOURNAL_VERSION, run_id: "r1".into(), mode: "scenario".into(), ..Default::default() }
+    }
+
+    fn write_run(dir: &Path) {
+        let mut w = JournalWriter::create(dir).unwrap();
+        w.append(Entry::run_started(header())).unwrap();
+        let key = CallKey::new("now", None, &json!([]));
+        w.append(Entry::call(0, "now", key, &CallSite::default(), json!([]), json!(1), None)).unwrap();
+        w.append(Entry::session("s1", json!({"status": "ok"}))).unwrap();
+        w.append(Entry::run_finished(RunStatus::Succeeded, None, None, "t".into())).unwrap();
+        w.sync().unwrap();
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        write_run(dir.path());
+        let run = RecordedRun::read(dir.path()).unwrap();
+        assert_eq!(run.calls.len(), 1);
+        assert_eq!(run.sessions["s1"], json!({"status": "ok"}));
+        assert_eq!(run.status(), RunStatus::Succeeded);
+        assert_eq!(run.next_seq(), 4);
+        assert!(run.warnings.is_empty());
+    }
+
+    #[test]
+    fn torn_last_line_is_dropped_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        write_run(dir.path());
+        let path = dir.path().join(JOURNAL_FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let full = bytes.len();
+        bytes.truncate(full - 10);
+        std::fs::write(&path, &bytes).unwrap();
+        let run = RecordedRun::read(dir.path()).unwrap();
+        assert_eq!(run.status(), RunStatus::Running);
+        assert_eq!(run.warnings.len(), 1);
+        assert!(run.warnings[0].contains("torn"));
+        assert!((run.valid_len as usize) < bytes.len());
+    }
+
+    #[test]
+    fn garbage_in_the_middle_is_refused_or_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        write_run(dir.path());
+        let path = dir.path().join(JOURNAL_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.insert(2, "{not json");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        match RecordedRun::read(dir.path()) {
+            Err(JournalError::Corrupt { line, valid, .. }) => {
+                assert_eq!(line, 3);
+                assert_eq!(valid, 2);
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        let run = RecordedRun::read_with(dir.path(), true).unwrap();
+        assert_eq!(run.entries.len(), 2);
+        assert_eq!(run.warnings.len(), 1);
+    }
+
+    #[test]
+    fn future_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = JournalWriter::create(dir.path()).unwrap();
+        w.append(Entry::run_started(RunHeader { version: JOURNAL_VERSION + 1, ..header() })).unwrap();
+        drop(w);
+        assert!(matches!(
+            RecordedRun::read(dir.path()),
+            Err(JournalError::UnsupportedVersion { found, .. }) if found == JOURNAL_VERSION + 1
+        ));
+    }
+
+    #[test]
+    fn empty_and_missing_journals_are_errors_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(RecordedRun::read(dir.path()), Err(JournalError::Missing { .. })));
+        std::fs::write(dir.path().join(JOURNAL_FILE), b"").unwrap();
+        assert!(matches!(RecordedRun::read(dir.path()), Err(JournalError::Empty { .. })));
+        std::fs::write(dir.path().join(JOURNAL_FILE), b"\xff\xfe garbage").unwrap();
+        assert!(RecordedRun::read(dir.path()).is_err());
+    }
+}

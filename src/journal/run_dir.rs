@@ -1,0 +1,114 @@
+//! The run store: where run directories live, how run ids are made, and how a `RUN` argument
+//! (an id, a unique id prefix, `last`, or a directory) is resolved.
+
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_RUNS_DIR: &str = ".coord/runs";
+const PID_FILE: &str = "run.pid";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunLookupError {
+    #[error("no run `{0}` (looked in {1}); `coord runs` lists the recorded runs")]
+    NotFound(String, PathBuf),
+    #[error("`{0}` matches several runs: {1}")]
+    Ambiguous(String, String),
+    #[error("no runs recorded in {0}")]
+    NoRuns(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct RunStore {
+    pub root: PathBuf,
+}
+
+impl RunStore {
+    /// `--runs-dir`, else `COORD_RUNS_DIR`, else `.coord/runs` under the current directory.
+    pub fn locate(flag: Option<&Path>) -> Self {
+        let root = flag
+            .map(Path::to_path_buf)
+            .or_else(|| std::env::var_os("COORD_RUNS_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNS_DIR));
+        RunStore { root }
+    }
+
+    /// Creates a fresh run directory with a new, sortable id.
+    pub fn create_run(&self, coordinator: &str) -> std::io::Result<(String, PathBuf)> {
+        std::fs::create_dir_all(&self.root)?;
+        let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+        for attempt in 0u32..1000 {
+            let suffix = run_suffix(coordinator, attempt);
+            let id = format!("{stamp}-{suffix}");
+            let dir = self.root.join(&id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => return Ok((id, dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(std::io::Error::other("could not allocate a run id"))
+    }
+
+    /// All run directories, oldest first (ids sort by start time).
+    pub fn list(&self) -> Vec<(String, PathBuf)> {
+        let mut runs: Vec<(String, PathBuf)> = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().join(super::writer::JOURNAL_FILE).exists())
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect();
+        runs.sort();
+        runs
+    }
+
+    pub fn resolve(&self, run: &str) -> Result<PathBuf, RunLookupError> {
+        let as_path = Path::new(run);
+        if as_path.join(super::writer::JOURNAL_FILE).exists() {
+            return Ok(as_path.to_path_buf());
+        }
+        let runs = self.list();
+        if run == "last" || run == "latest" {
+            return runs.last().map(|(_, p)| p.clone()).ok_or_else(|| RunLookupError::NoRuns(self.root.clone()));
+        }
+        if let Some((_, p)) = runs.iter().find(|(id, _)| id == run) {
+            return Ok(p.clone());
+        }
+        let matches: Vec<_> = runs.iter().filter(|(id, _)| id.starts_with(run) || id.ends_with(run)).collect();
+        match matches.as_slice() {
+            [(_, p)] => Ok(p.clone()),
+            [] => Err(RunLookupError::NotFound(run.to_owned(), self.root.clone())),
+            many => Err(RunLookupError::Ambiguous(
+                run.to_owned(),
+                many.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
+            )),
+        }
+    }
+}
+
+/// Four hex digits that differ between runs started in the same second.
+fn run_suffix(coordinator: &str, attempt: u32) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let seed = format!("{coordinator}:{}:{nanos}:{attempt}", std::process::id());
+    super::call_key::short_hash(seed.as_bytes())[..4].to_owned()
+}
+
+/// Marks a run directory as owned by this live process, so views can tell a running run from
+/// one whose process died without finishing.
+pub fn write_pid(run_dir: &Path) -> std::io::Result<()> {
+    std::fs::write(run_dir.join(PID_FILE), std::process::id().to_string())
+}
+
+pub fn clear_pid(run_dir: &Path) {
+    let _ = std::fs::remove_file(run_dir.join(PID_FILE));
+}
+
+/// True when the run's recorded process is still alive.
+pub fn owner_alive(run_dir: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(run_dir.join(PID_FILE)) else { return false };
+    let Ok(pid) = text.trim().parse::<i32>() else { return false };
+    // Signal 0 probes for existence without delivering anything.
+    unsafe { libc::kill(pid, 0) == 0 }
+}

@@ -1,0 +1,14 @@
+//! coord: coordinators as scripts. Rhai routing over journaled, scheduled leaf agent sessions.
+//!
+//! The crate is laid out in the order data flows; `docs/ARCHITECTURE.md` walks it.
+
+pub mod cli;
+pub mod effects;
+pub mod harness;
+pub mod journal;
+pub mod run;
+pub mod scenario;
+pub mod scheduler;
+pub mod script;
+pub mod views;
+pub mod workflow;

@@ -1,0 +1,423 @@
+//! A run: wires a script, a world (scenario or live), the scheduler, the journal and the host
+//! together, runs the script on its own thread, and reports the outcome.
+//!
+//! It owns the order of setting up (compile and load everything a user wrote before creating
+//! the run directory, so a bad file leaves nothing behind) and of finishing (the journal's last
+//! entry says how the run ended). It must not decide routing or render output.
+
+pub mod project;
+
+use crate::effects::{UnconfiguredWorld, World};
+use crate::harness::mock::MockHarness;
+use crate::harness::HarnessSet;
+use crate::journal::entry::{Entry, RunHeader, RunStatus, JOURNAL_VERSION};
+use crate::journal::run_dir::{self, RunStore};
+use crate::journal::{JournalWriter, RecordedRun};
+use crate::scenario::{MockResponder, Scenario, ScenarioDiagnostic, ScenarioWorld};
+use crate::scheduler::session::Usage;
+use crate::scheduler::SchedulerClient;
+use crate::script::diagnostic::ScriptErrorKind;
+use crate::script::engine::SCRIPT_THREAD_STACK;
+use crate::script::host::{Clock, EffectRecord, HostError, HostSetup, LeafOverride, UnrecordedCall};
+use crate::script::host_api::{self, HostCell};
+use crate::script::recorded_calls::{Divergence, RecordedCalls, ReplayMode};
+use crate::script::{EngineLimits, Host, ScriptDiagnostic, ScriptEngine};
+use crate::workflow::WorkflowSet;
+use indexmap::IndexMap;
+use project::Project;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// How a run relates to a recorded one.
+#[derive(Clone, Debug)]
+pub enum Recording {
+    /// A fresh run.
+    Fresh,
+    /// Answer from `run`'s journal: replay, what-if or resume (`mode`).
+    From { run_dir: PathBuf, mode: ReplayMode, retry_failed: bool, recover: bool },
+}
+
+#[derive(Clone, Debug)]
+pub struct RunPlan {
+    pub script: PathBuf,
+    pub inputs: IndexMap<String, Value>,
+    pub scenario: Option<PathBuf>,
+    pub demo: bool,
+    pub max_parallel: usize,
+    pub runs: RunStore,
+    pub dry_run: bool,
+    pub limits: EngineLimits,
+    pub leaf_overrides: IndexMap<String, LeafOverride>,
+    /// Keep the journal in memory only (the journaling-overhead benchmark).
+    pub journal_in_memory: bool,
+    pub recording: Recording,
+}
+
+impl RunPlan {
+    pub fn new(script: PathBuf) -> Self {
+        RunPlan {
+            script,
+            inputs: IndexMap::new(),
+            scenario: None,
+            demo: false,
+            max_parallel: 8,
+            runs: RunStore::locate(None),
+            dry_run: false,
+            limits: EngineLimits::default(),
+            leaf_overrides: IndexMap::new(),
+            journal_in_memory: false,
+            recording: Recording::Fresh,
+        }
+    }
+}
+
+/// Errors that stop a run before it starts: the user's files are at fault, or the run store.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SetupError {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Script(#[from] Box<ScriptDiagnostic>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Scenario(#[from] Box<ScenarioDiagnostic>),
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Journal(#[from] Box<crate::journal::JournalError>),
+    #[error("run store: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Why a run that started did not succeed.
+#[derive(Debug)]
+pub enum RunFailure {
+    /// The script is at fault (exit 2) or threw (exit 1).
+    Script(Box<ScriptDiagnostic>),
+    /// Replay met a call the journal does not hold (exit 3).
+    Divergence(Box<Divergence>, Box<ScriptDiagnostic>),
+    /// The journal of an interrupted run ended before the script did.
+    JournalEnded(u64),
+    /// A read or the journal failed (exit 1).
+    Host(String),
+    /// SIGINT or SIGTERM.
+    Interrupted,
+}
+
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub coordinator: String,
+    pub status: RunStatus,
+    pub sessions: usize,
+    pub effects: Vec<EffectRecord>,
+    pub usage: Usage,
+    /// What the script returned, as JSON.
+    pub result: Value,
+    pub failure: Option<RunFailure>,
+    pub unrecorded: Vec<UnrecordedCall>,
+    /// What-if and resume: the first call where the script left the recorded path.
+    pub divergence: Option<Divergence>,
+    pub warnings: Vec<String>,
+}
+
+/// Runs a plan to its end. Blocks the calling thread; `runtime` runs the leaves.
+pub fn execute(
+    plan: RunPlan,
+    runtime: &tokio::runtime::Handle,
+    interrupt: Arc<crate::scheduler::Interrupt>,
+) -> Result<RunOutcome, SetupError> {
+    let runtime = runtime.clone();
+    let handle = std::thread::Builder::new()
+        .name("coord-script".into())
+        .stack_size(SCRIPT_THREAD_STACK)
+        .spawn(move || execute_on_script_thread(plan, runtime, interrupt))
+        .map_err(SetupError::Io)?;
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn execute_on_script_thread(
+    plan: RunPlan,
+    runtime: tokio::runtime::Handle,
+    interrupt: Arc<crate::scheduler::Interrupt>,
+) -> Result<RunOutcome, SetupError> {
+    let script_path = plan.script.clone();
+    let source = std::fs::read_to_string(&script_path)
+        .map_err(|e| SetupError::Usage(format!("cannot read script {}: {e}", script_path.display())))?;
+    let project = Project::discover(&script_path);
+    let coordinator = coordinator_name(&script_path);
+
+    // Compile first: a script that does not compile leaves no run behind.
+    let cell: Rc<HostCell> = Rc::new(HostCell::default());
+    let mut engine = ScriptEngine::build(plan.limits);
+    engine.set_module_resolver(project.module_resolver(&script_path));
+    let main_source = script_path.display().to_string();
+    host_api::register(&mut engine, cell.clone(), main_source.clone());
+    {
+        let flag = interrupt.clone();
+        engine.on_progress(move |_| {
+            flag.is_set().then(|| rhai::Dynamic::from("interrupted"))
+        });
+    }
+    let mut ast = engine
+        .compile_into_self_contained(&rhai::Scope::new(), &source)
+        .map_err(|e| match *e {
+            rhai::EvalAltResult::ErrorParsing(t, pos) => {
+                Box::new(ScriptDiagnostic::from_parse(&rhai::ParseError(Box::new(t), pos), &script_path, &source))
+            }
+            other => Box::new(ScriptDiagnostic::from_eval(&other, &script_path, &source)),
+        })?;
+    ast.set_source(main_source.as_str());
+
+    // The recorded run, when replaying or resuming.
+    let recorded_run = match &plan.recording {
+        Recording::Fresh => None,
+        Recording::From { run_dir, recover, .. } => {
+            Some(RecordedRun::read_with(run_dir, *recover).map_err(|e| SetupError::Journal(Box::new(e)))?)
+        }
+    };
+
+    // The world: a scenario (given, demo, or the recorded run's), else live.
+    let scenario_path = match (&plan.scenario, plan.demo, &recorded_run) {
+        (Some(p), _, _) => Some(p.clone()),
+        (None, true, _) => {
+            let demo = project.demo_scenario(&script_path);
+            if !demo.is_file() {
+                return Err(SetupError::Usage(format!(
+                    "{} has no demo scenario (looked for {})",
+                    script_path.display(),
+                    demo.display()
+                )));
+            }
+            Some(demo)
+        }
+        (None, false, Some(rec)) => rec.header.scenario.as_ref().map(PathBuf::from),
+        _ => None,
+    };
+    let scenario = match &scenario_path {
+        Some(p) => Some(Scenario::load(p).map_err(|e| SetupError::Scenario(Box::new(e)))?),
+        None => None,
+    };
+
+    let mut inputs: IndexMap<String, Value> = match (&recorded_run, &scenario) {
+        (Some(rec), _) => rec.header.inputs.as_object().map(|o| o.clone().into_iter().collect()).unwrap_or_default(),
+        (None, Some(s)) => s.inputs.clone(),
+        (None, None) => IndexMap::new(),
+    };
+    inputs.extend(plan.inputs.clone());
+
+    let mut harnesses = HarnessSet::new();
+    let (world, clock, default_harness, mode): (Box<dyn World>, Clock, Option<String>, &str) = match &scenario {
+        Some(s) => {
+            harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(s.rules.clone()))));
+            (Box::new(ScenarioWorld::new(s)), Clock::Fixed(s.now_unix), Some("mock".into()), "scenario")
+        }
+        None => (Box::new(UnconfiguredWorld), Clock::System, None, "live"),
+    };
+    let mode = if plan.dry_run { "dry_run" } else { mode };
+
+    // The run directory and journal.
+    let offline = matches!(&plan.recording, Recording::From { mode: ReplayMode::Exact | ReplayMode::WhatIf, .. });
+    let (run_id, run_dir, journal, recorded) = match (&plan.recording, recorded_run) {
+        (Recording::From { run_dir, mode, retry_failed, .. }, Some(rec)) => {
+            let journal = if offline {
+                JournalWriter::in_memory()
+            } else {
+                JournalWriter::append_to(run_dir, rec.valid_len, rec.next_seq())?
+            };
+            let mut calls = RecordedCalls::new(&rec, *mode);
+            if *retry_failed {
+                calls.rerun(
+                    rec.sessions
+                        .iter()
+                        .filter(|(_, r)| !matches!(r["status"].as_str(), Some("ok")))
+                        .map(|(id, _)| id.clone()),
+                );
+            }
+            (rec.header.run_id.clone(), run_dir.clone(), journal, Some((calls, rec.warnings)))
+        }
+        _ => {
+            let (id, dir) = plan.runs.create_run(&coordinator)?;
+            let mut journal = if plan.journal_in_memory { JournalWriter::in_memory() } else { JournalWriter::create(&dir)? };
+            journal.append(Entry::run_started(RunHeader {
+                version: JOURNAL_VERSION,
+                coord_version: env!("CARGO_PKG_VERSION").into(),
+                run_id: id.clone(),
+                coordinator: coordinator.clone(),
+                script: script_path.display().to_string(),
+                script_sha256: crate::journal::call_key::short_hash(source.as_bytes()),
+                inputs: Value::Object(inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+                mode: mode.into(),
+                scenario: scenario_path.as_ref().map(|p| p.display().to_string()),
+                started_at: now_rfc3339(),
+            }))?;
+            journal.sync()?;
+            (id, dir, journal, None)
+        }
+    };
+    let (recorded, mut warnings) = match recorded {
+        Some((c, w)) => (Some(c), w),
+        None => (None, Vec::new()),
+    };
+    if !offline {
+        run_dir::write_pid(&run_dir)?;
+    }
+    let log = if offline {
+        None
+    } else {
+        std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("run.log")).ok()
+    };
+
+    let scheduler = SchedulerClient::start(&runtime, plan.max_parallel, &interrupt);
+    let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()));
+    cell.install(Host::new(HostSetup {
+        run_id: run_id.clone(),
+        run_dir: run_dir.clone(),
+        project_root: project.root.clone(),
+        journal,
+        world,
+        scheduler,
+        workflows,
+        harnesses,
+        default_harness,
+        leaf_overrides: plan.leaf_overrides.clone(),
+        inputs,
+        clock,
+        dry_run: plan.dry_run,
+        recorded,
+        interrupt: interrupt.clone(),
+        log,
+    }));
+
+    let evaluated = engine.eval_ast::<rhai::Dynamic>(&ast);
+    drop(engine);
+    let mut host = cell.take().expect("the host was installed above");
+    host.flush_log();
+
+    let (status, failure, result) = match evaluated {
+        Ok(value) => (RunStatus::Succeeded, None, rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null)),
+        Err(err) => {
+            let failure = classify_failure(&mut host, &err, &script_path, &source, &interrupt);
+            let status = if matches!(failure, RunFailure::Interrupted) { RunStatus::Interrupted } else { RunStatus::Failed };
+            (status, Some(failure), Value::Null)
+        }
+    };
+    if matches!(status, RunStatus::Interrupted) {
+        host.cancel_leaves();
+    }
+    let divergence = host.recorded().and_then(|r| r.divergence.clone());
+    let journal_error = match &failure {
+        Some(RunFailure::Script(d)) => Some(d.message.clone()),
+        Some(RunFailure::Host(m)) => Some(m.clone()),
+        Some(RunFailure::Interrupted) => Some("interrupted".into()),
+        _ => None,
+    };
+    if !offline {
+        let at = now_rfc3339();
+        let journal = host.journal_mut();
+        let finished = journal
+            .append(Entry::run_finished(status, journal_error, Some(result.clone()), at))
+            .and_then(|_| journal.sync());
+        if let Err(e) = finished {
+            warnings.push(format!("could not finish the journal: {e}"));
+        }
+        run_dir::clear_pid(&run_dir);
+    }
+
+    Ok(RunOutcome {
+        run_id,
+        run_dir,
+        coordinator,
+        status,
+        sessions: host.session_count(),
+        effects: std::mem::take(&mut host.effects),
+        usage: host.usage.clone(),
+        result,
+        failure,
+        unrecorded: std::mem::take(&mut host.unrecorded),
+        divergence,
+        warnings,
+    })
+}
+
+fn classify_failure(
+    host: &mut Host,
+    err: &rhai::EvalAltResult,
+    script: &Path,
+    source: &str,
+    interrupt: &crate::scheduler::Interrupt,
+) -> RunFailure {
+    if interrupt.is_set() || matches!(err, rhai::EvalAltResult::ErrorTerminated(..)) {
+        return RunFailure::Interrupted;
+    }
+    match host.fatal.take() {
+        Some(HostError::Interrupted) => RunFailure::Interrupted,
+        Some(HostError::Divergence(d)) => {
+            let (file, text) = site_source(&d.now_site, script, source);
+            let diag = ScriptDiagnostic::at(
+                &file,
+                &text,
+                d.now_site.line,
+                d.now_site.col,
+                format!("replay diverged from the journal at call {}", d.index),
+                Some(describe_divergence(&d)),
+                ScriptErrorKind::Runtime,
+            );
+            RunFailure::Divergence(d, Box::new(diag))
+        }
+        Some(HostError::JournalEnded(i)) => RunFailure::JournalEnded(i),
+        Some(HostError::Journal(e)) => RunFailure::Host(format!("journal: {e}")),
+        Some(HostError::World(m)) => {
+            let mut d = ScriptDiagnostic::from_eval(err, script, source);
+            d.message = format!("{}: {m}", d.location.clone().unwrap_or_default());
+            d.kind = ScriptErrorKind::Thrown;
+            RunFailure::Script(Box::new(d))
+        }
+        Some(HostError::Script(_)) | None => {
+            let mut d = ScriptDiagnostic::from_eval(err, script, source);
+            if host.fatal.is_none() && d.kind == ScriptErrorKind::Thrown {
+                // A `throw` in the script: the run failed on purpose.
+            }
+            if let Some(HostError::Script(_)) = &host.fatal {
+                d.kind = ScriptErrorKind::Runtime;
+            }
+            RunFailure::Script(Box::new(d))
+        }
+    }
+}
+
+fn site_source(site: &crate::journal::entry::CallSite, script: &Path, source: &str) -> (PathBuf, String) {
+    match &site.source {
+        Some(m) => (PathBuf::from(m), std::fs::read_to_string(m).unwrap_or_default()),
+        None => (script.to_owned(), source.to_owned()),
+    }
+}
+
+pub fn describe_divergence(d: &Divergence) -> String {
+    let now = format!("{} {}", d.now_function, compact(&d.now_args));
+    match &d.recorded {
+        Some(e) => format!(
+            "the journal recorded: {} {} (at {}{})\nthe script now asks: {now}",
+            e.function.as_deref().unwrap_or("?"),
+            compact(e.args.as_ref().unwrap_or(&Value::Null)),
+            e.source.as_deref().map(|s| format!("{s}:")).unwrap_or_default(),
+            e.pos.as_deref().unwrap_or("?"),
+        ),
+        None => format!("the journal ends here; the script now asks: {now}"),
+    }
+}
+
+fn compact(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 160 { format!("{}…", &s[..s.char_indices().nth(160).map(|(i, _)| i).unwrap_or(s.len())]) } else { s }
+}
+
+pub fn coordinator_name(script: &Path) -> String {
+    script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into())
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,380 @@
+//! Scenarios: TOML files describing the world of an offline run (inputs, GitHub-like fixtures,
+//! leaf responses, expectations). See `docs/scenarios.md`.
+//!
+//! Owns parsing with source spans (so a bad scenario gets a diagnostic pointing into the file),
+//! matching leaf requests to responses, and the in-memory world the run acts on. It must not
+//! know any coordinator's routing.
+
+pub mod diagnostic;
+pub mod mock_responder;
+pub mod world;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+pub use diagnostic::ScenarioDiagnostic;
+pub use mock_responder::MockResponder;
+pub use world::ScenarioWorld;
+
+/// Time a scenario run sees when the scenario sets no `now`.
+pub const DEFAULT_NOW: &str = "2026-01-05T09:00:00Z";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    #[serde(default)]
+    coordinator: Option<Spanned<String>>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    now: Option<Spanned<String>>,
+    #[serde(default)]
+    inputs: toml::Table,
+    #[serde(default)]
+    github: GithubFixtures,
+    #[serde(default)]
+    leaf: Vec<LeafRuleFile>,
+    #[serde(default)]
+    expect: Option<Spanned<Expectations>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GithubFixtures {
+    #[serde(default)]
+    prs: Vec<toml::Table>,
+    #[serde(default)]
+    issues: Vec<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeafRuleFile {
+    workflow: Spanned<String>,
+    #[serde(default, rename = "match")]
+    conditions: toml::Table,
+    #[serde(default)]
+    goal_contains: Option<String>,
+    #[serde(default)]
+    status: Option<Spanned<String>>,
+    #[serde(default)]
+    output: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    usage: Option<crate::scheduler::session::Usage>,
+    #[serde(default)]
+    delay_ms: Option<u64>,
+    #[serde(default)]
+    invalid: bool,
+    #[serde(default)]
+    sequence: Vec<Spanned<ResponseFields>>,
+}
+
+impl LeafRuleFile {
+    fn inline_response(&self) -> ResponseFields {
+        ResponseFields {
+            status: self.status.clone(),
+            output: self.output.clone(),
+            text: self.text.clone(),
+            error: self.error.clone(),
+            usage: self.usage.clone(),
+            delay_ms: self.delay_ms,
+            invalid: self.invalid,
+        }
+    }
+}
+
+/// One canned leaf answer. Every field is optional: a bare `{}` is an ok result with no output.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseFields {
+    #[serde(default)]
+    pub status: Option<Spanned<String>>,
+    #[serde(default)]
+    pub output: Option<Spanned<toml::Value>>,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub usage: Option<crate::scheduler::session::Usage>,
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+    /// Marks an output that deliberately violates its schema, to test that routing copes.
+    #[serde(default)]
+    pub invalid: bool,
+}
+
+/// Assertions checked by `coord test` beside the snapshot.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectations {
+    #[serde(default)]
+    pub merged: Option<Vec<Value>>,
+    #[serde(default)]
+    pub not_merged: Option<Vec<Value>>,
+    #[serde(default)]
+    pub notified: Option<Vec<String>>,
+    #[serde(default)]
+    pub max_sessions: Option<u64>,
+    #[serde(default)]
+    pub min_sessions: Option<u64>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// Fields the script's returned map must hold, compared as JSON.
+    #[serde(default)]
+    pub result: Option<toml::Table>,
+}
+
+/// A leaf rule: which requests it answers and with what, in order.
+#[derive(Debug, Clone)]
+pub struct LeafRule {
+    pub workflow: String,
+    pub workflow_span: std::ops::Range<usize>,
+    pub conditions: Vec<(String, Value)>,
+    pub goal_contains: Option<String>,
+    pub responses: Vec<MockResponse>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MockResponse {
+    pub status: crate::scheduler::session::SessionStatus,
+    pub output: Value,
+    pub output_span: Option<std::ops::Range<usize>>,
+    pub text: Option<String>,
+    pub error: Option<String>,
+    pub usage: crate::scheduler::session::Usage,
+    pub delay_ms: u64,
+    pub invalid: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub source: String,
+    pub name: String,
+    pub coordinator: Option<String>,
+    pub coordinator_span: Option<std::ops::Range<usize>>,
+    pub description: String,
+    pub now_unix: i64,
+    pub now_rfc3339: String,
+    pub inputs: IndexMap<String, Value>,
+    pub prs: Vec<Value>,
+    pub issues: Vec<Value>,
+    pub rules: Vec<LeafRule>,
+    pub expect: Option<Expectations>,
+    pub expect_span: Option<std::ops::Range<usize>>,
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> Result<Self, ScenarioDiagnostic> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioDiagnostic::io(path, &format!("cannot read scenario: {e}")))?;
+        Self::parse(path, source)
+    }
+
+    pub fn parse(path: &Path, source: String) -> Result<Self, ScenarioDiagnostic> {
+        let file: ScenarioFile = toml::from_str(&source).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            ScenarioDiagnostic::at(path, &source, span, e.message().to_owned(), None)
+        })?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+
+        let (now_rfc3339, now_unix) = match &file.now {
+            None => (DEFAULT_NOW.to_owned(), parse_time(DEFAULT_NOW).expect("default time parses")),
+            Some(s) => {
+                let unix = parse_time(s.get_ref()).ok_or_else(|| {
+                    ScenarioDiagnostic::at(
+                        path,
+                        &source,
+                        s.span(),
+                        format!("`now` must be an RFC 3339 time, not `{}`", s.get_ref()),
+                        Some("write e.g. now = \"2026-11-21T09:00:00Z\"".into()),
+                    )
+                })?;
+                (s.get_ref().clone(), unix)
+            }
+        };
+
+        let to_json = |t: &toml::Table| serde_json::to_value(t).expect("TOML tables convert to JSON");
+        let inputs = file
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
+            .collect();
+
+        let mut prs = Vec::with_capacity(file.github.prs.len());
+        for (i, pr) in file.github.prs.iter().enumerate() {
+            let mut value = to_json(pr);
+            world::normalize_pr(&mut value).map_err(|msg| {
+                ScenarioDiagnostic::at(path, &source, 0..0, format!("github.prs[{i}]: {msg}"), None)
+            })?;
+            prs.push(value);
+        }
+        let mut issues = Vec::with_capacity(file.github.issues.len());
+        for (i, issue) in file.github.issues.iter().enumerate() {
+            let mut value = to_json(issue);
+            world::normalize_issue(&mut value).map_err(|msg| {
+                ScenarioDiagnostic::at(path, &source, 0..0, format!("github.issues[{i}]: {msg}"), None)
+            })?;
+            issues.push(value);
+        }
+
+        let mut rules = Vec::with_capacity(file.leaf.len());
+        for rule in &file.leaf {
+            let mut responses = Vec::new();
+            let inline = rule.inline_response();
+            let inline_given =
+                inline.status.is_some() || inline.output.is_some() || inline.text.is_some() || inline.error.is_some();
+            if inline_given && !rule.sequence.is_empty() {
+                return Err(ScenarioDiagnostic::at(
+                    path,
+                    &source,
+                    rule.workflow.span(),
+                    "a leaf rule gives both an inline response and a `sequence`".into(),
+                    Some("put every answer in `sequence`, in the order the calls will come".into()),
+                ));
+            }
+            if rule.sequence.is_empty() {
+                responses.push(response_from(path, &source, &inline, rule.workflow.span())?);
+            } else {
+                for item in &rule.sequence {
+                    responses.push(response_from(path, &source, item.get_ref(), item.span())?);
+                }
+            }
+            let conditions = rule
+                .conditions
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
+                .collect();
+            rules.push(LeafRule {
+                workflow: rule.workflow.get_ref().clone(),
+                workflow_span: rule.workflow.span(),
+                conditions,
+                goal_contains: rule.goal_contains.clone(),
+                responses,
+            });
+        }
+
+        Ok(Scenario {
+            path: path.to_owned(),
+            name,
+            coordinator: file.coordinator.as_ref().map(|c| c.get_ref().clone()),
+            coordinator_span: file.coordinator.as_ref().map(|c| c.span()),
+            description: file.description,
+            now_unix,
+            now_rfc3339,
+            inputs,
+            prs,
+            issues,
+            rules,
+            expect_span: file.expect.as_ref().map(|e| e.span()),
+            expect: file.expect.map(|e| e.into_inner()),
+            source,
+        })
+    }
+
+    /// A diagnostic pointing at `span` in this scenario's file.
+    pub fn diagnostic(&self, span: std::ops::Range<usize>, message: String, help: Option<String>) -> ScenarioDiagnostic {
+        ScenarioDiagnostic::at(&self.path, &self.source, span, message, help)
+    }
+}
+
+fn response_from(
+    path: &Path,
+    source: &str,
+    fields: &ResponseFields,
+    span: std::ops::Range<usize>,
+) -> Result<MockResponse, ScenarioDiagnostic> {
+    use crate::scheduler::session::SessionStatus;
+    let status = match &fields.status {
+        None => SessionStatus::Ok,
+        Some(s) => match SessionStatus::parse(s.get_ref()) {
+            Some(st @ (SessionStatus::Ok | SessionStatus::Failed | SessionStatus::Timeout | SessionStatus::Cancelled)) => st,
+            _ => {
+                return Err(ScenarioDiagnostic::at(
+                    path,
+                    source,
+                    s.span(),
+                    format!("unknown leaf status `{}`", s.get_ref()),
+                    Some("use one of: ok, failed, timeout, cancelled".into()),
+                ))
+            }
+        },
+    };
+    Ok(MockResponse {
+        status,
+        output: fields
+            .output
+            .as_ref()
+            .map(|o| serde_json::to_value(o.get_ref()).expect("TOML converts to JSON"))
+            .unwrap_or(Value::Null),
+        output_span: fields.output.as_ref().map(|o| o.span()).or(Some(span)),
+        text: fields.text.clone(),
+        error: fields.error.clone(),
+        usage: fields.usage.clone().unwrap_or_default(),
+        delay_ms: fields.delay_ms.unwrap_or(0),
+        invalid: fields.invalid,
+    })
+}
+
+pub fn parse_time(s: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<Scenario, ScenarioDiagnostic> {
+        Scenario::parse(Path::new("t.toml"), src.to_owned())
+    }
+
+    #[test]
+    fn parses_fixtures_rules_and_sequences() {
+        let s = parse(
+            r#"
+coordinator = "groom-prs"
+now = "2026-11-21T09:00:00Z"
+[inputs]
+repo = "acme/widgets"
+[[github.prs]]
+number = 12
+title = "Add retry"
+[[leaf]]
+workflow = "mr-review"
+match = { pr = 12 }
+sequence = [ { output = { verdict = "minor" } }, { output = { verdict = "clean" } } ]
+[[leaf]]
+workflow = "mr-review"
+status = "timeout"
+"#,
+        )
+        .unwrap();
+        assert_eq!(s.coordinator.as_deref(), Some("groom-prs"));
+        assert_eq!(s.prs[0]["checks"], "green");
+        assert_eq!(s.prs[0]["state"], "open");
+        assert_eq!(s.rules.len(), 2);
+        assert_eq!(s.rules[0].responses.len(), 2);
+        assert_eq!(s.inputs["repo"], "acme/widgets");
+    }
+
+    #[test]
+    fn errors_point_into_the_file() {
+        let err = parse("[[leaf]]\nworkflow = \"x\"\nstatus = \"exploded\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown leaf status"), "{err}");
+        assert_eq!(err.span_start(), Some(33));
+        let err = parse("[[leaf]]\nworkflw = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let err = parse("not toml [").unwrap_err();
+        assert!(err.span_start().is_some());
+    }
+}

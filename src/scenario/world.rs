@@ -1,0 +1,237 @@
+//! The in-memory world of a scenario run: PRs and issues that reads return and effects change.
+//! A merged PR stays merged for the rest of the run; notifications are kept in order.
+
+use super::Scenario;
+use crate::effects::{EffectKind, EffectRequest, GithubRead, World, WorldError};
+use indexmap::IndexMap;
+use serde_json::{json, Map, Value};
+
+pub struct ScenarioWorld {
+    prs: IndexMap<u64, Value>,
+    issues: IndexMap<u64, Value>,
+    pub notifications: Vec<Value>,
+}
+
+/// Fills in the PR fields a scenario may leave out.
+pub fn normalize_pr(pr: &mut Value) -> Result<(), String> {
+    let obj = pr.as_object_mut().ok_or("a PR must be a table")?;
+    let number = obj.get("number").and_then(Value::as_u64).ok_or("a PR needs a positive integer `number`")?;
+    let defaults = [
+        ("title", json!(format!("PR #{number}"))),
+        ("author", json!("octocat")),
+        ("state", json!("open")),
+        ("base", json!("main")),
+        ("head", json!(format!("pr-{number}"))),
+        ("head_sha", json!(format!("{number:07x}0"))),
+        ("checks", json!("green")),
+        ("labels", json!([])),
+        ("draft", json!(false)),
+        ("mergeable", json!(true)),
+        ("approved", json!(false)),
+        ("merged", json!(false)),
+    ];
+    for (k, v) in defaults {
+        obj.entry(k).or_insert(v);
+    }
+    match obj["checks"].as_str() {
+        Some("green" | "pending" | "red") => Ok(()),
+        _ => Err(format!("PR #{number}: `checks` must be \"green\", \"pending\" or \"red\"")),
+    }
+}
+
+/// Fills in the issue fields a scenario may leave out.
+pub fn normalize_issue(issue: &mut Value) -> Result<(), String> {
+    let obj = issue.as_object_mut().ok_or("an issue must be a table")?;
+    let number = obj.get("number").and_then(Value::as_u64).ok_or("an issue needs a positive integer `number`")?;
+    let defaults = [
+        ("title", json!(format!("Issue #{number}"))),
+        ("author", json!("octocat")),
+        ("state", json!("open")),
+        ("labels", json!([])),
+        ("assignees", json!([])),
+        ("body", json!("")),
+        ("comments", json!(0)),
+    ];
+    for (k, v) in defaults {
+        obj.entry(k).or_insert(v);
+    }
+    Ok(())
+}
+
+impl ScenarioWorld {
+    pub fn new(scenario: &Scenario) -> Self {
+        let key = |v: &Value| v["number"].as_u64().unwrap_or(0);
+        ScenarioWorld {
+            prs: scenario.prs.iter().map(|p| (key(p), p.clone())).collect(),
+            issues: scenario.issues.iter().map(|i| (key(i), i.clone())).collect(),
+            notifications: Vec::new(),
+        }
+    }
+
+    fn pr(&self, n: u64) -> Result<&Value, WorldError> {
+        self.prs.get(&n).ok_or_else(|| WorldError::Failed(format!("no PR #{n} in the scenario")))
+    }
+}
+
+fn str_opt<'a>(opts: &'a Value, key: &str) -> Option<&'a str> {
+    opts.get(key).and_then(Value::as_str)
+}
+
+fn labels_of(v: &Value) -> Vec<&str> {
+    v["labels"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
+}
+
+/// The `labels` option as a list, accepting a single string too.
+fn wanted_labels(opts: &Value) -> Vec<String> {
+    match opts.get("labels") {
+        Some(Value::String(s)) => s.split(',').map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn state_matches(item: &Value, wanted: &str) -> bool {
+    wanted == "all" || item["state"].as_str() == Some(wanted)
+}
+
+fn target_number(args: &Value) -> Option<u64> {
+    args.get("pr").or_else(|| args.get("number")).and_then(Value::as_u64)
+}
+
+impl World for ScenarioWorld {
+    fn github_read(&mut self, read: &GithubRead) -> Result<Value, WorldError> {
+        Ok(match read {
+            GithubRead::Prs(opts) => {
+                let state = str_opt(opts, "state").unwrap_or("open");
+                let labels = wanted_labels(opts);
+                Value::Array(
+                    self.prs
+                        .values()
+                        .filter(|pr| state_matches(pr, state))
+                        .filter(|pr| str_opt(opts, "base").is_none_or(|b| pr["base"].as_str() == Some(b)))
+                        .filter(|pr| str_opt(opts, "author").is_none_or(|a| pr["author"].as_str() == Some(a)))
+                        .filter(|pr| labels.iter().all(|l| labels_of(pr).contains(&l.as_str())))
+                        .cloned()
+                        .collect(),
+                )
+            }
+            GithubRead::Pr(n) => self.pr(*n)?.clone(),
+            GithubRead::Checks(n) => {
+                let pr = self.pr(*n)?;
+                json!({
+                    "state": pr["checks"],
+                    "sha": pr["head_sha"],
+                    "details": pr.get("check_details").cloned().unwrap_or_else(|| json!([])),
+                })
+            }
+            GithubRead::Reviews(n) => self.pr(*n)?.get("reviews").cloned().unwrap_or_else(|| json!([])),
+            GithubRead::Issues(opts) => {
+                let state = str_opt(opts, "state").unwrap_or("open");
+                let labels = wanted_labels(opts);
+                Value::Array(
+                    self.issues
+                        .values()
+                        .filter(|i| state_matches(i, state))
+                        .filter(|i| labels.iter().all(|l| labels_of(i).contains(&l.as_str())))
+                        .cloned()
+                        .collect(),
+                )
+            }
+        })
+    }
+
+    fn act(&mut self, effect: &EffectRequest, _idempotency_key: &str) -> Result<Value, WorldError> {
+        let args = &effect.args;
+        match effect.kind {
+            EffectKind::Merge => {
+                let Some(n) = target_number(args) else {
+                    let target = args.get("branch").cloned().unwrap_or(Value::Null);
+                    return Ok(json!({"status": "refused", "reason": "not_found", "branch": target}));
+                };
+                let Some(pr) = self.prs.get_mut(&n) else {
+                    return Ok(json!({"status": "refused", "reason": "not_found", "pr": n}));
+                };
+                let refuse = |reason: &str| Ok(json!({"status": "refused", "reason": reason, "pr": n}));
+                if pr["merged"] == true || pr["state"] != "open" {
+                    return refuse("not_mergeable");
+                }
+                let require_green = args.get("require_green").and_then(Value::as_bool).unwrap_or(true);
+                if require_green && pr["checks"] != "green" {
+                    return refuse("not_green");
+                }
+                if args.get("require_approval").and_then(Value::as_bool).unwrap_or(false) && pr["approved"] != true {
+                    return refuse("not_approved");
+                }
+                if let Some(sha) = args.get("sha").and_then(Value::as_str) {
+                    if pr["head_sha"].as_str() != Some(sha) {
+                        return refuse("head_moved");
+                    }
+                }
+                if pr["mergeable"] == false {
+                    return refuse("conflict");
+                }
+                let method = str_opt(args, "method").unwrap_or("squash").to_owned();
+                pr["merged"] = json!(true);
+                pr["state"] = json!("closed");
+                Ok(json!({"status": "merged", "pr": n, "method": method, "sha": pr["head_sha"]}))
+            }
+            EffectKind::Notify => {
+                self.notifications.push(args.clone());
+                Ok(json!({"status": "sent", "channel": args["channel"]}))
+            }
+            EffectKind::Comment => {
+                let n = target_number(args).unwrap_or(0);
+                let item = self.prs.get_mut(&n).or_else(|| self.issues.get_mut(&n));
+                match item {
+                    None => Ok(json!({"status": "failed", "reason": "not_found", "number": n})),
+                    Some(item) => {
+                        let obj = item.as_object_mut().expect("fixtures are objects");
+                        let count = obj.get("comments").and_then(Value::as_u64).unwrap_or(0);
+                        obj.insert("comments".into(), json!(count + 1));
+                        Ok(json!({"status": "done", "number": n}))
+                    }
+                }
+            }
+            EffectKind::Label | EffectKind::Unlabel | EffectKind::Close => {
+                let n = target_number(args).unwrap_or(0);
+                let item = self.prs.get_mut(&n).or_else(|| self.issues.get_mut(&n));
+                let Some(item) = item else {
+                    return Ok(json!({"status": "failed", "reason": "not_found", "number": n}));
+                };
+                let obj: &mut Map<String, Value> = item.as_object_mut().expect("fixtures are objects");
+                let mut labels: Vec<Value> = obj.get("labels").and_then(Value::as_array).cloned().unwrap_or_default();
+                match effect.kind {
+                    EffectKind::Label => {
+                        for l in args["labels"].as_array().into_iter().flatten() {
+                            if !labels.contains(l) {
+                                labels.push(l.clone());
+                            }
+                        }
+                    }
+                    EffectKind::Unlabel => labels.retain(|l| *l != args["label"]),
+                    _ => {
+                        obj.insert("state".into(), json!("closed"));
+                    }
+                }
+                obj.insert("labels".into(), Value::Array(labels));
+                Ok(json!({"status": "done", "number": n}))
+            }
+        }
+    }
+
+    fn already_done(&mut self, _: &EffectRequest, _: &str) -> Result<Option<Value>, WorldError> {
+        // The world lives in memory: an effect cut off by a crash died with the process.
+        Ok(None)
+    }
+
+    fn restore(&mut self, effect: &EffectRequest, result: &Value) {
+        let acted = matches!(result["status"].as_str(), Some("merged" | "sent" | "done"));
+        if acted {
+            let _ = self.act(effect, "");
+        }
+    }
+
+    fn is_external(&self) -> bool {
+        false
+    }
+}

@@ -1,0 +1,156 @@
+//! What a leaf session is asked to do and what it yields: the one record every harness returns.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::workflow::Workflow;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Ok,
+    Failed,
+    Timeout,
+    Cancelled,
+    /// Not run because the run's budget was spent.
+    SkippedBudget,
+    /// What-if replay: the edited script asked for a leaf the recorded run never ran.
+    NotRecorded,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionStatus::Ok => "ok",
+            SessionStatus::Failed => "failed",
+            SessionStatus::Timeout => "timeout",
+            SessionStatus::Cancelled => "cancelled",
+            SessionStatus::SkippedBudget => "skipped_budget",
+            SessionStatus::NotRecorded => "not_recorded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "ok" => SessionStatus::Ok,
+            "failed" => SessionStatus::Failed,
+            "timeout" => SessionStatus::Timeout,
+            "cancelled" => SessionStatus::Cancelled,
+            "skipped_budget" => SessionStatus::SkippedBudget,
+            "not_recorded" => SessionStatus::NotRecorded,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_read_tokens: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
+    #[serde(default)]
+    pub cost_usd: f64,
+    /// The cost was computed from a rate table rather than reported by the provider.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cost_estimated: bool,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Usage {
+    pub fn add(&mut self, other: &Usage) {
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.cache_read_tokens += other.cache_read_tokens;
+        self.cache_write_tokens += other.cache_write_tokens;
+        self.cost_usd += other.cost_usd;
+        self.cost_estimated |= other.cost_estimated;
+    }
+}
+
+/// The record every harness yields for one leaf.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SessionResult {
+    pub id: String,
+    pub workflow: String,
+    pub status: SessionStatus,
+    #[serde(default)]
+    pub output: Value,
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub usage: Usage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub harness: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_session_id: Option<String>,
+    /// Blob hash of the transcript, when the harness kept one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcript: Option<String>,
+    #[serde(default)]
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "is_one")]
+    pub attempts: u32,
+}
+
+fn is_one(n: &u32) -> bool {
+    *n <= 1
+}
+
+impl SessionResult {
+    pub fn new(id: &str, workflow: &str, status: SessionStatus) -> Self {
+        SessionResult {
+            id: id.to_owned(),
+            workflow: workflow.to_owned(),
+            status,
+            output: Value::Null,
+            text: String::new(),
+            usage: Usage::default(),
+            error: None,
+            harness: None,
+            model: None,
+            provider_session_id: None,
+            transcript: None,
+            duration_ms: 0,
+            attempts: 1,
+        }
+    }
+
+    pub fn failed(id: &str, workflow: &str, status: SessionStatus, error: impl Into<String>) -> Self {
+        SessionResult { error: Some(error.into()), ..SessionResult::new(id, workflow, status) }
+    }
+}
+
+/// Everything a harness needs to run one leaf.
+#[derive(Clone, Debug)]
+pub struct LeafRequest {
+    pub session_id: String,
+    pub workflow: Arc<Workflow>,
+    pub goal: String,
+    pub inputs: Value,
+    /// The rendered prompt.
+    pub prompt: String,
+    /// The output schema (the workflow's, or a per-call one such as `classify`'s).
+    pub schema: Value,
+    pub model: Option<String>,
+    pub timeout: Duration,
+    pub run_dir: PathBuf,
+    /// Project root: where relative commands resolve and leaves run by default.
+    pub project_root: PathBuf,
+    /// Per-call overrides from `spawn_session` opts that harnesses may read.
+    pub overrides: Value,
+}

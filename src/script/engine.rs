@@ -1,0 +1,92 @@
+//! Builds the sandboxed Rhai engine: only pure packages, no `eval`, no clock or sleep, and hard
+//! limits on operations, call depth and sizes, so a runaway script ends with an error quickly
+//! and deterministically (the limits count operations, never wall time).
+
+use rhai::packages::{
+    ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage, BasicMathPackage,
+    BasicStringPackage, BitFieldPackage, LanguageCorePackage, LogicPackage, MoreStringPackage, Package,
+};
+use rhai::{Engine, EvalAltResult, Module, Position};
+
+#[derive(Clone, Copy, Debug)]
+pub struct EngineLimits {
+    pub max_operations: u64,
+    pub max_call_levels: usize,
+    pub max_expr_depth: usize,
+    pub max_string_size: usize,
+    pub max_array_size: usize,
+    pub max_map_size: usize,
+}
+
+impl Default for EngineLimits {
+    fn default() -> Self {
+        EngineLimits {
+            // About a second of routing in a release build; groom-prs over 10,000 PRs uses a
+            // fraction of it. Raise with --max-operations for bigger worlds.
+            max_operations: 50_000_000,
+            max_call_levels: 48,
+            max_expr_depth: 64,
+            max_string_size: 16 * 1024 * 1024,
+            max_array_size: 1_000_000,
+            max_map_size: 1_000_000,
+        }
+    }
+}
+
+/// Stack for the script thread: deep enough that `max_call_levels` is always reached before
+/// the native stack runs out, even in debug builds.
+pub const SCRIPT_THREAD_STACK: usize = 256 * 1024 * 1024;
+
+pub struct ScriptEngine;
+
+impl ScriptEngine {
+    pub fn build(limits: EngineLimits) -> Engine {
+        let mut engine = Engine::new_raw();
+        for package in [
+            LanguageCorePackage::new().as_shared_module(),
+            ArithmeticPackage::new().as_shared_module(),
+            LogicPackage::new().as_shared_module(),
+            BasicStringPackage::new().as_shared_module(),
+            MoreStringPackage::new().as_shared_module(),
+            BasicIteratorPackage::new().as_shared_module(),
+            BasicArrayPackage::new().as_shared_module(),
+            BasicMapPackage::new().as_shared_module(),
+            BasicMathPackage::new().as_shared_module(),
+            BasicFnPackage::new().as_shared_module(),
+            BitFieldPackage::new().as_shared_module(),
+        ] {
+            engine.register_global_module(package);
+        }
+        // Registered last so it shadows the core package's `sleep`: a script must not block on
+        // wall time, and has no clock but the journaled `now()`.
+        let mut sandbox = Module::new();
+        for name in ["sleep"] {
+            sandbox.set_native_fn(name, move |_: rhai::Dynamic| -> Result<(), Box<EvalAltResult>> {
+                Err(sandboxed(name))
+            });
+        }
+        sandbox.set_native_fn("timestamp", || -> Result<(), Box<EvalAltResult>> { Err(sandboxed("timestamp")) });
+        engine.register_global_module(sandbox.into());
+        engine.disable_symbol("eval");
+
+        engine
+            .set_max_operations(limits.max_operations)
+            .set_max_call_levels(limits.max_call_levels)
+            .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
+            .set_max_string_size(limits.max_string_size)
+            .set_max_array_size(limits.max_array_size)
+            .set_max_map_size(limits.max_map_size)
+            .set_max_modules(256)
+            .set_fail_on_invalid_map_property(false)
+            .set_strict_variables(true);
+        engine
+    }
+}
+
+fn sandboxed(name: &str) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(
+        format!("`{name}` is not available to coordinator scripts: time comes from the journaled `now()`").into(),
+        Position::NONE,
+    )
+    .into()
+}

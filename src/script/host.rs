@@ -1,0 +1,651 @@
+//! The host: the one place a script's host calls are answered.
+//!
+//! Every call gets the next call index and a call key, is answered from the recorded journal
+//! when there is one (replay, resume, what-if), and otherwise live: leaves go to the scheduler,
+//! reads and effects to the [`World`]. Every answer is journaled before the script sees it;
+//! effects are journaled as an intent before they act and as a result after.
+//!
+//! It runs on the script thread and must not block anywhere but in `await_sessions` (waiting
+//! for leaves) and in world calls (waiting for the network).
+
+use crate::effects::{EffectKind, EffectRequest, GithubRead, World};
+use crate::harness::HarnessSet;
+use crate::journal::blob_store::{BlobStore, INLINE_LIMIT};
+use crate::journal::entry::{CallSite, Entry};
+use crate::journal::{CallKey, JournalWriter};
+use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::scheduler::{SchedulerClient, SpawnOrder};
+use crate::script::recorded_calls::{Divergence, RecordedCalls, ReplayMode};
+use crate::workflow::{self, WorkflowSet};
+use indexmap::IndexMap;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the host stopped the script. Leaf failures are never here: they are results.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("{0}")]
+    Script(String),
+    #[error("the script diverged from the journal at call {}", .0.index)]
+    Divergence(Box<Divergence>),
+    #[error("the journal ends at call {0}: the recorded run was interrupted here (finish it with `coord resume`)")]
+    JournalEnded(u64),
+    #[error("journal: {0}")]
+    Journal(#[from] std::io::Error),
+    #[error("{0}")]
+    World(String),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+/// Where `now()` comes from.
+#[derive(Clone, Debug)]
+pub enum Clock {
+    System,
+    Fixed(i64),
+}
+
+/// A per-workflow harness (and model) swap, from `--leaf WORKFLOW=HARNESS[:MODEL]`.
+#[derive(Clone, Debug)]
+pub struct LeafOverride {
+    pub harness: String,
+    pub model: Option<String>,
+}
+
+pub struct HostSetup {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub project_root: PathBuf,
+    pub journal: JournalWriter,
+    pub world: Box<dyn World>,
+    pub scheduler: SchedulerClient,
+    pub workflows: Arc<WorkflowSet>,
+    pub harnesses: HarnessSet,
+    /// Harness every workflow uses unless overridden (`mock` in scenario runs).
+    pub default_harness: Option<String>,
+    pub leaf_overrides: IndexMap<String, LeafOverride>,
+    pub inputs: IndexMap<String, Value>,
+    pub clock: Clock,
+    pub dry_run: bool,
+    pub recorded: Option<RecordedCalls>,
+    pub interrupt: Arc<crate::scheduler::Interrupt>,
+    pub log: Option<std::fs::File>,
+}
+
+#[derive(Clone, Debug)]
+struct SpawnInfo {
+    workflow: String,
+    goal: String,
+    inputs: Value,
+}
+
+enum SessionSlot {
+    Pending,
+    Done(SessionResult),
+}
+
+/// One effect the run performed (or would have, in a dry or what-if run).
+#[derive(Clone, Debug)]
+pub struct EffectRecord {
+    pub call: u64,
+    pub kind: EffectKind,
+    pub args: Value,
+    pub result: Value,
+    pub site: CallSite,
+}
+
+/// A call the what-if replay had no recorded answer for.
+#[derive(Clone, Debug)]
+pub struct UnrecordedCall {
+    pub index: u64,
+    pub function: String,
+    pub args: Value,
+    pub site: CallSite,
+}
+
+pub struct Host {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    project_root: PathBuf,
+    journal: JournalWriter,
+    blobs: BlobStore,
+    world: Box<dyn World>,
+    scheduler: SchedulerClient,
+    workflows: Arc<WorkflowSet>,
+    harnesses: HarnessSet,
+    default_harness: Option<String>,
+    leaf_overrides: IndexMap<String, LeafOverride>,
+    inputs: IndexMap<String, Value>,
+    clock: Clock,
+    dry_run: bool,
+    recorded: Option<RecordedCalls>,
+    interrupt: Arc<crate::scheduler::Interrupt>,
+    log: Option<std::io::BufWriter<std::fs::File>>,
+    next_call: u64,
+    next_session: u64,
+    spawns: IndexMap<String, SpawnInfo>,
+    slots: HashMap<String, SessionSlot>,
+    validators: HashMap<String, Arc<jsonschema::Validator>>,
+    pub effects: Vec<EffectRecord>,
+    pub usage: Usage,
+    pub unrecorded: Vec<UnrecordedCall>,
+    /// The error that stopped the script, kept typed (the engine only carries a message).
+    pub fatal: Option<HostError>,
+}
+
+impl Host {
+    pub fn new(s: HostSetup) -> Self {
+        Host {
+            blobs: BlobStore::new(&s.run_dir),
+            run_id: s.run_id,
+            run_dir: s.run_dir,
+            project_root: s.project_root,
+            journal: s.journal,
+            world: s.world,
+            scheduler: s.scheduler,
+            workflows: s.workflows,
+            harnesses: s.harnesses,
+            default_harness: s.default_harness,
+            leaf_overrides: s.leaf_overrides,
+            inputs: s.inputs,
+            clock: s.clock,
+            dry_run: s.dry_run,
+            recorded: s.recorded,
+            interrupt: s.interrupt,
+            log: s.log.map(std::io::BufWriter::new),
+            next_call: 0,
+            next_session: 0,
+            spawns: IndexMap::new(),
+            slots: HashMap::new(),
+            validators: HashMap::new(),
+            effects: Vec::new(),
+            usage: Usage::default(),
+            unrecorded: Vec::new(),
+            fatal: None,
+        }
+    }
+
+    pub fn journal_mut(&mut self) -> &mut JournalWriter {
+        &mut self.journal
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.spawns.len()
+    }
+
+    pub fn recorded(&self) -> Option<&RecordedCalls> {
+        self.recorded.as_ref()
+    }
+
+    fn replaying(&self) -> Option<ReplayMode> {
+        self.recorded.as_ref().map(|r| r.mode)
+    }
+
+    /// A resumed run reusing a recorded answer away from its recorded index journals it again,
+    /// so the journal stays a positional record of what this script did.
+    fn rejournal(&self, positional: bool) -> bool {
+        !positional && self.replaying() == Some(ReplayMode::Resume)
+    }
+
+    /// Never performs anything: replay and what-if only read the journal.
+    fn offline_replay(&self) -> bool {
+        matches!(self.replaying(), Some(ReplayMode::Exact | ReplayMode::WhatIf))
+    }
+
+    pub fn log_line(&mut self, line: &str) {
+        tracing::info!(target: "coord::script", "{line}");
+        if let Some(log) = &mut self.log {
+            let _ = writeln!(log, "{line}");
+        }
+    }
+
+    fn check_interrupt(&self) -> Result<(), HostError> {
+        if self.interrupt.is_set() {
+            Err(HostError::Interrupted)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Allocates the next call index and looks for a recorded answer.
+    fn begin_call(
+        &mut self,
+        function: &str,
+        workflow: Option<&str>,
+        args: &Value,
+        site: &CallSite,
+    ) -> Result<(u64, CallKey, Option<crate::script::recorded_calls::RecordedAnswer>), HostError> {
+        self.check_interrupt()?;
+        self.drain_completions()?;
+        let index = self.next_call;
+        self.next_call += 1;
+        let key = CallKey::new(function, workflow, args);
+        let answer = match &mut self.recorded {
+            None => None,
+            Some(rec) => {
+                let ans = rec.answer(index, function, &key, args, site).map_err(|d| HostError::Divergence(Box::new(d)))?;
+                if ans.is_none() && rec.mode == ReplayMode::Exact {
+                    return Err(HostError::JournalEnded(index));
+                }
+                ans
+            }
+        };
+        Ok((index, key, answer))
+    }
+
+    fn note_unrecorded(&mut self, index: u64, function: &str, args: &Value, site: &CallSite) {
+        self.unrecorded.push(UnrecordedCall { index, function: function.to_owned(), args: args.clone(), site: site.clone() });
+    }
+
+    // ---- simple journaled values -------------------------------------------------------
+
+    /// A call whose live answer is computed by `live`; journaled, or answered from the journal.
+    fn value_call(
+        &mut self,
+        function: &str,
+        args: Value,
+        site: &CallSite,
+        live: impl FnOnce(&mut Self) -> Result<Value, HostError>,
+    ) -> Result<Value, HostError> {
+        let (index, key, answer) = self.begin_call(function, None, &args, site)?;
+        if let Some(ans) = answer {
+            let result = ans.entry.result.unwrap_or(Value::Null);
+            if self.rejournal(ans.positional) {
+                self.journal.append(Entry::call(index, function, key, site, args, result.clone(), None))?;
+            }
+            return Ok(result);
+        }
+        if self.replaying() == Some(ReplayMode::WhatIf) {
+            self.note_unrecorded(index, function, &args, site);
+            return Ok(Value::Null);
+        }
+        let result = live(self)?;
+        self.journal.append(Entry::call(index, function, key, site, args, result.clone(), None))?;
+        Ok(result)
+    }
+
+    pub fn now(&mut self, site: &CallSite) -> Result<i64, HostError> {
+        let v = self.value_call("now", json!([]), site, |h| {
+            Ok(json!(match h.clock {
+                Clock::Fixed(t) => t,
+                Clock::System => chrono::Utc::now().timestamp(),
+            }))
+        })?;
+        Ok(v.as_i64().unwrap_or(0))
+    }
+
+    pub fn input(&mut self, site: &CallSite, name: &str) -> Result<Value, HostError> {
+        self.value_call("input", json!([name]), site, |h| Ok(h.inputs.get(name).cloned().unwrap_or(Value::Null)))
+    }
+
+    pub fn inputs(&mut self, site: &CallSite) -> Result<Value, HostError> {
+        self.value_call("inputs", json!([]), site, |h| {
+            Ok(Value::Object(h.inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
+        })
+    }
+
+    pub fn github_read(&mut self, site: &CallSite, read: GithubRead) -> Result<Value, HostError> {
+        let function = read.function();
+        self.value_call(function, read.args(), site, |h| h.world.github_read(&read).map_err(|e| HostError::World(e.to_string())))
+    }
+
+    // ---- sessions ----------------------------------------------------------------------
+
+    /// Starts a leaf session (or takes its recorded result) and returns its id at once.
+    pub fn spawn_session(
+        &mut self,
+        site: &CallSite,
+        workflow_name: &str,
+        opts: &Value,
+        schema_override: Option<Value>,
+    ) -> Result<String, HostError> {
+        let goal = opts.get("goal").and_then(Value::as_str).unwrap_or("").to_owned();
+        let inputs = match opts.get("inputs") {
+            None | Some(Value::Null) => json!({}),
+            Some(v @ Value::Object(_)) => v.clone(),
+            Some(other) => {
+                return Err(HostError::Script(format!(
+                    "spawn_session: `inputs` must be a map, not {}",
+                    json_type(other)
+                )))
+            }
+        };
+        let mut args = opts.clone();
+        if let (Some(obj), Some(schema)) = (args.as_object_mut(), &schema_override) {
+            obj.insert("schema".into(), schema.clone());
+        }
+        let (index, key, answer) = self.begin_call("spawn_session", Some(workflow_name), &args, site)?;
+        self.next_session += 1;
+        let id = format!("s{}", self.next_session);
+        self.spawns.insert(id.clone(), SpawnInfo { workflow: workflow_name.to_owned(), goal: goal.clone(), inputs: inputs.clone() });
+
+        let mut already_journaled = false;
+        if let Some(ans) = answer {
+            let rejournal = self.rejournal(ans.positional);
+            if rejournal {
+                self.journal.append(Entry::call(index, "spawn_session", key.clone(), site, args.clone(), Value::Null, Some(id.clone())))?;
+            }
+            if let Some(recorded) = ans.session_result {
+                let mut result: SessionResult = serde_json::from_value(recorded)
+                    .map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
+                result.id = id.clone();
+                self.finish_session(result, rejournal)?;
+                return Ok(id);
+            }
+            // Recorded as spawned but never finished: it was in flight when the run stopped,
+            // so it runs again.
+            already_journaled = true;
+        }
+        if self.offline_replay() {
+            if self.replaying() == Some(ReplayMode::WhatIf) {
+                self.note_unrecorded(index, "spawn_session", &args, site);
+            }
+            let mut result = SessionResult::failed(
+                &id,
+                workflow_name,
+                SessionStatus::NotRecorded,
+                "no recorded result for this leaf: replay runs nothing",
+            );
+            result.harness = Some("replay".into());
+            self.finish_session(result, false)?;
+            return Ok(id);
+        }
+
+        if !already_journaled {
+            self.journal.append(Entry::call(index, "spawn_session", key, site, args, Value::Null, Some(id.clone())))?;
+        }
+        match self.prepare_leaf(&id, workflow_name, &goal, &inputs, opts, schema_override) {
+            Ok(order) => {
+                self.slots.insert(id.clone(), SessionSlot::Pending);
+                self.scheduler.spawn(order);
+            }
+            Err(LeafSetupError::Script(msg)) => return Err(HostError::Script(msg)),
+            Err(LeafSetupError::Leaf(msg)) => {
+                let result = SessionResult::failed(&id, workflow_name, SessionStatus::Failed, msg);
+                self.finish_session(result, true)?;
+            }
+        }
+        Ok(id)
+    }
+
+    fn prepare_leaf(
+        &mut self,
+        id: &str,
+        workflow_name: &str,
+        goal: &str,
+        inputs: &Value,
+        opts: &Value,
+        schema_override: Option<Value>,
+    ) -> Result<SpawnOrder, LeafSetupError> {
+        let wf = self.workflows.get(workflow_name).map_err(|e| LeafSetupError::Script(format!("spawn_session: {e}")))?;
+        let over = self.leaf_overrides.get(workflow_name).cloned();
+        let harness_name = opts
+            .get("harness")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| over.as_ref().map(|o| o.harness.clone()))
+            .or_else(|| self.default_harness.clone())
+            .unwrap_or_else(|| wf.harness.clone());
+        let harness = self.harnesses.get(&harness_name).ok_or_else(|| {
+            LeafSetupError::Leaf(format!(
+                "harness `{harness_name}` (workflow `{workflow_name}`) is not available in this run; available: {}",
+                self.harnesses.names().join(", ")
+            ))
+        })?;
+        let model = opts
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| over.and_then(|o| o.model))
+            .or_else(|| wf.model.clone());
+        let timeout = match opts.get("timeout") {
+            Some(Value::Number(n)) => n.as_f64().map(Duration::from_secs_f64).unwrap_or(wf.timeout),
+            Some(Value::String(s)) => humantime::parse_duration(s)
+                .map_err(|e| LeafSetupError::Script(format!("spawn_session: timeout `{s}`: {e}")))?,
+            _ => wf.timeout,
+        };
+        let (schema, validator) = match schema_override {
+            None => (wf.schema.clone(), None),
+            Some(schema) => {
+                let hash = crate::journal::call_key::short_hash(schema.to_string().as_bytes());
+                let v = match self.validators.get(&hash) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let v = Arc::new(workflow::compile_schema(&schema).map_err(LeafSetupError::Script)?);
+                        self.validators.insert(hash, v.clone());
+                        v
+                    }
+                };
+                (schema, Some(v))
+            }
+        };
+        let validator = match validator {
+            Some(v) => v,
+            None => match self.validators.get(workflow_name) {
+                Some(v) => v.clone(),
+                None => {
+                    let v = Arc::new(workflow::compile_schema(&wf.schema).map_err(LeafSetupError::Script)?);
+                    self.validators.insert(workflow_name.to_owned(), v.clone());
+                    v
+                }
+            },
+        };
+        let prompt = wf.render_prompt(goal, inputs).map_err(LeafSetupError::Leaf)?;
+        Ok(SpawnOrder {
+            request: LeafRequest {
+                session_id: id.to_owned(),
+                workflow: wf,
+                goal: goal.to_owned(),
+                inputs: inputs.clone(),
+                prompt,
+                schema,
+                model,
+                timeout,
+                run_dir: self.run_dir.clone(),
+                project_root: self.project_root.clone(),
+                overrides: opts.clone(),
+            },
+            harness,
+            validator,
+        })
+    }
+
+    /// Records a finished session. `journal` is false for results taken from the journal.
+    fn finish_session(&mut self, mut result: SessionResult, journal: bool) -> Result<(), HostError> {
+        // A leaf cancelled because the run is stopping was in flight, not finished: it is not
+        // journaled, so `coord resume` runs it again.
+        let stopping = self.interrupt.is_set() && result.status == SessionStatus::Cancelled;
+        if journal && !stopping {
+            let mut record = serde_json::to_value(&result).expect("session results serialize");
+            let output_len = if result.output.is_null() { 0 } else { result.output.to_string().len() };
+            if output_len > INLINE_LIMIT {
+                let hash = self.blobs.put(result.output.to_string().as_bytes())?;
+                record["output"] = json!({ "$blob": hash });
+            }
+            self.journal.append(Entry::session(&result.id, record))?;
+        } else if let Some(hash) = result.output.get("$blob").and_then(Value::as_str) {
+            let bytes = self.blobs.get(hash)?;
+            result.output = serde_json::from_slice(&bytes)
+                .map_err(|e| HostError::Script(format!("journal: blob {hash} is not JSON: {e}")))?;
+        }
+        self.usage.add(&result.usage);
+        self.slots.insert(result.id.clone(), SessionSlot::Done(result));
+        Ok(())
+    }
+
+    /// Journals every completion that has already arrived, without waiting.
+    fn drain_completions(&mut self) -> Result<(), HostError> {
+        let mut any = false;
+        while let Some(c) = self.scheduler.try_completion() {
+            self.finish_session(c.result, true)?;
+            any = true;
+        }
+        if any {
+            self.journal.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Blocks until every listed session is done; returns their results in the order given.
+    pub fn await_sessions(&mut self, site: &CallSite, ids: &[String]) -> Result<Vec<SessionResult>, HostError> {
+        for id in ids {
+            if !self.spawns.contains_key(id) {
+                return Err(HostError::Script(format!("await_sessions: no session `{id}` was spawned in this run")));
+            }
+        }
+        let args = json!({ "sessions": ids });
+        let (index, key, answer) = self.begin_call("await_sessions", None, &args, site)?;
+        // Wait for live sessions; recorded ones are already done.
+        loop {
+            let pending = ids.iter().any(|id| matches!(self.slots.get(id), Some(SessionSlot::Pending)));
+            if !pending {
+                break;
+            }
+            self.check_interrupt()?;
+            match self.scheduler.next_completion() {
+                Some(c) => {
+                    self.finish_session(c.result, true)?;
+                    // Drain whatever else finished meanwhile, then hand it all to the OS at
+                    // once: a leaf recorded here is never run again, even after a kill -9.
+                    while let Some(c) = self.scheduler.try_completion() {
+                        self.finish_session(c.result, true)?;
+                    }
+                    self.journal.flush()?;
+                }
+                None => return Err(HostError::Interrupted),
+            }
+        }
+        let results: Vec<SessionResult> = ids
+            .iter()
+            .map(|id| match self.slots.get(id) {
+                Some(SessionSlot::Done(r)) => r.clone(),
+                _ => unreachable!("every awaited session is done"),
+            })
+            .collect();
+        let journal_it = match &answer {
+            None => !self.offline_replay(),
+            Some(ans) => self.rejournal(ans.positional),
+        };
+        if journal_it {
+            let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+            self.journal.append(Entry::call(index, "await_sessions", key, site, args, json!(statuses), None))?;
+            // An await boundary: make everything so far durable, in one fsync.
+            self.journal.sync()?;
+        }
+        Ok(results)
+    }
+
+    pub fn spawn_info(&self, id: &str) -> Option<(&str, &str, &Value)> {
+        self.spawns.get(id).map(|s| (s.workflow.as_str(), s.goal.as_str(), &s.inputs))
+    }
+
+    // ---- effects -----------------------------------------------------------------------
+
+    /// Journals the intent, acts (unless dry-run or replaying), journals the result.
+    pub fn effect(&mut self, site: &CallSite, kind: EffectKind, args: Value) -> Result<Value, HostError> {
+        let function = kind.function();
+        let (index, key, answer) = self.begin_call(function, None, &args, site)?;
+        let request = EffectRequest { kind, args: args.clone() };
+        let idempotency_key = format!("{}:{index}", self.run_id);
+
+        let result = match answer {
+            Some(ans) => {
+                let recorded_key = ans.entry.idempotency_key.clone().unwrap_or(idempotency_key.clone());
+                if self.rejournal(ans.positional) {
+                    self.journal.append(Entry::effect_intent(index, function, key.clone(), site, args.clone(), recorded_key.clone()))?;
+                }
+                match ans.effect_result {
+                    Some(result) => {
+                        self.world.restore(&request, &result);
+                        if self.rejournal(ans.positional) {
+                            self.journal.append(Entry::effect_result(index, function, result.clone()))?;
+                        }
+                        result
+                    }
+                    None if self.offline_replay() => json!({"status": "not_recorded"}),
+                    None => {
+                        // Intent without result: the run stopped around this effect. Ask the
+                        // world before acting again.
+                        let done = self
+                            .world
+                            .already_done(&request, &recorded_key)
+                            .map_err(|e| HostError::World(e.to_string()))?;
+                        let result = match done {
+                            Some(r) => r,
+                            None => self.act(&request, &recorded_key)?,
+                        };
+                        let at = if ans.positional { ans.entry.call.unwrap_or(index) } else { index };
+                        self.journal.append(Entry::effect_result(at, function, result.clone()))?;
+                        self.journal.flush()?;
+                        result
+                    }
+                }
+            }
+            None if self.offline_replay() => {
+                self.note_unrecorded(index, function, &args, site);
+                json!({"status": "not_recorded"})
+            }
+            None => {
+                self.journal.append(Entry::effect_intent(index, function, key, site, args.clone(), idempotency_key.clone()))?;
+                let result = if self.dry_run {
+                    json!({"status": "dry_run"})
+                } else {
+                    if self.world.is_external() {
+                        // The intent must survive anything, power loss included, before the
+                        // world changes.
+                        self.journal.sync()?;
+                    }
+                    self.act(&request, &idempotency_key)?
+                };
+                self.journal.append(Entry::effect_result(index, function, result.clone()))?;
+                if self.world.is_external() {
+                    self.journal.flush()?;
+                }
+                result
+            }
+        };
+        self.effects.push(EffectRecord { call: index, kind, args, result: result.clone(), site: site.clone() });
+        Ok(result)
+    }
+
+    fn act(&mut self, request: &EffectRequest, idempotency_key: &str) -> Result<Value, HostError> {
+        // A world error is a failed effect the script can route on, not a crash.
+        Ok(match self.world.act(request, idempotency_key) {
+            Ok(v) => v,
+            Err(e) => json!({"status": "failed", "error": e.to_string()}),
+        })
+    }
+
+    /// Stops every leaf still running (graceful stop).
+    pub fn cancel_leaves(&mut self) {
+        self.scheduler.cancel_all();
+    }
+
+    pub fn flush_log(&mut self) {
+        if let Some(log) = &mut self.log {
+            let _ = log.flush();
+        }
+    }
+}
+
+enum LeafSetupError {
+    /// The script asked for something impossible (unknown workflow): a script error.
+    Script(String),
+    /// This one leaf cannot run (harness missing, template error): a failed result.
+    Leaf(String),
+}
+
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "()",
+        Value::Bool(_) => "a bool",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "a map",
+    }
+}
