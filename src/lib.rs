@@ -3,6 +3,7 @@
 //! The crate is laid out in the order data flows; `docs/ARCHITECTURE.md` walks it.
 
 pub mod cli;
+pub mod config;
 pub mod effects;
 pub mod harness;
 pub mod journal;

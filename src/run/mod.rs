@@ -148,6 +148,8 @@ fn execute_on_script_thread(
         .map_err(|e| SetupError::Usage(format!("cannot read script {}: {e}", script_path.display())))?;
     let project = Project::discover(&script_path);
     let coordinator = coordinator_name(&script_path);
+    let config = crate::config::Config::load(&project.root).map_err(|e| SetupError::Scenario(Box::new(e)))?;
+    let _ = &config;
 
     // Compile first: a script that does not compile leaves no run behind.
     let cell: Rc<HostCell> = Rc::new(HostCell::default());

@@ -40,10 +40,10 @@ impl ScriptDiagnostic {
 
     pub fn from_eval(err: &EvalAltResult, main_file: &Path, main_source: &str) -> Self {
         let (inner, pos, module) = innermost(err, None);
-        let (file, source) = match module {
-            Some(m) if Path::new(&m) != main_file => {
-                let text = std::fs::read_to_string(&m).unwrap_or_default();
-                (std::path::PathBuf::from(m), text)
+        let (file, source) = match module.and_then(|m| module_file(&m, main_file)) {
+            Some(path) if path != main_file => {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                (path, text)
             }
             _ => (main_file.to_owned(), main_source.to_owned()),
         };
@@ -56,6 +56,15 @@ impl ScriptDiagnostic {
         let pos = if line > 0 { Position::new(line as u16, col.max(1) as u16) } else { Position::NONE };
         build(file, source, pos, message, "here".into(), help, kind)
     }
+}
+
+/// The file behind a module's source name: the name itself, or an import path resolved like
+/// the engine resolves it (relative to the main script, `.rhai` appended).
+fn module_file(name: &str, main_file: &Path) -> Option<std::path::PathBuf> {
+    let base = main_file.parent().unwrap_or(Path::new("."));
+    [std::path::PathBuf::from(name), std::path::PathBuf::from(format!("{name}.rhai")), base.join(name), base.join(format!("{name}.rhai"))]
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 fn build(
@@ -165,6 +174,7 @@ fn describe_eval(err: &EvalAltResult) -> (String, String, Option<String>, Script
         E::ErrorRuntime(value, _) => {
             (format!("the script threw: {value}"), "thrown here".into(), None, Thrown)
         }
+        E::ErrorSystem(msg, _) => (msg.clone(), "here".into(), None, Runtime),
         E::ErrorModuleNotFound(m, _) => (format!("cannot import `{m}`: no such module"), "imported here".into(), None, Runtime),
         other => (other.to_string(), "here".into(), None, Runtime),
     }

@@ -6,7 +6,7 @@ use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage, BasicMathPackage,
     BasicStringPackage, BitFieldPackage, LanguageCorePackage, LogicPackage, MoreStringPackage, Package,
 };
-use rhai::{Engine, EvalAltResult, Module, Position};
+use rhai::{Engine, EvalAltResult, Module};
 
 #[derive(Clone, Copy, Debug)]
 pub struct EngineLimits {
@@ -60,11 +60,10 @@ impl ScriptEngine {
         // Registered last so it shadows the core package's `sleep`: a script must not block on
         // wall time, and has no clock but the journaled `now()`.
         let mut sandbox = Module::new();
-        for name in ["sleep"] {
-            sandbox.set_native_fn(name, move |_: rhai::Dynamic| -> Result<(), Box<EvalAltResult>> {
-                Err(sandboxed(name))
-            });
-        }
+        // Exact parameter types, so these win over the core package's `sleep(INT)` and
+        // `sleep(FLOAT)` rather than losing to them as a Dynamic fallback would.
+        sandbox.set_native_fn("sleep", |_: rhai::INT| -> Result<(), Box<EvalAltResult>> { Err(sandboxed("sleep")) });
+        sandbox.set_native_fn("sleep", |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(sandboxed("sleep")) });
         sandbox.set_native_fn("timestamp", || -> Result<(), Box<EvalAltResult>> { Err(sandboxed("timestamp")) });
         engine.register_global_module(sandbox.into());
         engine.disable_symbol("eval");
@@ -84,9 +83,11 @@ impl ScriptEngine {
 }
 
 fn sandboxed(name: &str) -> Box<EvalAltResult> {
-    EvalAltResult::ErrorRuntime(
-        format!("`{name}` is not available to coordinator scripts: time comes from the journaled `now()`").into(),
-        Position::NONE,
+    // A system error, not a runtime one: `throw` makes runtime errors, and this is not the
+    // script failing on purpose but the script being at fault.
+    EvalAltResult::ErrorSystem(
+        format!("`{name}` is not available to coordinator scripts: time comes from the journaled `now()`"),
+        Box::new(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "sandboxed")),
     )
     .into()
 }

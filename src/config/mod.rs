@@ -1,0 +1,70 @@
+//! `coord.toml`: the project's configuration (see `docs/config.md`), found at the project root.
+//!
+//! Owns parsing with spans, so a bad config gets a diagnostic pointing into the file. Each
+//! section belongs to the part of coord that reads it (harnesses, channels, GitHub, library,
+//! pipelines); this module only loads and hands them out. Secrets never live here: the config
+//! names environment variables, and values are read from the environment when used.
+
+use crate::scenario::ScenarioDiagnostic;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "coord.toml";
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Per-harness settings: binary, base_url, model, api_key_env, concurrency, rates.
+    #[serde(default)]
+    pub harness: IndexMap<String, toml::Table>,
+    /// Per-workflow overrides of the workflow files (harness, model, timeout, retries).
+    #[serde(default)]
+    pub workflow: IndexMap<String, toml::Table>,
+    /// Notification channels by name.
+    #[serde(default)]
+    pub channels: IndexMap<String, toml::Table>,
+    #[serde(default)]
+    pub github: toml::Table,
+    #[serde(default)]
+    pub merge: toml::Table,
+    #[serde(default)]
+    pub library: toml::Table,
+    #[serde(default)]
+    pub limits: toml::Table,
+    #[serde(default)]
+    pub pipeline: Vec<toml::Table>,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Config {
+    /// The file it came from, when there is one.
+    pub path: Option<PathBuf>,
+    pub source: String,
+    pub file: ConfigFile,
+}
+
+impl Config {
+    /// Loads `coord.toml` from `root`; no file is an empty config.
+    pub fn load(root: &Path) -> Result<Self, ScenarioDiagnostic> {
+        let path = root.join(CONFIG_FILE);
+        if !path.is_file() {
+            return Ok(Config::default());
+        }
+        Self::load_file(&path)
+    }
+
+    pub fn load_file(path: &Path) -> Result<Self, ScenarioDiagnostic> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| ScenarioDiagnostic::io(path, &format!("cannot read config: {e}")))?;
+        let file: ConfigFile = toml::from_str(&source).map_err(|e| {
+            ScenarioDiagnostic::at(path, &source, e.span().unwrap_or(0..0), e.message().to_owned(), None)
+        })?;
+        Ok(Config { path: Some(path.to_owned()), source, file })
+    }
+
+    /// The folder relative paths in the config resolve against.
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.path.as_deref().and_then(Path::parent)
+    }
+}

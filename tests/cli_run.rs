@@ -1,0 +1,256 @@
+//! `coord run` through the binary: the demo, JSON output, script errors, leaf failures,
+//! effects, and the sandbox.
+
+mod support;
+
+use std::time::{Duration, Instant};
+use support::{command_workflow, TestProject};
+
+#[test]
+fn demo_prints_decisions_and_journals_the_run() {
+    let p = TestProject::with_repo_files();
+    let out = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run();
+    out.expect_code(0);
+    assert!(out.stdout.contains("merged     #12 #14"), "{}", out.stdout);
+    assert!(out.stdout.contains("fixed      #14"), "{}", out.stdout);
+    assert!(out.stdout.contains("escalated  #15 #17 #16"), "{}", out.stdout);
+    assert!(out.stdout.contains("waiting    #13"), "{}", out.stdout);
+    let runs = p.runs();
+    assert_eq!(runs.len(), 1);
+    let journal = std::fs::read_to_string(runs[0].join("journal.jsonl")).unwrap();
+    assert!(journal.lines().next().unwrap().contains("\"run_started\""));
+    assert!(journal.lines().last().unwrap().contains("\"succeeded\""));
+}
+
+#[test]
+fn json_effects_are_identical_on_every_run() {
+    let p = TestProject::with_repo_files();
+    let run = || p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"]).run();
+    let a = run();
+    a.expect_code(0);
+    let b = run();
+    let (a, b) = (a.json(), b.json());
+    assert_eq!(a["effects"], b["effects"]);
+    assert_ne!(a["run_id"], b["run_id"]);
+    assert_eq!(a["status"], "succeeded");
+    assert_eq!(a["sessions"], 14);
+    assert_eq!(a["effects"][0], serde_json::json!({"kind": "merge", "pr": 12, "method": "squash", "status": "merged"}));
+    let notify = a["effects"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(notify["kind"], "notify");
+    assert_eq!(notify["channel"], "slack:#eng");
+    assert!(a["usage"]["cost_usd"].as_f64().unwrap() > 0.0);
+}
+
+fn script_error(source: &str) -> (support::Outcome, Duration) {
+    let p = TestProject::new();
+    p.write("bad.rhai", source);
+    let started = Instant::now();
+    let out = p.coord().args(["run", "bad.rhai"]).run();
+    let took = started.elapsed();
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(p.runs().len() <= 1);
+    (out, took)
+}
+
+#[test]
+fn syntax_error_exits_2_with_location() {
+    let (out, _) = script_error("let x = 1;\nlet y = (x + ;\n");
+    out.expect_code(2);
+    assert!(out.stderr.contains("bad.rhai:2:"), "{}", out.stderr);
+    assert!(out.stderr.contains("syntax error"), "{}", out.stderr);
+}
+
+#[test]
+fn unknown_host_function_exits_2_with_a_suggestion() {
+    let (out, _) = script_error("let prs = [];\nlet h = spawn_sesion(\"mr-review\", #{});\n");
+    out.expect_code(2);
+    assert!(out.stderr.contains("bad.rhai:2:9"), "{}", out.stderr);
+    assert!(out.stderr.contains("spawn_session"), "did you mean: {}", out.stderr);
+}
+
+#[test]
+fn wrong_argument_types_name_the_expected_signature() {
+    let (out, _) = script_error("notify(12, 13);\n");
+    out.expect_code(2);
+    assert!(out.stderr.contains("bad.rhai:1:1"), "{}", out.stderr);
+    assert!(out.stderr.contains("expected: notify(channel: string"), "{}", out.stderr);
+}
+
+#[test]
+fn endless_loop_is_stopped_by_the_operation_limit() {
+    let (out, took) = script_error("let n = 0;\nloop {\n  n += 1;\n}\n");
+    out.expect_code(2);
+    assert!(out.stderr.contains("operation limit"), "{}", out.stderr);
+    assert!(out.stderr.contains("bad.rhai:"), "{}", out.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn endless_recursion_is_stopped_without_a_stack_overflow() {
+    let (out, took) = script_error("fn down(n) { down(n + 1) }\ndown(0);\n");
+    out.expect_code(2);
+    assert!(out.stderr.contains("recursion"), "{}", out.stderr);
+    assert!(out.stderr.contains("bad.rhai:"), "{}", out.stderr);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn a_throw_fails_the_run_with_exit_1() {
+    let (out, _) = script_error("throw \"no PRs to groom\";\n");
+    out.expect_code(1);
+    assert!(out.stderr.contains("no PRs to groom"), "{}", out.stderr);
+}
+
+#[test]
+fn error_in_an_imported_module_names_the_module_file() {
+    let p = TestProject::new();
+    p.write("lib/route.rhai", "fn pick(x) {\n  x.no_such_method()\n}\n");
+    p.write("main.rhai", "import \"lib/route\" as route;\nroute::pick(1);\n");
+    let out = p.coord().args(["run", "main.rhai"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("route.rhai:2:"), "{}", out.stderr);
+}
+
+#[test]
+fn clock_and_sleep_are_not_reachable() {
+    for src in ["let t = timestamp();", "sleep(1);"] {
+        let (out, _) = script_error(src);
+        out.expect_code(2);
+        assert!(out.stderr.contains("journaled `now()`"), "{src}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn print_goes_to_the_run_log_not_stdout() {
+    let p = TestProject::new();
+    p.write("s.rhai", "print(\"hello from the script\");\nlog(#{a: 1});\n#{ ok: true }\n");
+    let out = p.coord().args(["run", "s.rhai", "--json"]).run();
+    out.expect_code(0);
+    assert!(!out.stdout.contains("hello from the script"));
+    assert_eq!(out.json()["result"]["ok"], true);
+    let log = std::fs::read_to_string(p.runs()[0].join("run.log")).unwrap();
+    assert!(log.contains("hello from the script"), "{log}");
+}
+
+#[test]
+fn inputs_and_now_are_journaled() {
+    let p = TestProject::new();
+    p.write("s.rhai", "#{ repo: input(\"repo\"), all: inputs(), t: now() > 0 }\n");
+    let out = p.coord().args(["run", "s.rhai", "--json", "--input", "repo=acme/widgets"]).run();
+    out.expect_code(0);
+    let v = out.json();
+    assert_eq!(v["result"]["repo"], "acme/widgets");
+    assert_eq!(v["result"]["all"]["repo"], "acme/widgets");
+    assert_eq!(v["result"]["t"], true);
+    let journal = std::fs::read_to_string(p.runs()[0].join("journal.jsonl")).unwrap();
+    assert!(journal.contains("\"fn\":\"now\""));
+    assert!(journal.contains("\"fn\":\"input\""));
+}
+
+const VERDICT_SCHEMA: &str = r#"{ type = "object", required = ["verdict"], properties = { verdict = { enum = ["clean", "minor"] } } }"#;
+
+/// A project whose `review` workflow runs `leaf.sh`, and a script that routes on its result.
+fn command_project(leaf: &str, timeout: &str) -> TestProject {
+    let p = TestProject::new();
+    p.write_executable("leaf.sh", leaf);
+    p.write("workflows/review.toml", &command_workflow("./leaf.sh", timeout, VERDICT_SCHEMA));
+    p.write(
+        "s.rhai",
+        r#"
+let r = await_sessions([spawn_session("review", #{ goal: "look", inputs: #{ pr: 1 } })])[0];
+// The run carries on after a failed leaf and routes on it.
+let route = if r.status == "ok" { "merge" } else { "escalate" };
+#{ status: r.status, error: r.error, route: route, output: r.output }
+"#,
+    );
+    p
+}
+
+fn run_command_project(p: &TestProject) -> serde_json::Value {
+    let out = p.coord().args(["run", "s.rhai", "--json"]).run();
+    out.expect_code(0);
+    out.json()["result"].clone()
+}
+
+#[test]
+fn command_leaf_ok() {
+    let p = command_project("#!/bin/sh\ncat > request.json\necho '{\"output\": {\"verdict\": \"clean\"}, \"usage\": {\"input_tokens\": 10, \"cost_usd\": 0.01}}'\n", "10s");
+    let r = run_command_project(&p);
+    assert_eq!(r["status"], "ok");
+    assert_eq!(r["output"]["verdict"], "clean");
+    let request: serde_json::Value = serde_json::from_str(&p.read("request.json")).unwrap();
+    assert_eq!(request["goal"], "look");
+    assert_eq!(request["inputs"]["pr"], 1);
+    assert_eq!(request["prompt"], "look");
+}
+
+#[test]
+fn command_leaf_violating_its_schema_is_a_failed_result() {
+    let p = command_project("#!/bin/sh\necho '{\"verdict\": \"maybe\"}'\n", "10s");
+    let r = run_command_project(&p);
+    assert_eq!(r["status"], "failed");
+    assert_eq!(r["route"], "escalate");
+    assert!(r["error"].as_str().unwrap().contains("schema violation"), "{r}");
+    assert!(r["error"].as_str().unwrap().contains("/verdict"), "{r}");
+}
+
+#[test]
+fn command_leaf_exiting_non_zero_is_a_failed_result() {
+    let p = command_project("#!/bin/sh\necho 'model overloaded' >&2\nexit 3\n", "10s");
+    let r = run_command_project(&p);
+    assert_eq!(r["status"], "failed");
+    let err = r["error"].as_str().unwrap();
+    assert!(err.contains("exited with status 3") && err.contains("model overloaded"), "{err}");
+}
+
+#[test]
+fn command_leaf_printing_garbage_is_a_failed_result() {
+    let p = command_project("#!/bin/sh\necho 'I think it looks fine!'\n", "10s");
+    let r = run_command_project(&p);
+    assert_eq!(r["status"], "failed");
+    assert!(r["error"].as_str().unwrap().contains("not JSON"), "{r}");
+}
+
+#[test]
+fn command_leaf_outliving_its_timeout_is_killed_with_its_children() {
+    let p = command_project("#!/bin/sh\nsleep 60 &\necho $! > child.pid\nsleep 60\n", "1s");
+    let started = Instant::now();
+    let r = run_command_project(&p);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(r["status"], "timeout");
+    assert!(r["error"].as_str().unwrap().contains("timed out after 1s"), "{r}");
+    let pid: i32 = p.read("child.pid").trim().parse().expect("the leaf wrote its child's pid");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!support::process_alive(pid), "the leaf's child {pid} outlived the timeout");
+}
+
+#[test]
+fn dry_run_journals_intents_and_performs_nothing() {
+    let p = TestProject::with_repo_files();
+    let out = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json", "--dry-run"]).run();
+    out.expect_code(0);
+    let v = out.json();
+    let effects = v["effects"].as_array().unwrap();
+    assert!(!effects.is_empty());
+    assert!(effects.iter().all(|e| e["status"] == "dry_run"), "{effects:?}");
+    let journal = std::fs::read_to_string(p.runs()[0].join("journal.jsonl")).unwrap();
+    assert!(journal.contains("\"effect_intent\""));
+}
+
+#[test]
+fn a_live_run_without_a_backend_says_what_to_configure() {
+    let p = TestProject::with_repo_files();
+    let out = p.coord().args(["run", "coordinators/groom-prs.rhai"]).run();
+    out.expect_code(1);
+    assert!(out.stderr.contains("--demo"), "{}", out.stderr);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let p = TestProject::new();
+    p.coord().args(["run"]).run().expect_code(2);
+    p.coord().args(["run", "missing.rhai"]).run().expect_code(2);
+    p.write("s.rhai", "1");
+    p.coord().args(["run", "s.rhai", "--input", "novalue"]).run().expect_code(2);
+    p.coord().args(["run", "s.rhai", "--demo"]).run().expect_code(2);
+}

@@ -1,0 +1,170 @@
+//! Test support: a throwaway project folder and a builder that runs the real `coord` binary in
+//! it. Every integration test goes through the binary, as a user would.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+pub struct TestProject {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestProject {
+    /// An empty project with a `workflows/` folder.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("workflows")).unwrap();
+        TestProject { dir }
+    }
+
+    /// A copy of the repository's coordinators, workflows and stdlib.
+    pub fn with_repo_files() -> Self {
+        let p = TestProject::new();
+        for folder in ["coordinators", "workflows", "stdlib"] {
+            let from = repo_root().join(folder);
+            if from.is_dir() {
+                copy_dir(&from, &p.path().join(folder));
+            }
+        }
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, rel: &str, contents: &str) -> PathBuf {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// Writes an executable file (a fake leaf or agent).
+    pub fn write_executable(&self, rel: &str, contents: &str) -> PathBuf {
+        let path = self.write(rel, contents);
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_default()
+    }
+
+    pub fn coord(&self) -> CoordCommand {
+        CoordCommand::new(self.path())
+    }
+
+    /// Run directories, oldest first.
+    pub fn runs(&self) -> Vec<PathBuf> {
+        let mut runs: Vec<PathBuf> = std::fs::read_dir(self.path().join(".coord/runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        runs.sort();
+        runs
+    }
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+pub struct CoordCommand {
+    cmd: std::process::Command,
+}
+
+impl CoordCommand {
+    pub fn new(cwd: &Path) -> Self {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_coord"));
+        cmd.current_dir(cwd).env_remove("COORD_RUNS_DIR").env_remove("COORD_PATH").env_remove("CI");
+        cmd.env("NO_COLOR", "1");
+        CoordCommand { cmd }
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl AsRef<std::ffi::OsStr>) -> Self {
+        self.cmd.env(k, v);
+        self
+    }
+
+    pub fn run(mut self) -> Outcome {
+        let output = self.cmd.output().expect("coord runs");
+        Outcome::from(output)
+    }
+
+    pub fn spawn(mut self) -> std::process::Child {
+        self.cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        self.cmd.spawn().expect("coord starts")
+    }
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Outcome {
+    fn from(o: Output) -> Self {
+        Outcome {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Outcome {
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+/// A workflow file using the command harness.
+pub fn command_workflow(program: &str, timeout: &str, schema: &str) -> String {
+    format!(
+        "harness = \"command\"\ncommand = [\"{program}\"]\ntimeout = \"{timeout}\"\nprompt = \"{{{{ goal }}}}\"\nschema = {schema}\n"
+    )
+}
+
+/// True when `pid` runs (a zombie waiting for a reaper counts as dead: it runs nothing).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(stat) => {
+            let state = stat.rsplit(')').next().and_then(|rest| rest.trim().chars().next());
+            !matches!(state, Some('Z') | Some('X') | None)
+        }
+    }
+}
