@@ -8,8 +8,9 @@ use crate::script::host::EffectRecord;
 use indexmap::IndexMap;
 use serde_json::{json, Value};
 
-/// The effects on one target, in order: `merge`, `comment`, `label`, `notify`.
-type EffectsByTarget = IndexMap<String, Vec<String>>;
+/// The effects on one target, in order: their names (`merge`, `comment`, `label`, `notify`)
+/// and the arguments each was given, so a change of content shows as well as a change of kind.
+type EffectsByTarget = IndexMap<String, Vec<(String, Value)>>;
 
 fn target_of(args: &Value, function: &str) -> String {
     if let Some(pr) = args.get("pr") {
@@ -35,11 +36,8 @@ fn effect_name(function: &str, result: &Value) -> String {
     }
 }
 
-fn add(map: &mut EffectsByTarget, target: String, name: String) {
-    let list = map.entry(target).or_default();
-    if !list.contains(&name) {
-        list.push(name);
-    }
+fn add(map: &mut EffectsByTarget, target: String, name: String, args: Value) {
+    map.entry(target).or_default().push((name, args));
 }
 
 pub fn recorded_effects(run: &RecordedRun) -> EffectsByTarget {
@@ -56,11 +54,7 @@ pub fn recorded_effects(run: &RecordedRun) -> EffectsByTarget {
             .and_then(|c| run.effect_results.get(&c))
             .cloned()
             .unwrap_or(Value::Null);
-        add(
-            &mut map,
-            target_of(&args, function),
-            effect_name(function, &result),
-        );
+        add(&mut map, target_of(&args, function), effect_name(function, &result), args);
     }
     map
 }
@@ -69,11 +63,7 @@ pub fn new_effects(effects: &[EffectRecord]) -> EffectsByTarget {
     let mut map = EffectsByTarget::new();
     for e in effects {
         let function = e.kind.function();
-        add(
-            &mut map,
-            target_of(&e.args, function),
-            effect_name(function, &e.result),
-        );
+        add(&mut map, target_of(&e.args, function), effect_name(function, &e.result), e.args.clone());
     }
     map
 }
@@ -89,14 +79,25 @@ pub fn effect_changes(
             targets.push(t);
         }
     }
-    let show = |l: Option<&Vec<String>>| match l {
-        Some(l) if !l.is_empty() => l.join(", "),
-        _ => "nothing".to_owned(),
+    let names = |l: Option<&Vec<(String, Value)>>| -> String {
+        let mut names: Vec<&str> = Vec::new();
+        for (n, _) in l.into_iter().flatten() {
+            if !names.contains(&n.as_str()) {
+                names.push(n);
+            }
+        }
+        if names.is_empty() { "nothing".to_owned() } else { names.join(", ") }
     };
     targets
         .into_iter()
         .filter(|t| before.get(*t) != after.get(*t))
-        .map(|t| (t.clone(), show(before.get(t)), show(after.get(t))))
+        .map(|t| {
+            let (b, mut a) = (names(before.get(t)), names(after.get(t)));
+            if a == b {
+                a.push_str(" (content differs)");
+            }
+            (t.clone(), b, a)
+        })
         .collect()
 }
 
