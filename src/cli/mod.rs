@@ -7,6 +7,7 @@
 pub mod exit_code;
 mod replay_command;
 mod run_command;
+mod test_command;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -49,6 +50,26 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Continue an interrupted run: replay its journal, then go on live.
     Resume(ResumeArgs),
+    /// Run every scenario offline and compare its routing trace with its snapshot.
+    Test(TestArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Coordinators (.rhai), scenarios (.toml) or folders of them [default: coordinators].
+    pub paths: Vec<PathBuf>,
+    /// Write the new traces as the snapshots.
+    #[arg(long)]
+    pub accept: bool,
+    /// Report the script lines and if/switch branches no scenario executed.
+    #[arg(long)]
+    pub coverage: bool,
+    /// With --coverage: fail when a routing branch is never taken.
+    #[arg(long, requires = "coverage")]
+    pub fail_uncovered: bool,
+    /// Print one JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -180,6 +201,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run_command::run(args, runtime.handle(), interrupt),
         Command::Replay(args) => replay_command::replay(args, runtime.handle(), interrupt),
         Command::Resume(args) => replay_command::resume(args, runtime.handle(), interrupt),
+        Command::Test(args) => test_command::test(args, runtime.handle()),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -61,6 +61,8 @@ pub struct RunPlan {
     /// Keep the journal in memory only (the journaling-overhead benchmark).
     pub journal_in_memory: bool,
     pub recording: Recording,
+    /// Record which statements run, for routing coverage.
+    pub coverage: Option<crate::script::coverage::SharedHits>,
 }
 
 impl RunPlan {
@@ -77,6 +79,7 @@ impl RunPlan {
             leaf_overrides: IndexMap::new(),
             journal_in_memory: false,
             recording: Recording::Fresh,
+            coverage: None,
         }
     }
 }
@@ -131,6 +134,42 @@ pub struct RunOutcome {
     pub warnings: Vec<String>,
 }
 
+/// Compiles a script the way a run does (sandboxed engine, host API, imports resolved), for
+/// analysis that must see exactly what a run would: coverage, checks.
+pub fn compile_for_analysis(script: &Path) -> Result<rhai::AST, Box<ScriptDiagnostic>> {
+    let source = std::fs::read_to_string(script).map_err(|e| {
+        Box::new(ScriptDiagnostic::at(
+            script,
+            "",
+            0,
+            0,
+            format!("cannot read: {e}"),
+            None,
+            ScriptErrorKind::Syntax,
+        ))
+    })?;
+    let project = Project::discover(script);
+    let mut engine = ScriptEngine::build(EngineLimits::default());
+    engine.set_module_resolver(project.module_resolver(script));
+    host_api::register(
+        &mut engine,
+        Rc::new(HostCell::default()),
+        script.display().to_string(),
+    );
+    let mut ast = engine
+        .compile_into_self_contained(&rhai::Scope::new(), &source)
+        .map_err(|e| match *e {
+            rhai::EvalAltResult::ErrorParsing(t, pos) => Box::new(ScriptDiagnostic::from_parse(
+                &rhai::ParseError(Box::new(t), pos),
+                script,
+                &source,
+            )),
+            other => Box::new(ScriptDiagnostic::from_eval(&other, script, &source)),
+        })?;
+    ast.set_source(script.display().to_string().as_str());
+    Ok(ast)
+}
+
 /// Runs a plan to its end. Blocks the calling thread; `runtime` runs the leaves.
 pub fn execute(
     plan: RunPlan,
@@ -169,6 +208,9 @@ fn execute_on_script_thread(
     engine.set_module_resolver(project.module_resolver(&script_path));
     let main_source = script_path.display().to_string();
     host_api::register(&mut engine, cell.clone(), main_source.clone());
+    if let Some(hits) = &plan.coverage {
+        crate::script::coverage::record(&mut engine, main_source.clone(), hits.clone());
+    }
     {
         let flag = interrupt.clone();
         engine.on_progress(move |_| flag.is_set().then(|| rhai::Dynamic::from("interrupted")));
@@ -227,6 +269,11 @@ fn execute_on_script_thread(
         Some(p) => Some(Scenario::load(p).map_err(|e| SetupError::Scenario(Box::new(e)))?),
         None => None,
     };
+    let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()));
+    if let Some(s) = &scenario {
+        s.validate(&workflows)
+            .map_err(|e| SetupError::Scenario(Box::new(e)))?;
+    }
 
     let mut inputs: IndexMap<String, Value> = match (&recorded_run, &scenario) {
         (Some(rec), _) => rec
@@ -347,7 +394,6 @@ fn execute_on_script_thread(
     };
 
     let scheduler = SchedulerClient::start(&runtime, plan.max_parallel, &interrupt);
-    let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()));
     cell.install(Host::new(HostSetup {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),

@@ -7,6 +7,8 @@
 
 pub mod diagnostic;
 pub mod mock_responder;
+pub mod snapshot;
+pub mod suite;
 pub mod world;
 
 use indexmap::IndexMap;
@@ -305,6 +307,46 @@ impl Scenario {
             expect: file.expect.map(|e| e.into_inner()),
             source,
         })
+    }
+
+    /// Checks a scenario against the workflows it names: every rule's workflow exists, and every
+    /// canned output fits the workflow's schema (unless marked `invalid`).
+    pub fn validate(
+        &self,
+        workflows: &crate::workflow::WorkflowSet,
+    ) -> Result<(), ScenarioDiagnostic> {
+        let scenario = self;
+        for rule in &scenario.rules {
+            let wf = match workflows.get(&rule.workflow) {
+                Ok(wf) => wf,
+                Err(e) => {
+                    return Err(scenario.diagnostic(
+                        rule.workflow_span.clone(),
+                        format!("unknown workflow `{}`", rule.workflow),
+                        Some(e.to_string()),
+                    ))
+                }
+            };
+            // classify() gives its leaf a schema per call; the file's schema is only a default.
+            if rule.workflow == "classify" {
+                continue;
+            }
+            for response in &rule.responses {
+                if response.invalid
+                    || response.status != crate::scheduler::session::SessionStatus::Ok
+                {
+                    continue;
+                }
+                if let Err(violation) = crate::workflow::validate(&wf.validator, &response.output) {
+                    return Err(scenario.diagnostic(
+                        response.output_span.clone().unwrap_or(rule.workflow_span.clone()),
+                        format!("this output of `{}` does not fit its schema: {violation}", rule.workflow),
+                        Some(format!("fix the output, or mark it `invalid = true` to test how routing copes (schema: {})", wf.path.display())),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A diagnostic pointing at `span` in this scenario's file.

@@ -119,7 +119,12 @@ fn render_call(out: &mut String, e: &Entry, sessions: &IndexMap<String, Value>) 
                         .to_owned()
                 })
                 .collect();
-            let mut line = format!("await [{}] -> {}", ids.join(" "), statuses.join(" "));
+            let outcome = if statuses.is_empty() {
+                "nothing".to_owned()
+            } else {
+                statuses.join(" ")
+            };
+            let mut line = format!("await [{}] -> {outcome}", ids.join(" "));
             for id in &ids {
                 if let Some(r) = sessions.get(*id) {
                     let _ = write!(line, "\n  {id} {}", session_brief(r));

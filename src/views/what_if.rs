@@ -54,7 +54,12 @@ pub fn recorded_effects(run: &RecordedRun) -> EffectsByTarget {
             .and_then(|c| run.effect_results.get(&c))
             .cloned()
             .unwrap_or(Value::Null);
-        add(&mut map, target_of(&args, function), effect_name(function, &result), args);
+        add(
+            &mut map,
+            target_of(&args, function),
+            effect_name(function, &result),
+            args,
+        );
     }
     map
 }
@@ -63,7 +68,12 @@ pub fn new_effects(effects: &[EffectRecord]) -> EffectsByTarget {
     let mut map = EffectsByTarget::new();
     for e in effects {
         let function = e.kind.function();
-        add(&mut map, target_of(&e.args, function), effect_name(function, &e.result), e.args.clone());
+        add(
+            &mut map,
+            target_of(&e.args, function),
+            effect_name(function, &e.result),
+            e.args.clone(),
+        );
     }
     map
 }
@@ -86,7 +96,11 @@ pub fn effect_changes(
                 names.push(n);
             }
         }
-        if names.is_empty() { "nothing".to_owned() } else { names.join(", ") }
+        if names.is_empty() {
+            "nothing".to_owned()
+        } else {
+            names.join(", ")
+        }
     };
     targets
         .into_iter()
