@@ -9,17 +9,9 @@ use crate::views::run_summary;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub fn run(
-    args: &RunArgs,
-    runtime: &tokio::runtime::Handle,
-    interrupt: Arc<crate::scheduler::Interrupt>,
-) -> u8 {
+pub fn run(args: &RunArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crate::scheduler::Interrupt>) -> u8 {
     let mut plan = RunPlan::new(args.script.clone());
-    plan.inputs = args
-        .inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+    plan.inputs = args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     plan.scenario = args.scenario.clone();
     plan.demo = args.demo;
     plan.max_parallel = usize::from(args.max_parallel);
@@ -45,11 +37,7 @@ pub fn run(
 }
 
 /// Prints a run's outcome (or why it never started) and returns the exit code.
-pub fn finish(
-    outcome: Result<RunOutcome, SetupError>,
-    json: bool,
-    interrupt: &crate::scheduler::Interrupt,
-) -> u8 {
+pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &crate::scheduler::Interrupt) -> u8 {
     let outcome = match outcome {
         Ok(o) => o,
         Err(err) => {
@@ -73,11 +61,7 @@ pub fn finish(
     match outcome.failure {
         None => exit_code::SUCCESS,
         Some(RunFailure::Script(diag)) => {
-            let code = if diag.kind == ScriptErrorKind::Thrown {
-                exit_code::RUN_FAILED
-            } else {
-                exit_code::USAGE
-            };
+            let code = if diag.kind == ScriptErrorKind::Thrown { exit_code::RUN_FAILED } else { exit_code::USAGE };
             report(*diag);
             code
         }
@@ -94,10 +78,7 @@ pub fn finish(
             exit_code::RUN_FAILED
         }
         Some(RunFailure::Interrupted) => {
-            eprintln!(
-                "interrupted: run {} stopped; `coord resume {}` finishes it",
-                outcome.run_id, outcome.run_id
-            );
+            eprintln!("interrupted: run {} stopped; `coord resume {}` finishes it", outcome.run_id, outcome.run_id);
             if interrupt.signal() == libc::SIGTERM {
                 exit_code::INTERRUPTED_SIGTERM
             } else {
