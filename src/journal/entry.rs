@@ -68,6 +68,9 @@ pub struct RunHeader {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<String>,
     pub started_at: String,
+    /// The `coord.toml` pipeline the run belongs to (daemon, `coord trigger`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -53,6 +53,8 @@ pub struct RunPlan {
     /// Keep the journal in memory only (the journaling-overhead benchmark).
     pub journal_in_memory: bool,
     pub recording: Recording,
+    /// The pipeline this run belongs to, recorded in the journal header.
+    pub pipeline: Option<String>,
 }
 
 impl RunPlan {
@@ -69,6 +71,7 @@ impl RunPlan {
             leaf_overrides: IndexMap::new(),
             journal_in_memory: false,
             recording: Recording::Fresh,
+            pipeline: None,
         }
     }
 }
@@ -254,6 +257,7 @@ fn execute_on_script_thread(
                 mode: mode.into(),
                 scenario: scenario_path.as_ref().map(|p| p.display().to_string()),
                 started_at: now_rfc3339(),
+                pipeline: plan.pipeline.clone(),
             }))?;
             journal.sync()?;
             (id, dir, journal, None)

@@ -4,3 +4,4 @@
 
 pub mod effect_view;
 pub mod run_summary;
+pub mod schedule_table;
