@@ -672,7 +672,7 @@ fn a_second_daemon_for_the_same_project_exits_75() {
     out.expect_code(75);
     assert!(
         out.stderr
-            .contains("another coord daemon serves this project"),
+            .contains("serves this project; this one stops"),
         "{}",
         out.stderr
     );

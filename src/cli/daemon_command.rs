@@ -46,7 +46,7 @@ pub fn run(args: &DaemonArgs, runtime: &tokio::runtime::Handle) -> u8 {
     };
     match runtime.block_on(daemon::serve(options, pipelines)) {
         Ok(()) => exit_code::SUCCESS,
-        Err(e @ DaemonError::AlreadyRunning(_)) => {
+        Err(e @ DaemonError::AlreadyRunning { .. }) => {
             eprintln!("coord daemon: {e}");
             exit_code::LOCKED
         }

@@ -46,8 +46,10 @@ pub struct DaemonOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("another coord daemon serves this project: {0}")]
-    AlreadyRunning(LockError),
+    #[error("another coord daemon{} serves this project; this one stops", pid_note(*.pid))]
+    AlreadyRunning { pid: Option<u32> },
+    #[error(transparent)]
+    Lock(LockError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -55,6 +57,10 @@ pub enum DaemonError {
     },
     #[error("cannot watch signals: {0}")]
     Signals(std::io::Error),
+}
+
+fn pid_note(pid: Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
 }
 
 /// What the dispatcher did with a fire.
@@ -134,8 +140,10 @@ struct Dispatcher {
 /// Runs `pipelines` until SIGTERM or SIGINT, reloading `coord.toml` on SIGHUP.
 pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(), DaemonError> {
     let coord = coord_dir(&options.runs);
-    let daemon_lock =
-        RunLock::acquire(&coord.join("daemon"), "daemon").map_err(DaemonError::AlreadyRunning)?;
+    let daemon_lock = RunLock::acquire(&coord.join("daemon"), "daemon").map_err(|e| match e {
+        LockError::Held { pid, .. } => DaemonError::AlreadyRunning { pid },
+        other => DaemonError::Lock(other),
+    })?;
     if let Some(pid) = daemon_lock.stale_pid {
         announce(format_args!(
             "daemon: took over the daemon lock from pid {pid}, which died holding it"
