@@ -4,9 +4,11 @@
 //! Commands are thin: they build a plan, call the library, and render with `views`. They must
 //! not hold routing, journaling or scheduling logic.
 
+mod daemon_command;
 pub mod exit_code;
 mod replay_command;
 mod run_command;
+mod schedule_command;
 mod test_command;
 
 use clap::{Args, Parser, Subcommand};
@@ -48,6 +50,12 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Run every scenario offline and compare its routing trace with its snapshot.
     Test(TestArgs),
+    /// Run the pipelines of coord.toml on their schedules and webhooks until SIGTERM (SIGHUP reloads).
+    Daemon(daemon_command::DaemonArgs),
+    /// List the pipelines of coord.toml, their next fire times and their last runs.
+    Schedule(schedule_command::ScheduleArgs),
+    /// Run one pipeline of coord.toml now, under its lock (for system cron and CI).
+    Trigger(schedule_command::TriggerArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -153,6 +161,10 @@ pub struct RunArgs {
     /// Keep the journal in memory only (for the journaling-overhead benchmark).
     #[arg(long, hide = true)]
     pub journal_in_memory: bool,
+    /// Hold the lock NAME (.coord/locks/NAME.lock) while running; if another process holds it,
+    /// exit 75 and touch nothing.
+    #[arg(long, value_name = "NAME")]
+    pub lock: Option<String>,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -182,12 +194,18 @@ pub fn main() -> ExitCode {
         }
     };
     let interrupt = Arc::new(crate::scheduler::Interrupt::default());
-    watch_signals(&runtime, interrupt.clone());
+    // The daemon handles its own signals: SIGTERM stops it, SIGHUP reloads its config.
+    if !matches!(cli.command, Command::Daemon(_)) {
+        watch_signals(&runtime, interrupt.clone());
+    }
     let code = match &cli.command {
         Command::Run(args) => run_command::run(args, runtime.handle(), interrupt),
         Command::Replay(args) => replay_command::replay(args, runtime.handle(), interrupt),
         Command::Resume(args) => replay_command::resume(args, runtime.handle(), interrupt),
         Command::Test(args) => test_command::test(args, runtime.handle()),
+        Command::Daemon(args) => daemon_command::run(args, runtime.handle()),
+        Command::Schedule(args) => schedule_command::list(args),
+        Command::Trigger(args) => schedule_command::trigger(args, runtime.handle(), interrupt),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -207,7 +225,13 @@ fn init_logging(cli: &Cli) {
         }
     };
     let filter = EnvFilter::try_from_env("COORD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    // No colour codes where stderr is a file, a pipe or the journal.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.without_time().try_init(),

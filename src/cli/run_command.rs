@@ -1,6 +1,7 @@
 //! `coord run`: build a plan from flags, execute it, print the outcome, pick the exit code.
 
 use super::{exit_code, report, RunArgs};
+use crate::daemon::lock::{LockError, RunLock};
 use crate::journal::run_dir::RunStore;
 use crate::run::{self, RunFailure, RunOutcome, RunPlan, SetupError};
 use crate::script::diagnostic::ScriptErrorKind;
@@ -32,8 +33,40 @@ pub fn run(args: &RunArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crat
             (wf.clone(), LeafOverride { harness, model })
         })
         .collect();
+    // Taken before anything touches the run store: a run the lock refuses changes nothing.
+    let _lock = match &args.lock {
+        Some(name) => match take_lock(&plan.runs, name) {
+            Ok(lock) => Some(lock),
+            Err(code) => return code,
+        },
+        None => None,
+    };
     let outcome = run::execute(plan, runtime, interrupt.clone());
     finish(outcome, args.json, &interrupt)
+}
+
+/// Takes the lock `name` beside `runs`; a refusal is one line on stderr and an exit code.
+pub(super) fn take_lock(runs: &RunStore, name: &str) -> Result<RunLock, u8> {
+    match RunLock::acquire(&crate::daemon::locks_dir(runs), name) {
+        Ok(lock) => {
+            if let Some(pid) = lock.stale_pid {
+                eprintln!("warning: lock `{name}`: taken over from pid {pid}, which died holding it");
+            }
+            Ok(lock)
+        }
+        Err(e @ LockError::Held { .. }) => {
+            eprintln!("coord: {e}");
+            Err(exit_code::LOCKED)
+        }
+        Err(e @ LockError::BadName(_)) => {
+            eprintln!("error: {e}");
+            Err(exit_code::USAGE)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(exit_code::RUN_FAILED)
+        }
+    }
 }
 
 /// Prints a run's outcome (or why it never started) and returns the exit code.

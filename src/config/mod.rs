@@ -5,6 +5,8 @@
 //! pipelines); this module only loads and hands them out. Secrets never live here: the config
 //! names environment variables, and values are read from the environment when used.
 
+pub mod pipeline;
+
 use crate::scenario::ScenarioDiagnostic;
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -33,7 +35,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub limits: toml::Table,
     #[serde(default)]
-    pub pipeline: Vec<toml::Table>,
+    pub pipeline: Vec<pipeline::PipelineSection>,
 }
 
 #[derive(Debug, Default, Clone)]

@@ -74,6 +74,9 @@ pub struct RunHeader {
     /// Run options a resume must keep: `leaf` overrides, `dry_run`, `max_parallel`.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub options: Value,
+    /// The `coord.toml` pipeline the run belongs to (daemon, `coord trigger`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -56,6 +56,8 @@ pub struct RunPlan {
     pub recording: Recording,
     /// Record which statements run, for routing coverage.
     pub coverage: Option<crate::script::coverage::SharedHits>,
+    /// The pipeline this run belongs to, recorded in the journal header.
+    pub pipeline: Option<String>,
 }
 
 impl RunPlan {
@@ -73,6 +75,7 @@ impl RunPlan {
             journal_in_memory: false,
             recording: Recording::Fresh,
             coverage: None,
+            pipeline: None,
         }
     }
 }
@@ -297,6 +300,7 @@ fn execute_on_script_thread(
                     "dry_run": plan.dry_run,
                     "max_parallel": plan.max_parallel,
                 }),
+                pipeline: plan.pipeline.clone(),
             }))?;
             journal.sync()?;
             (id, dir, journal, None)

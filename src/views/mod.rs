@@ -4,5 +4,6 @@
 
 pub mod effect_view;
 pub mod run_summary;
+pub mod schedule_table;
 pub mod trace;
 pub mod what_if;
