@@ -104,7 +104,7 @@ pub fn main() -> ExitCode {
     let interrupt = Arc::new(crate::scheduler::Interrupt::default());
     watch_signals(&runtime, interrupt.clone());
     let code = match &cli.command {
-        Command::Run(args) => run_command::run(args, runtime.handle(), interrupt),
+        Command::Run(args) => run_command::run(args, &cli, runtime.handle(), interrupt),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -117,14 +117,17 @@ fn init_logging(cli: &Cli) {
         "error"
     } else {
         match cli.verbose {
-            0 => "warn",
+            // Progress lines (`coord run` off a terminal) show unless --quiet.
+            0 => "warn,coord::progress=info",
             1 => "info",
             2 => "debug",
             _ => "trace",
         }
     };
     let filter = EnvFilter::try_from_env("COORD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).with_ansi(ansi);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.without_time().try_init(),

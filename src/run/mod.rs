@@ -6,6 +6,7 @@
 //! entry says how the run ended). It must not decide routing or render output.
 
 pub mod project;
+pub mod run_event;
 
 use crate::effects::{UnconfiguredWorld, World};
 use crate::harness::mock::MockHarness;
@@ -53,6 +54,8 @@ pub struct RunPlan {
     /// Keep the journal in memory only (the journaling-overhead benchmark).
     pub journal_in_memory: bool,
     pub recording: Recording,
+    /// Live progress for a display (`coord run` on a terminal or in logs).
+    pub events: Option<run_event::RunEvents>,
 }
 
 impl RunPlan {
@@ -69,6 +72,7 @@ impl RunPlan {
             leaf_overrides: IndexMap::new(),
             journal_in_memory: false,
             recording: Recording::Fresh,
+            events: None,
         }
     }
 }
@@ -292,6 +296,9 @@ fn execute_on_script_thread(
         interrupt: interrupt.clone(),
         log,
     }));
+    if let Some(events) = plan.events.clone() {
+        cell.with(|host| host.report_events_to(events));
+    }
 
     let evaluated = engine.eval_ast::<rhai::Dynamic>(&ast);
     drop(engine);

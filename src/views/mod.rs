@@ -3,4 +3,6 @@
 //! durations in traces or effect lists) and must never act.
 
 pub mod effect_view;
+pub mod live_progress;
 pub mod run_summary;
+pub mod units;
