@@ -6,6 +6,7 @@
 
 pub mod exit_code;
 mod run_command;
+mod view_commands;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -39,6 +40,15 @@ pub enum LogFormat {
 pub enum Command {
     /// Run a coordinator script.
     Run(RunArgs),
+    /// List recorded runs: id, coordinator, status, start, duration, sessions, cost.
+    Runs(view_commands::RunsArgs),
+    /// Show a run: its sessions as a tree, its effects, errors and cost.
+    #[command(long_about = view_commands::SHOW_ABOUT)]
+    Show(view_commands::ShowArgs),
+    /// Print a run's graph of sessions and effects (Mermaid or Graphviz DOT).
+    Graph(view_commands::GraphArgs),
+    /// Write a self-contained HTML report of a run, or of all runs with --all.
+    Report(view_commands::ReportArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -105,6 +115,10 @@ pub fn main() -> ExitCode {
     watch_signals(&runtime, interrupt.clone());
     let code = match &cli.command {
         Command::Run(args) => run_command::run(args, &cli, runtime.handle(), interrupt),
+        Command::Runs(args) => view_commands::runs(args),
+        Command::Show(args) => view_commands::show(args),
+        Command::Graph(args) => view_commands::graph(args),
+        Command::Report(args) => view_commands::report(args),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
