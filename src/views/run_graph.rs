@@ -683,6 +683,114 @@ pub fn one_line(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::entry::{CallSite, RunHeader};
+    use crate::journal::{CallKey, JournalWriter, JOURNAL_VERSION};
+
+    /// A journal written by hand: spawns, awaits and effects in the order given.
+    fn graph_of(steps: &[(&str, Value)]) -> RunGraph {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = JournalWriter::create(dir.path()).unwrap();
+        let header = RunHeader {
+            version: JOURNAL_VERSION,
+            script: "c.rhai".into(),
+            ..Default::default()
+        };
+        w.append(Entry::run_started(header)).unwrap();
+        let mut sessions = 0;
+        for (call, (function, args)) in steps.iter().enumerate() {
+            let call = call as u64;
+            let site = CallSite {
+                line: 10 + call as usize,
+                col: 1,
+                source: None,
+            };
+            let key = CallKey::new(function, Some("wf"), args);
+            match *function {
+                "spawn" => {
+                    sessions += 1;
+                    let id = format!("s{sessions}");
+                    let entry = Entry::call(
+                        call,
+                        "spawn_session",
+                        key,
+                        &site,
+                        args.clone(),
+                        Value::Null,
+                        Some(id.clone()),
+                    );
+                    w.append(entry).unwrap();
+                    let result = json!({"id": id, "workflow": "wf", "status": "ok", "output": {"verdict": "clean"}});
+                    w.append(Entry::session(&id, result)).unwrap();
+                }
+                "await" => {
+                    let entry = Entry::call(
+                        call,
+                        "await_sessions",
+                        key,
+                        &site,
+                        json!({ "sessions": args }),
+                        json!([]),
+                        None,
+                    );
+                    w.append(entry).unwrap();
+                }
+                effect => {
+                    w.append(Entry::effect_intent(
+                        call,
+                        effect,
+                        key,
+                        &site,
+                        args.clone(),
+                        String::new(),
+                    ))
+                    .unwrap();
+                    w.append(Entry::effect_result(
+                        call,
+                        effect,
+                        json!({"status": "done"}),
+                    ))
+                    .unwrap();
+                }
+            }
+        }
+        w.sync().unwrap();
+        let run = RecordedRun::read(dir.path()).unwrap();
+        RunGraph::build(&run, &SecretRedactor::default())
+    }
+
+    fn parent(g: &RunGraph, id: &str) -> String {
+        g.parent_label(&g.session(id).unwrap().parent)
+    }
+
+    #[test]
+    fn children_hang_under_the_latest_awaited_session_about_the_same_subject() {
+        let g = graph_of(&[
+            ("spawn", json!({"goal": "Review", "inputs": {"pr": 1}})),
+            ("spawn", json!({"goal": "Summarize the week", "inputs": {}})),
+            ("await", json!(["s1", "s2"])),
+            // After s1 came back: about PR 1, so under s1.
+            ("spawn", json!({"goal": "Fix PR #1", "inputs": {}})),
+            // PR 2 was never awaited: under its call site.
+            ("spawn", json!({"goal": "Review", "inputs": {"pr": 2}})),
+            // s3 is spawned but not awaited yet: the merge still hangs under s1.
+            ("merge", json!({"pr": 1})),
+            ("await", json!(["s3"])),
+            ("merge", json!({"pr": 1})),
+            ("notify", json!({"channel": "c", "message": "done"})),
+        ]);
+        assert_eq!(parent(&g, "s1"), "c.rhai:10");
+        assert_eq!(parent(&g, "s2"), "c.rhai:11");
+        assert_eq!(parent(&g, "s3"), "s1");
+        assert_eq!(parent(&g, "s4"), "c.rhai:14");
+        let effect_parents: Vec<String> = g
+            .effects
+            .iter()
+            .map(|e| g.parent_label(&e.parent))
+            .collect();
+        assert_eq!(effect_parents, ["s1", "s3", "c.rhai:18"]);
+        assert_eq!(g.session("s3").unwrap().depth, 2);
+        assert_eq!(g.child_sessions("s1"), ["s3"]);
+    }
 
     #[test]
     fn subject_comes_from_inputs_then_goal() {
