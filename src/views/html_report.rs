@@ -137,10 +137,10 @@ fn run_page(g: &RunGraph) -> RunPage {
         Card {
             label: "Sessions",
             value: g.sessions.len().to_string(),
-            note: if not_ok > 0 {
-                format!("{not_ok} not ok")
-            } else {
-                "all ok".into()
+            note: match (g.sessions.len(), not_ok) {
+                (0, _) => "none started".into(),
+                (_, 0) => "all ok".into(),
+                (_, n) => format!("{n} not ok"),
             },
         },
         Card {

@@ -101,9 +101,9 @@ fn render_header(g: &RunGraph, out: &mut String) {
     };
     let _ = writeln!(
         out,
-        "  {} sessions{failed} · {} effects · {} tokens · {}",
-        g.sessions.len(),
-        g.effects.len(),
+        "  {}{failed} · {} · {} tokens · {}",
+        units::count(g.sessions.len(), "session"),
+        units::count(g.effects.len(), "effect"),
         units::tokens(usage.input_tokens + usage.output_tokens),
         units::cost(usage.cost_usd)
     );

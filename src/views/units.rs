@@ -24,6 +24,15 @@ pub fn tokens(n: u64) -> String {
     out
 }
 
+/// `1 effect`, `9 effects`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 /// `$1.1960`: four decimals, because single leaves often cost fractions of a cent.
 pub fn cost(usd: f64) -> String {
     format!("${usd:.4}")
@@ -58,6 +67,8 @@ mod tests {
         assert_eq!(tokens(289_700), "289,700");
         assert_eq!(tokens(1_000_000), "1,000,000");
         assert_eq!(tokens(12), "12");
+        assert_eq!(count(1, "effect"), "1 effect");
+        assert_eq!(count(0, "session"), "0 sessions");
         assert_eq!(cost(1.196), "$1.1960");
         assert_eq!(timestamp("2026-11-21T08:00:53.977Z"), "2026-11-21 08:00:53");
     }
