@@ -87,7 +87,8 @@ impl Placed {
         } else {
             2.0 * PAD_X
         };
-        (text + pad).clamp(MIN_W, MAX_W)
+        // A little slack, so a label estimated to fit exactly is not cut.
+        (text + pad + 4.0).clamp(MIN_W, MAX_W)
     }
 }
 
