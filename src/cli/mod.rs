@@ -10,6 +10,7 @@ mod replay_command;
 mod run_command;
 mod schedule_command;
 mod test_command;
+mod view_commands;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -56,6 +57,15 @@ pub enum Command {
     Schedule(schedule_command::ScheduleArgs),
     /// Run one pipeline of coord.toml now, under its lock (for system cron and CI).
     Trigger(schedule_command::TriggerArgs),
+    /// List recorded runs: id, coordinator, status, start, duration, sessions, cost.
+    Runs(view_commands::RunsArgs),
+    /// Show a run: its sessions as a tree, its effects, errors and cost.
+    #[command(long_about = view_commands::SHOW_ABOUT)]
+    Show(view_commands::ShowArgs),
+    /// Print a run's graph of sessions and effects (Mermaid or Graphviz DOT).
+    Graph(view_commands::GraphArgs),
+    /// Write a self-contained HTML report of a run, or of all runs with --all.
+    Report(view_commands::ReportArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -199,13 +209,17 @@ pub fn main() -> ExitCode {
         watch_signals(&runtime, interrupt.clone());
     }
     let code = match &cli.command {
-        Command::Run(args) => run_command::run(args, runtime.handle(), interrupt),
+        Command::Run(args) => run_command::run(args, &cli, runtime.handle(), interrupt),
         Command::Replay(args) => replay_command::replay(args, runtime.handle(), interrupt),
         Command::Resume(args) => replay_command::resume(args, runtime.handle(), interrupt),
         Command::Test(args) => test_command::test(args, runtime.handle()),
         Command::Daemon(args) => daemon_command::run(args, runtime.handle()),
         Command::Schedule(args) => schedule_command::list(args),
         Command::Trigger(args) => schedule_command::trigger(args, runtime.handle(), interrupt),
+        Command::Runs(args) => view_commands::runs(args),
+        Command::Show(args) => view_commands::show(args),
+        Command::Graph(args) => view_commands::graph(args),
+        Command::Report(args) => view_commands::report(args),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -218,15 +232,15 @@ fn init_logging(cli: &Cli) {
         "error"
     } else {
         match cli.verbose {
-            0 => "warn",
+            // Progress lines (`coord run` off a terminal) show unless --quiet.
+            0 => "warn,coord::progress=info",
             1 => "info",
             2 => "debug",
             _ => "trace",
         }
     };
     let filter = EnvFilter::try_from_env("COORD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    // No colour codes where stderr is a file, a pipe or the journal.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,16 +1,23 @@
 //! `coord run`: build a plan from flags, execute it, print the outcome, pick the exit code.
 
-use super::{exit_code, report, RunArgs};
+use super::{exit_code, report, Cli, LogFormat, RunArgs};
 use crate::daemon::lock::{LockError, RunLock};
 use crate::journal::run_dir::RunStore;
+use crate::run::run_event::RunEvents;
 use crate::run::{self, RunFailure, RunOutcome, RunPlan, SetupError};
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::host::LeafOverride;
+use crate::views::live_progress::{LiveProgress, ProgressDisplay};
 use crate::views::run_summary;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub fn run(args: &RunArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crate::scheduler::Interrupt>) -> u8 {
+pub fn run(
+    args: &RunArgs,
+    cli: &Cli,
+    runtime: &tokio::runtime::Handle,
+    interrupt: Arc<crate::scheduler::Interrupt>,
+) -> u8 {
     let mut plan = RunPlan::new(args.script.clone());
     plan.inputs = args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     plan.scenario = args.scenario.clone();
@@ -41,7 +48,16 @@ pub fn run(args: &RunArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crat
         },
         None => None,
     };
+    let display = ProgressDisplay::for_stderr(cli.quiet, cli.verbose, cli.log_format == LogFormat::Json);
+    let progress = display.map(|display| {
+        let (events, receiver) = RunEvents::channel();
+        plan.events = Some(events);
+        LiveProgress::start(display, receiver)
+    });
     let outcome = run::execute(plan, runtime, interrupt.clone());
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     finish(outcome, args.json, &interrupt)
 }
 

@@ -7,6 +7,7 @@
 
 pub mod project;
 pub mod resume;
+pub mod run_event;
 
 use crate::effects::{UnconfiguredWorld, World};
 use crate::harness::mock::MockHarness;
@@ -58,6 +59,8 @@ pub struct RunPlan {
     pub coverage: Option<crate::script::coverage::SharedHits>,
     /// The pipeline this run belongs to, recorded in the journal header.
     pub pipeline: Option<String>,
+    /// Live progress for a display (`coord run` on a terminal or in logs).
+    pub events: Option<run_event::RunEvents>,
 }
 
 impl RunPlan {
@@ -76,6 +79,7 @@ impl RunPlan {
             recording: Recording::Fresh,
             coverage: None,
             pipeline: None,
+            events: None,
         }
     }
 }
@@ -338,6 +342,9 @@ fn execute_on_script_thread(
         interrupt: interrupt.clone(),
         log,
     }));
+    if let Some(events) = plan.events.clone() {
+        cell.with(|host| host.report_events_to(events));
+    }
 
     let evaluated = engine.eval_ast::<rhai::Dynamic>(&ast);
     drop(engine);

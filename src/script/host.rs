@@ -13,6 +13,7 @@ use crate::harness::HarnessSet;
 use crate::journal::blob_store::{BlobStore, INLINE_LIMIT};
 use crate::journal::entry::{CallSite, Entry};
 use crate::journal::{CallKey, JournalWriter};
+use crate::run::run_event::{RunEvent, RunEvents};
 use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
 use crate::scheduler::{SchedulerClient, SpawnOrder};
 use crate::script::recorded_calls::{Divergence, RecordedCalls, ReplayMode};
@@ -137,6 +138,8 @@ pub struct Host {
     pub unrecorded: Vec<UnrecordedCall>,
     /// The error that stopped the script, kept typed (the engine only carries a message).
     pub fatal: Option<HostError>,
+    /// Where live progress goes (`coord run`'s display), when someone watches.
+    events: Option<RunEvents>,
 }
 
 impl Host {
@@ -169,7 +172,13 @@ impl Host {
             usage: Usage::default(),
             unrecorded: Vec::new(),
             fatal: None,
+            events: None,
         }
+    }
+
+    /// Reports sessions and effects to `events` as they happen, for a live display.
+    pub fn report_events_to(&mut self, events: RunEvents) {
+        self.events = Some(events);
     }
 
     pub fn journal_mut(&mut self) -> &mut JournalWriter {
@@ -384,8 +393,16 @@ impl Host {
             self.journal.append(Entry::call(index, "spawn_session", key, site, args, Value::Null, Some(id.clone())))?;
         }
         match self.prepare_leaf(&id, workflow_name, &goal, &inputs, opts, schema_override) {
-            Ok(order) => {
+            Ok(mut order) => {
                 self.slots.insert(id.clone(), SessionSlot::Pending);
+                if let Some(events) = &self.events {
+                    events.send(RunEvent::SessionQueued {
+                        id: id.clone(),
+                        workflow: workflow_name.to_owned(),
+                        goal: goal.clone(),
+                    });
+                    order.harness = events.report_starts(order.harness);
+                }
                 self.scheduler.spawn(order);
             }
             Err(LeafSetupError::Script(msg)) => return Err(HostError::Script(msg)),
@@ -499,6 +516,9 @@ impl Host {
                 .map_err(|e| HostError::Script(format!("journal: blob {hash} is not JSON: {e}")))?;
         }
         self.usage.add(&result.usage);
+        if let Some(events) = &self.events {
+            events.send(RunEvent::finished(&result));
+        }
         self.slots.insert(result.id.clone(), SessionSlot::Done(result));
         Ok(())
     }
@@ -651,6 +671,9 @@ impl Host {
                 result
             }
         };
+        if let Some(events) = &self.events {
+            events.send(RunEvent::effect_done(function, &args, &result));
+        }
         self.effects.push(EffectRecord { call: index, kind, args, result: result.clone(), site: site.clone() });
         Ok(result)
     }
