@@ -7,6 +7,7 @@ pub mod config;
 pub mod effects;
 pub mod harness;
 pub mod journal;
+pub mod library;
 pub mod run;
 pub mod scenario;
 pub mod scheduler;

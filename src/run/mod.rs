@@ -154,7 +154,8 @@ fn execute_on_script_thread(
     // Compile first: a script that does not compile leaves no run behind.
     let cell: Rc<HostCell> = Rc::new(HostCell::default());
     let mut engine = ScriptEngine::build(plan.limits);
-    engine.set_module_resolver(project.module_resolver(&script_path));
+    let resolver = project.module_resolver(&script_path);
+    engine.set_module_resolver(resolver.clone());
     let main_source = script_path.display().to_string();
     host_api::register(&mut engine, cell.clone(), main_source.clone());
     {
@@ -163,15 +164,8 @@ fn execute_on_script_thread(
             flag.is_set().then(|| rhai::Dynamic::from("interrupted"))
         });
     }
-    let mut ast = engine
-        .compile_into_self_contained(&rhai::Scope::new(), &source)
-        .map_err(|e| match *e {
-            rhai::EvalAltResult::ErrorParsing(t, pos) => {
-                Box::new(ScriptDiagnostic::from_parse(&rhai::ParseError(Box::new(t), pos), &script_path, &source))
-            }
-            other => Box::new(ScriptDiagnostic::from_eval(&other, &script_path, &source)),
-        })?;
-    ast.set_source(main_source.as_str());
+    // Every import is resolved and loaded here, before anything runs.
+    let ast = crate::script::module_resolver::compile_script(&engine, &resolver, &script_path, &source)?.ast;
 
     // The recorded run, when replaying or resuming.
     let recorded_run = match &plan.recording {
