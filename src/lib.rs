@@ -2,6 +2,7 @@
 //!
 //! The crate is laid out in the order data flows; `docs/ARCHITECTURE.md` walks it.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod effects;

@@ -4,7 +4,9 @@
 //! Commands are thin: they build a plan, call the library, and render with `views`. They must
 //! not hold routing, journaling or scheduling logic.
 
+mod check_command;
 pub mod exit_code;
+mod lib_command;
 mod run_command;
 
 use clap::{Args, Parser, Subcommand};
@@ -39,6 +41,37 @@ pub enum LogFormat {
 pub enum Command {
     /// Run a coordinator script.
     Run(RunArgs),
+    /// Check scripts, their imports, workflows and scenarios; runs nothing, spends nothing.
+    Check(CheckArgs),
+    /// The coordinator library: the library path, modules, the host API reference.
+    Lib(LibArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Coordinator scripts or folders of them [default: the project's coordinators/].
+    #[arg(value_name = "SCRIPT|DIR")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LibArgs {
+    #[command(subcommand)]
+    pub command: LibCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum LibCommand {
+    /// The library path, and which file or built-in each importable module comes from.
+    List {
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a module's source as `import` would find it (e.g. `stdlib/review`).
+    Show { module: String },
+    /// Print the host API reference (the list in docs/coordinators.md).
+    Api,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -105,6 +138,8 @@ pub fn main() -> ExitCode {
     watch_signals(&runtime, interrupt.clone());
     let code = match &cli.command {
         Command::Run(args) => run_command::run(args, runtime.handle(), interrupt),
+        Command::Check(args) => check_command::run(args),
+        Command::Lib(args) => lib_command::run(args),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
