@@ -61,11 +61,6 @@ impl FunctionCatalog {
     fn has_namespace(&self, namespace: &str) -> bool {
         self.native.keys().any(|(ns, _)| ns == namespace)
     }
-
-    /// Every `(namespace, name, arity)`, sorted.
-    pub fn entries(&self) -> Vec<(String, String, usize)> {
-        self.native.iter().flat_map(|((ns, n), a)| a.iter().map(move |a| (ns.clone(), n.clone(), *a))).collect()
-    }
 }
 
 /// A script function: name and parameter names.

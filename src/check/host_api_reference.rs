@@ -2,7 +2,6 @@
 //! with the host API to one without), and the reference section of `docs/coordinators.md`,
 //! rendered from [`HOST_FUNCTIONS`] and the registered arities. A test keeps the three in step.
 
-use super::calls::FunctionCatalog;
 use crate::script::host_api::{self, HostCell, HOST_FUNCTIONS};
 use crate::script::ScriptEngine;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,21 +13,32 @@ pub const END_MARKER: &str = "<!-- host-api:end -->";
 
 /// Every function the host registers (`github::prs` for module functions) and its arities.
 pub fn registered_host_functions() -> BTreeMap<String, BTreeSet<usize>> {
+    // Overloads are told apart by their hash (it covers the parameter types): the host's
+    // `log(value)` is not the math package's `log(float)`.
+    fn overloads(engine: &rhai::Engine) -> Vec<(String, String, usize, u64)> {
+        engine.collect_fn_metadata(
+            None,
+            |info| {
+                let m = info.metadata;
+                Some((info.namespace.to_string(), m.name.to_string(), m.num_params, m.hash))
+            },
+            true,
+        )
+    }
     let baseline = ScriptEngine::build(Default::default());
     let mut with_host = ScriptEngine::build(Default::default());
     host_api::register(&mut with_host, Rc::new(HostCell::default()), String::new());
-    let before: BTreeSet<(String, String, usize)> =
-        FunctionCatalog::from_engine(&baseline).entries().into_iter().collect();
+    let before: BTreeSet<(String, String, usize, u64)> = overloads(&baseline).into_iter().collect();
     let mut out: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
-    for (ns, name, arity) in FunctionCatalog::from_engine(&with_host).entries() {
+    for entry in overloads(&with_host) {
+        let (ns, name, arity, _) = &entry;
         // The SessionHandle type's own getters and formatting are not host functions.
-        let type_support =
-            name.starts_with("get$") || name.starts_with("set$") || name == "to_string" || name == "to_debug";
-        if type_support || before.contains(&(ns.clone(), name.clone(), arity)) {
+        let type_support = name.starts_with("get$") || name.starts_with("set$") || name == "to_string" || name == "to_debug";
+        if type_support || before.contains(&entry) {
             continue;
         }
-        let qualified = if ns.is_empty() { name } else { format!("{ns}::{name}") };
-        out.entry(qualified).or_default().insert(arity);
+        let qualified = if ns.is_empty() { name.clone() } else { format!("{ns}::{name}") };
+        out.entry(qualified).or_default().insert(*arity);
     }
     out
 }
