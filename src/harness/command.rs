@@ -137,6 +137,7 @@ async fn run(req: LeafRequest) -> SessionResult {
     }
 }
 
+#[derive(Debug)]
 struct ParsedOutput {
     output: Value,
     text: String,

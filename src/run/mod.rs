@@ -386,7 +386,10 @@ fn classify_failure(
 
 fn site_source(site: &crate::journal::entry::CallSite, script: &Path, source: &str) -> (PathBuf, String) {
     match &site.source {
-        Some(m) => (PathBuf::from(m), std::fs::read_to_string(m).unwrap_or_default()),
+        Some(m) => match crate::library::stdlib::by_source_name(m) {
+            Some(builtin) => (PathBuf::from(m), builtin.source.to_owned()),
+            None => (PathBuf::from(m), std::fs::read_to_string(m).unwrap_or_default()),
+        },
         None => (script.to_owned(), source.to_owned()),
     }
 }
