@@ -98,6 +98,8 @@ let n = pick(1);
 let s = `${n}`;
 s.trim();
 let t = parse_time("2026-01-01T00:00:00Z") ?? 0;
+let handlers = #{ on_merge: |pr| pr + 1 };
+let m = handlers.on_merge(1);
 #{ routes: routes, n: n, has: "a" in ["a"], t: format_time(t), j: to_json(#{}) }
 "#;
     let (_, out) = check(&[("coordinators/fine.rhai", script)], &["coordinators/fine.rhai"]);

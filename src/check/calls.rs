@@ -232,6 +232,10 @@ impl FileChecker<'_> {
             return;
         }
         if native.is_none() && !self.own.iter().any(|f| f.name == name) {
+            if self.variables.contains(name) {
+                // A map property holding a function pointer, called as a method.
+                return;
+            }
             let candidates = self.catalog.native.keys().filter(|(ns, _)| ns.is_empty()).map(|(_, n)| n.as_str());
             let help = closest(name, candidates).map(|s| format!("did you mean `{s}`?"));
             problems.push(self.problem(
@@ -372,7 +376,8 @@ impl FileChecker<'_> {
     }
 }
 
-/// Names declared as variables, loop variables or parameters anywhere in the file.
+/// Names declared as variables, loop variables or parameters anywhere in the file, and map
+/// keys (a property may hold a function pointer).
 fn declared_names(file: &ScriptFile) -> HashSet<String> {
     let mut names: HashSet<String> =
         file.ast.iter_functions().flat_map(|f| f.params.iter().map(|p| p.to_string()).collect::<Vec<_>>()).collect();
@@ -380,6 +385,15 @@ fn declared_names(file: &ScriptFile) -> HashSet<String> {
         match path.last() {
             Some(ASTNode::Stmt(Stmt::Var(x, ..))) => {
                 names.insert(x.0.name.to_string());
+            }
+            Some(ASTNode::Expr(Expr::Map(x, _))) => {
+                names.extend(x.0.iter().map(|(key, _)| key.name.to_string()));
+            }
+            // A map literal of constants (closures without captures included) is folded.
+            Some(ASTNode::Expr(Expr::DynamicConstant(v, _))) => {
+                if let Some(map) = v.read_lock::<rhai::Map>() {
+                    names.extend(map.keys().map(|k| k.to_string()));
+                }
             }
             Some(ASTNode::Stmt(Stmt::For(x, ..))) => {
                 names.insert(x.0.name.to_string());
