@@ -42,7 +42,10 @@ fn the_shipped_coordinators_are_clean_and_checked_in_milliseconds() {
 
 #[test]
 fn a_misspelt_host_function_is_found_before_anything_runs() {
-    let (p, out) = check(&[("coordinators/typo.rhai", "let prs = github::prs();\nlet h = spawn_sesion(\"mr-review\", #{});\n")], &["coordinators/typo.rhai"]);
+    let (p, out) = check(
+        &[("coordinators/typo.rhai", "let prs = github::prs();\nlet h = spawn_sesion(\"mr-review\", #{});\n")],
+        &["coordinators/typo.rhai"],
+    );
     out.expect_code(2);
     assert!(out.stderr.contains("coordinators/typo.rhai:2:9"), "{}", out.stderr);
     assert!(out.stderr.contains("unknown function `spawn_sesion`"), "{}", out.stderr);
@@ -62,7 +65,8 @@ fn a_misspelt_workflow_is_found_in_spawn_session_and_in_library_calls() {
 
 #[test]
 fn a_missing_import_is_found_by_check_and_stops_run_before_anything_runs() {
-    let script = "let repo = \"acme/widgets\";\nimport \"team/review\" as review;\nlet r = spawn_session(\"mr-review\", #{});\n";
+    let script =
+        "let repo = \"acme/widgets\";\nimport \"team/review\" as review;\nlet r = spawn_session(\"mr-review\", #{});\n";
     let (p, out) = check(&[("coordinators/imports.rhai", script)], &["coordinators/imports.rhai"]);
     out.expect_code(2);
     assert!(out.stderr.contains("coordinators/imports.rhai:2:8: cannot import `team/review`"), "{}", out.stderr);

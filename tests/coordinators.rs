@@ -7,8 +7,16 @@ mod support;
 use serde_json::{json, Value};
 use support::TestProject;
 
-const COORDINATORS: &[&str] =
-    &["groom-prs", "implement-feature", "groom-backlog", "fix-bug", "triage-incident", "spec-to-merge", "pm-loop", "gated-jobs"];
+const COORDINATORS: &[&str] = &[
+    "groom-prs",
+    "implement-feature",
+    "groom-backlog",
+    "fix-bug",
+    "triage-incident",
+    "spec-to-merge",
+    "pm-loop",
+    "gated-jobs",
+];
 
 #[test]
 fn every_shipped_coordinator_runs_its_demo() {
@@ -46,7 +54,8 @@ fn run(p: &TestProject, coordinator: &str, scenario: &str) -> (Value, Vec<String
         .unwrap()
         .iter()
         .map(|e| {
-            let target = ["pr", "branch", "number", "channel"].iter().find_map(|k| e.get(*k)).cloned().unwrap_or(Value::Null);
+            let target =
+                ["pr", "branch", "number", "channel"].iter().find_map(|k| e.get(*k)).cloned().unwrap_or(Value::Null);
             let target = target.as_str().map(str::to_owned).unwrap_or_else(|| target.to_string());
             let reason = e.get("reason").and_then(Value::as_str).map(|r| format!(" ({r})")).unwrap_or_default();
             format!("{} {} {}{reason}", e["kind"].as_str().unwrap(), target, e["status"].as_str().unwrap_or("?"))
@@ -77,7 +86,13 @@ fn implement_feature_routes_on_its_classification() {
         json!({ "status": "merged", "phases": ["discovery", "ux-design", "feature-coding", "mr-review (1 fix passes)"], "audit": "skipped" }),
         Some(&["merge 301 merged", "notify slack:#eng sent"]),
     );
-    case(&p, c, "small-clean", json!({ "status": "merged", "phases": ["feature-coding", "mr-review (0 fix passes)"] }), None);
+    case(
+        &p,
+        c,
+        "small-clean",
+        json!({ "status": "merged", "phases": ["feature-coding", "mr-review (0 fix passes)"] }),
+        None,
+    );
     case(
         &p,
         c,
@@ -94,7 +109,13 @@ fn implement_feature_routes_on_its_classification() {
     );
     case(&p, c, "audit-failed", json!({ "status": "escalated", "audit": "failed" }), None);
     case(&p, c, "review-blocking", json!({ "status": "escalated", "review": "blocking" }), None);
-    case(&p, c, "fix-exhausted", json!({ "status": "escalated", "review": "exhausted", "reason": "still has 1 minor findings after 3 fix passes" }), None);
+    case(
+        &p,
+        c,
+        "fix-exhausted",
+        json!({ "status": "escalated", "review": "exhausted", "reason": "still has 1 minor findings after 3 fix passes" }),
+        None,
+    );
     case(
         &p,
         c,
@@ -160,9 +181,21 @@ fn fix_bug_fixes_only_what_it_understands() {
         json!({ "status": "escalated", "paged": true, "attempts": [] }),
         Some(&["notify pagerduty:oncall sent", "comment 61 done", "label 61 done", "notify slack:#eng-leads sent"]),
     );
-    case(&p, c, "low-confidence", json!({ "status": "escalated", "reason": "root cause confidence 0.5 is below 0.8" }), None);
+    case(
+        &p,
+        c,
+        "low-confidence",
+        json!({ "status": "escalated", "reason": "root cause confidence 0.5 is below 0.8" }),
+        None,
+    );
     case(&p, c, "investigation-failed", json!({ "status": "escalated", "severity": null }), None);
-    case(&p, c, "attempts-exhausted", json!({ "status": "escalated", "reason": "no acceptable fix after 3 attempts" }), None);
+    case(
+        &p,
+        c,
+        "attempts-exhausted",
+        json!({ "status": "escalated", "reason": "no acceptable fix after 3 attempts" }),
+        None,
+    );
     case(&p, c, "merge-refused", json!({ "status": "escalated", "pr": 221 }), None);
 }
 
@@ -185,7 +218,13 @@ fn triage_incident_applies_only_safe_mitigations() {
         json!({ "status": "ongoing", "triage": "did not finish (timeout): treated as real", "applied": [] }),
         Some(&["notify pagerduty:oncall sent", "notify pagerduty:oncall sent"]),
     );
-    case(&p, c, "mitigation-failed", json!({ "status": "ongoing", "applied": [], "needs_decision": ["restart: Restart the mailer workers"] }), None);
+    case(
+        &p,
+        c,
+        "mitigation-failed",
+        json!({ "status": "ongoing", "applied": [], "needs_decision": ["restart: Restart the mailer workers"] }),
+        None,
+    );
 }
 
 #[test]
@@ -227,9 +266,27 @@ fn spec_to_merge_runs_the_merge_queue() {
 fn pm_loop_follows_the_pm() {
     let p = TestProject::with_repo_files();
     let c = "pm-loop";
-    case(&p, c, "demo", json!({ "status": "complete", "jobs": ["plan", "implement", "review", "implement", "uat", "document"] }), None);
-    case(&p, c, "blocked", json!({ "status": "blocked", "reason": "Staging is read-only: someone with DBA rights must lift it." }), None);
-    case(&p, c, "budget", json!({ "status": "blocked", "reason": "the job budget is spent: 8 jobs without completing" }), None);
+    case(
+        &p,
+        c,
+        "demo",
+        json!({ "status": "complete", "jobs": ["plan", "implement", "review", "implement", "uat", "document"] }),
+        None,
+    );
+    case(
+        &p,
+        c,
+        "blocked",
+        json!({ "status": "blocked", "reason": "Staging is read-only: someone with DBA rights must lift it." }),
+        None,
+    );
+    case(
+        &p,
+        c,
+        "budget",
+        json!({ "status": "blocked", "reason": "the job budget is spent: 8 jobs without completing" }),
+        None,
+    );
     case(&p, c, "pm-failed", json!({ "status": "blocked", "jobs": ["document"] }), None);
     case(&p, c, "unknown-job", json!({ "status": "blocked", "jobs": ["plan"] }), None);
 }
@@ -291,7 +348,10 @@ fn every_scenario_is_exercised_here() {
             ],
         ),
         ("groom-backlog", &["demo", "leaves-failing"]),
-        ("fix-bug", &["demo", "critical", "low-confidence", "investigation-failed", "attempts-exhausted", "merge-refused"]),
+        (
+            "fix-bug",
+            &["demo", "critical", "low-confidence", "investigation-failed", "attempts-exhausted", "merge-refused"],
+        ),
         ("triage-incident", &["demo", "noise", "blind", "mitigation-failed"]),
         ("spec-to-merge", &["demo", "main-red", "blocked", "no-spec", "architect-failed"]),
         ("pm-loop", &["demo", "blocked", "budget", "pm-failed", "unknown-job"]),

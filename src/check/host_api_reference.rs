@@ -33,7 +33,8 @@ pub fn registered_host_functions() -> BTreeMap<String, BTreeSet<usize>> {
     for entry in overloads(&with_host) {
         let (ns, name, arity, _) = &entry;
         // The SessionHandle type's own getters and formatting are not host functions.
-        let type_support = name.starts_with("get$") || name.starts_with("set$") || name == "to_string" || name == "to_debug";
+        let type_support =
+            name.starts_with("get$") || name.starts_with("set$") || name == "to_string" || name == "to_debug";
         if type_support || before.contains(&entry) {
             continue;
         }
