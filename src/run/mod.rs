@@ -14,7 +14,7 @@ use crate::journal::entry::{Entry, RunHeader, RunStatus, JOURNAL_VERSION};
 use crate::journal::run_dir::{self, RunStore};
 use crate::journal::{JournalWriter, RecordedRun};
 use crate::scenario::{MockResponder, Scenario, ScenarioDiagnostic, ScenarioWorld};
-use crate::scheduler::session::Usage;
+use crate::scheduler::session::{SessionResult, Usage};
 use crate::scheduler::SchedulerClient;
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::engine::SCRIPT_THREAD_STACK;
@@ -53,6 +53,8 @@ pub struct RunPlan {
     /// Keep the journal in memory only (the journaling-overhead benchmark).
     pub journal_in_memory: bool,
     pub recording: Recording,
+    /// `--budget-usd`: no new leaf starts once the run's leaves cost this much.
+    pub budget_usd: Option<f64>,
 }
 
 impl RunPlan {
@@ -69,6 +71,7 @@ impl RunPlan {
             leaf_overrides: IndexMap::new(),
             journal_in_memory: false,
             recording: Recording::Fresh,
+            budget_usd: None,
         }
     }
 }
@@ -112,6 +115,8 @@ pub struct RunOutcome {
     pub coordinator: String,
     pub status: RunStatus,
     pub sessions: usize,
+    /// Every finished leaf's result, in spawn order.
+    pub leaves: Vec<SessionResult>,
     pub effects: Vec<EffectRecord>,
     pub usage: Usage,
     /// What the script returned, as JSON.
@@ -149,7 +154,6 @@ fn execute_on_script_thread(
     let project = Project::discover(&script_path);
     let coordinator = coordinator_name(&script_path);
     let config = crate::config::Config::load(&project.root).map_err(|e| SetupError::Scenario(Box::new(e)))?;
-    let _ = &config;
 
     // Compile first: a script that does not compile leaves no run behind.
     let cell: Rc<HostCell> = Rc::new(HostCell::default());
@@ -210,7 +214,7 @@ fn execute_on_script_thread(
     };
     inputs.extend(plan.inputs.clone());
 
-    let mut harnesses = HarnessSet::new();
+    let mut harnesses = HarnessSet::configured(&config, &project.root).map_err(|e| SetupError::Usage(e.to_string()))?;
     let (world, clock, default_harness, mode): (Box<dyn World>, Clock, Option<String>, &str) = match &scenario {
         Some(s) => {
             harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(s.rules.clone()))));
@@ -273,7 +277,7 @@ fn execute_on_script_thread(
     };
 
     let scheduler = SchedulerClient::start(&runtime, plan.max_parallel, &interrupt);
-    let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()));
+    let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()).with_overrides(config.file.workflow.clone()));
     cell.install(Host::new(HostSetup {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
@@ -291,6 +295,8 @@ fn execute_on_script_thread(
         recorded,
         interrupt: interrupt.clone(),
         log,
+        budget_usd: plan.budget_usd,
+        keep_worktrees: config.file.worktrees.keep,
     }));
 
     let evaluated = engine.eval_ast::<rhai::Dynamic>(&ast);
@@ -318,9 +324,10 @@ fn execute_on_script_thread(
     };
     if !offline {
         let at = now_rfc3339();
+        let finished_entry = Entry::run_finished(status, journal_error, Some(result.clone()), at).with_usage(&host.usage);
         let journal = host.journal_mut();
         let finished = journal
-            .append(Entry::run_finished(status, journal_error, Some(result.clone()), at))
+            .append(finished_entry)
             .and_then(|_| journal.sync());
         if let Err(e) = finished {
             warnings.push(format!("could not finish the journal: {e}"));
@@ -334,6 +341,7 @@ fn execute_on_script_thread(
         coordinator,
         status,
         sessions: host.session_count(),
+        leaves: host.session_results(),
         effects: std::mem::take(&mut host.effects),
         usage: host.usage.clone(),
         result,
