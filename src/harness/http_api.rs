@@ -37,7 +37,20 @@ pub async fn post_json(
 ) -> Result<ApiReply, ApiFailure> {
     let mut request = client.post(url).json(body);
     for (name, value) in headers {
-        request = request.header(*name, value);
+        match reqwest::header::HeaderValue::from_str(value) {
+            Ok(mut v) => {
+                // Keeps keys out of any debug output of the request.
+                v.set_sensitive(true);
+                request = request.header(*name, v);
+            }
+            Err(_) => {
+                return Err(ApiFailure {
+                    message: format!("{provider}: the `{name}` header value is not valid in HTTP"),
+                    retry: None,
+                    body: Vec::new(),
+                })
+            }
+        }
     }
     let response = match request.send().await {
         Ok(r) => r,

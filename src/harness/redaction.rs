@@ -90,11 +90,7 @@ impl Redactor {
 
     pub fn scrub_value(&self, v: &mut Value) {
         match v {
-            Value::String(s) => {
-                if self.secrets.iter().any(|k| s.contains(k.as_str())) {
-                    *s = self.scrub(s);
-                }
-            }
+            Value::String(s) if self.secrets.iter().any(|k| s.contains(k.as_str())) => *s = self.scrub(s),
             Value::Array(items) => items.iter_mut().for_each(|i| self.scrub_value(i)),
             Value::Object(map) => {
                 let keys: Vec<String> = map

@@ -29,6 +29,8 @@ pub struct WorktreePlan {
 
 impl WorktreePlan {
     pub fn for_session(run_dir: &Path, run_id: &str, session: &str, project_root: &Path, keep: bool) -> Self {
+        // Absolute, so git (run in the repository) and the leaf (run in the worktree) agree.
+        let run_dir = std::path::absolute(run_dir).unwrap_or_else(|_| run_dir.to_owned());
         let path = run_dir.join("worktrees").join(session);
         let repo = project_root
             .ancestors()

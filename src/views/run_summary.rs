@@ -27,7 +27,7 @@ fn usage_json(u: &Usage) -> Value {
         "output_tokens": u.output_tokens,
         "cache_read_tokens": u.cache_read_tokens,
         "cache_write_tokens": u.cache_write_tokens,
-        "cost_usd": round_cents(u.cost_usd),
+        "cost_usd": round_micro(u.cost_usd),
     });
     if u.cost_estimated {
         v["cost_estimated"] = json!(true);
@@ -53,8 +53,10 @@ fn leaf_json(r: &SessionResult) -> Value {
     v
 }
 
-fn round_cents(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+/// Dollars to the micro-dollar: cheap leaves cost fractions of a cent, and sums of floats
+/// should not print their noise.
+fn round_micro(x: f64) -> f64 {
+    (x * 1_000_000.0).round() / 1_000_000.0
 }
 
 pub fn outcome_text(o: &RunOutcome) -> String {
