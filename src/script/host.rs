@@ -402,27 +402,24 @@ impl Host {
     ) -> Result<SpawnOrder, LeafSetupError> {
         let wf = self.workflows.get(workflow_name).map_err(|e| LeafSetupError::Script(format!("spawn_session: {e}")))?;
         let over = self.leaf_overrides.get(workflow_name).cloned();
-        let harness_name = opts
-            .get("harness")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| over.as_ref().map(|o| o.harness.clone()))
-            .or_else(|| self.default_harness.clone())
-            .unwrap_or_else(|| wf.harness.clone());
+        let chosen_harness =
+            opts.get("harness").and_then(Value::as_str).map(str::to_owned).or_else(|| over.as_ref().map(|o| o.harness.clone()));
+        let swapped = chosen_harness.as_ref().is_some_and(|h| *h != wf.harness);
+        let harness_name = chosen_harness.or_else(|| self.default_harness.clone()).unwrap_or_else(|| wf.harness.clone());
         let harness = self.harnesses.get(&harness_name).ok_or_else(|| {
             LeafSetupError::Leaf(format!(
                 "harness `{harness_name}` (workflow `{workflow_name}`) is not available in this run; available: {}",
                 self.harnesses.names().join(", ")
             ))
         })?;
-        // The workflow's model was chosen for the workflow's harness: a swapped harness without
-        // a model of its own uses its configured default instead.
+        // The workflow's model was chosen for the workflow's harness: a harness swapped in
+        // without a model of its own uses its configured default instead.
         let model = opts
             .get("model")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| over.and_then(|o| o.model))
-            .or_else(|| if harness_name == wf.harness { wf.model.clone() } else { None });
+            .or_else(|| if swapped { None } else { wf.model.clone() });
         let timeout = match opts.get("timeout") {
             Some(Value::Number(n)) => n.as_f64().map(Duration::from_secs_f64).unwrap_or(wf.timeout),
             Some(Value::String(s)) => humantime::parse_duration(s)
