@@ -123,7 +123,12 @@ async fn run(
             },
         },
     });
-    if let Some(max) = profile.settings.max_tokens {
+    // Unlike Anthropic's, the limit is optional here: send one only when configured.
+    let max_tokens = profile
+        .option(&req, "max_tokens")
+        .and_then(|v| v.as_u64())
+        .or(profile.settings.max_tokens.map(u64::from));
+    if let Some(max) = max_tokens {
         body["max_tokens"] = json!(max);
     }
     let url = endpoint(&profile.base_url(DEFAULT_BASE_URL));

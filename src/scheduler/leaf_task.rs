@@ -190,6 +190,149 @@ fn finalize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::session::RetryHint;
+    use crate::workflow::Workflow;
+    use serde_json::{json, Value};
+    use std::sync::Mutex;
+
+    /// Answers each start or repair with the next scripted result, and counts repairs.
+    struct ScriptedHarness {
+        results: Mutex<Vec<SessionResult>>,
+        repairs: Mutex<Vec<String>>,
+    }
+
+    impl ScriptedHarness {
+        fn new(mut results: Vec<SessionResult>) -> Arc<Self> {
+            results.reverse();
+            Arc::new(ScriptedHarness {
+                results: Mutex::new(results),
+                repairs: Mutex::new(Vec::new()),
+            })
+        }
+
+        fn next(&self) -> LeafFuture {
+            let r = self.results.lock().unwrap().pop().expect("a scripted result");
+            Box::pin(async move { r })
+        }
+    }
+
+    impl Harness for ScriptedHarness {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn start(&self, _request: LeafRequest) -> LeafFuture {
+            self.next()
+        }
+        fn repair(&self, _request: LeafRequest, _previous: &SessionResult, feedback: &str) -> Option<LeafFuture> {
+            self.repairs.lock().unwrap().push(feedback.to_owned());
+            Some(self.next())
+        }
+        fn limits(&self) -> crate::harness::HarnessLimits {
+            crate::harness::HarnessLimits {
+                concurrency: None,
+                retry_backoff: Duration::from_millis(1),
+            }
+        }
+    }
+
+    fn request(retries: u32) -> LeafRequest {
+        let schema = json!({"type": "object", "required": ["verdict"]});
+        let workflow = Workflow {
+            name: "review".into(),
+            path: "review.toml".into(),
+            description: String::new(),
+            harness: "scripted".into(),
+            model: None,
+            timeout: Duration::from_secs(5),
+            prompt: String::new(),
+            validator: workflow::compile_schema(&schema).unwrap(),
+            schema: schema.clone(),
+            inputs: Default::default(),
+            command: None,
+            max_turns: None,
+            retries,
+            worktree: false,
+            options: Default::default(),
+        };
+        LeafRequest {
+            session_id: "s1".into(),
+            workflow: Arc::new(workflow),
+            goal: String::new(),
+            inputs: json!({}),
+            prompt: String::new(),
+            schema,
+            model: None,
+            timeout: Duration::from_secs(5),
+            run_dir: std::env::temp_dir(),
+            project_root: std::env::temp_dir(),
+            overrides: json!({}),
+            workdir: std::env::temp_dir(),
+            worktree: None,
+        }
+    }
+
+    fn ok(output: Value, cost: f64) -> SessionResult {
+        let mut r = SessionResult::new("s1", "review", SessionStatus::Ok);
+        r.output = output;
+        r.usage.cost_usd = cost;
+        r
+    }
+
+    fn transient(cost: f64) -> SessionResult {
+        let mut r = SessionResult::failed("s1", "review", SessionStatus::Failed, "HTTP 529: Overloaded");
+        r.retry = Some(RetryHint::default());
+        r.usage.cost_usd = cost;
+        r
+    }
+
+    async fn run(harness: Arc<ScriptedHarness>, retries: u32) -> SessionResult {
+        let request = request(retries);
+        let task = LeafTask {
+            first: harness.start(request.clone()),
+            validator: Arc::new(workflow::compile_schema(&request.schema).unwrap()),
+            request,
+            harness,
+            run_permits: Arc::new(Semaphore::new(1)),
+            harness_permits: None,
+        };
+        task.run().await
+    }
+
+    #[tokio::test]
+    async fn transient_failures_are_retried_up_to_the_limit_and_their_cost_counted() {
+        let h = ScriptedHarness::new(vec![
+            transient(0.5),
+            transient(0.25),
+            ok(json!({"verdict": "clean"}), 1.0),
+        ]);
+        let r = run(h, 2).await;
+        assert_eq!((r.status, r.attempts), (SessionStatus::Ok, 3));
+        assert_eq!(r.usage.cost_usd, 1.75);
+        assert!(r.retry.is_none());
+
+        let r = run(ScriptedHarness::new(vec![transient(0.0), transient(0.0)]), 1).await;
+        assert_eq!((r.status, r.attempts), (SessionStatus::Failed, 2));
+        assert_eq!(r.error.as_deref(), Some("HTTP 529: Overloaded"));
+    }
+
+    #[tokio::test]
+    async fn a_schema_violation_gets_exactly_one_repair() {
+        let h = ScriptedHarness::new(vec![ok(json!({}), 0.1), ok(json!({"verdict": "clean"}), 0.2)]);
+        let r = run(h.clone(), 0).await;
+        assert_eq!((r.status, r.attempts), (SessionStatus::Ok, 2));
+        assert!((r.usage.cost_usd - 0.3).abs() < 1e-9);
+        assert_eq!(h.repairs.lock().unwrap().len(), 1);
+        assert!(
+            h.repairs.lock().unwrap()[0].contains("verdict"),
+            "the feedback names the violation"
+        );
+
+        let h = ScriptedHarness::new(vec![ok(json!({}), 0.0), ok(json!({"nope": 1}), 0.0)]);
+        let r = run(h.clone(), 3).await;
+        assert_eq!(r.status, SessionStatus::Failed);
+        assert!(r.error.unwrap().ends_with("(after one repair attempt)"));
+        assert_eq!(h.repairs.lock().unwrap().len(), 1);
+    }
 
     #[test]
     fn backoff_grows_is_jittered_capped_and_honours_retry_after() {
