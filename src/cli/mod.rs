@@ -198,6 +198,10 @@ pub struct RunArgs {
     /// Swap a workflow's harness (and model) for this run; repeatable.
     #[arg(long = "leaf", value_name = "WORKFLOW=HARNESS[:MODEL]", value_parser = parse_key_value)]
     pub leaves: Vec<(String, String)>,
+    /// Stop starting leaves once the run's leaves cost this many US dollars (new spawns are
+    /// `skipped_budget`).
+    #[arg(long, value_name = "USD", value_parser = parse_budget)]
+    pub budget_usd: Option<f64>,
     /// Operation limit of the script engine (an endless loop ends here).
     #[arg(long, value_name = "N")]
     pub max_operations: Option<u64>,
@@ -208,6 +212,13 @@ pub struct RunArgs {
     /// exit 75 and touch nothing.
     #[arg(long, value_name = "NAME")]
     pub lock: Option<String>,
+}
+
+fn parse_budget(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a dollar amount like 5 or 0.50, got `{s}`")),
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -26,6 +26,7 @@ pub fn run(
     plan.runs = RunStore::locate(args.runs_dir.as_deref());
     plan.dry_run = args.dry_run;
     plan.journal_in_memory = args.journal_in_memory;
+    plan.budget_usd = args.budget_usd;
     if let Some(n) = args.max_operations {
         plan.limits.max_operations = n;
     }

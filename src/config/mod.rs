@@ -5,10 +5,12 @@
 //! pipelines); this module only loads and hands them out. Secrets never live here: the config
 //! names environment variables, and values are read from the environment when used.
 
+pub mod leaf_settings;
 pub mod pipeline;
 
 use crate::scenario::ScenarioDiagnostic;
 use indexmap::IndexMap;
+use leaf_settings::{HarnessSettings, WorkflowSettings, WorktreeSettings};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -19,10 +21,13 @@ pub const CONFIG_FILE: &str = "coord.toml";
 pub struct ConfigFile {
     /// Per-harness settings: binary, base_url, model, api_key_env, concurrency, rates.
     #[serde(default)]
-    pub harness: IndexMap<String, toml::Table>,
+    pub harness: IndexMap<String, HarnessSettings>,
     /// Per-workflow overrides of the workflow files (harness, model, timeout, retries).
     #[serde(default)]
-    pub workflow: IndexMap<String, toml::Table>,
+    pub workflow: IndexMap<String, WorkflowSettings>,
+    /// What happens to leaves' git worktrees when they end.
+    #[serde(default)]
+    pub worktrees: WorktreeSettings,
     /// Notification channels by name.
     #[serde(default)]
     pub channels: IndexMap<String, toml::Table>,

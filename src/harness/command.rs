@@ -3,26 +3,48 @@
 //! The request goes to the process's stdin as one JSON object (`session`, `workflow`, `goal`,
 //! `inputs`, `prompt`, `schema`, `model`); its stdout must be JSON: either a result envelope
 //! `{"output": ..., "text": ..., "usage": {...}}` or the bare output object. A non-zero exit,
-//! unparsable stdout or a timeout is a failed result carrying the reason. The process runs in
-//! its own process group, which is killed when it ends, times out or is cancelled.
+//! unparsable stdout or a timeout is a failed result carrying the reason. Exit status 75
+//! (`EX_TEMPFAIL`) or death by a signal marks the failure transient, so the scheduler may retry
+//! it. The process runs in the leaf's directory (its worktree, when it has one), in its own
+//! process group, which is killed when it ends, times out or is cancelled.
 
 use super::process_group::ProcessGroupGuard;
-use super::{tail, Harness, LeafFuture};
-use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
+use super::{tail, Harness, HarnessLimits, LeafFuture};
+use crate::scheduler::session::{LeafRequest, RetryHint, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-pub struct CommandHarness;
+/// Exit status a command leaf uses to say "try me again" (sysexits' `EX_TEMPFAIL`).
+pub const EXIT_TRANSIENT: i32 = 75;
+
+#[derive(Default)]
+pub struct CommandHarness {
+    limits: HarnessLimits,
+}
+
+impl CommandHarness {
+    pub fn new(limits: HarnessLimits) -> Self {
+        CommandHarness { limits }
+    }
+}
 
 impl Harness for CommandHarness {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "command"
     }
 
     fn start(&self, req: LeafRequest) -> LeafFuture {
         Box::pin(run(req))
+    }
+
+    fn limits(&self) -> HarnessLimits {
+        self.limits
+    }
+
+    fn runs_in_workdir(&self) -> bool {
+        true
     }
 }
 
@@ -52,7 +74,7 @@ async fn run(req: LeafRequest) -> SessionResult {
 
     let mut cmd = tokio::process::Command::new(&program_path);
     cmd.args(args)
-        .current_dir(&req.project_root)
+        .current_dir(&req.workdir)
         .env("COORD_SESSION_ID", &id)
         .env("COORD_WORKFLOW", &wf)
         .env("COORD_RUN_DIR", &req.run_dir)
@@ -123,7 +145,11 @@ async fn run(req: LeafRequest) -> SessionResult {
         };
         let detail = tail(&stderr, 400);
         let msg = if detail.is_empty() { how } else { format!("{how}: {detail}") };
-        return fail(SessionStatus::Failed, msg);
+        let mut result = fail(SessionStatus::Failed, msg);
+        if matches!(status.code(), None | Some(EXIT_TRANSIENT)) {
+            result.retry = Some(RetryHint::default());
+        }
+        return result;
     }
     match parse_stdout(&stdout) {
         Ok(parsed) => {

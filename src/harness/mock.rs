@@ -18,7 +18,7 @@ impl MockHarness {
 }
 
 impl Harness for MockHarness {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         "mock"
     }
 

@@ -4,52 +4,173 @@
 //! A harness turns a [`LeafRequest`] into a [`SessionResult`]. It must turn every failure
 //! (crash, hang, bad output, HTTP error) into a result, never a panic or an `Err`, and must
 //! kill whatever it started when its future is dropped. Schema validation is not its job: the
-//! scheduler validates every harness's output the same way.
+//! scheduler validates every harness's output the same way, and asks the harness for one
+//! [`Harness::repair`] when an output fails its schema. Retrying is not its job either: it
+//! marks a transient failure with a [`RetryHint`](crate::scheduler::session::RetryHint) and the
+//! scheduler decides.
 
+pub mod agent_process;
+pub mod anthropic;
+pub mod claude_code;
+pub mod codex;
 pub mod command;
+pub mod gemini;
+pub mod http_api;
 pub mod mock;
+pub mod openai;
 pub mod process_group;
+pub mod profile;
+pub mod rate_table;
+pub mod redaction;
+pub mod structured_text;
 
+use crate::config::Config;
 use crate::scheduler::session::{LeafRequest, SessionResult};
+use profile::HarnessProfile;
+use redaction::{RedactingHarness, Redactor};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub type LeafFuture = Pin<Box<dyn Future<Output = SessionResult> + Send>>;
 
 pub trait Harness: Send + Sync {
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
 
     /// Called on the scheduler in spawn order. Anything order-sensitive (a mock's sequence
     /// position) must happen here, synchronously; the returned future runs concurrently and
     /// should do nothing until polled.
     fn start(&self, request: LeafRequest) -> LeafFuture;
+
+    /// Continues a finished leaf's conversation once, telling it why its output was rejected
+    /// (`feedback`). `None` when this harness cannot continue a conversation.
+    fn repair(&self, request: LeafRequest, previous: &SessionResult, feedback: &str) -> Option<LeafFuture> {
+        let _ = (request, previous, feedback);
+        None
+    }
+
+    /// What the scheduler applies to this harness's leaves besides the run's limits.
+    fn limits(&self) -> HarnessLimits {
+        HarnessLimits::default()
+    }
+
+    /// True when the leaf runs in a directory (and so can be given its own git worktree).
+    fn runs_in_workdir(&self) -> bool {
+        false
+    }
 }
 
-/// The harnesses available to one run, by name.
-#[derive(Clone, Default)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HarnessLimits {
+    /// Most leaves of this harness at once; `None` leaves it to `--max-parallel`.
+    pub concurrency: Option<usize>,
+    /// First delay of the exponential backoff between retries.
+    pub retry_backoff: Duration,
+}
+
+impl Default for HarnessLimits {
+    fn default() -> Self {
+        HarnessLimits { concurrency: None, retry_backoff: Duration::from_secs(1) }
+    }
+}
+
+/// The kinds of configurable harness, by the name they answer to when not renamed.
+pub const AGENT_KINDS: [&str; 5] = ["claude-code", "codex", "gemini", "anthropic", "openai"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessSetError {
+    #[error("coord.toml [harness.{name}]: unknown harness; set `kind` to one of: {}, command", AGENT_KINDS.join(", "))]
+    UnknownKind { name: String },
+    #[error("coord.toml [harness.{name}]: {reason}")]
+    Invalid { name: String, reason: String },
+}
+
+/// The harnesses available to one run, by name. Every harness in the set is wrapped so that
+/// what it returns passes through the run's [`Redactor`].
+#[derive(Clone)]
 pub struct HarnessSet {
-    by_name: BTreeMap<&'static str, Arc<dyn Harness>>,
+    by_name: BTreeMap<String, Arc<dyn Harness>>,
+    redactor: Arc<Redactor>,
+}
+
+impl Default for HarnessSet {
+    fn default() -> Self {
+        HarnessSet::new()
+    }
 }
 
 impl HarnessSet {
+    /// Every built-in harness with default settings.
     pub fn new() -> Self {
-        let mut set = HarnessSet::default();
-        set.insert(Arc::new(command::CommandHarness));
-        set
+        HarnessSet::configured(&Config::default(), Path::new(".")).expect("the default configuration is valid")
+    }
+
+    /// Every built-in harness, set up from `coord.toml`'s `[harness.*]` tables, plus any table
+    /// naming a new harness of a built-in `kind`. Relative binaries resolve against the
+    /// config's folder (else `project_root`).
+    pub fn configured(config: &Config, project_root: &Path) -> Result<Self, HarnessSetError> {
+        let sections = &config.file.harness;
+        let base_dir = config.base_dir().unwrap_or(project_root).to_owned();
+        let redactor = Arc::new(Redactor::from_env(redaction::key_variables(sections)));
+        let mut set = HarnessSet { by_name: BTreeMap::new(), redactor: redactor.clone() };
+
+        let command_settings = sections.get("command").cloned().unwrap_or_default();
+        let command_limits = HarnessProfile::limits_of("command", &command_settings)
+            .map_err(|reason| HarnessSetError::Invalid { name: "command".into(), reason })?;
+        set.insert(Arc::new(command::CommandHarness::new(command_limits)));
+
+        let mut names: Vec<(String, String)> = AGENT_KINDS.iter().map(|k| (k.to_string(), k.to_string())).collect();
+        for (name, settings) in sections {
+            if AGENT_KINDS.contains(&name.as_str()) || name == "command" {
+                if settings.kind.as_deref().is_some_and(|k| k != name) {
+                    return Err(HarnessSetError::Invalid {
+                        name: name.clone(),
+                        reason: "a built-in harness cannot change its `kind`; name a new table instead".into(),
+                    });
+                }
+                continue;
+            }
+            match settings.kind.as_deref() {
+                Some(kind) if AGENT_KINDS.contains(&kind) => names.push((name.clone(), kind.to_owned())),
+                _ => return Err(HarnessSetError::UnknownKind { name: name.clone() }),
+            }
+        }
+        for (name, kind) in names {
+            let settings = sections.get(&name).cloned().unwrap_or_default();
+            let profile = HarnessProfile::new(&name, &kind, settings, &base_dir, redactor.clone())
+                .map_err(|reason| HarnessSetError::Invalid { name: name.clone(), reason })?;
+            let profile = Arc::new(profile);
+            let harness: Arc<dyn Harness> = match kind.as_str() {
+                "claude-code" => Arc::new(claude_code::ClaudeCodeHarness::new(profile)),
+                "codex" => Arc::new(codex::CodexHarness::new(profile)),
+                "gemini" => Arc::new(gemini::GeminiHarness::new(profile)),
+                "anthropic" => Arc::new(anthropic::AnthropicHarness::new(profile)),
+                _ => Arc::new(openai::OpenAiHarness::new(profile)),
+            };
+            set.insert(harness);
+        }
+        Ok(set)
     }
 
     pub fn insert(&mut self, harness: Arc<dyn Harness>) {
-        self.by_name.insert(harness.name(), harness);
+        let wrapped = Arc::new(RedactingHarness::new(harness, self.redactor.clone()));
+        self.by_name.insert(wrapped.name().to_owned(), wrapped);
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Harness>> {
         self.by_name.get(name).cloned()
     }
 
-    pub fn names(&self) -> Vec<&'static str> {
-        self.by_name.keys().copied().collect()
+    pub fn names(&self) -> Vec<&str> {
+        self.by_name.keys().map(String::as_str).collect()
+    }
+
+    /// The secrets this run must never write anywhere.
+    pub fn redactor(&self) -> Arc<Redactor> {
+        self.redactor.clone()
     }
 }
 
@@ -65,4 +186,70 @@ pub fn tail(bytes: &[u8], max: usize) -> String {
         start += 1;
     }
     format!("…{}", &text[start..])
+}
+
+/// The follow-up sent to a leaf whose output failed its schema.
+pub fn repair_prompt(feedback: &str) -> String {
+    format!(
+        "Your final answer does not match the required JSON Schema: {feedback}\n\
+         Answer again with the corrected JSON only, matching the schema exactly."
+    )
+}
+
+/// True when a provider's error message reads as a passing condition (rate limit, overload,
+/// a 5xx), so the leaf is worth running again.
+pub fn reads_transient(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "rate limit",
+        "rate_limit",
+        "429",
+        "overloaded",
+        "503",
+        "502",
+        "500 internal",
+        "temporarily unavailable",
+        "timed out",
+    ]
+    .iter()
+    .any(|needle| m.contains(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::leaf_settings::HarnessSettings;
+
+    fn config_with(name: &str, settings: HarnessSettings) -> Config {
+        let mut config = Config::default();
+        config.file.harness.insert(name.to_owned(), settings);
+        config
+    }
+
+    #[test]
+    fn every_builtin_is_available_and_renamed_kinds_are_added() {
+        let set = HarnessSet::new();
+        assert_eq!(set.names(), vec!["anthropic", "claude-code", "codex", "command", "gemini", "openai"]);
+        let ollama = HarnessSettings { kind: Some("openai".into()), ..Default::default() };
+        let set = HarnessSet::configured(&config_with("ollama", ollama), Path::new(".")).unwrap();
+        assert!(set.get("ollama").is_some());
+        assert_eq!(set.get("ollama").unwrap().name(), "ollama");
+    }
+
+    #[test]
+    fn unknown_kinds_are_config_errors() {
+        let err = HarnessSet::configured(&config_with("llama", HarnessSettings::default()), Path::new("."));
+        assert!(matches!(err, Err(HarnessSetError::UnknownKind { .. })));
+        let bad = HarnessSettings { kind: Some("codex".into()), ..Default::default() };
+        assert!(HarnessSet::configured(&config_with("gemini", bad), Path::new(".")).is_err());
+        let bad = HarnessSettings { retry_backoff: Some("soon".into()), ..Default::default() };
+        assert!(HarnessSet::configured(&config_with("codex", bad), Path::new(".")).is_err());
+    }
+
+    #[test]
+    fn transient_messages() {
+        assert!(reads_transient("Rate limit reached for gpt-5"));
+        assert!(reads_transient("stream error: 503 Service Unavailable"));
+        assert!(!reads_transient("invalid schema: additionalProperties is required"));
+    }
 }

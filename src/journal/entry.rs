@@ -112,6 +112,9 @@ pub struct Entry {
     pub error: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<String>,
+    /// `run_finished`: the tokens and cost of every leaf of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
 }
 
 /// Where in a script a host call was made.
@@ -156,6 +159,7 @@ impl Entry {
             status: None,
             error: None,
             at: None,
+            usage: None,
         }
     }
 
@@ -221,6 +225,11 @@ impl Entry {
 
     pub fn run_finished(status: RunStatus, error: Option<String>, result: Option<Value>, at: String) -> Self {
         Entry { status: Some(status), error, result, at: Some(at), ..Entry::bare(EntryKind::RunFinished) }
+    }
+
+    pub fn with_usage(mut self, usage: &crate::scheduler::session::Usage) -> Self {
+        self.usage = Some(serde_json::to_value(usage).expect("usage serializes"));
+        self
     }
 
     pub fn site(&self) -> CallSite {

@@ -16,7 +16,7 @@ use crate::journal::entry::{Entry, RunHeader, RunStatus, JOURNAL_VERSION};
 use crate::journal::run_dir::{self, RunStore};
 use crate::journal::{JournalWriter, RecordedRun};
 use crate::scenario::{MockResponder, Scenario, ScenarioDiagnostic, ScenarioWorld};
-use crate::scheduler::session::Usage;
+use crate::scheduler::session::{SessionResult, Usage};
 use crate::scheduler::SchedulerClient;
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::engine::SCRIPT_THREAD_STACK;
@@ -61,6 +61,8 @@ pub struct RunPlan {
     pub pipeline: Option<String>,
     /// Live progress for a display (`coord run` on a terminal or in logs).
     pub events: Option<run_event::RunEvents>,
+    /// `--budget-usd`: no new leaf starts once the run's leaves cost this much.
+    pub budget_usd: Option<f64>,
 }
 
 impl RunPlan {
@@ -80,6 +82,7 @@ impl RunPlan {
             coverage: None,
             pipeline: None,
             events: None,
+            budget_usd: None,
         }
     }
 }
@@ -123,6 +126,8 @@ pub struct RunOutcome {
     pub coordinator: String,
     pub status: RunStatus,
     pub sessions: usize,
+    /// Every finished leaf's result, in spawn order.
+    pub leaves: Vec<SessionResult>,
     pub effects: Vec<EffectRecord>,
     pub usage: Usage,
     /// What the script returned, as JSON.
@@ -174,7 +179,6 @@ fn execute_on_script_thread(
     let project = Project::discover(&script_path);
     let coordinator = coordinator_name(&script_path);
     let config = crate::config::Config::load(&project.root).map_err(|e| SetupError::Scenario(Box::new(e)))?;
-    let _ = &config;
 
     // Compile first: a script that does not compile leaves no run behind.
     let cell: Rc<HostCell> = Rc::new(HostCell::default());
@@ -228,7 +232,7 @@ fn execute_on_script_thread(
         Some(p) => Some(Scenario::load(p).map_err(|e| SetupError::Scenario(Box::new(e)))?),
         None => None,
     };
-    let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()));
+    let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()).with_overrides(config.file.workflow.clone()));
     if let Some(s) = &scenario {
         s.validate(&workflows).map_err(|e| SetupError::Scenario(Box::new(e)))?;
     }
@@ -240,7 +244,7 @@ fn execute_on_script_thread(
     };
     inputs.extend(plan.inputs.clone());
 
-    let mut harnesses = HarnessSet::new();
+    let mut harnesses = HarnessSet::configured(&config, &project.root).map_err(|e| SetupError::Usage(e.to_string()))?;
     let (world, clock, default_harness, mode): (Box<dyn World>, Clock, Option<String>, &str) = match &scenario {
         Some(s) => {
             harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(s.rules.clone()))));
@@ -331,6 +335,8 @@ fn execute_on_script_thread(
         recorded,
         interrupt: interrupt.clone(),
         log,
+        budget_usd: plan.budget_usd,
+        keep_worktrees: config.file.worktrees.keep,
     }));
     if let Some(events) = plan.events.clone() {
         cell.with(|host| host.report_events_to(events));
@@ -362,10 +368,10 @@ fn execute_on_script_thread(
     };
     if !offline {
         let at = now_rfc3339();
+        let finished_entry =
+            Entry::run_finished(status, journal_error, Some(result.clone()), at).with_usage(&host.usage);
         let journal = host.journal_mut();
-        let finished = journal
-            .append(Entry::run_finished(status, journal_error, Some(result.clone()), at))
-            .and_then(|_| journal.sync());
+        let finished = journal.append(finished_entry).and_then(|_| journal.sync());
         if let Err(e) = finished {
             warnings.push(format!("could not finish the journal: {e}"));
         }
@@ -378,6 +384,7 @@ fn execute_on_script_thread(
         coordinator,
         status,
         sessions: host.session_count(),
+        leaves: host.session_results(),
         effects: std::mem::take(&mut host.effects),
         usage: host.usage.clone(),
         result,

@@ -83,8 +83,20 @@ struct StartReportingHarness {
 }
 
 impl Harness for StartReportingHarness {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         self.inner.name()
+    }
+
+    fn repair(&self, request: LeafRequest, previous: &SessionResult, feedback: &str) -> Option<LeafFuture> {
+        self.inner.repair(request, previous, feedback)
+    }
+
+    fn limits(&self) -> crate::harness::HarnessLimits {
+        self.inner.limits()
+    }
+
+    fn runs_in_workdir(&self) -> bool {
+        self.inner.runs_in_workdir()
     }
 
     fn start(&self, request: LeafRequest) -> LeafFuture {

@@ -2,22 +2,23 @@
 //! up to `--max-parallel`, each under its timeout, and reports completions back to the script
 //! thread over a channel.
 //!
-//! It owns concurrency and timeouts and validates every output against its schema. It must not
-//! decide anything about routing, and must not touch the journal: the host records completions
-//! in the order the script thread receives them, and results reach the script in handle order.
+//! It owns concurrency (run-wide and per harness), timeouts, retries, worktrees, and validates
+//! every output against its schema (see `leaf_task`). It must not decide anything about
+//! routing, and must not touch the journal: the host records completions in the order the
+//! script thread receives them, and results reach the script in handle order.
 
+pub mod leaf_task;
 pub mod session;
+pub mod worktree;
 
 use crate::harness::Harness;
-use crate::workflow;
+use leaf_task::LeafTask;
 use session::{LeafRequest, SessionResult, SessionStatus};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
-
-/// Extra time a harness gets past its own timeout before the scheduler gives up on it.
-const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
+use tracing::Instrument;
 
 pub struct SpawnOrder {
     pub request: LeafRequest,
@@ -113,48 +114,38 @@ async fn dispatch(
     max_parallel: usize,
 ) {
     let permits = Arc::new(Semaphore::new(max_parallel));
+    // Per-harness limits, made the first time a harness is seen.
+    let mut harness_limits: HashMap<String, Option<Arc<Semaphore>>> = HashMap::new();
     let mut running = JoinSet::new();
     // Which session each task runs, so a cancellation can report every one of them.
-    let mut sessions: std::collections::HashMap<tokio::task::Id, (String, String)> = Default::default();
+    let mut sessions: HashMap<tokio::task::Id, (String, String)> = Default::default();
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(Command::Spawn(order)) => {
                     let SpawnOrder { request, harness, validator } = *order;
-                    let id = request.session_id.clone();
-                    let wf = request.workflow.name.clone();
-                    let model = request.model.clone();
-                    let limit = request.timeout + TIMEOUT_GRACE;
-                    let timeout = request.timeout;
-                    let harness_name = harness.name();
-                    // `start` runs here, in spawn order; its future runs once a permit is free.
-                    let leaf = harness.start(request);
-                    let permits = permits.clone();
+                    let task_session = (request.session_id.clone(), request.workflow.name.clone());
+                    let span = tracing::info_span!(
+                        "leaf",
+                        session = %request.session_id,
+                        workflow = %request.workflow.name,
+                        harness = %harness.name(),
+                    );
+                    // `start` runs here, in spawn order; its future runs once permits are free.
+                    let first = span.in_scope(|| harness.start(request.clone()));
+                    let harness_permits = harness_limits
+                        .entry(harness.name().to_owned())
+                        .or_insert_with(|| harness.limits().concurrency.map(|n| Arc::new(Semaphore::new(n.max(1)))))
+                        .clone();
+                    let task = LeafTask { request, harness, validator, first, run_permits: permits.clone(), harness_permits };
                     let done = done.clone();
-                    let task_session = (id.clone(), wf.clone());
-                    let handle = running.spawn(async move {
-                        let _permit = permits.acquire_owned().await.expect("semaphore never closes");
-                        let started = Instant::now();
-                        let mut result = match tokio::time::timeout(limit, leaf).await {
-                            Ok(r) => r,
-                            Err(_) => SessionResult::failed(&id, &wf, SessionStatus::Timeout, format!(
-                                "timed out after {}", humantime::format_duration(timeout))),
-                        };
-                        result.id = id;
-                        result.workflow = wf;
-                        result.harness.get_or_insert_with(|| harness_name.to_owned());
-                        if result.model.is_none() { result.model = model; }
-                        if result.duration_ms == 0 {
-                            result.duration_ms = started.elapsed().as_millis() as u64;
+                    let handle = running.spawn(
+                        async move {
+                            let result = task.run().await;
+                            let _ = done.send(Completion { result });
                         }
-                        if result.status == SessionStatus::Ok {
-                            if let Err(violation) = workflow::validate(&validator, &result.output) {
-                                result.status = SessionStatus::Failed;
-                                result.error = Some(violation);
-                            }
-                        }
-                        let _ = done.send(Completion { result });
-                    });
+                        .instrument(span),
+                    );
                     sessions.insert(handle.id(), task_session);
                 }
                 Some(Command::CancelAll) => {

@@ -105,6 +105,17 @@ pub struct SessionResult {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "is_one")]
     pub attempts: u32,
+    /// Set by a harness when the failure is transient (rate limit, 5xx, a crash before any
+    /// result), so the scheduler may retry. Never journaled.
+    #[serde(skip)]
+    pub retry: Option<RetryHint>,
+}
+
+/// Why a failed leaf may succeed if run again, and how long the provider asked us to wait.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RetryHint {
+    /// The provider's `retry-after`, when it sent one.
+    pub after: Option<Duration>,
 }
 
 fn is_one(n: &u32) -> bool {
@@ -127,6 +138,7 @@ impl SessionResult {
             transcript: None,
             duration_ms: 0,
             attempts: 1,
+            retry: None,
         }
     }
 
@@ -153,4 +165,8 @@ pub struct LeafRequest {
     pub project_root: PathBuf,
     /// Per-call overrides from `spawn_session` opts that harnesses may read.
     pub overrides: Value,
+    /// Where the leaf runs: the project root, or its own git worktree.
+    pub workdir: PathBuf,
+    /// The leaf's own git worktree, created by the scheduler before the leaf starts.
+    pub worktree: Option<super::worktree::WorktreePlan>,
 }

@@ -15,6 +15,7 @@ use crate::journal::entry::{CallSite, Entry};
 use crate::journal::{CallKey, JournalWriter};
 use crate::run::run_event::{RunEvent, RunEvents};
 use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::scheduler::worktree::WorktreePlan;
 use crate::scheduler::{SchedulerClient, SpawnOrder};
 use crate::script::recorded_calls::{Divergence, RecordedCalls, ReplayMode};
 use crate::workflow::{self, WorkflowSet};
@@ -75,6 +76,10 @@ pub struct HostSetup {
     pub recorded: Option<RecordedCalls>,
     pub interrupt: Arc<crate::scheduler::Interrupt>,
     pub log: Option<std::fs::File>,
+    /// `--budget-usd`: once the run's leaves cost this much, new spawns are skipped.
+    pub budget_usd: Option<f64>,
+    /// `[worktrees] keep`: keep the worktrees of leaves that succeeded too.
+    pub keep_worktrees: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -126,6 +131,8 @@ pub struct Host {
     recorded: Option<RecordedCalls>,
     interrupt: Arc<crate::scheduler::Interrupt>,
     log: Option<std::io::BufWriter<std::fs::File>>,
+    budget_usd: Option<f64>,
+    keep_worktrees: bool,
     next_call: u64,
     next_session: u64,
     spawns: IndexMap<String, SpawnInfo>,
@@ -162,6 +169,8 @@ impl Host {
             recorded: s.recorded,
             interrupt: s.interrupt,
             log: s.log.map(std::io::BufWriter::new),
+            budget_usd: s.budget_usd,
+            keep_worktrees: s.keep_worktrees,
             next_call: 0,
             next_session: 0,
             spawns: IndexMap::new(),
@@ -392,6 +401,16 @@ impl Host {
         if !already_journaled {
             self.journal.append(Entry::call(index, "spawn_session", key, site, args, Value::Null, Some(id.clone())))?;
         }
+        if let Some(budget) = self.budget_usd.filter(|b| self.usage.cost_usd >= *b) {
+            let result = SessionResult::failed(
+                &id,
+                workflow_name,
+                SessionStatus::SkippedBudget,
+                format!("not run: the run's budget of ${budget:.2} is spent (${:.4} so far)", self.usage.cost_usd),
+            );
+            self.finish_session(result, true)?;
+            return Ok(id);
+        }
         match self.prepare_leaf(&id, workflow_name, &goal, &inputs, opts, schema_override) {
             Ok(mut order) => {
                 self.slots.insert(id.clone(), SessionSlot::Pending);
@@ -426,25 +445,28 @@ impl Host {
         let wf =
             self.workflows.get(workflow_name).map_err(|e| LeafSetupError::Script(format!("spawn_session: {e}")))?;
         let over = self.leaf_overrides.get(workflow_name).cloned();
-        let harness_name = opts
+        let chosen_harness = opts
             .get("harness")
             .and_then(Value::as_str)
             .map(str::to_owned)
-            .or_else(|| over.as_ref().map(|o| o.harness.clone()))
-            .or_else(|| self.default_harness.clone())
-            .unwrap_or_else(|| wf.harness.clone());
+            .or_else(|| over.as_ref().map(|o| o.harness.clone()));
+        let swapped = chosen_harness.as_ref().is_some_and(|h| *h != wf.harness);
+        let harness_name =
+            chosen_harness.or_else(|| self.default_harness.clone()).unwrap_or_else(|| wf.harness.clone());
         let harness = self.harnesses.get(&harness_name).ok_or_else(|| {
             LeafSetupError::Leaf(format!(
                 "harness `{harness_name}` (workflow `{workflow_name}`) is not available in this run; available: {}",
                 self.harnesses.names().join(", ")
             ))
         })?;
+        // The workflow's model was chosen for the workflow's harness: a harness swapped in
+        // without a model of its own uses its configured default instead.
         let model = opts
             .get("model")
             .and_then(Value::as_str)
             .map(str::to_owned)
             .or_else(|| over.and_then(|o| o.model))
-            .or_else(|| wf.model.clone());
+            .or_else(|| if swapped { None } else { wf.model.clone() });
         let timeout = match opts.get("timeout") {
             Some(Value::Number(n)) => n.as_f64().map(Duration::from_secs_f64).unwrap_or(wf.timeout),
             Some(Value::String(s)) => humantime::parse_duration(s)
@@ -478,6 +500,11 @@ impl Host {
             },
         };
         let prompt = wf.render_prompt(goal, inputs).map_err(LeafSetupError::Leaf)?;
+        let wants_worktree = opts.get("worktree").and_then(Value::as_bool).unwrap_or(wf.worktree);
+        let worktree = (wants_worktree && harness.runs_in_workdir()).then(|| {
+            WorktreePlan::for_session(&self.run_dir, &self.run_id, id, &self.project_root, self.keep_worktrees)
+        });
+        let workdir = worktree.as_ref().map(|w| w.workdir.clone()).unwrap_or_else(|| self.project_root.clone());
         Ok(SpawnOrder {
             request: LeafRequest {
                 session_id: id.to_owned(),
@@ -491,6 +518,8 @@ impl Host {
                 run_dir: self.run_dir.clone(),
                 project_root: self.project_root.clone(),
                 overrides: opts.clone(),
+                workdir,
+                worktree,
             },
             harness,
             validator,
@@ -586,6 +615,17 @@ impl Host {
             self.journal.sync()?;
         }
         Ok(results)
+    }
+
+    /// Every finished session's result, in spawn order.
+    pub fn session_results(&self) -> Vec<SessionResult> {
+        self.spawns
+            .keys()
+            .filter_map(|id| match self.slots.get(id) {
+                Some(SessionSlot::Done(r)) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn spawn_info(&self, id: &str) -> Option<(&str, &str, &Value)> {

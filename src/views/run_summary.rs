@@ -3,6 +3,7 @@
 
 use super::effect_view::{effect_json, effect_line};
 use crate::run::RunOutcome;
+use crate::scheduler::session::{SessionResult, Usage};
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -14,17 +15,48 @@ pub fn outcome_json(o: &RunOutcome) -> Value {
         "status": o.status.as_str(),
         "sessions": o.sessions,
         "effects": o.effects.iter().map(effect_json).collect::<Vec<_>>(),
-        "usage": {
-            "input_tokens": o.usage.input_tokens,
-            "output_tokens": o.usage.output_tokens,
-            "cost_usd": round_cents(o.usage.cost_usd),
-        },
+        "usage": usage_json(&o.usage),
+        "leaves": o.leaves.iter().map(leaf_json).collect::<Vec<_>>(),
         "result": o.result,
     })
 }
 
-fn round_cents(x: f64) -> f64 {
-    (x * 10_000.0).round() / 10_000.0
+fn usage_json(u: &Usage) -> Value {
+    let mut v = json!({
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_read_tokens": u.cache_read_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "cost_usd": round_micro(u.cost_usd),
+    });
+    if u.cost_estimated {
+        v["cost_estimated"] = json!(true);
+    }
+    v
+}
+
+/// One leaf's line in `--json`: who ran it, how it ended, what it cost. No durations: they
+/// vary from run to run.
+fn leaf_json(r: &SessionResult) -> Value {
+    let mut v = json!({
+        "id": r.id,
+        "workflow": r.workflow,
+        "harness": r.harness,
+        "model": r.model,
+        "status": r.status.as_str(),
+        "attempts": r.attempts,
+        "usage": usage_json(&r.usage),
+    });
+    if let Some(e) = &r.error {
+        v["error"] = json!(e);
+    }
+    v
+}
+
+/// Dollars to the micro-dollar: cheap leaves cost fractions of a cent, and sums of floats
+/// should not print their noise.
+fn round_micro(x: f64) -> f64 {
+    (x * 1_000_000.0).round() / 1_000_000.0
 }
 
 pub fn outcome_text(o: &RunOutcome) -> String {

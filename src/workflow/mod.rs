@@ -4,6 +4,7 @@
 //! Owns loading, schema compilation, output validation and prompt rendering. It must not run
 //! anything: harnesses run leaves; this module only describes them.
 
+use crate::config::leaf_settings::WorkflowSettings;
 use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::Value;
@@ -114,6 +115,30 @@ impl Workflow {
         })
     }
 
+    /// Applies a `[workflow.<name>]` table from `coord.toml`. A harness swapped there without a
+    /// model drops the file's model, which was chosen for the file's harness.
+    pub fn apply_settings(&mut self, settings: &WorkflowSettings) -> Result<(), String> {
+        if let Some(harness) = &settings.harness {
+            if *harness != self.harness {
+                self.model = None;
+            }
+            self.harness = harness.clone();
+        }
+        if let Some(model) = &settings.model {
+            self.model = Some(model.clone());
+        }
+        if let Some(timeout) = &settings.timeout {
+            self.timeout = parse_timeout(timeout).map_err(|e| format!("coord.toml [workflow.{}]: {e}", self.name))?;
+        }
+        if let Some(retries) = settings.retries {
+            self.retries = retries;
+        }
+        if let Some(worktree) = settings.worktree {
+            self.worktree = worktree;
+        }
+        Ok(())
+    }
+
     /// Renders the prompt template with `goal`, `inputs` and `workflow` in scope.
     pub fn render_prompt(&self, goal: &str, inputs: &Value) -> Result<String, String> {
         render_template(&self.prompt, goal, inputs, &self.name)
@@ -167,11 +192,18 @@ fn parse_timeout(v: &toml::Value) -> Result<Duration, String> {
 pub struct WorkflowSet {
     dirs: Vec<PathBuf>,
     cache: Mutex<HashMap<String, Arc<Workflow>>>,
+    /// `[workflow.<name>]` overrides from `coord.toml`, applied on load.
+    overrides: IndexMap<String, WorkflowSettings>,
 }
 
 impl WorkflowSet {
     pub fn new(dirs: Vec<PathBuf>) -> Self {
-        WorkflowSet { dirs, cache: Mutex::new(HashMap::new()) }
+        WorkflowSet { dirs, cache: Mutex::new(HashMap::new()), overrides: IndexMap::new() }
+    }
+
+    pub fn with_overrides(mut self, overrides: IndexMap<String, WorkflowSettings>) -> Self {
+        self.overrides = overrides;
+        self
     }
 
     pub fn dirs(&self) -> &[PathBuf] {
@@ -193,7 +225,15 @@ impl WorkflowSet {
             name: name.to_owned(),
             searched: self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
         })?;
-        let wf = Arc::new(Workflow::load(name, &path)?);
+        let mut wf = Workflow::load(name, &path)?;
+        if let Some(settings) = self.overrides.get(name) {
+            wf.apply_settings(settings).map_err(|reason| WorkflowError::Invalid {
+                name: name.to_owned(),
+                path: path.clone(),
+                reason,
+            })?;
+        }
+        let wf = Arc::new(wf);
         self.cache.lock().expect("workflow cache poisoned").insert(name.to_owned(), wf.clone());
         Ok(wf)
     }
@@ -247,6 +287,30 @@ mod tests {
         assert!(validate(&wf.validator, &json!({})).unwrap_err().contains("verdict"));
         assert!(set.get("inline").is_ok());
         assert_eq!(set.names(), vec!["inline", "review"]);
+    }
+
+    #[test]
+    fn config_overrides_apply_on_load() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "review.toml",
+            "harness = \"claude-code\"\nmodel = \"sonnet\"\nprompt = \"x\"\nschema = { type = \"object\" }\n",
+        );
+        let mut overrides = IndexMap::new();
+        let settings = WorkflowSettings {
+            harness: Some("codex".into()),
+            timeout: Some(toml::Value::String("90s".into())),
+            retries: Some(2),
+            ..Default::default()
+        };
+        overrides.insert("review".to_owned(), settings);
+        let set = WorkflowSet::new(vec![dir.path().to_owned()]).with_overrides(overrides);
+        let wf = set.get("review").unwrap();
+        assert_eq!(wf.harness, "codex");
+        assert_eq!(wf.model, None, "the file's model belonged to the file's harness");
+        assert_eq!(wf.timeout, Duration::from_secs(90));
+        assert_eq!(wf.retries, 2);
     }
 
     #[test]

@@ -111,6 +111,11 @@ impl CoordCommand {
         self
     }
 
+    pub fn env_remove(mut self, k: &str) -> Self {
+        self.cmd.env_remove(k);
+        self
+    }
+
     pub fn run(mut self) -> Outcome {
         let output = self.cmd.output().expect("coord runs");
         Outcome::from(output)
