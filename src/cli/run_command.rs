@@ -12,6 +12,10 @@ use std::sync::Arc;
 pub fn run(args: &RunArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crate::scheduler::Interrupt>) -> u8 {
     let mut plan = RunPlan::new(args.script.clone());
     plan.inputs = args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    if let Some(repo) = &args.repo {
+        // An input, so the run header records it and a resumed run talks to the same repository.
+        plan.inputs.insert("repo".into(), Value::String(repo.clone()));
+    }
     plan.scenario = args.scenario.clone();
     plan.demo = args.demo;
     plan.max_parallel = usize::from(args.max_parallel);

@@ -7,7 +7,8 @@
 
 pub mod project;
 
-use crate::effects::{UnconfiguredWorld, World};
+use crate::effects::live_world::LiveWorld;
+use crate::effects::World;
 use crate::harness::mock::MockHarness;
 use crate::harness::HarnessSet;
 use crate::journal::entry::{Entry, RunHeader, RunStatus, JOURNAL_VERSION};
@@ -149,7 +150,6 @@ fn execute_on_script_thread(
     let project = Project::discover(&script_path);
     let coordinator = coordinator_name(&script_path);
     let config = crate::config::Config::load(&project.root).map_err(|e| SetupError::Scenario(Box::new(e)))?;
-    let _ = &config;
 
     // Compile first: a script that does not compile leaves no run behind.
     let cell: Rc<HostCell> = Rc::new(HostCell::default());
@@ -216,7 +216,10 @@ fn execute_on_script_thread(
             harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(s.rules.clone()))));
             (Box::new(ScenarioWorld::new(s)), Clock::Fixed(s.now_unix), Some("mock".into()), "scenario")
         }
-        None => (Box::new(UnconfiguredWorld), Clock::System, None, "live"),
+        None => {
+            let world = LiveWorld::from_config(&config, &project.root, &inputs, runtime.clone());
+            (Box::new(world), Clock::System, None, "live")
+        }
     };
     let mode = if plan.dry_run { "dry_run" } else { mode };
 
