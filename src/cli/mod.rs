@@ -5,7 +5,9 @@
 //! not hold routing, journaling or scheduling logic.
 
 pub mod exit_code;
+mod replay_command;
 mod run_command;
+mod test_command;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -13,7 +15,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(name = "coord", version, about = "Coordinators as scripts: Rhai routing over journaled leaf agent sessions")]
+#[command(
+    name = "coord",
+    version,
+    about = "Coordinators as scripts: Rhai routing over journaled leaf agent sessions"
+)]
 #[command(propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
@@ -39,6 +45,82 @@ pub enum LogFormat {
 pub enum Command {
     /// Run a coordinator script.
     Run(RunArgs),
+    /// Re-run a recorded run with every host call answered from its journal (nothing runs,
+    /// nothing is spent); with --script, a what-if of an edited coordinator.
+    Replay(ReplayArgs),
+    /// Continue an interrupted run: replay its journal, then go on live.
+    Resume(ResumeArgs),
+    /// Run every scenario offline and compare its routing trace with its snapshot.
+    Test(TestArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct TestArgs {
+    /// Coordinators (.rhai), scenarios (.toml) or folders of them [default: coordinators].
+    pub paths: Vec<PathBuf>,
+    /// Write the new traces as the snapshots.
+    #[arg(long)]
+    pub accept: bool,
+    /// Report the script lines and if/switch branches no scenario executed.
+    #[arg(long)]
+    pub coverage: bool,
+    /// With --coverage: fail when a routing branch is never taken.
+    #[arg(long, requires = "coverage")]
+    pub fail_uncovered: bool,
+    /// Print one JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayArgs {
+    /// The run: an id, a unique prefix, `last`, or a run directory.
+    pub run: String,
+    /// What-if: replay this edited script against the recorded run.
+    #[arg(long, value_name = "EDITED.rhai")]
+    pub script: Option<PathBuf>,
+    /// Print one JSON object on stdout (same shape as `coord run --json`).
+    #[arg(long)]
+    pub json: bool,
+    /// Print the run's routing trace.
+    #[arg(long, conflicts_with = "json")]
+    pub trace: bool,
+    /// Read a journal that is corrupt in the middle up to its last valid entry.
+    #[arg(long)]
+    pub recover: bool,
+    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Operation limit of the script engine.
+    #[arg(long, value_name = "N")]
+    pub max_operations: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ResumeArgs {
+    /// The run: an id, a unique prefix, `last`, or a run directory.
+    pub run: String,
+    /// Discard the journal from this entry on (kept in an archive) and redo it live.
+    #[arg(long, value_name = "SEQ")]
+    pub from: Option<u64>,
+    /// Run again only the leaves that failed or timed out, reusing everything else.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Resume from the valid prefix of a journal that is corrupt in the middle.
+    #[arg(long)]
+    pub recover: bool,
+    /// Most leaf sessions running at once.
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_parallel: u16,
+    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+    /// Operation limit of the script engine.
+    #[arg(long, value_name = "N")]
+    pub max_operations: Option<u64>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -96,13 +178,25 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS };
+            let code = if e.use_stderr() {
+                exit_code::USAGE
+            } else {
+                exit_code::SUCCESS
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // Diagnostics are read in logs and CI output as often as in terminals: never wrap them.
+    let _ = miette::set_hook(Box::new(|_| {
+        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
+    }));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -113,6 +207,9 @@ pub fn main() -> ExitCode {
     watch_signals(&runtime, interrupt.clone());
     let code = match &cli.command {
         Command::Run(args) => run_command::run(args, runtime.handle(), interrupt),
+        Command::Replay(args) => replay_command::replay(args, runtime.handle(), interrupt),
+        Command::Resume(args) => replay_command::resume(args, runtime.handle(), interrupt),
+        Command::Test(args) => test_command::test(args, runtime.handle()),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -132,7 +229,10 @@ fn init_logging(cli: &Cli) {
         }
     };
     let filter = EnvFilter::try_from_env("COORD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.without_time().try_init(),
@@ -143,7 +243,10 @@ fn init_logging(cli: &Cli) {
 fn watch_signals(runtime: &tokio::runtime::Runtime, interrupt: Arc<crate::scheduler::Interrupt>) {
     runtime.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return;
         };
         tokio::select! {

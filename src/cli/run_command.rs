@@ -9,9 +9,17 @@ use crate::views::run_summary;
 use serde_json::Value;
 use std::sync::Arc;
 
-pub fn run(args: &RunArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crate::scheduler::Interrupt>) -> u8 {
+pub fn run(
+    args: &RunArgs,
+    runtime: &tokio::runtime::Handle,
+    interrupt: Arc<crate::scheduler::Interrupt>,
+) -> u8 {
     let mut plan = RunPlan::new(args.script.clone());
-    plan.inputs = args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    plan.inputs = args
+        .inputs
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
     if let Some(repo) = &args.repo {
         // An input, so the run header records it and a resumed run talks to the same repository.
         plan.inputs.insert("repo".into(), Value::String(repo.clone()));
@@ -41,7 +49,11 @@ pub fn run(args: &RunArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crat
 }
 
 /// Prints a run's outcome (or why it never started) and returns the exit code.
-pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &crate::scheduler::Interrupt) -> u8 {
+pub fn finish(
+    outcome: Result<RunOutcome, SetupError>,
+    json: bool,
+    interrupt: &crate::scheduler::Interrupt,
+) -> u8 {
     let outcome = match outcome {
         Ok(o) => o,
         Err(err) => {
@@ -65,7 +77,11 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
     match outcome.failure {
         None => exit_code::SUCCESS,
         Some(RunFailure::Script(diag)) => {
-            let code = if diag.kind == ScriptErrorKind::Thrown { exit_code::RUN_FAILED } else { exit_code::USAGE };
+            let code = if diag.kind == ScriptErrorKind::Thrown {
+                exit_code::RUN_FAILED
+            } else {
+                exit_code::USAGE
+            };
             report(*diag);
             code
         }
@@ -82,8 +98,15 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
             exit_code::RUN_FAILED
         }
         Some(RunFailure::Interrupted) => {
-            eprintln!("interrupted: run {} stopped; `coord resume {}` finishes it", outcome.run_id, outcome.run_id);
-            if interrupt.signal() == libc::SIGTERM { exit_code::INTERRUPTED_SIGTERM } else { exit_code::INTERRUPTED_SIGINT }
+            eprintln!(
+                "interrupted: run {} stopped; `coord resume {}` finishes it",
+                outcome.run_id, outcome.run_id
+            );
+            if interrupt.signal() == libc::SIGTERM {
+                exit_code::INTERRUPTED_SIGTERM
+            } else {
+                exit_code::INTERRUPTED_SIGINT
+            }
         }
     }
 }

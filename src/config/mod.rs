@@ -59,9 +59,19 @@ impl Config {
         let source = std::fs::read_to_string(path)
             .map_err(|e| ScenarioDiagnostic::io(path, &format!("cannot read config: {e}")))?;
         let file: ConfigFile = toml::from_str(&source).map_err(|e| {
-            ScenarioDiagnostic::at(path, &source, e.span().unwrap_or(0..0), e.message().to_owned(), None)
+            ScenarioDiagnostic::at(
+                path,
+                &source,
+                e.span().unwrap_or(0..0),
+                e.message().to_owned(),
+                None,
+            )
         })?;
-        Ok(Config { path: Some(path.to_owned()), source, file })
+        Ok(Config {
+            path: Some(path.to_owned()),
+            source,
+            file,
+        })
     }
 
     /// The folder relative paths in the config resolve against.

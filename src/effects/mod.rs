@@ -103,7 +103,11 @@ pub trait World: Send {
 
     /// Resume found an intent without a result: report the result if the effect already
     /// happened (PR already merged, notification already delivered), else `None`.
-    fn already_done(&mut self, effect: &EffectRequest, idempotency_key: &str) -> Result<Option<Value>, WorldError>;
+    fn already_done(
+        &mut self,
+        effect: &EffectRequest,
+        idempotency_key: &str,
+    ) -> Result<Option<Value>, WorldError>;
 
     /// Replays a recorded effect into in-memory state, so a resumed run sees the world as the
     /// recorded prefix left it. Real backends keep their state remotely and do nothing.

@@ -26,7 +26,11 @@ impl RunStore {
     pub fn locate(flag: Option<&Path>) -> Self {
         let root = flag
             .map(Path::to_path_buf)
-            .or_else(|| std::env::var_os("COORD_RUNS_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("COORD_RUNS_DIR")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNS_DIR));
         RunStore { root }
     }
@@ -68,18 +72,27 @@ impl RunStore {
         }
         let runs = self.list();
         if run == "last" || run == "latest" {
-            return runs.last().map(|(_, p)| p.clone()).ok_or_else(|| RunLookupError::NoRuns(self.root.clone()));
+            return runs
+                .last()
+                .map(|(_, p)| p.clone())
+                .ok_or_else(|| RunLookupError::NoRuns(self.root.clone()));
         }
         if let Some((_, p)) = runs.iter().find(|(id, _)| id == run) {
             return Ok(p.clone());
         }
-        let matches: Vec<_> = runs.iter().filter(|(id, _)| id.starts_with(run) || id.ends_with(run)).collect();
+        let matches: Vec<_> = runs
+            .iter()
+            .filter(|(id, _)| id.starts_with(run) || id.ends_with(run))
+            .collect();
         match matches.as_slice() {
             [(_, p)] => Ok(p.clone()),
             [] => Err(RunLookupError::NotFound(run.to_owned(), self.root.clone())),
             many => Err(RunLookupError::Ambiguous(
                 run.to_owned(),
-                many.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
+                many.iter()
+                    .map(|(id, _)| id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             )),
         }
     }
@@ -107,8 +120,12 @@ pub fn clear_pid(run_dir: &Path) {
 
 /// True when the run's recorded process is still alive.
 pub fn owner_alive(run_dir: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(run_dir.join(PID_FILE)) else { return false };
-    let Ok(pid) = text.trim().parse::<i32>() else { return false };
+    let Ok(text) = std::fs::read_to_string(run_dir.join(PID_FILE)) else {
+        return false;
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return false;
+    };
     // Signal 0 probes for existence without delivering anything.
     unsafe { libc::kill(pid, 0) == 0 }
 }

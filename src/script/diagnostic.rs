@@ -35,7 +35,15 @@ pub struct ScriptDiagnostic {
 impl ScriptDiagnostic {
     pub fn from_parse(err: &ParseError, file: &Path, source: &str) -> Self {
         let (msg, help) = describe_parse(err);
-        build(file, source, err.position(), msg, "here".into(), help, ScriptErrorKind::Syntax)
+        build(
+            file,
+            source,
+            err.position(),
+            msg,
+            "here".into(),
+            help,
+            ScriptErrorKind::Syntax,
+        )
     }
 
     pub fn from_eval(err: &EvalAltResult, main_file: &Path, main_source: &str) -> Self {
@@ -52,8 +60,20 @@ impl ScriptDiagnostic {
     }
 
     /// A diagnostic for an error the host raised at a known call site.
-    pub fn at(file: &Path, source: &str, line: usize, col: usize, message: String, help: Option<String>, kind: ScriptErrorKind) -> Self {
-        let pos = if line > 0 { Position::new(line as u16, col.max(1) as u16) } else { Position::NONE };
+    pub fn at(
+        file: &Path,
+        source: &str,
+        line: usize,
+        col: usize,
+        message: String,
+        help: Option<String>,
+        kind: ScriptErrorKind,
+    ) -> Self {
+        let pos = if line > 0 {
+            Position::new(line as u16, col.max(1) as u16)
+        } else {
+            Position::NONE
+        };
         build(file, source, pos, message, "here".into(), help, kind)
     }
 }
@@ -62,9 +82,14 @@ impl ScriptDiagnostic {
 /// the engine resolves it (relative to the main script, `.rhai` appended).
 fn module_file(name: &str, main_file: &Path) -> Option<std::path::PathBuf> {
     let base = main_file.parent().unwrap_or(Path::new("."));
-    [std::path::PathBuf::from(name), std::path::PathBuf::from(format!("{name}.rhai")), base.join(name), base.join(format!("{name}.rhai"))]
-        .into_iter()
-        .find(|p| p.is_file())
+    [
+        std::path::PathBuf::from(name),
+        std::path::PathBuf::from(format!("{name}.rhai")),
+        base.join(name),
+        base.join(format!("{name}.rhai")),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
 }
 
 fn build(
@@ -82,7 +107,10 @@ fn build(
             let col = col.unwrap_or(1);
             let offset = offset_of(source, line, col);
             let len = token_len(&source[offset..]);
-            (Some(SourceSpan::from(offset..offset + len)), Some(format!("{name}:{line}:{col}")))
+            (
+                Some(SourceSpan::from(offset..offset + len)),
+                Some(format!("{name}:{line}:{col}")),
+            )
         }
         _ => (None, None),
     };
@@ -90,7 +118,15 @@ fn build(
         Some(loc) => format!("{loc}: {message}"),
         None => format!("{name}: {message}"),
     };
-    ScriptDiagnostic { message, src: NamedSource::new(name, source.to_owned()), span, label, help, kind, location }
+    ScriptDiagnostic {
+        message,
+        src: NamedSource::new(name, source.to_owned()),
+        span,
+        label,
+        help,
+        kind,
+        location,
+    }
 }
 
 /// Byte offset of a 1-based line and (character) column.
@@ -98,7 +134,11 @@ fn offset_of(source: &str, line: usize, col: usize) -> usize {
     let mut offset = 0;
     for (i, l) in source.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            let within: usize = l.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
+            let within: usize = l
+                .chars()
+                .take(col.saturating_sub(1))
+                .map(char::len_utf8)
+                .sum();
             return (offset + within).min(source.len());
         }
         offset += l.len();
@@ -107,20 +147,39 @@ fn offset_of(source: &str, line: usize, col: usize) -> usize {
 }
 
 fn token_len(rest: &str) -> usize {
-    let n: usize = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').map(char::len_utf8).sum();
+    let n: usize = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+        .map(char::len_utf8)
+        .sum();
     n.max(rest.chars().next().map(char::len_utf8).unwrap_or(0))
 }
 
-fn innermost(err: &EvalAltResult, module: Option<String>) -> (&EvalAltResult, Position, Option<String>) {
+fn innermost(
+    err: &EvalAltResult,
+    module: Option<String>,
+) -> (&EvalAltResult, Position, Option<String>) {
     match err {
         EvalAltResult::ErrorInFunctionCall(_, src, inner, pos) => {
-            let module = if src.is_empty() { module } else { Some(src.clone()) };
+            let module = if src.is_empty() {
+                module
+            } else {
+                Some(src.clone())
+            };
             let (e, p, m) = innermost(inner, module.clone());
-            if p.is_none() { (err, *pos, module) } else { (e, p, m) }
+            if p.is_none() {
+                (err, *pos, module)
+            } else {
+                (e, p, m)
+            }
         }
         EvalAltResult::ErrorInModule(path, inner, pos) => {
             let (e, p, m) = innermost(inner, Some(path.clone()));
-            if p.is_none() { (err, *pos, module) } else { (e, p, m) }
+            if p.is_none() {
+                (err, *pos, module)
+            } else {
+                (e, p, m)
+            }
         }
         other => (other, other.position(), module),
     }
@@ -197,7 +256,9 @@ pub fn strsim_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
         }
         prev = cur;
     }

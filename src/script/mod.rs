@@ -5,6 +5,7 @@
 //! The script is pure routing: it reaches nothing (files, network, processes, clock) except
 //! through host calls, and every host call is journaled. Nothing here spends tokens.
 
+pub mod coverage;
 pub mod diagnostic;
 pub mod engine;
 pub mod host;

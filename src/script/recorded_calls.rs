@@ -70,8 +70,16 @@ impl RecordedCalls {
             mode,
             used: vec![false; run.calls.len()],
             calls: run.calls.clone(),
-            sessions: run.sessions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            effect_results: run.effect_results.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            sessions: run
+                .sessions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            effect_results: run
+                .effect_results
+                .iter()
+                .map(|(k, v)| (*k, v.clone()))
+                .collect(),
             by_key,
             positional: true,
             divergence: None,
@@ -102,7 +110,9 @@ impl RecordedCalls {
         let i = index as usize;
         if self.positional {
             match self.calls.get(i) {
-                Some(e) if e.key.as_ref() == Some(key) && !self.used[i] => return Ok(Some(self.take(i, true))),
+                Some(e) if e.key.as_ref() == Some(key) && !self.used[i] => {
+                    return Ok(Some(self.take(i, true)))
+                }
                 recorded => {
                     let past_end = recorded.is_none();
                     let divergence = Divergence {
@@ -115,6 +125,9 @@ impl RecordedCalls {
                     };
                     self.positional = false;
                     match self.mode {
+                        // The journal of a run that never finished simply stops: no more
+                        // answers, which the host reports as the journal's end.
+                        ReplayMode::Exact if past_end && !self.finished => return Ok(None),
                         ReplayMode::Exact => return Err(divergence),
                         // Running past the end of an interrupted run's journal is not a
                         // divergence: it is where resume goes live.
@@ -139,12 +152,19 @@ impl RecordedCalls {
     fn take(&mut self, i: usize, positional: bool) -> RecordedAnswer {
         self.used[i] = true;
         let entry = self.calls[i].clone();
-        let effect_result = entry.call.and_then(|c| self.effect_results.get(&c).cloned());
+        let effect_result = entry
+            .call
+            .and_then(|c| self.effect_results.get(&c).cloned());
         let session_result = entry
             .session
             .as_ref()
             .filter(|id| !self.rerun_sessions.contains(*id))
             .and_then(|id| self.sessions.get(id).cloned());
-        RecordedAnswer { entry, effect_result, session_result, positional }
+        RecordedAnswer {
+            entry,
+            effect_result,
+            session_result,
+            positional,
+        }
     }
 }

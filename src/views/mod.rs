@@ -4,3 +4,5 @@
 
 pub mod effect_view;
 pub mod run_summary;
+pub mod trace;
+pub mod what_if;

@@ -17,11 +17,18 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum WorkflowError {
     #[error("no workflow `{name}`: looked for {name}.toml in {searched}")]
-    #[diagnostic(code(coord::workflow::missing), help("workflows live in `workflows/<name>.toml` beside the coordinators"))]
+    #[diagnostic(
+        code(coord::workflow::missing),
+        help("workflows live in `workflows/<name>.toml` beside the coordinators")
+    )]
     Missing { name: String, searched: String },
     #[error("workflow `{name}` ({path}): {reason}")]
     #[diagnostic(code(coord::workflow::invalid))]
-    Invalid { name: String, path: PathBuf, reason: String },
+    Invalid {
+        name: String,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 /// A workflow file as written.
@@ -74,7 +81,11 @@ pub struct Workflow {
 
 impl Workflow {
     pub fn load(name: &str, path: &Path) -> Result<Self, WorkflowError> {
-        let invalid = |reason: String| WorkflowError::Invalid { name: name.to_owned(), path: path.to_owned(), reason };
+        let invalid = |reason: String| WorkflowError::Invalid {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
         let file: WorkflowFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let schema = match &file.schema {
@@ -82,7 +93,8 @@ impl Workflow {
                 let schema_path = path.parent().unwrap_or(Path::new(".")).join(rel);
                 let text = std::fs::read_to_string(&schema_path)
                     .map_err(|e| invalid(format!("schema file {}: {e}", schema_path.display())))?;
-                serde_json::from_str(&text).map_err(|e| invalid(format!("schema file {}: {e}", schema_path.display())))?
+                serde_json::from_str(&text)
+                    .map_err(|e| invalid(format!("schema file {}: {e}", schema_path.display())))?
             }
             inline => serde_json::to_value(inline).map_err(|e| invalid(e.to_string()))?,
         };
@@ -116,10 +128,18 @@ impl Workflow {
     }
 }
 
-pub fn render_template(template: &str, goal: &str, inputs: &Value, workflow: &str) -> Result<String, String> {
+pub fn render_template(
+    template: &str,
+    goal: &str,
+    inputs: &Value,
+    workflow: &str,
+) -> Result<String, String> {
     let env = minijinja::Environment::new();
-    env.render_str(template, minijinja::context! { goal => goal, inputs => inputs, workflow => workflow })
-        .map_err(|e| format!("prompt template: {e}"))
+    env.render_str(
+        template,
+        minijinja::context! { goal => goal, inputs => inputs, workflow => workflow },
+    )
+    .map_err(|e| format!("prompt template: {e}"))
 }
 
 pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
@@ -133,20 +153,29 @@ pub fn validate(validator: &jsonschema::Validator, output: &Value) -> Result<(),
         .take(5)
         .map(|e| {
             let path = e.instance_path.to_string();
-            if path.is_empty() { format!("output: {e}") } else { format!("output{path}: {e}") }
+            if path.is_empty() {
+                format!("output: {e}")
+            } else {
+                format!("output{path}: {e}")
+            }
         })
         .collect();
-    if errors.is_empty() { Ok(()) } else { Err(format!("schema violation: {}", errors.join("; "))) }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("schema violation: {}", errors.join("; ")))
+    }
 }
 
 fn parse_timeout(v: &toml::Value) -> Result<Duration, String> {
     match v {
         toml::Value::Integer(secs) if *secs > 0 => Ok(Duration::from_secs(*secs as u64)),
         toml::Value::Float(secs) if *secs > 0.0 => Ok(Duration::from_secs_f64(*secs)),
-        toml::Value::String(s) => {
-            humantime::parse_duration(s).map_err(|e| format!("timeout `{s}`: {e} (write e.g. \"90s\", \"15m\")"))
-        }
-        other => Err(format!("timeout must be seconds or a duration like \"15m\", not {other}")),
+        toml::Value::String(s) => humantime::parse_duration(s)
+            .map_err(|e| format!("timeout `{s}`: {e} (write e.g. \"90s\", \"15m\")")),
+        other => Err(format!(
+            "timeout must be seconds or a duration like \"15m\", not {other}"
+        )),
     }
 }
 
@@ -159,7 +188,10 @@ pub struct WorkflowSet {
 
 impl WorkflowSet {
     pub fn new(dirs: Vec<PathBuf>) -> Self {
-        WorkflowSet { dirs, cache: Mutex::new(HashMap::new()) }
+        WorkflowSet {
+            dirs,
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn dirs(&self) -> &[PathBuf] {
@@ -170,19 +202,35 @@ impl WorkflowSet {
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return None;
         }
-        self.dirs.iter().map(|d| d.join(format!("{name}.toml"))).find(|p| p.is_file())
+        self.dirs
+            .iter()
+            .map(|d| d.join(format!("{name}.toml")))
+            .find(|p| p.is_file())
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Workflow>, WorkflowError> {
-        if let Some(w) = self.cache.lock().expect("workflow cache poisoned").get(name) {
+        if let Some(w) = self
+            .cache
+            .lock()
+            .expect("workflow cache poisoned")
+            .get(name)
+        {
             return Ok(w.clone());
         }
         let path = self.find_path(name).ok_or_else(|| WorkflowError::Missing {
             name: name.to_owned(),
-            searched: self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
+            searched: self
+                .dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
         })?;
         let wf = Arc::new(Workflow::load(name, &path)?);
-        self.cache.lock().expect("workflow cache poisoned").insert(name.to_owned(), wf.clone());
+        self.cache
+            .lock()
+            .expect("workflow cache poisoned")
+            .insert(name.to_owned(), wf.clone());
         Ok(wf)
     }
 
@@ -218,17 +266,31 @@ mod tests {
     #[test]
     fn loads_inline_and_file_schemas_and_validates() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "review.schema.json", r#"{"type":"object","required":["verdict"],"properties":{"verdict":{"enum":["clean","minor"]}}}"#);
+        write(
+            dir.path(),
+            "review.schema.json",
+            r#"{"type":"object","required":["verdict"],"properties":{"verdict":{"enum":["clean","minor"]}}}"#,
+        );
         write(dir.path(), "review.toml", "harness = \"mock\"\ntimeout = \"90s\"\nprompt = \"Review #{{ inputs.pr }}: {{ goal }}\"\nschema = \"review.schema.json\"\n");
-        write(dir.path(), "inline.toml", "harness = \"mock\"\nprompt = \"x\"\n[schema]\ntype = \"object\"\n");
+        write(
+            dir.path(),
+            "inline.toml",
+            "harness = \"mock\"\nprompt = \"x\"\n[schema]\ntype = \"object\"\n",
+        );
         let set = WorkflowSet::new(vec![dir.path().to_owned()]);
         let wf = set.get("review").unwrap();
         assert_eq!(wf.timeout, Duration::from_secs(90));
-        assert_eq!(wf.render_prompt("look closely", &json!({"pr": 12})).unwrap(), "Review #12: look closely");
+        assert_eq!(
+            wf.render_prompt("look closely", &json!({"pr": 12}))
+                .unwrap(),
+            "Review #12: look closely"
+        );
         assert!(validate(&wf.validator, &json!({"verdict": "clean"})).is_ok());
         let err = validate(&wf.validator, &json!({"verdict": "maybe"})).unwrap_err();
         assert!(err.contains("/verdict"), "{err}");
-        assert!(validate(&wf.validator, &json!({})).unwrap_err().contains("verdict"));
+        assert!(validate(&wf.validator, &json!({}))
+            .unwrap_err()
+            .contains("verdict"));
         assert!(set.get("inline").is_ok());
         assert_eq!(set.names(), vec!["inline", "review"]);
     }
@@ -236,12 +298,22 @@ mod tests {
     #[test]
     fn bad_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "bad.toml", "harness = \"mock\"\nprompt = \"x\"\nschema = { type = 12 }\n");
+        write(
+            dir.path(),
+            "bad.toml",
+            "harness = \"mock\"\nprompt = \"x\"\nschema = { type = 12 }\n",
+        );
         write(dir.path(), "typo.toml", "harnes = \"mock\"\n");
         let set = WorkflowSet::new(vec![dir.path().to_owned()]);
         assert!(matches!(set.get("bad"), Err(WorkflowError::Invalid { .. })));
-        assert!(matches!(set.get("typo"), Err(WorkflowError::Invalid { .. })));
-        assert!(matches!(set.get("nope"), Err(WorkflowError::Missing { .. })));
+        assert!(matches!(
+            set.get("typo"),
+            Err(WorkflowError::Invalid { .. })
+        ));
+        assert!(matches!(
+            set.get("nope"),
+            Err(WorkflowError::Missing { .. })
+        ));
         assert!(set.find_path("../etc").is_none());
     }
 }

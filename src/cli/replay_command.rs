@@ -1,0 +1,213 @@
+//! `coord replay` (exact, or what-if with `--script`) and `coord resume`: both re-run a
+//! recorded run's script with the journal answering the host calls.
+
+use super::run_command::finish;
+use super::{exit_code, ReplayArgs, ResumeArgs};
+use crate::journal::run_dir::RunStore;
+use crate::journal::RecordedRun;
+use crate::run::{self, Recording, RunPlan};
+use crate::script::recorded_calls::ReplayMode;
+use crate::views::{run_summary, trace, what_if};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+fn locate(run: &str, runs_dir: Option<&std::path::Path>) -> Result<PathBuf, u8> {
+    RunStore::locate(runs_dir).resolve(run).map_err(|e| {
+        eprintln!("error: {e}");
+        exit_code::USAGE
+    })
+}
+
+fn read(dir: &std::path::Path, recover: bool) -> Result<RecordedRun, u8> {
+    RecordedRun::read_with(dir, recover).map_err(|e| {
+        eprintln!("error: {e}");
+        exit_code::DIVERGED
+    })
+}
+
+fn recorded_script(rec: &RecordedRun) -> PathBuf {
+    run::recorded_path(&rec.header.script, &rec.header)
+}
+
+pub fn replay(
+    args: &ReplayArgs,
+    runtime: &tokio::runtime::Handle,
+    interrupt: Arc<crate::scheduler::Interrupt>,
+) -> u8 {
+    let dir = match locate(&args.run, args.runs_dir.as_deref()) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let recorded = match read(&dir, args.recover) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    for w in &recorded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let what_if = args.script.is_some();
+    let mut plan = RunPlan::new(
+        args.script
+            .clone()
+            .unwrap_or_else(|| recorded_script(&recorded)),
+    );
+    plan.recording = Recording::From {
+        run_dir: dir.clone(),
+        mode: if what_if {
+            ReplayMode::WhatIf
+        } else {
+            ReplayMode::Exact
+        },
+        retry_failed: false,
+        recover: args.recover,
+    };
+    if let Some(n) = args.max_operations {
+        plan.limits.max_operations = n;
+    }
+    let outcome = run::execute(plan, runtime, interrupt.clone());
+    if !what_if {
+        if let (Ok(o), true) = (&outcome, args.trace) {
+            if o.failure.is_none() {
+                if let Ok(rec) = RecordedRun::read(&dir) {
+                    print!("{}", trace::render_trace(&rec));
+                }
+            }
+        }
+        return finish(outcome, args.json, &interrupt);
+    }
+
+    // What-if: report what changed instead of the usual summary.
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(e) => return finish(Err(e), args.json, &interrupt),
+    };
+    let changes = what_if::effect_changes(
+        &what_if::recorded_effects(&recorded),
+        &what_if::new_effects(&outcome.effects),
+    );
+    let divergence = outcome.divergence.as_ref();
+    let script = args
+        .script
+        .as_ref()
+        .expect("what-if has a script")
+        .display()
+        .to_string();
+    if args.json {
+        let mut v = run_summary::outcome_json(&outcome);
+        v["what_if"] = json!({
+            "script": script,
+            "changes": what_if::changes_json(&changes),
+            "first_divergence": divergence.map(|d| json!({
+                "index": d.index,
+                "recorded": d.recorded.as_ref().map(|e| json!({"fn": e.function, "args": e.args, "pos": e.pos})),
+                "now": {"fn": d.now_function, "args": d.now_args, "pos": d.now_site.pos_string()},
+            })),
+            "not_recorded": outcome.unrecorded.iter().map(|u| json!({
+                "index": u.index, "fn": u.function, "args": u.args, "pos": u.site.pos_string(),
+            })).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+    } else {
+        println!("what-if: {script} against run {}", outcome.run_id);
+        match divergence {
+            None => println!("\nThe edited script asks for exactly what the run recorded."),
+            Some(d) => {
+                let at = d
+                    .now_site
+                    .pos_string()
+                    .map(|p| format!("{}:{p}", d.now_site.source.as_deref().unwrap_or(&script)));
+                println!(
+                    "\nFirst divergence at call {}{}:",
+                    d.index,
+                    at.map(|a| format!(" ({a})")).unwrap_or_default()
+                );
+                for line in run::describe_divergence(d).lines() {
+                    println!("  {line}");
+                }
+            }
+        }
+        if changes.is_empty() {
+            println!("\nNo effect changes.");
+        } else {
+            println!("\nEffects that change:");
+            for (target, before, after) in &changes {
+                println!("  {target}: {before} -> {after}");
+            }
+        }
+        if !outcome.unrecorded.is_empty() {
+            println!(
+                "\nCalls with no recorded answer ({}), answered `not_recorded`:",
+                outcome.unrecorded.len()
+            );
+            for u in &outcome.unrecorded {
+                let pos = u.site.pos_string().unwrap_or_default();
+                println!(
+                    "  call {} {} {} ({script}:{pos})",
+                    u.index,
+                    u.function,
+                    compact(&u.args)
+                );
+            }
+        }
+        println!("\nNothing ran and nothing was spent.");
+    }
+    match outcome.failure {
+        None => exit_code::SUCCESS,
+        Some(_) => finish(Ok(outcome), true, &interrupt).max(exit_code::RUN_FAILED),
+    }
+}
+
+fn compact(v: &serde_json::Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(100) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
+pub fn resume(
+    args: &ResumeArgs,
+    runtime: &tokio::runtime::Handle,
+    interrupt: Arc<crate::scheduler::Interrupt>,
+) -> u8 {
+    let dir = match locate(&args.run, args.runs_dir.as_deref()) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    match run::resume::prepare(&dir, args.from, args.retry_failed, args.recover) {
+        Ok(p) => {
+            if let Some(a) = p.archived {
+                eprintln!(
+                    "resume: kept the previous journal as {} ({} entries redone)",
+                    a.display(),
+                    p.discarded
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return match e {
+                run::resume::ResumeError::Journal(_) => exit_code::DIVERGED,
+                _ => exit_code::USAGE,
+            };
+        }
+    }
+    let recorded = match read(&dir, args.recover) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let mut plan = RunPlan::new(recorded_script(&recorded));
+    plan.recording = Recording::From {
+        run_dir: dir,
+        mode: ReplayMode::Resume,
+        retry_failed: args.retry_failed,
+        recover: args.recover,
+    };
+    plan.max_parallel = usize::from(args.max_parallel);
+    if let Some(n) = args.max_operations {
+        plan.limits.max_operations = n;
+    }
+    let outcome = run::execute(plan, runtime, interrupt.clone());
+    finish(outcome, args.json, &interrupt)
+}

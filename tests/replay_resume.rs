@@ -1,0 +1,630 @@
+//! Replay, what-if replay, resume and the crash-safe journal, through the binary.
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::{command_workflow, TestProject};
+
+fn journal_lines(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn last_status(run_dir: &Path) -> Option<String> {
+    journal_lines(run_dir)
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "run_finished")
+        .and_then(|e| e["status"].as_str().map(str::to_owned))
+}
+
+fn shipped_scenarios() -> Vec<(PathBuf, PathBuf)> {
+    let root = support::repo_root().join("coordinators");
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&root).unwrap().flatten() {
+        let script = entry.path();
+        if script.extension().is_some_and(|e| e == "rhai") {
+            let dir = root.join(script.file_stem().unwrap()).join("scenarios");
+            for s in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if s.path().extension().is_some_and(|e| e == "toml") {
+                    found.push((script.clone(), s.path()));
+                }
+            }
+        }
+    }
+    found.sort();
+    assert!(!found.is_empty());
+    found
+}
+
+#[test]
+fn every_shipped_scenario_replays_to_the_same_effects() {
+    let p = TestProject::with_repo_files();
+    for (script, scenario) in shipped_scenarios() {
+        let rel = |path: &Path| path.strip_prefix(support::repo_root()).unwrap().to_owned();
+        let run = p
+            .coord()
+            .args([
+                "run".as_ref(),
+                rel(&script).as_os_str(),
+                "--scenario".as_ref(),
+                rel(&scenario).as_os_str(),
+                "--json".as_ref(),
+            ])
+            .run();
+        run.expect_code(0);
+        let run = run.json();
+        let replay = p
+            .coord()
+            .args(["replay", run["run_id"].as_str().unwrap(), "--json"])
+            .run();
+        replay.expect_code(0);
+        let replay = replay.json();
+        assert_eq!(run["effects"], replay["effects"], "{}", scenario.display());
+        assert_eq!(run["result"], replay["result"], "{}", scenario.display());
+        assert_eq!(run["sessions"], replay["sessions"]);
+    }
+}
+
+/// A small deterministic generator, so failures reproduce from the seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+fn generated_scenario(seed: u64) -> String {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let prs = 1 + rng.next() % 25;
+    let mut s = String::from("coordinator = \"groom-prs\"\n[inputs]\nrepo = \"acme/gen\"\n");
+    for n in 1..=prs {
+        let checks = rng.pick(&["green", "green", "green", "red", "pending"]);
+        s.push_str(&format!(
+            "[[github.prs]]\nnumber = {n}\nchecks = \"{checks}\"\nmergeable = {}\n",
+            rng.next() % 10 != 0
+        ));
+    }
+    for n in 1..=prs {
+        let mut seq = Vec::new();
+        for _ in 0..(1 + rng.next() % 4) {
+            let item = match rng.pick(&["clean", "minor", "minor", "blocking", "timeout", "failed", "bad"]) {
+                "timeout" => "{ status = \"timeout\" }".to_owned(),
+                "failed" => "{ status = \"failed\", error = \"agent crashed\" }".to_owned(),
+                "bad" => "{ output = { verdict = \"perhaps\", findings = [] }, invalid = true }".to_owned(),
+                v => format!("{{ output = {{ verdict = \"{v}\", findings = [{{ severity = \"{}\", message = \"m\" }}] }} }}", if v == "blocking" { "blocking" } else { "minor" }),
+            };
+            seq.push(item);
+        }
+        s.push_str(&format!(
+            "[[leaf]]\nworkflow = \"mr-review\"\nmatch = {{ pr = {n} }}\nsequence = [{}]\n",
+            seq.join(", ")
+        ));
+    }
+    let fix = rng.pick(&["fixed", "fixed", "failed"]);
+    s.push_str(&format!("[[leaf]]\nworkflow = \"coding-task\"\noutput = {{ status = \"{fix}\", summary = \"s\" }}\n"));
+    s
+}
+
+#[test]
+fn randomized_scenarios_replay_to_the_same_effects() {
+    let p = TestProject::with_repo_files();
+    for seed in 1..=24u64 {
+        p.write("gen.toml", &generated_scenario(seed));
+        let run = p
+            .coord()
+            .args([
+                "run",
+                "coordinators/groom-prs.rhai",
+                "--scenario",
+                "gen.toml",
+                "--json",
+            ])
+            .run();
+        run.expect_code(0);
+        let run = run.json();
+        let replay = p
+            .coord()
+            .args(["replay", run["run_id"].as_str().unwrap(), "--json"])
+            .run();
+        replay.expect_code(0);
+        assert_eq!(run["effects"], replay.json()["effects"], "seed {seed}");
+    }
+}
+
+#[test]
+fn replay_of_an_edited_script_reports_the_divergence_and_exits_3() {
+    let p = TestProject::with_repo_files();
+    let run = p
+        .coord()
+        .args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"])
+        .run();
+    run.expect_code(0);
+    let id = run.json()["run_id"].as_str().unwrap().to_owned();
+    let script = p
+        .read("coordinators/groom-prs.rhai")
+        .replace("MAX_FIX_PASSES = 3", "MAX_FIX_PASSES = 1");
+    p.write("coordinators/groom-prs.rhai", &script);
+    let out = p.coord().args(["replay", &id]).run();
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains("diverged from the journal at call"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("groom-prs.rhai:"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the journal recorded: spawn_session"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("the script now asks: github.comment"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn what_if_names_the_changed_prs_and_the_first_divergent_call() {
+    let p = TestProject::with_repo_files();
+    let run = p
+        .coord()
+        .args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"])
+        .run();
+    let id = run.json()["run_id"].as_str().unwrap().to_owned();
+    let edited = p.read("coordinators/groom-prs.rhai").replace(
+        "} else if review.output.verdict == \"minor\" {",
+        "} else if review.output.verdict == \"minor\" && false {",
+    );
+    p.write("edited.rhai", &edited);
+    let leaves_before = std::fs::read_dir(p.path().join(".coord/runs"))
+        .unwrap()
+        .count();
+    let out = p
+        .coord()
+        .args(["replay", &id, "--script", "edited.rhai"])
+        .run();
+    out.expect_code(0);
+    assert!(
+        out.stdout.contains("#14: merge -> comment, label"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("First divergence at call"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("edited.rhai:"), "{}", out.stdout);
+    assert!(out.stdout.contains("Nothing ran and nothing was spent."));
+    let json = p
+        .coord()
+        .args(["replay", &id, "--script", "edited.rhai", "--json"])
+        .run()
+        .json();
+    let changes = json["what_if"]["changes"].as_array().unwrap();
+    let targets: Vec<&str> = changes
+        .iter()
+        .map(|c| c["target"].as_str().unwrap())
+        .collect();
+    assert!(
+        targets.contains(&"#14") && targets.contains(&"#16"),
+        "{targets:?}"
+    );
+    assert!(json["what_if"]["first_divergence"]["now"]["pos"].is_string());
+    // What-if writes no run of its own.
+    assert_eq!(
+        std::fs::read_dir(p.path().join(".coord/runs"))
+            .unwrap()
+            .count(),
+        leaves_before
+    );
+}
+
+fn demo_run(p: &TestProject) -> PathBuf {
+    p.coord()
+        .args(["run", "coordinators/groom-prs.rhai", "--demo"])
+        .run()
+        .expect_code(0);
+    p.runs().pop().unwrap()
+}
+
+#[test]
+fn a_journal_truncated_mid_line_is_read_up_to_the_tear() {
+    let p = TestProject::with_repo_files();
+    let dir = demo_run(&p);
+    let journal = dir.join("journal.jsonl");
+    let bytes = std::fs::read(&journal).unwrap();
+    std::fs::write(&journal, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let out = p.coord().args(["replay".as_ref(), dir.as_os_str()]).run();
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains("dropped a torn last entry"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("the journal ends at call"),
+        "{}",
+        out.stderr
+    );
+    // Resume finishes it from the valid prefix.
+    p.coord()
+        .args(["resume".as_ref(), dir.as_os_str(), "--json".as_ref()])
+        .run()
+        .expect_code(0);
+    assert_eq!(last_status(&dir).as_deref(), Some("succeeded"));
+}
+
+#[test]
+fn a_garbage_line_in_the_middle_is_refused_unless_recovered() {
+    let p = TestProject::with_repo_files();
+    let dir = demo_run(&p);
+    let journal = dir.join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.insert(10, "{\"seq\": oops");
+    std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
+    let out = p.coord().args(["replay".as_ref(), dir.as_os_str()]).run();
+    out.expect_code(3);
+    assert!(
+        out.stderr
+            .contains("journal.jsonl:11: corrupt journal entry"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--recover"), "{}", out.stderr);
+    let out = p
+        .coord()
+        .args(["replay".as_ref(), dir.as_os_str(), "--recover".as_ref()])
+        .run();
+    out.expect_code(3);
+    assert!(
+        out.stderr.contains("recovered the 10 entries"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_journal_of_a_future_version_is_refused() {
+    let p = TestProject::with_repo_files();
+    let dir = demo_run(&p);
+    let journal = dir.join("journal.jsonl");
+    let text =
+        std::fs::read_to_string(&journal)
+            .unwrap()
+            .replacen("\"version\":1", "\"version\":99", 1);
+    std::fs::write(&journal, text).unwrap();
+    let out = p.coord().args(["replay".as_ref(), dir.as_os_str()]).run();
+    out.expect_code(3);
+    assert!(out.stderr.contains("format version 99"), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"));
+}
+
+/// A project whose `review` leaves are slow commands that count their invocations.
+fn slow_leaf_project(prs: u32) -> TestProject {
+    let p = TestProject::new();
+    p.write_executable(
+        "leaf.sh",
+        "#!/bin/sh\ncat > /dev/null\nn=${COORD_SESSION_ID#s}\nsleep 0.$(( 40 + (n * 37) % 60 ))\necho \"$COORD_SESSION_ID\" >> invocations.log\necho '{\"verdict\": \"clean\"}'\n",
+    );
+    p.write(
+        "workflows/review.toml",
+        &command_workflow(
+            "./leaf.sh",
+            "30s",
+            r#"{ type = "object", required = ["verdict"] }"#,
+        ),
+    );
+    let mut world = String::from("now = \"2026-11-21T09:00:00Z\"\n");
+    for n in 1..=prs {
+        world.push_str(&format!("[[github.prs]]\nnumber = {n}\n"));
+    }
+    p.write("world.toml", &world);
+    p.write(
+        "batches.rhai",
+        r#"
+let prs = github::prs(#{});
+let merged = [];
+let i = 0;
+while i < prs.len() {
+    let batch = prs.extract(i, 4);
+    let results = await_sessions(batch.map(|pr| spawn_session("review", #{ goal: `Review #${pr.number}`, inputs: #{ pr: pr.number } })));
+    for j in 0..batch.len() {
+        if results[j].status == "ok" && results[j].output.verdict == "clean" {
+            let m = merge(batch[j].number, #{ method: "squash" });
+            if m.status == "merged" { merged.push(batch[j].number); }
+        }
+    }
+    i += 4;
+}
+notify("slack:#eng", `merged ${merged.len()}`);
+merged
+"#,
+    );
+    p
+}
+
+fn invocation_counts(p: &TestProject) -> std::collections::HashMap<String, usize> {
+    let mut counts = std::collections::HashMap::new();
+    for line in p.read("invocations.log").lines() {
+        *counts.entry(line.trim().to_owned()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn completed_sessions(run_dir: &Path) -> Vec<String> {
+    journal_lines(run_dir)
+        .iter()
+        .filter(|e| e["type"] == "session")
+        .filter_map(|e| e["session"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn kill_9_at_random_moments_then_resume_never_repeats_a_leaf_or_an_effect() {
+    let p = slow_leaf_project(24);
+    let mut rng = Rng(0x5eed_cafe);
+    for trial in 0..20 {
+        let runs_dir = format!("runs-{trial}");
+        let _ = std::fs::remove_file(p.path().join("invocations.log"));
+        let mut child = p
+            .coord()
+            .args([
+                "run",
+                "batches.rhai",
+                "--scenario",
+                "world.toml",
+                "--leaf",
+                "review=command",
+                "--max-parallel",
+                "4",
+                "--runs-dir",
+                &runs_dir,
+            ])
+            .spawn();
+        std::thread::sleep(Duration::from_millis(60 + rng.next() % 1400));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Let leaves orphaned by the kill (they die with coord) settle before counting.
+        std::thread::sleep(Duration::from_millis(150));
+
+        let Some(dir) = std::fs::read_dir(p.path().join(&runs_dir))
+            .ok()
+            .and_then(|d| d.flatten().next())
+            .map(|e| e.path())
+        else {
+            assert!(
+                p.read("invocations.log").is_empty(),
+                "trial {trial}: leaves ran without a run dir"
+            );
+            continue;
+        };
+        if !dir.join("journal.jsonl").exists() || journal_lines(&dir).is_empty() {
+            continue;
+        }
+        let done_before = completed_sessions(&dir);
+        let counts_before = invocation_counts(&p);
+        if last_status(&dir).as_deref() != Some("succeeded") {
+            let out = p
+                .coord()
+                .args([
+                    "resume".as_ref(),
+                    dir.as_os_str(),
+                    "--runs-dir".as_ref(),
+                    runs_dir.as_ref(),
+                ])
+                .run();
+            out.expect_code(0);
+        }
+        assert_eq!(
+            last_status(&dir).as_deref(),
+            Some("succeeded"),
+            "trial {trial}"
+        );
+        let counts_after = invocation_counts(&p);
+        for id in &done_before {
+            assert_eq!(
+                counts_after.get(id),
+                counts_before.get(id),
+                "trial {trial}: completed leaf {id} ran again"
+            );
+        }
+        // Every effect happened exactly once: one result per merge target and one notify.
+        let lines = journal_lines(&dir);
+        let intents: std::collections::HashMap<u64, Value> = lines
+            .iter()
+            .filter(|e| e["type"] == "effect_intent")
+            .map(|e| (e["call"].as_u64().unwrap(), e["args"].clone()))
+            .collect();
+        let mut merged = std::collections::HashMap::new();
+        let mut notifies = 0;
+        for r in lines.iter().filter(|e| e["type"] == "effect_result") {
+            let args = &intents[&r["call"].as_u64().unwrap()];
+            match r["fn"].as_str() {
+                Some("merge") => {
+                    assert_eq!(r["result"]["status"], "merged", "trial {trial}: {r}");
+                    *merged.entry(args["pr"].as_u64().unwrap()).or_insert(0) += 1;
+                }
+                Some("notify") => notifies += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(merged.len(), 24, "trial {trial}");
+        assert!(
+            merged.values().all(|&n| n == 1),
+            "trial {trial}: a merge happened twice: {merged:?}"
+        );
+        assert_eq!(notifies, 1, "trial {trial}");
+    }
+}
+
+#[test]
+fn sigint_stops_gracefully_and_resume_finishes() {
+    let p = slow_leaf_project(12);
+    let mut child = p
+        .coord()
+        .args([
+            "run",
+            "batches.rhai",
+            "--scenario",
+            "world.toml",
+            "--leaf",
+            "review=command",
+        ])
+        .spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130));
+    let dir = p.runs().pop().unwrap();
+    assert_eq!(last_status(&dir).as_deref(), Some("interrupted"));
+    let done_before = completed_sessions(&dir);
+    let counts_before = invocation_counts(&p);
+    let out = p.coord().args(["resume", "last", "--json"]).run();
+    out.expect_code(0);
+    assert_eq!(out.json()["result"].as_array().unwrap().len(), 12);
+    let counts_after = invocation_counts(&p);
+    for id in &done_before {
+        assert_eq!(
+            counts_after.get(id),
+            counts_before.get(id),
+            "completed leaf {id} ran again"
+        );
+    }
+    // A finished run cannot be resumed again.
+    p.coord().args(["resume", "last"]).run().expect_code(2);
+}
+
+#[test]
+fn sigterm_exits_143() {
+    let p = slow_leaf_project(12);
+    let mut child = p
+        .coord()
+        .args([
+            "run",
+            "batches.rhai",
+            "--scenario",
+            "world.toml",
+            "--leaf",
+            "review=command",
+        ])
+        .spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(143));
+    assert_eq!(
+        last_status(&p.runs().pop().unwrap()).as_deref(),
+        Some("interrupted")
+    );
+}
+
+#[test]
+fn resume_from_a_sequence_number_archives_and_redoes_the_rest() {
+    let p = slow_leaf_project(8);
+    p.coord()
+        .args([
+            "run",
+            "batches.rhai",
+            "--scenario",
+            "world.toml",
+            "--leaf",
+            "review=command",
+        ])
+        .run()
+        .expect_code(0);
+    let dir = p.runs().pop().unwrap();
+    let lines = journal_lines(&dir);
+    // Redo from the second batch's first spawn.
+    let second_batch = lines
+        .iter()
+        .filter(|e| e["fn"] == "spawn_session")
+        .nth(4)
+        .unwrap()["seq"]
+        .as_u64()
+        .unwrap();
+    let before = invocation_counts(&p);
+    let out = p
+        .coord()
+        .args([
+            "resume",
+            "last",
+            "--from",
+            &second_batch.to_string(),
+            "--json",
+        ])
+        .run();
+    out.expect_code(0);
+    assert!(out.stderr.contains("journal.1.jsonl"), "{}", out.stderr);
+    assert!(dir.join("journal.1.jsonl").exists());
+    let after = invocation_counts(&p);
+    for id in ["s1", "s2", "s3", "s4"] {
+        assert_eq!(
+            after.get(id),
+            before.get(id),
+            "{id} was before --from and must not rerun"
+        );
+    }
+    for id in ["s5", "s6", "s7", "s8"] {
+        assert_eq!(
+            after.get(id).copied(),
+            before.get(id).map(|n| n + 1),
+            "{id} is after --from and reruns"
+        );
+    }
+    assert_eq!(last_status(&dir).as_deref(), Some("succeeded"));
+}
+
+#[test]
+fn resume_retry_failed_reruns_only_the_failed_leaves() {
+    let p = TestProject::new();
+    // Session s2 fails until a marker exists; every other leaf succeeds.
+    p.write_executable(
+        "leaf.sh",
+        "#!/bin/sh\ncat > /dev/null\necho \"$COORD_SESSION_ID\" >> invocations.log\nif [ \"$COORD_SESSION_ID\" = s2 ] && [ ! -f fixed ]; then echo 'flaky' >&2; exit 1; fi\necho '{\"verdict\": \"clean\"}'\n",
+    );
+    p.write(
+        "workflows/review.toml",
+        &command_workflow("./leaf.sh", "30s", r#"{ type = "object" }"#),
+    );
+    p.write(
+        "s.rhai",
+        "let rs = await_sessions([1, 2, 3].map(|n| spawn_session(\"review\", #{ inputs: #{ n: n } })));\nlet statuses = rs.map(|r| r.status);\nif statuses.contains(\"failed\") { notify(\"stdout\", \"retry later\"); }\nstatuses\n",
+    );
+    let first = p.coord().args(["run", "s.rhai", "--json"]).run();
+    first.expect_code(0);
+    assert_eq!(
+        first.json()["result"],
+        serde_json::json!(["ok", "failed", "ok"])
+    );
+    p.write("fixed", "");
+    let out = p
+        .coord()
+        .args(["resume", "last", "--retry-failed", "--json"])
+        .run();
+    out.expect_code(0);
+    assert_eq!(out.json()["result"], serde_json::json!(["ok", "ok", "ok"]));
+    let counts = invocation_counts(&p);
+    assert_eq!(counts["s1"], 1);
+    assert_eq!(counts["s2"], 2);
+    assert_eq!(counts["s3"], 1);
+}

@@ -1,0 +1,29 @@
+//! Every shipped scenario's routing trace, as insta snapshots, so `cargo test` covers routing.
+//! The snapshots are the same files `coord test` compares (`snapshots/`).
+
+use coord::scenario::suite;
+use std::path::PathBuf;
+
+#[test]
+fn shipped_scenarios_route_as_their_snapshots_say() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::env::set_current_dir(&root).unwrap();
+    let cases = suite::discover(&[PathBuf::from("coordinators")]).unwrap();
+    assert!(!cases.is_empty(), "no scenarios shipped");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for case in cases {
+        let (trace, _) = suite::run_case(&case, runtime.handle(), None)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.scenario.display()));
+        insta::with_settings!({
+            snapshot_path => root.join("snapshots"),
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+        }, {
+            insta::assert_snapshot!(format!("{}__{}", case.coordinator, case.name), trace);
+        });
+    }
+}
