@@ -22,7 +22,8 @@ pub fn run(
         .collect();
     if let Some(repo) = &args.repo {
         // An input, so the run header records it and a resumed run talks to the same repository.
-        plan.inputs.insert("repo".into(), Value::String(repo.clone()));
+        plan.inputs
+            .insert("repo".into(), Value::String(repo.clone()));
     }
     plan.scenario = args.scenario.clone();
     plan.demo = args.demo;

@@ -25,11 +25,21 @@ pub struct LiveWorld {
 
 /// The repository a run talks to: `inputs.repo` (which `--repo` sets), else `[github] repo`,
 /// else the `origin` remote of `working_dir`.
-pub fn select_repository(inputs: &IndexMap<String, Value>, configured: Option<&str>, working_dir: &Path) -> Result<Repository, String> {
+pub fn select_repository(
+    inputs: &IndexMap<String, Value>,
+    configured: Option<&str>,
+    working_dir: &Path,
+) -> Result<Repository, String> {
     match inputs.get("repo") {
-        Some(Value::String(slug)) => return Repository::parse(slug).map_err(|e| format!("input `repo`: {e}")),
+        Some(Value::String(slug)) => {
+            return Repository::parse(slug).map_err(|e| format!("input `repo`: {e}"))
+        }
         Some(Value::Null) | None => {}
-        Some(other) => return Err(format!("input `repo` must be a string owner/name, not {other}")),
+        Some(other) => {
+            return Err(format!(
+                "input `repo` must be a string owner/name, not {other}"
+            ))
+        }
     }
     if let Some(slug) = configured {
         return Repository::parse(slug).map_err(|e| format!("[github] repo in coord.toml: {e}"));
@@ -38,25 +48,51 @@ pub fn select_repository(inputs: &IndexMap<String, Value>, configured: Option<&s
 }
 
 impl LiveWorld {
-    pub fn new(runtime: tokio::runtime::Handle, github: GithubAccess, merge_queue: GitMergeQueue, notifier: Notifier) -> Self {
-        LiveWorld { runtime, github, merge_queue, notifier }
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        github: GithubAccess,
+        merge_queue: GitMergeQueue,
+        notifier: Notifier,
+    ) -> Self {
+        LiveWorld {
+            runtime,
+            github,
+            merge_queue,
+            notifier,
+        }
     }
 
     /// The live world a project's coord.toml, the run's inputs and the environment describe.
     /// Nothing is contacted yet.
-    pub fn from_config(config: &Config, project_root: &Path, inputs: &IndexMap<String, Value>, runtime: tokio::runtime::Handle) -> Self {
+    pub fn from_config(
+        config: &Config,
+        project_root: &Path,
+        inputs: &IndexMap<String, Value>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
         let file = &config.file;
         let working_dir = std::env::current_dir().unwrap_or_else(|_| project_root.to_owned());
         let repo = select_repository(inputs, file.github.repo.as_deref(), &working_dir);
         let endpoint = GithubEndpoint::from_env(&file.github);
         let github = GithubAccess::new(endpoint, repo, file.github.clone());
         let merge_queue = GitMergeQueue::new(project_root, file.merge.clone());
-        let channels = file.channels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        LiveWorld::new(runtime, github, merge_queue, Notifier::new(channels, project_root))
+        let channels = file
+            .channels
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        LiveWorld::new(
+            runtime,
+            github,
+            merge_queue,
+            Notifier::new(channels, project_root),
+        )
     }
 
     fn branch_target(effect: &EffectRequest) -> Option<&str> {
-        (effect.kind == EffectKind::Merge).then(|| effect.args.get("branch").and_then(Value::as_str)).flatten()
+        (effect.kind == EffectKind::Merge)
+            .then(|| effect.args.get("branch").and_then(Value::as_str))
+            .flatten()
     }
 }
 
@@ -66,8 +102,13 @@ fn failed(e: impl std::fmt::Display) -> WorldError {
 
 impl World for LiveWorld {
     fn github_read(&mut self, read: &GithubRead) -> Result<Value, WorldError> {
-        let backend = self.github.backend(&self.runtime).map_err(|e| WorldError::Unavailable(format!("{}: {e}", read.function())))?;
-        self.runtime.block_on(backend.read(read)).map_err(|e| failed(format!("{}: {e}", read.function())))
+        let backend = self
+            .github
+            .backend(&self.runtime)
+            .map_err(|e| WorldError::Unavailable(format!("{}: {e}", read.function())))?;
+        self.runtime
+            .block_on(backend.read(read))
+            .map_err(|e| failed(format!("{}: {e}", read.function())))
     }
 
     fn act(&mut self, effect: &EffectRequest, idempotency_key: &str) -> Result<Value, WorldError> {
@@ -76,14 +117,23 @@ impl World for LiveWorld {
         }
         if effect.kind == EffectKind::Notify {
             let channel = effect.args["channel"].as_str().unwrap_or("");
-            return Ok(self.notifier.send(channel, &effect.args["message"], idempotency_key, &mut self.github, &self.runtime));
+            return Ok(self.notifier.send(
+                channel,
+                &effect.args["message"],
+                idempotency_key,
+                &mut self.github,
+                &self.runtime,
+            ));
         }
         let backend = self.github.backend(&self.runtime)?;
         match self.runtime.block_on(backend.act(effect, idempotency_key)) {
             Ok(v) => Ok(v),
             Err(e) if e.is_uncertain() => {
                 // The write may have happened: look before saying it did not.
-                match self.runtime.block_on(backend.already_done(effect, idempotency_key)) {
+                match self
+                    .runtime
+                    .block_on(backend.already_done(effect, idempotency_key))
+                {
                     Ok(Some(done)) => Ok(done),
                     _ => Err(failed(e)),
                 }
@@ -92,16 +142,30 @@ impl World for LiveWorld {
         }
     }
 
-    fn already_done(&mut self, effect: &EffectRequest, idempotency_key: &str) -> Result<Option<Value>, WorldError> {
+    fn already_done(
+        &mut self,
+        effect: &EffectRequest,
+        idempotency_key: &str,
+    ) -> Result<Option<Value>, WorldError> {
         if let Some(branch) = Self::branch_target(effect) {
-            return self.merge_queue.already_merged(branch, &effect.args).map_err(failed);
+            return self
+                .merge_queue
+                .already_merged(branch, &effect.args)
+                .map_err(failed);
         }
         if effect.kind == EffectKind::Notify {
             let channel = effect.args["channel"].as_str().unwrap_or("");
-            return self.notifier.already_done(channel, idempotency_key, &mut self.github, &self.runtime);
+            return self.notifier.already_done(
+                channel,
+                idempotency_key,
+                &mut self.github,
+                &self.runtime,
+            );
         }
         let backend = self.github.backend(&self.runtime)?;
-        self.runtime.block_on(backend.already_done(effect, idempotency_key)).map_err(failed)
+        self.runtime
+            .block_on(backend.already_done(effect, idempotency_key))
+            .map_err(failed)
     }
 
     fn is_external(&self) -> bool {

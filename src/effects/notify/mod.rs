@@ -71,7 +71,10 @@ impl TryFrom<WebhookTable> for WebhookChannel {
             (None, Some(e)) => WebhookUrl::Env(e),
             _ => return Err("a webhook channel needs exactly one of `url` and `url_env`".into()),
         };
-        Ok(WebhookChannel { url, secret_env: t.secret_env })
+        Ok(WebhookChannel {
+            url,
+            secret_env: t.secret_env,
+        })
     }
 }
 
@@ -105,7 +108,11 @@ fn env_value(name: &str) -> Option<String> {
 
 impl Notifier {
     pub fn new(channels: IndexMap<String, ChannelConfig>, project_root: &Path) -> Self {
-        Notifier { channels, project_root: project_root.to_owned(), http: HttpDelivery::default() }
+        Notifier {
+            channels,
+            project_root: project_root.to_owned(),
+            http: HttpDelivery::default(),
+        }
     }
 
     /// With a shorter wait between delivery retries (tests).
@@ -123,9 +130,15 @@ impl Notifier {
             return Ok(ChannelConfig::Stdout(StdoutChannel {}));
         }
         if let Some(path) = name.strip_prefix("file:").filter(|p| !p.is_empty()) {
-            return Ok(ChannelConfig::File(FileChannel { path: PathBuf::from(path) }));
+            return Ok(ChannelConfig::File(FileChannel {
+                path: PathBuf::from(path),
+            }));
         }
-        if let Some(n) = name.strip_prefix("github:").map(|n| n.trim_start_matches('#')).and_then(|n| n.parse().ok()) {
+        if let Some(n) = name
+            .strip_prefix("github:")
+            .map(|n| n.trim_start_matches('#'))
+            .and_then(|n| n.parse().ok())
+        {
             return Ok(ChannelConfig::Github(GithubChannel { issue: n }));
         }
         Err(format!(
@@ -146,7 +159,8 @@ impl Notifier {
         github: &mut GithubAccess,
         runtime: &tokio::runtime::Handle,
     ) -> Value {
-        let failed = |error: String| json!({"status": "failed", "channel": channel, "error": error});
+        let failed =
+            |error: String| json!({"status": "failed", "channel": channel, "error": error});
         let sent = || json!({"status": "sent", "channel": channel});
         let config = match self.resolve(channel) {
             Ok(c) => c,
@@ -188,7 +202,12 @@ impl Notifier {
                     "message": message,
                     "text": message::plain_text(message),
                 });
-                match runtime.block_on(self.http.post_json(&url, &payload, key, secret.as_deref().map(str::as_bytes))) {
+                match runtime.block_on(self.http.post_json(
+                    &url,
+                    &payload,
+                    key,
+                    secret.as_deref().map(str::as_bytes),
+                )) {
                     Ok(_) => sent(),
                     Err(e) => failed(format!("channel `{channel}`: webhook: {e}")),
                 }
@@ -198,9 +217,16 @@ impl Notifier {
                     Ok(b) => b,
                     Err(e) => return failed(format!("channel `{channel}`: {e}")),
                 };
-                match runtime.block_on(backend.comment(gh.issue, &message::markdown(message), key)) {
-                    Ok(r) if r["status"] == "done" => json!({"status": "sent", "channel": channel, "comment_id": r["comment_id"]}),
-                    Ok(r) => failed(format!("channel `{channel}`: no issue or PR #{} ({})", gh.issue, r["reason"].as_str().unwrap_or("failed"))),
+                match runtime.block_on(backend.comment(gh.issue, &message::markdown(message), key))
+                {
+                    Ok(r) if r["status"] == "done" => {
+                        json!({"status": "sent", "channel": channel, "comment_id": r["comment_id"]})
+                    }
+                    Ok(r) => failed(format!(
+                        "channel `{channel}`: no issue or PR #{} ({})",
+                        gh.issue,
+                        r["reason"].as_str().unwrap_or("failed")
+                    )),
                     Err(e) => failed(format!("channel `{channel}`: {e}")),
                 }
             }
@@ -214,7 +240,10 @@ impl Notifier {
                 });
                 match append_line(&path, &record.to_string()) {
                     Ok(()) => sent(),
-                    Err(e) => failed(format!("channel `{channel}`: cannot append to {}: {e}", path.display())),
+                    Err(e) => failed(format!(
+                        "channel `{channel}`: cannot append to {}: {e}",
+                        path.display()
+                    )),
                 }
             }
             ChannelConfig::Stdout(_) => {
@@ -242,7 +271,12 @@ impl Notifier {
                 let text = match std::fs::read_to_string(&path) {
                     Ok(t) => t,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => return Err(WorldError::Failed(format!("channel `{channel}`: cannot read {}: {e}", path.display()))),
+                    Err(e) => {
+                        return Err(WorldError::Failed(format!(
+                            "channel `{channel}`: cannot read {}: {e}",
+                            path.display()
+                        )))
+                    }
                 };
                 let found = text
                     .lines()
@@ -266,7 +300,10 @@ fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     // One write of the whole line: appends from concurrent runs do not interleave.
     file.write_all(format!("{line}\n").as_bytes())?;
     file.sync_data()
@@ -281,7 +318,9 @@ mod tests {
         struct File {
             channels: IndexMap<String, ChannelConfig>,
         }
-        toml::from_str::<File>(toml_text).map(|f| f.channels).map_err(|e| e.to_string())
+        toml::from_str::<File>(toml_text)
+            .map(|f| f.channels)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -306,28 +345,60 @@ type = "stdout"
 "#,
         )
         .unwrap();
-        assert_eq!(c["slack:#eng"], ChannelConfig::Slack(SlackChannel { webhook_env: "SLACK_WEBHOOK_URL".into() }));
+        assert_eq!(
+            c["slack:#eng"],
+            ChannelConfig::Slack(SlackChannel {
+                webhook_env: "SLACK_WEBHOOK_URL".into()
+            })
+        );
         assert_eq!(
             c["ops"],
-            ChannelConfig::Webhook(WebhookChannel { url: WebhookUrl::Env("OPS_HOOK".into()), secret_env: Some("OPS_SECRET".into()) })
+            ChannelConfig::Webhook(WebhookChannel {
+                url: WebhookUrl::Env("OPS_HOOK".into()),
+                secret_env: Some("OPS_SECRET".into())
+            })
         );
-        assert_eq!(c["thread"], ChannelConfig::Github(GithubChannel { issue: 42 }));
+        assert_eq!(
+            c["thread"],
+            ChannelConfig::Github(GithubChannel { issue: 42 })
+        );
     }
 
     #[test]
     fn bad_channel_tables_are_rejected() {
-        assert!(channels("[channels.x]\ntype = \"pager\"\n").unwrap_err().contains("pager"));
-        assert!(channels("[channels.x]\ntype = \"slack\"\n").unwrap_err().contains("webhook_env"));
-        assert!(channels("[channels.x]\ntype = \"slack\"\nwebhook_env = \"A\"\nurl = \"u\"\n").unwrap_err().contains("url"));
-        assert!(channels("[channels.x]\ntype = \"webhook\"\n").unwrap_err().contains("exactly one"));
+        assert!(channels("[channels.x]\ntype = \"pager\"\n")
+            .unwrap_err()
+            .contains("pager"));
+        assert!(channels("[channels.x]\ntype = \"slack\"\n")
+            .unwrap_err()
+            .contains("webhook_env"));
+        assert!(
+            channels("[channels.x]\ntype = \"slack\"\nwebhook_env = \"A\"\nurl = \"u\"\n")
+                .unwrap_err()
+                .contains("url")
+        );
+        assert!(channels("[channels.x]\ntype = \"webhook\"\n")
+            .unwrap_err()
+            .contains("exactly one"));
     }
 
     #[test]
     fn unconfigured_names() {
         let n = Notifier::new(IndexMap::new(), Path::new("/p"));
-        assert_eq!(n.resolve("stdout:#eng").unwrap(), ChannelConfig::Stdout(StdoutChannel {}));
-        assert_eq!(n.resolve("file:out/n.jsonl").unwrap(), ChannelConfig::File(FileChannel { path: "out/n.jsonl".into() }));
-        assert_eq!(n.resolve("github:#7").unwrap(), ChannelConfig::Github(GithubChannel { issue: 7 }));
+        assert_eq!(
+            n.resolve("stdout:#eng").unwrap(),
+            ChannelConfig::Stdout(StdoutChannel {})
+        );
+        assert_eq!(
+            n.resolve("file:out/n.jsonl").unwrap(),
+            ChannelConfig::File(FileChannel {
+                path: "out/n.jsonl".into()
+            })
+        );
+        assert_eq!(
+            n.resolve("github:#7").unwrap(),
+            ChannelConfig::Github(GithubChannel { issue: 7 })
+        );
         let err = n.resolve("slack:#eng").unwrap_err();
         assert!(err.contains("[channels.\"slack:#eng\"]"), "{err}");
     }
