@@ -206,7 +206,9 @@ impl GithubClient {
                 Ok(r) => r,
             };
             let (status, headers, body_value) = response;
-            if let Some(wait) = rate_limit_wait(status, &headers, &body_value) {
+            if let Some(RateLimitWait { wait, reset_at }) =
+                rate_limit_wait(status, &headers, &body_value)
+            {
                 let wait_secs = wait.as_secs().max(1);
                 if wait <= self.max_rate_limit_wait && rate_limited < RATE_LIMIT_RETRIES {
                     rate_limited += 1;
@@ -214,7 +216,7 @@ impl GithubClient {
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                let reset = chrono::Utc::now() + chrono::Duration::seconds(wait_secs as i64);
+                let reset = chrono::DateTime::from_timestamp(reset_at, 0).unwrap_or_default();
                 return Err(GithubError::RateLimited {
                     method,
                     route: route.to_owned(),
@@ -352,15 +354,26 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// A rate-limit answer: how long to wait and when the limit resets (Unix seconds).
+#[derive(Debug, PartialEq)]
+struct RateLimitWait {
+    wait: Duration,
+    reset_at: i64,
+}
+
 /// How long GitHub asks us to wait, when the answer is a rate limit: `retry-after` (secondary
 /// limits), else `x-ratelimit-reset` once `x-ratelimit-remaining` is 0. A 403 without either
 /// and without "rate limit" in its message is a permission error, not a rate limit.
-fn rate_limit_wait(status: u16, headers: &HeaderMap, body: &Value) -> Option<Duration> {
+fn rate_limit_wait(status: u16, headers: &HeaderMap, body: &Value) -> Option<RateLimitWait> {
     if status != 403 && status != 429 {
         return None;
     }
+    let now = chrono::Utc::now().timestamp();
     if let Some(secs) = header(headers, "retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs));
+        return Some(RateLimitWait {
+            wait: Duration::from_secs(secs),
+            reset_at: now + secs as i64,
+        });
     }
     let exhausted = header(headers, "x-ratelimit-remaining") == Some("0");
     let reset = header(headers, "x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok());
@@ -368,14 +381,20 @@ fn rate_limit_wait(status: u16, headers: &HeaderMap, body: &Value) -> Option<Dur
         .get("message")
         .and_then(Value::as_str)
         .is_some_and(|m| m.to_ascii_lowercase().contains("rate limit"));
-    if exhausted || says_rate_limit || status == 429 {
-        let wait = match reset {
-            Some(at) => (at - chrono::Utc::now().timestamp()).max(0) as u64 + 1,
-            None => 60,
-        };
-        return Some(Duration::from_secs(wait));
+    if !(exhausted || says_rate_limit || status == 429) {
+        return None;
     }
-    None
+    Some(match reset {
+        // The reset is in whole seconds: one more makes sure it has passed.
+        Some(at) => RateLimitWait {
+            wait: Duration::from_secs((at - now).max(0) as u64 + 1),
+            reset_at: at,
+        },
+        None => RateLimitWait {
+            wait: Duration::from_secs(60),
+            reset_at: now + 60,
+        },
+    })
 }
 
 /// The `rel="next"` page of a `Link` header, as a relative route (so the token goes with it).
@@ -467,10 +486,11 @@ mod tests {
     fn rate_limits_are_told_from_permission_errors() {
         let none = Value::Null;
         assert_eq!(
-            rate_limit_wait(403, &headers(&[("retry-after", "7")]), &none),
+            rate_limit_wait(403, &headers(&[("retry-after", "7")]), &none).map(|w| w.wait),
             Some(Duration::from_secs(7))
         );
-        let reset = (chrono::Utc::now().timestamp() + 100).to_string();
+        let reset_at = chrono::Utc::now().timestamp() + 100;
+        let reset = reset_at.to_string();
         let wait = rate_limit_wait(
             403,
             &headers(&[
@@ -479,7 +499,9 @@ mod tests {
             ]),
             &none,
         );
-        assert!(wait.unwrap() >= Duration::from_secs(99));
+        let wait = wait.unwrap();
+        assert!(wait.wait >= Duration::from_secs(99));
+        assert_eq!(wait.reset_at, reset_at);
         assert_eq!(
             rate_limit_wait(
                 403,
