@@ -67,6 +67,9 @@ pub enum GithubError {
     },
     #[error("GitHub API at {api_url}: {reason}")]
     Setup { api_url: String, reason: String },
+    /// The script asked for something no request can express.
+    #[error("{0}")]
+    InvalidOption(String),
 }
 
 impl GithubError {

@@ -149,12 +149,9 @@ fn has_labels(record: &Value, wanted: &[String]) -> bool {
 fn list_state(opts: &Value) -> Result<&str, GithubError> {
     match str_opt(opts, "state").unwrap_or("open") {
         s @ ("open" | "closed" | "all") => Ok(s),
-        other => Err(GithubError::Status {
-            method: Method::GET,
-            route: "state".into(),
-            status: 400,
-            message: format!("state must be \"open\", \"closed\" or \"all\", not {other:?}"),
-        }),
+        other => Err(GithubError::InvalidOption(format!(
+            "`state` must be \"open\", \"closed\" or \"all\", not {other:?}"
+        ))),
     }
 }
 
