@@ -176,6 +176,30 @@ fn groom_prs_live_merges_clean_green_prs_escalates_the_rest_and_posts_one_summar
 }
 
 #[test]
+fn a_dry_run_reads_github_and_changes_nothing() {
+    let gh = FakeGithub::start(100);
+    gh.add_pr(FakePr::new(21, "Add retry to fetch").green(1));
+    gh.add_pr(FakePr::new(23, "Rewrite auth middleware").green(1));
+    let slack = FakeReceiver::start();
+    let p = groom_project();
+    let out = live(&p, &gh, &slack)
+        .args(GROOM)
+        .args(["--dry-run", "--json"])
+        .run();
+    out.expect_code(0);
+    let effects = out.json()["effects"].clone();
+    assert_eq!(effects.as_array().unwrap().len(), 4, "{effects}");
+    assert!(effects
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["status"] == "dry_run"));
+    assert!(!gh.requests().is_empty());
+    assert!(gh.writes().is_empty());
+    assert!(slack.deliveries().is_empty());
+}
+
+#[test]
 fn killed_between_a_merge_intent_and_its_result_resume_does_not_merge_again() {
     let gh = FakeGithub::start(100);
     gh.add_pr(

@@ -417,7 +417,9 @@ fn route(
     uri: &Uri,
     body: &Value,
 ) -> (Response, Option<Duration>) {
-    let segments: Vec<&str> = uri.path().trim_matches('/').split('/').collect();
+    // GitHub Enterprise serves the same API under /api/v3.
+    let path = uri.path().strip_prefix("/api/v3").unwrap_or(uri.path());
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let ["repos", owner, repo, rest @ ..] = segments.as_slice() else {
         return (not_found(), None);
     };

@@ -415,3 +415,35 @@ fn a_short_rate_limit_is_waited_out() {
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
     assert_eq!(gh.requests().len(), 2);
 }
+
+#[test]
+fn an_enterprise_base_path_is_kept_on_every_page() {
+    let gh = FakeGithub::start(1);
+    for n in 1..=3 {
+        gh.add_pr(FakePr::new(n, "x"));
+    }
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = live_world(
+        &rt,
+        &format!("{}/api/v3", gh.url),
+        dir.path(),
+        IndexMap::new(),
+    );
+    assert_eq!(
+        numbers(&w.github_read(&GithubRead::Prs(json!({}))).unwrap()),
+        [1, 2, 3]
+    );
+    let paths: Vec<String> = gh.requests().iter().map(|r| r.uri.clone()).collect();
+    assert_eq!(paths.len(), 3);
+    assert!(
+        paths
+            .iter()
+            .all(|p| p.starts_with("/api/v3/repos/acme/widgets/pulls?")),
+        "{paths:?}"
+    );
+    assert!(
+        gh.requests().iter().all(|r| r.authorization.is_some()),
+        "the token goes to every page"
+    );
+}
