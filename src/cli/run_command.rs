@@ -30,6 +30,7 @@ pub fn run(
     plan.max_parallel = usize::from(args.max_parallel);
     plan.runs = RunStore::locate(args.runs_dir.as_deref());
     plan.dry_run = args.dry_run;
+    plan.stdout_is_json = args.json;
     plan.journal_in_memory = args.journal_in_memory;
     if let Some(n) = args.max_operations {
         plan.limits.max_operations = n;

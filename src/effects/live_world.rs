@@ -9,7 +9,7 @@
 use super::git_merge_queue::GitMergeQueue;
 use super::github::repository::Repository;
 use super::github::{GithubAccess, GithubEndpoint};
-use super::notify::Notifier;
+use super::notify::{Console, Notifier};
 use super::{EffectKind, EffectRequest, GithubRead, World, WorldError};
 use crate::config::Config;
 use indexmap::IndexMap;
@@ -87,6 +87,16 @@ impl LiveWorld {
             merge_queue,
             Notifier::new(channels, project_root),
         )
+    }
+
+    /// When stdout carries the run's JSON, the `stdout` channel writes to stderr instead.
+    pub fn with_stdout_is_json(mut self, yes: bool) -> Self {
+        self.notifier.set_console(if yes {
+            Console::Stderr
+        } else {
+            Console::Stdout
+        });
+        self
     }
 
     fn branch_target(effect: &EffectRequest) -> Option<&str> {

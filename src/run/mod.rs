@@ -64,6 +64,8 @@ pub struct RunPlan {
     pub recording: Recording,
     /// Record which statements run, for routing coverage.
     pub coverage: Option<crate::script::coverage::SharedHits>,
+    /// Stdout carries the `--json` object: the `stdout` notification channel writes to stderr.
+    pub stdout_is_json: bool,
 }
 
 impl RunPlan {
@@ -81,6 +83,7 @@ impl RunPlan {
             journal_in_memory: false,
             recording: Recording::Fresh,
             coverage: None,
+            stdout_is_json: false,
         }
     }
 }
@@ -303,7 +306,8 @@ fn execute_on_script_thread(
             }
             None => {
                 let world =
-                    LiveWorld::from_config(&config, &project.root, &inputs, runtime.clone());
+                    LiveWorld::from_config(&config, &project.root, &inputs, runtime.clone())
+                        .with_stdout_is_json(plan.stdout_is_json);
                 (Box::new(world), Clock::System, None, "live")
             }
         };

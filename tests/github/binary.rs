@@ -370,3 +370,27 @@ fn merge_of_a_branch_goes_through_the_local_queue() {
         out.stderr
     );
 }
+
+#[test]
+fn the_stdout_channel_keeps_json_output_parseable() {
+    let p = TestProject::new();
+    p.write(
+        "s.rhai",
+        "notify(\"stdout\", #{ title: \"Nightly\", fields: #{ merged: [1, 2] } }).status\n",
+    );
+    let out = p.coord().args(["run", "s.rhai"]).run();
+    out.expect_code(0);
+    assert!(
+        out.stdout.starts_with("Nightly\nmerged: 1, 2\n"),
+        "{}",
+        out.stdout
+    );
+    let out = p.coord().args(["run", "s.rhai", "--json"]).run();
+    out.expect_code(0);
+    assert_eq!(out.json()["result"], "sent");
+    assert!(
+        out.stderr.contains("Nightly\nmerged: 1, 2"),
+        "{}",
+        out.stderr
+    );
+}

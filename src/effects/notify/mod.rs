@@ -3,7 +3,7 @@
 //!
 //! Channels: `slack` (incoming webhook, URL from an environment variable), `webhook` (JSON
 //! POST, optionally HMAC-signed), `github` (a comment on an issue or PR), `file` (one JSON
-//! line per notification) and `stdout`. Without configuration, `stdout` / `stdout:NAME`,
+//! line per notification) and `stdout` (stderr when stdout carries `--json`). Without configuration, `stdout` / `stdout:NAME`,
 //! `file:PATH` and `github:#N` work; any other name is a failed result naming the missing
 //! `[channels."NAME"]` table. Every delivery failure is a `{status: "failed", error}` result,
 //! never an error of the run. It must not journal; resume asks [`Notifier::already_done`],
@@ -100,6 +100,15 @@ pub struct Notifier {
     channels: IndexMap<String, ChannelConfig>,
     project_root: PathBuf,
     http: HttpDelivery,
+    console: Console,
+}
+
+/// Where the `stdout` channel writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Console {
+    Stdout,
+    /// Stdout carries the run's `--json` object, which must stay parseable.
+    Stderr,
 }
 
 fn env_value(name: &str) -> Option<String> {
@@ -112,6 +121,7 @@ impl Notifier {
             channels,
             project_root: project_root.to_owned(),
             http: HttpDelivery::default(),
+            console: Console::Stdout,
         }
     }
 
@@ -119,6 +129,10 @@ impl Notifier {
     pub fn with_http(mut self, http: HttpDelivery) -> Self {
         self.http = http;
         self
+    }
+
+    pub fn set_console(&mut self, console: Console) {
+        self.console = console;
     }
 
     /// The channel a name means.
@@ -247,8 +261,15 @@ impl Notifier {
                 }
             }
             ChannelConfig::Stdout(_) => {
-                let mut out = std::io::stdout().lock();
-                match writeln!(out, "{}", message::plain_text(message)).and_then(|_| out.flush()) {
+                let text = message::plain_text(message);
+                let written = match self.console {
+                    Console::Stdout => {
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "{text}").and_then(|_| out.flush())
+                    }
+                    Console::Stderr => writeln!(std::io::stderr().lock(), "{text}"),
+                };
+                match written {
                     Ok(()) => sent(),
                     Err(e) => failed(format!("channel `{channel}`: {e}")),
                 }
