@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod effects;
 pub mod harness;
 pub mod journal;

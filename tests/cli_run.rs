@@ -9,18 +9,11 @@ use support::{command_workflow, TestProject};
 #[test]
 fn demo_prints_decisions_and_journals_the_run() {
     let p = TestProject::with_repo_files();
-    let out = p
-        .coord()
-        .args(["run", "coordinators/groom-prs.rhai", "--demo"])
-        .run();
+    let out = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run();
     out.expect_code(0);
     assert!(out.stdout.contains("merged     #12 #14"), "{}", out.stdout);
     assert!(out.stdout.contains("fixed      #14"), "{}", out.stdout);
-    assert!(
-        out.stdout.contains("escalated  #15 #17 #16"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("escalated  #15 #17 #16"), "{}", out.stdout);
     assert!(out.stdout.contains("waiting    #13"), "{}", out.stdout);
     let runs = p.runs();
     assert_eq!(runs.len(), 1);
@@ -32,11 +25,7 @@ fn demo_prints_decisions_and_journals_the_run() {
 #[test]
 fn json_effects_are_identical_on_every_run() {
     let p = TestProject::with_repo_files();
-    let run = || {
-        p.coord()
-            .args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"])
-            .run()
-    };
+    let run = || p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"]).run();
     let a = run();
     a.expect_code(0);
     let b = run();
@@ -45,10 +34,7 @@ fn json_effects_are_identical_on_every_run() {
     assert_ne!(a["run_id"], b["run_id"]);
     assert_eq!(a["status"], "succeeded");
     assert_eq!(a["sessions"], 14);
-    assert_eq!(
-        a["effects"][0],
-        serde_json::json!({"kind": "merge", "pr": 12, "method": "squash", "status": "merged"})
-    );
+    assert_eq!(a["effects"][0], serde_json::json!({"kind": "merge", "pr": 12, "method": "squash", "status": "merged"}));
     let notify = a["effects"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(notify["kind"], "notify");
     assert_eq!(notify["channel"], "slack:#eng");
@@ -79,11 +65,7 @@ fn unknown_host_function_exits_2_with_a_suggestion() {
     let (out, _) = script_error("let prs = [];\nlet h = spawn_sesion(\"mr-review\", #{});\n");
     out.expect_code(2);
     assert!(out.stderr.contains("bad.rhai:2:9"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("spawn_session"),
-        "did you mean: {}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("spawn_session"), "did you mean: {}", out.stderr);
 }
 
 #[test]
@@ -91,11 +73,7 @@ fn wrong_argument_types_name_the_expected_signature() {
     let (out, _) = script_error("notify(12, 13);\n");
     out.expect_code(2);
     assert!(out.stderr.contains("bad.rhai:1:1"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("expected: notify(channel: string"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("expected: notify(channel: string"), "{}", out.stderr);
 }
 
 #[test]
@@ -127,10 +105,7 @@ fn a_throw_fails_the_run_with_exit_1() {
 fn error_in_an_imported_module_names_the_module_file() {
     let p = TestProject::new();
     p.write("lib/route.rhai", "fn pick(x) {\n  x.no_such_method()\n}\n");
-    p.write(
-        "main.rhai",
-        "import \"lib/route\" as route;\nroute::pick(1);\n",
-    );
+    p.write("main.rhai", "import \"lib/route\" as route;\nroute::pick(1);\n");
     let out = p.coord().args(["run", "main.rhai"]).run();
     out.expect_code(2);
     assert!(out.stderr.contains("route.rhai:2:"), "{}", out.stderr);
@@ -141,21 +116,14 @@ fn clock_and_sleep_are_not_reachable() {
     for src in ["let t = timestamp();", "sleep(1);"] {
         let (out, _) = script_error(src);
         out.expect_code(2);
-        assert!(
-            out.stderr.contains("journaled `now()`"),
-            "{src}: {}",
-            out.stderr
-        );
+        assert!(out.stderr.contains("journaled `now()`"), "{src}: {}", out.stderr);
     }
 }
 
 #[test]
 fn print_goes_to_the_run_log_not_stdout() {
     let p = TestProject::new();
-    p.write(
-        "s.rhai",
-        "print(\"hello from the script\");\nlog(#{a: 1});\n#{ ok: true }\n",
-    );
+    p.write("s.rhai", "print(\"hello from the script\");\nlog(#{a: 1});\n#{ ok: true }\n");
     let out = p.coord().args(["run", "s.rhai", "--json"]).run();
     out.expect_code(0);
     assert!(!out.stdout.contains("hello from the script"));
@@ -167,14 +135,8 @@ fn print_goes_to_the_run_log_not_stdout() {
 #[test]
 fn inputs_and_now_are_journaled() {
     let p = TestProject::new();
-    p.write(
-        "s.rhai",
-        "#{ repo: input(\"repo\"), all: inputs(), t: now() > 0 }\n",
-    );
-    let out = p
-        .coord()
-        .args(["run", "s.rhai", "--json", "--input", "repo=acme/widgets"])
-        .run();
+    p.write("s.rhai", "#{ repo: input(\"repo\"), all: inputs(), t: now() > 0 }\n");
+    let out = p.coord().args(["run", "s.rhai", "--json", "--input", "repo=acme/widgets"]).run();
     out.expect_code(0);
     let v = out.json();
     assert_eq!(v["result"]["repo"], "acme/widgets");
@@ -185,16 +147,14 @@ fn inputs_and_now_are_journaled() {
     assert!(journal.contains("\"fn\":\"input\""));
 }
 
-const VERDICT_SCHEMA: &str = r#"{ type = "object", required = ["verdict"], properties = { verdict = { enum = ["clean", "minor"] } } }"#;
+const VERDICT_SCHEMA: &str =
+    r#"{ type = "object", required = ["verdict"], properties = { verdict = { enum = ["clean", "minor"] } } }"#;
 
 /// A project whose `review` workflow runs `leaf.sh`, and a script that routes on its result.
 fn command_project(leaf: &str, timeout: &str) -> TestProject {
     let p = TestProject::new();
     p.write_executable("leaf.sh", leaf);
-    p.write(
-        "workflows/review.toml",
-        &command_workflow("./leaf.sh", timeout, VERDICT_SCHEMA),
-    );
+    p.write("workflows/review.toml", &command_workflow("./leaf.sh", timeout, VERDICT_SCHEMA));
     p.write(
         "s.rhai",
         r#"
@@ -231,10 +191,7 @@ fn command_leaf_violating_its_schema_is_a_failed_result() {
     let r = run_command_project(&p);
     assert_eq!(r["status"], "failed");
     assert_eq!(r["route"], "escalate");
-    assert!(
-        r["error"].as_str().unwrap().contains("schema violation"),
-        "{r}"
-    );
+    assert!(r["error"].as_str().unwrap().contains("schema violation"), "{r}");
     assert!(r["error"].as_str().unwrap().contains("/verdict"), "{r}");
 }
 
@@ -244,10 +201,7 @@ fn command_leaf_exiting_non_zero_is_a_failed_result() {
     let r = run_command_project(&p);
     assert_eq!(r["status"], "failed");
     let err = r["error"].as_str().unwrap();
-    assert!(
-        err.contains("exited with status 3") && err.contains("model overloaded"),
-        "{err}"
-    );
+    assert!(err.contains("exited with status 3") && err.contains("model overloaded"), "{err}");
 }
 
 #[test]
@@ -260,51 +214,26 @@ fn command_leaf_printing_garbage_is_a_failed_result() {
 
 #[test]
 fn command_leaf_outliving_its_timeout_is_killed_with_its_children() {
-    let p = command_project(
-        "#!/bin/sh\nsleep 60 &\necho $! > child.pid\nsleep 60\n",
-        "1s",
-    );
+    let p = command_project("#!/bin/sh\nsleep 60 &\necho $! > child.pid\nsleep 60\n", "1s");
     let started = Instant::now();
     let r = run_command_project(&p);
     assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(r["status"], "timeout");
-    assert!(
-        r["error"].as_str().unwrap().contains("timed out after 1s"),
-        "{r}"
-    );
-    let pid: i32 = p
-        .read("child.pid")
-        .trim()
-        .parse()
-        .expect("the leaf wrote its child's pid");
+    assert!(r["error"].as_str().unwrap().contains("timed out after 1s"), "{r}");
+    let pid: i32 = p.read("child.pid").trim().parse().expect("the leaf wrote its child's pid");
     std::thread::sleep(Duration::from_millis(200));
-    assert!(
-        !support::process_alive(pid),
-        "the leaf's child {pid} outlived the timeout"
-    );
+    assert!(!support::process_alive(pid), "the leaf's child {pid} outlived the timeout");
 }
 
 #[test]
 fn dry_run_journals_intents_and_performs_nothing() {
     let p = TestProject::with_repo_files();
-    let out = p
-        .coord()
-        .args([
-            "run",
-            "coordinators/groom-prs.rhai",
-            "--demo",
-            "--json",
-            "--dry-run",
-        ])
-        .run();
+    let out = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json", "--dry-run"]).run();
     out.expect_code(0);
     let v = out.json();
     let effects = v["effects"].as_array().unwrap();
     assert!(!effects.is_empty());
-    assert!(
-        effects.iter().all(|e| e["status"] == "dry_run"),
-        "{effects:?}"
-    );
+    assert!(effects.iter().all(|e| e["status"] == "dry_run"), "{effects:?}");
     let journal = std::fs::read_to_string(p.runs()[0].join("journal.jsonl")).unwrap();
     assert!(journal.contains("\"effect_intent\""));
 }
@@ -323,12 +252,6 @@ fn usage_errors_exit_2() {
     p.coord().args(["run"]).run().expect_code(2);
     p.coord().args(["run", "missing.rhai"]).run().expect_code(2);
     p.write("s.rhai", "1");
-    p.coord()
-        .args(["run", "s.rhai", "--input", "novalue"])
-        .run()
-        .expect_code(2);
-    p.coord()
-        .args(["run", "s.rhai", "--demo"])
-        .run()
-        .expect_code(2);
+    p.coord().args(["run", "s.rhai", "--input", "novalue"]).run().expect_code(2);
+    p.coord().args(["run", "s.rhai", "--demo"]).run().expect_code(2);
 }

@@ -7,10 +7,7 @@ use support::TestProject;
 
 fn project_with_snapshots() -> TestProject {
     let p = TestProject::with_repo_files();
-    support::copy_dir(
-        &support::repo_root().join("snapshots"),
-        &p.path().join("snapshots"),
-    );
+    support::copy_dir(&support::repo_root().join("snapshots"), &p.path().join("snapshots"));
     p
 }
 
@@ -22,10 +19,7 @@ fn tree_listing(p: &TestProject) -> Vec<(String, Vec<u8>)> {
             if e.file_type().unwrap().is_dir() {
                 stack.push(e.path());
             } else {
-                files.push((
-                    e.path().display().to_string(),
-                    std::fs::read(e.path()).unwrap(),
-                ));
+                files.push((e.path().display().to_string(), std::fs::read(e.path()).unwrap()));
             }
         }
     }
@@ -41,41 +35,22 @@ fn the_repository_passes_and_testing_twice_changes_nothing() {
     let out = p.coord().args(["test"]).run();
     out.expect_code(0);
     assert!(out.stdout.contains("passed, 0 failed"), "{}", out.stdout);
-    assert_eq!(
-        before,
-        tree_listing(&p),
-        "coord test changed the working tree"
-    );
+    assert_eq!(before, tree_listing(&p), "coord test changed the working tree");
 }
 
 #[test]
 fn a_changed_threshold_fails_with_a_diff_naming_the_scenario_then_accept_fixes_it() {
     let p = project_with_snapshots();
-    let script = p
-        .read("coordinators/groom-prs.rhai")
-        .replace("const MAX_FIX_PASSES = 3;", "const MAX_FIX_PASSES = 1;");
+    let script =
+        p.read("coordinators/groom-prs.rhai").replace("const MAX_FIX_PASSES = 3;", "const MAX_FIX_PASSES = 1;");
     p.write("coordinators/groom-prs.rhai", &script);
     let out = p.coord().args(["test"]).run();
     out.expect_code(1);
+    assert!(out.stdout.contains("FAILED  groom-prs / demo"), "{}", out.stdout);
+    assert!(out.stdout.contains("routing changed for scenario `demo`"), "{}", out.stdout);
+    assert!(out.stdout.contains("-spawn s11 coding-task"), "{}", out.stdout);
     assert!(
-        out.stdout.contains("FAILED  groom-prs / demo"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("routing changed for scenario `demo`"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("-spawn s11 coding-task"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains(
-            "+comment #16 \"Escalation: PR #16 still has 1 minor finding after 1 fix passes\""
-        ),
+        out.stdout.contains("+comment #16 \"Escalation: PR #16 still has 1 minor finding after 1 fix passes\""),
         "{}",
         out.stdout
     );
@@ -105,13 +80,7 @@ fn json_summary() {
     out.expect_code(0);
     let v = out.json();
     assert_eq!(v["failed"], 0);
-    let demo = v["scenarios"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["scenario"] == "demo")
-        .unwrap()
-        .clone();
+    let demo = v["scenarios"].as_array().unwrap().iter().find(|s| s["scenario"] == "demo").unwrap().clone();
     assert_eq!(demo["snapshot"], "matched");
     assert_eq!(demo["sessions"], 14);
 }
@@ -119,59 +88,38 @@ fn json_summary() {
 #[test]
 fn failed_expectations_say_what_differs() {
     let p = project_with_snapshots();
-    let scenario = p
-        .read("coordinators/groom-prs/scenarios/demo.toml")
-        .replace("merged = [12, 14]", "merged = [12, 13]");
+    let scenario =
+        p.read("coordinators/groom-prs/scenarios/demo.toml").replace("merged = [12, 14]", "merged = [12, 13]");
     p.write("coordinators/groom-prs/scenarios/demo.toml", &scenario);
     let out = p.coord().args(["test"]).run();
     out.expect_code(1);
-    assert!(
-        out.stdout
-            .contains("expect.merged: expected [12, 13], the run merged [12, 14]"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("expect.merged: expected [12, 13], the run merged [12, 14]"), "{}", out.stdout);
 }
 
 fn malformed(edit: impl Fn(String) -> String, expect: &[&str]) {
     let p = project_with_snapshots();
     let scenario = edit(p.read("coordinators/groom-prs/scenarios/demo.toml"));
     p.write("coordinators/groom-prs/scenarios/demo.toml", &scenario);
-    let out = p
-        .coord()
-        .args(["test", "coordinators/groom-prs/scenarios/demo.toml"])
-        .run();
+    let out = p.coord().args(["test", "coordinators/groom-prs/scenarios/demo.toml"]).run();
     out.expect_code(1);
     for e in expect {
         assert!(out.stdout.contains(e), "missing `{e}` in:\n{}", out.stdout);
     }
     // `coord run` refuses the same scenario before anything runs.
-    let run = p
-        .coord()
-        .args(["run", "coordinators/groom-prs.rhai", "--demo"])
-        .run();
+    let run = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run();
     run.expect_code(2);
     assert!(p.runs().is_empty());
 }
 
 #[test]
 fn bad_toml_points_into_the_scenario() {
-    malformed(
-        |s| s.replace("number = 13", "number = = 13"),
-        &["demo.toml:", "number = = 13"],
-    );
+    malformed(|s| s.replace("number = 13", "number = = 13"), &["demo.toml:", "number = = 13"]);
 }
 
 #[test]
 fn an_unknown_workflow_points_at_its_name() {
     malformed(
-        |s| {
-            s.replacen(
-                "workflow = \"coding-task\"",
-                "workflow = \"coding-tsak\"",
-                1,
-            )
-        },
+        |s| s.replacen("workflow = \"coding-task\"", "workflow = \"coding-tsak\"", 1),
         &["demo.toml:", "unknown workflow `coding-tsak`"],
     );
 }
@@ -192,37 +140,17 @@ fn an_output_violating_its_schema_points_at_the_output() {
 #[test]
 fn coverage_reports_no_unreached_branch_in_shipped_coordinators() {
     let p = project_with_snapshots();
-    let out = p
-        .coord()
-        .args(["test", "--coverage", "--fail-uncovered"])
-        .run();
+    let out = p.coord().args(["test", "--coverage", "--fail-uncovered"]).run();
     out.expect_code(0);
-    assert!(
-        out.stdout
-            .contains("groom-prs: lines 70/70, branches 24/24"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("groom-prs: lines 70/70, branches 24/24"), "{}", out.stdout);
     assert!(!out.stdout.contains("never taken"), "{}", out.stdout);
 }
 
 #[test]
 fn coverage_names_a_branch_no_scenario_takes() {
     let p = project_with_snapshots();
-    std::fs::remove_file(
-        p.path()
-            .join("coordinators/groom-prs/scenarios/failures.toml"),
-    )
-    .unwrap();
-    let out = p
-        .coord()
-        .args(["test", "--coverage", "--fail-uncovered"])
-        .run();
+    std::fs::remove_file(p.path().join("coordinators/groom-prs/scenarios/failures.toml")).unwrap();
+    let out = p.coord().args(["test", "--coverage", "--fail-uncovered"]).run();
     out.expect_code(1);
-    assert!(
-        out.stdout
-            .contains("groom-prs.rhai:39: `if` branch never taken by any scenario"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("groom-prs.rhai:39: `if` branch never taken by any scenario"), "{}", out.stdout);
 }

@@ -59,10 +59,7 @@ fn every_shipped_scenario_replays_to_the_same_effects() {
             .run();
         run.expect_code(0);
         let run = run.json();
-        let replay = p
-            .coord()
-            .args(["replay", run["run_id"].as_str().unwrap(), "--json"])
-            .run();
+        let replay = p.coord().args(["replay", run["run_id"].as_str().unwrap(), "--json"]).run();
         replay.expect_code(0);
         let replay = replay.json();
         assert_eq!(run["effects"], replay["effects"], "{}", scenario.display());
@@ -103,7 +100,10 @@ fn generated_scenario(seed: u64) -> String {
                 "timeout" => "{ status = \"timeout\" }".to_owned(),
                 "failed" => "{ status = \"failed\", error = \"agent crashed\" }".to_owned(),
                 "bad" => "{ output = { verdict = \"perhaps\", findings = [] }, invalid = true }".to_owned(),
-                v => format!("{{ output = {{ verdict = \"{v}\", findings = [{{ severity = \"{}\", message = \"m\" }}] }} }}", if v == "blocking" { "blocking" } else { "minor" }),
+                v => format!(
+                    "{{ output = {{ verdict = \"{v}\", findings = [{{ severity = \"{}\", message = \"m\" }}] }} }}",
+                    if v == "blocking" { "blocking" } else { "minor" }
+                ),
             };
             seq.push(item);
         }
@@ -122,22 +122,10 @@ fn randomized_scenarios_replay_to_the_same_effects() {
     let p = TestProject::with_repo_files();
     for seed in 1..=24u64 {
         p.write("gen.toml", &generated_scenario(seed));
-        let run = p
-            .coord()
-            .args([
-                "run",
-                "coordinators/groom-prs.rhai",
-                "--scenario",
-                "gen.toml",
-                "--json",
-            ])
-            .run();
+        let run = p.coord().args(["run", "coordinators/groom-prs.rhai", "--scenario", "gen.toml", "--json"]).run();
         run.expect_code(0);
         let run = run.json();
-        let replay = p
-            .coord()
-            .args(["replay", run["run_id"].as_str().unwrap(), "--json"])
-            .run();
+        let replay = p.coord().args(["replay", run["run_id"].as_str().unwrap(), "--json"]).run();
         replay.expect_code(0);
         assert_eq!(run["effects"], replay.json()["effects"], "seed {seed}");
     }
@@ -146,98 +134,47 @@ fn randomized_scenarios_replay_to_the_same_effects() {
 #[test]
 fn replay_of_an_edited_script_reports_the_divergence_and_exits_3() {
     let p = TestProject::with_repo_files();
-    let run = p
-        .coord()
-        .args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"])
-        .run();
+    let run = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"]).run();
     run.expect_code(0);
     let id = run.json()["run_id"].as_str().unwrap().to_owned();
-    let script = p
-        .read("coordinators/groom-prs.rhai")
-        .replace("MAX_FIX_PASSES = 3", "MAX_FIX_PASSES = 1");
+    let script = p.read("coordinators/groom-prs.rhai").replace("MAX_FIX_PASSES = 3", "MAX_FIX_PASSES = 1");
     p.write("coordinators/groom-prs.rhai", &script);
     let out = p.coord().args(["replay", &id]).run();
     out.expect_code(3);
-    assert!(
-        out.stderr.contains("diverged from the journal at call"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("diverged from the journal at call"), "{}", out.stderr);
     assert!(out.stderr.contains("groom-prs.rhai:"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("the journal recorded: spawn_session"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("the script now asks: github.comment"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("the journal recorded: spawn_session"), "{}", out.stderr);
+    assert!(out.stderr.contains("the script now asks: github.comment"), "{}", out.stderr);
 }
 
 #[test]
 fn what_if_names_the_changed_prs_and_the_first_divergent_call() {
     let p = TestProject::with_repo_files();
-    let run = p
-        .coord()
-        .args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"])
-        .run();
+    let run = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"]).run();
     let id = run.json()["run_id"].as_str().unwrap().to_owned();
     let edited = p.read("coordinators/groom-prs.rhai").replace(
         "} else if review.output.verdict == \"minor\" {",
         "} else if review.output.verdict == \"minor\" && false {",
     );
     p.write("edited.rhai", &edited);
-    let leaves_before = std::fs::read_dir(p.path().join(".coord/runs"))
-        .unwrap()
-        .count();
-    let out = p
-        .coord()
-        .args(["replay", &id, "--script", "edited.rhai"])
-        .run();
+    let leaves_before = std::fs::read_dir(p.path().join(".coord/runs")).unwrap().count();
+    let out = p.coord().args(["replay", &id, "--script", "edited.rhai"]).run();
     out.expect_code(0);
-    assert!(
-        out.stdout.contains("#14: merge -> comment, label"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("First divergence at call"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("#14: merge -> comment, label"), "{}", out.stdout);
+    assert!(out.stdout.contains("First divergence at call"), "{}", out.stdout);
     assert!(out.stdout.contains("edited.rhai:"), "{}", out.stdout);
     assert!(out.stdout.contains("Nothing ran and nothing was spent."));
-    let json = p
-        .coord()
-        .args(["replay", &id, "--script", "edited.rhai", "--json"])
-        .run()
-        .json();
+    let json = p.coord().args(["replay", &id, "--script", "edited.rhai", "--json"]).run().json();
     let changes = json["what_if"]["changes"].as_array().unwrap();
-    let targets: Vec<&str> = changes
-        .iter()
-        .map(|c| c["target"].as_str().unwrap())
-        .collect();
-    assert!(
-        targets.contains(&"#14") && targets.contains(&"#16"),
-        "{targets:?}"
-    );
+    let targets: Vec<&str> = changes.iter().map(|c| c["target"].as_str().unwrap()).collect();
+    assert!(targets.contains(&"#14") && targets.contains(&"#16"), "{targets:?}");
     assert!(json["what_if"]["first_divergence"]["now"]["pos"].is_string());
     // What-if writes no run of its own.
-    assert_eq!(
-        std::fs::read_dir(p.path().join(".coord/runs"))
-            .unwrap()
-            .count(),
-        leaves_before
-    );
+    assert_eq!(std::fs::read_dir(p.path().join(".coord/runs")).unwrap().count(), leaves_before);
 }
 
 fn demo_run(p: &TestProject) -> PathBuf {
-    p.coord()
-        .args(["run", "coordinators/groom-prs.rhai", "--demo"])
-        .run()
-        .expect_code(0);
+    p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run().expect_code(0);
     p.runs().pop().unwrap()
 }
 
@@ -250,21 +187,10 @@ fn a_journal_truncated_mid_line_is_read_up_to_the_tear() {
     std::fs::write(&journal, &bytes[..bytes.len() * 2 / 3]).unwrap();
     let out = p.coord().args(["replay".as_ref(), dir.as_os_str()]).run();
     out.expect_code(3);
-    assert!(
-        out.stderr.contains("dropped a torn last entry"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("the journal ends at call"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("dropped a torn last entry"), "{}", out.stderr);
+    assert!(out.stderr.contains("the journal ends at call"), "{}", out.stderr);
     // Resume finishes it from the valid prefix.
-    p.coord()
-        .args(["resume".as_ref(), dir.as_os_str(), "--json".as_ref()])
-        .run()
-        .expect_code(0);
+    p.coord().args(["resume".as_ref(), dir.as_os_str(), "--json".as_ref()]).run().expect_code(0);
     assert_eq!(last_status(&dir).as_deref(), Some("succeeded"));
 }
 
@@ -279,23 +205,11 @@ fn a_garbage_line_in_the_middle_is_refused_unless_recovered() {
     std::fs::write(&journal, lines.join("\n") + "\n").unwrap();
     let out = p.coord().args(["replay".as_ref(), dir.as_os_str()]).run();
     out.expect_code(3);
-    assert!(
-        out.stderr
-            .contains("journal.jsonl:11: corrupt journal entry"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("journal.jsonl:11: corrupt journal entry"), "{}", out.stderr);
     assert!(out.stderr.contains("--recover"), "{}", out.stderr);
-    let out = p
-        .coord()
-        .args(["replay".as_ref(), dir.as_os_str(), "--recover".as_ref()])
-        .run();
+    let out = p.coord().args(["replay".as_ref(), dir.as_os_str(), "--recover".as_ref()]).run();
     out.expect_code(3);
-    assert!(
-        out.stderr.contains("recovered the 10 entries"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("recovered the 10 entries"), "{}", out.stderr);
 }
 
 #[test]
@@ -303,10 +217,7 @@ fn a_journal_of_a_future_version_is_refused() {
     let p = TestProject::with_repo_files();
     let dir = demo_run(&p);
     let journal = dir.join("journal.jsonl");
-    let text =
-        std::fs::read_to_string(&journal)
-            .unwrap()
-            .replacen("\"version\":1", "\"version\":99", 1);
+    let text = std::fs::read_to_string(&journal).unwrap().replacen("\"version\":1", "\"version\":99", 1);
     std::fs::write(&journal, text).unwrap();
     let out = p.coord().args(["replay".as_ref(), dir.as_os_str()]).run();
     out.expect_code(3);
@@ -323,11 +234,7 @@ fn slow_leaf_project(prs: u32) -> TestProject {
     );
     p.write(
         "workflows/review.toml",
-        &command_workflow(
-            "./leaf.sh",
-            "30s",
-            r#"{ type = "object", required = ["verdict"] }"#,
-        ),
+        &command_workflow("./leaf.sh", "30s", r#"{ type = "object", required = ["verdict"] }"#),
     );
     let mut world = String::from("now = \"2026-11-21T09:00:00Z\"\n");
     for n in 1..=prs {
@@ -402,15 +309,10 @@ fn kill_9_at_random_moments_then_resume_never_repeats_a_leaf_or_an_effect() {
         // Let leaves orphaned by the kill (they die with coord) settle before counting.
         std::thread::sleep(Duration::from_millis(150));
 
-        let Some(dir) = std::fs::read_dir(p.path().join(&runs_dir))
-            .ok()
-            .and_then(|d| d.flatten().next())
-            .map(|e| e.path())
+        let Some(dir) =
+            std::fs::read_dir(p.path().join(&runs_dir)).ok().and_then(|d| d.flatten().next()).map(|e| e.path())
         else {
-            assert!(
-                p.read("invocations.log").is_empty(),
-                "trial {trial}: leaves ran without a run dir"
-            );
+            assert!(p.read("invocations.log").is_empty(), "trial {trial}: leaves ran without a run dir");
             continue;
         };
         if !dir.join("journal.jsonl").exists() || journal_lines(&dir).is_empty() {
@@ -419,29 +321,14 @@ fn kill_9_at_random_moments_then_resume_never_repeats_a_leaf_or_an_effect() {
         let done_before = completed_sessions(&dir);
         let counts_before = invocation_counts(&p);
         if last_status(&dir).as_deref() != Some("succeeded") {
-            let out = p
-                .coord()
-                .args([
-                    "resume".as_ref(),
-                    dir.as_os_str(),
-                    "--runs-dir".as_ref(),
-                    runs_dir.as_ref(),
-                ])
-                .run();
+            let out =
+                p.coord().args(["resume".as_ref(), dir.as_os_str(), "--runs-dir".as_ref(), runs_dir.as_ref()]).run();
             out.expect_code(0);
         }
-        assert_eq!(
-            last_status(&dir).as_deref(),
-            Some("succeeded"),
-            "trial {trial}"
-        );
+        assert_eq!(last_status(&dir).as_deref(), Some("succeeded"), "trial {trial}");
         let counts_after = invocation_counts(&p);
         for id in &done_before {
-            assert_eq!(
-                counts_after.get(id),
-                counts_before.get(id),
-                "trial {trial}: completed leaf {id} ran again"
-            );
+            assert_eq!(counts_after.get(id), counts_before.get(id), "trial {trial}: completed leaf {id} ran again");
         }
         // Every effect happened exactly once: one result per merge target and one notify.
         let lines = journal_lines(&dir);
@@ -464,10 +351,7 @@ fn kill_9_at_random_moments_then_resume_never_repeats_a_leaf_or_an_effect() {
             }
         }
         assert_eq!(merged.len(), 24, "trial {trial}");
-        assert!(
-            merged.values().all(|&n| n == 1),
-            "trial {trial}: a merge happened twice: {merged:?}"
-        );
+        assert!(merged.values().all(|&n| n == 1), "trial {trial}: a merge happened twice: {merged:?}");
         assert_eq!(notifies, 1, "trial {trial}");
     }
 }
@@ -475,17 +359,8 @@ fn kill_9_at_random_moments_then_resume_never_repeats_a_leaf_or_an_effect() {
 #[test]
 fn sigint_stops_gracefully_and_resume_finishes() {
     let p = slow_leaf_project(12);
-    let mut child = p
-        .coord()
-        .args([
-            "run",
-            "batches.rhai",
-            "--scenario",
-            "world.toml",
-            "--leaf",
-            "review=command",
-        ])
-        .spawn();
+    let mut child =
+        p.coord().args(["run", "batches.rhai", "--scenario", "world.toml", "--leaf", "review=command"]).spawn();
     std::thread::sleep(Duration::from_millis(500));
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
@@ -503,11 +378,7 @@ fn sigint_stops_gracefully_and_resume_finishes() {
     assert_eq!(out.json()["result"].as_array().unwrap().len(), 12);
     let counts_after = invocation_counts(&p);
     for id in &done_before {
-        assert_eq!(
-            counts_after.get(id),
-            counts_before.get(id),
-            "completed leaf {id} ran again"
-        );
+        assert_eq!(counts_after.get(id), counts_before.get(id), "completed leaf {id} ran again");
     }
     // A finished run cannot be resumed again.
     p.coord().args(["resume", "last"]).run().expect_code(2);
@@ -516,80 +387,38 @@ fn sigint_stops_gracefully_and_resume_finishes() {
 #[test]
 fn sigterm_exits_143() {
     let p = slow_leaf_project(12);
-    let mut child = p
-        .coord()
-        .args([
-            "run",
-            "batches.rhai",
-            "--scenario",
-            "world.toml",
-            "--leaf",
-            "review=command",
-        ])
-        .spawn();
+    let mut child =
+        p.coord().args(["run", "batches.rhai", "--scenario", "world.toml", "--leaf", "review=command"]).spawn();
     std::thread::sleep(Duration::from_millis(500));
     unsafe {
         libc::kill(child.id() as i32, libc::SIGTERM);
     }
     assert_eq!(child.wait().unwrap().code(), Some(143));
-    assert_eq!(
-        last_status(&p.runs().pop().unwrap()).as_deref(),
-        Some("interrupted")
-    );
+    assert_eq!(last_status(&p.runs().pop().unwrap()).as_deref(), Some("interrupted"));
 }
 
 #[test]
 fn resume_from_a_sequence_number_archives_and_redoes_the_rest() {
     let p = slow_leaf_project(8);
     p.coord()
-        .args([
-            "run",
-            "batches.rhai",
-            "--scenario",
-            "world.toml",
-            "--leaf",
-            "review=command",
-        ])
+        .args(["run", "batches.rhai", "--scenario", "world.toml", "--leaf", "review=command"])
         .run()
         .expect_code(0);
     let dir = p.runs().pop().unwrap();
     let lines = journal_lines(&dir);
     // Redo from the second batch's first spawn.
-    let second_batch = lines
-        .iter()
-        .filter(|e| e["fn"] == "spawn_session")
-        .nth(4)
-        .unwrap()["seq"]
-        .as_u64()
-        .unwrap();
+    let second_batch = lines.iter().filter(|e| e["fn"] == "spawn_session").nth(4).unwrap()["seq"].as_u64().unwrap();
     let before = invocation_counts(&p);
-    let out = p
-        .coord()
-        .args([
-            "resume",
-            "last",
-            "--from",
-            &second_batch.to_string(),
-            "--json",
-        ])
-        .run();
+    let out = p.coord().args(["resume", "last", "--from", &second_batch.to_string(), "--json"]).run();
     out.expect_code(0);
     assert!(out.stderr.contains("journal.1.jsonl"), "{}", out.stderr);
     assert!(dir.join("journal.1.jsonl").exists());
     let after = invocation_counts(&p);
     for id in ["s1", "s2", "s3", "s4"] {
-        assert_eq!(
-            after.get(id),
-            before.get(id),
-            "{id} was before --from and must not rerun"
-        );
+        assert_eq!(after.get(id), before.get(id), "{id} was before --from and must not rerun");
     }
     for id in ["s5", "s6", "s7", "s8"] {
-        assert_eq!(
-            after.get(id).copied(),
-            before.get(id).map(|n| n + 1),
-            "{id} is after --from and reruns"
-        );
+        assert_eq!(after.get(id).copied(), before.get(id).map(|n| n + 1), "{id} is after --from and reruns");
     }
     assert_eq!(last_status(&dir).as_deref(), Some("succeeded"));
 }
@@ -602,25 +431,16 @@ fn resume_retry_failed_reruns_only_the_failed_leaves() {
         "leaf.sh",
         "#!/bin/sh\ncat > /dev/null\necho \"$COORD_SESSION_ID\" >> invocations.log\nif [ \"$COORD_SESSION_ID\" = s2 ] && [ ! -f fixed ]; then echo 'flaky' >&2; exit 1; fi\necho '{\"verdict\": \"clean\"}'\n",
     );
-    p.write(
-        "workflows/review.toml",
-        &command_workflow("./leaf.sh", "30s", r#"{ type = "object" }"#),
-    );
+    p.write("workflows/review.toml", &command_workflow("./leaf.sh", "30s", r#"{ type = "object" }"#));
     p.write(
         "s.rhai",
         "let rs = await_sessions([1, 2, 3].map(|n| spawn_session(\"review\", #{ inputs: #{ n: n } })));\nlet statuses = rs.map(|r| r.status);\nif statuses.contains(\"failed\") { notify(\"stdout\", \"retry later\"); }\nstatuses\n",
     );
     let first = p.coord().args(["run", "s.rhai", "--json"]).run();
     first.expect_code(0);
-    assert_eq!(
-        first.json()["result"],
-        serde_json::json!(["ok", "failed", "ok"])
-    );
+    assert_eq!(first.json()["result"], serde_json::json!(["ok", "failed", "ok"]));
     p.write("fixed", "");
-    let out = p
-        .coord()
-        .args(["resume", "last", "--retry-failed", "--json"])
-        .run();
+    let out = p.coord().args(["resume", "last", "--retry-failed", "--json"]).run();
     out.expect_code(0);
     assert_eq!(out.json()["result"], serde_json::json!(["ok", "ok", "ok"]));
     let counts = invocation_counts(&p);

@@ -10,11 +10,7 @@ fn shipped_scenarios_route_as_their_snapshots_say() {
     std::env::set_current_dir(&root).unwrap();
     let cases = suite::discover(&[PathBuf::from("coordinators")]).unwrap();
     assert!(!cases.is_empty(), "no scenarios shipped");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     for case in cases {
         let (trace, _) = suite::run_case(&case, runtime.handle(), None)
             .unwrap_or_else(|e| panic!("{}: {e}", case.scenario.display()));

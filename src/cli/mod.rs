@@ -4,10 +4,13 @@
 //! Commands are thin: they build a plan, call the library, and render with `views`. They must
 //! not hold routing, journaling or scheduling logic.
 
+mod daemon_command;
 pub mod exit_code;
 mod replay_command;
 mod run_command;
+mod schedule_command;
 mod test_command;
+mod view_commands;
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -15,11 +18,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "coord",
-    version,
-    about = "Coordinators as scripts: Rhai routing over journaled leaf agent sessions"
-)]
+#[command(name = "coord", version, about = "Coordinators as scripts: Rhai routing over journaled leaf agent sessions")]
 #[command(propagate_version = true, max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
@@ -52,6 +51,21 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Run every scenario offline and compare its routing trace with its snapshot.
     Test(TestArgs),
+    /// Run the pipelines of coord.toml on their schedules and webhooks until SIGTERM (SIGHUP reloads).
+    Daemon(daemon_command::DaemonArgs),
+    /// List the pipelines of coord.toml, their next fire times and their last runs.
+    Schedule(schedule_command::ScheduleArgs),
+    /// Run one pipeline of coord.toml now, under its lock (for system cron and CI).
+    Trigger(schedule_command::TriggerArgs),
+    /// List recorded runs: id, coordinator, status, start, duration, sessions, cost.
+    Runs(view_commands::RunsArgs),
+    /// Show a run: its sessions as a tree, its effects, errors and cost.
+    #[command(long_about = view_commands::SHOW_ABOUT)]
+    Show(view_commands::ShowArgs),
+    /// Print a run's graph of sessions and effects (Mermaid or Graphviz DOT).
+    Graph(view_commands::GraphArgs),
+    /// Write a self-contained HTML report of a run, or of all runs with --all.
+    Report(view_commands::ReportArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -161,6 +175,10 @@ pub struct RunArgs {
     /// Keep the journal in memory only (for the journaling-overhead benchmark).
     #[arg(long, hide = true)]
     pub journal_in_memory: bool,
+    /// Hold the lock NAME (.coord/locks/NAME.lock) while running; if another process holds it,
+    /// exit 75 and touch nothing.
+    #[arg(long, value_name = "NAME")]
+    pub lock: Option<String>,
 }
 
 fn parse_repo(s: &str) -> Result<String, String> {
@@ -178,25 +196,15 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                exit_code::USAGE
-            } else {
-                exit_code::SUCCESS
-            };
+            let code = if e.use_stderr() { exit_code::USAGE } else { exit_code::SUCCESS };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
     init_logging(&cli);
     // Diagnostics are read in logs and CI output as often as in terminals: never wrap them.
-    let _ = miette::set_hook(Box::new(|_| {
-        Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())
-    }));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -204,12 +212,22 @@ pub fn main() -> ExitCode {
         }
     };
     let interrupt = Arc::new(crate::scheduler::Interrupt::default());
-    watch_signals(&runtime, interrupt.clone());
+    // The daemon handles its own signals: SIGTERM stops it, SIGHUP reloads its config.
+    if !matches!(cli.command, Command::Daemon(_)) {
+        watch_signals(&runtime, interrupt.clone());
+    }
     let code = match &cli.command {
-        Command::Run(args) => run_command::run(args, runtime.handle(), interrupt),
+        Command::Run(args) => run_command::run(args, &cli, runtime.handle(), interrupt),
         Command::Replay(args) => replay_command::replay(args, runtime.handle(), interrupt),
         Command::Resume(args) => replay_command::resume(args, runtime.handle(), interrupt),
         Command::Test(args) => test_command::test(args, runtime.handle()),
+        Command::Daemon(args) => daemon_command::run(args, runtime.handle()),
+        Command::Schedule(args) => schedule_command::list(args),
+        Command::Trigger(args) => schedule_command::trigger(args, runtime.handle(), interrupt),
+        Command::Runs(args) => view_commands::runs(args),
+        Command::Show(args) => view_commands::show(args),
+        Command::Graph(args) => view_commands::graph(args),
+        Command::Report(args) => view_commands::report(args),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -222,17 +240,20 @@ fn init_logging(cli: &Cli) {
         "error"
     } else {
         match cli.verbose {
-            0 => "warn",
+            // Progress lines (`coord run` off a terminal) show unless --quiet.
+            0 => "warn,coord::progress=info",
             1 => "info",
             2 => "debug",
             _ => "trace",
         }
     };
     let filter = EnvFilter::try_from_env("COORD_LOG").unwrap_or_else(|_| EnvFilter::new(level));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_target(false);
+        .with_target(false)
+        .with_ansi(ansi);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.without_time().try_init(),
@@ -243,10 +264,7 @@ fn init_logging(cli: &Cli) {
 fn watch_signals(runtime: &tokio::runtime::Runtime, interrupt: Arc<crate::scheduler::Interrupt>) {
     runtime.spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
             return;
         };
         tokio::select! {

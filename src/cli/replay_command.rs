@@ -30,11 +30,7 @@ fn recorded_script(rec: &RecordedRun) -> PathBuf {
     run::recorded_path(&rec.header.script, &rec.header)
 }
 
-pub fn replay(
-    args: &ReplayArgs,
-    runtime: &tokio::runtime::Handle,
-    interrupt: Arc<crate::scheduler::Interrupt>,
-) -> u8 {
+pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crate::scheduler::Interrupt>) -> u8 {
     let dir = match locate(&args.run, args.runs_dir.as_deref()) {
         Ok(d) => d,
         Err(code) => return code,
@@ -47,18 +43,10 @@ pub fn replay(
         eprintln!("warning: {w}");
     }
     let what_if = args.script.is_some();
-    let mut plan = RunPlan::new(
-        args.script
-            .clone()
-            .unwrap_or_else(|| recorded_script(&recorded)),
-    );
+    let mut plan = RunPlan::new(args.script.clone().unwrap_or_else(|| recorded_script(&recorded)));
     plan.recording = Recording::From {
         run_dir: dir.clone(),
-        mode: if what_if {
-            ReplayMode::WhatIf
-        } else {
-            ReplayMode::Exact
-        },
+        mode: if what_if { ReplayMode::WhatIf } else { ReplayMode::Exact },
         retry_failed: false,
         recover: args.recover,
     };
@@ -82,17 +70,10 @@ pub fn replay(
         Ok(o) => o,
         Err(e) => return finish(Err(e), args.json, &interrupt),
     };
-    let changes = what_if::effect_changes(
-        &what_if::recorded_effects(&recorded),
-        &what_if::new_effects(&outcome.effects),
-    );
+    let changes =
+        what_if::effect_changes(&what_if::recorded_effects(&recorded), &what_if::new_effects(&outcome.effects));
     let divergence = outcome.divergence.as_ref();
-    let script = args
-        .script
-        .as_ref()
-        .expect("what-if has a script")
-        .display()
-        .to_string();
+    let script = args.script.as_ref().expect("what-if has a script").display().to_string();
     if args.json {
         let mut v = run_summary::outcome_json(&outcome);
         v["what_if"] = json!({
@@ -113,10 +94,8 @@ pub fn replay(
         match divergence {
             None => println!("\nThe edited script asks for exactly what the run recorded."),
             Some(d) => {
-                let at = d
-                    .now_site
-                    .pos_string()
-                    .map(|p| format!("{}:{p}", d.now_site.source.as_deref().unwrap_or(&script)));
+                let at =
+                    d.now_site.pos_string().map(|p| format!("{}:{p}", d.now_site.source.as_deref().unwrap_or(&script)));
                 println!(
                     "\nFirst divergence at call {}{}:",
                     d.index,
@@ -136,18 +115,10 @@ pub fn replay(
             }
         }
         if !outcome.unrecorded.is_empty() {
-            println!(
-                "\nCalls with no recorded answer ({}), answered `not_recorded`:",
-                outcome.unrecorded.len()
-            );
+            println!("\nCalls with no recorded answer ({}), answered `not_recorded`:", outcome.unrecorded.len());
             for u in &outcome.unrecorded {
                 let pos = u.site.pos_string().unwrap_or_default();
-                println!(
-                    "  call {} {} {} ({script}:{pos})",
-                    u.index,
-                    u.function,
-                    compact(&u.args)
-                );
+                println!("  call {} {} {} ({script}:{pos})", u.index, u.function, compact(&u.args));
             }
         }
         println!("\nNothing ran and nothing was spent.");
@@ -166,11 +137,7 @@ fn compact(v: &serde_json::Value) -> String {
     }
 }
 
-pub fn resume(
-    args: &ResumeArgs,
-    runtime: &tokio::runtime::Handle,
-    interrupt: Arc<crate::scheduler::Interrupt>,
-) -> u8 {
+pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crate::scheduler::Interrupt>) -> u8 {
     let dir = match locate(&args.run, args.runs_dir.as_deref()) {
         Ok(d) => d,
         Err(code) => return code,
@@ -178,11 +145,7 @@ pub fn resume(
     match run::resume::prepare(&dir, args.from, args.retry_failed, args.recover) {
         Ok(p) => {
             if let Some(a) = p.archived {
-                eprintln!(
-                    "resume: kept the previous journal as {} ({} entries redone)",
-                    a.display(),
-                    p.discarded
-                );
+                eprintln!("resume: kept the previous journal as {} ({} entries redone)", a.display(), p.discarded);
             }
         }
         Err(e) => {

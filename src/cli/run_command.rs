@@ -1,29 +1,28 @@
 //! `coord run`: build a plan from flags, execute it, print the outcome, pick the exit code.
 
-use super::{exit_code, report, RunArgs};
+use super::{exit_code, report, Cli, LogFormat, RunArgs};
+use crate::daemon::lock::{LockError, RunLock};
 use crate::journal::run_dir::RunStore;
+use crate::run::run_event::RunEvents;
 use crate::run::{self, RunFailure, RunOutcome, RunPlan, SetupError};
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::host::LeafOverride;
+use crate::views::live_progress::{LiveProgress, ProgressDisplay};
 use crate::views::run_summary;
 use serde_json::Value;
 use std::sync::Arc;
 
 pub fn run(
     args: &RunArgs,
+    cli: &Cli,
     runtime: &tokio::runtime::Handle,
     interrupt: Arc<crate::scheduler::Interrupt>,
 ) -> u8 {
     let mut plan = RunPlan::new(args.script.clone());
-    plan.inputs = args
-        .inputs
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
+    plan.inputs = args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     if let Some(repo) = &args.repo {
         // An input, so the run header records it and a resumed run talks to the same repository.
-        plan.inputs
-            .insert("repo".into(), Value::String(repo.clone()));
+        plan.inputs.insert("repo".into(), Value::String(repo.clone()));
     }
     plan.scenario = args.scenario.clone();
     plan.demo = args.demo;
@@ -46,16 +45,53 @@ pub fn run(
             (wf.clone(), LeafOverride { harness, model })
         })
         .collect();
+    // Taken before anything touches the run store: a run the lock refuses changes nothing.
+    let _lock = match &args.lock {
+        Some(name) => match take_lock(&plan.runs, name) {
+            Ok(lock) => Some(lock),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let display = ProgressDisplay::for_stderr(cli.quiet, cli.verbose, cli.log_format == LogFormat::Json);
+    let progress = display.map(|display| {
+        let (events, receiver) = RunEvents::channel();
+        plan.events = Some(events);
+        LiveProgress::start(display, receiver)
+    });
     let outcome = run::execute(plan, runtime, interrupt.clone());
+    if let Some(progress) = progress {
+        progress.finish();
+    }
     finish(outcome, args.json, &interrupt)
 }
 
+/// Takes the lock `name` beside `runs`; a refusal is one line on stderr and an exit code.
+pub(super) fn take_lock(runs: &RunStore, name: &str) -> Result<RunLock, u8> {
+    match RunLock::acquire(&crate::daemon::locks_dir(runs), name) {
+        Ok(lock) => {
+            if let Some(pid) = lock.stale_pid {
+                eprintln!("warning: lock `{name}`: taken over from pid {pid}, which died holding it");
+            }
+            Ok(lock)
+        }
+        Err(e @ LockError::Held { .. }) => {
+            eprintln!("coord: {e}");
+            Err(exit_code::LOCKED)
+        }
+        Err(e @ LockError::BadName(_)) => {
+            eprintln!("error: {e}");
+            Err(exit_code::USAGE)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(exit_code::RUN_FAILED)
+        }
+    }
+}
+
 /// Prints a run's outcome (or why it never started) and returns the exit code.
-pub fn finish(
-    outcome: Result<RunOutcome, SetupError>,
-    json: bool,
-    interrupt: &crate::scheduler::Interrupt,
-) -> u8 {
+pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &crate::scheduler::Interrupt) -> u8 {
     let outcome = match outcome {
         Ok(o) => o,
         Err(err) => {
@@ -79,11 +115,7 @@ pub fn finish(
     match outcome.failure {
         None => exit_code::SUCCESS,
         Some(RunFailure::Script(diag)) => {
-            let code = if diag.kind == ScriptErrorKind::Thrown {
-                exit_code::RUN_FAILED
-            } else {
-                exit_code::USAGE
-            };
+            let code = if diag.kind == ScriptErrorKind::Thrown { exit_code::RUN_FAILED } else { exit_code::USAGE };
             report(*diag);
             code
         }
@@ -100,10 +132,7 @@ pub fn finish(
             exit_code::RUN_FAILED
         }
         Some(RunFailure::Interrupted) => {
-            eprintln!(
-                "interrupted: run {} stopped; `coord resume {}` finishes it",
-                outcome.run_id, outcome.run_id
-            );
+            eprintln!("interrupted: run {} stopped; `coord resume {}` finishes it", outcome.run_id, outcome.run_id);
             if interrupt.signal() == libc::SIGTERM {
                 exit_code::INTERRUPTED_SIGTERM
             } else {

@@ -13,9 +13,7 @@ use std::sync::{Arc, Mutex};
 pub fn test(args: &TestArgs, runtime: &tokio::runtime::Handle) -> u8 {
     let cases = match suite::discover(&args.paths) {
         Ok(c) if c.is_empty() => {
-            eprintln!(
-                "error: no scenarios found (convention: coordinators/<name>/scenarios/*.toml)"
-            );
+            eprintln!("error: no scenarios found (convention: coordinators/<name>/scenarios/*.toml)");
             return exit_code::USAGE;
         }
         Ok(c) => c,
@@ -28,32 +26,18 @@ pub fn test(args: &TestArgs, runtime: &tokio::runtime::Handle) -> u8 {
     let mut hits: IndexMap<PathBuf, SharedHits> = IndexMap::new();
     let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
     for case in &cases {
-        let snapshots_dir = run::project::Project::discover(&case.script)
-            .root
-            .join("snapshots");
-        let opts = SuiteOptions {
-            accept: args.accept,
-            ci,
-            snapshots_dir,
-        };
-        let recorder = args.coverage.then(|| {
-            hits.entry(case.script.clone())
-                .or_insert_with(|| Arc::new(Mutex::new(Hits::default())))
-                .clone()
-        });
+        let snapshots_dir = run::project::Project::discover(&case.script).root.join("snapshots");
+        let opts = SuiteOptions { accept: args.accept, ci, snapshots_dir };
+        let recorder = args
+            .coverage
+            .then(|| hits.entry(case.script.clone()).or_insert_with(|| Arc::new(Mutex::new(Hits::default()))).clone());
         results.push(suite::run_and_compare(case, runtime, &opts, recorder));
     }
 
     let passed = results.iter().filter(|r| r.passed()).count();
     let failed = results.len() - passed;
-    let coverage_rows = if args.coverage {
-        coverage_rows(&hits)
-    } else {
-        Vec::new()
-    };
-    let uncovered = coverage_rows
-        .iter()
-        .any(|r| !r.1.missed_branches.is_empty());
+    let coverage_rows = if args.coverage { coverage_rows(&hits) } else { Vec::new() };
+    let uncovered = coverage_rows.iter().any(|r| !r.1.missed_branches.is_empty());
 
     if args.json {
         let scenarios: Vec<_> = results
@@ -64,9 +48,7 @@ pub fn test(args: &TestArgs, runtime: &tokio::runtime::Handle) -> u8 {
                     Some(SnapshotState::Matched) => ("matched", None, None),
                     Some(SnapshotState::Accepted) => ("accepted", None, None),
                     Some(SnapshotState::Missing { pending }) => ("missing", None, pending.clone()),
-                    Some(SnapshotState::Changed { diff, pending }) => {
-                        ("changed", Some(diff.clone()), pending.clone())
-                    }
+                    Some(SnapshotState::Changed { diff, pending }) => ("changed", Some(diff.clone()), pending.clone()),
                 };
                 json!({
                     "coordinator": r.case.coordinator,
@@ -102,11 +84,8 @@ pub fn test(args: &TestArgs, runtime: &tokio::runtime::Handle) -> u8 {
         for r in &results {
             let label = format!("{} / {}", r.case.coordinator, r.case.name);
             if r.passed() {
-                let note = if matches!(r.snapshot, Some(SnapshotState::Accepted)) {
-                    " (snapshot accepted)"
-                } else {
-                    ""
-                };
+                let note =
+                    if matches!(r.snapshot, Some(SnapshotState::Accepted)) { " (snapshot accepted)" } else { "" };
                 println!("ok      {label}{note}");
                 continue;
             }
@@ -116,26 +95,16 @@ pub fn test(args: &TestArgs, runtime: &tokio::runtime::Handle) -> u8 {
             }
             match &r.snapshot {
                 Some(SnapshotState::Changed { diff, pending }) => {
-                    println!(
-                        "  routing changed for scenario `{}` ({}):",
-                        r.case.name,
-                        r.case.scenario.display()
-                    );
+                    println!("  routing changed for scenario `{}` ({}):", r.case.name, r.case.scenario.display());
                     println!("{}", indent(diff));
                     if let Some(p) = pending {
-                        println!(
-                            "  proposed snapshot written to {}; `coord test --accept` accepts it",
-                            p.display()
-                        );
+                        println!("  proposed snapshot written to {}; `coord test --accept` accepts it", p.display());
                     }
                 }
                 Some(SnapshotState::Missing { pending }) => {
                     println!("  no snapshot yet for scenario `{}`", r.case.name);
                     if let Some(p) = pending {
-                        println!(
-                            "  proposed snapshot written to {}; `coord test --accept` accepts it",
-                            p.display()
-                        );
+                        println!("  proposed snapshot written to {}; `coord test --accept` accepts it", p.display());
                     }
                 }
                 _ => {}
@@ -186,8 +155,5 @@ fn coverage_rows(hits: &IndexMap<PathBuf, SharedHits>) -> Vec<(String, coverage:
 }
 
 fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }

@@ -5,6 +5,8 @@
 //! pipelines); this module only loads and hands them out. Secrets never live here: the config
 //! names environment variables, and values are read from the environment when used.
 
+pub mod pipeline;
+
 use crate::scenario::ScenarioDiagnostic;
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -34,7 +36,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub limits: toml::Table,
     #[serde(default)]
-    pub pipeline: Vec<toml::Table>,
+    pub pipeline: Vec<pipeline::PipelineSection>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -59,19 +61,9 @@ impl Config {
         let source = std::fs::read_to_string(path)
             .map_err(|e| ScenarioDiagnostic::io(path, &format!("cannot read config: {e}")))?;
         let file: ConfigFile = toml::from_str(&source).map_err(|e| {
-            ScenarioDiagnostic::at(
-                path,
-                &source,
-                e.span().unwrap_or(0..0),
-                e.message().to_owned(),
-                None,
-            )
+            ScenarioDiagnostic::at(path, &source, e.span().unwrap_or(0..0), e.message().to_owned(), None)
         })?;
-        Ok(Config {
-            path: Some(path.to_owned()),
-            source,
-            file,
-        })
+        Ok(Config { path: Some(path.to_owned()), source, file })
     }
 
     /// The folder relative paths in the config resolve against.

@@ -55,17 +55,11 @@ fn git_in(dir: &Path, args: &[&str]) -> Result<GitOutput, GitFailure> {
 }
 
 fn git_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<GitOutput, GitFailure> {
-    let mut cmd = duct::cmd("git", args)
-        .dir(dir)
-        .stderr_to_stdout()
-        .stdout_capture()
-        .unchecked();
+    let mut cmd = duct::cmd("git", args).dir(dir).stderr_to_stdout().stdout_capture().unchecked();
     for (k, v) in env {
         cmd = cmd.env(k, v);
     }
-    let out = cmd
-        .run()
-        .map_err(|e| GitFailure(format!("cannot run git: {e}")))?;
+    let out = cmd.run().map_err(|e| GitFailure(format!("cannot run git: {e}")))?;
     Ok(GitOutput {
         ok: out.status.success(),
         code: out.status.code(),
@@ -78,11 +72,7 @@ fn git_ok(dir: &Path, args: &[&str]) -> Result<String, GitFailure> {
     if out.ok {
         Ok(out.text)
     } else {
-        Err(GitFailure(format!(
-            "git {}: {}",
-            args.join(" "),
-            tail(&out.text, 400)
-        )))
+        Err(GitFailure(format!("git {}: {}", args.join(" "), tail(&out.text, 400))))
     }
 }
 
@@ -92,10 +82,7 @@ fn tail(text: &str, max: usize) -> String {
 
 /// Branch names come from scripts: refuse anything git could read as an option or a range.
 fn plausible_branch(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('-')
-        && !name.contains("..")
-        && !name.contains(char::is_whitespace)
+    !name.is_empty() && !name.starts_with('-') && !name.contains("..") && !name.contains(char::is_whitespace)
 }
 
 /// Holds the queue's lock until dropped (closing the file releases an `flock`, even when the
@@ -106,11 +93,7 @@ struct QueueLock {
 
 impl QueueLock {
     fn acquire(path: &Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)?;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
         loop {
             // SAFETY: flock on a descriptor this function owns.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
@@ -136,10 +119,7 @@ impl ScratchWorktree {
         Self::remove_at(repo_dir, path);
         let p = path.to_string_lossy().into_owned();
         git_ok(repo_dir, &["worktree", "add", "--detach", &p, commit])?;
-        Ok(ScratchWorktree {
-            repo_dir: repo_dir.to_owned(),
-            path: path.to_owned(),
-        })
+        Ok(ScratchWorktree { repo_dir: repo_dir.to_owned(), path: path.to_owned() })
     }
 
     fn remove_at(repo_dir: &Path, path: &Path) {
@@ -159,17 +139,11 @@ impl Drop for ScratchWorktree {
 impl GitMergeQueue {
     /// The queue of the git repository containing `repo_dir`.
     pub fn new(repo_dir: &Path, settings: MergeQueueSettings) -> Self {
-        GitMergeQueue {
-            repo_dir: repo_dir.to_owned(),
-            settings,
-        }
+        GitMergeQueue { repo_dir: repo_dir.to_owned(), settings }
     }
 
     fn target<'a>(&'a self, args: &'a Value) -> &'a str {
-        args.get("into")
-            .and_then(Value::as_str)
-            .or(self.settings.target.as_deref())
-            .unwrap_or(DEFAULT_TARGET)
+        args.get("into").and_then(Value::as_str).or(self.settings.target.as_deref()).unwrap_or(DEFAULT_TARGET)
     }
 
     /// Merges `branch` through the queue. Never an error: every outcome is a result.
@@ -189,16 +163,12 @@ impl GitMergeQueue {
         if !plausible_branch(branch) || !plausible_branch(target) {
             return Ok(None);
         }
-        let (Some(branch_sha), Some(target_sha)) = (
-            self.resolve(branch).map_err(|e| e.0)?,
-            self.resolve(target).map_err(|e| e.0)?,
-        ) else {
+        let (Some(branch_sha), Some(target_sha)) =
+            (self.resolve(branch).map_err(|e| e.0)?, self.resolve(target).map_err(|e| e.0)?)
+        else {
             return Ok(None);
         };
-        if self
-            .is_ancestor(&branch_sha, &target_sha)
-            .map_err(|e| e.0)?
-        {
+        if self.is_ancestor(&branch_sha, &target_sha).map_err(|e| e.0)? {
             return Ok(Some(
                 json!({"status": "merged", "branch": branch, "into": target, "sha": target_sha, "method": "merge"}),
             ));
@@ -217,73 +187,44 @@ impl GitMergeQueue {
         match out.code {
             Some(0) => Ok(true),
             Some(1) => Ok(false),
-            _ => Err(GitFailure(format!(
-                "git merge-base: {}",
-                tail(&out.text, 400)
-            ))),
+            _ => Err(GitFailure(format!("git merge-base: {}", tail(&out.text, 400)))),
         }
     }
 
     fn git_dir(&self) -> Result<PathBuf, GitFailure> {
-        let dir = git_ok(&self.repo_dir, &["rev-parse", "--git-common-dir"]).map_err(|_| {
-            GitFailure(format!(
-                "{} is not in a git repository",
-                self.repo_dir.display()
-            ))
-        })?;
+        let dir = git_ok(&self.repo_dir, &["rev-parse", "--git-common-dir"])
+            .map_err(|_| GitFailure(format!("{} is not in a git repository", self.repo_dir.display())))?;
         let dir = PathBuf::from(dir);
-        Ok(if dir.is_absolute() {
-            dir
-        } else {
-            self.repo_dir.join(dir)
-        })
+        Ok(if dir.is_absolute() { dir } else { self.repo_dir.join(dir) })
     }
 
     fn merge_locked(&self, branch: &str, target: &str) -> Result<Value, GitFailure> {
         let refused = |reason: &str, extra: Value| {
-            let mut v =
-                json!({"status": "refused", "reason": reason, "branch": branch, "into": target});
+            let mut v = json!({"status": "refused", "reason": reason, "branch": branch, "into": target});
             if let (Some(o), Value::Object(more)) = (v.as_object_mut(), extra) {
                 o.extend(more);
             }
             v
         };
         if !plausible_branch(branch) || !plausible_branch(target) {
-            return Ok(refused(
-                "not_found",
-                json!({"message": "not a branch name"}),
-            ));
+            return Ok(refused("not_found", json!({"message": "not a branch name"})));
         }
-        let Some(command) = self
-            .settings
-            .test_command
-            .clone()
-            .filter(|c| !c.trim().is_empty())
-        else {
+        let Some(command) = self.settings.test_command.clone().filter(|c| !c.trim().is_empty()) else {
             return Err(GitFailure(
                 "merge(branch) needs a test command: set [merge] test_command in coord.toml (it must pass before the target moves)".into(),
             ));
         };
         let git_dir = self.git_dir()?;
-        std::fs::create_dir_all(git_dir.join(SCRATCH_DIR)).map_err(|e| {
-            GitFailure(format!(
-                "cannot create the merge queue's scratch folder: {e}"
-            ))
-        })?;
+        std::fs::create_dir_all(git_dir.join(SCRATCH_DIR))
+            .map_err(|e| GitFailure(format!("cannot create the merge queue's scratch folder: {e}")))?;
         let _lock = QueueLock::acquire(&git_dir.join(LOCK_FILE))
             .map_err(|e| GitFailure(format!("cannot take the merge queue lock: {e}")))?;
 
         let Some(branch_sha) = self.resolve(branch)? else {
-            return Ok(refused(
-                "not_found",
-                json!({"message": format!("no branch `{branch}`")}),
-            ));
+            return Ok(refused("not_found", json!({"message": format!("no branch `{branch}`")})));
         };
         let Some(target_sha) = self.resolve(target)? else {
-            return Ok(refused(
-                "not_found",
-                json!({"message": format!("no target branch `{target}`")}),
-            ));
+            return Ok(refused("not_found", json!({"message": format!("no target branch `{target}`")})));
         };
         if self.is_ancestor(&branch_sha, &target_sha)? {
             return Ok(refused(
@@ -292,37 +233,23 @@ impl GitMergeQueue {
             ));
         }
 
-        let scratch = ScratchWorktree::create(
-            &self.repo_dir,
-            &git_dir.join(SCRATCH_DIR).join("worktree"),
-            &branch_sha,
-        )?;
+        let scratch =
+            ScratchWorktree::create(&self.repo_dir, &git_dir.join(SCRATCH_DIR).join("worktree"), &branch_sha)?;
         let message = format!("Merge {target} into {branch}");
         let identity = self.fallback_identity()?;
-        let merged = git_with_env(
-            &scratch.path,
-            &["merge", "--no-edit", "-m", &message, &target_sha],
-            &identity,
-        )?;
+        let merged = git_with_env(&scratch.path, &["merge", "--no-edit", "-m", &message, &target_sha], &identity)?;
         if !merged.ok {
             let _ = git_in(&scratch.path, &["merge", "--abort"]);
-            return Ok(refused(
-                "conflict",
-                json!({"output_tail": tail(&merged.text, OUTPUT_TAIL)}),
-            ));
+            return Ok(refused("conflict", json!({"output_tail": tail(&merged.text, OUTPUT_TAIL)})));
         }
 
         let timeout = self.settings.test_timeout.unwrap_or(DEFAULT_TEST_TIMEOUT);
         let log = git_dir.join(SCRATCH_DIR).join("test-output.log");
         let tested = run_tests(&command, &scratch.path, &log, timeout, branch, target)?;
         if !tested.passed {
-            let mut extra =
-                json!({"output_tail": tested.output_tail, "exit_code": tested.exit_code});
+            let mut extra = json!({"output_tail": tested.output_tail, "exit_code": tested.exit_code});
             if tested.timed_out {
-                extra["message"] = json!(format!(
-                    "the test command ran past {}",
-                    humantime::format_duration(timeout)
-                ));
+                extra["message"] = json!(format!("the test command ran past {}", humantime::format_duration(timeout)));
             }
             return Ok(refused("tests_failed", extra));
         }
@@ -330,9 +257,7 @@ impl GitMergeQueue {
         let new_sha = git_ok(&scratch.path, &["rev-parse", "HEAD"])?;
         drop(scratch);
         self.fast_forward(target, &target_sha, &new_sha)?;
-        Ok(
-            json!({"status": "merged", "branch": branch, "into": target, "sha": new_sha, "method": "merge"}),
-        )
+        Ok(json!({"status": "merged", "branch": branch, "into": target, "sha": new_sha, "method": "merge"}))
     }
 
     /// Merge commits need an author: when git has none configured, coord signs as itself.
@@ -365,21 +290,15 @@ impl GitMergeQueue {
             }
         }
         match checked_out {
-            Some(dir) => git_ok(&dir, &["merge", "--ff-only", new])
-                .map(|_| ())
-                .map_err(|GitFailure(e)| {
-                    GitFailure(format!(
-                        "`{target}` is checked out in {} and could not be fast-forwarded: {e}",
-                        dir.display()
-                    ))
-                }),
+            Some(dir) => git_ok(&dir, &["merge", "--ff-only", new]).map(|_| ()).map_err(|GitFailure(e)| {
+                GitFailure(format!(
+                    "`{target}` is checked out in {} and could not be fast-forwarded: {e}",
+                    dir.display()
+                ))
+            }),
             None => {
                 let r = format!("refs/heads/{target}");
-                git_ok(
-                    &self.repo_dir,
-                    &["update-ref", "-m", "coord merge queue", &r, new, old],
-                )
-                .map(|_| ())
+                git_ok(&self.repo_dir, &["update-ref", "-m", "coord merge queue", &r, new, old]).map(|_| ())
             }
         }
     }

@@ -31,15 +31,9 @@ pub fn select_repository(
     working_dir: &Path,
 ) -> Result<Repository, String> {
     match inputs.get("repo") {
-        Some(Value::String(slug)) => {
-            return Repository::parse(slug).map_err(|e| format!("input `repo`: {e}"))
-        }
+        Some(Value::String(slug)) => return Repository::parse(slug).map_err(|e| format!("input `repo`: {e}")),
         Some(Value::Null) | None => {}
-        Some(other) => {
-            return Err(format!(
-                "input `repo` must be a string owner/name, not {other}"
-            ))
-        }
+        Some(other) => return Err(format!("input `repo` must be a string owner/name, not {other}")),
     }
     if let Some(slug) = configured {
         return Repository::parse(slug).map_err(|e| format!("[github] repo in coord.toml: {e}"));
@@ -54,12 +48,7 @@ impl LiveWorld {
         merge_queue: GitMergeQueue,
         notifier: Notifier,
     ) -> Self {
-        LiveWorld {
-            runtime,
-            github,
-            merge_queue,
-            notifier,
-        }
+        LiveWorld { runtime, github, merge_queue, notifier }
     }
 
     /// The live world a project's coord.toml, the run's inputs and the environment describe.
@@ -76,33 +65,18 @@ impl LiveWorld {
         let endpoint = GithubEndpoint::from_env(&file.github);
         let github = GithubAccess::new(endpoint, repo, file.github.clone());
         let merge_queue = GitMergeQueue::new(project_root, file.merge.clone());
-        let channels = file
-            .channels
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        LiveWorld::new(
-            runtime,
-            github,
-            merge_queue,
-            Notifier::new(channels, project_root),
-        )
+        let channels = file.channels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        LiveWorld::new(runtime, github, merge_queue, Notifier::new(channels, project_root))
     }
 
     /// When stdout carries the run's JSON, the `stdout` channel writes to stderr instead.
     pub fn with_stdout_is_json(mut self, yes: bool) -> Self {
-        self.notifier.set_console(if yes {
-            Console::Stderr
-        } else {
-            Console::Stdout
-        });
+        self.notifier.set_console(if yes { Console::Stderr } else { Console::Stdout });
         self
     }
 
     fn branch_target(effect: &EffectRequest) -> Option<&str> {
-        (effect.kind == EffectKind::Merge)
-            .then(|| effect.args.get("branch").and_then(Value::as_str))
-            .flatten()
+        (effect.kind == EffectKind::Merge).then(|| effect.args.get("branch").and_then(Value::as_str)).flatten()
     }
 }
 
@@ -116,9 +90,7 @@ impl World for LiveWorld {
             .github
             .backend(&self.runtime)
             .map_err(|e| WorldError::Unavailable(format!("{}: {e}", read.function())))?;
-        self.runtime
-            .block_on(backend.read(read))
-            .map_err(|e| failed(format!("{}: {e}", read.function())))
+        self.runtime.block_on(backend.read(read)).map_err(|e| failed(format!("{}: {e}", read.function())))
     }
 
     fn act(&mut self, effect: &EffectRequest, idempotency_key: &str) -> Result<Value, WorldError> {
@@ -140,10 +112,7 @@ impl World for LiveWorld {
             Ok(v) => Ok(v),
             Err(e) if e.is_uncertain() => {
                 // The write may have happened: look before saying it did not.
-                match self
-                    .runtime
-                    .block_on(backend.already_done(effect, idempotency_key))
-                {
+                match self.runtime.block_on(backend.already_done(effect, idempotency_key)) {
                     Ok(Some(done)) => Ok(done),
                     _ => Err(failed(e)),
                 }
@@ -152,30 +121,16 @@ impl World for LiveWorld {
         }
     }
 
-    fn already_done(
-        &mut self,
-        effect: &EffectRequest,
-        idempotency_key: &str,
-    ) -> Result<Option<Value>, WorldError> {
+    fn already_done(&mut self, effect: &EffectRequest, idempotency_key: &str) -> Result<Option<Value>, WorldError> {
         if let Some(branch) = Self::branch_target(effect) {
-            return self
-                .merge_queue
-                .already_merged(branch, &effect.args)
-                .map_err(failed);
+            return self.merge_queue.already_merged(branch, &effect.args).map_err(failed);
         }
         if effect.kind == EffectKind::Notify {
             let channel = effect.args["channel"].as_str().unwrap_or("");
-            return self.notifier.already_done(
-                channel,
-                idempotency_key,
-                &mut self.github,
-                &self.runtime,
-            );
+            return self.notifier.already_done(channel, idempotency_key, &mut self.github, &self.runtime);
         }
         let backend = self.github.backend(&self.runtime)?;
-        self.runtime
-            .block_on(backend.already_done(effect, idempotency_key))
-            .map_err(failed)
+        self.runtime.block_on(backend.already_done(effect, idempotency_key)).map_err(failed)
     }
 
     fn is_external(&self) -> bool {

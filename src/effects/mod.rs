@@ -103,11 +103,7 @@ pub trait World: Send {
 
     /// Resume found an intent without a result: report the result if the effect already
     /// happened (PR already merged, notification already delivered), else `None`.
-    fn already_done(
-        &mut self,
-        effect: &EffectRequest,
-        idempotency_key: &str,
-    ) -> Result<Option<Value>, WorldError>;
+    fn already_done(&mut self, effect: &EffectRequest, idempotency_key: &str) -> Result<Option<Value>, WorldError>;
 
     /// Replays a recorded effect into in-memory state, so a resumed run sees the world as the
     /// recorded prefix left it. Real backends keep their state remotely and do nothing.
@@ -147,21 +143,13 @@ impl World for UnconfiguredWorld {
 
 /// A duration in coord.toml: seconds, or text like "90s" or "15m". An error carries the
 /// value's span, so the diagnostic points at it.
-pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<Option<std::time::Duration>, D::Error> {
+pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
     use serde::de::Error;
     match <toml::Value as serde::Deserialize>::deserialize(d)? {
-        toml::Value::Integer(secs) if secs >= 0 => {
-            Ok(Some(std::time::Duration::from_secs(secs as u64)))
-        }
-        toml::Value::String(s) => humantime::parse_duration(&s).map(Some).map_err(|e| {
-            D::Error::custom(format!(
-                "`{s}` is not a duration ({e}); write e.g. \"90s\" or \"15m\""
-            ))
-        }),
-        other => Err(D::Error::custom(format!(
-            "expected a duration like \"90s\", not {other}"
-        ))),
+        toml::Value::Integer(secs) if secs >= 0 => Ok(Some(std::time::Duration::from_secs(secs as u64))),
+        toml::Value::String(s) => humantime::parse_duration(&s)
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. \"90s\" or \"15m\""))),
+        other => Err(D::Error::custom(format!("expected a duration like \"90s\", not {other}"))),
     }
 }

@@ -42,18 +42,11 @@ async fn run(req: LeafRequest) -> SessionResult {
     let fail = |status, msg: String| SessionResult::failed(&id, &wf, status, msg);
 
     let argv = match req.overrides.get("command").and_then(Value::as_array) {
-        Some(a) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+        Some(a) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         None => req.workflow.command.clone().unwrap_or_default(),
     };
     let Some((program, args)) = argv.split_first() else {
-        return fail(
-            SessionStatus::Failed,
-            format!("workflow `{wf}` uses the command harness but sets no `command`"),
-        );
+        return fail(SessionStatus::Failed, format!("workflow `{wf}` uses the command harness but sets no `command`"));
     };
     let program_path = resolve_program(program, &req.project_root);
 
@@ -70,12 +63,7 @@ async fn run(req: LeafRequest) -> SessionResult {
     super::process_group::own_process_group(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => {
-            return fail(
-                SessionStatus::Failed,
-                format!("cannot start `{}`: {e}", program_path.display()),
-            )
-        }
+        Err(e) => return fail(SessionStatus::Failed, format!("cannot start `{}`: {e}", program_path.display())),
     };
     let mut group = ProcessGroupGuard::new(child.id());
 
@@ -119,18 +107,10 @@ async fn run(req: LeafRequest) -> SessionResult {
             err_task.abort();
             return fail(
                 SessionStatus::Timeout,
-                format!(
-                    "timed out after {}; process tree killed",
-                    humantime::format_duration(req.timeout)
-                ),
+                format!("timed out after {}; process tree killed", humantime::format_duration(req.timeout)),
             );
         }
-        Ok(Err(e)) => {
-            return fail(
-                SessionStatus::Failed,
-                format!("waiting for the leaf failed: {e}"),
-            )
-        }
+        Ok(Err(e)) => return fail(SessionStatus::Failed, format!("waiting for the leaf failed: {e}")),
         Ok(Ok(status)) => status,
     };
     let stdout = out_task.await.unwrap_or_default();
@@ -142,11 +122,7 @@ async fn run(req: LeafRequest) -> SessionResult {
             None => "was killed by a signal".to_owned(),
         };
         let detail = tail(&stderr, 400);
-        let msg = if detail.is_empty() {
-            how
-        } else {
-            format!("{how}: {detail}")
-        };
+        let msg = if detail.is_empty() { how } else { format!("{how}: {detail}") };
         return fail(SessionStatus::Failed, msg);
     }
     match parse_stdout(&stdout) {
@@ -178,15 +154,9 @@ fn parse_stdout(stdout: &[u8]) -> Result<ParsedOutput, String> {
     }
     let value: Value = serde_json::from_str(trimmed)
         .or_else(|first| {
-            trimmed
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .ok_or(first)
-                .and_then(|l| {
-                    serde_json::from_str(l.trim())
-                        .map_err(|_| serde_json::from_str::<Value>(trimmed).unwrap_err())
-                })
+            trimmed.lines().rev().find(|l| !l.trim().is_empty()).ok_or(first).and_then(|l| {
+                serde_json::from_str(l.trim()).map_err(|_| serde_json::from_str::<Value>(trimmed).unwrap_err())
+            })
         })
         .map_err(|e| format!("stdout is not JSON ({e}): {}", tail(stdout, 200)))?;
     match value {
@@ -202,17 +172,9 @@ fn parse_stdout(stdout: &[u8]) -> Result<ParsedOutput, String> {
                 .transpose()
                 .map_err(|e| format!("stdout `usage` is malformed: {e}"))?
                 .unwrap_or_default();
-            Ok(ParsedOutput {
-                output,
-                text,
-                usage,
-            })
+            Ok(ParsedOutput { output, text, usage })
         }
-        other => Ok(ParsedOutput {
-            text: other.to_string(),
-            output: other,
-            usage: Usage::default(),
-        }),
+        other => Ok(ParsedOutput { text: other.to_string(), output: other, usage: Usage::default() }),
     }
 }
 
@@ -224,16 +186,12 @@ mod tests {
     fn stdout_shapes() {
         let p = parse_stdout(br#"{"verdict":"clean"}"#).unwrap();
         assert_eq!(p.output["verdict"], "clean");
-        let p = parse_stdout(
-            b"log line\n{\"output\":{\"a\":1},\"usage\":{\"input_tokens\":5,\"cost_usd\":0.5}}\n",
-        )
-        .unwrap();
+        let p = parse_stdout(b"log line\n{\"output\":{\"a\":1},\"usage\":{\"input_tokens\":5,\"cost_usd\":0.5}}\n")
+            .unwrap();
         assert_eq!(p.output["a"], 1);
         assert_eq!(p.usage.input_tokens, 5);
         assert!(parse_stdout(b"").unwrap_err().contains("nothing"));
         assert!(parse_stdout(b"{broken").unwrap_err().contains("not JSON"));
-        assert!(parse_stdout(br#"{"output":1,"usage":"lots"}"#)
-            .unwrap_err()
-            .contains("usage"));
+        assert!(parse_stdout(br#"{"output":1,"usage":"lots"}"#).unwrap_err().contains("usage"));
     }
 }

@@ -13,9 +13,7 @@ pub struct MockHarness {
 
 impl MockHarness {
     pub fn new(responder: MockResponder) -> Self {
-        MockHarness {
-            responder: Arc::new(Mutex::new(responder)),
-        }
+        MockHarness { responder: Arc::new(Mutex::new(responder)) }
     }
 }
 
@@ -26,11 +24,8 @@ impl Harness for MockHarness {
 
     fn start(&self, req: LeafRequest) -> LeafFuture {
         // Matching happens here, in spawn order, so sequences are deterministic.
-        let response = self
-            .responder
-            .lock()
-            .expect("mock responder poisoned")
-            .respond(&req.workflow.name, &req.goal, &req.inputs);
+        let response =
+            self.responder.lock().expect("mock responder poisoned").respond(&req.workflow.name, &req.goal, &req.inputs);
         let id = req.session_id.clone();
         let workflow = req.workflow.name.clone();
         let timeout = req.timeout;
@@ -40,10 +35,7 @@ impl Harness for MockHarness {
                     &id,
                     &workflow,
                     SessionStatus::Failed,
-                    format!(
-                        "the scenario has no response for workflow `{workflow}` with inputs {}",
-                        req.inputs
-                    ),
+                    format!("the scenario has no response for workflow `{workflow}` with inputs {}", req.inputs),
                 );
             };
             if resp.delay_ms > 0 {
@@ -60,21 +52,21 @@ impl Harness for MockHarness {
                 tokio::time::sleep(delay).await;
             }
             let mut result = SessionResult::new(&id, &workflow, resp.status);
-            result.text = resp.text.unwrap_or_else(|| {
-                if resp.output.is_null() {
-                    String::new()
-                } else {
-                    resp.output.to_string()
-                }
-            });
+            result.text =
+                resp.text.unwrap_or_else(
+                    || {
+                        if resp.output.is_null() {
+                            String::new()
+                        } else {
+                            resp.output.to_string()
+                        }
+                    },
+                );
             result.output = resp.output;
             result.usage = resp.usage;
             result.error = resp.error.or_else(|| match resp.status {
                 SessionStatus::Ok => None,
-                SessionStatus::Timeout => Some(format!(
-                    "timed out after {}",
-                    humantime::format_duration(timeout)
-                )),
+                SessionStatus::Timeout => Some(format!("timed out after {}", humantime::format_duration(timeout))),
                 other => Some(format!("leaf ended with status {}", other.as_str())),
             });
             result

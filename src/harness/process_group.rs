@@ -23,9 +23,7 @@ pub struct ProcessGroupGuard {
 
 impl ProcessGroupGuard {
     pub fn new(pid: Option<u32>) -> Self {
-        ProcessGroupGuard {
-            pgid: pid.map(|p| p as i32),
-        }
+        ProcessGroupGuard { pgid: pid.map(|p| p as i32) }
     }
 
     /// Sends SIGKILL to every process in the group.

@@ -15,9 +15,7 @@ pub struct BlobStore {
 
 impl BlobStore {
     pub fn new(run_dir: &Path) -> Self {
-        BlobStore {
-            dir: run_dir.join("blobs"),
-        }
+        BlobStore { dir: run_dir.join("blobs") }
     }
 
     pub fn put(&self, bytes: &[u8]) -> io::Result<String> {
@@ -34,10 +32,7 @@ impl BlobStore {
 
     pub fn get(&self, hash: &str) -> io::Result<Vec<u8>> {
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("not a blob hash: {hash}"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("not a blob hash: {hash}")));
         }
         std::fs::read(self.dir.join(hash))
     }

@@ -74,6 +74,9 @@ pub struct RunHeader {
     /// Run options a resume must keep: `leaf` overrides, `dry_run`, `max_parallel`.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub options: Value,
+    /// The `coord.toml` pipeline the run belongs to (daemon, `coord trigger`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -126,10 +129,7 @@ impl CallSite {
     }
 
     pub fn parse(pos: Option<&str>, source: Option<&str>) -> Self {
-        let mut site = CallSite {
-            source: source.map(str::to_owned),
-            ..Default::default()
-        };
+        let mut site = CallSite { source: source.map(str::to_owned), ..Default::default() };
         if let Some((l, c)) = pos.and_then(|p| p.split_once(':')) {
             site.line = l.parse().unwrap_or(0);
             site.col = c.parse().unwrap_or(0);
@@ -160,10 +160,7 @@ impl Entry {
     }
 
     pub fn run_started(header: RunHeader) -> Self {
-        Entry {
-            header: Some(header),
-            ..Entry::bare(EntryKind::RunStarted)
-        }
+        Entry { header: Some(header), ..Entry::bare(EntryKind::RunStarted) }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -190,11 +187,7 @@ impl Entry {
     }
 
     pub fn session(session: &str, result: Value) -> Self {
-        Entry {
-            session: Some(session.to_owned()),
-            result: Some(result),
-            ..Entry::bare(EntryKind::Session)
-        }
+        Entry { session: Some(session.to_owned()), result: Some(result), ..Entry::bare(EntryKind::Session) }
     }
 
     pub fn effect_intent(
@@ -226,19 +219,8 @@ impl Entry {
         }
     }
 
-    pub fn run_finished(
-        status: RunStatus,
-        error: Option<String>,
-        result: Option<Value>,
-        at: String,
-    ) -> Self {
-        Entry {
-            status: Some(status),
-            error,
-            result,
-            at: Some(at),
-            ..Entry::bare(EntryKind::RunFinished)
-        }
+    pub fn run_finished(status: RunStatus, error: Option<String>, result: Option<Value>, at: String) -> Self {
+        Entry { status: Some(status), error, result, at: Some(at), ..Entry::bare(EntryKind::RunFinished) }
     }
 
     pub fn site(&self) -> CallSite {

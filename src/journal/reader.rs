@@ -13,19 +13,13 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("no journal at {path}: {source}")]
-    Missing {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Missing { path: PathBuf, source: std::io::Error },
     #[error("{path} is empty: the run never started")]
     Empty { path: PathBuf },
-    #[error("{path}:{line}: corrupt journal entry ({reason}); pass --recover to keep the {valid} valid entries before it")]
-    Corrupt {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-        valid: usize,
-    },
+    #[error(
+        "{path}:{line}: corrupt journal entry ({reason}); pass --recover to keep the {valid} valid entries before it"
+    )]
+    Corrupt { path: PathBuf, line: usize, reason: String, valid: usize },
     #[error("{path} has journal format version {found}; this coord reads version {JOURNAL_VERSION} (upgrade coord)")]
     UnsupportedVersion { path: PathBuf, found: u32 },
     #[error("{path}: the first entry is not `run_started`")]
@@ -56,10 +50,7 @@ pub struct RecordedRun {
 
 impl RecordedRun {
     pub fn status(&self) -> RunStatus {
-        self.finished
-            .as_ref()
-            .and_then(|e| e.status)
-            .unwrap_or(RunStatus::Running)
+        self.finished.as_ref().and_then(|e| e.status).unwrap_or(RunStatus::Running)
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -72,10 +63,7 @@ impl RecordedRun {
 
     pub fn read_with(dir: &Path, recover: bool) -> Result<Self, JournalError> {
         let path = dir.join(JOURNAL_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing { path: path.clone(), source })?;
         Self::parse(dir, &path, &bytes, recover)
     }
 
@@ -121,10 +109,7 @@ impl RecordedRun {
                     if is_last && !recover {
                         // A complete but unparsable final line is also a torn write (the newline
                         // of a partial write can land before the rest of the record).
-                        warnings.push(format!(
-                            "{}:{line_no}: dropped an unreadable last entry: {err}",
-                            path.display()
-                        ));
+                        warnings.push(format!("{}:{line_no}: dropped an unreadable last entry: {err}", path.display()));
                         break;
                     }
                     if recover {
@@ -146,22 +131,13 @@ impl RecordedRun {
             offset = next;
         }
 
-        let first = entries.first().ok_or_else(|| JournalError::Empty {
-            path: path.to_owned(),
-        })?;
+        let first = entries.first().ok_or_else(|| JournalError::Empty { path: path.to_owned() })?;
         if first.kind != EntryKind::RunStarted {
-            return Err(JournalError::NoHeader {
-                path: path.to_owned(),
-            });
+            return Err(JournalError::NoHeader { path: path.to_owned() });
         }
-        let header = first.header.clone().ok_or_else(|| JournalError::NoHeader {
-            path: path.to_owned(),
-        })?;
+        let header = first.header.clone().ok_or_else(|| JournalError::NoHeader { path: path.to_owned() })?;
         if header.version > JOURNAL_VERSION || header.version == 0 {
-            return Err(JournalError::UnsupportedVersion {
-                path: path.to_owned(),
-                found: header.version,
-            });
+            return Err(JournalError::UnsupportedVersion { path: path.to_owned(), found: header.version });
         }
 
         let mut calls = Vec::new();
@@ -208,37 +184,16 @@ mod tests {
     use serde_json::json;
 
     fn header() -> RunHeader {
-        RunHeader {
-            version: JOURNAL_VERSION,
-            run_id: "r1".into(),
-            mode: "scenario".into(),
-            ..Default::default()
-        }
+        RunHeader { version: JOURNAL_VERSION, run_id: "r1".into(), mode: "scenario".into(), ..Default::default() }
     }
 
     fn write_run(dir: &Path) {
         let mut w = JournalWriter::create(dir).unwrap();
         w.append(Entry::run_started(header())).unwrap();
         let key = CallKey::new("now", None, &json!([]));
-        w.append(Entry::call(
-            0,
-            "now",
-            key,
-            &CallSite::default(),
-            json!([]),
-            json!(1),
-            None,
-        ))
-        .unwrap();
-        w.append(Entry::session("s1", json!({"status": "ok"})))
-            .unwrap();
-        w.append(Entry::run_finished(
-            RunStatus::Succeeded,
-            None,
-            None,
-            "t".into(),
-        ))
-        .unwrap();
+        w.append(Entry::call(0, "now", key, &CallSite::default(), json!([]), json!(1), None)).unwrap();
+        w.append(Entry::session("s1", json!({"status": "ok"}))).unwrap();
+        w.append(Entry::run_finished(RunStatus::Succeeded, None, None, "t".into())).unwrap();
         w.sync().unwrap();
     }
 
@@ -295,11 +250,7 @@ mod tests {
     fn future_version_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut w = JournalWriter::create(dir.path()).unwrap();
-        w.append(Entry::run_started(RunHeader {
-            version: JOURNAL_VERSION + 1,
-            ..header()
-        }))
-        .unwrap();
+        w.append(Entry::run_started(RunHeader { version: JOURNAL_VERSION + 1, ..header() })).unwrap();
         drop(w);
         assert!(matches!(
             RecordedRun::read(dir.path()),
@@ -310,15 +261,9 @@ mod tests {
     #[test]
     fn empty_and_missing_journals_are_errors_not_panics() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            RecordedRun::read(dir.path()),
-            Err(JournalError::Missing { .. })
-        ));
+        assert!(matches!(RecordedRun::read(dir.path()), Err(JournalError::Missing { .. })));
         std::fs::write(dir.path().join(JOURNAL_FILE), b"").unwrap();
-        assert!(matches!(
-            RecordedRun::read(dir.path()),
-            Err(JournalError::Empty { .. })
-        ));
+        assert!(matches!(RecordedRun::read(dir.path()), Err(JournalError::Empty { .. })));
         std::fs::write(dir.path().join(JOURNAL_FILE), b"\xff\xfe garbage").unwrap();
         assert!(RecordedRun::read(dir.path()).is_err());
     }

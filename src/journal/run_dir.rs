@@ -26,11 +26,7 @@ impl RunStore {
     pub fn locate(flag: Option<&Path>) -> Self {
         let root = flag
             .map(Path::to_path_buf)
-            .or_else(|| {
-                std::env::var_os("COORD_RUNS_DIR")
-                    .filter(|v| !v.is_empty())
-                    .map(PathBuf::from)
-            })
+            .or_else(|| std::env::var_os("COORD_RUNS_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNS_DIR));
         RunStore { root }
     }
@@ -72,27 +68,18 @@ impl RunStore {
         }
         let runs = self.list();
         if run == "last" || run == "latest" {
-            return runs
-                .last()
-                .map(|(_, p)| p.clone())
-                .ok_or_else(|| RunLookupError::NoRuns(self.root.clone()));
+            return runs.last().map(|(_, p)| p.clone()).ok_or_else(|| RunLookupError::NoRuns(self.root.clone()));
         }
         if let Some((_, p)) = runs.iter().find(|(id, _)| id == run) {
             return Ok(p.clone());
         }
-        let matches: Vec<_> = runs
-            .iter()
-            .filter(|(id, _)| id.starts_with(run) || id.ends_with(run))
-            .collect();
+        let matches: Vec<_> = runs.iter().filter(|(id, _)| id.starts_with(run) || id.ends_with(run)).collect();
         match matches.as_slice() {
             [(_, p)] => Ok(p.clone()),
             [] => Err(RunLookupError::NotFound(run.to_owned(), self.root.clone())),
             many => Err(RunLookupError::Ambiguous(
                 run.to_owned(),
-                many.iter()
-                    .map(|(id, _)| id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                many.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>().join(", "),
             )),
         }
     }
@@ -100,10 +87,8 @@ impl RunStore {
 
 /// Four hex digits that differ between runs started in the same second.
 fn run_suffix(coordinator: &str, attempt: u32) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let seed = format!("{coordinator}:{}:{nanos}:{attempt}", std::process::id());
     super::call_key::short_hash(seed.as_bytes())[..4].to_owned()
 }

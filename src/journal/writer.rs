@@ -30,10 +30,7 @@ impl JournalWriter {
     /// Creates a new journal; fails if one already exists.
     pub fn create(run_dir: &Path) -> io::Result<Self> {
         let path = run_dir.join(JOURNAL_FILE);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
+        let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok(JournalWriter {
             sink: Sink::File(BufWriter::with_capacity(64 * 1024, file)),
             next_seq: 0,
@@ -60,12 +57,7 @@ impl JournalWriter {
     }
 
     pub fn in_memory() -> Self {
-        JournalWriter {
-            sink: Sink::Memory(Vec::new()),
-            next_seq: 0,
-            path: None,
-            dirty_since_sync: false,
-        }
+        JournalWriter { sink: Sink::Memory(Vec::new()), next_seq: 0, path: None, dirty_since_sync: false }
     }
 
     pub fn path(&self) -> Option<&Path> {

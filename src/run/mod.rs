@@ -7,6 +7,7 @@
 
 pub mod project;
 pub mod resume;
+pub mod run_event;
 
 use crate::effects::live_world::LiveWorld;
 use crate::effects::World;
@@ -20,9 +21,7 @@ use crate::scheduler::session::Usage;
 use crate::scheduler::SchedulerClient;
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::engine::SCRIPT_THREAD_STACK;
-use crate::script::host::{
-    Clock, EffectRecord, HostError, HostSetup, LeafOverride, UnrecordedCall,
-};
+use crate::script::host::{Clock, EffectRecord, HostError, HostSetup, LeafOverride, UnrecordedCall};
 use crate::script::host_api::{self, HostCell};
 use crate::script::recorded_calls::{Divergence, RecordedCalls, ReplayMode};
 use crate::script::{EngineLimits, Host, ScriptDiagnostic, ScriptEngine};
@@ -40,12 +39,7 @@ pub enum Recording {
     /// A fresh run.
     Fresh,
     /// Answer from `run`'s journal: replay, what-if or resume (`mode`).
-    From {
-        run_dir: PathBuf,
-        mode: ReplayMode,
-        retry_failed: bool,
-        recover: bool,
-    },
+    From { run_dir: PathBuf, mode: ReplayMode, retry_failed: bool, recover: bool },
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +60,10 @@ pub struct RunPlan {
     pub coverage: Option<crate::script::coverage::SharedHits>,
     /// Stdout carries the `--json` object: the `stdout` notification channel writes to stderr.
     pub stdout_is_json: bool,
+    /// The pipeline this run belongs to, recorded in the journal header.
+    pub pipeline: Option<String>,
+    /// Live progress for a display (`coord run` on a terminal or in logs).
+    pub events: Option<run_event::RunEvents>,
 }
 
 impl RunPlan {
@@ -84,6 +82,8 @@ impl RunPlan {
             recording: Recording::Fresh,
             coverage: None,
             stdout_is_json: false,
+            pipeline: None,
+            events: None,
         }
     }
 }
@@ -142,34 +142,18 @@ pub struct RunOutcome {
 /// analysis that must see exactly what a run would: coverage, checks.
 pub fn compile_for_analysis(script: &Path) -> Result<rhai::AST, Box<ScriptDiagnostic>> {
     let source = std::fs::read_to_string(script).map_err(|e| {
-        Box::new(ScriptDiagnostic::at(
-            script,
-            "",
-            0,
-            0,
-            format!("cannot read: {e}"),
-            None,
-            ScriptErrorKind::Syntax,
-        ))
+        Box::new(ScriptDiagnostic::at(script, "", 0, 0, format!("cannot read: {e}"), None, ScriptErrorKind::Syntax))
     })?;
     let project = Project::discover(script);
     let mut engine = ScriptEngine::build(EngineLimits::default());
     engine.set_module_resolver(project.module_resolver(script));
-    host_api::register(
-        &mut engine,
-        Rc::new(HostCell::default()),
-        script.display().to_string(),
-    );
-    let mut ast = engine
-        .compile_into_self_contained(&rhai::Scope::new(), &source)
-        .map_err(|e| match *e {
-            rhai::EvalAltResult::ErrorParsing(t, pos) => Box::new(ScriptDiagnostic::from_parse(
-                &rhai::ParseError(Box::new(t), pos),
-                script,
-                &source,
-            )),
-            other => Box::new(ScriptDiagnostic::from_eval(&other, script, &source)),
-        })?;
+    host_api::register(&mut engine, Rc::new(HostCell::default()), script.display().to_string());
+    let mut ast = engine.compile_into_self_contained(&rhai::Scope::new(), &source).map_err(|e| match *e {
+        rhai::EvalAltResult::ErrorParsing(t, pos) => {
+            Box::new(ScriptDiagnostic::from_parse(&rhai::ParseError(Box::new(t), pos), script, &source))
+        }
+        other => Box::new(ScriptDiagnostic::from_eval(&other, script, &source)),
+    })?;
     ast.set_source(script.display().to_string().as_str());
     Ok(ast)
 }
@@ -186,9 +170,7 @@ pub fn execute(
         .stack_size(SCRIPT_THREAD_STACK)
         .spawn(move || execute_on_script_thread(plan, runtime, interrupt))
         .map_err(SetupError::Io)?;
-    handle
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 fn execute_on_script_thread(
@@ -197,13 +179,11 @@ fn execute_on_script_thread(
     interrupt: Arc<crate::scheduler::Interrupt>,
 ) -> Result<RunOutcome, SetupError> {
     let script_path = plan.script.clone();
-    let source = std::fs::read_to_string(&script_path).map_err(|e| {
-        SetupError::Usage(format!("cannot read script {}: {e}", script_path.display()))
-    })?;
+    let source = std::fs::read_to_string(&script_path)
+        .map_err(|e| SetupError::Usage(format!("cannot read script {}: {e}", script_path.display())))?;
     let project = Project::discover(&script_path);
     let coordinator = coordinator_name(&script_path);
-    let config = crate::config::Config::load(&project.root)
-        .map_err(|e| SetupError::Scenario(Box::new(e)))?;
+    let config = crate::config::Config::load(&project.root).map_err(|e| SetupError::Scenario(Box::new(e)))?;
 
     // Compile first: a script that does not compile leaves no run behind.
     let cell: Rc<HostCell> = Rc::new(HostCell::default());
@@ -218,27 +198,20 @@ fn execute_on_script_thread(
         let flag = interrupt.clone();
         engine.on_progress(move |_| flag.is_set().then(|| rhai::Dynamic::from("interrupted")));
     }
-    let mut ast = engine
-        .compile_into_self_contained(&rhai::Scope::new(), &source)
-        .map_err(|e| match *e {
-            rhai::EvalAltResult::ErrorParsing(t, pos) => Box::new(ScriptDiagnostic::from_parse(
-                &rhai::ParseError(Box::new(t), pos),
-                &script_path,
-                &source,
-            )),
-            other => Box::new(ScriptDiagnostic::from_eval(&other, &script_path, &source)),
-        })?;
+    let mut ast = engine.compile_into_self_contained(&rhai::Scope::new(), &source).map_err(|e| match *e {
+        rhai::EvalAltResult::ErrorParsing(t, pos) => {
+            Box::new(ScriptDiagnostic::from_parse(&rhai::ParseError(Box::new(t), pos), &script_path, &source))
+        }
+        other => Box::new(ScriptDiagnostic::from_eval(&other, &script_path, &source)),
+    })?;
     ast.set_source(main_source.as_str());
 
     // The recorded run, when replaying or resuming.
     let recorded_run = match &plan.recording {
         Recording::Fresh => None,
-        Recording::From {
-            run_dir, recover, ..
-        } => Some(
-            RecordedRun::read_with(run_dir, *recover)
-                .map_err(|e| SetupError::Journal(Box::new(e)))?,
-        ),
+        Recording::From { run_dir, recover, .. } => {
+            Some(RecordedRun::read_with(run_dir, *recover).map_err(|e| SetupError::Journal(Box::new(e)))?)
+        }
     };
 
     // A continued run keeps the options it was started with.
@@ -261,11 +234,7 @@ fn execute_on_script_thread(
             }
             Some(demo)
         }
-        (None, false, Some(rec)) => rec
-            .header
-            .scenario
-            .as_deref()
-            .map(|p| recorded_path(p, &rec.header)),
+        (None, false, Some(rec)) => rec.header.scenario.as_deref().map(|p| recorded_path(p, &rec.header)),
         _ => None,
     };
     let scenario = match &scenario_path {
@@ -274,63 +243,34 @@ fn execute_on_script_thread(
     };
     let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()));
     if let Some(s) = &scenario {
-        s.validate(&workflows)
-            .map_err(|e| SetupError::Scenario(Box::new(e)))?;
+        s.validate(&workflows).map_err(|e| SetupError::Scenario(Box::new(e)))?;
     }
 
     let mut inputs: IndexMap<String, Value> = match (&recorded_run, &scenario) {
-        (Some(rec), _) => rec
-            .header
-            .inputs
-            .as_object()
-            .map(|o| o.clone().into_iter().collect())
-            .unwrap_or_default(),
+        (Some(rec), _) => rec.header.inputs.as_object().map(|o| o.clone().into_iter().collect()).unwrap_or_default(),
         (None, Some(s)) => s.inputs.clone(),
         (None, None) => IndexMap::new(),
     };
     inputs.extend(plan.inputs.clone());
 
     let mut harnesses = HarnessSet::new();
-    let (world, clock, default_harness, mode): (Box<dyn World>, Clock, Option<String>, &str) =
-        match &scenario {
-            Some(s) => {
-                harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(
-                    s.rules.clone(),
-                ))));
-                (
-                    Box::new(ScenarioWorld::new(s)),
-                    Clock::Fixed(s.now_unix),
-                    Some("mock".into()),
-                    "scenario",
-                )
-            }
-            None => {
-                let world =
-                    LiveWorld::from_config(&config, &project.root, &inputs, runtime.clone())
-                        .with_stdout_is_json(plan.stdout_is_json);
-                (Box::new(world), Clock::System, None, "live")
-            }
-        };
+    let (world, clock, default_harness, mode): (Box<dyn World>, Clock, Option<String>, &str) = match &scenario {
+        Some(s) => {
+            harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(s.rules.clone()))));
+            (Box::new(ScenarioWorld::new(s)), Clock::Fixed(s.now_unix), Some("mock".into()), "scenario")
+        }
+        None => {
+            let world = LiveWorld::from_config(&config, &project.root, &inputs, runtime.clone())
+                .with_stdout_is_json(plan.stdout_is_json);
+            (Box::new(world), Clock::System, None, "live")
+        }
+    };
     let mode = if plan.dry_run { "dry_run" } else { mode };
 
     // The run directory and journal.
-    let offline = matches!(
-        &plan.recording,
-        Recording::From {
-            mode: ReplayMode::Exact | ReplayMode::WhatIf,
-            ..
-        }
-    );
+    let offline = matches!(&plan.recording, Recording::From { mode: ReplayMode::Exact | ReplayMode::WhatIf, .. });
     let (run_id, run_dir, journal, recorded) = match (&plan.recording, recorded_run) {
-        (
-            Recording::From {
-                run_dir,
-                mode,
-                retry_failed,
-                ..
-            },
-            Some(rec),
-        ) => {
+        (Recording::From { run_dir, mode, retry_failed, .. }, Some(rec)) => {
             let journal = if offline {
                 JournalWriter::in_memory()
             } else {
@@ -345,20 +285,12 @@ fn execute_on_script_thread(
                         .map(|(id, _)| id.clone()),
                 );
             }
-            (
-                rec.header.run_id.clone(),
-                run_dir.clone(),
-                journal,
-                Some((calls, rec.warnings)),
-            )
+            (rec.header.run_id.clone(), run_dir.clone(), journal, Some((calls, rec.warnings)))
         }
         _ => {
             let (id, dir) = plan.runs.create_run(&coordinator)?;
-            let mut journal = if plan.journal_in_memory {
-                JournalWriter::in_memory()
-            } else {
-                JournalWriter::create(&dir)?
-            };
+            let mut journal =
+                if plan.journal_in_memory { JournalWriter::in_memory() } else { JournalWriter::create(&dir)? };
             journal.append(Entry::run_started(RunHeader {
                 version: JOURNAL_VERSION,
                 coord_version: env!("CARGO_PKG_VERSION").into(),
@@ -379,6 +311,7 @@ fn execute_on_script_thread(
                     "dry_run": plan.dry_run,
                     "max_parallel": plan.max_parallel,
                 }),
+                pipeline: plan.pipeline.clone(),
             }))?;
             journal.sync()?;
             (id, dir, journal, None)
@@ -394,11 +327,7 @@ fn execute_on_script_thread(
     let log = if offline {
         None
     } else {
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(run_dir.join("run.log"))
-            .ok()
+        std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("run.log")).ok()
     };
 
     let scheduler = SchedulerClient::start(&runtime, plan.max_parallel, &interrupt);
@@ -420,6 +349,9 @@ fn execute_on_script_thread(
         interrupt: interrupt.clone(),
         log,
     }));
+    if let Some(events) = plan.events.clone() {
+        cell.with(|host| host.report_events_to(events));
+    }
 
     let evaluated = engine.eval_ast::<rhai::Dynamic>(&ast);
     drop(engine);
@@ -427,18 +359,11 @@ fn execute_on_script_thread(
     host.flush_log();
 
     let (status, failure, result) = match evaluated {
-        Ok(value) => (
-            RunStatus::Succeeded,
-            None,
-            rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null),
-        ),
+        Ok(value) => (RunStatus::Succeeded, None, rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null)),
         Err(err) => {
             let failure = classify_failure(&mut host, &err, &script_path, &source, &interrupt);
-            let status = if matches!(failure, RunFailure::Interrupted) {
-                RunStatus::Interrupted
-            } else {
-                RunStatus::Failed
-            };
+            let status =
+                if matches!(failure, RunFailure::Interrupted) { RunStatus::Interrupted } else { RunStatus::Failed };
             (status, Some(failure), Value::Null)
         }
     };
@@ -456,12 +381,7 @@ fn execute_on_script_thread(
         let at = now_rfc3339();
         let journal = host.journal_mut();
         let finished = journal
-            .append(Entry::run_finished(
-                status,
-                journal_error,
-                Some(result.clone()),
-                at,
-            ))
+            .append(Entry::run_finished(status, journal_error, Some(result.clone()), at))
             .and_then(|_| journal.sync());
         if let Err(e) = finished {
             warnings.push(format!("could not finish the journal: {e}"));
@@ -531,16 +451,9 @@ fn classify_failure(
     }
 }
 
-fn site_source(
-    site: &crate::journal::entry::CallSite,
-    script: &Path,
-    source: &str,
-) -> (PathBuf, String) {
+fn site_source(site: &crate::journal::entry::CallSite, script: &Path, source: &str) -> (PathBuf, String) {
     match &site.source {
-        Some(m) => (
-            PathBuf::from(m),
-            std::fs::read_to_string(m).unwrap_or_default(),
-        ),
+        Some(m) => (PathBuf::from(m), std::fs::read_to_string(m).unwrap_or_default()),
         None => (script.to_owned(), source.to_owned()),
     }
 }
@@ -552,10 +465,7 @@ pub fn describe_divergence(d: &Divergence) -> String {
             "the journal recorded: {} {} (at {}{})\nthe script now asks: {now}",
             e.function.as_deref().unwrap_or("?"),
             compact(e.args.as_ref().unwrap_or(&Value::Null)),
-            e.source
-                .as_deref()
-                .map(|s| format!("{s}:"))
-                .unwrap_or_default(),
+            e.source.as_deref().map(|s| format!("{s}:")).unwrap_or_default(),
             e.pos.as_deref().unwrap_or("?"),
         ),
         None => format!("the journal ends here; the script now asks: {now}"),
@@ -565,10 +475,7 @@ pub fn describe_divergence(d: &Divergence) -> String {
 fn compact(v: &Value) -> String {
     let s = v.to_string();
     if s.len() > 160 {
-        format!(
-            "{}…",
-            &s[..s.char_indices().nth(160).map(|(i, _)| i).unwrap_or(s.len())]
-        )
+        format!("{}…", &s[..s.char_indices().nth(160).map(|(i, _)| i).unwrap_or(s.len())])
     } else {
         s
     }
@@ -582,15 +489,10 @@ fn apply_recorded_options(plan: &mut RunPlan, options: &Value) {
                 Some((h, m)) => (h.to_owned(), Some(m.to_owned())),
                 None => (spec.to_owned(), None),
             };
-            plan.leaf_overrides
-                .entry(workflow.clone())
-                .or_insert(LeafOverride { harness, model });
+            plan.leaf_overrides.entry(workflow.clone()).or_insert(LeafOverride { harness, model });
         }
     }
-    plan.dry_run |= options
-        .get("dry_run")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    plan.dry_run |= options.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
 }
 
 /// A path as a recorded run wrote it: as given if it exists from here, else relative to the
@@ -607,10 +509,7 @@ pub fn recorded_path(path: &str, header: &RunHeader) -> PathBuf {
 }
 
 pub fn coordinator_name(script: &Path) -> String {
-    script
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "script".into())
+    script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "script".into())
 }
 
 pub fn now_rfc3339() -> String {

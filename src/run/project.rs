@@ -33,10 +33,7 @@ impl Project {
     }
 
     pub fn module_resolver(&self, script: &Path) -> rhai::module_resolvers::FileModuleResolver {
-        let base = script
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+        let base = script.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         rhai::module_resolvers::FileModuleResolver::new_with_path(base)
     }
 }
@@ -44,9 +41,5 @@ impl Project {
 /// Where a coordinator's scenarios live.
 pub fn scenario_dir(script: &Path) -> PathBuf {
     let stem = script.file_stem().unwrap_or_default();
-    script
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join(stem)
-        .join("scenarios")
+    script.parent().unwrap_or(Path::new(".")).join(stem).join("scenarios")
 }

@@ -16,7 +16,9 @@ pub enum ResumeError {
     Succeeded(String),
     #[error("run {0} is still running (process {1} holds it)")]
     StillRunning(String, String),
-    #[error("--from {0}: the journal has no entry {0} (it holds 0..{1}); entry 0 is the run header and cannot be redone")]
+    #[error(
+        "--from {0}: the journal has no entry {0} (it holds 0..{1}); entry 0 is the run header and cannot be redone"
+    )]
     NoSuchEntry(u64, u64),
     #[error("archiving the journal: {0}")]
     Io(#[from] std::io::Error),
@@ -29,12 +31,7 @@ pub struct Prepared {
     pub discarded: usize,
 }
 
-pub fn prepare(
-    run_dir: &Path,
-    from: Option<u64>,
-    retry_failed: bool,
-    recover: bool,
-) -> Result<Prepared, ResumeError> {
+pub fn prepare(run_dir: &Path, from: Option<u64>, retry_failed: bool, recover: bool) -> Result<Prepared, ResumeError> {
     let run = RecordedRun::read_with(run_dir, recover)?;
     let id = run.header.run_id.clone();
     if run.finished.is_none() && run_dir::owner_alive(run_dir) {
@@ -47,17 +44,10 @@ pub fn prepare(
     // Where the kept prefix ends: at `--from`, else before a trailing `run_finished`.
     let cut_index = match from {
         Some(seq) => {
-            let i = run
-                .entries
-                .iter()
-                .position(|e| e.seq == seq)
-                .filter(|&i| i > 0);
+            let i = run.entries.iter().position(|e| e.seq == seq).filter(|&i| i > 0);
             Some(i.ok_or(ResumeError::NoSuchEntry(seq, run.next_seq()))?)
         }
-        None => run
-            .entries
-            .iter()
-            .rposition(|e| e.kind == EntryKind::RunFinished),
+        None => run.entries.iter().rposition(|e| e.kind == EntryKind::RunFinished),
     };
     let journal = run_dir.join(JOURNAL_FILE);
     let cut_at = match cut_index {
@@ -69,10 +59,7 @@ pub fn prepare(
     let file = std::fs::OpenOptions::new().write(true).open(&journal)?;
     file.set_len(cut_at)?;
     file.sync_all()?;
-    Ok(Prepared {
-        archived: Some(archived),
-        discarded: cut_index.map(|i| run.entries.len() - i).unwrap_or(0),
-    })
+    Ok(Prepared { archived: Some(archived), discarded: cut_index.map(|i| run.entries.len() - i).unwrap_or(0) })
 }
 
 /// Copies the journal to `journal.<n>.jsonl`, the first free n.

@@ -17,13 +17,7 @@ pub struct ScenarioDiagnostic {
 }
 
 impl ScenarioDiagnostic {
-    pub fn at(
-        path: &Path,
-        source: &str,
-        span: std::ops::Range<usize>,
-        message: String,
-        help: Option<String>,
-    ) -> Self {
+    pub fn at(path: &Path, source: &str, span: std::ops::Range<usize>, message: String, help: Option<String>) -> Self {
         let (line, col) = line_col(source, span.start);
         ScenarioDiagnostic {
             message: format!("{}:{line}:{col}: {message}", path.display()),

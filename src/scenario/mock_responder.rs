@@ -36,11 +36,7 @@ impl MockResponder {
                     if !entry.first_fields.contains(field) {
                         entry.first_fields.push(field.clone());
                     }
-                    entry
-                        .by_first
-                        .entry((field.clone(), canonical(value)))
-                        .or_default()
-                        .push(i);
+                    entry.by_first.entry((field.clone(), canonical(value))).or_default().push(i);
                 }
             }
         }
@@ -87,9 +83,7 @@ fn rule_matches(rule: &LeafRule, goal: &str, inputs: &Value) -> bool {
             return false;
         }
     }
-    rule.conditions
-        .iter()
-        .all(|(field, want)| lookup(inputs, field).is_some_and(|got| values_equal(got, want)))
+    rule.conditions.iter().all(|(field, want)| lookup(inputs, field).is_some_and(|got| values_equal(got, want)))
 }
 
 /// Looks up a dotted path (`pr`, `issue.number`) in the inputs.
@@ -114,10 +108,7 @@ fn values_equal(a: &Value, b: &Value) -> bool {
 
 fn canonical(v: &Value) -> String {
     match v {
-        Value::Number(n) => n
-            .as_f64()
-            .map(|f| f.to_string())
-            .unwrap_or_else(|| n.to_string()),
+        Value::Number(n) => n.as_f64().map(|f| f.to_string()).unwrap_or_else(|| n.to_string()),
         other => other.to_string(),
     }
 }
@@ -130,11 +121,7 @@ mod tests {
     use std::path::Path;
 
     fn responder(src: &str) -> MockResponder {
-        MockResponder::new(
-            Scenario::parse(Path::new("t.toml"), src.to_owned())
-                .unwrap()
-                .rules,
-        )
+        MockResponder::new(Scenario::parse(Path::new("t.toml"), src.to_owned()).unwrap().rules)
     }
 
     #[test]
@@ -150,9 +137,8 @@ workflow = "review"
 output = { v = "default" }
 "#,
         );
-        let ask = |r: &mut MockResponder, pr: i64| {
-            r.respond("review", "", &json!({"pr": pr})).unwrap().output["v"].clone()
-        };
+        let ask =
+            |r: &mut MockResponder, pr: i64| r.respond("review", "", &json!({"pr": pr})).unwrap().output["v"].clone();
         assert_eq!(ask(&mut r, 14), "minor");
         assert_eq!(ask(&mut r, 12), "default");
         assert_eq!(ask(&mut r, 14), "clean");
@@ -173,10 +159,7 @@ match = { pr = 1 }
 output = { v = 2 }
 "#,
         );
-        assert_eq!(
-            r.respond("w", "", &json!({"pr": 1})).unwrap().output["v"],
-            1
-        );
+        assert_eq!(r.respond("w", "", &json!({"pr": 1})).unwrap().output["v"], 1);
     }
 
     #[test]
@@ -190,39 +173,20 @@ goal_contains = "urgent"
 output = { v = "hit" }
 "#,
         );
-        assert!(r
-            .respond(
-                "w",
-                "urgent fix",
-                &json!({"issue": {"number": 7.0}, "kind": "bug"})
-            )
-            .is_some());
-        assert!(r
-            .respond("w", "calm", &json!({"issue": {"number": 7}, "kind": "bug"}))
-            .is_none());
-        assert!(r
-            .respond(
-                "w",
-                "urgent",
-                &json!({"issue": {"number": 7}, "kind": "feature"})
-            )
-            .is_none());
+        assert!(r.respond("w", "urgent fix", &json!({"issue": {"number": 7.0}, "kind": "bug"})).is_some());
+        assert!(r.respond("w", "calm", &json!({"issue": {"number": 7}, "kind": "bug"})).is_none());
+        assert!(r.respond("w", "urgent", &json!({"issue": {"number": 7}, "kind": "feature"})).is_none());
     }
 
     #[test]
     fn ten_thousand_rules_stay_indexed() {
         let mut src = String::new();
         for pr in 0..10_000 {
-            src.push_str(&format!(
-                "[[leaf]]\nworkflow = \"w\"\nmatch = {{ pr = {pr} }}\noutput = {{ v = {pr} }}\n"
-            ));
+            src.push_str(&format!("[[leaf]]\nworkflow = \"w\"\nmatch = {{ pr = {pr} }}\noutput = {{ v = {pr} }}\n"));
         }
         let mut r = responder(&src);
         for pr in (0..10_000).rev() {
-            assert_eq!(
-                r.respond("w", "", &json!({"pr": pr})).unwrap().output["v"],
-                pr
-            );
+            assert_eq!(r.respond("w", "", &json!({"pr": pr})).unwrap().output["v"], pr);
         }
     }
 }

@@ -188,16 +188,10 @@ impl Scenario {
             let span = e.span().unwrap_or(0..0);
             ScenarioDiagnostic::at(path, &source, span, e.message().to_owned(), None)
         })?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
 
         let (now_rfc3339, now_unix) = match &file.now {
-            None => (
-                DEFAULT_NOW.to_owned(),
-                parse_time(DEFAULT_NOW).expect("default time parses"),
-            ),
+            None => (DEFAULT_NOW.to_owned(), parse_time(DEFAULT_NOW).expect("default time parses")),
             Some(s) => {
                 let unix = parse_time(s.get_ref()).ok_or_else(|| {
                     ScenarioDiagnostic::at(
@@ -212,38 +206,25 @@ impl Scenario {
             }
         };
 
-        let to_json =
-            |t: &toml::Table| serde_json::to_value(t).expect("TOML tables convert to JSON");
+        let to_json = |t: &toml::Table| serde_json::to_value(t).expect("TOML tables convert to JSON");
         let inputs = file
             .inputs
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    serde_json::to_value(v).expect("TOML converts to JSON"),
-                )
-            })
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
             .collect();
 
         let mut prs = Vec::with_capacity(file.github.prs.len());
         for (i, pr) in file.github.prs.iter().enumerate() {
             let mut value = to_json(pr);
-            world::normalize_pr(&mut value).map_err(|msg| {
-                ScenarioDiagnostic::at(path, &source, 0..0, format!("github.prs[{i}]: {msg}"), None)
-            })?;
+            world::normalize_pr(&mut value)
+                .map_err(|msg| ScenarioDiagnostic::at(path, &source, 0..0, format!("github.prs[{i}]: {msg}"), None))?;
             prs.push(value);
         }
         let mut issues = Vec::with_capacity(file.github.issues.len());
         for (i, issue) in file.github.issues.iter().enumerate() {
             let mut value = to_json(issue);
             world::normalize_issue(&mut value).map_err(|msg| {
-                ScenarioDiagnostic::at(
-                    path,
-                    &source,
-                    0..0,
-                    format!("github.issues[{i}]: {msg}"),
-                    None,
-                )
+                ScenarioDiagnostic::at(path, &source, 0..0, format!("github.issues[{i}]: {msg}"), None)
             })?;
             issues.push(value);
         }
@@ -252,10 +233,8 @@ impl Scenario {
         for rule in &file.leaf {
             let mut responses = Vec::new();
             let inline = rule.inline_response();
-            let inline_given = inline.status.is_some()
-                || inline.output.is_some()
-                || inline.text.is_some()
-                || inline.error.is_some();
+            let inline_given =
+                inline.status.is_some() || inline.output.is_some() || inline.text.is_some() || inline.error.is_some();
             if inline_given && !rule.sequence.is_empty() {
                 return Err(ScenarioDiagnostic::at(
                     path,
@@ -269,18 +248,17 @@ impl Scenario {
                 responses.push(response_from(path, &source, &inline, rule.workflow.span())?);
             } else {
                 for item in &rule.sequence {
-                    responses.push(response_from(path, &source, item.get_ref(), item.span())?);
+                    // Rule-level usage and delay are the defaults of every item in the sequence.
+                    let mut fields = item.get_ref().clone();
+                    fields.usage = fields.usage.or_else(|| inline.usage.clone());
+                    fields.delay_ms = fields.delay_ms.or(inline.delay_ms);
+                    responses.push(response_from(path, &source, &fields, item.span())?);
                 }
             }
             let conditions = rule
                 .conditions
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        k.clone(),
-                        serde_json::to_value(v).expect("TOML converts to JSON"),
-                    )
-                })
+                .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
                 .collect();
             rules.push(LeafRule {
                 workflow: rule.workflow.get_ref().clone(),
@@ -311,10 +289,7 @@ impl Scenario {
 
     /// Checks a scenario against the workflows it names: every rule's workflow exists, and every
     /// canned output fits the workflow's schema (unless marked `invalid`).
-    pub fn validate(
-        &self,
-        workflows: &crate::workflow::WorkflowSet,
-    ) -> Result<(), ScenarioDiagnostic> {
+    pub fn validate(&self, workflows: &crate::workflow::WorkflowSet) -> Result<(), ScenarioDiagnostic> {
         let scenario = self;
         for rule in &scenario.rules {
             let wf = match workflows.get(&rule.workflow) {
@@ -332,16 +307,17 @@ impl Scenario {
                 continue;
             }
             for response in &rule.responses {
-                if response.invalid
-                    || response.status != crate::scheduler::session::SessionStatus::Ok
-                {
+                if response.invalid || response.status != crate::scheduler::session::SessionStatus::Ok {
                     continue;
                 }
                 if let Err(violation) = crate::workflow::validate(&wf.validator, &response.output) {
                     return Err(scenario.diagnostic(
                         response.output_span.clone().unwrap_or(rule.workflow_span.clone()),
                         format!("this output of `{}` does not fit its schema: {violation}", rule.workflow),
-                        Some(format!("fix the output, or mark it `invalid = true` to test how routing copes (schema: {})", wf.path.display())),
+                        Some(format!(
+                            "fix the output, or mark it `invalid = true` to test how routing copes (schema: {})",
+                            wf.path.display()
+                        )),
                     ));
                 }
             }
@@ -371,10 +347,7 @@ fn response_from(
         None => SessionStatus::Ok,
         Some(s) => match SessionStatus::parse(s.get_ref()) {
             Some(
-                st @ (SessionStatus::Ok
-                | SessionStatus::Failed
-                | SessionStatus::Timeout
-                | SessionStatus::Cancelled),
+                st @ (SessionStatus::Ok | SessionStatus::Failed | SessionStatus::Timeout | SessionStatus::Cancelled),
             ) => st,
             _ => {
                 return Err(ScenarioDiagnostic::at(
@@ -404,9 +377,7 @@ fn response_from(
 }
 
 pub fn parse_time(s: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.timestamp())
+    chrono::DateTime::parse_from_rfc3339(s).ok().map(|t| t.timestamp())
 }
 
 #[cfg(test)]

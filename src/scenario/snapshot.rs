@@ -34,10 +34,7 @@ fn contents_of(text: &str) -> String {
 
 /// Renders a snapshot file: insta's header (source, expression), then the contents.
 pub fn render(source: &str, contents: &str) -> String {
-    format!(
-        "---\nsource: {source}\nexpression: trace\n---\n{}\n",
-        contents.trim_end()
-    )
+    format!("---\nsource: {source}\nexpression: trace\n---\n{}\n", contents.trim_end())
 }
 
 pub fn matches(existing: &str, trace: &str) -> bool {
@@ -48,11 +45,7 @@ pub fn matches(existing: &str, trace: &str) -> bool {
 pub fn diff(existing: &str, trace: &str, snap_name: &str) -> String {
     let old = format!("{}\n", existing.trim_end());
     let new = format!("{}\n", trace.trim_end());
-    TextDiff::from_lines(&old, &new)
-        .unified_diff()
-        .context_radius(3)
-        .header(snap_name, "this run")
-        .to_string()
+    TextDiff::from_lines(&old, &new).unified_diff().context_radius(3).header(snap_name, "this run").to_string()
 }
 
 #[cfg(test)]
@@ -65,9 +58,6 @@ mod tests {
         assert_eq!(contents_of(&file), "a\nb");
         assert!(matches("a\nb", "a\nb\n"));
         let d = diff("a\nb", "a\nc", "x.snap");
-        assert!(
-            d.contains("-b") && d.contains("+c") && d.contains("x.snap"),
-            "{d}"
-        );
+        assert!(d.contains("-b") && d.contains("+c") && d.contains("x.snap"), "{d}");
     }
 }

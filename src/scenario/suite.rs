@@ -52,11 +52,7 @@ pub fn scenarios_of(script: &Path) -> Vec<PathBuf> {
 
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<ScenarioCase>, DiscoveryError> {
     let defaults = [PathBuf::from("coordinators")];
-    let paths = if paths.is_empty() {
-        &defaults[..]
-    } else {
-        paths
-    };
+    let paths = if paths.is_empty() { &defaults[..] } else { paths };
     let mut cases = Vec::new();
     for path in paths {
         if !path.exists() {
@@ -73,12 +69,7 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<ScenarioCase>, DiscoveryError> 
             scripts.sort();
             if scripts.is_empty() {
                 // A scenarios folder: coordinators/<name>/scenarios.
-                for scenario in std::fs::read_dir(path)
-                    .into_iter()
-                    .flatten()
-                    .flatten()
-                    .map(|e| e.path())
-                {
+                for scenario in std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| e.path()) {
                     if scenario.extension().is_some_and(|e| e == "toml") {
                         cases.push(case_for_scenario(&scenario)?);
                     }
@@ -115,17 +106,12 @@ fn cases_for_script(script: &Path) -> Vec<ScenarioCase> {
 
 fn case_for_scenario(scenario: &Path) -> Result<ScenarioCase, DiscoveryError> {
     // coordinators/<name>/scenarios/<scenario>.toml -> coordinators/<name>.rhai
-    let by_layout = scenario
-        .parent()
-        .filter(|d| d.file_name().is_some_and(|n| n == "scenarios"))
-        .and_then(|d| {
-            let coord_dir = d.parent()?;
-            let name = coord_dir.file_name()?.to_string_lossy().into_owned();
-            Some(coord_dir.parent()?.join(format!("{name}.rhai")))
-        });
-    let script = by_layout.ok_or_else(|| DiscoveryError::NoCoordinator {
-        scenario: scenario.to_owned(),
-    })?;
+    let by_layout = scenario.parent().filter(|d| d.file_name().is_some_and(|n| n == "scenarios")).and_then(|d| {
+        let coord_dir = d.parent()?;
+        let name = coord_dir.file_name()?.to_string_lossy().into_owned();
+        Some(coord_dir.parent()?.join(format!("{name}.rhai")))
+    });
+    let script = by_layout.ok_or_else(|| DiscoveryError::NoCoordinator { scenario: scenario.to_owned() })?;
     Ok(ScenarioCase {
         coordinator: run::coordinator_name(&script),
         name: run::coordinator_name(scenario),
@@ -163,10 +149,7 @@ impl CaseResult {
     pub fn passed(&self) -> bool {
         self.error.is_none()
             && self.expectation_failures.is_empty()
-            && matches!(
-                self.snapshot,
-                Some(SnapshotState::Matched | SnapshotState::Accepted)
-            )
+            && matches!(self.snapshot, Some(SnapshotState::Matched | SnapshotState::Accepted))
     }
 }
 
@@ -189,10 +172,7 @@ pub fn run_case(
             let span = scenario.coordinator_span.clone().unwrap_or(0..0);
             return Err(render_diagnostic(scenario.diagnostic(
                 span,
-                format!(
-                    "this scenario names coordinator `{named}` but sits with `{}`",
-                    case.coordinator
-                ),
+                format!("this scenario names coordinator `{named}` but sits with `{}`", case.coordinator),
                 None,
             )));
         }
@@ -201,31 +181,20 @@ pub fn run_case(
     let workflows = WorkflowSet::new(project.workflow_dirs());
     scenario.validate(&workflows).map_err(render_diagnostic)?;
 
-    let store = tempfile::Builder::new()
-        .prefix("coord-test-")
-        .tempdir()
-        .map_err(|e| e.to_string())?;
+    let store = tempfile::Builder::new().prefix("coord-test-").tempdir().map_err(|e| e.to_string())?;
     let mut plan = RunPlan::new(case.script.clone());
     plan.scenario = Some(case.scenario.clone());
-    plan.runs = RunStore {
-        root: store.path().to_owned(),
-    };
+    plan.runs = RunStore { root: store.path().to_owned() };
     plan.max_parallel = 64;
     plan.coverage = coverage;
-    let mut outcome = match run::execute(
-        plan,
-        runtime,
-        Arc::new(crate::scheduler::Interrupt::default()),
-    ) {
+    let mut outcome = match run::execute(plan, runtime, Arc::new(crate::scheduler::Interrupt::default())) {
         Ok(o) => o,
         Err(SetupError::Script(d)) => return Err(render_diagnostic(*d)),
         Err(SetupError::Scenario(d)) => return Err(render_diagnostic(*d)),
         Err(e) => return Err(e.to_string()),
     };
     match outcome.failure.take() {
-        Some(RunFailure::Script(d)) if d.kind != ScriptErrorKind::Thrown => {
-            return Err(render_diagnostic(*d))
-        }
+        Some(RunFailure::Script(d)) if d.kind != ScriptErrorKind::Thrown => return Err(render_diagnostic(*d)),
         Some(RunFailure::Host(m)) => return Err(m),
         other => outcome.failure = other,
     }
@@ -235,9 +204,7 @@ pub fn run_case(
 
 fn render_diagnostic(d: impl miette::Diagnostic + Send + Sync + 'static) -> String {
     let mut out = String::new();
-    let handler =
-        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
-            .with_width(120);
+    let handler = miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor()).with_width(120);
     if handler.render_report(&mut out, &d).is_err() {
         out = d.to_string();
     }
@@ -290,9 +257,7 @@ pub fn run_and_compare(
             diff: snapshot::diff(&existing, &trace, &snap.display().to_string()),
             pending: if opts.ci { None } else { write(&pending) },
         },
-        None => SnapshotState::Missing {
-            pending: if opts.ci { None } else { write(&pending) },
-        },
+        None => SnapshotState::Missing { pending: if opts.ci { None } else { write(&pending) } },
     };
     CaseResult {
         case: case.clone(),
@@ -305,14 +270,8 @@ pub fn run_and_compare(
 }
 
 fn numbers(v: &[Value]) -> Vec<String> {
-    let mut out: Vec<String> = v
-        .iter()
-        .map(|x| {
-            x.as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| x.to_string())
-        })
-        .collect();
+    let mut out: Vec<String> =
+        v.iter().map(|x| x.as_str().map(str::to_owned).unwrap_or_else(|| x.to_string())).collect();
     out.sort();
     out
 }
@@ -325,36 +284,20 @@ pub fn check_expectations(expect: &Expectations, o: &RunOutcome) -> Vec<String> 
         .effects
         .iter()
         .filter(|e| e.kind == EffectKind::Merge && e.result["status"] == "merged")
-        .map(|e| {
-            e.args
-                .get("pr")
-                .or_else(|| e.args.get("branch"))
-                .cloned()
-                .unwrap_or(Value::Null)
-        })
+        .map(|e| e.args.get("pr").or_else(|| e.args.get("branch")).cloned().unwrap_or(Value::Null))
         .collect();
     let show = |v: &[String]| format!("[{}]", v.join(", "));
     if let Some(want) = &expect.merged {
         let (want, got) = (numbers(want), numbers(&merged));
         if want != got {
-            failures.push(format!(
-                "expect.merged: expected {}, the run merged {}",
-                show(&want),
-                show(&got)
-            ));
+            failures.push(format!("expect.merged: expected {}, the run merged {}", show(&want), show(&got)));
         }
     }
     if let Some(never) = &expect.not_merged {
         let got = numbers(&merged);
-        let wrongly: Vec<String> = numbers(never)
-            .into_iter()
-            .filter(|n| got.contains(n))
-            .collect();
+        let wrongly: Vec<String> = numbers(never).into_iter().filter(|n| got.contains(n)).collect();
         if !wrongly.is_empty() {
-            failures.push(format!(
-                "expect.not_merged: the run merged {}",
-                show(&wrongly)
-            ));
+            failures.push(format!("expect.not_merged: the run merged {}", show(&wrongly)));
         }
     }
     if let Some(want) = &expect.notified {
@@ -370,34 +313,23 @@ pub fn check_expectations(expect: &Expectations, o: &RunOutcome) -> Vec<String> 
         want.sort();
         want.dedup();
         if want != got {
-            failures.push(format!(
-                "expect.notified: expected {}, the run notified {}",
-                show(&want),
-                show(&got)
-            ));
+            failures.push(format!("expect.notified: expected {}, the run notified {}", show(&want), show(&got)));
         }
     }
     let sessions = o.sessions as u64;
     if let Some(max) = expect.max_sessions {
         if sessions > max {
-            failures.push(format!(
-                "expect.max_sessions: expected at most {max} sessions, the run spawned {sessions}"
-            ));
+            failures.push(format!("expect.max_sessions: expected at most {max} sessions, the run spawned {sessions}"));
         }
     }
     if let Some(min) = expect.min_sessions {
         if sessions < min {
-            failures.push(format!(
-                "expect.min_sessions: expected at least {min} sessions, the run spawned {sessions}"
-            ));
+            failures.push(format!("expect.min_sessions: expected at least {min} sessions, the run spawned {sessions}"));
         }
     }
     if let Some(status) = &expect.status {
         if status != o.status.as_str() {
-            failures.push(format!(
-                "expect.status: expected `{status}`, the run ended `{}`",
-                o.status
-            ));
+            failures.push(format!("expect.status: expected `{status}`, the run ended `{}`", o.status));
         }
     }
     if let Some(max) = expect.max_cost_usd {
@@ -413,9 +345,7 @@ pub fn check_expectations(expect: &Expectations, o: &RunOutcome) -> Vec<String> 
             let want = serde_json::to_value(want).unwrap_or(Value::Null);
             let got = o.result.get(k).cloned().unwrap_or(Value::Null);
             if !json_equal(&want, &got) {
-                failures.push(format!(
-                    "expect.result.{k}: expected {want}, the script returned {got}"
-                ));
+                failures.push(format!("expect.result.{k}: expected {want}, the script returned {got}"));
             }
         }
     }
@@ -425,13 +355,9 @@ pub fn check_expectations(expect: &Expectations, o: &RunOutcome) -> Vec<String> 
 fn json_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equal(x, y))
-        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_equal(x, y)),
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_equal(v, w)))
         }
         _ => a == b,
     }

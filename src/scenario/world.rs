@@ -15,10 +15,7 @@ pub struct ScenarioWorld {
 /// Fills in the PR fields a scenario may leave out.
 pub fn normalize_pr(pr: &mut Value) -> Result<(), String> {
     let obj = pr.as_object_mut().ok_or("a PR must be a table")?;
-    let number = obj
-        .get("number")
-        .and_then(Value::as_u64)
-        .ok_or("a PR needs a positive integer `number`")?;
+    let number = obj.get("number").and_then(Value::as_u64).ok_or("a PR needs a positive integer `number`")?;
     let defaults = [
         ("title", json!(format!("PR #{number}"))),
         ("author", json!("octocat")),
@@ -38,19 +35,14 @@ pub fn normalize_pr(pr: &mut Value) -> Result<(), String> {
     }
     match obj["checks"].as_str() {
         Some("green" | "pending" | "red") => Ok(()),
-        _ => Err(format!(
-            "PR #{number}: `checks` must be \"green\", \"pending\" or \"red\""
-        )),
+        _ => Err(format!("PR #{number}: `checks` must be \"green\", \"pending\" or \"red\"")),
     }
 }
 
 /// Fills in the issue fields a scenario may leave out.
 pub fn normalize_issue(issue: &mut Value) -> Result<(), String> {
     let obj = issue.as_object_mut().ok_or("an issue must be a table")?;
-    let number = obj
-        .get("number")
-        .and_then(Value::as_u64)
-        .ok_or("an issue needs a positive integer `number`")?;
+    let number = obj.get("number").and_then(Value::as_u64).ok_or("an issue needs a positive integer `number`")?;
     let defaults = [
         ("title", json!(format!("Issue #{number}"))),
         ("author", json!("octocat")),
@@ -71,19 +63,13 @@ impl ScenarioWorld {
         let key = |v: &Value| v["number"].as_u64().unwrap_or(0);
         ScenarioWorld {
             prs: scenario.prs.iter().map(|p| (key(p), p.clone())).collect(),
-            issues: scenario
-                .issues
-                .iter()
-                .map(|i| (key(i), i.clone()))
-                .collect(),
+            issues: scenario.issues.iter().map(|i| (key(i), i.clone())).collect(),
             notifications: Vec::new(),
         }
     }
 
     fn pr(&self, n: u64) -> Result<&Value, WorldError> {
-        self.prs
-            .get(&n)
-            .ok_or_else(|| WorldError::Failed(format!("no PR #{n} in the scenario")))
+        self.prs.get(&n).ok_or_else(|| WorldError::Failed(format!("no PR #{n} in the scenario")))
     }
 }
 
@@ -92,25 +78,14 @@ fn str_opt<'a>(opts: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 fn labels_of(v: &Value) -> Vec<&str> {
-    v["labels"]
-        .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+    v["labels"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default()
 }
 
 /// The `labels` option as a list, accepting a single string too.
 fn wanted_labels(opts: &Value) -> Vec<String> {
     match opts.get("labels") {
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty())
-            .collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+        Some(Value::String(s)) => s.split(',').map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     }
 }
@@ -120,9 +95,7 @@ fn state_matches(item: &Value, wanted: &str) -> bool {
 }
 
 fn target_number(args: &Value) -> Option<u64> {
-    args.get("pr")
-        .or_else(|| args.get("number"))
-        .and_then(Value::as_u64)
+    args.get("pr").or_else(|| args.get("number")).and_then(Value::as_u64)
 }
 
 impl World for ScenarioWorld {
@@ -135,12 +108,8 @@ impl World for ScenarioWorld {
                     self.prs
                         .values()
                         .filter(|pr| state_matches(pr, state))
-                        .filter(|pr| {
-                            str_opt(opts, "base").is_none_or(|b| pr["base"].as_str() == Some(b))
-                        })
-                        .filter(|pr| {
-                            str_opt(opts, "author").is_none_or(|a| pr["author"].as_str() == Some(a))
-                        })
+                        .filter(|pr| str_opt(opts, "base").is_none_or(|b| pr["base"].as_str() == Some(b)))
+                        .filter(|pr| str_opt(opts, "author").is_none_or(|a| pr["author"].as_str() == Some(a)))
                         .filter(|pr| labels.iter().all(|l| labels_of(pr).contains(&l.as_str())))
                         .cloned()
                         .collect(),
@@ -155,11 +124,7 @@ impl World for ScenarioWorld {
                     "details": pr.get("check_details").cloned().unwrap_or_else(|| json!([])),
                 })
             }
-            GithubRead::Reviews(n) => self
-                .pr(*n)?
-                .get("reviews")
-                .cloned()
-                .unwrap_or_else(|| json!([])),
+            GithubRead::Reviews(n) => self.pr(*n)?.get("reviews").cloned().unwrap_or_else(|| json!([])),
             GithubRead::Issues(opts) => {
                 let state = str_opt(opts, "state").unwrap_or("open");
                 let labels = wanted_labels(opts);
@@ -181,31 +146,20 @@ impl World for ScenarioWorld {
             EffectKind::Merge => {
                 let Some(n) = target_number(args) else {
                     let target = args.get("branch").cloned().unwrap_or(Value::Null);
-                    return Ok(
-                        json!({"status": "refused", "reason": "not_found", "branch": target}),
-                    );
+                    return Ok(json!({"status": "refused", "reason": "not_found", "branch": target}));
                 };
                 let Some(pr) = self.prs.get_mut(&n) else {
                     return Ok(json!({"status": "refused", "reason": "not_found", "pr": n}));
                 };
-                let refuse =
-                    |reason: &str| Ok(json!({"status": "refused", "reason": reason, "pr": n}));
+                let refuse = |reason: &str| Ok(json!({"status": "refused", "reason": reason, "pr": n}));
                 if pr["merged"] == true || pr["state"] != "open" {
                     return refuse("not_mergeable");
                 }
-                let require_green = args
-                    .get("require_green")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(true);
+                let require_green = args.get("require_green").and_then(Value::as_bool).unwrap_or(true);
                 if require_green && pr["checks"] != "green" {
                     return refuse("not_green");
                 }
-                if args
-                    .get("require_approval")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false)
-                    && pr["approved"] != true
-                {
+                if args.get("require_approval").and_then(Value::as_bool).unwrap_or(false) && pr["approved"] != true {
                     return refuse("not_approved");
                 }
                 if let Some(sha) = args.get("sha").and_then(Value::as_str) {
@@ -244,13 +198,8 @@ impl World for ScenarioWorld {
                 let Some(item) = item else {
                     return Ok(json!({"status": "failed", "reason": "not_found", "number": n}));
                 };
-                let obj: &mut Map<String, Value> =
-                    item.as_object_mut().expect("fixtures are objects");
-                let mut labels: Vec<Value> = obj
-                    .get("labels")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .unwrap_or_default();
+                let obj: &mut Map<String, Value> = item.as_object_mut().expect("fixtures are objects");
+                let mut labels: Vec<Value> = obj.get("labels").and_then(Value::as_array).cloned().unwrap_or_default();
                 match effect.kind {
                     EffectKind::Label => {
                         for l in args["labels"].as_array().into_iter().flatten() {

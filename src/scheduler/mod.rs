@@ -67,10 +67,7 @@ impl Interrupt {
         if self.is_set() {
             let _ = sender.send(Command::CancelAll);
         }
-        self.cancellers
-            .lock()
-            .expect("interrupt poisoned")
-            .push(sender);
+        self.cancellers.lock().expect("interrupt poisoned").push(sender);
     }
 }
 
@@ -82,19 +79,12 @@ pub struct SchedulerClient {
 
 impl SchedulerClient {
     /// Starts the dispatcher on `runtime`.
-    pub fn start(
-        runtime: &tokio::runtime::Handle,
-        max_parallel: usize,
-        interrupt: &Interrupt,
-    ) -> Self {
+    pub fn start(runtime: &tokio::runtime::Handle, max_parallel: usize, interrupt: &Interrupt) -> Self {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         interrupt.register(cmd_tx.clone());
         runtime.spawn(dispatch(cmd_rx, done_tx, max_parallel.max(1)));
-        SchedulerClient {
-            commands: cmd_tx,
-            completions: done_rx,
-        }
+        SchedulerClient { commands: cmd_tx, completions: done_rx }
     }
 
     pub fn spawn(&self, order: SpawnOrder) {
@@ -125,8 +115,7 @@ async fn dispatch(
     let permits = Arc::new(Semaphore::new(max_parallel));
     let mut running = JoinSet::new();
     // Which session each task runs, so a cancellation can report every one of them.
-    let mut sessions: std::collections::HashMap<tokio::task::Id, (String, String)> =
-        Default::default();
+    let mut sessions: std::collections::HashMap<tokio::task::Id, (String, String)> = Default::default();
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {

@@ -130,16 +130,8 @@ impl SessionResult {
         }
     }
 
-    pub fn failed(
-        id: &str,
-        workflow: &str,
-        status: SessionStatus,
-        error: impl Into<String>,
-    ) -> Self {
-        SessionResult {
-            error: Some(error.into()),
-            ..SessionResult::new(id, workflow, status)
-        }
+    pub fn failed(id: &str, workflow: &str, status: SessionStatus, error: impl Into<String>) -> Self {
+        SessionResult { error: Some(error.into()), ..SessionResult::new(id, workflow, status) }
     }
 }
 

@@ -31,12 +31,7 @@ pub fn record(engine: &mut Engine, main_source: String, hits: SharedHits) {
                 // expressions, so every node counts, keyed by its position.
                 if let (_, Some(line)) = (node, pos.line()) {
                     let col = pos.position().unwrap_or(0);
-                    *hits
-                        .lock()
-                        .expect("coverage hits poisoned")
-                        .by_pos
-                        .entry((line, col))
-                        .or_insert(0) += 1;
+                    *hits.lock().expect("coverage hits poisoned").by_pos.entry((line, col)).or_insert(0) += 1;
                 }
             }
             Ok(DebuggerCommand::StepInto)
@@ -67,10 +62,7 @@ fn pos_of(p: Position) -> Option<(usize, usize)> {
 }
 
 fn first_stmt_pos(block: &rhai::StmtBlock) -> Option<(usize, usize)> {
-    block
-        .statements()
-        .first()
-        .and_then(|s| pos_of(s.position()))
+    block.statements().first().and_then(|s| pos_of(s.position()))
 }
 
 pub fn plan(ast: &AST) -> CoveragePlan {
@@ -90,20 +82,10 @@ pub fn plan(ast: &AST) -> CoveragePlan {
             Stmt::If(flow, _) => {
                 let then_pos = first_stmt_pos(&flow.body);
                 if let Some(t) = then_pos {
-                    plan.branches.push(Branch {
-                        line: at.0,
-                        arm: "if".into(),
-                        target: t,
-                        then_of: None,
-                    });
+                    plan.branches.push(Branch { line: at.0, arm: "if".into(), target: t, then_of: None });
                 }
                 match first_stmt_pos(&flow.branch) {
-                    Some(e) => plan.branches.push(Branch {
-                        line: at.0,
-                        arm: "else".into(),
-                        target: e,
-                        then_of: None,
-                    }),
+                    Some(e) => plan.branches.push(Branch { line: at.0, arm: "else".into(), target: e, then_of: None }),
                     None => plan.branches.push(Branch {
                         line: at.0,
                         arm: "else (implicit)".into(),
@@ -116,17 +98,9 @@ pub fn plan(ast: &AST) -> CoveragePlan {
                 let (_, cases) = &**x;
                 for (i, case) in cases.expressions.iter().enumerate() {
                     if let Some(t) = expr_first_pos(&case.rhs) {
-                        let arm = if Some(i) == cases.def_case {
-                            "default".to_owned()
-                        } else {
-                            format!("case {}", i + 1)
-                        };
-                        plan.branches.push(Branch {
-                            line: at.0,
-                            arm,
-                            target: t,
-                            then_of: None,
-                        });
+                        let arm =
+                            if Some(i) == cases.def_case { "default".to_owned() } else { format!("case {}", i + 1) };
+                        plan.branches.push(Branch { line: at.0, arm, target: t, then_of: None });
                     }
                 }
             }
@@ -161,12 +135,7 @@ pub fn report(plan: &CoveragePlan, hits: &Hits) -> CoverageReport {
         *hit_lines.entry(line).or_insert(0) += n;
     }
     let count = |p: (usize, usize)| hits.by_pos.get(&p).copied().unwrap_or(0);
-    let missed_lines = plan
-        .lines
-        .iter()
-        .copied()
-        .filter(|l| !hit_lines.contains_key(l))
-        .collect();
+    let missed_lines = plan.lines.iter().copied().filter(|l| !hit_lines.contains_key(l)).collect();
     let missed_branches = plan
         .branches
         .iter()
@@ -178,10 +147,5 @@ pub fn report(plan: &CoveragePlan, hits: &Hits) -> CoverageReport {
         })
         .map(|b| (b.line, b.arm.clone()))
         .collect();
-    CoverageReport {
-        total_lines: plan.lines.len(),
-        missed_lines,
-        total_branches: plan.branches.len(),
-        missed_branches,
-    }
+    CoverageReport { total_lines: plan.lines.len(), missed_lines, total_branches: plan.branches.len(), missed_branches }
 }

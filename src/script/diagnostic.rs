@@ -35,15 +35,7 @@ pub struct ScriptDiagnostic {
 impl ScriptDiagnostic {
     pub fn from_parse(err: &ParseError, file: &Path, source: &str) -> Self {
         let (msg, help) = describe_parse(err);
-        build(
-            file,
-            source,
-            err.position(),
-            msg,
-            "here".into(),
-            help,
-            ScriptErrorKind::Syntax,
-        )
+        build(file, source, err.position(), msg, "here".into(), help, ScriptErrorKind::Syntax)
     }
 
     pub fn from_eval(err: &EvalAltResult, main_file: &Path, main_source: &str) -> Self {
@@ -69,11 +61,7 @@ impl ScriptDiagnostic {
         help: Option<String>,
         kind: ScriptErrorKind,
     ) -> Self {
-        let pos = if line > 0 {
-            Position::new(line as u16, col.max(1) as u16)
-        } else {
-            Position::NONE
-        };
+        let pos = if line > 0 { Position::new(line as u16, col.max(1) as u16) } else { Position::NONE };
         build(file, source, pos, message, "here".into(), help, kind)
     }
 }
@@ -107,10 +95,7 @@ fn build(
             let col = col.unwrap_or(1);
             let offset = offset_of(source, line, col);
             let len = token_len(&source[offset..]);
-            (
-                Some(SourceSpan::from(offset..offset + len)),
-                Some(format!("{name}:{line}:{col}")),
-            )
+            (Some(SourceSpan::from(offset..offset + len)), Some(format!("{name}:{line}:{col}")))
         }
         _ => (None, None),
     };
@@ -118,15 +103,7 @@ fn build(
         Some(loc) => format!("{loc}: {message}"),
         None => format!("{name}: {message}"),
     };
-    ScriptDiagnostic {
-        message,
-        src: NamedSource::new(name, source.to_owned()),
-        span,
-        label,
-        help,
-        kind,
-        location,
-    }
+    ScriptDiagnostic { message, src: NamedSource::new(name, source.to_owned()), span, label, help, kind, location }
 }
 
 /// Byte offset of a 1-based line and (character) column.
@@ -134,11 +111,7 @@ fn offset_of(source: &str, line: usize, col: usize) -> usize {
     let mut offset = 0;
     for (i, l) in source.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            let within: usize = l
-                .chars()
-                .take(col.saturating_sub(1))
-                .map(char::len_utf8)
-                .sum();
+            let within: usize = l.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
             return (offset + within).min(source.len());
         }
         offset += l.len();
@@ -147,25 +120,14 @@ fn offset_of(source: &str, line: usize, col: usize) -> usize {
 }
 
 fn token_len(rest: &str) -> usize {
-    let n: usize = rest
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-        .map(char::len_utf8)
-        .sum();
+    let n: usize = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').map(char::len_utf8).sum();
     n.max(rest.chars().next().map(char::len_utf8).unwrap_or(0))
 }
 
-fn innermost(
-    err: &EvalAltResult,
-    module: Option<String>,
-) -> (&EvalAltResult, Position, Option<String>) {
+fn innermost(err: &EvalAltResult, module: Option<String>) -> (&EvalAltResult, Position, Option<String>) {
     match err {
         EvalAltResult::ErrorInFunctionCall(_, src, inner, pos) => {
-            let module = if src.is_empty() {
-                module
-            } else {
-                Some(src.clone())
-            };
+            let module = if src.is_empty() { module } else { Some(src.clone()) };
             let (e, p, m) = innermost(inner, module.clone());
             if p.is_none() {
                 (err, *pos, module)
@@ -229,12 +191,14 @@ fn describe_eval(err: &EvalAltResult) -> (String, String, Option<String>, Script
             Some("recursion deeper than the engine's call-level limit is refused".into()),
             Runtime,
         ),
-        E::ErrorDataTooLarge(what, _) => (format!("{what} exceeds the engine's size limit"), "here".into(), None, Runtime),
-        E::ErrorRuntime(value, _) => {
-            (format!("the script threw: {value}"), "thrown here".into(), None, Thrown)
+        E::ErrorDataTooLarge(what, _) => {
+            (format!("{what} exceeds the engine's size limit"), "here".into(), None, Runtime)
         }
+        E::ErrorRuntime(value, _) => (format!("the script threw: {value}"), "thrown here".into(), None, Thrown),
         E::ErrorSystem(msg, _) => (msg.clone(), "here".into(), None, Runtime),
-        E::ErrorModuleNotFound(m, _) => (format!("cannot import `{m}`: no such module"), "imported here".into(), None, Runtime),
+        E::ErrorModuleNotFound(m, _) => {
+            (format!("cannot import `{m}`: no such module"), "imported here".into(), None, Runtime)
+        }
         other => (other.to_string(), "here".into(), None, Runtime),
     }
 }
@@ -256,9 +220,7 @@ pub fn strsim_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.chars().enumerate() {
         let mut cur = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
-                .min(prev[j + 1] + 1)
-                .min(cur[j] + 1);
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
         }
         prev = cur;
     }

@@ -3,9 +3,8 @@
 //! and deterministically (the limits count operations, never wall time).
 
 use rhai::packages::{
-    ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage,
-    BasicMathPackage, BasicStringPackage, BitFieldPackage, LanguageCorePackage, LogicPackage,
-    MoreStringPackage, Package,
+    ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage, BasicMathPackage,
+    BasicStringPackage, BitFieldPackage, LanguageCorePackage, LogicPackage, MoreStringPackage, Package,
 };
 use rhai::{Engine, EvalAltResult, Module};
 
@@ -63,16 +62,9 @@ impl ScriptEngine {
         let mut sandbox = Module::new();
         // Exact parameter types, so these win over the core package's `sleep(INT)` and
         // `sleep(FLOAT)` rather than losing to them as a Dynamic fallback would.
-        sandbox.set_native_fn("sleep", |_: rhai::INT| -> Result<(), Box<EvalAltResult>> {
-            Err(sandboxed("sleep"))
-        });
-        sandbox.set_native_fn(
-            "sleep",
-            |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(sandboxed("sleep")) },
-        );
-        sandbox.set_native_fn("timestamp", || -> Result<(), Box<EvalAltResult>> {
-            Err(sandboxed("timestamp"))
-        });
+        sandbox.set_native_fn("sleep", |_: rhai::INT| -> Result<(), Box<EvalAltResult>> { Err(sandboxed("sleep")) });
+        sandbox.set_native_fn("sleep", |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(sandboxed("sleep")) });
+        sandbox.set_native_fn("timestamp", || -> Result<(), Box<EvalAltResult>> { Err(sandboxed("timestamp")) });
         engine.register_global_module(sandbox.into());
         engine.disable_symbol("eval");
 

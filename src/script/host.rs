@@ -13,6 +13,7 @@ use crate::harness::HarnessSet;
 use crate::journal::blob_store::{BlobStore, INLINE_LIMIT};
 use crate::journal::entry::{CallSite, Entry};
 use crate::journal::{CallKey, JournalWriter};
+use crate::run::run_event::{RunEvent, RunEvents};
 use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
 use crate::scheduler::{SchedulerClient, SpawnOrder};
 use crate::script::recorded_calls::{Divergence, RecordedCalls, ReplayMode};
@@ -137,6 +138,8 @@ pub struct Host {
     pub unrecorded: Vec<UnrecordedCall>,
     /// The error that stopped the script, kept typed (the engine only carries a message).
     pub fatal: Option<HostError>,
+    /// Where live progress goes (`coord run`'s display), when someone watches.
+    events: Option<RunEvents>,
 }
 
 impl Host {
@@ -169,7 +172,13 @@ impl Host {
             usage: Usage::default(),
             unrecorded: Vec::new(),
             fatal: None,
+            events: None,
         }
+    }
+
+    /// Reports sessions and effects to `events` as they happen, for a live display.
+    pub fn report_events_to(&mut self, events: RunEvents) {
+        self.events = Some(events);
     }
 
     pub fn journal_mut(&mut self) -> &mut JournalWriter {
@@ -196,10 +205,7 @@ impl Host {
 
     /// Never performs anything: replay and what-if only read the journal.
     fn offline_replay(&self) -> bool {
-        matches!(
-            self.replaying(),
-            Some(ReplayMode::Exact | ReplayMode::WhatIf)
-        )
+        matches!(self.replaying(), Some(ReplayMode::Exact | ReplayMode::WhatIf))
     }
 
     pub fn log_line(&mut self, line: &str) {
@@ -224,14 +230,7 @@ impl Host {
         workflow: Option<&str>,
         args: &Value,
         site: &CallSite,
-    ) -> Result<
-        (
-            u64,
-            CallKey,
-            Option<crate::script::recorded_calls::RecordedAnswer>,
-        ),
-        HostError,
-    > {
+    ) -> Result<(u64, CallKey, Option<crate::script::recorded_calls::RecordedAnswer>), HostError> {
         self.check_interrupt()?;
         self.drain_completions()?;
         let index = self.next_call;
@@ -240,9 +239,8 @@ impl Host {
         let answer = match &mut self.recorded {
             None => None,
             Some(rec) => {
-                let ans = rec
-                    .answer(index, function, &key, args, site)
-                    .map_err(|d| HostError::Divergence(Box::new(d)))?;
+                let ans =
+                    rec.answer(index, function, &key, args, site).map_err(|d| HostError::Divergence(Box::new(d)))?;
                 if ans.is_none() && rec.mode == ReplayMode::Exact {
                     return Err(HostError::JournalEnded(index));
                 }
@@ -275,15 +273,7 @@ impl Host {
         if let Some(ans) = answer {
             let result = ans.entry.result.unwrap_or(Value::Null);
             if self.rejournal(ans.positional) {
-                self.journal.append(Entry::call(
-                    index,
-                    function,
-                    key,
-                    site,
-                    args,
-                    result.clone(),
-                    None,
-                ))?;
+                self.journal.append(Entry::call(index, function, key, site, args, result.clone(), None))?;
             }
             return Ok(result);
         }
@@ -292,15 +282,7 @@ impl Host {
             return Ok(Value::Null);
         }
         let result = live(self)?;
-        self.journal.append(Entry::call(
-            index,
-            function,
-            key,
-            site,
-            args,
-            result.clone(),
-            None,
-        ))?;
+        self.journal.append(Entry::call(index, function, key, site, args, result.clone(), None))?;
         Ok(result)
     }
 
@@ -315,28 +297,19 @@ impl Host {
     }
 
     pub fn input(&mut self, site: &CallSite, name: &str) -> Result<Value, HostError> {
-        self.value_call("input", json!([name]), site, |h| {
-            Ok(h.inputs.get(name).cloned().unwrap_or(Value::Null))
-        })
+        self.value_call("input", json!([name]), site, |h| Ok(h.inputs.get(name).cloned().unwrap_or(Value::Null)))
     }
 
     pub fn inputs(&mut self, site: &CallSite) -> Result<Value, HostError> {
         self.value_call("inputs", json!([]), site, |h| {
-            Ok(Value::Object(
-                h.inputs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ))
+            Ok(Value::Object(h.inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
         })
     }
 
     pub fn github_read(&mut self, site: &CallSite, read: GithubRead) -> Result<Value, HostError> {
         let function = read.function();
         self.value_call(function, read.args(), site, |h| {
-            h.world
-                .github_read(&read)
-                .map_err(|e| HostError::World(e.to_string()))
+            h.world.github_read(&read).map_err(|e| HostError::World(e.to_string()))
         })
     }
 
@@ -350,11 +323,7 @@ impl Host {
         opts: &Value,
         schema_override: Option<Value>,
     ) -> Result<String, HostError> {
-        let goal = opts
-            .get("goal")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
+        let goal = opts.get("goal").and_then(Value::as_str).unwrap_or("").to_owned();
         let inputs = match opts.get("inputs") {
             None | Some(Value::Null) => json!({}),
             Some(v @ Value::Object(_)) => v.clone(),
@@ -369,17 +338,12 @@ impl Host {
         if let (Some(obj), Some(schema)) = (args.as_object_mut(), &schema_override) {
             obj.insert("schema".into(), schema.clone());
         }
-        let (index, key, answer) =
-            self.begin_call("spawn_session", Some(workflow_name), &args, site)?;
+        let (index, key, answer) = self.begin_call("spawn_session", Some(workflow_name), &args, site)?;
         self.next_session += 1;
         let id = format!("s{}", self.next_session);
         self.spawns.insert(
             id.clone(),
-            SpawnInfo {
-                workflow: workflow_name.to_owned(),
-                goal: goal.clone(),
-                inputs: inputs.clone(),
-            },
+            SpawnInfo { workflow: workflow_name.to_owned(), goal: goal.clone(), inputs: inputs.clone() },
         );
 
         let mut already_journaled = false;
@@ -397,9 +361,8 @@ impl Host {
                 ))?;
             }
             if let Some(recorded) = ans.session_result {
-                let mut result: SessionResult = serde_json::from_value(recorded).map_err(|e| {
-                    HostError::Script(format!("journal: unreadable session result: {e}"))
-                })?;
+                let mut result: SessionResult = serde_json::from_value(recorded)
+                    .map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
                 result.id = id.clone();
                 self.finish_session(result, rejournal)?;
                 return Ok(id);
@@ -427,19 +390,19 @@ impl Host {
         }
 
         if !already_journaled {
-            self.journal.append(Entry::call(
-                index,
-                "spawn_session",
-                key,
-                site,
-                args,
-                Value::Null,
-                Some(id.clone()),
-            ))?;
+            self.journal.append(Entry::call(index, "spawn_session", key, site, args, Value::Null, Some(id.clone())))?;
         }
         match self.prepare_leaf(&id, workflow_name, &goal, &inputs, opts, schema_override) {
-            Ok(order) => {
+            Ok(mut order) => {
                 self.slots.insert(id.clone(), SessionSlot::Pending);
+                if let Some(events) = &self.events {
+                    events.send(RunEvent::SessionQueued {
+                        id: id.clone(),
+                        workflow: workflow_name.to_owned(),
+                        goal: goal.clone(),
+                    });
+                    order.harness = events.report_starts(order.harness);
+                }
                 self.scheduler.spawn(order);
             }
             Err(LeafSetupError::Script(msg)) => return Err(HostError::Script(msg)),
@@ -460,10 +423,8 @@ impl Host {
         opts: &Value,
         schema_override: Option<Value>,
     ) -> Result<SpawnOrder, LeafSetupError> {
-        let wf = self
-            .workflows
-            .get(workflow_name)
-            .map_err(|e| LeafSetupError::Script(format!("spawn_session: {e}")))?;
+        let wf =
+            self.workflows.get(workflow_name).map_err(|e| LeafSetupError::Script(format!("spawn_session: {e}")))?;
         let over = self.leaf_overrides.get(workflow_name).cloned();
         let harness_name = opts
             .get("harness")
@@ -485,13 +446,9 @@ impl Host {
             .or_else(|| over.and_then(|o| o.model))
             .or_else(|| wf.model.clone());
         let timeout = match opts.get("timeout") {
-            Some(Value::Number(n)) => n
-                .as_f64()
-                .map(Duration::from_secs_f64)
-                .unwrap_or(wf.timeout),
-            Some(Value::String(s)) => humantime::parse_duration(s).map_err(|e| {
-                LeafSetupError::Script(format!("spawn_session: timeout `{s}`: {e}"))
-            })?,
+            Some(Value::Number(n)) => n.as_f64().map(Duration::from_secs_f64).unwrap_or(wf.timeout),
+            Some(Value::String(s)) => humantime::parse_duration(s)
+                .map_err(|e| LeafSetupError::Script(format!("spawn_session: timeout `{s}`: {e}")))?,
             _ => wf.timeout,
         };
         let (schema, validator) = match schema_override {
@@ -501,9 +458,7 @@ impl Host {
                 let v = match self.validators.get(&hash) {
                     Some(v) => v.clone(),
                     None => {
-                        let v = Arc::new(
-                            workflow::compile_schema(&schema).map_err(LeafSetupError::Script)?,
-                        );
+                        let v = Arc::new(workflow::compile_schema(&schema).map_err(LeafSetupError::Script)?);
                         self.validators.insert(hash, v.clone());
                         v
                     }
@@ -516,17 +471,13 @@ impl Host {
             None => match self.validators.get(workflow_name) {
                 Some(v) => v.clone(),
                 None => {
-                    let v = Arc::new(
-                        workflow::compile_schema(&wf.schema).map_err(LeafSetupError::Script)?,
-                    );
+                    let v = Arc::new(workflow::compile_schema(&wf.schema).map_err(LeafSetupError::Script)?);
                     self.validators.insert(workflow_name.to_owned(), v.clone());
                     v
                 }
             },
         };
-        let prompt = wf
-            .render_prompt(goal, inputs)
-            .map_err(LeafSetupError::Leaf)?;
+        let prompt = wf.render_prompt(goal, inputs).map_err(LeafSetupError::Leaf)?;
         Ok(SpawnOrder {
             request: LeafRequest {
                 session_id: id.to_owned(),
@@ -547,21 +498,13 @@ impl Host {
     }
 
     /// Records a finished session. `journal` is false for results taken from the journal.
-    fn finish_session(
-        &mut self,
-        mut result: SessionResult,
-        journal: bool,
-    ) -> Result<(), HostError> {
+    fn finish_session(&mut self, mut result: SessionResult, journal: bool) -> Result<(), HostError> {
         // A leaf cancelled because the run is stopping was in flight, not finished: it is not
         // journaled, so `coord resume` runs it again.
         let stopping = self.interrupt.is_set() && result.status == SessionStatus::Cancelled;
         if journal && !stopping {
             let mut record = serde_json::to_value(&result).expect("session results serialize");
-            let output_len = if result.output.is_null() {
-                0
-            } else {
-                result.output.to_string().len()
-            };
+            let output_len = if result.output.is_null() { 0 } else { result.output.to_string().len() };
             if output_len > INLINE_LIMIT {
                 let hash = self.blobs.put(result.output.to_string().as_bytes())?;
                 record["output"] = json!({ "$blob": hash });
@@ -573,8 +516,10 @@ impl Host {
                 .map_err(|e| HostError::Script(format!("journal: blob {hash} is not JSON: {e}")))?;
         }
         self.usage.add(&result.usage);
-        self.slots
-            .insert(result.id.clone(), SessionSlot::Done(result));
+        if let Some(events) = &self.events {
+            events.send(RunEvent::finished(&result));
+        }
+        self.slots.insert(result.id.clone(), SessionSlot::Done(result));
         Ok(())
     }
 
@@ -592,30 +537,20 @@ impl Host {
     }
 
     /// Blocks until every listed session is done; returns their results in the order given.
-    pub fn await_sessions(
-        &mut self,
-        site: &CallSite,
-        ids: &[String],
-    ) -> Result<Vec<SessionResult>, HostError> {
+    pub fn await_sessions(&mut self, site: &CallSite, ids: &[String]) -> Result<Vec<SessionResult>, HostError> {
         for id in ids {
             if !self.spawns.contains_key(id) {
-                return Err(HostError::Script(format!(
-                    "await_sessions: no session `{id}` was spawned in this run"
-                )));
+                return Err(HostError::Script(format!("await_sessions: no session `{id}` was spawned in this run")));
             }
         }
         let args = json!({ "sessions": ids });
         let (index, key, answer) = self.begin_call("await_sessions", None, &args, site)?;
-        if self.replaying() == Some(ReplayMode::Exact)
-            && ids.iter().any(|id| self.unfinished_in_journal.contains(id))
-        {
+        if self.replaying() == Some(ReplayMode::Exact) && ids.iter().any(|id| self.unfinished_in_journal.contains(id)) {
             return Err(HostError::JournalEnded(index));
         }
         // Wait for live sessions; recorded ones are already done.
         loop {
-            let pending = ids
-                .iter()
-                .any(|id| matches!(self.slots.get(id), Some(SessionSlot::Pending)));
+            let pending = ids.iter().any(|id| matches!(self.slots.get(id), Some(SessionSlot::Pending)));
             if !pending {
                 break;
             }
@@ -646,15 +581,7 @@ impl Host {
         };
         if journal_it {
             let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
-            self.journal.append(Entry::call(
-                index,
-                "await_sessions",
-                key,
-                site,
-                args,
-                json!(statuses),
-                None,
-            ))?;
+            self.journal.append(Entry::call(index, "await_sessions", key, site, args, json!(statuses), None))?;
             // An await boundary: make everything so far durable, in one fsync.
             self.journal.sync()?;
         }
@@ -662,35 +589,21 @@ impl Host {
     }
 
     pub fn spawn_info(&self, id: &str) -> Option<(&str, &str, &Value)> {
-        self.spawns
-            .get(id)
-            .map(|s| (s.workflow.as_str(), s.goal.as_str(), &s.inputs))
+        self.spawns.get(id).map(|s| (s.workflow.as_str(), s.goal.as_str(), &s.inputs))
     }
 
     // ---- effects -----------------------------------------------------------------------
 
     /// Journals the intent, acts (unless dry-run or replaying), journals the result.
-    pub fn effect(
-        &mut self,
-        site: &CallSite,
-        kind: EffectKind,
-        args: Value,
-    ) -> Result<Value, HostError> {
+    pub fn effect(&mut self, site: &CallSite, kind: EffectKind, args: Value) -> Result<Value, HostError> {
         let function = kind.function();
         let (index, key, answer) = self.begin_call(function, None, &args, site)?;
-        let request = EffectRequest {
-            kind,
-            args: args.clone(),
-        };
+        let request = EffectRequest { kind, args: args.clone() };
         let idempotency_key = format!("{}:{index}", self.run_id);
 
         let result = match answer {
             Some(ans) => {
-                let recorded_key = ans
-                    .entry
-                    .idempotency_key
-                    .clone()
-                    .unwrap_or(idempotency_key.clone());
+                let recorded_key = ans.entry.idempotency_key.clone().unwrap_or(idempotency_key.clone());
                 if self.rejournal(ans.positional) {
                     self.journal.append(Entry::effect_intent(
                         index,
@@ -705,11 +618,7 @@ impl Host {
                     Some(result) => {
                         self.world.restore(&request, &result);
                         if self.rejournal(ans.positional) {
-                            self.journal.append(Entry::effect_result(
-                                index,
-                                function,
-                                result.clone(),
-                            ))?;
+                            self.journal.append(Entry::effect_result(index, function, result.clone()))?;
                         }
                         result
                     }
@@ -725,13 +634,8 @@ impl Host {
                             Some(r) => r,
                             None => self.act(&request, &recorded_key)?,
                         };
-                        let at = if ans.positional {
-                            ans.entry.call.unwrap_or(index)
-                        } else {
-                            index
-                        };
-                        self.journal
-                            .append(Entry::effect_result(at, function, result.clone()))?;
+                        let at = if ans.positional { ans.entry.call.unwrap_or(index) } else { index };
+                        self.journal.append(Entry::effect_result(at, function, result.clone()))?;
                         self.journal.flush()?;
                         result
                     }
@@ -760,21 +664,17 @@ impl Host {
                     }
                     self.act(&request, &idempotency_key)?
                 };
-                self.journal
-                    .append(Entry::effect_result(index, function, result.clone()))?;
+                self.journal.append(Entry::effect_result(index, function, result.clone()))?;
                 if self.world.is_external() {
                     self.journal.flush()?;
                 }
                 result
             }
         };
-        self.effects.push(EffectRecord {
-            call: index,
-            kind,
-            args,
-            result: result.clone(),
-            site: site.clone(),
-        });
+        if let Some(events) = &self.events {
+            events.send(RunEvent::effect_done(function, &args, &result));
+        }
+        self.effects.push(EffectRecord { call: index, kind, args, result: result.clone(), site: site.clone() });
         Ok(result)
     }
 

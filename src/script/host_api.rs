@@ -35,9 +35,8 @@ impl HostCell {
     /// engine as a runtime error carrying its message.
     pub fn call<T>(&self, f: impl FnOnce(&mut Host) -> Result<T, HostError>) -> RhaiResult<T> {
         let mut guard = self.host.borrow_mut();
-        let host = guard
-            .as_mut()
-            .ok_or_else(|| runtime_error("host calls are not available while compiling".into()))?;
+        let host =
+            guard.as_mut().ok_or_else(|| runtime_error("host calls are not available while compiling".into()))?;
         f(host).map_err(|err| {
             let msg = err.to_string();
             if host.fatal.is_none() {
@@ -63,27 +62,12 @@ pub struct SessionHandle {
 
 /// Every host function with its signature, for docs and `coord check`.
 pub const HOST_FUNCTIONS: &[(&str, &str)] = &[
-    (
-        "spawn_session",
-        "spawn_session(workflow: string, opts: map) -> SessionHandle",
-    ),
-    (
-        "await_sessions",
-        "await_sessions(handles: array) -> array of result maps",
-    ),
-    (
-        "await_session",
-        "await_session(handle: SessionHandle) -> result map",
-    ),
-    (
-        "classify",
-        "classify(input, labels: array) -> string | (); classify(input, fields: map) -> map | ()",
-    ),
+    ("spawn_session", "spawn_session(workflow: string, opts: map) -> SessionHandle"),
+    ("await_sessions", "await_sessions(handles: array) -> array of result maps"),
+    ("await_session", "await_session(handle: SessionHandle) -> result map"),
+    ("classify", "classify(input, labels: array) -> string | (); classify(input, fields: map) -> map | ()"),
     ("merge", "merge(pr: int | branch: string, opts: map) -> map"),
-    (
-        "notify",
-        "notify(channel: string, message: string | map) -> map",
-    ),
+    ("notify", "notify(channel: string, message: string | map) -> map"),
     ("input", "input(name: string) -> value | ()"),
     ("inputs", "inputs() -> map"),
     ("now", "now() -> int (Unix seconds)"),
@@ -96,43 +80,21 @@ pub const HOST_FUNCTIONS: &[(&str, &str)] = &[
     ("github::checks", "github::checks(pr: int) -> map"),
     ("github::reviews", "github::reviews(pr: int) -> array"),
     ("github::issues", "github::issues(opts: map) -> array"),
-    (
-        "github::comment",
-        "github::comment(number: int, body: string | map) -> map",
-    ),
-    (
-        "github::label",
-        "github::label(number: int, labels: array | string) -> map",
-    ),
-    (
-        "github::unlabel",
-        "github::unlabel(number: int, label: string) -> map",
-    ),
-    (
-        "github::close",
-        "github::close(number: int, comment: string) -> map",
-    ),
+    ("github::comment", "github::comment(number: int, body: string | map) -> map"),
+    ("github::label", "github::label(number: int, labels: array | string) -> map"),
+    ("github::unlabel", "github::unlabel(number: int, label: string) -> map"),
+    ("github::close", "github::close(number: int, comment: string) -> map"),
 ];
 
 /// The expected signature of a host function, for error messages.
 pub fn signature_of(name: &str) -> Option<&'static str> {
-    HOST_FUNCTIONS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, s)| *s)
+    HOST_FUNCTIONS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
 fn site(ctx: &NativeCallContext, main_source: &str) -> CallSite {
     let pos = ctx.call_position();
-    let source = ctx
-        .call_source()
-        .filter(|s| *s != main_source)
-        .map(str::to_owned);
-    CallSite {
-        line: pos.line().unwrap_or(0),
-        col: pos.position().unwrap_or(0),
-        source,
-    }
+    let source = ctx.call_source().filter(|s| *s != main_source).map(str::to_owned);
+    CallSite { line: pos.line().unwrap_or(0), col: pos.position().unwrap_or(0), source }
 }
 
 fn to_json(v: &Dynamic) -> RhaiResult<Value> {
@@ -149,34 +111,18 @@ fn runtime_error(msg: String) -> Box<EvalAltResult> {
 
 pub fn session_map(result: &SessionResult, goal: &str, inputs: &Value) -> Map {
     let mut usage = Map::new();
-    usage.insert(
-        "input_tokens".into(),
-        (result.usage.input_tokens as i64).into(),
-    );
-    usage.insert(
-        "output_tokens".into(),
-        (result.usage.output_tokens as i64).into(),
-    );
+    usage.insert("input_tokens".into(), (result.usage.input_tokens as i64).into());
+    usage.insert("output_tokens".into(), (result.usage.output_tokens as i64).into());
     usage.insert("cost_usd".into(), result.usage.cost_usd.into());
     let mut m = Map::new();
     m.insert("id".into(), result.id.clone().into());
     m.insert("workflow".into(), result.workflow.clone().into());
     m.insert("status".into(), result.status.as_str().into());
-    m.insert(
-        "ok".into(),
-        (result.status == crate::scheduler::session::SessionStatus::Ok).into(),
-    );
+    m.insert("ok".into(), (result.status == crate::scheduler::session::SessionStatus::Ok).into());
     m.insert("output".into(), to_dynamic(&result.output));
     m.insert("text".into(), result.text.clone().into());
     m.insert("usage".into(), usage.into());
-    m.insert(
-        "error".into(),
-        result
-            .error
-            .clone()
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT),
-    );
+    m.insert("error".into(), result.error.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
     m.insert("goal".into(), goal.into());
     m.insert("inputs".into(), to_dynamic(inputs));
     m
@@ -193,14 +139,9 @@ fn handle_ids(handles: &Array) -> RhaiResult<Vec<String>> {
             } else if let Some(m) = h.read_lock::<Map>() {
                 m.get("id")
                     .and_then(|v| v.clone().into_string().ok())
-                    .ok_or_else(|| {
-                        runtime_error("await_sessions: a map in the list has no `id`".into())
-                    })
+                    .ok_or_else(|| runtime_error("await_sessions: a map in the list has no `id`".into()))
             } else {
-                Err(runtime_error(format!(
-                    "await_sessions: expected session handles, got {}",
-                    h.type_name()
-                )))
+                Err(runtime_error(format!("await_sessions: expected session handles, got {}", h.type_name())))
             }
         })
         .collect()
@@ -222,9 +163,7 @@ fn results_array(host: &SharedHost, results: Vec<SessionResult>) -> Array {
 fn pr_number(v: &Dynamic, function: &str) -> RhaiResult<Value> {
     if let Ok(n) = v.as_int() {
         if n <= 0 {
-            return Err(runtime_error(format!(
-                "{function}: PR number must be positive, got {n}"
-            )));
+            return Err(runtime_error(format!("{function}: PR number must be positive, got {n}")));
         }
         return Ok(json!({ "pr": n }));
     }
@@ -254,12 +193,8 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     engine.register_type_with_name::<SessionHandle>("SessionHandle");
     engine.register_get("id", |h: &mut SessionHandle| h.id.clone());
     engine.register_get("workflow", |h: &mut SessionHandle| h.workflow.clone());
-    engine.register_fn("to_string", |h: &mut SessionHandle| {
-        format!("session {} ({})", h.id, h.workflow)
-    });
-    engine.register_fn("to_debug", |h: &mut SessionHandle| {
-        format!("session {} ({})", h.id, h.workflow)
-    });
+    engine.register_fn("to_string", |h: &mut SessionHandle| format!("session {} ({})", h.id, h.workflow));
+    engine.register_fn("to_debug", |h: &mut SessionHandle| format!("session {} ({})", h.id, h.workflow));
 
     // print/debug and log go to the run log, never to stdout.
     {
@@ -276,72 +211,48 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
         });
         let h = host.clone();
         engine.register_fn("log", move |v: Dynamic| {
-            let line = if v.is_string() {
-                v.into_string().unwrap_or_default()
-            } else {
-                v.to_string()
-            };
+            let line = if v.is_string() { v.into_string().unwrap_or_default() } else { v.to_string() };
             h.with(|host| host.log_line(&line));
         });
     }
 
     // Pure helpers: deterministic, so not journaled.
     engine.register_fn("parse_time", |s: &str| -> Dynamic {
-        crate::scenario::parse_time(s)
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
+        crate::scenario::parse_time(s).map(Dynamic::from).unwrap_or(Dynamic::UNIT)
     });
     engine.register_fn("format_time", |t: i64| -> String {
         chrono::DateTime::from_timestamp(t, 0)
             .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
             .unwrap_or_default()
     });
-    engine.register_fn("to_json", |v: Dynamic| -> RhaiResult<String> {
-        Ok(to_json(&v)?.to_string())
-    });
+    engine.register_fn("to_json", |v: Dynamic| -> RhaiResult<String> { Ok(to_json(&v)?.to_string()) });
 
     let ms = main_source.clone();
     let h = host.clone();
-    let spawn =
-        move |ctx: NativeCallContext, workflow: &str, opts: Map| -> RhaiResult<SessionHandle> {
-            let opts = to_json(&Dynamic::from_map(opts))?;
-            let site = site(&ctx, &ms);
-            let id = h.call(|host| host.spawn_session(&site, workflow, &opts, None))?;
-            Ok(SessionHandle {
-                id,
-                workflow: workflow.to_owned(),
-            })
-        };
+    let spawn = move |ctx: NativeCallContext, workflow: &str, opts: Map| -> RhaiResult<SessionHandle> {
+        let opts = to_json(&Dynamic::from_map(opts))?;
+        let site = site(&ctx, &ms);
+        let id = h.call(|host| host.spawn_session(&site, workflow, &opts, None))?;
+        Ok(SessionHandle { id, workflow: workflow.to_owned() })
+    };
     engine.register_fn("spawn_session", spawn.clone());
-    engine.register_fn(
-        "spawn_session",
-        move |ctx: NativeCallContext, workflow: &str| spawn(ctx, workflow, Map::new()),
-    );
+    engine.register_fn("spawn_session", move |ctx: NativeCallContext, workflow: &str| spawn(ctx, workflow, Map::new()));
 
     let ms = main_source.clone();
     let h = host.clone();
-    engine.register_fn(
-        "await_sessions",
-        move |ctx: NativeCallContext, handles: Array| -> RhaiResult<Array> {
-            let ids = handle_ids(&handles)?;
-            let site = site(&ctx, &ms);
-            let results = h.call(|host| host.await_sessions(&site, &ids))?;
-            Ok(results_array(&h, results))
-        },
-    );
+    engine.register_fn("await_sessions", move |ctx: NativeCallContext, handles: Array| -> RhaiResult<Array> {
+        let ids = handle_ids(&handles)?;
+        let site = site(&ctx, &ms);
+        let results = h.call(|host| host.await_sessions(&site, &ids))?;
+        Ok(results_array(&h, results))
+    });
     let ms = main_source.clone();
     let h = host.clone();
-    engine.register_fn(
-        "await_session",
-        move |ctx: NativeCallContext, handle: SessionHandle| -> RhaiResult<Map> {
-            let site = site(&ctx, &ms);
-            let results = h.call(|host| host.await_sessions(&site, &[handle.id]))?;
-            Ok(results_array(&h, results)
-                .pop()
-                .and_then(|d| d.try_cast::<Map>())
-                .unwrap_or_default())
-        },
-    );
+    engine.register_fn("await_session", move |ctx: NativeCallContext, handle: SessionHandle| -> RhaiResult<Map> {
+        let site = site(&ctx, &ms);
+        let results = h.call(|host| host.await_sessions(&site, &[handle.id]))?;
+        Ok(results_array(&h, results).pop().and_then(|d| d.try_cast::<Map>()).unwrap_or_default())
+    });
 
     register_classify(engine, host.clone(), main_source.clone());
 
@@ -358,50 +269,39 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
         Ok(to_dynamic(&result).try_cast::<Map>().unwrap_or_default())
     };
     engine.register_fn("merge", merge.clone());
-    engine.register_fn("merge", move |ctx: NativeCallContext, target: Dynamic| {
-        merge(ctx, target, Map::new())
+    engine.register_fn("merge", move |ctx: NativeCallContext, target: Dynamic| merge(ctx, target, Map::new()));
+
+    let ms = main_source.clone();
+    let h = host.clone();
+    engine.register_fn("notify", move |ctx: NativeCallContext, channel: &str, message: Dynamic| -> RhaiResult<Map> {
+        let message = to_json(&message)?;
+        if !matches!(message, Value::String(_) | Value::Object(_)) {
+            return Err(runtime_error(format!(
+                "notify: message must be a string or a map, not {}; signature: {}",
+                json_type(&message),
+                signature_of("notify").unwrap_or_default()
+            )));
+        }
+        let site = site(&ctx, &ms);
+        let args = json!({ "channel": channel, "message": message });
+        let result = h.call(|host| host.effect(&site, EffectKind::Notify, args))?;
+        Ok(to_dynamic(&result).try_cast::<Map>().unwrap_or_default())
     });
 
     let ms = main_source.clone();
     let h = host.clone();
-    engine.register_fn(
-        "notify",
-        move |ctx: NativeCallContext, channel: &str, message: Dynamic| -> RhaiResult<Map> {
-            let message = to_json(&message)?;
-            if !matches!(message, Value::String(_) | Value::Object(_)) {
-                return Err(runtime_error(format!(
-                    "notify: message must be a string or a map, not {}; signature: {}",
-                    json_type(&message),
-                    signature_of("notify").unwrap_or_default()
-                )));
-            }
-            let site = site(&ctx, &ms);
-            let args = json!({ "channel": channel, "message": message });
-            let result = h.call(|host| host.effect(&site, EffectKind::Notify, args))?;
-            Ok(to_dynamic(&result).try_cast::<Map>().unwrap_or_default())
-        },
-    );
-
+    engine.register_fn("input", move |ctx: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
+        let site = site(&ctx, &ms);
+        let v = h.call(|host| host.input(&site, name))?;
+        Ok(to_dynamic(&v))
+    });
     let ms = main_source.clone();
     let h = host.clone();
-    engine.register_fn(
-        "input",
-        move |ctx: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
-            let site = site(&ctx, &ms);
-            let v = h.call(|host| host.input(&site, name))?;
-            Ok(to_dynamic(&v))
-        },
-    );
-    let ms = main_source.clone();
-    let h = host.clone();
-    engine.register_fn(
-        "inputs",
-        move |ctx: NativeCallContext| -> RhaiResult<Dynamic> {
-            let site = site(&ctx, &ms);
-            let v = h.call(|host| host.inputs(&site))?;
-            Ok(to_dynamic(&v))
-        },
-    );
+    engine.register_fn("inputs", move |ctx: NativeCallContext| -> RhaiResult<Dynamic> {
+        let site = site(&ctx, &ms);
+        let v = h.call(|host| host.inputs(&site))?;
+        Ok(to_dynamic(&v))
+    });
     let ms = main_source.clone();
     let h = host.clone();
     engine.register_fn("now", move |ctx: NativeCallContext| -> RhaiResult<i64> {
@@ -430,10 +330,7 @@ fn register_classify(engine: &mut Engine, host: SharedHost, main_source: String)
             });
             let inputs = json!({ "input": to_json(&input)?, "labels": labels });
             let output = classify_leaf(&ctx, &h, &ms, inputs, schema)?;
-            Ok(output
-                .and_then(|o| o.get("label").cloned())
-                .map(|l| to_dynamic(&l))
-                .unwrap_or(Dynamic::UNIT))
+            Ok(output.and_then(|o| o.get("label").cloned()).map(|l| to_dynamic(&l)).unwrap_or(Dynamic::UNIT))
         },
     );
     // classify(input, #{field: [labels] | "string" | "number" | "bool"}): a structured map.
@@ -480,12 +377,7 @@ fn classify_leaf(
     let mut results = h.call(|host| host.await_sessions(&site, &[id]))?;
     let r = results.pop().expect("one result per awaited session");
     if r.status != crate::scheduler::session::SessionStatus::Ok {
-        let line = format!(
-            "classify: session {} {}: {}",
-            r.id,
-            r.status.as_str(),
-            r.error.unwrap_or_default()
-        );
+        let line = format!("classify: session {} {}: {}", r.id, r.status.as_str(), r.error.unwrap_or_default());
         h.with(|host| host.log_line(&line));
         return Ok(None);
     }
@@ -500,25 +392,19 @@ fn github_module(host: SharedHost, main_source: String) -> Module {
                 ms: String,
                 make: fn(Value) -> RhaiResult<GithubRead>| {
         let (h, ms2) = (host.clone(), ms.clone());
-        m.set_native_fn(
-            name,
-            move |ctx: NativeCallContext, arg: Dynamic| -> RhaiResult<Dynamic> {
-                let read = make(to_json(&arg)?)?;
-                let site = site(&ctx, &ms2);
-                let v = h.call(|host| host.github_read(&site, read))?;
-                Ok(to_dynamic(&v))
-            },
-        );
+        m.set_native_fn(name, move |ctx: NativeCallContext, arg: Dynamic| -> RhaiResult<Dynamic> {
+            let read = make(to_json(&arg)?)?;
+            let site = site(&ctx, &ms2);
+            let v = h.call(|host| host.github_read(&site, read))?;
+            Ok(to_dynamic(&v))
+        });
         let _ = (host, ms);
     };
     fn opts(v: Value) -> RhaiResult<Value> {
         match v {
             Value::Object(_) => Ok(v),
             Value::Null => Ok(json!({})),
-            other => Err(runtime_error(format!(
-                "expected an options map, got {}",
-                json_type(&other)
-            ))),
+            other => Err(runtime_error(format!("expected an options map, got {}", json_type(&other)))),
         }
     }
     fn number(v: Value, f: &str) -> RhaiResult<u64> {
@@ -530,44 +416,26 @@ fn github_module(host: SharedHost, main_source: String) -> Module {
             )))
         })
     }
-    read(&mut m, "prs", host.clone(), main_source.clone(), |v| {
-        Ok(GithubRead::Prs(opts(v)?))
-    });
-    read(&mut m, "pr", host.clone(), main_source.clone(), |v| {
-        Ok(GithubRead::Pr(number(v, "github::pr")?))
-    });
-    read(&mut m, "checks", host.clone(), main_source.clone(), |v| {
-        Ok(GithubRead::Checks(number(v, "github::checks")?))
-    });
+    read(&mut m, "prs", host.clone(), main_source.clone(), |v| Ok(GithubRead::Prs(opts(v)?)));
+    read(&mut m, "pr", host.clone(), main_source.clone(), |v| Ok(GithubRead::Pr(number(v, "github::pr")?)));
+    read(&mut m, "checks", host.clone(), main_source.clone(), |v| Ok(GithubRead::Checks(number(v, "github::checks")?)));
     read(&mut m, "reviews", host.clone(), main_source.clone(), |v| {
         Ok(GithubRead::Reviews(number(v, "github::reviews")?))
     });
-    read(&mut m, "issues", host.clone(), main_source.clone(), |v| {
-        Ok(GithubRead::Issues(opts(v)?))
-    });
+    read(&mut m, "issues", host.clone(), main_source.clone(), |v| Ok(GithubRead::Issues(opts(v)?)));
     for name in ["prs", "issues"] {
         let (h, ms) = (host.clone(), main_source.clone());
         m.set_native_fn(name, move |ctx: NativeCallContext| -> RhaiResult<Dynamic> {
-            let read = if name == "prs" {
-                GithubRead::Prs(json!({}))
-            } else {
-                GithubRead::Issues(json!({}))
-            };
+            let read = if name == "prs" { GithubRead::Prs(json!({})) } else { GithubRead::Issues(json!({})) };
             let site = site(&ctx, &ms);
             let v = h.call(|host| host.github_read(&site, read))?;
             Ok(to_dynamic(&v))
         });
     }
 
-    let effect = |m: &mut Module,
-                  name: &'static str,
-                  kind: EffectKind,
-                  field: &'static str,
-                  host: SharedHost,
-                  ms: String| {
-        m.set_native_fn(
-            name,
-            move |ctx: NativeCallContext, n: i64, arg: Dynamic| -> RhaiResult<Map> {
+    let effect =
+        |m: &mut Module, name: &'static str, kind: EffectKind, field: &'static str, host: SharedHost, ms: String| {
+            m.set_native_fn(name, move |ctx: NativeCallContext, n: i64, arg: Dynamic| -> RhaiResult<Map> {
                 let function = kind.function();
                 let n = number_arg(n, function)?;
                 let mut value = to_json(&arg)?;
@@ -580,40 +448,11 @@ fn github_module(host: SharedHost, main_source: String) -> Module {
                 let site = site(&ctx, &ms);
                 let v = host.call(|host| host.effect(&site, kind, args))?;
                 Ok(to_dynamic(&v).try_cast::<Map>().unwrap_or_default())
-            },
-        );
-    };
-    effect(
-        &mut m,
-        "comment",
-        EffectKind::Comment,
-        "body",
-        host.clone(),
-        main_source.clone(),
-    );
-    effect(
-        &mut m,
-        "label",
-        EffectKind::Label,
-        "labels",
-        host.clone(),
-        main_source.clone(),
-    );
-    effect(
-        &mut m,
-        "unlabel",
-        EffectKind::Unlabel,
-        "label",
-        host.clone(),
-        main_source.clone(),
-    );
-    effect(
-        &mut m,
-        "close",
-        EffectKind::Close,
-        "comment",
-        host,
-        main_source,
-    );
+            });
+        };
+    effect(&mut m, "comment", EffectKind::Comment, "body", host.clone(), main_source.clone());
+    effect(&mut m, "label", EffectKind::Label, "labels", host.clone(), main_source.clone());
+    effect(&mut m, "unlabel", EffectKind::Unlabel, "label", host.clone(), main_source.clone());
+    effect(&mut m, "close", EffectKind::Close, "comment", host, main_source);
     m
 }

@@ -70,16 +70,8 @@ impl RecordedCalls {
             mode,
             used: vec![false; run.calls.len()],
             calls: run.calls.clone(),
-            sessions: run
-                .sessions
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-            effect_results: run
-                .effect_results
-                .iter()
-                .map(|(k, v)| (*k, v.clone()))
-                .collect(),
+            sessions: run.sessions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            effect_results: run.effect_results.iter().map(|(k, v)| (*k, v.clone())).collect(),
             by_key,
             positional: true,
             divergence: None,
@@ -110,9 +102,7 @@ impl RecordedCalls {
         let i = index as usize;
         if self.positional {
             match self.calls.get(i) {
-                Some(e) if e.key.as_ref() == Some(key) && !self.used[i] => {
-                    return Ok(Some(self.take(i, true)))
-                }
+                Some(e) if e.key.as_ref() == Some(key) && !self.used[i] => return Ok(Some(self.take(i, true))),
                 recorded => {
                     let past_end = recorded.is_none();
                     let divergence = Divergence {
@@ -152,19 +142,12 @@ impl RecordedCalls {
     fn take(&mut self, i: usize, positional: bool) -> RecordedAnswer {
         self.used[i] = true;
         let entry = self.calls[i].clone();
-        let effect_result = entry
-            .call
-            .and_then(|c| self.effect_results.get(&c).cloned());
+        let effect_result = entry.call.and_then(|c| self.effect_results.get(&c).cloned());
         let session_result = entry
             .session
             .as_ref()
             .filter(|id| !self.rerun_sessions.contains(*id))
             .and_then(|id| self.sessions.get(id).cloned());
-        RecordedAnswer {
-            entry,
-            effect_result,
-            session_result,
-            positional,
-        }
+        RecordedAnswer { entry, effect_result, session_result, positional }
     }
 }

@@ -16,18 +16,13 @@ pub fn effect_json(e: &EffectRecord) -> Value {
         EffectKind::Close => "close",
     };
     m.insert("kind".into(), json!(kind));
-    for field in [
-        "pr", "branch", "number", "channel", "method", "labels", "label",
-    ] {
+    for field in ["pr", "branch", "number", "channel", "method", "labels", "label"] {
         if let Some(v) = e.args.get(field) {
             m.insert(field.into(), v.clone());
         }
     }
     if e.kind == EffectKind::Notify {
-        m.insert(
-            "message".into(),
-            message_headline(&e.args["message"]).into(),
-        );
+        m.insert("message".into(), message_headline(&e.args["message"]).into());
     }
     for field in ["status", "reason"] {
         if let Some(v) = e.result.get(field) {
@@ -55,17 +50,8 @@ pub fn message_headline(message: &Value) -> String {
 
 /// `merge PR #12 (squash) -> merged`
 pub fn effect_line(e: &EffectRecord) -> String {
-    let status = e
-        .result
-        .get("status")
-        .and_then(Value::as_str)
-        .unwrap_or("?");
-    let reason = e
-        .result
-        .get("reason")
-        .and_then(Value::as_str)
-        .map(|r| format!(" ({r})"))
-        .unwrap_or_default();
+    let status = e.result.get("status").and_then(Value::as_str).unwrap_or("?");
+    let reason = e.result.get("reason").and_then(Value::as_str).map(|r| format!(" ({r})")).unwrap_or_default();
     let target = match (e.args.get("pr"), e.args.get("branch"), e.args.get("number")) {
         (Some(pr), _, _) => format!("PR #{pr}"),
         (_, Some(Value::String(b)), _) => format!("branch {b}"),
@@ -74,11 +60,7 @@ pub fn effect_line(e: &EffectRecord) -> String {
     };
     match e.kind {
         EffectKind::Merge => {
-            let method = e
-                .args
-                .get("method")
-                .and_then(Value::as_str)
-                .unwrap_or("squash");
+            let method = e.args.get("method").and_then(Value::as_str).unwrap_or("squash");
             format!("merge {target} {method} -> {status}{reason}")
         }
         EffectKind::Notify => format!(

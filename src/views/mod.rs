@@ -1,8 +1,21 @@
 //! Views: everything a person or a program reads about a run, derived from run outcomes and
 //! journals only. Views must be deterministic where tests read them (no timestamps, run ids or
-//! durations in traces or effect lists) and must never act.
+//! durations in traces or effect lists), must never act, and must show no secret: every view
+//! of a recorded run goes through [`secret_redaction`].
 
+pub mod cost_chart;
+pub mod dag_svg;
 pub mod effect_view;
+pub mod graph_export;
+pub mod html_report;
+pub mod live_progress;
+pub mod run_graph;
+pub mod run_listing;
 pub mod run_summary;
+pub mod run_tree;
+pub mod schedule_table;
+pub mod secret_redaction;
+pub mod session_view;
 pub mod trace;
+pub mod units;
 pub mod what_if;

@@ -62,22 +62,12 @@ pub fn outcome_text(o: &RunOutcome) -> String {
 fn render_value(v: &Value) -> String {
     match v {
         Value::Array(items) if items.is_empty() => "—".into(),
-        Value::Array(items) if items.iter().all(Value::is_u64) => items
-            .iter()
-            .map(|i| format!("#{i}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-        Value::Array(items) => items
-            .iter()
-            .map(render_value)
-            .collect::<Vec<_>>()
-            .join(", "),
+        Value::Array(items) if items.iter().all(Value::is_u64) => {
+            items.iter().map(|i| format!("#{i}")).collect::<Vec<_>>().join(" ")
+        }
+        Value::Array(items) => items.iter().map(render_value).collect::<Vec<_>>().join(", "),
         Value::String(s) => s.clone(),
-        Value::Object(o) => o
-            .iter()
-            .map(|(k, v)| format!("{k}: {}", render_value(v)))
-            .collect::<Vec<_>>()
-            .join("; "),
+        Value::Object(o) => o.iter().map(|(k, v)| format!("{k}: {}", render_value(v))).collect::<Vec<_>>().join("; "),
         other => other.to_string(),
     }
 }

@@ -53,11 +53,7 @@ pub fn render_entries(entries: &[Entry], sessions: &IndexMap<String, Value>) -> 
     }
     // An effect whose result never came: the run stopped between intent and result.
     for (_, (function, args)) in effect_args {
-        let _ = writeln!(
-            out,
-            "{} (no result)",
-            effect_line(&function, &args, &Value::Null)
-        );
+        let _ = writeln!(out, "{} (no result)", effect_line(&function, &args, &Value::Null));
     }
     out
 }
@@ -69,23 +65,14 @@ fn render_call(out: &mut String, e: &Entry, sessions: &IndexMap<String, Value>) 
     let line = match function {
         "spawn_session" => {
             let id = e.session.as_deref().unwrap_or("?");
-            let workflow = e
-                .key
-                .as_ref()
-                .and_then(|k| k.0.split(':').nth(1))
-                .unwrap_or("?");
-            let goal = args
-                .get("goal")
-                .and_then(Value::as_str)
-                .filter(|g| !g.is_empty());
+            let workflow = e.key.as_ref().and_then(|k| k.0.split(':').nth(1)).unwrap_or("?");
+            let goal = args.get("goal").and_then(Value::as_str).filter(|g| !g.is_empty());
             // Inputs the goal already shows (a PR title) would only repeat it.
             let inputs = match (args.get("inputs"), goal) {
                 (Some(Value::Object(o)), Some(goal)) => {
                     let kept: serde_json::Map<String, Value> = o
                         .iter()
-                        .filter(|(_, v)| {
-                            !v.as_str().is_some_and(|s| s.len() > 3 && goal.contains(s))
-                        })
+                        .filter(|(_, v)| !v.as_str().is_some_and(|s| s.len() > 3 && goal.contains(s)))
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect();
                     fields_brief(&Value::Object(kept))
@@ -111,19 +98,9 @@ fn render_call(out: &mut String, e: &Entry, sessions: &IndexMap<String, Value>) 
                 .unwrap_or_default();
             let statuses: Vec<String> = ids
                 .iter()
-                .map(|id| {
-                    sessions
-                        .get(*id)
-                        .and_then(|r| r["status"].as_str())
-                        .unwrap_or("running")
-                        .to_owned()
-                })
+                .map(|id| sessions.get(*id).and_then(|r| r["status"].as_str()).unwrap_or("running").to_owned())
                 .collect();
-            let outcome = if statuses.is_empty() {
-                "nothing".to_owned()
-            } else {
-                statuses.join(" ")
-            };
+            let outcome = if statuses.is_empty() { "nothing".to_owned() } else { statuses.join(" ") };
             let mut line = format!("await [{}] -> {outcome}", ids.join(" "));
             for id in &ids {
                 if let Some(r) = sessions.get(*id) {
@@ -132,11 +109,9 @@ fn render_call(out: &mut String, e: &Entry, sessions: &IndexMap<String, Value>) 
             }
             line
         }
-        "input" => format!(
-            "input {} -> {}",
-            args.get(0).and_then(Value::as_str).unwrap_or("?"),
-            value_brief(&result, 0)
-        ),
+        "input" => {
+            format!("input {} -> {}", args.get(0).and_then(Value::as_str).unwrap_or("?"), value_brief(&result, 0))
+        }
         "inputs" => format!("inputs -> {}", value_brief(&result, 0)),
         "now" => format!(
             "now -> {}",
@@ -147,11 +122,7 @@ fn render_call(out: &mut String, e: &Entry, sessions: &IndexMap<String, Value>) 
                 .unwrap_or_default()
         ),
         f if f.starts_with("github.") => github_read_line(f, &args, &result),
-        other => format!(
-            "{other} {} -> {}",
-            value_brief(&args, 0),
-            value_brief(&result, 0)
-        ),
+        other => format!("{other} {} -> {}", value_brief(&args, 0), value_brief(&result, 0)),
     };
     let _ = writeln!(out, "{line}");
 }
@@ -170,22 +141,14 @@ fn github_read_line(function: &str, args: &Value, result: &Value) -> String {
     };
     let result_text = match (function, result) {
         (_, Value::Array(items)) if !what.is_empty() => {
-            let numbers: Vec<String> = items
-                .iter()
-                .filter_map(|i| i.get("number"))
-                .map(|n| format!("#{n}"))
-                .collect();
+            let numbers: Vec<String> = items.iter().filter_map(|i| i.get("number")).map(|n| format!("#{n}")).collect();
             if numbers.len() == items.len() && items.len() <= 12 {
                 format!("{} {what} {}", items.len(), numbers.join(" "))
             } else {
                 format!("{} {what}", items.len())
             }
         }
-        ("github.checks", Value::Object(o)) => o
-            .get("state")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_owned(),
+        ("github.checks", Value::Object(o)) => o.get("state").and_then(Value::as_str).unwrap_or("?").to_owned(),
         ("github.pr", Value::Object(o)) => format!(
             "{} head {}",
             quoted(o.get("title").and_then(Value::as_str).unwrap_or("")),
@@ -202,16 +165,8 @@ fn github_read_line(function: &str, args: &Value, result: &Value) -> String {
 
 fn effect_line(function: &str, args: &Value, result: &Value) -> String {
     let status = result.get("status").and_then(Value::as_str).unwrap_or("?");
-    let reason = result
-        .get("reason")
-        .and_then(Value::as_str)
-        .map(|r| format!(" ({r})"))
-        .unwrap_or_default();
-    let outcome = if result.is_null() {
-        String::new()
-    } else {
-        format!(" -> {status}{reason}")
-    };
+    let reason = result.get("reason").and_then(Value::as_str).map(|r| format!(" ({r})")).unwrap_or_default();
+    let outcome = if result.is_null() { String::new() } else { format!(" -> {status}{reason}") };
     let target = match (args.get("pr"), args.get("branch"), args.get("number")) {
         (Some(pr), _, _) => format!("PR #{pr}"),
         (_, Some(Value::String(b)), _) => format!("branch {b}"),
@@ -219,31 +174,19 @@ fn effect_line(function: &str, args: &Value, result: &Value) -> String {
         _ => String::new(),
     };
     match function {
-        "merge" => format!(
-            "merge {target} {}{outcome}",
-            args.get("method")
-                .and_then(Value::as_str)
-                .unwrap_or("squash")
-        ),
+        "merge" => {
+            format!("merge {target} {}{outcome}", args.get("method").and_then(Value::as_str).unwrap_or("squash"))
+        }
         "notify" => format!(
             "notify {} {}{outcome}",
             args.get("channel").and_then(Value::as_str).unwrap_or("?"),
-            quoted(&crate::views::effect_view::message_headline(
-                &args["message"]
-            ))
+            quoted(&crate::views::effect_view::message_headline(&args["message"]))
         ),
-        "github.comment" => format!(
-            "comment {target} {}{outcome}",
-            quoted(&crate::views::effect_view::message_headline(&args["body"]))
-        ),
-        "github.label" => format!(
-            "label {target} {}{outcome}",
-            value_brief(&args["labels"], 0)
-        ),
-        "github.unlabel" => format!(
-            "unlabel {target} {}{outcome}",
-            value_brief(&args["label"], 0)
-        ),
+        "github.comment" => {
+            format!("comment {target} {}{outcome}", quoted(&crate::views::effect_view::message_headline(&args["body"])))
+        }
+        "github.label" => format!("label {target} {}{outcome}", value_brief(&args["labels"], 0)),
+        "github.unlabel" => format!("unlabel {target} {}{outcome}", value_brief(&args["label"], 0)),
         "github.close" => format!("close {target}{outcome}"),
         other => format!("{other} {}{outcome}", value_brief(args, 0)),
     }
@@ -254,11 +197,7 @@ fn session_brief(r: &Value) -> String {
     let status = r["status"].as_str().unwrap_or("?");
     if status != "ok" {
         let err = r["error"].as_str().unwrap_or("");
-        return if err.is_empty() {
-            status.to_owned()
-        } else {
-            format!("{status}: {}", cut(err))
-        };
+        return if err.is_empty() { status.to_owned() } else { format!("{status}: {}", cut(err)) };
     }
     let fields = match &r["output"] {
         Value::Object(o) if o.contains_key("$blob") => "(large output)".to_owned(),
@@ -298,21 +237,12 @@ fn value_brief(v: &Value, depth: usize) -> String {
     match v {
         Value::String(s) => quoted(s),
         Value::Array(a) if depth > 1 => format!("[{}]", a.len()),
-        Value::Array(a) => format!(
-            "[{}]",
-            a.iter()
-                .map(|x| value_brief(x, depth + 1))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Value::Array(a) => format!("[{}]", a.iter().map(|x| value_brief(x, depth + 1)).collect::<Vec<_>>().join(", ")),
         Value::Object(o) if depth > 1 => format!("{{{}}}", o.len()),
         Value::Object(o) => {
             format!(
                 "{{{}}}",
-                o.iter()
-                    .map(|(k, x)| format!("{k}: {}", value_brief(x, depth + 1)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                o.iter().map(|(k, x)| format!("{k}: {}", value_brief(x, depth + 1))).collect::<Vec<_>>().join(", ")
             )
         }
         Value::Null => "()".into(),
@@ -325,11 +255,7 @@ fn quoted(s: &str) -> String {
 }
 
 fn quoted_if_needed(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_alphanumeric() || "-_./#:@".contains(c))
-        && s.len() <= MAX_STRING
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "-_./#:@".contains(c)) && s.len() <= MAX_STRING {
         s.to_owned()
     } else {
         quoted(s)

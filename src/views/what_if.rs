@@ -42,24 +42,11 @@ fn add(map: &mut EffectsByTarget, target: String, name: String, args: Value) {
 
 pub fn recorded_effects(run: &RecordedRun) -> EffectsByTarget {
     let mut map = EffectsByTarget::new();
-    for e in run
-        .entries
-        .iter()
-        .filter(|e| e.kind == EntryKind::EffectIntent)
-    {
+    for e in run.entries.iter().filter(|e| e.kind == EntryKind::EffectIntent) {
         let function = e.function.as_deref().unwrap_or("?");
         let args = e.args.clone().unwrap_or(Value::Null);
-        let result = e
-            .call
-            .and_then(|c| run.effect_results.get(&c))
-            .cloned()
-            .unwrap_or(Value::Null);
-        add(
-            &mut map,
-            target_of(&args, function),
-            effect_name(function, &result),
-            args,
-        );
+        let result = e.call.and_then(|c| run.effect_results.get(&c)).cloned().unwrap_or(Value::Null);
+        add(&mut map, target_of(&args, function), effect_name(function, &result), args);
     }
     map
 }
@@ -68,21 +55,13 @@ pub fn new_effects(effects: &[EffectRecord]) -> EffectsByTarget {
     let mut map = EffectsByTarget::new();
     for e in effects {
         let function = e.kind.function();
-        add(
-            &mut map,
-            target_of(&e.args, function),
-            effect_name(function, &e.result),
-            e.args.clone(),
-        );
+        add(&mut map, target_of(&e.args, function), effect_name(function, &e.result), e.args.clone());
     }
     map
 }
 
 /// One line per target whose effects changed, in first-seen order.
-pub fn effect_changes(
-    before: &EffectsByTarget,
-    after: &EffectsByTarget,
-) -> Vec<(String, String, String)> {
+pub fn effect_changes(before: &EffectsByTarget, after: &EffectsByTarget) -> Vec<(String, String, String)> {
     let mut targets: Vec<&String> = before.keys().collect();
     for t in after.keys() {
         if !targets.contains(&t) {
@@ -116,10 +95,5 @@ pub fn effect_changes(
 }
 
 pub fn changes_json(changes: &[(String, String, String)]) -> Value {
-    Value::Array(
-        changes
-            .iter()
-            .map(|(t, b, a)| json!({"target": t, "recorded": b, "what_if": a}))
-            .collect(),
-    )
+    Value::Array(changes.iter().map(|(t, b, a)| json!({"target": t, "recorded": b, "what_if": a})).collect())
 }

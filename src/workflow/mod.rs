@@ -24,11 +24,7 @@ pub enum WorkflowError {
     Missing { name: String, searched: String },
     #[error("workflow `{name}` ({path}): {reason}")]
     #[diagnostic(code(coord::workflow::invalid))]
-    Invalid {
-        name: String,
-        path: PathBuf,
-        reason: String,
-    },
+    Invalid { name: String, path: PathBuf, reason: String },
 }
 
 /// A workflow file as written.
@@ -81,11 +77,7 @@ pub struct Workflow {
 
 impl Workflow {
     pub fn load(name: &str, path: &Path) -> Result<Self, WorkflowError> {
-        let invalid = |reason: String| WorkflowError::Invalid {
-            name: name.to_owned(),
-            path: path.to_owned(),
-            reason,
-        };
+        let invalid = |reason: String| WorkflowError::Invalid { name: name.to_owned(), path: path.to_owned(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
         let file: WorkflowFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let schema = match &file.schema {
@@ -128,18 +120,10 @@ impl Workflow {
     }
 }
 
-pub fn render_template(
-    template: &str,
-    goal: &str,
-    inputs: &Value,
-    workflow: &str,
-) -> Result<String, String> {
+pub fn render_template(template: &str, goal: &str, inputs: &Value, workflow: &str) -> Result<String, String> {
     let env = minijinja::Environment::new();
-    env.render_str(
-        template,
-        minijinja::context! { goal => goal, inputs => inputs, workflow => workflow },
-    )
-    .map_err(|e| format!("prompt template: {e}"))
+    env.render_str(template, minijinja::context! { goal => goal, inputs => inputs, workflow => workflow })
+        .map_err(|e| format!("prompt template: {e}"))
 }
 
 pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
@@ -171,11 +155,10 @@ fn parse_timeout(v: &toml::Value) -> Result<Duration, String> {
     match v {
         toml::Value::Integer(secs) if *secs > 0 => Ok(Duration::from_secs(*secs as u64)),
         toml::Value::Float(secs) if *secs > 0.0 => Ok(Duration::from_secs_f64(*secs)),
-        toml::Value::String(s) => humantime::parse_duration(s)
-            .map_err(|e| format!("timeout `{s}`: {e} (write e.g. \"90s\", \"15m\")")),
-        other => Err(format!(
-            "timeout must be seconds or a duration like \"15m\", not {other}"
-        )),
+        toml::Value::String(s) => {
+            humantime::parse_duration(s).map_err(|e| format!("timeout `{s}`: {e} (write e.g. \"90s\", \"15m\")"))
+        }
+        other => Err(format!("timeout must be seconds or a duration like \"15m\", not {other}")),
     }
 }
 
@@ -188,10 +171,7 @@ pub struct WorkflowSet {
 
 impl WorkflowSet {
     pub fn new(dirs: Vec<PathBuf>) -> Self {
-        WorkflowSet {
-            dirs,
-            cache: Mutex::new(HashMap::new()),
-        }
+        WorkflowSet { dirs, cache: Mutex::new(HashMap::new()) }
     }
 
     pub fn dirs(&self) -> &[PathBuf] {
@@ -202,35 +182,19 @@ impl WorkflowSet {
         if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
             return None;
         }
-        self.dirs
-            .iter()
-            .map(|d| d.join(format!("{name}.toml")))
-            .find(|p| p.is_file())
+        self.dirs.iter().map(|d| d.join(format!("{name}.toml"))).find(|p| p.is_file())
     }
 
     pub fn get(&self, name: &str) -> Result<Arc<Workflow>, WorkflowError> {
-        if let Some(w) = self
-            .cache
-            .lock()
-            .expect("workflow cache poisoned")
-            .get(name)
-        {
+        if let Some(w) = self.cache.lock().expect("workflow cache poisoned").get(name) {
             return Ok(w.clone());
         }
         let path = self.find_path(name).ok_or_else(|| WorkflowError::Missing {
             name: name.to_owned(),
-            searched: self
-                .dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            searched: self.dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", "),
         })?;
         let wf = Arc::new(Workflow::load(name, &path)?);
-        self.cache
-            .lock()
-            .expect("workflow cache poisoned")
-            .insert(name.to_owned(), wf.clone());
+        self.cache.lock().expect("workflow cache poisoned").insert(name.to_owned(), wf.clone());
         Ok(wf)
     }
 
@@ -272,25 +236,15 @@ mod tests {
             r#"{"type":"object","required":["verdict"],"properties":{"verdict":{"enum":["clean","minor"]}}}"#,
         );
         write(dir.path(), "review.toml", "harness = \"mock\"\ntimeout = \"90s\"\nprompt = \"Review #{{ inputs.pr }}: {{ goal }}\"\nschema = \"review.schema.json\"\n");
-        write(
-            dir.path(),
-            "inline.toml",
-            "harness = \"mock\"\nprompt = \"x\"\n[schema]\ntype = \"object\"\n",
-        );
+        write(dir.path(), "inline.toml", "harness = \"mock\"\nprompt = \"x\"\n[schema]\ntype = \"object\"\n");
         let set = WorkflowSet::new(vec![dir.path().to_owned()]);
         let wf = set.get("review").unwrap();
         assert_eq!(wf.timeout, Duration::from_secs(90));
-        assert_eq!(
-            wf.render_prompt("look closely", &json!({"pr": 12}))
-                .unwrap(),
-            "Review #12: look closely"
-        );
+        assert_eq!(wf.render_prompt("look closely", &json!({"pr": 12})).unwrap(), "Review #12: look closely");
         assert!(validate(&wf.validator, &json!({"verdict": "clean"})).is_ok());
         let err = validate(&wf.validator, &json!({"verdict": "maybe"})).unwrap_err();
         assert!(err.contains("/verdict"), "{err}");
-        assert!(validate(&wf.validator, &json!({}))
-            .unwrap_err()
-            .contains("verdict"));
+        assert!(validate(&wf.validator, &json!({})).unwrap_err().contains("verdict"));
         assert!(set.get("inline").is_ok());
         assert_eq!(set.names(), vec!["inline", "review"]);
     }
@@ -298,22 +252,12 @@ mod tests {
     #[test]
     fn bad_files_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        write(
-            dir.path(),
-            "bad.toml",
-            "harness = \"mock\"\nprompt = \"x\"\nschema = { type = 12 }\n",
-        );
+        write(dir.path(), "bad.toml", "harness = \"mock\"\nprompt = \"x\"\nschema = { type = 12 }\n");
         write(dir.path(), "typo.toml", "harnes = \"mock\"\n");
         let set = WorkflowSet::new(vec![dir.path().to_owned()]);
         assert!(matches!(set.get("bad"), Err(WorkflowError::Invalid { .. })));
-        assert!(matches!(
-            set.get("typo"),
-            Err(WorkflowError::Invalid { .. })
-        ));
-        assert!(matches!(
-            set.get("nope"),
-            Err(WorkflowError::Missing { .. })
-        ));
+        assert!(matches!(set.get("typo"), Err(WorkflowError::Invalid { .. })));
+        assert!(matches!(set.get("nope"), Err(WorkflowError::Missing { .. })));
         assert!(set.find_path("../etc").is_none());
     }
 }

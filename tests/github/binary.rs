@@ -29,14 +29,8 @@ fn groom_project() -> TestProject {
     let p = TestProject::with_repo_files();
     p.write_executable("fake-review.sh", FAKE_REVIEW);
     let workflow = p.read("workflows/mr-review.toml");
-    p.write(
-        "workflows/mr-review.toml",
-        &format!("command = [\"./fake-review.sh\"]\n{workflow}"),
-    );
-    p.write(
-        "coord.toml",
-        "[channels.\"slack:#eng\"]\ntype = \"slack\"\nwebhook_env = \"SLACK_WEBHOOK_URL\"\n",
-    );
+    p.write("workflows/mr-review.toml", &format!("command = [\"./fake-review.sh\"]\n{workflow}"));
+    p.write("coord.toml", "[channels.\"slack:#eng\"]\ntype = \"slack\"\nwebhook_env = \"SLACK_WEBHOOK_URL\"\n");
     p
 }
 
@@ -95,16 +89,10 @@ fn groom_prs_live_merges_clean_green_prs_escalates_the_rest_and_posts_one_summar
     let slack = FakeReceiver::start();
     let p = groom_project();
 
-    let out = live(&p, &gh, &slack)
-        .args(GROOM)
-        .args(["--json", "-vv"])
-        .run();
+    let out = live(&p, &gh, &slack).args(GROOM).args(["--json", "-vv"]).run();
     out.expect_code(0);
     let v = out.json();
-    assert_eq!(
-        v["result"],
-        json!({"merged": [21], "fixed": [], "escalated": [23, 24], "waiting": [22, 25]})
-    );
+    assert_eq!(v["result"], json!({"merged": [21], "fixed": [], "escalated": [23, 24], "waiting": [22, 25]}));
 
     // Exactly these writes, and no other.
     assert_eq!(
@@ -119,59 +107,33 @@ fn groom_prs_live_merges_clean_green_prs_escalates_the_rest_and_posts_one_summar
     );
     let requests = gh.requests();
     let put = requests.iter().find(|r| r.method == "PUT").unwrap();
-    assert_eq!(
-        put.body,
-        json!({"merge_method": "squash", "sha": gh.pr(21).head_sha})
-    );
-    let label = requests
-        .iter()
-        .find(|r| r.path() == route("issues/23/labels"))
-        .unwrap();
+    assert_eq!(put.body, json!({"merge_method": "squash", "sha": gh.pr(21).head_sha}));
+    let label = requests.iter().find(|r| r.path() == route("issues/23/labels")).unwrap();
     assert_eq!(label.body, json!({"labels": ["needs-human"]}));
     assert!(gh.comments(23)[0]["body"]
         .as_str()
         .unwrap()
         .starts_with("Escalation: PR #23 blocking (1 blocking finding)"));
-    assert!(gh.comments(24)[0]["body"]
-        .as_str()
-        .unwrap()
-        .contains("review did not finish (failed)"));
+    assert!(gh.comments(24)[0]["body"].as_str().unwrap().contains("review did not finish (failed)"));
     assert!(gh.pr(21).merged && !gh.pr(22).merged && !gh.pr(25).merged);
 
     let deliveries = slack.deliveries();
     assert_eq!(deliveries.len(), 1, "one summary");
     assert_eq!(deliveries[0].path, SLACK_PATH);
     let summary = deliveries[0].json();
-    assert_eq!(
-        summary["text"],
-        "groom-prs on acme/widgets: 1 merged, 2 escalated, 2 waiting"
-    );
+    assert_eq!(summary["text"], "groom-prs on acme/widgets: 1 merged, 2 escalated, 2 waiting");
     assert_eq!(summary["blocks"][0]["type"], "header");
-    let statuses: Vec<&str> = v["effects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["status"].as_str().unwrap())
-        .collect();
+    let statuses: Vec<&str> = v["effects"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
     assert_eq!(statuses, ["merged", "done", "done", "done", "done", "sent"]);
 
     // The token went to the fake on every request, and nowhere else.
-    assert!(requests
-        .iter()
-        .all(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}") as &str)));
+    assert!(requests.iter().all(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}") as &str)));
     let run = p.runs().pop().unwrap();
     let recorded = all_text_under(&run);
     assert!(recorded.contains("\"effect_intent\""));
-    for (what, text) in [
-        ("run directory", &recorded),
-        ("stdout", &out.stdout),
-        ("stderr", &out.stderr),
-    ] {
+    for (what, text) in [("run directory", &recorded), ("stdout", &out.stdout), ("stderr", &out.stderr)] {
         assert!(!text.contains(TOKEN), "the token leaked into the {what}");
-        assert!(
-            !text.contains("hookSecretPart"),
-            "the Slack webhook URL leaked into the {what}"
-        );
+        assert!(!text.contains("hookSecretPart"), "the Slack webhook URL leaked into the {what}");
     }
 }
 
@@ -182,18 +144,11 @@ fn a_dry_run_reads_github_and_changes_nothing() {
     gh.add_pr(FakePr::new(23, "Rewrite auth middleware").green(1));
     let slack = FakeReceiver::start();
     let p = groom_project();
-    let out = live(&p, &gh, &slack)
-        .args(GROOM)
-        .args(["--dry-run", "--json"])
-        .run();
+    let out = live(&p, &gh, &slack).args(GROOM).args(["--dry-run", "--json"]).run();
     out.expect_code(0);
     let effects = out.json()["effects"].clone();
     assert_eq!(effects.as_array().unwrap().len(), 4, "{effects}");
-    assert!(effects
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|e| e["status"] == "dry_run"));
+    assert!(effects.as_array().unwrap().iter().all(|e| e["status"] == "dry_run"));
     assert!(!gh.requests().is_empty());
     assert!(gh.writes().is_empty());
     assert!(slack.deliveries().is_empty());
@@ -203,9 +158,7 @@ fn a_dry_run_reads_github_and_changes_nothing() {
 fn killed_between_a_merge_intent_and_its_result_resume_does_not_merge_again() {
     let gh = FakeGithub::start(100);
     gh.add_pr(
-        FakePr::new(21, "Add retry to fetch")
-            .green(1)
-            .answer(MergeAnswer::MergeThenStall(Duration::from_secs(120))),
+        FakePr::new(21, "Add retry to fetch").green(1).answer(MergeAnswer::MergeThenStall(Duration::from_secs(120))),
     );
     gh.add_pr(FakePr::new(23, "Rewrite auth middleware").green(1));
     let slack = FakeReceiver::start();
@@ -215,10 +168,7 @@ fn killed_between_a_merge_intent_and_its_result_resume_does_not_merge_again() {
     let merge_route = format!("PUT {}", route("pulls/21/merge"));
     let started = Instant::now();
     while !gh.writes().contains(&merge_route) {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "coord never asked to merge"
-        );
+        assert!(started.elapsed() < Duration::from_secs(60), "coord never asked to merge");
         std::thread::sleep(Duration::from_millis(20));
     }
     // GitHub merged; coord is waiting for the answer. Kill it now.
@@ -227,33 +177,19 @@ fn killed_between_a_merge_intent_and_its_result_resume_does_not_merge_again() {
     let run = p.runs().pop().unwrap();
     let entries = journal(&run);
     assert!(
-        entries
-            .iter()
-            .any(|e| e["type"] == "effect_intent" && e["fn"] == "merge"),
+        entries.iter().any(|e| e["type"] == "effect_intent" && e["fn"] == "merge"),
         "the intent is journaled before acting"
     );
-    assert!(
-        !entries
-            .iter()
-            .any(|e| e["type"] == "effect_result" && e["fn"] == "merge"),
-        "killed before the result"
-    );
+    assert!(!entries.iter().any(|e| e["type"] == "effect_result" && e["fn"] == "merge"), "killed before the result");
     assert!(gh.pr(21).merged);
 
-    let out = live(&p, &gh, &slack)
-        .args(["resume", "last", "--json"])
-        .run();
+    let out = live(&p, &gh, &slack).args(["resume", "last", "--json"]).run();
     out.expect_code(0);
     let v = out.json();
     assert_eq!(v["result"]["merged"], json!([21]), "{v}");
     assert_eq!(v["result"]["escalated"], json!([23]));
     let merge_puts = gh.writes().iter().filter(|w| **w == merge_route).count();
-    assert_eq!(
-        merge_puts,
-        1,
-        "resume checked GitHub instead of merging again: {:?}",
-        gh.writes()
-    );
+    assert_eq!(merge_puts, 1, "resume checked GitHub instead of merging again: {:?}", gh.writes());
     assert_eq!(
         gh.writes(),
         [
@@ -281,14 +217,9 @@ fn a_rate_limited_live_run_names_the_reset_time_and_never_the_token() {
     let p = groom_project();
     let out = live(&p, &gh, &slack).args(GROOM).run();
     out.expect_code(1);
-    let expected = chrono::DateTime::from_timestamp(reset_at, 0)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    assert!(
-        out.stderr.contains("rate limit") && out.stderr.contains(&expected),
-        "{}",
-        out.stderr
-    );
+    let expected =
+        chrono::DateTime::from_timestamp(reset_at, 0).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    assert!(out.stderr.contains("rate limit") && out.stderr.contains(&expected), "{}", out.stderr);
     assert!(!out.stderr.contains(TOKEN) && !out.stdout.contains(TOKEN));
     assert!(!all_text_under(&p.runs().pop().unwrap()).contains(TOKEN));
     assert!(gh.writes().is_empty());
@@ -302,95 +233,50 @@ fn the_repository_comes_from_repo_then_the_origin_remote() {
     let p = TestProject::new();
     p.write("s.rhai", "github::prs(#{}).map(|pr| pr.number)\n");
     git(p.path(), &["init", "-q", "-b", "main"]);
-    git(
-        p.path(),
-        &["remote", "add", "origin", "git@github.com:acme/widgets.git"],
-    );
-    let out = live(&p, &gh, &slack)
-        .args(["run", "s.rhai", "--json"])
-        .run();
+    git(p.path(), &["remote", "add", "origin", "git@github.com:acme/widgets.git"]);
+    let out = live(&p, &gh, &slack).args(["run", "s.rhai", "--json"]).run();
     out.expect_code(0);
     assert_eq!(out.json()["result"], json!([3]));
 
-    let out = live(&p, &gh, &slack)
-        .args(["run", "s.rhai", "--json", "--repo", "other/thing"])
-        .run();
+    let out = live(&p, &gh, &slack).args(["run", "s.rhai", "--json", "--repo", "other/thing"]).run();
     out.expect_code(1);
-    assert!(
-        out.stderr.contains("/repos/other/thing/pulls") && out.stderr.contains("404"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("/repos/other/thing/pulls") && out.stderr.contains("404"), "{}", out.stderr);
     // --repo is an input, recorded in the run header for resume.
-    let headers: Vec<Value> = p
-        .runs()
-        .iter()
-        .map(|r| journal(r)[0]["header"]["inputs"].clone())
-        .collect();
-    assert!(
-        headers.contains(&json!({"repo": "other/thing"})),
-        "{headers:?}"
-    );
+    let headers: Vec<Value> = p.runs().iter().map(|r| journal(r)[0]["header"]["inputs"].clone()).collect();
+    assert!(headers.contains(&json!({"repo": "other/thing"})), "{headers:?}");
 
-    p.coord()
-        .args(["run", "s.rhai", "--repo", "not-a-repo"])
-        .run()
-        .expect_code(2);
+    p.coord().args(["run", "s.rhai", "--repo", "not-a-repo"]).run().expect_code(2);
 }
 
 #[test]
 fn merge_of_a_branch_goes_through_the_local_queue() {
     let p = TestProject::new();
     repo_with_branches(p.path());
-    p.write(
-        "coord.toml",
-        "[merge]\ntest_command = \"sh test.sh\"\ntest_timeout = \"2m\"\n",
-    );
-    p.write(
-        "s.rhai",
-        "#{ good: merge(\"good\", #{}), bad: merge(\"bad\", #{}) }\n",
-    );
+    p.write("coord.toml", "[merge]\ntest_command = \"sh test.sh\"\ntest_timeout = \"2m\"\n");
+    p.write("s.rhai", "#{ good: merge(\"good\", #{}), bad: merge(\"bad\", #{}) }\n");
     let out = p.coord().args(["run", "s.rhai", "--json"]).run();
     out.expect_code(0);
     let v = out.json();
     assert_eq!(v["result"]["good"]["status"], "merged", "{v}");
     assert_eq!(v["result"]["bad"]["reason"], "tests_failed");
-    assert!(v["result"]["bad"]["output_tail"]
-        .as_str()
-        .unwrap()
-        .contains("FAIL"));
+    assert!(v["result"]["bad"]["output_tail"].as_str().unwrap().contains("FAIL"));
     git(p.path(), &["merge-base", "--is-ancestor", "good", "main"]);
 
     p.write("coord.toml", "[merge]\ntest_timeout = \"soon\"\n");
     let out = p.coord().args(["run", "s.rhai"]).run();
     out.expect_code(2);
-    assert!(
-        out.stderr.contains("coord.toml") && out.stderr.contains("soon"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("coord.toml") && out.stderr.contains("soon"), "{}", out.stderr);
 }
 
 #[test]
 fn the_stdout_channel_keeps_json_output_parseable() {
     let p = TestProject::new();
-    p.write(
-        "s.rhai",
-        "notify(\"stdout\", #{ title: \"Nightly\", fields: #{ merged: [1, 2] } }).status\n",
-    );
+    p.write("s.rhai", "notify(\"stdout\", #{ title: \"Nightly\", fields: #{ merged: [1, 2] } }).status\n");
     let out = p.coord().args(["run", "s.rhai"]).run();
     out.expect_code(0);
-    assert!(
-        out.stdout.starts_with("Nightly\nmerged: 1, 2\n"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.starts_with("Nightly\nmerged: 1, 2\n"), "{}", out.stdout);
     let out = p.coord().args(["run", "s.rhai", "--json"]).run();
     out.expect_code(0);
     assert_eq!(out.json()["result"], "sent");
-    assert!(
-        out.stderr.contains("Nightly\nmerged: 1, 2"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("Nightly\nmerged: 1, 2"), "{}", out.stderr);
 }

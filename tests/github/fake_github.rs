@@ -64,9 +64,7 @@ impl FakePr {
 
     /// `n` successful check runs (so several pages) and one green status.
     pub fn green(mut self, n: usize) -> Self {
-        self.check_runs = (0..n)
-            .map(|i| check_run(&format!("job-{i:02}"), "completed", Some("success")))
-            .collect();
+        self.check_runs = (0..n).map(|i| check_run(&format!("job-{i:02}"), "completed", Some("success"))).collect();
         self.statuses = vec![status("ci/legacy", "success")];
         self
     }
@@ -80,10 +78,7 @@ impl FakePr {
     }
 
     pub fn pending(mut self) -> Self {
-        self.check_runs = vec![
-            check_run("build", "completed", Some("success")),
-            check_run("e2e", "in_progress", None),
-        ];
+        self.check_runs = vec![check_run("build", "completed", Some("success")), check_run("e2e", "in_progress", None)];
         self
     }
 
@@ -179,15 +174,9 @@ impl FakeGithub {
             next_id: 1000,
             ..FakeState::default()
         }));
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(state.clone());
+        let app = axum::Router::new().fallback(handle).with_state(state.clone());
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app).await.unwrap();
@@ -220,13 +209,7 @@ impl FakeGithub {
     }
 
     pub fn comments(&self, n: u64) -> Vec<Value> {
-        self.state
-            .lock()
-            .unwrap()
-            .comments
-            .get(&n)
-            .cloned()
-            .unwrap_or_default()
+        self.state.lock().unwrap().comments.get(&n).cloned().unwrap_or_default()
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -235,11 +218,7 @@ impl FakeGithub {
 
     /// Every write, as `METHOD path`.
     pub fn writes(&self) -> Vec<String> {
-        self.requests()
-            .iter()
-            .filter(|r| r.is_write())
-            .map(|r| format!("{} {}", r.method, r.path()))
-            .collect()
+        self.requests().iter().filter(|r| r.is_write()).map(|r| format!("{} {}", r.method, r.path())).collect()
     }
 }
 
@@ -260,33 +239,19 @@ fn not_found() -> Response {
 
 /// One page of `items`, with a `Link` header to the next one as GitHub sends it.
 fn page(state: &FakeState, uri: &Uri, items: Vec<Value>) -> Response {
-    let per_page = query_param(uri, "per_page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(30usize)
-        .min(state.max_per_page);
-    let page_no = query_param(uri, "page")
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(1usize);
+    let per_page = query_param(uri, "per_page").and_then(|p| p.parse().ok()).unwrap_or(30usize).min(state.max_per_page);
+    let page_no = query_param(uri, "page").and_then(|p| p.parse().ok()).unwrap_or(1usize);
     let start = (page_no - 1) * per_page;
     let slice: Vec<Value> = items.iter().skip(start).take(per_page).cloned().collect();
     let mut response = json_response(StatusCode::OK, Value::Array(slice));
     if start + per_page < items.len() {
-        let kept: Vec<&str> = uri
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .filter(|kv| !kv.starts_with("page=") && !kv.is_empty())
-            .collect();
+        let kept: Vec<&str> =
+            uri.query().unwrap_or("").split('&').filter(|kv| !kv.starts_with("page=") && !kv.is_empty()).collect();
         let mut query = kept.join("&");
         if !query.is_empty() {
             query.push('&');
         }
-        let link = format!(
-            "<{}{}?{query}page={}>; rel=\"next\"",
-            state.base_url,
-            uri.path(),
-            page_no + 1
-        );
+        let link = format!("<{}{}?{query}page={}>; rel=\"next\"", state.base_url, uri.path(), page_no + 1);
         response.headers_mut().insert("link", link.parse().unwrap());
     }
     response
@@ -321,10 +286,7 @@ fn issue_json(state: &FakeState, n: u64) -> Option<Value> {
         let obj = v.as_object_mut().unwrap();
         obj.insert("comments".into(), json!(comments));
         obj.insert("assignees".into(), json!([]));
-        obj.insert(
-            "pull_request".into(),
-            json!({"url": format!("{}/repos/{OWNER}/{REPO}/pulls/{n}", state.base_url)}),
-        );
+        obj.insert("pull_request".into(), json!({"url": format!("{}/repos/{OWNER}/{REPO}/pulls/{n}", state.base_url)}));
         return Some(v);
     }
     let issue = state.issues.get(&n)?;
@@ -363,15 +325,9 @@ async fn handle(
         let mut state = shared.lock().unwrap();
         state.requests.push(Recorded {
             method: method.to_string(),
-            uri: uri
-                .path_and_query()
-                .map(|p| p.to_string())
-                .unwrap_or_default(),
+            uri: uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
             body: body.clone(),
-            authorization: headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
         });
         if let Some(limit) = state.rate_limits.pop_front() {
             return rate_limited(limit);
@@ -391,12 +347,9 @@ fn rate_limited(limit: RateLimit) -> Response {
     match limit {
         RateLimit::Primary { reset_at: reset } => {
             let mut r = json_response(StatusCode::FORBIDDEN, message);
-            r.headers_mut()
-                .insert("x-ratelimit-remaining", "0".parse().unwrap());
-            r.headers_mut()
-                .insert("x-ratelimit-limit", "5000".parse().unwrap());
-            r.headers_mut()
-                .insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
+            r.headers_mut().insert("x-ratelimit-remaining", "0".parse().unwrap());
+            r.headers_mut().insert("x-ratelimit-limit", "5000".parse().unwrap());
+            r.headers_mut().insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
             r
         }
         RateLimit::Secondary { retry_after } => {
@@ -404,19 +357,13 @@ fn rate_limited(limit: RateLimit) -> Response {
                 StatusCode::TOO_MANY_REQUESTS,
                 json!({"message": "You have exceeded a secondary rate limit."}),
             );
-            r.headers_mut()
-                .insert("retry-after", retry_after.to_string().parse().unwrap());
+            r.headers_mut().insert("retry-after", retry_after.to_string().parse().unwrap());
             r
         }
     }
 }
 
-fn route(
-    state: &mut FakeState,
-    method: &Method,
-    uri: &Uri,
-    body: &Value,
-) -> (Response, Option<Duration>) {
+fn route(state: &mut FakeState, method: &Method, uri: &Uri, body: &Value) -> (Response, Option<Duration>) {
     // GitHub Enterprise serves the same API under /api/v3.
     let path = uri.path().strip_prefix("/api/v3").unwrap_or(uri.path());
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -448,65 +395,33 @@ fn route(
         },
         ("PUT", ["pulls", n, "merge"]) => return merge(state, num(n).unwrap_or(0), body),
         ("GET", ["commits", sha, "statuses"]) => {
-            let mut statuses: Vec<Value> = state
-                .prs
-                .values()
-                .filter(|p| p.head_sha == *sha)
-                .flat_map(|p| p.statuses.clone())
-                .collect();
+            let mut statuses: Vec<Value> =
+                state.prs.values().filter(|p| p.head_sha == *sha).flat_map(|p| p.statuses.clone()).collect();
             statuses.reverse(); // newest first, as GitHub lists them
             page(state, uri, statuses)
         }
         ("GET", ["commits", sha, "check-runs"]) => {
             // Not a plain page: wrapped with a total count, and no Link header.
-            let runs: Vec<Value> = state
-                .prs
-                .values()
-                .filter(|p| p.head_sha == *sha)
-                .flat_map(|p| p.check_runs.clone())
-                .collect();
-            let per_page = query_param(uri, "per_page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(30usize)
-                .min(state.max_per_page);
-            let page_no = query_param(uri, "page")
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(1usize);
-            let slice: Vec<Value> = runs
-                .iter()
-                .skip((page_no - 1) * per_page)
-                .take(per_page)
-                .cloned()
-                .collect();
-            json_response(
-                StatusCode::OK,
-                json!({"total_count": runs.len(), "check_runs": slice}),
-            )
+            let runs: Vec<Value> =
+                state.prs.values().filter(|p| p.head_sha == *sha).flat_map(|p| p.check_runs.clone()).collect();
+            let per_page =
+                query_param(uri, "per_page").and_then(|p| p.parse().ok()).unwrap_or(30usize).min(state.max_per_page);
+            let page_no = query_param(uri, "page").and_then(|p| p.parse().ok()).unwrap_or(1usize);
+            let slice: Vec<Value> = runs.iter().skip((page_no - 1) * per_page).take(per_page).cloned().collect();
+            json_response(StatusCode::OK, json!({"total_count": runs.len(), "check_runs": slice}))
         }
         ("GET", ["issues"]) => {
             let wanted = query_param(uri, "state").unwrap_or_else(|| "open".into());
-            let labels: Vec<String> = query_param(uri, "labels")
-                .map(|l| l.split(',').map(str::to_owned).collect())
-                .unwrap_or_default();
-            let mut numbers: Vec<u64> = state
-                .issues
-                .keys()
-                .chain(state.prs.keys())
-                .copied()
-                .collect();
+            let labels: Vec<String> =
+                query_param(uri, "labels").map(|l| l.split(',').map(str::to_owned).collect()).unwrap_or_default();
+            let mut numbers: Vec<u64> = state.issues.keys().chain(state.prs.keys()).copied().collect();
             numbers.sort();
             let items = numbers
                 .into_iter()
                 .filter_map(|n| issue_json(state, n))
                 .filter(|i| wanted == "all" || i["state"] == wanted.as_str())
                 .filter(|i| {
-                    labels.iter().all(|l| {
-                        i["labels"]
-                            .as_array()
-                            .unwrap()
-                            .iter()
-                            .any(|x| x["name"] == l.as_str())
-                    })
+                    labels.iter().all(|l| i["labels"].as_array().unwrap().iter().any(|x| x["name"] == l.as_str()))
                 })
                 .collect();
             page(state, uri, items)
@@ -527,37 +442,24 @@ fn route(
             }
             json_response(StatusCode::OK, issue_json(state, n).unwrap())
         }
-        ("GET", ["issues", n, "comments"]) => {
-            match num(n).filter(|n| issue_json(state, *n).is_some()) {
-                Some(n) => page(
-                    state,
-                    uri,
-                    state.comments.get(&n).cloned().unwrap_or_default(),
-                ),
-                None => not_found(),
+        ("GET", ["issues", n, "comments"]) => match num(n).filter(|n| issue_json(state, *n).is_some()) {
+            Some(n) => page(state, uri, state.comments.get(&n).cloned().unwrap_or_default()),
+            None => not_found(),
+        },
+        ("POST", ["issues", n, "comments"]) => match num(n).filter(|n| issue_json(state, *n).is_some()) {
+            Some(n) => {
+                state.next_id += 1;
+                let comment = json!({"id": state.next_id, "body": body["body"], "user": {"login": "coord-bot"}});
+                state.comments.entry(n).or_default().push(comment.clone());
+                json_response(StatusCode::CREATED, comment)
             }
-        }
-        ("POST", ["issues", n, "comments"]) => {
-            match num(n).filter(|n| issue_json(state, *n).is_some()) {
-                Some(n) => {
-                    state.next_id += 1;
-                    let comment = json!({"id": state.next_id, "body": body["body"], "user": {"login": "coord-bot"}});
-                    state.comments.entry(n).or_default().push(comment.clone());
-                    json_response(StatusCode::CREATED, comment)
-                }
-                None => not_found(),
-            }
-        }
+            None => not_found(),
+        },
         ("POST", ["issues", n, "labels"]) => {
             let Some(labels) = num(n).and_then(|n| labels_of(state, n)) else {
                 return (not_found(), None);
             };
-            for l in body["labels"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
+            for l in body["labels"].as_array().into_iter().flatten().filter_map(Value::as_str) {
                 if !labels.iter().any(|x| x == l) {
                     labels.push(l.to_owned());
                 }
@@ -571,13 +473,7 @@ fn route(
                 return (not_found(), None);
             };
             if !labels.contains(&name) {
-                return (
-                    json_response(
-                        StatusCode::NOT_FOUND,
-                        json!({"message": "Label does not exist"}),
-                    ),
-                    None,
-                );
+                return (json_response(StatusCode::NOT_FOUND, json!({"message": "Label does not exist"})), None);
             }
             labels.retain(|l| *l != name);
             let out: Vec<Value> = labels.iter().map(|l| json!({"name": l})).collect();
@@ -592,31 +488,20 @@ fn merge(state: &mut FakeState, n: u64, body: &Value) -> (Response, Option<Durat
     let Some(pr) = state.prs.get_mut(&n) else {
         return (not_found(), None);
     };
-    let refuse = |status: StatusCode, message: &str| {
-        (json_response(status, json!({"message": message})), None)
-    };
+    let refuse = |status: StatusCode, message: &str| (json_response(status, json!({"message": message})), None);
     if pr.merged || pr.state != "open" {
-        return refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Pull Request is not mergeable",
-        );
+        return refuse(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is not mergeable");
     }
     if pr.merge_answer == MergeAnswer::HeadMovesFirst {
         pr.head_sha = "f".repeat(40);
     }
     if let Some(sha) = body["sha"].as_str() {
         if sha != pr.head_sha {
-            return refuse(
-                StatusCode::CONFLICT,
-                "Head branch was modified. Review and try the merge again.",
-            );
+            return refuse(StatusCode::CONFLICT, "Head branch was modified. Review and try the merge again.");
         }
     }
     match pr.merge_answer.clone() {
-        MergeAnswer::NotMergeable => refuse(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "Pull Request is not mergeable",
-        ),
+        MergeAnswer::NotMergeable => refuse(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is not mergeable"),
         MergeAnswer::Conflict => refuse(StatusCode::METHOD_NOT_ALLOWED, "Merge conflict"),
         answer => {
             pr.merged = true;

@@ -18,10 +18,7 @@ pub struct Delivery {
 
 impl Delivery {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -47,14 +44,9 @@ impl FakeReceiver {
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(ReceiverState::default()));
-        let app = axum::Router::new()
-            .fallback(receive)
-            .with_state(state.clone());
+        let app = axum::Router::new().fallback(receive).with_state(state.clone());
         std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app).await.unwrap();
@@ -82,16 +74,9 @@ async fn receive(
     let mut s = state.lock().unwrap();
     s.deliveries.push(Delivery {
         path: uri.path().to_owned(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-            .collect(),
+        headers: headers.iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect(),
         body: body.to_vec(),
     });
     let status = s.answers.pop_front().unwrap_or(200);
-    (
-        StatusCode::from_u16(status).unwrap(),
-        if status == 200 { "ok" } else { "server_error" },
-    )
-        .into_response()
+    (StatusCode::from_u16(status).unwrap(), if status == 200 { "ok" } else { "server_error" }).into_response()
 }

@@ -28,11 +28,7 @@ use std::path::Path;
 pub const TOKEN: &str = "ghp_coordTestToken0123456789abcdefXYZ";
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
+    tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
 }
 
 /// A live world on `api_url` for acme/widgets, as a fresh coord process would build it.
@@ -42,30 +38,13 @@ pub fn live_world(
     root: &Path,
     channels: IndexMap<String, ChannelConfig>,
 ) -> LiveWorld {
-    let endpoint = GithubEndpoint {
-        api_url: api_url.to_owned(),
-        token: GithubToken::new(TOKEN),
-    };
-    let settings = GithubSettings {
-        max_rate_limit_wait: Some(std::time::Duration::from_secs(5)),
-        ..GithubSettings::default()
-    };
-    let access = GithubAccess::new(
-        endpoint,
-        Ok(Repository::parse("acme/widgets").unwrap()),
-        settings,
-    );
-    let notifier = Notifier::new(channels, root).with_http(
-        coord::effects::notify::http_delivery::HttpDelivery::new(std::time::Duration::from_millis(
-            20,
-        )),
-    );
-    LiveWorld::new(
-        rt.handle().clone(),
-        access,
-        GitMergeQueue::new(root, MergeQueueSettings::default()),
-        notifier,
-    )
+    let endpoint = GithubEndpoint { api_url: api_url.to_owned(), token: GithubToken::new(TOKEN) };
+    let settings =
+        GithubSettings { max_rate_limit_wait: Some(std::time::Duration::from_secs(5)), ..GithubSettings::default() };
+    let access = GithubAccess::new(endpoint, Ok(Repository::parse("acme/widgets").unwrap()), settings);
+    let notifier = Notifier::new(channels, root)
+        .with_http(coord::effects::notify::http_delivery::HttpDelivery::new(std::time::Duration::from_millis(20)));
+    LiveWorld::new(rt.handle().clone(), access, GitMergeQueue::new(root, MergeQueueSettings::default()), notifier)
 }
 
 pub fn effect(kind: EffectKind, args: Value) -> EffectRequest {

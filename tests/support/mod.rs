@@ -92,10 +92,7 @@ pub struct CoordCommand {
 impl CoordCommand {
     pub fn new(cwd: &Path) -> Self {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_coord"));
-        cmd.current_dir(cwd)
-            .env_remove("COORD_RUNS_DIR")
-            .env_remove("COORD_PATH")
-            .env_remove("CI");
+        cmd.current_dir(cwd).env_remove("COORD_RUNS_DIR").env_remove("COORD_PATH").env_remove("CI");
         cmd.env("NO_COLOR", "1");
         CoordCommand { cmd }
     }
@@ -120,9 +117,7 @@ impl CoordCommand {
     }
 
     pub fn spawn(mut self) -> std::process::Child {
-        self.cmd
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        self.cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         self.cmd.spawn().expect("coord starts")
     }
 }
@@ -147,11 +142,7 @@ impl From<Output> for Outcome {
 impl Outcome {
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "exit code\n--- stdout\n{}\n--- stderr\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
         self
     }
 
@@ -173,10 +164,7 @@ pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => false,
         Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .and_then(|rest| rest.trim().chars().next());
+            let state = stat.rsplit(')').next().and_then(|rest| rest.trim().chars().next());
             !matches!(state, Some('Z') | Some('X') | None)
         }
     }

@@ -45,26 +45,11 @@ pub enum GithubError {
     #[error(
         "GitHub rate limit exceeded ({method} {route}): it resets at {reset_at} (in {wait}s), longer than the {max_wait}s coord waits; retry after the reset, or raise [github] max_rate_limit_wait"
     )]
-    RateLimited {
-        method: Method,
-        route: String,
-        reset_at: String,
-        wait: u64,
-        max_wait: u64,
-    },
+    RateLimited { method: Method, route: String, reset_at: String, wait: u64, max_wait: u64 },
     #[error("GitHub {method} {route}: {status} {message}")]
-    Status {
-        method: Method,
-        route: String,
-        status: u16,
-        message: String,
-    },
+    Status { method: Method, route: String, status: u16, message: String },
     #[error("GitHub {method} {route}: {reason}")]
-    Transport {
-        method: Method,
-        route: String,
-        reason: String,
-    },
+    Transport { method: Method, route: String, reason: String },
     #[error("GitHub API at {api_url}: {reason}")]
     Setup { api_url: String, reason: String },
     /// The script asked for something no request can express.
@@ -115,23 +100,14 @@ impl ApiResponse {
     /// GitHub's `message`, or the body as text.
     pub fn message(&self) -> String {
         match &self.body {
-            Value::Object(o) => o
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned(),
+            Value::Object(o) => o.get("message").and_then(Value::as_str).unwrap_or("").to_owned(),
             Value::String(s) => s.chars().take(300).collect(),
             _ => String::new(),
         }
     }
 
     pub fn into_error(self, method: Method, route: &str) -> GithubError {
-        GithubError::Status {
-            method,
-            route: route.to_owned(),
-            status: self.status,
-            message: self.message(),
-        }
+        GithubError::Status { method, route: route.to_owned(), status: self.status, message: self.message() }
     }
 }
 
@@ -143,42 +119,23 @@ pub struct GithubClient {
 
 impl GithubClient {
     /// Builds the client. Must run inside the tokio runtime (octocrab spawns its worker).
-    pub fn new(
-        api_url: &str,
-        token: Option<&GithubToken>,
-        max_rate_limit_wait: Duration,
-    ) -> Result<Self, GithubError> {
-        let setup = |reason: String| GithubError::Setup {
-            api_url: api_url.to_owned(),
-            reason,
-        };
+    pub fn new(api_url: &str, token: Option<&GithubToken>, max_rate_limit_wait: Duration) -> Result<Self, GithubError> {
+        let setup = |reason: String| GithubError::Setup { api_url: api_url.to_owned(), reason };
         let api_url = api_url.trim_end_matches('/').to_owned();
         let mut builder = Octocrab::builder()
             // Retries are decided here, per request kind: octocrab's would resend writes.
             .add_retry_config(RetryConfig::None)
             .set_connect_timeout(Some(Duration::from_secs(10)))
             .set_read_timeout(Some(Duration::from_secs(60)))
-            .add_header(
-                reqwest::header::ACCEPT,
-                "application/vnd.github+json".to_owned(),
-            )
-            .add_header(
-                HeaderName::from_static("x-github-api-version"),
-                "2022-11-28".to_owned(),
-            )
+            .add_header(reqwest::header::ACCEPT, "application/vnd.github+json".to_owned())
+            .add_header(HeaderName::from_static("x-github-api-version"), "2022-11-28".to_owned())
             .base_uri(api_url.as_str())
             .map_err(|_| setup("not a valid URL".into()))?;
         if let Some(token) = token {
             builder = builder.personal_token(token.0.clone());
         }
-        let octocrab = builder
-            .build()
-            .map_err(|e| setup(describe_octocrab_error(&e)))?;
-        Ok(GithubClient {
-            octocrab,
-            api_url,
-            max_rate_limit_wait,
-        })
+        let octocrab = builder.build().map_err(|e| setup(describe_octocrab_error(&e)))?;
+        Ok(GithubClient { octocrab, api_url, max_rate_limit_wait })
     }
 
     pub fn api_url(&self) -> &str {
@@ -209,9 +166,7 @@ impl GithubClient {
                 Ok(r) => r,
             };
             let (status, headers, body_value) = response;
-            if let Some(RateLimitWait { wait, reset_at }) =
-                rate_limit_wait(status, &headers, &body_value)
-            {
+            if let Some(RateLimitWait { wait, reset_at }) = rate_limit_wait(status, &headers, &body_value) {
                 let wait_secs = wait.as_secs().max(1);
                 if wait <= self.max_rate_limit_wait && rate_limited < RATE_LIMIT_RETRIES {
                     rate_limited += 1;
@@ -234,11 +189,7 @@ impl GithubClient {
                 continue;
             }
             let next_page = next_page(&headers);
-            return Ok(ApiResponse {
-                status,
-                body: body_value,
-                next_page,
-            });
+            return Ok(ApiResponse { status, body: body_value, next_page });
         }
     }
 
@@ -248,11 +199,8 @@ impl GithubClient {
         route: &str,
         body: Option<&Value>,
     ) -> Result<(u16, HeaderMap, Value), GithubError> {
-        let transport = |reason: String| GithubError::Transport {
-            method: method.clone(),
-            route: route.to_owned(),
-            reason,
-        };
+        let transport =
+            |reason: String| GithubError::Transport { method: method.clone(), route: route.to_owned(), reason };
         // A relative URI: octocrab joins it to the base URI and attaches the token only then.
         let sent = match *method {
             Method::GET => self.octocrab._get(route).await,
@@ -265,11 +213,7 @@ impl GithubClient {
         let response = sent.map_err(|e| transport(describe_octocrab_error(&e)))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let text = self
-            .octocrab
-            .body_to_string(response)
-            .await
-            .map_err(|e| transport(describe_octocrab_error(&e)))?;
+        let text = self.octocrab.body_to_string(response).await.map_err(|e| transport(describe_octocrab_error(&e)))?;
         let body = if text.trim().is_empty() {
             Value::Null
         } else {
@@ -315,22 +259,14 @@ impl GithubClient {
 
     /// Every item of a list GitHub wraps in an object with a `total_count` (check runs): not a
     /// plain page, so pages are requested by number until `total_count` items are read.
-    pub async fn get_all_counted(
-        &self,
-        route: &str,
-        field: &str,
-    ) -> Result<Vec<Value>, GithubError> {
+    pub async fn get_all_counted(&self, route: &str, field: &str) -> Result<Vec<Value>, GithubError> {
         let mut items = Vec::new();
         let base = with_per_page(route);
         for page in 1.. {
             let page_route = format!("{base}&page={page}");
             let body = self.get(&page_route).await?;
             let total = body.get("total_count").and_then(Value::as_u64).unwrap_or(0);
-            let page_items = body
-                .get(field)
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let page_items = body.get(field).and_then(Value::as_array).cloned().unwrap_or_default();
             let empty = page_items.is_empty();
             items.extend(page_items);
             if empty || items.len() as u64 >= total {
@@ -351,10 +287,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get(name)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .map(str::trim)
+    headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok()).map(str::trim)
 }
 
 /// A rate-limit answer: how long to wait and when the limit resets (Unix seconds).
@@ -373,30 +306,19 @@ fn rate_limit_wait(status: u16, headers: &HeaderMap, body: &Value) -> Option<Rat
     }
     let now = chrono::Utc::now().timestamp();
     if let Some(secs) = header(headers, "retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(RateLimitWait {
-            wait: Duration::from_secs(secs),
-            reset_at: now + secs as i64,
-        });
+        return Some(RateLimitWait { wait: Duration::from_secs(secs), reset_at: now + secs as i64 });
     }
     let exhausted = header(headers, "x-ratelimit-remaining") == Some("0");
     let reset = header(headers, "x-ratelimit-reset").and_then(|v| v.parse::<i64>().ok());
-    let says_rate_limit = body
-        .get("message")
-        .and_then(Value::as_str)
-        .is_some_and(|m| m.to_ascii_lowercase().contains("rate limit"));
+    let says_rate_limit =
+        body.get("message").and_then(Value::as_str).is_some_and(|m| m.to_ascii_lowercase().contains("rate limit"));
     if !(exhausted || says_rate_limit || status == 429) {
         return None;
     }
     Some(match reset {
         // The reset is in whole seconds: one more makes sure it has passed.
-        Some(at) => RateLimitWait {
-            wait: Duration::from_secs((at - now).max(0) as u64 + 1),
-            reset_at: at,
-        },
-        None => RateLimitWait {
-            wait: Duration::from_secs(60),
-            reset_at: now + 60,
-        },
+        Some(at) => RateLimitWait { wait: Duration::from_secs((at - now).max(0) as u64 + 1), reset_at: at },
+        None => RateLimitWait { wait: Duration::from_secs(60), reset_at: now + 60 },
     })
 }
 
@@ -415,10 +337,7 @@ fn next_page(headers: &HeaderMap) -> Option<String> {
 
 fn relative_route(url: &str) -> String {
     match url.split_once("://") {
-        Some((_, rest)) => rest
-            .find('/')
-            .map(|i| rest[i..].to_owned())
-            .unwrap_or_else(|| "/".into()),
+        Some((_, rest)) => rest.find('/').map(|i| rest[i..].to_owned()).unwrap_or_else(|| "/".into()),
         None => url.to_owned(),
     }
 }
@@ -445,13 +364,7 @@ fn describe_octocrab_error(e: &octocrab::Error) -> String {
     }
     if parts.is_empty() {
         let text = e.to_string();
-        parts.push(
-            text.split("\n\nFound at")
-                .next()
-                .unwrap_or(&text)
-                .trim()
-                .to_owned(),
-        );
+        parts.push(text.split("\n\nFound at").next().unwrap_or(&text).trim().to_owned());
     }
     parts.join(": ")
 }
@@ -463,10 +376,7 @@ mod tests {
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(
-                HeaderName::from_static(k),
-                HeaderValue::from_str(v).unwrap(),
-            );
+            h.insert(HeaderName::from_static(k), HeaderValue::from_str(v).unwrap());
         }
         h
     }
@@ -477,10 +387,7 @@ mod tests {
             "link",
             "<https://ghe.example.com/api/v3/repos/a/b/pulls?page=2&per_page=100>; rel=\"next\", <https://ghe.example.com/api/v3/repos/a/b/pulls?page=5>; rel=\"last\"",
         )]);
-        assert_eq!(
-            next_page(&h).as_deref(),
-            Some("/api/v3/repos/a/b/pulls?page=2&per_page=100")
-        );
+        assert_eq!(next_page(&h).as_deref(), Some("/api/v3/repos/a/b/pulls?page=2&per_page=100"));
         let last_only = headers(&[("link", "<https://api.github.com/x?page=1>; rel=\"prev\"")]);
         assert_eq!(next_page(&last_only), None);
     }
@@ -494,14 +401,8 @@ mod tests {
         );
         let reset_at = chrono::Utc::now().timestamp() + 100;
         let reset = reset_at.to_string();
-        let wait = rate_limit_wait(
-            403,
-            &headers(&[
-                ("x-ratelimit-remaining", "0"),
-                ("x-ratelimit-reset", &reset),
-            ]),
-            &none,
-        );
+        let wait =
+            rate_limit_wait(403, &headers(&[("x-ratelimit-remaining", "0"), ("x-ratelimit-reset", &reset)]), &none);
         let wait = wait.unwrap();
         assert!(wait.wait >= Duration::from_secs(99));
         assert_eq!(wait.reset_at, reset_at);
@@ -514,10 +415,7 @@ mod tests {
             None
         );
         assert!(rate_limit_wait(429, &HeaderMap::new(), &none).is_some());
-        assert_eq!(
-            rate_limit_wait(404, &headers(&[("retry-after", "1")]), &none),
-            None
-        );
+        assert_eq!(rate_limit_wait(404, &headers(&[("retry-after", "1")]), &none), None);
     }
 
     #[test]

@@ -71,9 +71,8 @@ impl GithubEndpoint {
     /// `[github] token_env`, `GITHUB_TOKEN` or `GH_TOKEN`, the first one set.
     pub fn from_env(settings: &GithubSettings) -> Self {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let api_url = env("GITHUB_API_URL")
-            .or_else(|| settings.api_url.clone())
-            .unwrap_or_else(|| PUBLIC_API_URL.to_owned());
+        let api_url =
+            env("GITHUB_API_URL").or_else(|| settings.api_url.clone()).unwrap_or_else(|| PUBLIC_API_URL.to_owned());
         let token = settings
             .token_env
             .iter()
@@ -110,9 +109,7 @@ pub struct GithubBackend {
 }
 
 fn target_number(args: &Value) -> Option<u64> {
-    args.get("pr")
-        .or_else(|| args.get("number"))
-        .and_then(Value::as_u64)
+    args.get("pr").or_else(|| args.get("number")).and_then(Value::as_u64)
 }
 
 fn str_opt<'a>(opts: &'a Value, key: &str) -> Option<&'a str> {
@@ -122,36 +119,23 @@ fn str_opt<'a>(opts: &'a Value, key: &str) -> Option<&'a str> {
 /// The `labels` option as a list, accepting a comma-separated string too.
 fn wanted_labels(opts: &Value) -> Vec<String> {
     match opts.get("labels") {
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(|l| l.trim().to_owned())
-            .filter(|l| !l.is_empty())
-            .collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
+        Some(Value::String(s)) => s.split(',').map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()).collect(),
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
         _ => Vec::new(),
     }
 }
 
 fn has_labels(record: &Value, wanted: &[String]) -> bool {
-    let have: Vec<&str> = record["labels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let have: Vec<&str> = record["labels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     wanted.iter().all(|l| have.contains(&l.as_str()))
 }
 
 fn list_state(opts: &Value) -> Result<&str, GithubError> {
     match str_opt(opts, "state").unwrap_or("open") {
         s @ ("open" | "closed" | "all") => Ok(s),
-        other => Err(GithubError::InvalidOption(format!(
-            "`state` must be \"open\", \"closed\" or \"all\", not {other:?}"
-        ))),
+        other => {
+            Err(GithubError::InvalidOption(format!("`state` must be \"open\", \"closed\" or \"all\", not {other:?}")))
+        }
     }
 }
 
@@ -162,15 +146,9 @@ impl GithubBackend {
         repo: Repository,
         settings: &GithubSettings,
     ) -> Result<Self, GithubError> {
-        let wait = settings
-            .max_rate_limit_wait
-            .unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
+        let wait = settings.max_rate_limit_wait.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
         let client = GithubClient::new(&endpoint.api_url, endpoint.token.as_ref(), wait)?;
-        Ok(GithubBackend {
-            client,
-            repo,
-            no_checks: settings.no_checks,
-        })
+        Ok(GithubBackend { client, repo, no_checks: settings.no_checks })
     }
 
     pub fn repository(&self) -> &Repository {
@@ -178,11 +156,7 @@ impl GithubBackend {
     }
 
     fn route(&self, rest: &str) -> String {
-        format!(
-            "/repos/{}/{}/{rest}",
-            encode(&self.repo.owner),
-            encode(&self.repo.name)
-        )
+        format!("/repos/{}/{}/{rest}", encode(&self.repo.owner), encode(&self.repo.name))
     }
 
     pub(crate) fn client(&self) -> &GithubClient {
@@ -214,10 +188,7 @@ impl GithubBackend {
                 self.checks_of(&sha).await
             }
             GithubRead::Reviews(n) => {
-                let reviews = self
-                    .client
-                    .get_all(&self.route(&format!("pulls/{n}/reviews")))
-                    .await?;
+                let reviews = self.client.get_all(&self.route(&format!("pulls/{n}/reviews"))).await?;
                 Ok(Value::Array(reviews.iter().map(records::review).collect()))
             }
             GithubRead::Issues(opts) => {
@@ -230,63 +201,30 @@ impl GithubBackend {
                     route.push_str(&format!("&creator={}", encode(author)));
                 }
                 let items = self.client.get_all(&route).await?;
-                Ok(Value::Array(
-                    items
-                        .iter()
-                        .filter(|i| !records::is_pull_request(i))
-                        .map(records::issue)
-                        .collect(),
-                ))
+                Ok(Value::Array(items.iter().filter(|i| !records::is_pull_request(i)).map(records::issue).collect()))
             }
         }
     }
 
     /// The raw pull request; a missing one is an error naming it.
     async fn pull(&self, n: u64) -> Result<Value, GithubError> {
-        self.client
-            .get(&self.route(&format!("pulls/{n}")))
-            .await
-            .map_err(|e| match e {
-                GithubError::Status {
-                    status: 404,
-                    method,
-                    route,
-                    ..
-                } => GithubError::Status {
-                    method,
-                    route,
-                    status: 404,
-                    message: format!("no PR #{n} in {}", self.repo),
-                },
-                other => other,
-            })
+        self.client.get(&self.route(&format!("pulls/{n}"))).await.map_err(|e| match e {
+            GithubError::Status { status: 404, method, route, .. } => {
+                GithubError::Status { method, route, status: 404, message: format!("no PR #{n} in {}", self.repo) }
+            }
+            other => other,
+        })
     }
 
     /// Statuses of `sha` plus every page of its check runs, summarized.
     async fn checks_of(&self, sha: &str) -> Result<Value, GithubError> {
-        let statuses = self
-            .client
-            .get_all(&self.route(&format!("commits/{sha}/statuses")))
-            .await?;
-        let runs = self
-            .client
-            .get_all_counted(
-                &self.route(&format!("commits/{sha}/check-runs")),
-                "check_runs",
-            )
-            .await?;
-        Ok(records::checks_summary(
-            sha,
-            &statuses,
-            &runs,
-            self.no_checks.state(),
-        ))
+        let statuses = self.client.get_all(&self.route(&format!("commits/{sha}/statuses"))).await?;
+        let runs = self.client.get_all_counted(&self.route(&format!("commits/{sha}/check-runs")), "check_runs").await?;
+        Ok(records::checks_summary(sha, &statuses, &runs, self.no_checks.state()))
     }
 
     async fn reviews_raw(&self, n: u64) -> Result<Vec<Value>, GithubError> {
-        self.client
-            .get_all(&self.route(&format!("pulls/{n}/reviews")))
-            .await
+        self.client.get_all(&self.route(&format!("pulls/{n}/reviews"))).await
     }
 
     pub async fn act(&self, effect: &EffectRequest, key: &str) -> Result<Value, GithubError> {
@@ -303,37 +241,21 @@ impl GithubBackend {
                 self.comment(n, &body, key).await
             }
             EffectKind::Label => {
-                let labels: Vec<&str> = args["labels"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Value::as_str)
-                    .collect();
+                let labels: Vec<&str> =
+                    args["labels"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
                 let route = self.route(&format!("issues/{n}/labels"));
-                let response = self
-                    .client
-                    .request(
-                        Method::POST,
-                        &route,
-                        Some(&json!({ "labels": labels })),
-                        Retry::Write,
-                    )
-                    .await;
+                let response =
+                    self.client.request(Method::POST, &route, Some(&json!({ "labels": labels })), Retry::Write).await;
                 self.plain_write(response, n, Method::POST, &route)
             }
             EffectKind::Unlabel => {
                 let label = args["label"].as_str().unwrap_or("");
                 let route = self.route(&format!("issues/{n}/labels/{}", encode(label)));
-                let response = self
-                    .client
-                    .request(Method::DELETE, &route, None, Retry::Write)
-                    .await?;
+                let response = self.client.request(Method::DELETE, &route, None, Retry::Write).await?;
                 if response.status == 404 {
                     // GitHub says 404 both for a missing issue and for a label that is not set.
                     return match self.client.get(&self.route(&format!("issues/{n}"))).await {
-                        Ok(_) => Ok(
-                            json!({"status": "done", "number": n, "note": "the label was not set"}),
-                        ),
+                        Ok(_) => Ok(json!({"status": "done", "number": n, "note": "the label was not set"})),
                         Err(e) if e.status() == Some(404) => {
                             Ok(json!({"status": "failed", "reason": "not_found", "number": n}))
                         }
@@ -351,20 +273,11 @@ impl GithubBackend {
                     }
                 }
                 let route = self.route(&format!("issues/{n}"));
-                let response = self
-                    .client
-                    .request(
-                        Method::PATCH,
-                        &route,
-                        Some(&json!({"state": "closed"})),
-                        Retry::Write,
-                    )
-                    .await;
+                let response =
+                    self.client.request(Method::PATCH, &route, Some(&json!({"state": "closed"})), Retry::Write).await;
                 self.plain_write(response, n, Method::PATCH, &route)
             }
-            EffectKind::Notify => {
-                Ok(json!({"status": "failed", "error": "notify is not a GitHub effect"}))
-            }
+            EffectKind::Notify => Ok(json!({"status": "failed", "error": "notify is not a GitHub effect"})),
         }
     }
 
@@ -389,36 +302,19 @@ impl GithubBackend {
     pub async fn comment(&self, n: u64, body: &str, key: &str) -> Result<Value, GithubError> {
         let route = self.route(&format!("issues/{n}/comments"));
         let marked = format!("{body}\n\n{}", effect_marker(key));
-        let response = self
-            .client
-            .request(
-                Method::POST,
-                &route,
-                Some(&json!({ "body": marked })),
-                Retry::Write,
-            )
-            .await?;
+        let response =
+            self.client.request(Method::POST, &route, Some(&json!({ "body": marked })), Retry::Write).await?;
         match response.status {
-            200..=299 => {
-                Ok(json!({"status": "done", "number": n, "comment_id": response.body["id"]}))
-            }
+            200..=299 => Ok(json!({"status": "done", "number": n, "comment_id": response.body["id"]})),
             404 => Ok(json!({"status": "failed", "reason": "not_found", "number": n})),
             _ => Err(response.into_error(Method::POST, &route)),
         }
     }
 
     /// The comment on `n` carrying `key`'s marker, as a `done` result.
-    pub async fn find_marked_comment(
-        &self,
-        n: u64,
-        key: &str,
-    ) -> Result<Option<Value>, GithubError> {
+    pub async fn find_marked_comment(&self, n: u64, key: &str) -> Result<Option<Value>, GithubError> {
         let marker = effect_marker(key);
-        let comments = match self
-            .client
-            .get_all(&self.route(&format!("issues/{n}/comments")))
-            .await
-        {
+        let comments = match self.client.get_all(&self.route(&format!("issues/{n}/comments"))).await {
             Ok(c) => c,
             Err(e) if e.status() == Some(404) => return Ok(None),
             Err(e) => return Err(e),
@@ -430,11 +326,7 @@ impl GithubBackend {
     }
 
     /// Resume found an intent without a result: did the effect happen?
-    pub async fn already_done(
-        &self,
-        effect: &EffectRequest,
-        key: &str,
-    ) -> Result<Option<Value>, GithubError> {
+    pub async fn already_done(&self, effect: &EffectRequest, key: &str) -> Result<Option<Value>, GithubError> {
         let args = &effect.args;
         let Some(n) = target_number(args) else {
             return Ok(None);
@@ -457,9 +349,7 @@ impl GithubBackend {
                     .collect();
                 let done = match effect.kind {
                     EffectKind::Label => wanted_labels(args).iter().all(|l| labels.contains(l)),
-                    EffectKind::Unlabel => args["label"]
-                        .as_str()
-                        .is_some_and(|l| !labels.iter().any(|have| have == l)),
+                    EffectKind::Unlabel => args["label"].as_str().is_some_and(|l| !labels.iter().any(|have| have == l)),
                     _ => issue["state"] == "closed",
                 };
                 Ok(done.then(|| json!({"status": "done", "number": n})))
@@ -476,41 +366,19 @@ pub struct GithubAccess {
 }
 
 enum AccessState {
-    Pending {
-        endpoint: GithubEndpoint,
-        repo: Result<Repository, String>,
-        settings: GithubSettings,
-    },
+    Pending { endpoint: GithubEndpoint, repo: Result<Repository, String>, settings: GithubSettings },
     Ready(Box<GithubBackend>),
     Failed(String),
 }
 
 impl GithubAccess {
-    pub fn new(
-        endpoint: GithubEndpoint,
-        repo: Result<Repository, String>,
-        settings: GithubSettings,
-    ) -> Self {
-        GithubAccess {
-            state: AccessState::Pending {
-                endpoint,
-                repo,
-                settings,
-            },
-        }
+    pub fn new(endpoint: GithubEndpoint, repo: Result<Repository, String>, settings: GithubSettings) -> Self {
+        GithubAccess { state: AccessState::Pending { endpoint, repo, settings } }
     }
 
     /// The connected backend, or why there is none.
-    pub fn backend(
-        &mut self,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<&GithubBackend, WorldError> {
-        if let AccessState::Pending {
-            endpoint,
-            repo,
-            settings,
-        } = &self.state
-        {
+    pub fn backend(&mut self, runtime: &tokio::runtime::Handle) -> Result<&GithubBackend, WorldError> {
+        if let AccessState::Pending { endpoint, repo, settings } = &self.state {
             self.state = match repo {
                 Err(why) => AccessState::Failed(format!(
                     "no GitHub repository for this run ({why}): pass --repo owner/name or --input repo=owner/name, set [github] repo in coord.toml, or run inside a clone whose origin is on GitHub; for an offline run pass --demo or --scenario FILE"

@@ -22,9 +22,7 @@ fn refused(n: u64, reason: &str, extra: Value) -> Value {
 }
 
 fn method_of(args: &Value) -> &str {
-    args.get("method")
-        .and_then(Value::as_str)
-        .unwrap_or("squash")
+    args.get("method").and_then(Value::as_str).unwrap_or("squash")
 }
 
 /// A full head SHA matches the SHA a review pinned if equal, or if the pinned one is an
@@ -65,71 +63,45 @@ pub async fn merge(gh: &GithubBackend, n: u64, args: &Value) -> Result<Value, Gi
         ));
     }
     let head = record["head_sha"].as_str().unwrap_or("").to_owned();
-    if args
-        .get("require_green")
-        .and_then(Value::as_bool)
-        .unwrap_or(true)
-    {
+    if args.get("require_green").and_then(Value::as_bool).unwrap_or(true) {
         let checks = gh.checks_of(&head).await?;
         if checks["state"] != "green" {
             return Ok(refused(n, "not_green", json!({"checks": checks["state"]})));
         }
     }
-    if args
-        .get("require_approval")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
+    if args.get("require_approval").and_then(Value::as_bool).unwrap_or(false)
         && !records::approved(&gh.reviews_raw(n).await?)
     {
         return Ok(refused(n, "not_approved", json!({})));
     }
     if let Some(pinned) = args.get("sha").and_then(Value::as_str) {
         if !same_head(&head, pinned) {
-            return Ok(refused(
-                n,
-                "head_moved",
-                json!({"head_sha": head, "expected_sha": pinned}),
-            ));
+            return Ok(refused(n, "head_moved", json!({"head_sha": head, "expected_sha": pinned})));
         }
     }
     if record["mergeable"] == false && pr["mergeable_state"] == "dirty" {
-        return Ok(refused(
-            n,
-            "conflict",
-            json!({"message": "the PR has merge conflicts"}),
-        ));
+        return Ok(refused(n, "conflict", json!({"message": "the PR has merge conflicts"})));
     }
 
     // Pinned to the head checked above: if it moves now, GitHub refuses (409) instead of merging
     // commits nobody reviewed.
     let route = gh.route(&format!("pulls/{n}/merge"));
     let body = json!({ "merge_method": method, "sha": head });
-    let response = gh
-        .client()
-        .request(Method::PUT, &route, Some(&body), Retry::Write)
-        .await?;
+    let response = gh.client().request(Method::PUT, &route, Some(&body), Retry::Write).await?;
     match response.status {
         200..=299 => Ok(
             json!({"status": "merged", "pr": n, "method": method, "sha": head, "merge_commit": response.body["sha"]}),
         ),
         404 | 405 | 409 | 422 => {
             let message = response.message();
-            Ok(refused(
-                n,
-                refusal_reason(response.status, &message),
-                json!({"message": message}),
-            ))
+            Ok(refused(n, refusal_reason(response.status, &message), json!({"message": message})))
         }
         _ => Err(response.into_error(Method::PUT, &route)),
     }
 }
 
 /// The `merged` result if PR `n` is merged, for resume (and for a merge whose answer was lost).
-pub async fn already_merged(
-    gh: &GithubBackend,
-    n: u64,
-    args: &Value,
-) -> Result<Option<Value>, GithubError> {
+pub async fn already_merged(gh: &GithubBackend, n: u64, args: &Value) -> Result<Option<Value>, GithubError> {
     let pr = match gh.pull(n).await {
         Ok(pr) => pr,
         Err(e) if e.status() == Some(404) => return Ok(None),
@@ -153,26 +125,11 @@ mod tests {
 
     #[test]
     fn merge_answers_map_to_reasons() {
-        assert_eq!(
-            refusal_reason(405, "Pull Request is not mergeable"),
-            "not_mergeable"
-        );
+        assert_eq!(refusal_reason(405, "Pull Request is not mergeable"), "not_mergeable");
         assert_eq!(refusal_reason(405, "Merge conflict"), "conflict");
-        assert_eq!(
-            refusal_reason(
-                409,
-                "Head branch was modified. Review and try the merge again."
-            ),
-            "head_moved"
-        );
-        assert_eq!(
-            refusal_reason(409, "merge conflict between base and head"),
-            "conflict"
-        );
-        assert_eq!(
-            refusal_reason(422, "Merge commits are not allowed on this repository."),
-            "not_mergeable"
-        );
+        assert_eq!(refusal_reason(409, "Head branch was modified. Review and try the merge again."), "head_moved");
+        assert_eq!(refusal_reason(409, "merge conflict between base and head"), "conflict");
+        assert_eq!(refusal_reason(422, "Merge commits are not allowed on this repository."), "not_mergeable");
     }
 
     #[test]

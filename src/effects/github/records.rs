@@ -31,8 +31,7 @@ fn text(v: &Value) -> Value {
 /// mergeable, merged`, plus `url`, `body` and timestamps. `mergeable` is `()` while GitHub is
 /// still computing it (and in listings, which never carry it).
 pub fn pull_request(pr: &Value) -> Value {
-    let merged =
-        pr.get("merged").and_then(Value::as_bool).unwrap_or(false) || !pr["merged_at"].is_null();
+    let merged = pr.get("merged").and_then(Value::as_bool).unwrap_or(false) || !pr["merged_at"].is_null();
     json!({
         "number": pr["number"],
         "title": text(&pr["title"]),
@@ -94,15 +93,8 @@ pub fn approved(reviews: &[Value]) -> bool {
     let mut latest: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
     for r in reviews {
         let state = r["state"].as_str().unwrap_or("").to_ascii_lowercase();
-        if matches!(
-            state.as_str(),
-            "approved" | "changes_requested" | "dismissed"
-        ) {
-            let who = r["user"]["login"]
-                .as_str()
-                .or(r["author"].as_str())
-                .unwrap_or("")
-                .to_owned();
+        if matches!(state.as_str(), "approved" | "changes_requested" | "dismissed") {
+            let who = r["user"]["login"].as_str().or(r["author"].as_str()).unwrap_or("").to_owned();
             latest.insert(who, state);
         }
     }
@@ -137,12 +129,7 @@ fn check_run_state(run: &Value) -> &'static str {
 /// per context counts) and check runs into `{state, sha, details, total}`: red if anything
 /// failed, else pending if anything is still running, else green. A commit with no checks at
 /// all is `when_none`.
-pub fn checks_summary(
-    sha: &str,
-    statuses: &[Value],
-    check_runs: &[Value],
-    when_none: &str,
-) -> Value {
+pub fn checks_summary(sha: &str, statuses: &[Value], check_runs: &[Value], when_none: &str) -> Value {
     let mut details = Vec::new();
     let mut seen_contexts = std::collections::HashSet::new();
     for s in statuses {
@@ -151,35 +138,15 @@ pub fn checks_summary(
             continue;
         }
         let raw = s["state"].as_str().unwrap_or("");
-        details.push(check_detail(
-            "status",
-            &s["context"],
-            status_state(raw),
-            &s["state"],
-            &s["target_url"],
-        ));
+        details.push(check_detail("status", &s["context"], status_state(raw), &s["state"], &s["target_url"]));
     }
     for run in check_runs {
-        let raw = if run["status"].as_str() == Some("completed") {
-            &run["conclusion"]
-        } else {
-            &run["status"]
-        };
-        details.push(check_detail(
-            "check_run",
-            &run["name"],
-            check_run_state(run),
-            raw,
-            &run["html_url"],
-        ));
+        let raw = if run["status"].as_str() == Some("completed") { &run["conclusion"] } else { &run["status"] };
+        details.push(check_detail("check_run", &run["name"], check_run_state(run), raw, &run["html_url"]));
     }
     details.sort_by(|a, b| {
-        let key = |d: &Value| {
-            (
-                d["kind"].as_str().unwrap_or("").to_owned(),
-                d["name"].as_str().unwrap_or("").to_owned(),
-            )
-        };
+        let key =
+            |d: &Value| (d["kind"].as_str().unwrap_or("").to_owned(), d["name"].as_str().unwrap_or("").to_owned());
         key(a).cmp(&key(b))
     });
     let states: Vec<&str> = details.iter().filter_map(|d| d["state"].as_str()).collect();
@@ -208,19 +175,9 @@ mod tests {
             "html_url": "https://github.com/a/b/pull/7", "body": null
         });
         let pr = pull_request(&api);
-        for field in [
-            "number",
-            "title",
-            "author",
-            "state",
-            "base",
-            "head",
-            "head_sha",
-            "labels",
-            "draft",
-            "mergeable",
-            "merged",
-        ] {
+        for field in
+            ["number", "title", "author", "state", "base", "head", "head_sha", "labels", "draft", "mergeable", "merged"]
+        {
             assert!(!pr[field].is_null(), "{field}");
         }
         assert_eq!(pr["labels"], json!(["bug"]));
@@ -234,24 +191,12 @@ mod tests {
         let ok = json!({"name": "unit", "status": "completed", "conclusion": "success"});
         let running = json!({"name": "lint", "status": "in_progress", "conclusion": null});
         let failed = json!({"name": "e2e", "status": "completed", "conclusion": "failure"});
-        assert_eq!(
-            checks_summary("s", &[], std::slice::from_ref(&ok), "pending")["state"],
-            "green"
-        );
-        assert_eq!(
-            checks_summary("s", &[], &[ok.clone(), running.clone()], "pending")["state"],
-            "pending"
-        );
-        assert_eq!(
-            checks_summary("s", &[], &[ok, running, failed], "pending")["state"],
-            "red"
-        );
+        assert_eq!(checks_summary("s", &[], std::slice::from_ref(&ok), "pending")["state"], "green");
+        assert_eq!(checks_summary("s", &[], &[ok.clone(), running.clone()], "pending")["state"], "pending");
+        assert_eq!(checks_summary("s", &[], &[ok, running, failed], "pending")["state"], "red");
         assert_eq!(checks_summary("s", &[], &[], "pending")["state"], "pending");
         // Only the newest status per context counts.
-        let statuses = [
-            json!({"context": "ci", "state": "success"}),
-            json!({"context": "ci", "state": "failure"}),
-        ];
+        let statuses = [json!({"context": "ci", "state": "success"}), json!({"context": "ci", "state": "failure"})];
         let s = checks_summary("s", &statuses, &[], "pending");
         assert_eq!(s["state"], "green");
         assert_eq!(s["total"], 1);
@@ -261,15 +206,8 @@ mod tests {
     fn approval_needs_an_approval_and_no_standing_change_request() {
         let r = |who: &str, state: &str| json!({"user": {"login": who}, "state": state});
         assert!(approved(&[r("a", "APPROVED")]));
-        assert!(!approved(&[
-            r("a", "APPROVED"),
-            r("b", "CHANGES_REQUESTED")
-        ]));
-        assert!(approved(&[
-            r("b", "CHANGES_REQUESTED"),
-            r("a", "APPROVED"),
-            r("b", "APPROVED")
-        ]));
+        assert!(!approved(&[r("a", "APPROVED"), r("b", "CHANGES_REQUESTED")]));
+        assert!(approved(&[r("b", "CHANGES_REQUESTED"), r("a", "APPROVED"), r("b", "APPROVED")]));
         assert!(!approved(&[r("a", "COMMENTED")]));
     }
 }

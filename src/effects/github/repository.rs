@@ -22,9 +22,7 @@ fn valid_part(part: &str) -> bool {
     !part.is_empty()
         && part != "."
         && part != ".."
-        && part
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 impl Repository {
@@ -32,13 +30,10 @@ impl Repository {
     pub fn parse(slug: &str) -> Result<Self, String> {
         let slug = slug.trim();
         match slug.split('/').collect::<Vec<_>>().as_slice() {
-            [owner, name] if valid_part(owner) && valid_part(name) => Ok(Repository {
-                owner: (*owner).to_owned(),
-                name: name.trim_end_matches(".git").to_owned(),
-            }),
-            _ => Err(format!(
-                "`{slug}` is not a repository: write it as owner/name"
-            )),
+            [owner, name] if valid_part(owner) && valid_part(name) => {
+                Ok(Repository { owner: (*owner).to_owned(), name: name.trim_end_matches(".git").to_owned() })
+            }
+            _ => Err(format!("`{slug}` is not a repository: write it as owner/name")),
         }
     }
 
@@ -79,18 +74,11 @@ impl Repository {
             .run()
             .map_err(|e| format!("cannot run git: {e}"))?;
         if !url.status.success() {
-            return Err(format!(
-                "{} has no `origin` remote (or is not in a git repository)",
-                dir.display()
-            ));
+            return Err(format!("{} has no `origin` remote (or is not in a git repository)", dir.display()));
         }
         let url = String::from_utf8_lossy(&url.stdout).trim().to_owned();
-        Repository::from_remote_url(&url).ok_or_else(|| {
-            format!(
-                "the `origin` remote of {} does not name a GitHub repository",
-                dir.display()
-            )
-        })
+        Repository::from_remote_url(&url)
+            .ok_or_else(|| format!("the `origin` remote of {} does not name a GitHub repository", dir.display()))
     }
 }
 
@@ -100,10 +88,7 @@ mod tests {
 
     #[test]
     fn slugs() {
-        assert_eq!(
-            Repository::parse("acme/widgets").unwrap().to_string(),
-            "acme/widgets"
-        );
+        assert_eq!(Repository::parse("acme/widgets").unwrap().to_string(), "acme/widgets");
         assert!(Repository::parse("acme").is_err());
         assert!(Repository::parse("acme/widgets/extra").is_err());
         assert!(Repository::parse("../etc").is_err());
@@ -122,18 +107,12 @@ mod tests {
             "https://ghe.example.com/acme/widgets.git",
         ] {
             assert_eq!(
-                Repository::from_remote_url(url)
-                    .map(|r| r.to_string())
-                    .as_deref(),
+                Repository::from_remote_url(url).map(|r| r.to_string()).as_deref(),
                 Some("acme/widgets"),
                 "{url}"
             );
         }
-        for url in [
-            "/srv/git/widgets.git",
-            "file:///srv/git/acme/widgets.git",
-            "widgets",
-        ] {
+        for url in ["/srv/git/widgets.git", "file:///srv/git/acme/widgets.git", "widgets"] {
             assert_eq!(Repository::from_remote_url(url), None, "{url}");
         }
     }

@@ -40,10 +40,7 @@ impl HttpDelivery {
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap_or_default();
-        HttpDelivery {
-            client,
-            retry_delay,
-        }
+        HttpDelivery { client, retry_delay }
     }
 
     /// POSTs `payload`; Ok with the HTTP status once the receiver accepts it (2xx).
@@ -54,8 +51,7 @@ impl HttpDelivery {
         idempotency_key: &str,
         secret: Option<&[u8]>,
     ) -> Result<u16, String> {
-        let body =
-            serde_json::to_vec(payload).map_err(|e| format!("cannot encode the payload: {e}"))?;
+        let body = serde_json::to_vec(payload).map_err(|e| format!("cannot encode the payload: {e}"))?;
         let mut last_error = String::new();
         for attempt in 1..=ATTEMPTS {
             let mut request = self
@@ -78,11 +74,7 @@ impl HttpDelivery {
                     last_error = format!(
                         "HTTP {}{}",
                         status.as_u16(),
-                        if text.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {text}")
-                        }
+                        if text.is_empty() { String::new() } else { format!(": {text}") }
                     );
                     status.is_server_error() || status.as_u16() == 429
                 }
@@ -123,9 +115,6 @@ mod tests {
     fn signature_matches_a_known_vector() {
         // RFC 4231, test case 2.
         let sig = signature(b"Jefe", b"what do ya want for nothing?");
-        assert_eq!(
-            sig,
-            "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
+        assert_eq!(sig, "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
     }
 }

@@ -35,29 +35,14 @@ fn parts(message: &Value) -> Parts {
             Value::Null => None,
             other => Some(value_text(other)),
         };
-        return Parts {
-            title: None,
-            body,
-            fields: Vec::new(),
-            links: Vec::new(),
-        };
+        return Parts { title: None, body, fields: Vec::new(), links: Vec::new() };
     };
-    let text_of = |k: &str| {
-        m.get(k)
-            .filter(|v| !v.is_null())
-            .map(value_text)
-            .filter(|s| !s.is_empty())
-    };
+    let text_of = |k: &str| m.get(k).filter(|v| !v.is_null()).map(value_text).filter(|s| !s.is_empty());
     let fields = match m.get("fields") {
         Some(Value::Object(f)) => f.iter().map(|(k, v)| (k.clone(), value_text(v))).collect(),
         Some(Value::Array(list)) => list
             .iter()
-            .filter_map(|f| {
-                Some((
-                    f.get("name").or(f.get("title"))?.as_str()?.to_owned(),
-                    value_text(f.get("value")?),
-                ))
-            })
+            .filter_map(|f| Some((f.get("name").or(f.get("title"))?.as_str()?.to_owned(), value_text(f.get("value")?))))
             .collect(),
         _ => Vec::new(),
     };
@@ -68,29 +53,16 @@ fn parts(message: &Value) -> Parts {
                 Value::String(url) => Some((url.clone(), url.clone())),
                 Value::Object(o) => {
                     let url = o.get("url")?.as_str()?.to_owned();
-                    let text = o
-                        .get("text")
-                        .or(o.get("title"))
-                        .and_then(Value::as_str)
-                        .unwrap_or(&url)
-                        .to_owned();
+                    let text = o.get("text").or(o.get("title")).and_then(Value::as_str).unwrap_or(&url).to_owned();
                     Some((text, url))
                 }
                 _ => None,
             })
             .collect(),
-        Some(Value::Object(o)) => o
-            .iter()
-            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-            .collect(),
+        Some(Value::Object(o)) => o.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned()))).collect(),
         _ => Vec::new(),
     };
-    Parts {
-        title: text_of("title"),
-        body: text_of("body").or_else(|| text_of("text")),
-        fields,
-        links,
-    }
+    Parts { title: text_of("title"), body: text_of("body").or_else(|| text_of("text")), fields, links }
 }
 
 fn clip(s: &str, max: usize) -> String {
@@ -108,13 +80,7 @@ pub fn plain_text(message: &Value) -> String {
     lines.extend(p.title);
     lines.extend(p.body);
     lines.extend(p.fields.iter().map(|(k, v)| format!("{k}: {v}")));
-    lines.extend(p.links.iter().map(|(t, u)| {
-        if t == u {
-            u.clone()
-        } else {
-            format!("{t}: {u}")
-        }
-    }));
+    lines.extend(p.links.iter().map(|(t, u)| if t == u { u.clone() } else { format!("{t}: {u}") }));
     lines.join("\n")
 }
 
@@ -127,22 +93,10 @@ pub fn markdown(message: &Value) -> String {
     }
     blocks.extend(p.body);
     if !p.fields.is_empty() {
-        blocks.push(
-            p.fields
-                .iter()
-                .map(|(k, v)| format!("- **{k}**: {v}"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
+        blocks.push(p.fields.iter().map(|(k, v)| format!("- **{k}**: {v}")).collect::<Vec<_>>().join("\n"));
     }
     if !p.links.is_empty() {
-        blocks.push(
-            p.links
-                .iter()
-                .map(|(t, u)| format!("- [{t}]({u})"))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        );
+        blocks.push(p.links.iter().map(|(t, u)| format!("- [{t}]({u})")).collect::<Vec<_>>().join("\n"));
     }
     blocks.join("\n\n")
 }
@@ -154,19 +108,13 @@ pub fn slack_payload(message: &Value) -> Value {
     if !message.is_object() {
         return json!({ "text": p.body.unwrap_or_default() });
     }
-    let fallback = p
-        .title
-        .clone()
-        .or_else(|| p.body.clone())
-        .unwrap_or_else(|| plain_text(message));
+    let fallback = p.title.clone().or_else(|| p.body.clone()).unwrap_or_else(|| plain_text(message));
     let mut blocks = Vec::new();
     if let Some(t) = &p.title {
         blocks.push(json!({"type": "header", "text": {"type": "plain_text", "text": clip(t, SLACK_HEADER_MAX)}}));
     }
     if let Some(b) = &p.body {
-        blocks.push(
-            json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(b, SLACK_TEXT_MAX)}}),
-        );
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(b, SLACK_TEXT_MAX)}}));
     }
     for chunk in p.fields.chunks(SLACK_FIELDS_PER_SECTION) {
         let fields: Vec<Value> = chunk
@@ -176,12 +124,7 @@ pub fn slack_payload(message: &Value) -> Value {
         blocks.push(json!({"type": "section", "fields": fields}));
     }
     if !p.links.is_empty() {
-        let text = p
-            .links
-            .iter()
-            .map(|(t, u)| format!("<{u}|{t}>"))
-            .collect::<Vec<_>>()
-            .join("  ·  ");
+        let text = p.links.iter().map(|(t, u)| format!("<{u}|{t}>")).collect::<Vec<_>>().join("  ·  ");
         blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(&text, SLACK_TEXT_MAX)}]}));
     }
     json!({ "text": clip(&fallback, SLACK_TEXT_MAX), "blocks": blocks })
@@ -209,19 +152,18 @@ mod tests {
 
     #[test]
     fn maps_render_per_channel() {
-        assert_eq!(plain_text(&summary()), "groom-prs: 1 merged\nAll done.\nmerged: 12, 14\nwaiting: —\nrun: https://ci.example/run/1");
+        assert_eq!(
+            plain_text(&summary()),
+            "groom-prs: 1 merged\nAll done.\nmerged: 12, 14\nwaiting: —\nrun: https://ci.example/run/1"
+        );
         assert_eq!(
             markdown(&summary()),
             "### groom-prs: 1 merged\n\nAll done.\n\n- **merged**: 12, 14\n- **waiting**: —\n\n- [run](https://ci.example/run/1)"
         );
         let slack = slack_payload(&summary());
         assert_eq!(slack["text"], "groom-prs: 1 merged");
-        let kinds: Vec<&str> = slack["blocks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["type"].as_str().unwrap())
-            .collect();
+        let kinds: Vec<&str> =
+            slack["blocks"].as_array().unwrap().iter().map(|b| b["type"].as_str().unwrap()).collect();
         assert_eq!(kinds, ["header", "section", "section", "context"]);
         assert_eq!(slack["blocks"][2]["fields"][0]["text"], "*merged*\n12, 14");
     }
@@ -230,16 +172,8 @@ mod tests {
     fn slack_limits_are_respected() {
         let long = "x".repeat(500);
         let slack = slack_payload(&json!({ "title": long }));
-        assert_eq!(
-            slack["blocks"][0]["text"]["text"]
-                .as_str()
-                .unwrap()
-                .chars()
-                .count(),
-            SLACK_HEADER_MAX
-        );
-        let many: serde_json::Map<String, Value> =
-            (0..15).map(|i| (format!("f{i:02}"), json!(i))).collect();
+        assert_eq!(slack["blocks"][0]["text"]["text"].as_str().unwrap().chars().count(), SLACK_HEADER_MAX);
+        let many: serde_json::Map<String, Value> = (0..15).map(|i| (format!("f{i:02}"), json!(i))).collect();
         let slack = slack_payload(&json!({ "fields": many }));
         assert_eq!(slack["blocks"].as_array().unwrap().len(), 2);
     }

@@ -71,10 +71,7 @@ impl TryFrom<WebhookTable> for WebhookChannel {
             (None, Some(e)) => WebhookUrl::Env(e),
             _ => return Err("a webhook channel needs exactly one of `url` and `url_env`".into()),
         };
-        Ok(WebhookChannel {
-            url,
-            secret_env: t.secret_env,
-        })
+        Ok(WebhookChannel { url, secret_env: t.secret_env })
     }
 }
 
@@ -144,15 +141,9 @@ impl Notifier {
             return Ok(ChannelConfig::Stdout(StdoutChannel {}));
         }
         if let Some(path) = name.strip_prefix("file:").filter(|p| !p.is_empty()) {
-            return Ok(ChannelConfig::File(FileChannel {
-                path: PathBuf::from(path),
-            }));
+            return Ok(ChannelConfig::File(FileChannel { path: PathBuf::from(path) }));
         }
-        if let Some(n) = name
-            .strip_prefix("github:")
-            .map(|n| n.trim_start_matches('#'))
-            .and_then(|n| n.parse().ok())
-        {
+        if let Some(n) = name.strip_prefix("github:").map(|n| n.trim_start_matches('#')).and_then(|n| n.parse().ok()) {
             return Ok(ChannelConfig::Github(GithubChannel { issue: n }));
         }
         Err(format!(
@@ -173,8 +164,7 @@ impl Notifier {
         github: &mut GithubAccess,
         runtime: &tokio::runtime::Handle,
     ) -> Value {
-        let failed =
-            |error: String| json!({"status": "failed", "channel": channel, "error": error});
+        let failed = |error: String| json!({"status": "failed", "channel": channel, "error": error});
         let sent = || json!({"status": "sent", "channel": channel});
         let config = match self.resolve(channel) {
             Ok(c) => c,
@@ -199,7 +189,11 @@ impl Notifier {
                     WebhookUrl::Literal(u) => u.clone(),
                     WebhookUrl::Env(var) => match env_value(var) {
                         Some(u) => u,
-                        None => return failed(format!("channel `{channel}`: environment variable {var} (the webhook URL) is not set")),
+                        None => {
+                            return failed(format!(
+                                "channel `{channel}`: environment variable {var} (the webhook URL) is not set"
+                            ))
+                        }
                     },
                 };
                 let secret = match &hook.secret_env {
@@ -207,7 +201,11 @@ impl Notifier {
                     Some(var) => match env_value(var) {
                         Some(s) => Some(s),
                         // Configured to sign: never send unsigned instead.
-                        None => return failed(format!("channel `{channel}`: environment variable {var} (the signing secret) is not set")),
+                        None => {
+                            return failed(format!(
+                                "channel `{channel}`: environment variable {var} (the signing secret) is not set"
+                            ))
+                        }
                     },
                 };
                 let payload = json!({
@@ -216,12 +214,7 @@ impl Notifier {
                     "message": message,
                     "text": message::plain_text(message),
                 });
-                match runtime.block_on(self.http.post_json(
-                    &url,
-                    &payload,
-                    key,
-                    secret.as_deref().map(str::as_bytes),
-                )) {
+                match runtime.block_on(self.http.post_json(&url, &payload, key, secret.as_deref().map(str::as_bytes))) {
                     Ok(_) => sent(),
                     Err(e) => failed(format!("channel `{channel}`: webhook: {e}")),
                 }
@@ -231,8 +224,7 @@ impl Notifier {
                     Ok(b) => b,
                     Err(e) => return failed(format!("channel `{channel}`: {e}")),
                 };
-                match runtime.block_on(backend.comment(gh.issue, &message::markdown(message), key))
-                {
+                match runtime.block_on(backend.comment(gh.issue, &message::markdown(message), key)) {
                     Ok(r) if r["status"] == "done" => {
                         json!({"status": "sent", "channel": channel, "comment_id": r["comment_id"]})
                     }
@@ -254,10 +246,7 @@ impl Notifier {
                 });
                 match append_line(&path, &record.to_string()) {
                     Ok(()) => sent(),
-                    Err(e) => failed(format!(
-                        "channel `{channel}`: cannot append to {}: {e}",
-                        path.display()
-                    )),
+                    Err(e) => failed(format!("channel `{channel}`: cannot append to {}: {e}", path.display())),
                 }
             }
             ChannelConfig::Stdout(_) => {
@@ -321,10 +310,7 @@ fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
     // One write of the whole line: appends from concurrent runs do not interleave.
     file.write_all(format!("{line}\n").as_bytes())?;
     file.sync_data()
@@ -339,9 +325,7 @@ mod tests {
         struct File {
             channels: IndexMap<String, ChannelConfig>,
         }
-        toml::from_str::<File>(toml_text)
-            .map(|f| f.channels)
-            .map_err(|e| e.to_string())
+        toml::from_str::<File>(toml_text).map(|f| f.channels).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -366,12 +350,7 @@ type = "stdout"
 "#,
         )
         .unwrap();
-        assert_eq!(
-            c["slack:#eng"],
-            ChannelConfig::Slack(SlackChannel {
-                webhook_env: "SLACK_WEBHOOK_URL".into()
-            })
-        );
+        assert_eq!(c["slack:#eng"], ChannelConfig::Slack(SlackChannel { webhook_env: "SLACK_WEBHOOK_URL".into() }));
         assert_eq!(
             c["ops"],
             ChannelConfig::Webhook(WebhookChannel {
@@ -379,47 +358,28 @@ type = "stdout"
                 secret_env: Some("OPS_SECRET".into())
             })
         );
-        assert_eq!(
-            c["thread"],
-            ChannelConfig::Github(GithubChannel { issue: 42 })
-        );
+        assert_eq!(c["thread"], ChannelConfig::Github(GithubChannel { issue: 42 }));
     }
 
     #[test]
     fn bad_channel_tables_are_rejected() {
-        assert!(channels("[channels.x]\ntype = \"pager\"\n")
+        assert!(channels("[channels.x]\ntype = \"pager\"\n").unwrap_err().contains("pager"));
+        assert!(channels("[channels.x]\ntype = \"slack\"\n").unwrap_err().contains("webhook_env"));
+        assert!(channels("[channels.x]\ntype = \"slack\"\nwebhook_env = \"A\"\nurl = \"u\"\n")
             .unwrap_err()
-            .contains("pager"));
-        assert!(channels("[channels.x]\ntype = \"slack\"\n")
-            .unwrap_err()
-            .contains("webhook_env"));
-        assert!(
-            channels("[channels.x]\ntype = \"slack\"\nwebhook_env = \"A\"\nurl = \"u\"\n")
-                .unwrap_err()
-                .contains("url")
-        );
-        assert!(channels("[channels.x]\ntype = \"webhook\"\n")
-            .unwrap_err()
-            .contains("exactly one"));
+            .contains("url"));
+        assert!(channels("[channels.x]\ntype = \"webhook\"\n").unwrap_err().contains("exactly one"));
     }
 
     #[test]
     fn unconfigured_names() {
         let n = Notifier::new(IndexMap::new(), Path::new("/p"));
-        assert_eq!(
-            n.resolve("stdout:#eng").unwrap(),
-            ChannelConfig::Stdout(StdoutChannel {})
-        );
+        assert_eq!(n.resolve("stdout:#eng").unwrap(), ChannelConfig::Stdout(StdoutChannel {}));
         assert_eq!(
             n.resolve("file:out/n.jsonl").unwrap(),
-            ChannelConfig::File(FileChannel {
-                path: "out/n.jsonl".into()
-            })
+            ChannelConfig::File(FileChannel { path: "out/n.jsonl".into() })
         );
-        assert_eq!(
-            n.resolve("github:#7").unwrap(),
-            ChannelConfig::Github(GithubChannel { issue: 7 })
-        );
+        assert_eq!(n.resolve("github:#7").unwrap(), ChannelConfig::Github(GithubChannel { issue: 7 }));
         let err = n.resolve("slack:#eng").unwrap_err();
         assert!(err.contains("[channels.\"slack:#eng\"]"), "{err}");
     }

@@ -1,0 +1,557 @@
+//! The daemon's dispatcher: one loop that owns every pipeline's slot (next fire time, run in
+//! flight, queued fires) and `select!`s over a closed set of events: a fire time coming due, a
+//! verified webhook, a run ending, SIGHUP (reload), SIGTERM or SIGINT (stop).
+//!
+//! It owns the overlap policy (at most one run of a pipeline at a time; `skip` drops fires
+//! while one runs, `queue` keeps at most one), catch-up after downtime, and the pipeline locks
+//! (so a run from system cron and a daemon run never overlap either). Each run is an ordinary
+//! journaled run (`run::execute`) on its own thread with its own [`Interrupt`]; runs report back
+//! over a channel. It must not reach into a run: stopping one is triggering its interrupt, so
+//! the run journals `interrupted` and `coord resume` can finish it.
+
+use super::lock::{LockError, RunLock};
+use super::pipeline::{Pipeline, PipelineSet};
+use super::schedule::Schedule;
+use super::state::{DaemonState, STATE_FILE};
+use super::webhook::{self, WebhookFire};
+use super::{announce, coord_dir};
+use crate::config::pipeline::Overlap;
+use crate::journal::entry::RunStatus;
+use crate::journal::run_dir::RunStore;
+use crate::run::{self, RunFailure, RunOutcome, SetupError};
+use crate::scheduler::Interrupt;
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde_json::Value;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The longest the loop sleeps between looks at the clock (a wall clock that jumps, or a
+/// machine that slept, is noticed within this).
+const MAX_NAP: Duration = Duration::from_secs(30);
+/// How long a stop waits for interrupted runs to journal their end.
+const STOP_GRACE: Duration = Duration::from_secs(60);
+
+pub struct DaemonOptions {
+    pub runs: RunStore,
+    /// Where webhooks are served; none: schedules only.
+    pub listen: Option<SocketAddr>,
+    pub max_parallel: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("another coord daemon{} serves this project; this one stops", pid_note(*.pid))]
+    AlreadyRunning { pid: Option<u32> },
+    #[error(transparent)]
+    Lock(LockError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot watch signals: {0}")]
+    Signals(std::io::Error),
+}
+
+fn pid_note(pid: Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+}
+
+/// What the dispatcher did with a fire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FireAction {
+    Started,
+    Queued,
+    Skipped(SkipReason),
+    /// The daemon is stopping and starts nothing.
+    Stopping,
+    /// No such pipeline (any more).
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    InFlight,
+    AlreadyQueued,
+    /// Another process (`coord run --lock`, `coord trigger`) holds the pipeline's lock.
+    Locked(Option<u32>),
+    StartFailed(String),
+}
+
+/// Why a run starts.
+#[derive(Debug, Clone, Copy)]
+enum FireCause {
+    Schedule(DateTime<Utc>),
+    CatchUp(DateTime<Utc>),
+    Webhook,
+}
+
+#[derive(Debug)]
+struct Fire {
+    cause: FireCause,
+    /// On top of the pipeline's own inputs.
+    inputs: IndexMap<String, Value>,
+}
+
+/// One pipeline's place in the dispatcher.
+#[derive(Default)]
+struct Slot {
+    next_fire: Option<DateTime<Utc>>,
+    /// The interrupt of the run in flight.
+    running: Option<Arc<Interrupt>>,
+    /// Fires waiting for the run in flight: catch-up fires, or the one `queue` keeps.
+    pending: VecDeque<Fire>,
+}
+
+/// A run's end, as its thread reports it.
+struct RunEnded {
+    pipeline: String,
+    report: RunReport,
+}
+
+enum RunReport {
+    Finished { run_id: String, status: RunStatus, problem: Option<String> },
+    NotStarted(String),
+    Panicked,
+}
+
+struct Dispatcher {
+    pipelines: Arc<PipelineSet>,
+    slots: IndexMap<String, Slot>,
+    runs: RunStore,
+    locks_dir: PathBuf,
+    state: DaemonState,
+    state_path: PathBuf,
+    max_parallel: usize,
+    ended: mpsc::UnboundedSender<RunEnded>,
+    stopping: bool,
+}
+
+/// Runs `pipelines` until SIGTERM or SIGINT, reloading `coord.toml` on SIGHUP.
+pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(), DaemonError> {
+    let coord = coord_dir(&options.runs);
+    let daemon_lock = RunLock::acquire(&coord.join("daemon"), "daemon").map_err(|e| match e {
+        LockError::Held { pid, .. } => DaemonError::AlreadyRunning { pid },
+        other => DaemonError::Lock(other),
+    })?;
+    if let Some(pid) = daemon_lock.stale_pid {
+        announce(format_args!("daemon: took over the daemon lock from pid {pid}, which died holding it"));
+    }
+    let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
+    let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
+
+    let state_path = coord.join("daemon").join(STATE_FILE);
+    let state = DaemonState::load(&state_path).unwrap_or_else(|e| {
+        announce(format_args!("daemon: {e}; starting without catch-up"));
+        DaemonState::default()
+    });
+    let pipelines = Arc::new(pipelines);
+    let (published, watched) = watch::channel(pipelines.clone());
+    let (fires_tx, mut fires) = mpsc::channel::<WebhookFire>(64);
+    let (ended_tx, mut ended) = mpsc::unbounded_channel::<RunEnded>();
+
+    let (stop_server, server_stopped) = oneshot::channel::<()>();
+    let server = match options.listen {
+        None => None,
+        Some(addr) => {
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.map_err(|source| DaemonError::Listen { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            announce(format_args!("daemon: listening on {bound}"));
+            let router = webhook::router(watched, fires_tx.clone());
+            Some(tokio::spawn(webhook::serve(listener, router, async {
+                let _ = server_stopped.await;
+            })))
+        }
+    };
+
+    let mut dispatcher = Dispatcher {
+        pipelines,
+        slots: IndexMap::new(),
+        runs: options.runs.clone(),
+        locks_dir: super::locks_dir(&options.runs),
+        state,
+        state_path,
+        max_parallel: options.max_parallel,
+        ended: ended_tx,
+        stopping: false,
+    };
+    dispatcher.start_up(Utc::now());
+    announce(format_args!("daemon: ready ({})", listed(&dispatcher.pipelines)));
+
+    let mut stop_server = Some(stop_server);
+    let stop_deadline = tokio::time::sleep(Duration::MAX);
+    tokio::pin!(stop_deadline);
+    loop {
+        if dispatcher.stopping && dispatcher.in_flight() == 0 {
+            break;
+        }
+        let nap = dispatcher.nap(Utc::now());
+        tokio::select! {
+            _ = tokio::time::sleep(nap), if !dispatcher.stopping => dispatcher.fire_due(Utc::now()),
+            Some(fire) = fires.recv() => {
+                let action = if dispatcher.stopping {
+                    FireAction::Stopping
+                } else if dispatcher.pipelines.get(&fire.pipeline).is_none() {
+                    FireAction::Unknown
+                } else {
+                    dispatcher.fire(&fire.pipeline, Fire { cause: FireCause::Webhook, inputs: fire.inputs })
+                };
+                let _ = fire.reply.send(action);
+            }
+            Some(run) = ended.recv() => dispatcher.run_ended(run),
+            _ = sighup.recv() => {
+                if !dispatcher.stopping {
+                    dispatcher.reload(&published, Utc::now());
+                }
+            }
+            _ = sigterm.recv() => {
+                if dispatcher.stopping { break; }
+                dispatcher.stop("SIGTERM", libc::SIGTERM);
+                stop_deadline.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
+            }
+            _ = sigint.recv() => {
+                if dispatcher.stopping { break; }
+                dispatcher.stop("SIGINT", libc::SIGINT);
+                stop_deadline.as_mut().reset(tokio::time::Instant::now() + STOP_GRACE);
+            }
+            _ = &mut stop_deadline, if dispatcher.stopping => {
+                announce(format_args!("daemon: {} run(s) did not end in time; `coord resume` finishes them", dispatcher.in_flight()));
+                break;
+            }
+        }
+        if dispatcher.stopping {
+            if let Some(stop) = stop_server.take() {
+                let _ = stop.send(());
+            }
+        }
+    }
+    dispatcher.save_state();
+    if let Some(server) = server {
+        server.abort();
+    }
+    drop(daemon_lock);
+    announce(format_args!("daemon: stopped"));
+    Ok(())
+}
+
+impl Dispatcher {
+    /// Sets every slot's next fire, and queues the fire times missed while the daemon was down
+    /// (the latest `catch_up` of them per pipeline).
+    fn start_up(&mut self, now: DateTime<Utc>) {
+        let pipelines = self.pipelines.clone();
+        for p in pipelines.iter() {
+            let mut slot = Slot::default();
+            if let Some(schedule) = &p.schedule {
+                slot.next_fire = schedule.next_after(now);
+                if let Some(since) = self.state.handled_until(&p.name) {
+                    let missed = schedule.missed(since, now, p.catch_up as usize);
+                    if !missed.is_empty() {
+                        let times: Vec<String> = missed.iter().map(|t| schedule.local_rfc3339(*t)).collect();
+                        announce(format_args!(
+                            "{}: catching up {} missed fire time(s): {}",
+                            p.name,
+                            missed.len(),
+                            times.join(", ")
+                        ));
+                    }
+                    slot.pending.extend(
+                        missed.into_iter().map(|t| Fire { cause: FireCause::CatchUp(t), inputs: IndexMap::new() }),
+                    );
+                }
+                self.state.set_handled_until(&p.name, now);
+            }
+            self.slots.insert(p.name.clone(), slot);
+        }
+        self.save_state();
+        for name in pipelines.names() {
+            self.start_next(name);
+        }
+    }
+
+    fn nap(&self, now: DateTime<Utc>) -> Duration {
+        let next = self.slots.values().filter_map(|s| s.next_fire).min();
+        match next {
+            Some(t) => (t - now).to_std().unwrap_or(Duration::ZERO).min(MAX_NAP),
+            None => MAX_NAP,
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        self.slots.values().filter(|s| s.running.is_some()).count()
+    }
+
+    /// Fires every pipeline whose fire time has come. Fire times passed over while the loop
+    /// was not looking (a suspended machine) fold into this one fire.
+    fn fire_due(&mut self, now: DateTime<Utc>) {
+        let due: Vec<(String, DateTime<Utc>)> = self
+            .slots
+            .iter()
+            .filter_map(|(name, s)| s.next_fire.filter(|t| *t <= now).map(|t| (name.clone(), t)))
+            .collect();
+        if due.is_empty() {
+            return;
+        }
+        for (name, at) in due {
+            let next = self.pipelines.get(&name).and_then(|p| p.schedule.as_ref()).and_then(|s| s.next_after(now));
+            if let Some(slot) = self.slots.get_mut(&name) {
+                slot.next_fire = next;
+            }
+            self.state.set_handled_until(&name, now);
+            self.fire(&name, Fire { cause: FireCause::Schedule(at), inputs: IndexMap::new() });
+        }
+        self.save_state();
+    }
+
+    /// Applies the overlap policy to a fire.
+    fn fire(&mut self, name: &str, fire: Fire) -> FireAction {
+        if self.stopping {
+            return FireAction::Stopping;
+        }
+        let Some(pipeline) = self.pipelines.get(name).cloned() else {
+            return FireAction::Unknown;
+        };
+        let cause = describe(&fire.cause, pipeline.schedule.as_ref());
+        let slot = self.slots.entry(name.to_owned()).or_default();
+        if slot.running.is_none() && slot.pending.is_empty() {
+            return self.start(&pipeline, fire);
+        }
+        let action = match pipeline.overlap {
+            Overlap::Skip => FireAction::Skipped(SkipReason::InFlight),
+            Overlap::Queue if slot.pending.is_empty() => {
+                slot.pending.push_back(fire);
+                FireAction::Queued
+            }
+            Overlap::Queue => FireAction::Skipped(SkipReason::AlreadyQueued),
+        };
+        match &action {
+            FireAction::Queued => announce(format_args!("{name}: queued ({cause}): a run is in flight")),
+            FireAction::Skipped(why) => announce(format_args!("{name}: skipped ({cause}): {why}")),
+            _ => {}
+        }
+        action
+    }
+
+    /// Starts a run of `pipeline` under its lock, on its own thread.
+    fn start(&mut self, pipeline: &Arc<Pipeline>, fire: Fire) -> FireAction {
+        let name = pipeline.name.clone();
+        let cause = describe(&fire.cause, pipeline.schedule.as_ref());
+        let lock = match RunLock::acquire(&self.locks_dir, &name) {
+            Ok(lock) => lock,
+            Err(e) => {
+                let why = match e {
+                    LockError::Held { pid, .. } => SkipReason::Locked(pid),
+                    other => SkipReason::StartFailed(other.to_string()),
+                };
+                announce(format_args!("{name}: skipped ({cause}): {why}"));
+                return FireAction::Skipped(why);
+            }
+        };
+        if let Some(pid) = lock.stale_pid {
+            announce(format_args!("{name}: took over the lock from pid {pid}, which died holding it"));
+        }
+        let mut plan = pipeline.run_plan(&self.runs, fire.inputs);
+        plan.max_parallel = self.max_parallel;
+        let interrupt = Arc::new(Interrupt::default());
+        let runtime = tokio::runtime::Handle::current();
+        let ended = self.ended.clone();
+        let run_interrupt = interrupt.clone();
+        let thread_name = name.clone();
+        let spawned = std::thread::Builder::new().name(format!("coord-pipeline-{name}")).spawn(move || {
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::execute(plan, &runtime, run_interrupt)));
+            // Released before the dispatcher hears of the end, so a queued fire can take it.
+            drop(lock);
+            let report = match outcome {
+                Ok(result) => report_of(result),
+                Err(_) => RunReport::Panicked,
+            };
+            let _ = ended.send(RunEnded { pipeline: thread_name, report });
+        });
+        if let Err(e) = spawned {
+            let why = SkipReason::StartFailed(format!("cannot start a thread: {e}"));
+            announce(format_args!("{name}: skipped ({cause}): {why}"));
+            return FireAction::Skipped(why);
+        }
+        self.slots.entry(name.clone()).or_default().running = Some(interrupt);
+        announce(format_args!("{name}: started ({cause})"));
+        FireAction::Started
+    }
+
+    /// Starts the first waiting fire that can start.
+    fn start_next(&mut self, name: &str) {
+        if self.stopping {
+            return;
+        }
+        let Some(pipeline) = self.pipelines.get(name).cloned() else {
+            return;
+        };
+        loop {
+            let Some(slot) = self.slots.get_mut(name) else {
+                return;
+            };
+            if slot.running.is_some() {
+                return;
+            }
+            let Some(fire) = slot.pending.pop_front() else {
+                return;
+            };
+            if self.start(&pipeline, fire) == FireAction::Started {
+                return;
+            }
+        }
+    }
+
+    fn run_ended(&mut self, run: RunEnded) {
+        let name = run.pipeline;
+        match run.report {
+            RunReport::Finished { run_id, status: RunStatus::Interrupted, .. } => {
+                announce(format_args!("{name}: run {run_id} interrupted; `coord resume {run_id}` finishes it"))
+            }
+            RunReport::Finished { run_id, status, problem: Some(problem) } => {
+                announce(format_args!("{name}: run {run_id} {status}: {problem}"))
+            }
+            RunReport::Finished { run_id, status, problem: None } => {
+                announce(format_args!("{name}: run {run_id} {status}"))
+            }
+            RunReport::NotStarted(why) => announce(format_args!("{name}: run did not start: {why}")),
+            RunReport::Panicked => {
+                announce(format_args!("{name}: run panicked (a bug in coord; stderr has the details)"))
+            }
+        }
+        if let Some(slot) = self.slots.get_mut(&name) {
+            slot.running = None;
+        }
+        if self.pipelines.get(&name).is_none() {
+            // Removed by a reload while it ran.
+            self.slots.shift_remove(&name);
+            return;
+        }
+        self.start_next(&name);
+    }
+
+    /// Reloads `coord.toml`; a config with errors keeps the current one. Runs in flight go on;
+    /// a pipeline whose schedule changed gets its next fire time from the new schedule.
+    fn reload(&mut self, published: &watch::Sender<Arc<PipelineSet>>, now: DateTime<Utc>) {
+        let path = self.pipelines.config_path.clone();
+        let fresh = match PipelineSet::load(&path) {
+            Ok(set) => Arc::new(set),
+            Err(diagnostic) => {
+                eprintln!("{:?}", miette::Report::new(diagnostic));
+                announce(format_args!(
+                    "daemon: SIGHUP: {} has errors; kept the previous configuration",
+                    path.display()
+                ));
+                return;
+            }
+        };
+        let old = std::mem::replace(&mut self.pipelines, fresh.clone());
+        for p in fresh.iter() {
+            let unchanged = old.get(&p.name).is_some_and(|o| same_schedule(o.schedule.as_ref(), p.schedule.as_ref()));
+            let slot = self.slots.entry(p.name.clone()).or_default();
+            if !unchanged {
+                slot.next_fire = p.schedule.as_ref().and_then(|s| s.next_after(now));
+                if p.schedule.is_some() {
+                    self.state.set_handled_until(&p.name, now);
+                }
+            }
+        }
+        let removed: Vec<String> = self.slots.keys().filter(|n| fresh.get(n).is_none()).cloned().collect();
+        for name in removed {
+            let slot = self.slots.get_mut(&name).expect("listed above");
+            if slot.running.is_some() {
+                slot.next_fire = None;
+                slot.pending.clear();
+            } else {
+                self.slots.shift_remove(&name);
+            }
+            self.state.pipelines.remove(&name);
+        }
+        self.save_state();
+        let _ = published.send(fresh.clone());
+        announce(format_args!("daemon: SIGHUP: reloaded {} ({})", path.display(), listed(&fresh)));
+    }
+
+    /// Stops scheduling and interrupts every run in flight; queued fires are dropped.
+    fn stop(&mut self, signal_name: &str, signal: i32) {
+        self.stopping = true;
+        let mut interrupted = 0;
+        for slot in self.slots.values_mut() {
+            slot.pending.clear();
+            slot.next_fire = None;
+            if let Some(interrupt) = &slot.running {
+                interrupt.trigger(signal);
+                interrupted += 1;
+            }
+        }
+        announce(format_args!("daemon: {signal_name}: stopping; interrupting {interrupted} run(s)"));
+    }
+
+    fn save_state(&mut self) {
+        if let Err(e) = self.state.save(&self.state_path) {
+            announce(format_args!("daemon: cannot save its state: {e}"));
+        }
+    }
+}
+
+/// `1 pipeline: groom`, `2 pipelines: groom, triage`.
+fn listed(pipelines: &PipelineSet) -> String {
+    let noun = if pipelines.len() == 1 { "pipeline" } else { "pipelines" };
+    format!("{} {noun}: {}", pipelines.len(), pipelines.names().join(", "))
+}
+
+fn same_schedule(a: Option<&Schedule>, b: Option<&Schedule>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.expression() == b.expression() && a.timezone() == b.timezone(),
+        _ => false,
+    }
+}
+
+fn describe(cause: &FireCause, schedule: Option<&Schedule>) -> String {
+    let local = |t: &DateTime<Utc>| match schedule {
+        Some(s) => s.local_rfc3339(*t),
+        None => t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    match cause {
+        FireCause::Schedule(t) => format!("schedule {}", local(t)),
+        FireCause::CatchUp(t) => format!("catch-up {}", local(t)),
+        FireCause::Webhook => "webhook".into(),
+    }
+}
+
+/// What the dispatcher needs of a run's outcome; diagnostics go to stderr here, as `coord run`
+/// prints them.
+fn report_of(result: Result<RunOutcome, SetupError>) -> RunReport {
+    let outcome = match result {
+        Ok(o) => o,
+        Err(err) => {
+            let first_line = err.to_string().lines().next().unwrap_or_default().to_owned();
+            eprintln!("{:?}", miette::Report::new(err));
+            return RunReport::NotStarted(first_line);
+        }
+    };
+    for w in &outcome.warnings {
+        eprintln!("warning: {w}");
+    }
+    let problem = match outcome.failure {
+        None | Some(RunFailure::Interrupted) => None,
+        Some(RunFailure::Script(diag)) => {
+            let message = diag.message.clone();
+            eprintln!("{:?}", miette::Report::new(*diag));
+            Some(message)
+        }
+        Some(RunFailure::Divergence(_, diag)) => {
+            let message = diag.message.clone();
+            eprintln!("{:?}", miette::Report::new(*diag));
+            Some(message)
+        }
+        Some(RunFailure::JournalEnded(i)) => Some(format!("the journal ends at call {i}")),
+        Some(RunFailure::Host(message)) => Some(message),
+    };
+    RunReport::Finished { run_id: outcome.run_id, status: outcome.status, problem }
+}

@@ -1,0 +1,661 @@
+//! The run graph: a recorded run's sessions and effects, each hung under what led to it. Every
+//! view of one run (`coord show`, `coord graph`, `coord report`, `coord runs`) reads this.
+//!
+//! **The parent rule.** The journal records what the script asked and what it got back, not
+//! which value flowed where, so data dependencies are inferred, soundly but conservatively:
+//!
+//! - A node's *subject* is the PR or issue it is about: its inputs' (or, for an effect, its
+//!   arguments') `pr`, `number`, `issue` or `pr_number`, else the first `#N` in its goal.
+//! - A session or effect is the child of session X when X's result reached the script (an
+//!   `await_sessions` that returned X came earlier in the journal) and X has the same subject.
+//!   When several qualify, the most recently awaited wins: the fix hangs under the review that
+//!   asked for it, the re-review under the fix.
+//! - Otherwise (no subject, or nothing awaited about it) its parent is the script call site
+//!   `file:line` that made it.
+//!
+//! It only reads: the journal, the blobs (large outputs), and the run's pid file (is the owner
+//! alive). It must not write, and it must not guess anything the rule above does not say.
+
+use super::secret_redaction::SecretRedactor;
+use crate::effects::EffectKind;
+use crate::journal::blob_store::BlobStore;
+use crate::journal::entry::{Entry, EntryKind};
+use crate::journal::run_dir::{owner_alive, RunLookupError, RunStore};
+use crate::journal::{JournalError, RecordedRun, RunStatus};
+use crate::scheduler::session::{SessionResult, SessionStatus, Usage};
+use crate::script::host::EffectRecord;
+use indexmap::IndexMap;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// Output fields that carry a session's decision, in the order they are looked for.
+const VERDICT_FIELDS: [&str; 7] = ["verdict", "decision", "status", "label", "category", "outcome", "result"];
+/// Output fields that carry a one-line explanation.
+const SUMMARY_FIELDS: [&str; 4] = ["summary", "title", "reason", "message"];
+/// Input (and effect argument) fields that name what a node is about.
+const SUBJECT_FIELDS: [&str; 4] = ["pr", "number", "issue", "pr_number"];
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Parent {
+    /// The session whose result led to this node.
+    Session(String),
+    /// Index into [`RunGraph::call_sites`]: the script made it with no session input.
+    CallSite(usize),
+}
+
+/// A `file:line` of the script where root nodes were made.
+#[derive(Clone, Debug)]
+pub struct CallSite {
+    pub label: String,
+    /// The host function called there (`spawn_session`, `notify`, ...).
+    pub function: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionNode {
+    pub id: String,
+    pub call: u64,
+    pub workflow: String,
+    pub goal: String,
+    pub inputs: Value,
+    /// The rendered prompt, when the journal holds it.
+    pub prompt: Option<String>,
+    /// `file:line:col` of the `spawn_session` (or `classify`) call.
+    pub site: String,
+    pub subject: Option<String>,
+    /// None while it runs, or when the run stopped before it finished.
+    pub result: Option<SessionResult>,
+    pub parent: Parent,
+    /// Call sites are depth 0; a root session is depth 1.
+    pub depth: usize,
+    /// The run is still going, so a session without a result is running, not unfinished.
+    pub run_alive: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct EffectNode {
+    pub call: u64,
+    pub function: String,
+    pub args: Value,
+    /// None when the intent was journaled but the run stopped before the result.
+    pub result: Option<Value>,
+    pub site: String,
+    pub subject: Option<String>,
+    pub parent: Parent,
+    pub depth: usize,
+}
+
+/// A node of the graph, in the order the script made them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeRef {
+    Session(usize),
+    Effect(usize),
+}
+
+#[derive(Clone, Debug)]
+pub struct RunGraph {
+    pub dir: PathBuf,
+    pub run_id: String,
+    pub coordinator: String,
+    pub script: String,
+    pub mode: String,
+    pub inputs: Value,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    /// What the script returned.
+    pub result: Option<Value>,
+    pub call_sites: Vec<CallSite>,
+    /// In spawn order.
+    pub sessions: Vec<SessionNode>,
+    /// In call order.
+    pub effects: Vec<EffectNode>,
+    pub warnings: Vec<String>,
+}
+
+/// Sessions, tokens and cost of a group of sessions (a workflow, a model).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CostLine {
+    pub name: String,
+    pub sessions: usize,
+    pub tokens: u64,
+    pub cost_usd: f64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenRunError {
+    #[error(transparent)]
+    Lookup(#[from] RunLookupError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Resolves `run` in `store`, reads its journal, redacts it and builds its graph. The redacted
+/// journal comes back too, for views that read entries (the trace).
+pub fn open_run(
+    store: &RunStore,
+    run: &str,
+    redactor: &SecretRedactor,
+) -> Result<(RecordedRun, RunGraph), OpenRunError> {
+    let dir = store.resolve(run)?;
+    let mut recorded = RecordedRun::read(&dir)?;
+    redactor.redact_run(&mut recorded);
+    let graph = RunGraph::build(&recorded, redactor);
+    Ok((recorded, graph))
+}
+
+/// How a run looks from outside: its last entry, else whether its process still lives.
+pub fn observed_status(run: &RecordedRun) -> RunStatus {
+    match run.finished.as_ref().and_then(|e| e.status) {
+        Some(status) => status,
+        None if owner_alive(&run.dir) => RunStatus::Running,
+        None => RunStatus::Interrupted,
+    }
+}
+
+impl RunGraph {
+    /// Builds the graph of `run` (already redacted); large outputs are read from its blobs and
+    /// redacted with `redactor`.
+    pub fn build(run: &RecordedRun, redactor: &SecretRedactor) -> Self {
+        let blobs = BlobStore::new(&run.dir);
+        let status = observed_status(run);
+        let mut warnings = run.warnings.clone();
+        let mut graph = RunGraph {
+            dir: run.dir.clone(),
+            run_id: run.header.run_id.clone(),
+            coordinator: run.header.coordinator.clone(),
+            script: run.header.script.clone(),
+            mode: run.header.mode.clone(),
+            inputs: run.header.inputs.clone(),
+            started_at: run.header.started_at.clone(),
+            finished_at: run.finished.as_ref().and_then(|e| e.at.clone()),
+            status,
+            error: run.finished.as_ref().and_then(|e| e.error.clone()),
+            result: run.finished.as_ref().and_then(|e| e.result.clone()),
+            call_sites: Vec::new(),
+            sessions: Vec::new(),
+            effects: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let mut site_index: IndexMap<String, usize> = IndexMap::new();
+        let mut session_index: IndexMap<String, usize> = IndexMap::new();
+        let mut effect_calls: IndexMap<u64, usize> = IndexMap::new();
+        // Sessions whose results reached the script, in the order they did.
+        let mut awaited: Vec<String> = Vec::new();
+
+        for entry in &run.entries {
+            match entry.kind {
+                EntryKind::Call if entry.session.is_some() => {
+                    let id = entry.session.clone().unwrap_or_default();
+                    if session_index.contains_key(&id) {
+                        continue;
+                    }
+                    let args = entry.args.clone().unwrap_or(Value::Null);
+                    let goal = args.get("goal").and_then(Value::as_str).unwrap_or("").to_owned();
+                    let inputs = args.get("inputs").cloned().unwrap_or_else(|| json!({}));
+                    let subject = subject_of(&inputs, &goal);
+                    let result = run.sessions.get(&id).and_then(|v| {
+                        session_result(v, &blobs, redactor)
+                            .map_err(|e| warnings.push(format!("session {id}: {e}")))
+                            .ok()
+                    });
+                    let workflow = result
+                        .as_ref()
+                        .map(|r| r.workflow.clone())
+                        .unwrap_or_else(|| workflow_from_key(entry).unwrap_or_else(|| "?".into()));
+                    let parent = graph.parent_for(subject.as_deref(), &awaited, &session_index, entry, &mut site_index);
+                    session_index.insert(id.clone(), graph.sessions.len());
+                    graph.sessions.push(SessionNode {
+                        id,
+                        call: entry.call.unwrap_or(0),
+                        workflow,
+                        goal,
+                        prompt: args.get("prompt").and_then(Value::as_str).map(str::to_owned),
+                        inputs,
+                        site: site_label(entry, &run.header.script, true),
+                        subject,
+                        result,
+                        depth: 0,
+                        parent,
+                        run_alive: status == RunStatus::Running,
+                    });
+                }
+                EntryKind::Call if entry.function.as_deref() == Some("await_sessions") => {
+                    let ids = entry.args.as_ref().and_then(|a| a.get("sessions")).and_then(Value::as_array);
+                    awaited.extend(ids.into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
+                }
+                EntryKind::EffectIntent => {
+                    let call = entry.call.unwrap_or(0);
+                    if effect_calls.contains_key(&call) {
+                        continue;
+                    }
+                    let args = entry.args.clone().unwrap_or(Value::Null);
+                    let subject = subject_of(&args, "");
+                    let parent = graph.parent_for(subject.as_deref(), &awaited, &session_index, entry, &mut site_index);
+                    effect_calls.insert(call, graph.effects.len());
+                    graph.effects.push(EffectNode {
+                        call,
+                        function: entry.function.clone().unwrap_or_default(),
+                        result: run.effect_results.get(&call).cloned(),
+                        args,
+                        site: site_label(entry, &run.header.script, true),
+                        subject,
+                        parent,
+                        depth: 0,
+                    });
+                }
+                _ => {}
+            }
+        }
+        // Parents always come first in the journal, so one pass sets every depth.
+        for i in 0..graph.sessions.len() {
+            graph.sessions[i].depth = graph.depth_under(&graph.sessions[i].parent);
+        }
+        for i in 0..graph.effects.len() {
+            graph.effects[i].depth = graph.depth_under(&graph.effects[i].parent);
+        }
+        graph.warnings = warnings;
+        graph
+    }
+
+    fn parent_for(
+        &mut self,
+        subject: Option<&str>,
+        awaited: &[String],
+        sessions: &IndexMap<String, usize>,
+        entry: &Entry,
+        sites: &mut IndexMap<String, usize>,
+    ) -> Parent {
+        if let Some(subject) = subject {
+            let found = awaited
+                .iter()
+                .rev()
+                .find(|id| sessions.get(*id).is_some_and(|&i| self.sessions[i].subject.as_deref() == Some(subject)));
+            if let Some(id) = found {
+                return Parent::Session(id.clone());
+            }
+        }
+        let label = site_label(entry, &self.script, false);
+        let next = self.call_sites.len();
+        let index = *sites.entry(label.clone()).or_insert(next);
+        if index == next {
+            self.call_sites.push(CallSite { label, function: entry.function.clone().unwrap_or_default() });
+        }
+        Parent::CallSite(index)
+    }
+
+    fn depth_under(&self, parent: &Parent) -> usize {
+        match parent {
+            Parent::CallSite(_) => 1,
+            Parent::Session(id) => self.session(id).map(|s| s.depth + 1).unwrap_or(1),
+        }
+    }
+
+    pub fn session(&self, id: &str) -> Option<&SessionNode> {
+        self.sessions.iter().find(|s| s.id == id)
+    }
+
+    /// The nodes hung directly under `parent`, in the order the script made them.
+    pub fn children(&self, parent: &Parent) -> Vec<NodeRef> {
+        let mut nodes: Vec<(u64, NodeRef)> = self
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| &s.parent == parent)
+            .map(|(i, s)| (s.call, NodeRef::Session(i)))
+            .chain(
+                self.effects
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| &e.parent == parent)
+                    .map(|(i, e)| (e.call, NodeRef::Effect(i))),
+            )
+            .collect();
+        nodes.sort_by_key(|(call, _)| *call);
+        nodes.into_iter().map(|(_, n)| n).collect()
+    }
+
+    pub fn usage(&self) -> Usage {
+        let mut total = Usage::default();
+        for r in self.sessions.iter().filter_map(|s| s.result.as_ref()) {
+            total.add(&r.usage);
+        }
+        total
+    }
+
+    /// Wall time from start to the last entry, when the run finished.
+    pub fn duration_ms(&self) -> Option<u64> {
+        let start = chrono::DateTime::parse_from_rfc3339(&self.started_at).ok()?;
+        let end = chrono::DateTime::parse_from_rfc3339(self.finished_at.as_deref()?).ok()?;
+        u64::try_from((end - start).num_milliseconds()).ok()
+    }
+
+    pub fn failed_sessions(&self) -> usize {
+        self.sessions.iter().filter(|s| s.state() != "ok").count()
+    }
+
+    /// The session that ran longest (the first of equals); None when no session took a
+    /// measurable time (mock leaves answer in 0ms, and a 0ms "longest" would say nothing).
+    pub fn longest_session(&self) -> Option<&SessionNode> {
+        self.sessions
+            .iter()
+            .fold(None, |best: Option<&SessionNode>, s| match best {
+                Some(b) if b.duration_ms() >= s.duration_ms() => Some(b),
+                _ => Some(s),
+            })
+            .filter(|s| s.duration_ms() > 0)
+    }
+
+    pub fn cost_by_workflow(&self) -> Vec<CostLine> {
+        self.cost_by(|s| s.workflow.clone())
+    }
+
+    pub fn cost_by_model(&self) -> Vec<CostLine> {
+        self.cost_by(|s| s.result.as_ref().and_then(|r| r.model.clone()).unwrap_or_else(|| "(default)".into()))
+    }
+
+    /// Most expensive first; ties by name, so the order is stable.
+    fn cost_by(&self, key: impl Fn(&SessionNode) -> String) -> Vec<CostLine> {
+        let mut groups: IndexMap<String, CostLine> = IndexMap::new();
+        for s in &self.sessions {
+            let name = key(s);
+            let line = groups.entry(name.clone()).or_insert_with(|| CostLine { name, ..Default::default() });
+            line.sessions += 1;
+            line.tokens += s.tokens();
+            line.cost_usd += s.cost_usd();
+        }
+        let mut lines: Vec<CostLine> = groups.into_values().collect();
+        lines.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd).then_with(|| a.name.cmp(&b.name)));
+        lines
+    }
+
+    /// Sessions that did not end ok and effects that failed, in the order they happened.
+    pub fn errors(&self) -> Vec<(NodeRef, String)> {
+        let mut errors: Vec<(u64, NodeRef, String)> = Vec::new();
+        for (i, s) in self.sessions.iter().enumerate() {
+            if s.state() != "ok" {
+                let why = s.result.as_ref().and_then(|r| r.error.clone()).unwrap_or_else(|| s.state().to_owned());
+                errors.push((s.call, NodeRef::Session(i), why));
+            }
+        }
+        for (i, e) in self.effects.iter().enumerate() {
+            if matches!(e.status(), "failed" | "unfinished") {
+                let why = e.result.as_ref().and_then(|r| r.get("error")).and_then(Value::as_str).unwrap_or(e.status());
+                errors.push((e.call, NodeRef::Effect(i), why.to_owned()));
+            }
+        }
+        errors.sort_by_key(|(call, _, _)| *call);
+        errors.into_iter().map(|(_, n, why)| (n, why)).collect()
+    }
+
+    /// A short name of what `parent` is: `s3` or `groom-prs.rhai:16`.
+    pub fn parent_label(&self, parent: &Parent) -> String {
+        match parent {
+            Parent::Session(id) => id.clone(),
+            Parent::CallSite(i) => self.call_sites.get(*i).map(|c| c.label.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The session ids hung under session `id`.
+    pub fn child_sessions(&self, id: &str) -> Vec<&str> {
+        let parent = Parent::Session(id.to_owned());
+        self.sessions.iter().filter(|s| s.parent == parent).map(|s| s.id.as_str()).collect()
+    }
+}
+
+impl SessionNode {
+    /// `ok`, `failed`, `timeout`, ... or `running` / `unfinished` when it has no result.
+    pub fn state(&self) -> &'static str {
+        match &self.result {
+            Some(r) => r.status.as_str(),
+            None if self.run_alive => "running",
+            None => "unfinished",
+        }
+    }
+
+    pub fn status(&self) -> Option<SessionStatus> {
+        self.result.as_ref().map(|r| r.status)
+    }
+
+    pub fn duration_ms(&self) -> u64 {
+        self.result.as_ref().map(|r| r.duration_ms).unwrap_or(0)
+    }
+
+    pub fn tokens(&self) -> u64 {
+        self.result.as_ref().map(|r| r.usage.input_tokens + r.usage.output_tokens).unwrap_or(0)
+    }
+
+    pub fn cost_usd(&self) -> f64 {
+        self.result.as_ref().map(|r| r.usage.cost_usd).unwrap_or(0.0)
+    }
+
+    pub fn error(&self) -> Option<&str> {
+        self.result.as_ref().and_then(|r| r.error.as_deref())
+    }
+
+    pub fn output(&self) -> Option<&Value> {
+        self.result.as_ref().map(|r| &r.output).filter(|o| !o.is_null())
+    }
+
+    /// The decision the session's output carries: `("verdict", "clean")`.
+    pub fn verdict(&self) -> Option<(&'static str, String)> {
+        let output = self.output()?;
+        if let Value::String(s) = output {
+            return Some(("output", one_line(s, 40)));
+        }
+        VERDICT_FIELDS.iter().find_map(|f| match output.get(*f)? {
+            Value::String(s) => Some((*f, one_line(s, 40))),
+            v @ (Value::Bool(_) | Value::Number(_)) => Some((*f, v.to_string())),
+            _ => None,
+        })
+    }
+
+    /// The output's one-line explanation, if it has one.
+    pub fn summary(&self) -> Option<String> {
+        let output = self.output()?;
+        SUMMARY_FIELDS.iter().find_map(|f| output.get(*f).and_then(Value::as_str)).map(|s| one_line(s, 100))
+    }
+
+    /// `verdict: clean`, for one-line views.
+    pub fn verdict_text(&self) -> Option<String> {
+        self.verdict().map(|(f, v)| format!("{f}: {v}"))
+    }
+}
+
+impl EffectNode {
+    /// The result's status, or `unfinished` when only the intent was journaled.
+    pub fn status(&self) -> &str {
+        match &self.result {
+            Some(r) => r.get("status").and_then(Value::as_str).unwrap_or("done"),
+            None => "unfinished",
+        }
+    }
+
+    /// True when the world changed (or, in a dry run, would have) as asked.
+    pub fn succeeded(&self) -> bool {
+        !matches!(self.status(), "failed" | "unfinished" | "not_recorded" | "conflict" | "refused")
+    }
+
+    pub fn kind(&self) -> Option<EffectKind> {
+        EffectKind::from_function(&self.function)
+    }
+
+    /// As the run summary has it: `merge PR #12 squash -> merged`.
+    pub fn line(&self) -> String {
+        let Some(kind) = self.kind() else {
+            return format!("{} {} -> {}", self.function, self.args, self.status());
+        };
+        let record = EffectRecord {
+            call: self.call,
+            kind,
+            args: self.args.clone(),
+            result: self.result.clone().unwrap_or_else(|| json!({ "status": "unfinished" })),
+            site: Default::default(),
+        };
+        let mut line = super::effect_view::effect_line(&record);
+        if kind == EffectKind::Comment {
+            if let Some(body) = self.args.get("body").and_then(Value::as_str) {
+                line.push_str(&format!(" {:?}", one_line(body, 80)));
+            }
+        }
+        line
+    }
+
+    /// `merge #12`: what it did to what, for narrow places (graph nodes).
+    pub fn short_label(&self) -> String {
+        let verb = self.function.strip_prefix("github.").unwrap_or(&self.function);
+        match (&self.subject, self.args.get("channel").and_then(Value::as_str)) {
+            (Some(n), _) => format!("{verb} #{n}"),
+            (None, Some(channel)) => format!("{verb} {channel}"),
+            (None, None) => verb.to_owned(),
+        }
+    }
+}
+
+fn session_result(value: &Value, blobs: &BlobStore, redactor: &SecretRedactor) -> Result<SessionResult, String> {
+    let mut result: SessionResult =
+        serde_json::from_value(value.clone()).map_err(|e| format!("unreadable session result: {e}"))?;
+    if let Some(hash) = result.output.get("$blob").and_then(Value::as_str).map(str::to_owned) {
+        let mut output = blobs.get(&hash).map_err(|e| format!("output blob {hash}: {e}")).and_then(|bytes| {
+            serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("output blob {hash} is not JSON: {e}"))
+        })?;
+        redactor.redact_value(&mut output);
+        result.output = output;
+    }
+    Ok(result)
+}
+
+/// `spawn_session:mr-review:4de8…` names the workflow when no result does.
+fn workflow_from_key(entry: &Entry) -> Option<String> {
+    let key = entry.key.as_ref()?;
+    let mut parts = key.0.split(':');
+    let _function = parts.next();
+    let workflow = parts.next()?;
+    parts.next().map(|_| workflow.to_owned())
+}
+
+/// `file:line` (or `file:line:col` with `col`) of an entry's call.
+fn site_label(entry: &Entry, script: &str, col: bool) -> String {
+    let site = entry.site();
+    let file = site.source.as_deref().unwrap_or(script);
+    match (site.line, col) {
+        (0, _) => file.to_owned(),
+        (line, false) => format!("{file}:{line}"),
+        (line, true) => format!("{file}:{line}:{}", site.col),
+    }
+}
+
+/// What a node is about: `12` for PR #12.
+pub fn subject_of(fields: &Value, goal: &str) -> Option<String> {
+    let from_fields = SUBJECT_FIELDS.iter().find_map(|f| match fields.get(*f)? {
+        Value::Number(n) => Some(n.to_string()),
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().trim_start_matches('#').to_owned()),
+        _ => None,
+    });
+    from_fields.or_else(|| {
+        let at = goal.find('#')?;
+        let digits: String = goal[at + 1..].chars().take_while(char::is_ascii_digit).collect();
+        (!digits.is_empty()).then_some(digits)
+    })
+}
+
+/// The first line of `text`, at most `max` characters.
+pub fn one_line(text: &str, max: usize) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if line.chars().count() <= max {
+        line.to_owned()
+    } else {
+        let cut: String = line.chars().take(max.saturating_sub(1)).collect();
+        format!("{}…", cut.trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::entry::{CallSite, RunHeader};
+    use crate::journal::{CallKey, JournalWriter, JOURNAL_VERSION};
+
+    /// A journal written by hand: spawns, awaits and effects in the order given.
+    fn graph_of(steps: &[(&str, Value)]) -> RunGraph {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = JournalWriter::create(dir.path()).unwrap();
+        let header = RunHeader { version: JOURNAL_VERSION, script: "c.rhai".into(), ..Default::default() };
+        w.append(Entry::run_started(header)).unwrap();
+        let mut sessions = 0;
+        for (call, (function, args)) in steps.iter().enumerate() {
+            let call = call as u64;
+            let site = CallSite { line: 10 + call as usize, col: 1, source: None };
+            let key = CallKey::new(function, Some("wf"), args);
+            match *function {
+                "spawn" => {
+                    sessions += 1;
+                    let id = format!("s{sessions}");
+                    let entry =
+                        Entry::call(call, "spawn_session", key, &site, args.clone(), Value::Null, Some(id.clone()));
+                    w.append(entry).unwrap();
+                    let result = json!({"id": id, "workflow": "wf", "status": "ok", "output": {"verdict": "clean"}});
+                    w.append(Entry::session(&id, result)).unwrap();
+                }
+                "await" => {
+                    let entry =
+                        Entry::call(call, "await_sessions", key, &site, json!({ "sessions": args }), json!([]), None);
+                    w.append(entry).unwrap();
+                }
+                effect => {
+                    w.append(Entry::effect_intent(call, effect, key, &site, args.clone(), String::new())).unwrap();
+                    w.append(Entry::effect_result(call, effect, json!({"status": "done"}))).unwrap();
+                }
+            }
+        }
+        w.sync().unwrap();
+        let run = RecordedRun::read(dir.path()).unwrap();
+        RunGraph::build(&run, &SecretRedactor::default())
+    }
+
+    fn parent(g: &RunGraph, id: &str) -> String {
+        g.parent_label(&g.session(id).unwrap().parent)
+    }
+
+    #[test]
+    fn children_hang_under_the_latest_awaited_session_about_the_same_subject() {
+        let g = graph_of(&[
+            ("spawn", json!({"goal": "Review", "inputs": {"pr": 1}})),
+            ("spawn", json!({"goal": "Summarize the week", "inputs": {}})),
+            ("await", json!(["s1", "s2"])),
+            // After s1 came back: about PR 1, so under s1.
+            ("spawn", json!({"goal": "Fix PR #1", "inputs": {}})),
+            // PR 2 was never awaited: under its call site.
+            ("spawn", json!({"goal": "Review", "inputs": {"pr": 2}})),
+            // s3 is spawned but not awaited yet: the merge still hangs under s1.
+            ("merge", json!({"pr": 1})),
+            ("await", json!(["s3"])),
+            ("merge", json!({"pr": 1})),
+            ("notify", json!({"channel": "c", "message": "done"})),
+        ]);
+        assert_eq!(parent(&g, "s1"), "c.rhai:10");
+        assert_eq!(parent(&g, "s2"), "c.rhai:11");
+        assert_eq!(parent(&g, "s3"), "s1");
+        assert_eq!(parent(&g, "s4"), "c.rhai:14");
+        let effect_parents: Vec<String> = g.effects.iter().map(|e| g.parent_label(&e.parent)).collect();
+        assert_eq!(effect_parents, ["s1", "s3", "c.rhai:18"]);
+        assert_eq!(g.session("s3").unwrap().depth, 2);
+        assert_eq!(g.child_sessions("s1"), ["s3"]);
+    }
+
+    #[test]
+    fn subject_comes_from_inputs_then_goal() {
+        assert_eq!(subject_of(&json!({"pr": 12}), "Review PR #13"), Some("12".into()));
+        assert_eq!(subject_of(&json!({"number": "#7"}), ""), Some("7".into()));
+        assert_eq!(subject_of(&json!({}), "Fix PR #13: x"), Some("13".into()));
+        assert_eq!(subject_of(&json!({}), "Tidy # things"), None);
+        assert_eq!(subject_of(&json!({"channel": "slack:#eng"}), ""), None);
+    }
+
+    #[test]
+    fn one_line_cuts_on_characters() {
+        assert_eq!(one_line("héllo wörld\nmore", 5), "héll…");
+        assert_eq!(one_line("\n  short  ", 10), "short");
+    }
+}

@@ -1,0 +1,419 @@
+//! Seeing a run, through the binary: `coord runs`, `coord show`, `coord graph`, `coord report`,
+//! the live progress of `coord run`, and secret redaction. Snapshots are taken on the recorded
+//! demo run with what varies (run ids, timestamps, durations) redacted; the HTML report is
+//! opened in headless Chromium.
+
+mod support;
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use support::{Outcome, TestProject};
+
+/// A project with the demo run of groom-prs recorded in `.coord/runs`.
+fn demo_project() -> TestProject {
+    let p = TestProject::with_repo_files();
+    p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run().expect_code(0);
+    p
+}
+
+/// Replaces what differs between two recordings of the same run.
+fn stable_text() -> Vec<(&'static str, &'static str)> {
+    vec![
+        (r"\d{8}-\d{6}-[0-9a-f]{4}", "[run-id]"),
+        (r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d+)?Z?", "[time]"),
+        (r"\b\d+(\.\d+)?(ms|s)\b|\b\d+m\d{2}s\b|\b\d+h\d{2}m\b", "[duration]"),
+        // Mock leaves take 0 or 1ms, so which one is longest (or whether any is) varies.
+        (r"(?m)^  longest session: .*\n", ""),
+    ]
+}
+
+macro_rules! assert_stable_snapshot {
+    ($name:expr, $text:expr) => {{
+        let text: String = $text;
+        insta::with_settings!({ filters => stable_text(), prepend_module_to_snapshot => true }, {
+            insta::assert_snapshot!($name, text);
+        });
+    }};
+}
+
+#[test]
+fn show_renders_the_tree_with_verdicts_effects_errors_and_cost() {
+    let p = demo_project();
+    let out = p.coord().args(["show", "last"]).run();
+    out.expect_code(0);
+    // The fix hangs under the review that asked for it, the re-review under the fix.
+    assert!(out.stdout.contains("│   └── s7 coding-task · ok · status: fixed"), "{}", out.stdout);
+    assert!(out.stdout.contains("│       └── s9 mr-review · ok · verdict: clean"), "{}", out.stdout);
+    assert_stable_snapshot!("show_demo", out.stdout);
+}
+
+#[test]
+fn show_session_gives_goal_inputs_output_and_transcript() {
+    let p = demo_project();
+    let out = p.coord().args(["show", "last", "--session", "s4"]).run();
+    out.expect_code(0);
+    assert_stable_snapshot!("show_session_s4", out.stdout);
+
+    let missing = p.coord().args(["show", "last", "--session", "s99"]).run();
+    missing.expect_code(2);
+    assert!(missing.stderr.contains("no session `s99`"), "{}", missing.stderr);
+}
+
+#[test]
+fn show_session_renders_a_transcript_blob() {
+    let p = demo_project();
+    let run = p.runs().pop().unwrap();
+    let transcript = "{\"type\":\"assistant\",\"message\":{\"content\":[{\"type\":\"text\",\"text\":\"Reading the diff.\"}]}}\nplain tail\n";
+    let hash = put_blob(&run, transcript.as_bytes());
+    rewrite_journal(&run, |line| {
+        if line.contains("\"type\":\"session\"") && line.contains("\"session\":\"s1\"") {
+            let mut v: Value = serde_json::from_str(line).unwrap();
+            v["result"]["transcript"] = Value::String(hash.clone());
+            v.to_string()
+        } else {
+            line.to_owned()
+        }
+    });
+    let out = p.coord().args(["show", "last", "--session", "s1"]).run();
+    out.expect_code(0);
+    assert!(out.stdout.contains("Transcript\n  [assistant] Reading the diff.\n  plain tail\n"), "{}", out.stdout);
+}
+
+#[test]
+fn show_trace_appends_the_routing_trace() {
+    let p = demo_project();
+    let out = p.coord().args(["show", "last", "--trace"]).run();
+    out.expect_code(0);
+    let trace = out.stdout.split("\nTrace\n").nth(1).expect("a Trace section");
+    assert!(trace.contains("await [s1 s2 s3 s4 s5 s6] -> ok ok ok ok ok timeout"), "{trace}");
+    assert!(trace.contains("merge PR #12 squash -> merged"), "{trace}");
+}
+
+#[test]
+fn show_of_an_unknown_run_is_a_usage_error() {
+    let p = demo_project();
+    let out = p.coord().args(["show", "nope"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("no run `nope`"), "{}", out.stderr);
+}
+
+#[test]
+fn runs_json_lists_each_run_with_status_sessions_and_cost() {
+    let p = demo_project();
+    let out = p.coord().args(["runs", "--json"]).run();
+    out.expect_code(0);
+    let mut runs = out.json();
+    let first = &mut runs[0];
+    assert!(first["duration_ms"].is_u64(), "{first}");
+    for (field, placeholder) in [("id", "[run-id]"), ("started_at", "[time]"), ("duration_ms", "[duration]")] {
+        first[field] = Value::String(placeholder.into());
+    }
+    insta::assert_json_snapshot!("runs_json_demo", runs);
+}
+
+#[test]
+fn runs_table_and_filters() {
+    let p = demo_project();
+    let table = p.coord().args(["runs"]).run();
+    table.expect_code(0);
+    assert!(table.stdout.starts_with("ID "), "{}", table.stdout);
+    assert!(table.stdout.contains("groom-prs    succeeded"), "{}", table.stdout);
+    assert!(table.stdout.contains("14 (1 not ok)"), "{}", table.stdout);
+
+    let count = |args: &[&str]| p.coord().args(["runs", "--json"]).args(args).run().json().as_array().unwrap().len();
+    assert_eq!(count(&["--status", "succeeded"]), 1);
+    assert_eq!(count(&["--status", "failed"]), 0);
+    assert_eq!(count(&["--coordinator", "groom-prs"]), 1);
+    assert_eq!(count(&["--coordinator", "other"]), 0);
+    p.coord().args(["runs", "--status", "bogus"]).run().expect_code(2);
+}
+
+#[test]
+fn a_run_without_an_end_is_running_while_its_owner_lives_and_interrupted_after() {
+    let p = demo_project();
+    let run = p.runs().pop().unwrap();
+    rewrite_journal(&run, |line| if line.contains("\"run_finished\"") { String::new() } else { line.to_owned() });
+    let status = || p.coord().args(["runs", "--json"]).run().json()[0]["status"].clone();
+    // No pid file: the process that wrote it is gone.
+    assert_eq!(status(), "interrupted");
+    // A live owner (this test process).
+    std::fs::write(run.join("run.pid"), std::process::id().to_string()).unwrap();
+    assert_eq!(status(), "running");
+    let show = p.coord().args(["show", "last"]).run();
+    show.expect_code(0);
+    assert!(show.stdout.starts_with("groom-prs · running"), "{}", show.stdout);
+}
+
+#[test]
+fn graph_mermaid_and_dot_snapshots() {
+    let p = demo_project();
+    let mermaid = p.coord().args(["graph", "last"]).run();
+    mermaid.expect_code(0);
+    assert!(mermaid.stdout.contains("  s3 --> s7\n"), "{}", mermaid.stdout);
+    assert!(mermaid.stdout.contains("  s7 --> s9\n"), "{}", mermaid.stdout);
+    assert!(mermaid.stdout.contains("  s9 --> e27\n"), "{}", mermaid.stdout);
+    assert_stable_snapshot!("graph_mermaid_demo", mermaid.stdout);
+
+    let dot = p.coord().args(["graph", "last", "--format", "dot"]).run();
+    dot.expect_code(0);
+    assert_stable_snapshot!("graph_dot_demo", dot.stdout);
+}
+
+#[test]
+fn views_redact_secret_values_from_the_environment_and_coord_toml() {
+    let p = demo_project();
+    p.write("coord.toml", "[github]\ntoken_env = \"REVIEWER_PHRASE\"\n");
+    let redacted = |args: &[&str]| {
+        let out = p
+            .coord()
+            .env("WIDGETS_API_TOKEN", "acme/widgets")
+            .env("REVIEWER_PHRASE", "Session fixation risk")
+            .args(args)
+            .run();
+        out.expect_code(0);
+        out
+    };
+    let show = redacted(&["show", "last"]);
+    assert!(!show.stdout.contains("acme/widgets"), "{}", show.stdout);
+    assert!(!show.stdout.contains("Session fixation risk"), "{}", show.stdout);
+    assert!(show.stdout.contains("groom-prs on [redacted]"), "{}", show.stdout);
+    let session = redacted(&["show", "last", "--session", "s4"]);
+    assert!(
+        !session.stdout.contains("acme/widgets") && !session.stdout.contains("Session fixation risk"),
+        "{}",
+        session.stdout
+    );
+    redacted(&["report", "last", "-o", "r.html"]);
+    let html = p.read("r.html");
+    assert!(!html.contains("acme/widgets") && !html.contains("Session fixation risk"));
+    assert!(html.contains("[redacted]"));
+}
+
+#[test]
+fn run_logs_one_line_per_session_start_and_finish_off_a_terminal() {
+    let p = TestProject::with_repo_files();
+    let out = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run();
+    out.expect_code(0);
+    assert_eq!(out.stderr.matches("session started").count(), 14, "{}", out.stderr);
+    assert_eq!(out.stderr.matches("session finished").count(), 14, "{}", out.stderr);
+    assert!(out.stderr.contains("session=s6 workflow=mr-review status=timeout"), "{}", out.stderr);
+
+    let quiet = p.coord().args(["--quiet", "run", "coordinators/groom-prs.rhai", "--demo"]).run();
+    quiet.expect_code(0);
+    assert!(!quiet.stderr.contains("session"), "{}", quiet.stderr);
+
+    let json = p.coord().args(["--log-format", "json", "run", "coordinators/groom-prs.rhai", "--demo"]).run();
+    json.expect_code(0);
+    let finished: Vec<Value> = json
+        .stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "session finished")
+        .collect();
+    assert_eq!(finished.len(), 14, "{}", json.stderr);
+    assert!(finished.iter().any(|v| v["fields"]["session"] == "s1" && v["fields"]["tokens"] == 19100), "{finished:?}");
+}
+
+// ---- the HTML report in a real browser ----------------------------------------------------
+
+#[test]
+fn report_is_self_contained_and_renders_in_chromium_with_every_session_and_effect() {
+    let chromium = chromium();
+    let p = TestProject::with_repo_files();
+    // The demo with leaves that take time, so durations (and the longest session) show.
+    let demo = p.read("coordinators/groom-prs/scenarios/demo.toml");
+    let mut slow = String::new();
+    for (i, line) in demo.lines().enumerate() {
+        slow.push_str(line);
+        slow.push('\n');
+        if line == "[[leaf]]" {
+            slow.push_str(&format!("delay_ms = {}\n", 40 + (i * 37) % 160));
+        }
+    }
+    p.write("coordinators/groom-prs/scenarios/slow.toml", &slow);
+    let run = p
+        .coord()
+        .args([
+            "run",
+            "coordinators/groom-prs.rhai",
+            "--scenario",
+            "coordinators/groom-prs/scenarios/slow.toml",
+            "--json",
+        ])
+        .run();
+    run.expect_code(0);
+    p.coord().args(["report", "last", "-o", "report.html"]).run().expect_code(0);
+    let html = p.read("report.html");
+    for external in ["<script", "<link", "src=\"http", "href=\"http", "url(http", "@import"] {
+        assert!(!html.contains(external), "the report must be self-contained, found `{external}`");
+    }
+
+    let page = p.path().join("report.html");
+    let dom = chromium_run(&chromium, p.path(), &["--dump-dom"], &page);
+    let mut missing = Vec::new();
+    let journal = std::fs::read_to_string(p.runs()[0].join("journal.jsonl")).unwrap();
+    let entries: Vec<Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for e in &entries {
+        if let Some(id) = e["session"].as_str().filter(|_| e["type"] == "call") {
+            for needle in [format!("id=\"session-{id}\""), format!("id=\"dag-{id}\"")] {
+                if !dom.stdout.contains(&needle) {
+                    missing.push(needle);
+                }
+            }
+        }
+        if e["type"] == "effect_intent" {
+            let needle = format!("id=\"dag-e{}\"", e["call"]);
+            if !dom.stdout.contains(&needle) {
+                missing.push(needle);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "the rendered DOM lacks {missing:?}");
+    assert_eq!(dom.stdout.matches("class=\"session-row").count(), 14);
+    assert_eq!(dom.stdout.matches("class=\"effect-row\"").count(), 9);
+    assert!(dom.stdout.contains("verdict: blocking"));
+    assert_no_console_errors(&dom);
+
+    let shot_dir = tempfile::tempdir().unwrap();
+    let shot = shot_dir.path().join("report.png");
+    let arg = format!("--screenshot={}", shot.display());
+    let out = chromium_run(&chromium, p.path(), &[&arg, "--window-size=1400,3400", "--hide-scrollbars"], &page);
+    assert_no_console_errors(&out);
+    let png =
+        std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot at {}: {e}\n{}", shot.display(), out.stderr));
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "a real screenshot ({} bytes)", png.len());
+    let _ = std::fs::write(target_dir().join("report-screenshot.png"), &png);
+}
+
+#[test]
+fn report_all_indexes_every_run_with_a_cost_chart() {
+    let chromium = chromium();
+    let p = demo_project();
+    p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--dry-run"]).run().expect_code(0);
+    p.coord().args(["report", "--all", "-o", "runs.html"]).run().expect_code(0);
+    let page = p.path().join("runs.html");
+    let dom = chromium_run(&chromium, p.path(), &["--dump-dom"], &page);
+    assert_no_console_errors(&dom);
+    for run in p.runs() {
+        let id = run.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(dom.stdout.contains(&format!("id=\"run-{id}\"")), "run {id} is listed");
+    }
+    assert_eq!(dom.stdout.matches("class=\"cost-bar\"").count(), 2);
+    let shot = format!("--screenshot={}", target_dir().join("runs-screenshot.png").display());
+    assert_no_console_errors(&chromium_run(&chromium, p.path(), &[&shot, "--window-size=1400,1100"], &page));
+}
+
+#[test]
+fn console_error_detection_catches_a_broken_page() {
+    let chromium = chromium();
+    let p = TestProject::new();
+    let page = p.write("broken.html", "<!DOCTYPE html><p>x</p><script>throw new Error('boom')</script>");
+    let out = chromium_run(&chromium, p.path(), &["--dump-dom"], &page);
+    assert!(!console_messages(&out).is_empty(), "chromium reported no console error:\n{}", out.stderr);
+}
+
+/// Chromium on PATH, or a failure that says how to get it: the report tests do not skip.
+fn chromium() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in ["chromium", "chromium-browser"] {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "chromium is not installed, and the HTML report tests need it.\n\
+         Install it with: apt-get update && apt-get install -y chromium\n\
+         (.ci/run installs it on CI.)"
+    );
+}
+
+fn chromium_run(chromium: &Path, work: &Path, extra: &[&str], page: &Path) -> Outcome {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(chromium);
+    cmd.current_dir(work)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+            "--enable-logging=stderr",
+            "--v=0",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd.spawn().expect("chromium starts");
+    let pid = child.id();
+    // A hung browser must fail the test, not hang it.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let out = child.wait_with_output();
+        let _ = done_tx.send(());
+        out
+    });
+    let started = Instant::now();
+    while done_rx.recv_timeout(Duration::from_millis(200)).is_err() {
+        if started.elapsed() > Duration::from_secs(120) {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("chromium did not finish within 120s");
+        }
+    }
+    let output = waiter.join().unwrap().expect("chromium ran");
+    let out = Outcome::from(output);
+    assert_eq!(out.code, 0, "chromium failed\n--- stderr\n{}", out.stderr);
+    out
+}
+
+/// Messages the page sent to the console (Chromium logs them as `INFO:CONSOLE...`). The
+/// reports have no scripts, so any message (an uncaught error, a blocked or failed load) is
+/// a defect.
+fn console_messages(out: &Outcome) -> Vec<&str> {
+    out.stderr.lines().filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught")).collect()
+}
+
+#[track_caller]
+fn assert_no_console_errors(out: &Outcome) {
+    let messages = console_messages(out);
+    assert!(messages.is_empty(), "console errors:\n{}", messages.join("\n"));
+}
+
+fn target_dir() -> PathBuf {
+    // The binary under test lives in <target>/<profile>/coord.
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_coord"));
+    bin.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| support::repo_root().join("target"))
+}
+
+fn put_blob(run: &Path, bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let hash = hex::encode(sha2::Sha256::digest(bytes));
+    std::fs::create_dir_all(run.join("blobs")).unwrap();
+    std::fs::write(run.join("blobs").join(&hash), bytes).unwrap();
+    hash
+}
+
+fn rewrite_journal(run: &Path, edit: impl Fn(&str) -> String) {
+    let path = run.join("journal.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        let edited = edit(line);
+        if !edited.is_empty() {
+            out.push_str(&edited);
+            out.push('\n');
+        }
+    }
+    std::fs::write(&path, out).unwrap();
+}
