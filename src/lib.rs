@@ -2,12 +2,14 @@
 //!
 //! The crate is laid out in the order data flows; `docs/ARCHITECTURE.md` walks it.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod effects;
 pub mod harness;
 pub mod journal;
+pub mod library;
 pub mod run;
 pub mod scenario;
 pub mod scheduler;

@@ -80,7 +80,13 @@ fn json_summary() {
     out.expect_code(0);
     let v = out.json();
     assert_eq!(v["failed"], 0);
-    let demo = v["scenarios"].as_array().unwrap().iter().find(|s| s["scenario"] == "demo").unwrap().clone();
+    let demo = v["scenarios"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["coordinator"] == "groom-prs" && s["scenario"] == "demo")
+        .unwrap()
+        .clone();
     assert_eq!(demo["snapshot"], "matched");
     assert_eq!(demo["sessions"], 14);
 }

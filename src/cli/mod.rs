@@ -4,8 +4,10 @@
 //! Commands are thin: they build a plan, call the library, and render with `views`. They must
 //! not hold routing, journaling or scheduling logic.
 
+mod check_command;
 mod daemon_command;
 pub mod exit_code;
+mod lib_command;
 mod replay_command;
 mod run_command;
 mod schedule_command;
@@ -66,6 +68,10 @@ pub enum Command {
     Graph(view_commands::GraphArgs),
     /// Write a self-contained HTML report of a run, or of all runs with --all.
     Report(view_commands::ReportArgs),
+    /// Check scripts, their imports, workflows and scenarios; runs nothing, spends nothing.
+    Check(CheckArgs),
+    /// The coordinator library: the library path, modules, the host API reference.
+    Lib(LibArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -135,6 +141,33 @@ pub struct ResumeArgs {
     /// Operation limit of the script engine.
     #[arg(long, value_name = "N")]
     pub max_operations: Option<u64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Coordinator scripts or folders of them [default: the project's coordinators/].
+    #[arg(value_name = "SCRIPT|DIR")]
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct LibArgs {
+    #[command(subcommand)]
+    pub command: LibCommand,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum LibCommand {
+    /// The library path, and which file or built-in each importable module comes from.
+    List {
+        /// One JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a module's source as `import` would find it (e.g. `stdlib/review`).
+    Show { module: String },
+    /// Print the host API reference (the list in docs/coordinators.md).
+    Api,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -228,6 +261,8 @@ pub fn main() -> ExitCode {
         Command::Show(args) => view_commands::show(args),
         Command::Graph(args) => view_commands::graph(args),
         Command::Report(args) => view_commands::report(args),
+        Command::Check(args) => check_command::run(args),
+        Command::Lib(args) => lib_command::run(args),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -32,11 +32,20 @@ pub struct ConfigFile {
     #[serde(default)]
     pub merge: crate::effects::git_merge_queue::MergeQueueSettings,
     #[serde(default)]
-    pub library: toml::Table,
+    pub library: LibraryConfig,
     #[serde(default)]
     pub limits: toml::Table,
     #[serde(default)]
     pub pipeline: Vec<pipeline::PipelineSection>,
+}
+
+/// `[library]`: folders of shared coordinator modules and workflows (see `crate::library`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LibraryConfig {
+    /// Library folders, relative to this file, searched in order after `COORD_PATH`.
+    #[serde(default)]
+    pub paths: Vec<toml::Spanned<String>>,
 }
 
 #[derive(Debug, Default, Clone)]

@@ -146,16 +146,10 @@ pub fn compile_for_analysis(script: &Path) -> Result<rhai::AST, Box<ScriptDiagno
     })?;
     let project = Project::discover(script);
     let mut engine = ScriptEngine::build(EngineLimits::default());
-    engine.set_module_resolver(project.module_resolver(script));
+    let resolver = project.module_resolver(script);
+    engine.set_module_resolver(resolver.clone());
     host_api::register(&mut engine, Rc::new(HostCell::default()), script.display().to_string());
-    let mut ast = engine.compile_into_self_contained(&rhai::Scope::new(), &source).map_err(|e| match *e {
-        rhai::EvalAltResult::ErrorParsing(t, pos) => {
-            Box::new(ScriptDiagnostic::from_parse(&rhai::ParseError(Box::new(t), pos), script, &source))
-        }
-        other => Box::new(ScriptDiagnostic::from_eval(&other, script, &source)),
-    })?;
-    ast.set_source(script.display().to_string().as_str());
-    Ok(ast)
+    Ok(crate::script::module_resolver::compile_script(&engine, &resolver, script, &source)?.ast)
 }
 
 /// Runs a plan to its end. Blocks the calling thread; `runtime` runs the leaves.
@@ -188,7 +182,8 @@ fn execute_on_script_thread(
     // Compile first: a script that does not compile leaves no run behind.
     let cell: Rc<HostCell> = Rc::new(HostCell::default());
     let mut engine = ScriptEngine::build(plan.limits);
-    engine.set_module_resolver(project.module_resolver(&script_path));
+    let resolver = project.module_resolver(&script_path);
+    engine.set_module_resolver(resolver.clone());
     let main_source = script_path.display().to_string();
     host_api::register(&mut engine, cell.clone(), main_source.clone());
     if let Some(hits) = &plan.coverage {
@@ -198,13 +193,8 @@ fn execute_on_script_thread(
         let flag = interrupt.clone();
         engine.on_progress(move |_| flag.is_set().then(|| rhai::Dynamic::from("interrupted")));
     }
-    let mut ast = engine.compile_into_self_contained(&rhai::Scope::new(), &source).map_err(|e| match *e {
-        rhai::EvalAltResult::ErrorParsing(t, pos) => {
-            Box::new(ScriptDiagnostic::from_parse(&rhai::ParseError(Box::new(t), pos), &script_path, &source))
-        }
-        other => Box::new(ScriptDiagnostic::from_eval(&other, &script_path, &source)),
-    })?;
-    ast.set_source(main_source.as_str());
+    // Every import is resolved and loaded here, before anything runs.
+    let ast = crate::script::module_resolver::compile_script(&engine, &resolver, &script_path, &source)?.ast;
 
     // The recorded run, when replaying or resuming.
     let recorded_run = match &plan.recording {
@@ -453,7 +443,10 @@ fn classify_failure(
 
 fn site_source(site: &crate::journal::entry::CallSite, script: &Path, source: &str) -> (PathBuf, String) {
     match &site.source {
-        Some(m) => (PathBuf::from(m), std::fs::read_to_string(m).unwrap_or_default()),
+        Some(m) => match crate::library::stdlib::by_source_name(m) {
+            Some(builtin) => (PathBuf::from(m), builtin.source.to_owned()),
+            None => (PathBuf::from(m), std::fs::read_to_string(m).unwrap_or_default()),
+        },
         None => (script.to_owned(), source.to_owned()),
     }
 }

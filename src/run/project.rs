@@ -1,11 +1,18 @@
 //! The project a script belongs to: its root (the nearest folder with `coord.toml` or
-//! `workflows/`), where workflows, demo scenarios and imported modules are found.
+//! `workflows/`), its library path, and where workflows, demo scenarios and imported modules
+//! are found.
 
+use crate::config::Config;
+use crate::library::LibraryPath;
+use crate::script::module_resolver::ScriptModuleResolver;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug)]
 pub struct Project {
     pub root: PathBuf,
+    /// `COORD_PATH` then `[library] paths` (empty when `coord.toml` does not load: the run
+    /// reports that error itself).
+    pub library: LibraryPath,
 }
 
 impl Project {
@@ -15,16 +22,27 @@ impl Project {
             .ok()
             .and_then(|p| p.parent().map(Path::to_path_buf))
             .unwrap_or_else(|| std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")));
+        Self::containing(&start)
+    }
+
+    /// The project `dir` is in.
+    pub fn containing(dir: &Path) -> Self {
+        let start = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
         let root = start
             .ancestors()
             .find(|d| d.join("coord.toml").is_file() || d.join("workflows").is_dir())
             .map(Path::to_path_buf)
             .unwrap_or(start);
-        Project { root }
+        let config = Config::load(&root).unwrap_or_default();
+        let library = LibraryPath::from_environment(&config);
+        Project { root, library }
     }
 
+    /// The project's `workflows/`, then each library's, in library order.
     pub fn workflow_dirs(&self) -> Vec<PathBuf> {
-        vec![self.root.join("workflows")]
+        let mut dirs = vec![self.root.join("workflows")];
+        dirs.extend(self.library.workflow_dirs());
+        dirs
     }
 
     /// `coordinators/<name>/scenarios/demo.toml` beside `coordinators/<name>.rhai`.
@@ -32,9 +50,10 @@ impl Project {
         scenario_dir(script).join("demo.toml")
     }
 
-    pub fn module_resolver(&self, script: &Path) -> rhai::module_resolvers::FileModuleResolver {
+    /// The resolver for `script`'s imports; the script's source name is its path as given.
+    pub fn module_resolver(&self, script: &Path) -> ScriptModuleResolver {
         let base = script.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        rhai::module_resolvers::FileModuleResolver::new_with_path(base)
+        ScriptModuleResolver::new(self.library.clone(), base.to_path_buf(), script.display().to_string())
     }
 }
 

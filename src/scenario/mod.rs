@@ -38,6 +38,8 @@ struct ScenarioFile {
     #[serde(default)]
     github: GithubFixtures,
     #[serde(default)]
+    git: world::GitFixtures,
+    #[serde(default)]
     leaf: Vec<LeafRuleFile>,
     #[serde(default)]
     expect: Option<Spanned<Expectations>>,
@@ -171,6 +173,8 @@ pub struct Scenario {
     pub inputs: IndexMap<String, Value>,
     pub prs: Vec<Value>,
     pub issues: Vec<Value>,
+    /// `[git]`: branches the local merge queue knows, and whether main is red.
+    pub git: world::GitFixtures,
     pub rules: Vec<LeafRule>,
     pub expect: Option<Expectations>,
     pub expect_span: Option<std::ops::Range<usize>>,
@@ -229,6 +233,10 @@ impl Scenario {
             issues.push(value);
         }
 
+        file.git
+            .validate()
+            .map_err(|(span, msg, help)| ScenarioDiagnostic::at(path, &source, span, msg, Some(help)))?;
+
         let mut rules = Vec::with_capacity(file.leaf.len());
         for rule in &file.leaf {
             let mut responses = Vec::new();
@@ -280,6 +288,7 @@ impl Scenario {
             inputs,
             prs,
             issues,
+            git: file.git,
             rules,
             expect_span: file.expect.as_ref().map(|e| e.span()),
             expect: file.expect.map(|e| e.into_inner()),
@@ -415,6 +424,20 @@ status = "timeout"
         assert_eq!(s.rules.len(), 2);
         assert_eq!(s.rules[0].responses.len(), 2);
         assert_eq!(s.inputs["repo"], "acme/widgets");
+    }
+
+    #[test]
+    fn git_branches_are_validated() {
+        let s = parse(
+            "[git]\nmain = \"red\"\nbranches = { \"ticket/T1\" = \"green\", \"ticket/T2\" = [\"red\", \"green\"] }\n",
+        )
+        .unwrap();
+        assert!(s.git.main_is_red());
+        assert_eq!(s.git.branches.len(), 2);
+        let err = parse("[git]\nbranches = { \"t\" = \"purple\" }\n").unwrap_err();
+        assert!(err.to_string().contains("purple"), "{err}");
+        assert!(parse("[git]\nmain = \"amber\"\n").is_err());
+        assert!(parse("[git]\nbranches = { \"t\" = [] }\n").is_err());
     }
 
     #[test]

@@ -9,7 +9,79 @@ use serde_json::{json, Map, Value};
 pub struct ScenarioWorld {
     prs: IndexMap<u64, Value>,
     issues: IndexMap<u64, Value>,
+    /// Branch -> what each merge attempt does (the last repeats), attempts so far, merged yet.
+    branches: IndexMap<String, BranchState>,
+    main_red: bool,
     pub notifications: Vec<Value>,
+}
+
+/// `[git]` in a scenario: the local merge queue of `merge("branch", ..)`. Merging a branch
+/// merges main into it and runs its tests; `branches` says how that goes for each branch.
+/// A branch not listed is refused (`not_found`); while `main = "red"` every merge is refused
+/// (`main_red`).
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitFixtures {
+    /// "green" (the default) or "red".
+    #[serde(default)]
+    pub main: Option<toml::Spanned<String>>,
+    /// Branch name -> "green" (merges), "red" (its tests fail: `tests_failed`) or "conflict";
+    /// or a list of those, one per merge attempt (the last repeats).
+    #[serde(default)]
+    pub branches: IndexMap<String, toml::Spanned<toml::Value>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BranchOutcome {
+    Green,
+    Red,
+    Conflict,
+}
+
+struct BranchState {
+    outcomes: Vec<BranchOutcome>,
+    attempts: usize,
+    merged: bool,
+}
+
+impl GitFixtures {
+    pub fn main_is_red(&self) -> bool {
+        self.main.as_ref().is_some_and(|m| m.get_ref() == "red")
+    }
+
+    /// Every value is one this world knows: the span, message and help of the first that is not.
+    pub fn validate(&self) -> Result<(), (std::ops::Range<usize>, String, String)> {
+        if let Some(m) = &self.main {
+            if !matches!(m.get_ref().as_str(), "green" | "red") {
+                let msg = format!("git.main must be \"green\" or \"red\", not `{}`", m.get_ref());
+                return Err((m.span(), msg, "main = \"red\" makes the merge queue refuse every branch".into()));
+            }
+        }
+        for (name, outcome) in &self.branches {
+            if Self::outcomes(outcome.get_ref()).is_none() {
+                return Err((
+                    outcome.span(),
+                    format!("git.branches.{name:?}: unknown outcome `{}`", outcome.get_ref()),
+                    "use \"green\" (merges), \"red\" (its tests fail) or \"conflict\", or a non-empty list of them"
+                        .into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn outcomes(v: &toml::Value) -> Option<Vec<BranchOutcome>> {
+        let one = |v: &toml::Value| match v.as_str()? {
+            "green" => Some(BranchOutcome::Green),
+            "red" => Some(BranchOutcome::Red),
+            "conflict" => Some(BranchOutcome::Conflict),
+            _ => None,
+        };
+        match v {
+            toml::Value::Array(items) if !items.is_empty() => items.iter().map(one).collect(),
+            other => one(other).map(|o| vec![o]),
+        }
+    }
 }
 
 /// Fills in the PR fields a scenario may leave out.
@@ -64,12 +136,48 @@ impl ScenarioWorld {
         ScenarioWorld {
             prs: scenario.prs.iter().map(|p| (key(p), p.clone())).collect(),
             issues: scenario.issues.iter().map(|i| (key(i), i.clone())).collect(),
+            branches: scenario
+                .git
+                .branches
+                .iter()
+                .filter_map(|(b, o)| {
+                    let outcomes = GitFixtures::outcomes(o.get_ref())?;
+                    Some((b.clone(), BranchState { outcomes, attempts: 0, merged: false }))
+                })
+                .collect(),
+            main_red: scenario.git.main_is_red(),
             notifications: Vec::new(),
         }
     }
 
     fn pr(&self, n: u64) -> Result<&Value, WorldError> {
         self.prs.get(&n).ok_or_else(|| WorldError::Failed(format!("no PR #{n} in the scenario")))
+    }
+
+    /// The local merge queue: merge main into the branch, run its tests, merge on green.
+    fn merge_branch(&mut self, args: &Value) -> Value {
+        let target = args.get("branch").cloned().unwrap_or(Value::Null);
+        let refuse = |reason: &str| json!({"status": "refused", "reason": reason, "branch": target});
+        let Some(branch) = target.as_str().and_then(|b| self.branches.get_mut(b)) else {
+            return refuse("not_found");
+        };
+        if self.main_red {
+            return refuse("main_red");
+        }
+        if branch.merged {
+            return refuse("not_mergeable");
+        }
+        let outcome = branch.outcomes[branch.attempts.min(branch.outcomes.len() - 1)];
+        branch.attempts += 1;
+        match outcome {
+            BranchOutcome::Red => refuse("tests_failed"),
+            BranchOutcome::Conflict => refuse("conflict"),
+            BranchOutcome::Green => {
+                branch.merged = true;
+                let into = str_opt(args, "into").unwrap_or("main");
+                json!({"status": "merged", "branch": target, "into": into})
+            }
+        }
     }
 }
 
@@ -145,8 +253,7 @@ impl World for ScenarioWorld {
         match effect.kind {
             EffectKind::Merge => {
                 let Some(n) = target_number(args) else {
-                    let target = args.get("branch").cloned().unwrap_or(Value::Null);
-                    return Ok(json!({"status": "refused", "reason": "not_found", "branch": target}));
+                    return Ok(self.merge_branch(args));
                 };
                 let Some(pr) = self.prs.get_mut(&n) else {
                     return Ok(json!({"status": "refused", "reason": "not_found", "pr": n}));

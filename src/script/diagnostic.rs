@@ -40,8 +40,10 @@ impl ScriptDiagnostic {
 
     pub fn from_eval(err: &EvalAltResult, main_file: &Path, main_source: &str) -> Self {
         let (inner, pos, module) = innermost(err, None);
-        let (file, source) = match module.and_then(|m| module_file(&m, main_file)) {
-            Some(path) if path != main_file => {
+        let builtin = module.as_deref().and_then(crate::library::stdlib::by_source_name);
+        let (file, source) = match (builtin, module.and_then(|m| module_file(&m, main_file))) {
+            (Some(b), _) => (std::path::PathBuf::from(b.source_name()), b.source.to_owned()),
+            (None, Some(path)) if path != main_file => {
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
                 (path, text)
             }

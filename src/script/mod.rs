@@ -10,6 +10,7 @@ pub mod diagnostic;
 pub mod engine;
 pub mod host;
 pub mod host_api;
+pub mod module_resolver;
 pub mod recorded_calls;
 
 pub use diagnostic::ScriptDiagnostic;
