@@ -177,6 +177,10 @@ pub struct RunArgs {
     /// An input the script reads with `input(name)`; repeatable. Values are strings.
     #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub inputs: Vec<(String, String)>,
+    /// The GitHub repository of a live run (owner/name); same as `--input repo=OWNER/NAME`.
+    /// Default: `[github] repo` in coord.toml, else the `origin` remote.
+    #[arg(long, value_name = "OWNER/NAME", value_parser = parse_repo)]
+    pub repo: Option<String>,
     /// Run offline against this scenario (mock leaves, in-memory GitHub).
     #[arg(long, value_name = "FILE", conflicts_with = "demo")]
     pub scenario: Option<PathBuf>,
@@ -219,6 +223,10 @@ fn parse_budget(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         _ => Err(format!("expected a dollar amount like 5 or 0.50, got `{s}`")),
     }
+}
+
+fn parse_repo(s: &str) -> Result<String, String> {
+    crate::effects::github::repository::Repository::parse(s).map(|r| r.to_string())
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

@@ -168,6 +168,7 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         recover: args.recover,
     };
     plan.max_parallel = usize::from(args.max_parallel);
+    plan.stdout_is_json = args.json;
     if let Some(n) = args.max_operations {
         plan.limits.max_operations = n;
     }

@@ -20,11 +20,16 @@ pub fn run(
 ) -> u8 {
     let mut plan = RunPlan::new(args.script.clone());
     plan.inputs = args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    if let Some(repo) = &args.repo {
+        // An input, so the run header records it and a resumed run talks to the same repository.
+        plan.inputs.insert("repo".into(), Value::String(repo.clone()));
+    }
     plan.scenario = args.scenario.clone();
     plan.demo = args.demo;
     plan.max_parallel = usize::from(args.max_parallel);
     plan.runs = RunStore::locate(args.runs_dir.as_deref());
     plan.dry_run = args.dry_run;
+    plan.stdout_is_json = args.json;
     plan.journal_in_memory = args.journal_in_memory;
     plan.budget_usd = args.budget_usd;
     if let Some(n) = args.max_operations {

@@ -30,11 +30,12 @@ pub struct ConfigFile {
     pub worktrees: WorktreeSettings,
     /// Notification channels by name.
     #[serde(default)]
-    pub channels: IndexMap<String, toml::Table>,
+    pub channels: IndexMap<String, crate::effects::notify::ChannelConfig>,
     #[serde(default)]
-    pub github: toml::Table,
+    pub github: crate::effects::github::GithubSettings,
+    /// The local git merge queue (`merge(branch)`).
     #[serde(default)]
-    pub merge: toml::Table,
+    pub merge: crate::effects::git_merge_queue::MergeQueueSettings,
     #[serde(default)]
     pub library: LibraryConfig,
     #[serde(default)]

@@ -4,6 +4,15 @@
 //! Owns the [`World`] trait that both the offline scenario world and the real backends
 //! implement. It must not journal: the host journals an intent before calling [`World::act`] and
 //! the result after, so every backend gets exactly-once for free.
+//!
+//! Backends: `scenario::ScenarioWorld` (offline), [`live_world::LiveWorld`] composing
+//! [`github`] (reads, PR effects), [`git_merge_queue`] (`merge(branch)`) and [`notify`]
+//! (channels).
+
+pub mod git_merge_queue;
+pub mod github;
+pub mod live_world;
+pub mod notify;
 
 use serde_json::Value;
 
@@ -129,5 +138,18 @@ impl World for UnconfiguredWorld {
 
     fn is_external(&self) -> bool {
         true
+    }
+}
+
+/// A duration in coord.toml: seconds, or text like "90s" or "15m". An error carries the
+/// value's span, so the diagnostic points at it.
+pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
+    use serde::de::Error;
+    match <toml::Value as serde::Deserialize>::deserialize(d)? {
+        toml::Value::Integer(secs) if secs >= 0 => Ok(Some(std::time::Duration::from_secs(secs as u64))),
+        toml::Value::String(s) => humantime::parse_duration(&s)
+            .map(Some)
+            .map_err(|e| D::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. \"90s\" or \"15m\""))),
+        other => Err(D::Error::custom(format!("expected a duration like \"90s\", not {other}"))),
     }
 }

@@ -9,7 +9,8 @@ pub mod project;
 pub mod resume;
 pub mod run_event;
 
-use crate::effects::{UnconfiguredWorld, World};
+use crate::effects::live_world::LiveWorld;
+use crate::effects::World;
 use crate::harness::mock::MockHarness;
 use crate::harness::HarnessSet;
 use crate::journal::entry::{Entry, RunHeader, RunStatus, JOURNAL_VERSION};
@@ -57,6 +58,8 @@ pub struct RunPlan {
     pub recording: Recording,
     /// Record which statements run, for routing coverage.
     pub coverage: Option<crate::script::coverage::SharedHits>,
+    /// Stdout carries the `--json` object: the `stdout` notification channel writes to stderr.
+    pub stdout_is_json: bool,
     /// The pipeline this run belongs to, recorded in the journal header.
     pub pipeline: Option<String>,
     /// Live progress for a display (`coord run` on a terminal or in logs).
@@ -80,6 +83,7 @@ impl RunPlan {
             journal_in_memory: false,
             recording: Recording::Fresh,
             coverage: None,
+            stdout_is_json: false,
             pipeline: None,
             events: None,
             budget_usd: None,
@@ -250,7 +254,11 @@ fn execute_on_script_thread(
             harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(s.rules.clone()))));
             (Box::new(ScenarioWorld::new(s)), Clock::Fixed(s.now_unix), Some("mock".into()), "scenario")
         }
-        None => (Box::new(UnconfiguredWorld), Clock::System, None, "live"),
+        None => {
+            let world = LiveWorld::from_config(&config, &project.root, &inputs, runtime.clone())
+                .with_stdout_is_json(plan.stdout_is_json);
+            (Box::new(world), Clock::System, None, "live")
+        }
     };
     let mode = if plan.dry_run { "dry_run" } else { mode };
 

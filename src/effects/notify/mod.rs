@@ -1,0 +1,386 @@
+//! `notify(channel, message)` in a live run: finds the channel (configured in coord.toml, or
+//! one of the forms that need no configuration), renders the message for it and delivers it.
+//!
+//! Channels: `slack` (incoming webhook, URL from an environment variable), `webhook` (JSON
+//! POST, optionally HMAC-signed), `github` (a comment on an issue or PR), `file` (one JSON
+//! line per notification) and `stdout` (stderr when stdout carries `--json`). Without configuration, `stdout` / `stdout:NAME`,
+//! `file:PATH` and `github:#N` work; any other name is a failed result naming the missing
+//! `[channels."NAME"]` table. Every delivery failure is a `{status: "failed", error}` result,
+//! never an error of the run. It must not journal; resume asks [`Notifier::already_done`],
+//! which can answer for `file` and `github` channels (they keep the idempotency key), while
+//! `slack` and `webhook` receivers get the key in a header to drop a duplicate themselves.
+
+pub mod http_delivery;
+pub mod message;
+
+use crate::effects::github::GithubAccess;
+use crate::effects::WorldError;
+use http_delivery::HttpDelivery;
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// `[channels."NAME"]` in coord.toml.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ChannelConfig {
+    Slack(SlackChannel),
+    Webhook(WebhookChannel),
+    Github(GithubChannel),
+    File(FileChannel),
+    Stdout(StdoutChannel),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SlackChannel {
+    /// The environment variable holding the incoming-webhook URL (the URL is a credential).
+    pub webhook_env: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, try_from = "WebhookTable")]
+pub struct WebhookChannel {
+    pub url: WebhookUrl,
+    /// The environment variable holding the HMAC-SHA256 signing secret.
+    pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WebhookUrl {
+    Literal(String),
+    Env(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookTable {
+    url: Option<String>,
+    url_env: Option<String>,
+    secret_env: Option<String>,
+}
+
+impl TryFrom<WebhookTable> for WebhookChannel {
+    type Error = String;
+
+    fn try_from(t: WebhookTable) -> Result<Self, String> {
+        let url = match (t.url, t.url_env) {
+            (Some(u), None) => WebhookUrl::Literal(u),
+            (None, Some(e)) => WebhookUrl::Env(e),
+            _ => return Err("a webhook channel needs exactly one of `url` and `url_env`".into()),
+        };
+        Ok(WebhookChannel { url, secret_env: t.secret_env })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GithubChannel {
+    /// The issue or PR of the run's repository the notifications are comments on.
+    pub issue: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FileChannel {
+    /// JSONL file, relative to the project root.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutChannel {}
+
+pub struct Notifier {
+    channels: IndexMap<String, ChannelConfig>,
+    project_root: PathBuf,
+    http: HttpDelivery,
+    console: Console,
+}
+
+/// Where the `stdout` channel writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Console {
+    Stdout,
+    /// Stdout carries the run's `--json` object, which must stay parseable.
+    Stderr,
+}
+
+fn env_value(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl Notifier {
+    pub fn new(channels: IndexMap<String, ChannelConfig>, project_root: &Path) -> Self {
+        Notifier {
+            channels,
+            project_root: project_root.to_owned(),
+            http: HttpDelivery::default(),
+            console: Console::Stdout,
+        }
+    }
+
+    /// With a shorter wait between delivery retries (tests).
+    pub fn with_http(mut self, http: HttpDelivery) -> Self {
+        self.http = http;
+        self
+    }
+
+    pub fn set_console(&mut self, console: Console) {
+        self.console = console;
+    }
+
+    /// The channel a name means.
+    pub fn resolve(&self, name: &str) -> Result<ChannelConfig, String> {
+        if let Some(c) = self.channels.get(name) {
+            return Ok(c.clone());
+        }
+        if name == "stdout" || name.starts_with("stdout:") {
+            return Ok(ChannelConfig::Stdout(StdoutChannel {}));
+        }
+        if let Some(path) = name.strip_prefix("file:").filter(|p| !p.is_empty()) {
+            return Ok(ChannelConfig::File(FileChannel { path: PathBuf::from(path) }));
+        }
+        if let Some(n) = name.strip_prefix("github:").map(|n| n.trim_start_matches('#')).and_then(|n| n.parse().ok()) {
+            return Ok(ChannelConfig::Github(GithubChannel { issue: n }));
+        }
+        Err(format!(
+            "channel `{name}` is not configured: add [channels.\"{name}\"] to coord.toml with type = \"slack\", \"webhook\", \"github\", \"file\" or \"stdout\" (`stdout`, `file:PATH` and `github:#N` work without configuration)"
+        ))
+    }
+
+    fn file_path(&self, path: &Path) -> PathBuf {
+        self.project_root.join(path)
+    }
+
+    /// Delivers one notification; every failure is a `failed` result.
+    pub fn send(
+        &self,
+        channel: &str,
+        message: &Value,
+        key: &str,
+        github: &mut GithubAccess,
+        runtime: &tokio::runtime::Handle,
+    ) -> Value {
+        let failed = |error: String| json!({"status": "failed", "channel": channel, "error": error});
+        let sent = || json!({"status": "sent", "channel": channel});
+        let config = match self.resolve(channel) {
+            Ok(c) => c,
+            Err(e) => return failed(e),
+        };
+        match config {
+            ChannelConfig::Slack(slack) => {
+                let Some(url) = env_value(&slack.webhook_env) else {
+                    return failed(format!(
+                        "channel `{channel}`: environment variable {} (the Slack webhook URL) is not set",
+                        slack.webhook_env
+                    ));
+                };
+                let payload = message::slack_payload(message);
+                match runtime.block_on(self.http.post_json(&url, &payload, key, None)) {
+                    Ok(_) => sent(),
+                    Err(e) => failed(format!("channel `{channel}`: Slack: {e}")),
+                }
+            }
+            ChannelConfig::Webhook(hook) => {
+                let url = match &hook.url {
+                    WebhookUrl::Literal(u) => u.clone(),
+                    WebhookUrl::Env(var) => match env_value(var) {
+                        Some(u) => u,
+                        None => {
+                            return failed(format!(
+                                "channel `{channel}`: environment variable {var} (the webhook URL) is not set"
+                            ))
+                        }
+                    },
+                };
+                let secret = match &hook.secret_env {
+                    None => None,
+                    Some(var) => match env_value(var) {
+                        Some(s) => Some(s),
+                        // Configured to sign: never send unsigned instead.
+                        None => {
+                            return failed(format!(
+                                "channel `{channel}`: environment variable {var} (the signing secret) is not set"
+                            ))
+                        }
+                    },
+                };
+                let payload = json!({
+                    "channel": channel,
+                    "idempotency_key": key,
+                    "message": message,
+                    "text": message::plain_text(message),
+                });
+                match runtime.block_on(self.http.post_json(&url, &payload, key, secret.as_deref().map(str::as_bytes))) {
+                    Ok(_) => sent(),
+                    Err(e) => failed(format!("channel `{channel}`: webhook: {e}")),
+                }
+            }
+            ChannelConfig::Github(gh) => {
+                let backend = match github.backend(runtime) {
+                    Ok(b) => b,
+                    Err(e) => return failed(format!("channel `{channel}`: {e}")),
+                };
+                match runtime.block_on(backend.comment(gh.issue, &message::markdown(message), key)) {
+                    Ok(r) if r["status"] == "done" => {
+                        json!({"status": "sent", "channel": channel, "comment_id": r["comment_id"]})
+                    }
+                    Ok(r) => failed(format!(
+                        "channel `{channel}`: no issue or PR #{} ({})",
+                        gh.issue,
+                        r["reason"].as_str().unwrap_or("failed")
+                    )),
+                    Err(e) => failed(format!("channel `{channel}`: {e}")),
+                }
+            }
+            ChannelConfig::File(file) => {
+                let path = self.file_path(&file.path);
+                let record = json!({
+                    "channel": channel,
+                    "idempotency_key": key,
+                    "message": message,
+                    "text": message::plain_text(message),
+                });
+                match append_line(&path, &record.to_string()) {
+                    Ok(()) => sent(),
+                    Err(e) => failed(format!("channel `{channel}`: cannot append to {}: {e}", path.display())),
+                }
+            }
+            ChannelConfig::Stdout(_) => {
+                let text = message::plain_text(message);
+                let written = match self.console {
+                    Console::Stdout => {
+                        let mut out = std::io::stdout().lock();
+                        writeln!(out, "{text}").and_then(|_| out.flush())
+                    }
+                    Console::Stderr => writeln!(std::io::stderr().lock(), "{text}"),
+                };
+                match written {
+                    Ok(()) => sent(),
+                    Err(e) => failed(format!("channel `{channel}`: {e}")),
+                }
+            }
+        }
+    }
+
+    /// On resume: the `sent` result if the channel can tell this notification was delivered.
+    pub fn already_done(
+        &self,
+        channel: &str,
+        key: &str,
+        github: &mut GithubAccess,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Option<Value>, WorldError> {
+        let sent = json!({"status": "sent", "channel": channel});
+        match self.resolve(channel) {
+            Ok(ChannelConfig::File(file)) => {
+                let path = self.file_path(&file.path);
+                let text = match std::fs::read_to_string(&path) {
+                    Ok(t) => t,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => {
+                        return Err(WorldError::Failed(format!(
+                            "channel `{channel}`: cannot read {}: {e}",
+                            path.display()
+                        )))
+                    }
+                };
+                let found = text
+                    .lines()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .any(|record| record["idempotency_key"] == key);
+                Ok(found.then_some(sent))
+            }
+            Ok(ChannelConfig::Github(gh)) => {
+                let backend = github.backend(runtime)?;
+                let found = runtime
+                    .block_on(backend.find_marked_comment(gh.issue, key))
+                    .map_err(|e| WorldError::Failed(format!("channel `{channel}`: {e}")))?;
+                Ok(found.map(|_| sent))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+fn append_line(path: &Path, line: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    // One write of the whole line: appends from concurrent runs do not interleave.
+    file.write_all(format!("{line}\n").as_bytes())?;
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channels(toml_text: &str) -> Result<IndexMap<String, ChannelConfig>, String> {
+        #[derive(Deserialize)]
+        struct File {
+            channels: IndexMap<String, ChannelConfig>,
+        }
+        toml::from_str::<File>(toml_text).map(|f| f.channels).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn channel_tables_parse() {
+        let c = channels(
+            r#"
+[channels."slack:#eng"]
+type = "slack"
+webhook_env = "SLACK_WEBHOOK_URL"
+[channels.ops]
+type = "webhook"
+url_env = "OPS_HOOK"
+secret_env = "OPS_SECRET"
+[channels.thread]
+type = "github"
+issue = 42
+[channels.audit]
+type = "file"
+path = "notes.jsonl"
+[channels.console]
+type = "stdout"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c["slack:#eng"], ChannelConfig::Slack(SlackChannel { webhook_env: "SLACK_WEBHOOK_URL".into() }));
+        assert_eq!(
+            c["ops"],
+            ChannelConfig::Webhook(WebhookChannel {
+                url: WebhookUrl::Env("OPS_HOOK".into()),
+                secret_env: Some("OPS_SECRET".into())
+            })
+        );
+        assert_eq!(c["thread"], ChannelConfig::Github(GithubChannel { issue: 42 }));
+    }
+
+    #[test]
+    fn bad_channel_tables_are_rejected() {
+        assert!(channels("[channels.x]\ntype = \"pager\"\n").unwrap_err().contains("pager"));
+        assert!(channels("[channels.x]\ntype = \"slack\"\n").unwrap_err().contains("webhook_env"));
+        assert!(channels("[channels.x]\ntype = \"slack\"\nwebhook_env = \"A\"\nurl = \"u\"\n")
+            .unwrap_err()
+            .contains("url"));
+        assert!(channels("[channels.x]\ntype = \"webhook\"\n").unwrap_err().contains("exactly one"));
+    }
+
+    #[test]
+    fn unconfigured_names() {
+        let n = Notifier::new(IndexMap::new(), Path::new("/p"));
+        assert_eq!(n.resolve("stdout:#eng").unwrap(), ChannelConfig::Stdout(StdoutChannel {}));
+        assert_eq!(
+            n.resolve("file:out/n.jsonl").unwrap(),
+            ChannelConfig::File(FileChannel { path: "out/n.jsonl".into() })
+        );
+        assert_eq!(n.resolve("github:#7").unwrap(), ChannelConfig::Github(GithubChannel { issue: 7 }));
+        let err = n.resolve("slack:#eng").unwrap_err();
+        assert!(err.contains("[channels.\"slack:#eng\"]"), "{err}");
+    }
+}
