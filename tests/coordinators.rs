@@ -75,6 +75,58 @@ fn case(p: &TestProject, coordinator: &str, scenario: &str, fields: Value, effec
     }
 }
 
+/// Runs a scenario whose script throws: the run ends `failed` (exit 1) with the thrown message,
+/// before any session or effect.
+fn failed_case(p: &TestProject, coordinator: &str, scenario: &str, thrown: &str) {
+    let out = p
+        .coord()
+        .args([
+            "run",
+            &format!("coordinators/{coordinator}.rhai"),
+            "--scenario",
+            &format!("coordinators/{coordinator}/scenarios/{scenario}.toml"),
+            "--json",
+        ])
+        .run();
+    assert_eq!(out.code, 1, "{coordinator}/{scenario}:\n{}\n{}", out.stdout, out.stderr);
+    let v = out.json();
+    assert_eq!(v["status"], "failed", "{coordinator}/{scenario}: status");
+    assert_eq!(v["sessions"], 0, "{coordinator}/{scenario}: sessions");
+    assert_eq!(v["effects"], json!([]), "{coordinator}/{scenario}: effects");
+    assert!(out.stderr.contains(thrown), "{coordinator}/{scenario}: expected `{thrown}` in\n{}", out.stderr);
+}
+
+#[test]
+fn groom_prs_escalates_what_it_cannot_merge() {
+    let p = TestProject::with_repo_files();
+    case(
+        &p,
+        "groom-prs",
+        "demo",
+        json!({ "merged": [12, 14], "fixed": [14], "escalated": [15, 17, 16], "waiting": [13] }),
+        None,
+    );
+    case(
+        &p,
+        "groom-prs",
+        "failures",
+        json!({ "merged": [], "fixed": [], "escalated": [24, 22, 23], "waiting": [21] }),
+        Some(&[
+            "merge 21 refused (conflict)",
+            "comment 24 done",
+            "label 24 done",
+            "notify slack:#oncall sent",
+            "comment 22 done",
+            "label 22 done",
+            "notify slack:#oncall sent",
+            "comment 23 done",
+            "label 23 done",
+            "notify slack:#oncall sent",
+            "notify slack:#eng sent",
+        ]),
+    );
+}
+
 #[test]
 fn implement_feature_routes_on_its_classification() {
     let p = TestProject::with_repo_files();
@@ -127,6 +179,21 @@ fn implement_feature_routes_on_its_classification() {
     case(&p, c, "ux-failed", json!({ "status": "escalated", "phases": ["discovery", "ux-design"] }), None);
     case(&p, c, "coding-failed", json!({ "status": "escalated", "pr": null }), None);
     case(&p, c, "merge-refused", json!({ "status": "waiting", "reason": "merge refused: not_green" }), None);
+    case(
+        &p,
+        c,
+        "reviewer-timeout",
+        json!({ "status": "merged", "design_rounds": 2, "audit": "skipped", "phases": ["discovery", "architecture-design", "architecture-review x2", "architecture-design", "architecture-review x2", "feature-coding", "mr-review (0 fix passes)"] }),
+        Some(&["merge 308 merged", "notify slack:#eng sent"]),
+    );
+    case(
+        &p,
+        c,
+        "coding-timeout",
+        json!({ "status": "escalated", "pr": null, "review": null, "reason": "coding did not produce a PR: timeout: timed out after 90m" }),
+        Some(&["notify slack:#eng sent"]),
+    );
+    failed_case(&p, c, "no-task", "implement-feature needs a task");
 }
 
 #[test]
@@ -197,6 +264,25 @@ fn fix_bug_fixes_only_what_it_understands() {
         None,
     );
     case(&p, c, "merge-refused", json!({ "status": "escalated", "pr": 221 }), None);
+    case(
+        &p,
+        c,
+        "issue-as-string",
+        json!({ "status": "fixed", "issue": 66, "pr": 231 }),
+        Some(&["merge 231 merged", "close 66 done", "notify slack:#eng-leads sent"]),
+    );
+    case(
+        &p,
+        c,
+        "flaky-sessions",
+        json!({ "status": "fixed", "pr": 242, "attempts": [
+            { "attempt": 1, "result": "no fix", "why": "timeout: timed out after 60m" },
+            { "attempt": 2, "pr": 241, "result": "turned down", "why": ["review did not finish (failed): the review agent lost its worktree"] },
+            { "attempt": 3, "pr": 242, "result": "merged" },
+        ] }),
+        Some(&["merge 242 merged", "close 68 done", "notify slack:#eng-leads sent"]),
+    );
+    failed_case(&p, c, "issue-closed", "fix-bug: no open issue #67");
 }
 
 #[test]
@@ -225,6 +311,21 @@ fn triage_incident_applies_only_safe_mitigations() {
         json!({ "status": "ongoing", "applied": [], "needs_decision": ["restart: Restart the mailer workers"] }),
         None,
     );
+    case(
+        &p,
+        c,
+        "alert-name-only",
+        json!({ "status": "resolved", "alert": "login error rate above 2%", "applied": ["flag: Turn off the captcha-v3 flag"] }),
+        Some(&["notify pagerduty:oncall sent", "notify slack:#ops sent"]),
+    );
+    case(
+        &p,
+        c,
+        "mitigation-timeout",
+        json!({ "status": "ongoing", "applied": ["flag: Turn off the imglib-v2 flag"], "failed": ["config: Cap uploads at 8 MB (timeout)"] }),
+        Some(&["notify pagerduty:oncall sent", "notify pagerduty:oncall sent"]),
+    );
+    failed_case(&p, c, "no-alert", "triage-incident needs an alert");
 }
 
 #[test]
@@ -260,6 +361,20 @@ fn spec_to_merge_runs_the_merge_queue() {
     );
     case(&p, c, "no-spec", json!({ "status": "waiting" }), Some(&[]));
     case(&p, c, "architect-failed", json!({ "status": "no_plan" }), None);
+    case(
+        &p,
+        c,
+        "parallel-as-string",
+        json!({ "status": "done", "merged": ["A1", "A2"], "reopened": [] }),
+        Some(&["merge ticket/A1 merged", "merge ticket/A2 merged", "notify slack:#eng sent"]),
+    );
+    case(
+        &p,
+        c,
+        "coding-timeout",
+        json!({ "status": "done", "merged": ["K1", "K2"], "reopened": ["K2"], "blocked": {} }),
+        Some(&["merge ticket/K1 merged", "merge ticket/K2 merged", "notify slack:#eng sent"]),
+    );
 }
 
 #[test]
@@ -289,6 +404,15 @@ fn pm_loop_follows_the_pm() {
     );
     case(&p, c, "pm-failed", json!({ "status": "blocked", "jobs": ["document"] }), None);
     case(&p, c, "unknown-job", json!({ "status": "blocked", "jobs": ["plan"] }), None);
+    case(
+        &p,
+        c,
+        "next-job-missing",
+        json!({ "status": "blocked", "jobs": ["plan"], "reason": "the PM asked for an unknown job type (none); job types are [\"plan\", \"implement\", \"review\", \"uat\", \"document\"]" }),
+        Some(&["notify slack:#api sent"]),
+    );
+    failed_case(&p, c, "no-assignment", "pm-loop needs an assignment");
+    failed_case(&p, c, "unknown-first-job", "the first job must be one of");
 }
 
 #[test]
@@ -329,7 +453,7 @@ fn gated_jobs_passes_a_job_only_through_every_gate() {
 fn every_scenario_is_exercised_here() {
     // A scenario added without a case above would go unchecked: list them all.
     let exercised: &[(&str, &[&str])] = &[
-        ("groom-prs", &["demo"]),
+        ("groom-prs", &["demo", "failures"]),
         (
             "implement-feature",
             &[
@@ -345,16 +469,47 @@ fn every_scenario_is_exercised_here() {
                 "ux-failed",
                 "coding-failed",
                 "merge-refused",
+                "reviewer-timeout",
+                "coding-timeout",
+                "no-task",
             ],
         ),
         ("groom-backlog", &["demo", "leaves-failing"]),
         (
             "fix-bug",
-            &["demo", "critical", "low-confidence", "investigation-failed", "attempts-exhausted", "merge-refused"],
+            &[
+                "demo",
+                "critical",
+                "low-confidence",
+                "investigation-failed",
+                "attempts-exhausted",
+                "merge-refused",
+                "issue-as-string",
+                "flaky-sessions",
+                "issue-closed",
+            ],
         ),
-        ("triage-incident", &["demo", "noise", "blind", "mitigation-failed"]),
-        ("spec-to-merge", &["demo", "main-red", "blocked", "no-spec", "architect-failed"]),
-        ("pm-loop", &["demo", "blocked", "budget", "pm-failed", "unknown-job"]),
+        (
+            "triage-incident",
+            &["demo", "noise", "blind", "mitigation-failed", "alert-name-only", "mitigation-timeout", "no-alert"],
+        ),
+        (
+            "spec-to-merge",
+            &["demo", "main-red", "blocked", "no-spec", "architect-failed", "parallel-as-string", "coding-timeout"],
+        ),
+        (
+            "pm-loop",
+            &[
+                "demo",
+                "blocked",
+                "budget",
+                "pm-failed",
+                "unknown-job",
+                "next-job-missing",
+                "no-assignment",
+                "unknown-first-job",
+            ],
+        ),
         ("gated-jobs", &["demo", "blocked"]),
     ];
     for (coordinator, scenarios) in exercised {
