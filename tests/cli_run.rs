@@ -255,3 +255,12 @@ fn usage_errors_exit_2() {
     p.coord().args(["run", "s.rhai", "--input", "novalue"]).run().expect_code(2);
     p.coord().args(["run", "s.rhai", "--demo"]).run().expect_code(2);
 }
+
+#[test]
+fn runaway_data_growth_is_stopped_by_the_memory_budget() {
+    let (out, took) = script_error("let s = \"x\";\nloop {\n  s += s;\n}\n");
+    out.expect_code(2);
+    assert!(out.stderr.contains("memory budget"), "{}", out.stderr);
+    // Copying a gigabyte string a few times; generous for a debug build on a loaded machine.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}

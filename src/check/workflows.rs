@@ -52,7 +52,13 @@ pub fn check_workflow(name: &str, path: &Path, problems: &mut Vec<Problem>) {
             return;
         }
     };
-    if let Err(WorkflowError::Invalid { reason, .. }) = Workflow::load(name, path) {
+    // A template that does not compile also fails the load; the template check below reports
+    // it with a span inside the prompt, so the load's copy is dropped.
+    let load_error = match Workflow::load(name, path) {
+        Err(WorkflowError::Invalid { reason, .. }) if !reason.starts_with("prompt template:") => Some(reason),
+        _ => None,
+    };
+    if let Some(reason) = load_error {
         let schema_problem = reason.contains("schema");
         let span = match (&spans.schema, schema_problem) {
             (Some(s), true) => s.span(),

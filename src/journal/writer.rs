@@ -22,6 +22,7 @@ pub struct JournalWriter {
     next_seq: u64,
     path: Option<PathBuf>,
     dirty_since_sync: bool,
+    last_flush: std::time::Instant,
 }
 
 pub const JOURNAL_FILE: &str = "journal.jsonl";
@@ -36,6 +37,7 @@ impl JournalWriter {
             next_seq: 0,
             path: Some(path),
             dirty_since_sync: false,
+            last_flush: std::time::Instant::now(),
         })
     }
 
@@ -53,11 +55,18 @@ impl JournalWriter {
             next_seq,
             path: Some(path),
             dirty_since_sync: false,
+            last_flush: std::time::Instant::now(),
         })
     }
 
     pub fn in_memory() -> Self {
-        JournalWriter { sink: Sink::Memory(Vec::new()), next_seq: 0, path: None, dirty_since_sync: false }
+        JournalWriter {
+            sink: Sink::Memory(Vec::new()),
+            next_seq: 0,
+            path: None,
+            dirty_since_sync: false,
+            last_flush: std::time::Instant::now(),
+        }
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -89,9 +98,19 @@ impl JournalWriter {
 
     /// Hands buffered entries to the OS: they survive the death of this process.
     pub fn flush(&mut self) -> io::Result<()> {
+        self.last_flush = std::time::Instant::now();
         match &mut self.sink {
             Sink::File(w) => w.flush(),
             Sink::Memory(_) => Ok(()),
+        }
+    }
+
+    /// Flushes unless the last flush was less than `age` ago.
+    pub fn flush_if_older_than(&mut self, age: std::time::Duration) -> io::Result<()> {
+        if self.last_flush.elapsed() >= age {
+            self.flush()
+        } else {
+            Ok(())
         }
     }
 

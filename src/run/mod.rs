@@ -195,8 +195,18 @@ fn execute_on_script_thread(
         crate::script::coverage::record(&mut engine, main_source.clone(), hits.clone());
     }
     {
+        // Between operations: stop for a graceful stop, or when the heap outgrows its budget.
         let flag = interrupt.clone();
-        engine.on_progress(move |_| flag.is_set().then(|| rhai::Dynamic::from("interrupted")));
+        let heap_limit = crate::script::heap_meter::live_bytes().saturating_add(plan.limits.max_heap_bytes);
+        engine.on_progress(move |_| {
+            if flag.is_set() {
+                Some(rhai::Dynamic::from(STOP_INTERRUPTED))
+            } else if crate::script::heap_meter::live_bytes() > heap_limit {
+                Some(rhai::Dynamic::from(STOP_HEAP))
+            } else {
+                None
+            }
+        });
     }
     // Every import is resolved and loaded here, before anything runs.
     let ast = crate::script::module_resolver::compile_script(&engine, &resolver, &script_path, &source)?.ast;
@@ -403,6 +413,10 @@ fn execute_on_script_thread(
     })
 }
 
+/// Why the engine's progress callback stopped a script.
+const STOP_INTERRUPTED: &str = "interrupted";
+const STOP_HEAP: &str = "heap";
+
 fn classify_failure(
     host: &mut Host,
     err: &rhai::EvalAltResult,
@@ -410,6 +424,20 @@ fn classify_failure(
     source: &str,
     interrupt: &crate::scheduler::Interrupt,
 ) -> RunFailure {
+    if let rhai::EvalAltResult::ErrorTerminated(token, pos) = err {
+        if token.clone().into_string().is_ok_and(|t| t == STOP_HEAP) {
+            let limit_mib = crate::script::EngineLimits::default().max_heap_bytes / (1024 * 1024);
+            return RunFailure::Script(Box::new(ScriptDiagnostic::at(
+                script,
+                source,
+                pos.line().unwrap_or(0),
+                pos.position().unwrap_or(0),
+                "the script outgrew its memory budget: runaway data growth?".into(),
+                Some(format!("a coordinator only routes; the budget is {limit_mib} MiB of heap")),
+                ScriptErrorKind::Runtime,
+            )));
+        }
+    }
     if interrupt.is_set() || matches!(err, rhai::EvalAltResult::ErrorTerminated(..)) {
         return RunFailure::Interrupted;
     }

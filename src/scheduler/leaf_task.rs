@@ -218,30 +218,16 @@ mod tests {
 
     fn request(retries: u32) -> LeafRequest {
         let schema = json!({"type": "object", "required": ["verdict"]});
-        let workflow = Workflow {
-            name: "review".into(),
-            path: "review.toml".into(),
-            description: String::new(),
-            harness: "scripted".into(),
-            model: None,
-            timeout: Duration::from_secs(5),
-            prompt: String::new(),
-            validator: workflow::compile_schema(&schema).unwrap(),
-            schema: schema.clone(),
-            inputs: Default::default(),
-            command: None,
-            max_turns: None,
-            retries,
-            worktree: false,
-            options: Default::default(),
-        };
+        let mut workflow = Workflow::new("review", "scripted", "", schema.clone()).unwrap();
+        workflow.timeout = Duration::from_secs(5);
+        workflow.retries = retries;
         LeafRequest {
             session_id: "s1".into(),
             workflow: Arc::new(workflow),
             goal: String::new(),
             inputs: json!({}),
             prompt: String::new(),
-            schema,
+            schema: Arc::new(schema),
             model: None,
             timeout: Duration::from_secs(5),
             run_dir: std::env::temp_dir(),

@@ -157,7 +157,7 @@ pub struct LeafRequest {
     /// The rendered prompt.
     pub prompt: String,
     /// The output schema (the workflow's, or a per-call one such as `classify`'s).
-    pub schema: Value,
+    pub schema: Arc<Value>,
     pub model: Option<String>,
     pub timeout: Duration,
     pub run_dir: PathBuf,

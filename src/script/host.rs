@@ -485,7 +485,7 @@ impl Host {
                         v
                     }
                 };
-                (schema, Some(v))
+                (Arc::new(schema), Some(v))
             }
         };
         let validator = match validator {
@@ -500,6 +500,13 @@ impl Host {
             },
         };
         let prompt = wf.render_prompt(goal, inputs).map_err(LeafSetupError::Leaf)?;
+        // Harnesses read per-call settings from the opts; goal and inputs travel on their own.
+        let overrides = match opts {
+            Value::Object(o) => Value::Object(
+                o.iter().filter(|(k, _)| *k != "inputs" && *k != "goal").map(|(k, v)| (k.clone(), v.clone())).collect(),
+            ),
+            other => other.clone(),
+        };
         let wants_worktree = opts.get("worktree").and_then(Value::as_bool).unwrap_or(wf.worktree);
         let worktree = (wants_worktree && harness.runs_in_workdir()).then(|| {
             WorktreePlan::for_session(&self.run_dir, &self.run_id, id, &self.project_root, self.keep_worktrees)
@@ -517,7 +524,7 @@ impl Host {
                 timeout,
                 run_dir: self.run_dir.clone(),
                 project_root: self.project_root.clone(),
-                overrides: opts.clone(),
+                overrides,
                 workdir,
                 worktree,
             },
@@ -560,7 +567,9 @@ impl Host {
             any = true;
         }
         if any {
-            self.journal.flush()?;
+            // Group commit: completions arriving while the script routes are handed to the OS
+            // at most every few milliseconds, not once per host call.
+            self.journal.flush_if_older_than(Duration::from_millis(5))?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 pub mod coverage;
 pub mod diagnostic;
 pub mod engine;
+pub mod heap_meter;
 pub mod host;
 pub mod host_api;
 pub mod module_resolver;

@@ -65,7 +65,8 @@ pub struct Workflow {
     pub model: Option<String>,
     pub timeout: Duration,
     pub prompt: String,
-    pub schema: Value,
+    /// Shared, because every leaf request carries it.
+    pub schema: std::sync::Arc<Value>,
     pub validator: jsonschema::Validator,
     /// Declared input names and their informal types.
     pub inputs: IndexMap<String, String>,
@@ -74,9 +75,42 @@ pub struct Workflow {
     pub retries: u32,
     pub worktree: bool,
     pub options: toml::Table,
+    /// The prompt template, compiled once: rendering is per leaf, and parsing per leaf costs
+    /// more than everything else a spawn does.
+    template: minijinja::Environment<'static>,
+}
+
+const PROMPT_TEMPLATE: &str = "prompt";
+
+fn compile_template(source: &str) -> Result<minijinja::Environment<'static>, String> {
+    let mut env = minijinja::Environment::new();
+    env.add_template_owned(PROMPT_TEMPLATE, source.to_owned()).map_err(|e| format!("prompt template: {e}"))?;
+    Ok(env)
 }
 
 impl Workflow {
+    /// A workflow built in code rather than read from a file (embedders, tests).
+    pub fn new(name: &str, harness: &str, prompt: &str, schema: Value) -> Result<Self, String> {
+        Ok(Workflow {
+            template: compile_template(prompt)?,
+            validator: compile_schema(&schema)?,
+            schema: std::sync::Arc::new(schema),
+            name: name.to_owned(),
+            path: PathBuf::from(format!("{name}.toml")),
+            description: String::new(),
+            harness: harness.to_owned(),
+            model: None,
+            timeout: DEFAULT_TIMEOUT,
+            prompt: prompt.to_owned(),
+            inputs: IndexMap::new(),
+            command: None,
+            max_turns: None,
+            retries: 0,
+            worktree: false,
+            options: toml::Table::new(),
+        })
+    }
+
     pub fn load(name: &str, path: &Path) -> Result<Self, WorkflowError> {
         let invalid = |reason: String| WorkflowError::Invalid { name: name.to_owned(), path: path.to_owned(), reason };
         let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
@@ -96,7 +130,9 @@ impl Workflow {
             None => DEFAULT_TIMEOUT,
             Some(v) => parse_timeout(v).map_err(invalid)?,
         };
+        let template = compile_template(&file.prompt).map_err(invalid)?;
         Ok(Workflow {
+            template,
             name: name.to_owned(),
             path: path.to_owned(),
             description: file.description,
@@ -104,7 +140,7 @@ impl Workflow {
             model: file.model,
             timeout,
             prompt: file.prompt,
-            schema,
+            schema: std::sync::Arc::new(schema),
             validator,
             inputs: file.inputs,
             command: file.command,
@@ -141,7 +177,10 @@ impl Workflow {
 
     /// Renders the prompt template with `goal`, `inputs` and `workflow` in scope.
     pub fn render_prompt(&self, goal: &str, inputs: &Value) -> Result<String, String> {
-        render_template(&self.prompt, goal, inputs, &self.name)
+        let template = self.template.get_template(PROMPT_TEMPLATE).map_err(|e| format!("prompt template: {e}"))?;
+        template
+            .render(minijinja::context! { goal => goal, inputs => inputs, workflow => &self.name })
+            .map_err(|e| format!("prompt template: {e}"))
     }
 }
 
