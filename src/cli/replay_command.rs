@@ -43,12 +43,14 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         eprintln!("warning: {w}");
     }
     let what_if = args.script.is_some();
+    let recorded_effects = what_if.then(|| what_if::recorded_effects(&recorded));
     let mut plan = RunPlan::new(args.script.clone().unwrap_or_else(|| recorded_script(&recorded)));
     plan.recording = Recording::From {
         run_dir: dir.clone(),
         mode: if what_if { ReplayMode::WhatIf } else { ReplayMode::Exact },
         retry_failed: false,
         recover: args.recover,
+        preloaded: Some(std::sync::Arc::new(recorded)),
     };
     if let Some(n) = args.max_operations {
         plan.limits.max_operations = n;
@@ -70,8 +72,10 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         Ok(o) => o,
         Err(e) => return finish(Err(e), args.json, &interrupt),
     };
-    let changes =
-        what_if::effect_changes(&what_if::recorded_effects(&recorded), &what_if::new_effects(&outcome.effects));
+    let changes = what_if::effect_changes(
+        recorded_effects.as_ref().expect("what-if computed the recorded effects"),
+        &what_if::new_effects(&outcome.effects),
+    );
     let divergence = outcome.divergence.as_ref();
     let script = args.script.as_ref().expect("what-if has a script").display().to_string();
     if args.json {
@@ -166,6 +170,7 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         mode: ReplayMode::Resume,
         retry_failed: args.retry_failed,
         recover: args.recover,
+        preloaded: Some(std::sync::Arc::new(recorded)),
     };
     plan.max_parallel = usize::from(args.max_parallel);
     plan.stdout_is_json = args.json;

@@ -39,7 +39,14 @@ pub enum Recording {
     /// A fresh run.
     Fresh,
     /// Answer from `run`'s journal: replay, what-if or resume (`mode`).
-    From { run_dir: PathBuf, mode: ReplayMode, retry_failed: bool, recover: bool },
+    From {
+        run_dir: PathBuf,
+        mode: ReplayMode,
+        retry_failed: bool,
+        recover: bool,
+        /// The journal, when the caller has read it already (saves reading it twice).
+        preloaded: Option<std::sync::Arc<RecordedRun>>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -173,7 +180,7 @@ pub fn execute(
 }
 
 fn execute_on_script_thread(
-    plan: RunPlan,
+    mut plan: RunPlan,
     runtime: tokio::runtime::Handle,
     interrupt: Arc<crate::scheduler::Interrupt>,
 ) -> Result<RunOutcome, SetupError> {
@@ -212,15 +219,24 @@ fn execute_on_script_thread(
     let ast = crate::script::module_resolver::compile_script(&engine, &resolver, &script_path, &source)?.ast;
 
     // The recorded run, when replaying or resuming.
+    // Take the preloaded journal out of the plan, so the only reference is ours and it is
+    // moved, not copied, into the recorded calls.
+    let preloaded = match &mut plan.recording {
+        Recording::From { preloaded, .. } => preloaded.take(),
+        Recording::Fresh => None,
+    };
     let recorded_run = match &plan.recording {
         Recording::Fresh => None,
+        Recording::From { .. } if preloaded.is_some() => {
+            let run = preloaded.expect("checked is_some");
+            Some(std::sync::Arc::try_unwrap(run).unwrap_or_else(|shared| RecordedRun::clone(&shared)))
+        }
         Recording::From { run_dir, recover, .. } => {
             Some(RecordedRun::read_with(run_dir, *recover).map_err(|e| SetupError::Journal(Box::new(e)))?)
         }
     };
 
     // A continued run keeps the options it was started with.
-    let mut plan = plan;
     if let Some(rec) = &recorded_run {
         apply_recorded_options(&mut plan, &rec.header.options);
     }
@@ -281,16 +297,20 @@ fn execute_on_script_thread(
             } else {
                 JournalWriter::append_to(run_dir, rec.valid_len, rec.next_seq())?
             };
-            let mut calls = RecordedCalls::new(&rec, *mode);
-            if *retry_failed {
-                calls.rerun(
-                    rec.sessions
-                        .iter()
-                        .filter(|(_, r)| !matches!(r["status"].as_str(), Some("ok")))
-                        .map(|(id, _)| id.clone()),
-                );
-            }
-            (rec.header.run_id.clone(), run_dir.clone(), journal, Some((calls, rec.warnings)))
+            let failed: Vec<String> = if *retry_failed {
+                rec.sessions
+                    .iter()
+                    .filter(|(_, r)| r["status"].as_str() != Some("ok"))
+                    .map(|(id, _)| id.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let run_id = rec.header.run_id.clone();
+            let warnings = rec.warnings.clone();
+            let mut calls = RecordedCalls::from_run(rec, *mode);
+            calls.rerun(failed);
+            (run_id, run_dir.clone(), journal, Some((calls, warnings)))
         }
         _ => {
             let (id, dir) = plan.runs.create_run(&coordinator)?;

@@ -60,6 +60,11 @@ pub struct RecordedAnswer {
 
 impl RecordedCalls {
     pub fn new(run: &RecordedRun, mode: ReplayMode) -> Self {
+        Self::from_run(run.clone(), mode)
+    }
+
+    /// Takes the recorded run apart rather than copying it: a 10,000-PR journal is large.
+    pub fn from_run(run: RecordedRun, mode: ReplayMode) -> Self {
         let mut by_key: HashMap<CallKey, VecDeque<usize>> = HashMap::new();
         for (i, e) in run.calls.iter().enumerate() {
             if let Some(k) = &e.key {
@@ -69,14 +74,14 @@ impl RecordedCalls {
         RecordedCalls {
             mode,
             used: vec![false; run.calls.len()],
-            calls: run.calls.clone(),
-            sessions: run.sessions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            effect_results: run.effect_results.iter().map(|(k, v)| (*k, v.clone())).collect(),
+            finished: run.finished.is_some(),
+            calls: run.calls,
+            sessions: run.sessions.into_iter().collect(),
+            effect_results: run.effect_results.into_iter().collect(),
             by_key,
             positional: true,
             divergence: None,
             rerun_sessions: Default::default(),
-            finished: run.finished.is_some(),
         }
     }
 
