@@ -20,7 +20,7 @@ fn locate(run: &str, runs_dir: Option<&std::path::Path>) -> Result<PathBuf, u8> 
 }
 
 fn read(dir: &std::path::Path, recover: bool) -> Result<RecordedRun, u8> {
-    RecordedRun::read_with(dir, recover).map_err(|e| {
+    RecordedRun::read_for_answers(dir, recover).map_err(|e| {
         eprintln!("error: {e}");
         exit_code::DIVERGED
     })
@@ -35,14 +35,19 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         Ok(d) => d,
         Err(code) => return code,
     };
-    let recorded = match read(&dir, args.recover) {
+    let what_if = args.script.is_some();
+    // What-if compares effects entry by entry; an exact replay only needs the answers.
+    let read_run = if what_if { RecordedRun::read_with } else { RecordedRun::read_for_answers };
+    let recorded = match read_run(&dir, args.recover) {
         Ok(r) => r,
-        Err(code) => return code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::DIVERGED;
+        }
     };
     for w in &recorded.warnings {
         eprintln!("warning: {w}");
     }
-    let what_if = args.script.is_some();
     let recorded_effects = what_if.then(|| what_if::recorded_effects(&recorded));
     let mut plan = RunPlan::new(args.script.clone().unwrap_or_else(|| recorded_script(&recorded)));
     plan.recording = Recording::From {

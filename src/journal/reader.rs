@@ -46,6 +46,7 @@ pub struct RecordedRun {
     pub offsets: Vec<u64>,
     /// Warnings met while reading (a dropped torn line, a recovered prefix).
     pub warnings: Vec<String>,
+    next_seq: u64,
 }
 
 impl RecordedRun {
@@ -54,7 +55,7 @@ impl RecordedRun {
     }
 
     pub fn next_seq(&self) -> u64 {
-        self.entries.last().map(|e| e.seq + 1).unwrap_or(0)
+        self.next_seq
     }
 
     pub fn read(dir: &Path) -> Result<Self, JournalError> {
@@ -64,10 +65,18 @@ impl RecordedRun {
     pub fn read_with(dir: &Path, recover: bool) -> Result<Self, JournalError> {
         let path = dir.join(JOURNAL_FILE);
         let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing { path: path.clone(), source })?;
-        Self::parse(dir, &path, &bytes, recover)
+        Self::parse(dir, &path, &bytes, recover, true)
     }
 
-    fn parse(dir: &Path, path: &Path, bytes: &[u8], recover: bool) -> Result<Self, JournalError> {
+    /// Reads only what answering calls needs (calls, sessions, effect results): `entries` and
+    /// `offsets` stay empty, which halves the memory of replaying a large run.
+    pub fn read_for_answers(dir: &Path, recover: bool) -> Result<Self, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing { path: path.clone(), source })?;
+        Self::parse(dir, &path, &bytes, recover, false)
+    }
+
+    fn parse(dir: &Path, path: &Path, bytes: &[u8], recover: bool, keep_entries: bool) -> Result<Self, JournalError> {
         let mut warnings = Vec::new();
         let mut entries: Vec<Entry> = Vec::new();
         let mut offsets: Vec<u64> = Vec::new();
@@ -140,26 +149,33 @@ impl RecordedRun {
             return Err(JournalError::UnsupportedVersion { path: path.to_owned(), found: header.version });
         }
 
+        let next_seq = entries.last().map(|e| e.seq + 1).unwrap_or(0);
         let mut calls = Vec::new();
         let mut sessions = IndexMap::new();
         let mut effect_results = IndexMap::new();
         let mut finished = None;
-        for entry in &entries {
-            match entry.kind {
-                EntryKind::RunStarted => {}
-                EntryKind::Call | EntryKind::EffectIntent => calls.push(entry.clone()),
-                EntryKind::Session => {
-                    if let (Some(id), Some(result)) = (&entry.session, &entry.result) {
-                        sessions.insert(id.clone(), result.clone());
-                    }
+        let mut index = |entry: std::borrow::Cow<'_, Entry>| match entry.kind {
+            EntryKind::RunStarted => {}
+            EntryKind::Call | EntryKind::EffectIntent => calls.push(entry.into_owned()),
+            EntryKind::Session => {
+                let entry = entry.into_owned();
+                if let (Some(id), Some(result)) = (entry.session, entry.result) {
+                    sessions.insert(id, result);
                 }
-                EntryKind::EffectResult => {
-                    if let (Some(call), Some(result)) = (entry.call, &entry.result) {
-                        effect_results.insert(call, result.clone());
-                    }
-                }
-                EntryKind::RunFinished => finished = Some(entry.clone()),
             }
+            EntryKind::EffectResult => {
+                let entry = entry.into_owned();
+                if let (Some(call), Some(result)) = (entry.call, entry.result) {
+                    effect_results.insert(call, result);
+                }
+            }
+            EntryKind::RunFinished => finished = Some(entry.into_owned()),
+        };
+        if keep_entries {
+            entries.iter().for_each(|e| index(std::borrow::Cow::Borrowed(e)));
+        } else {
+            std::mem::take(&mut entries).into_iter().for_each(|e| index(std::borrow::Cow::Owned(e)));
+            offsets.clear();
         }
         Ok(RecordedRun {
             dir: dir.to_owned(),
@@ -172,6 +188,7 @@ impl RecordedRun {
             valid_len,
             offsets,
             warnings,
+            next_seq,
         })
     }
 }

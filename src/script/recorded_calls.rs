@@ -146,13 +146,19 @@ impl RecordedCalls {
 
     fn take(&mut self, i: usize, positional: bool) -> RecordedAnswer {
         self.used[i] = true;
-        let entry = self.calls[i].clone();
-        let effect_result = entry.call.and_then(|c| self.effect_results.get(&c).cloned());
+        // Each recorded answer is used at most once, so its payloads move out rather than
+        // being copied: a large run's journal is mostly payload.
+        let recorded = &mut self.calls[i];
+        let (args, result) = (recorded.args.take(), recorded.result.take());
+        let mut entry = recorded.clone();
+        entry.args = args;
+        entry.result = result;
+        let effect_result = entry.call.and_then(|c| self.effect_results.remove(&c));
         let session_result = entry
             .session
             .as_ref()
             .filter(|id| !self.rerun_sessions.contains(*id))
-            .and_then(|id| self.sessions.get(id).cloned());
+            .and_then(|id| self.sessions.remove(id));
         RecordedAnswer { entry, effect_result, session_result, positional }
     }
 }
