@@ -480,7 +480,10 @@ fn classify_failure(
         Some(HostError::Journal(e)) => RunFailure::Host(format!("journal: {e}")),
         Some(HostError::World(m)) => {
             let mut d = ScriptDiagnostic::from_eval(err, script, source);
-            d.message = format!("{}: {m}", d.location.clone().unwrap_or_default());
+            d.message = match &d.location {
+                Some(at) => format!("{at}: {m}"),
+                None => m,
+            };
             d.kind = ScriptErrorKind::Thrown;
             RunFailure::Script(Box::new(d))
         }
