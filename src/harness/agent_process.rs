@@ -68,6 +68,31 @@ impl AgentOutput {
     }
 }
 
+/// One invocation of an agent CLI: the first turn of a leaf, or a resumed conversation
+/// carrying a repair request (`resume` is the provider's session or thread id).
+pub struct AgentTurn {
+    pub prompt: String,
+    pub resume: Option<String>,
+    /// The transcript of the turn being continued, kept in front of this one's.
+    pub previous_transcript: Option<String>,
+}
+
+impl AgentTurn {
+    pub fn first(request: &crate::scheduler::session::LeafRequest) -> Self {
+        AgentTurn { prompt: request.prompt.clone(), resume: None, previous_transcript: None }
+    }
+
+    /// A repair turn continuing `previous`'s conversation; `None` when the agent gave no id
+    /// to continue.
+    pub fn repair(previous: &crate::scheduler::session::SessionResult, feedback: &str) -> Option<Self> {
+        Some(AgentTurn {
+            prompt: super::repair_prompt(feedback),
+            resume: Some(previous.provider_session_id.clone()?),
+            previous_transcript: previous.transcript.clone(),
+        })
+    }
+}
+
 pub async fn run(cmd: AgentCommand, timeout: Duration, reader: &mut dyn StreamReader) -> AgentOutput {
     let mut command = tokio::process::Command::new(&cmd.program);
     command

@@ -6,10 +6,10 @@
 //! are ignored; a stream without a `result` event, an error subtype or a missing structured
 //! output are failed results, never errors of the run.
 
-use super::agent_process::{self, AgentCommand, AgentOutput, ProcessEnd, StreamReader};
+use super::agent_process::{self, AgentCommand, AgentOutput, AgentTurn, ProcessEnd, StreamReader};
 use super::profile::HarnessProfile;
 use super::structured_text::json_in_text;
-use super::{repair_prompt, tail, Harness, HarnessLimits, LeafFuture};
+use super::{tail, Harness, HarnessLimits, LeafFuture};
 use crate::scheduler::session::{LeafRequest, RetryHint, SessionResult, SessionStatus, Usage};
 use serde_json::Value;
 use std::sync::Arc;
@@ -24,30 +24,18 @@ impl ClaudeCodeHarness {
     }
 }
 
-/// A first turn, or a resumed session carrying a follow-up.
-struct Turn {
-    prompt: String,
-    resume: Option<String>,
-    previous_transcript: Option<String>,
-}
-
 impl Harness for ClaudeCodeHarness {
     fn name(&self) -> &str {
         &self.profile.name
     }
 
     fn start(&self, request: LeafRequest) -> LeafFuture {
-        let turn = Turn { prompt: request.prompt.clone(), resume: None, previous_transcript: None };
+        let turn = AgentTurn::first(&request);
         Box::pin(run(self.profile.clone(), request, turn))
     }
 
     fn repair(&self, request: LeafRequest, previous: &SessionResult, feedback: &str) -> Option<LeafFuture> {
-        let session = previous.provider_session_id.clone()?;
-        let turn = Turn {
-            prompt: repair_prompt(feedback),
-            resume: Some(session),
-            previous_transcript: previous.transcript.clone(),
-        };
+        let turn = AgentTurn::repair(previous, feedback)?;
         Some(Box::pin(run(self.profile.clone(), request, turn)))
     }
 
@@ -60,7 +48,7 @@ impl Harness for ClaudeCodeHarness {
     }
 }
 
-fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &Turn) -> AgentCommand {
+fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &AgentTurn) -> AgentCommand {
     let mut args: Vec<String> = vec![
         "-p".into(),
         turn.prompt.clone(),
@@ -94,7 +82,7 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &Turn) -> AgentCom
     }
 }
 
-async fn run(profile: Arc<HarnessProfile>, req: LeafRequest, turn: Turn) -> SessionResult {
+async fn run(profile: Arc<HarnessProfile>, req: LeafRequest, turn: AgentTurn) -> SessionResult {
     let cmd = command(&profile, &req, &turn);
     tracing::info!(binary = %cmd.program.display(), resume = turn.resume.is_some(), "claude-code leaf starting");
     let mut stream = ClaudeStream::default();

@@ -6,10 +6,10 @@
 //! Owns the command line, the schema file it needs, and the reading of Codex's stream. Unknown
 //! events and item types are ignored.
 
-use super::agent_process::{self, AgentCommand, AgentOutput, ProcessEnd, StreamReader};
+use super::agent_process::{self, AgentCommand, AgentOutput, AgentTurn, ProcessEnd, StreamReader};
 use super::profile::HarnessProfile;
 use super::structured_text::json_in_text;
-use super::{reads_transient, repair_prompt, tail, Harness, HarnessLimits, LeafFuture};
+use super::{reads_transient, tail, Harness, HarnessLimits, LeafFuture};
 use crate::scheduler::session::{LeafRequest, RetryHint, SessionResult, SessionStatus, Usage};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -25,29 +25,18 @@ impl CodexHarness {
     }
 }
 
-struct Turn {
-    prompt: String,
-    resume: Option<String>,
-    previous_transcript: Option<String>,
-}
-
 impl Harness for CodexHarness {
     fn name(&self) -> &str {
         &self.profile.name
     }
 
     fn start(&self, request: LeafRequest) -> LeafFuture {
-        let turn = Turn { prompt: request.prompt.clone(), resume: None, previous_transcript: None };
+        let turn = AgentTurn::first(&request);
         Box::pin(run(self.profile.clone(), request, turn))
     }
 
     fn repair(&self, request: LeafRequest, previous: &SessionResult, feedback: &str) -> Option<LeafFuture> {
-        let thread = previous.provider_session_id.clone()?;
-        let turn = Turn {
-            prompt: repair_prompt(feedback),
-            resume: Some(thread),
-            previous_transcript: previous.transcript.clone(),
-        };
+        let turn = AgentTurn::repair(previous, feedback)?;
         Some(Box::pin(run(self.profile.clone(), request, turn)))
     }
 
@@ -74,7 +63,7 @@ fn schema_file(req: &LeafRequest) -> std::io::Result<PathBuf> {
     Ok(path)
 }
 
-fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &Turn, schema: PathBuf) -> AgentCommand {
+fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &AgentTurn, schema: PathBuf) -> AgentCommand {
     // Options of `exec` itself (`--output-schema`) must come before the `resume` subcommand.
     let mut args: Vec<String> =
         vec!["exec".into(), "--json".into(), "--output-schema".into(), schema.display().to_string()];
@@ -94,7 +83,7 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &Turn, schema: Pat
     }
 }
 
-async fn run(profile: Arc<HarnessProfile>, req: LeafRequest, turn: Turn) -> SessionResult {
+async fn run(profile: Arc<HarnessProfile>, req: LeafRequest, turn: AgentTurn) -> SessionResult {
     let schema = match schema_file(&req) {
         Ok(p) => p,
         Err(e) => {
