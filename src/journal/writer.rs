@@ -77,23 +77,36 @@ impl JournalWriter {
         self.next_seq
     }
 
+    /// Appends one entry and hands it back, for a caller that still needs its payload (saves
+    /// copying a large read before journaling it).
+    pub fn append_returning(&mut self, entry: Entry) -> io::Result<Entry> {
+        let mut entry = entry;
+        entry.seq = self.next_seq;
+        self.write_entry(&entry)?;
+        Ok(entry)
+    }
+
     /// Appends one entry, assigning its sequence number, and returns that number.
     pub fn append(&mut self, mut entry: Entry) -> io::Result<u64> {
-        let seq = self.next_seq;
-        entry.seq = seq;
+        entry.seq = self.next_seq;
+        self.write_entry(&entry)?;
+        Ok(entry.seq)
+    }
+
+    fn write_entry(&mut self, entry: &Entry) -> io::Result<()> {
         match &mut self.sink {
             Sink::File(w) => {
-                serde_json::to_writer(&mut *w, &entry)?;
+                serde_json::to_writer(&mut *w, entry)?;
                 w.write_all(b"\n")?;
             }
             Sink::Memory(buf) => {
-                serde_json::to_writer(&mut *buf, &entry)?;
+                serde_json::to_writer(&mut *buf, entry)?;
                 buf.push(b'\n');
             }
         }
         self.next_seq += 1;
         self.dirty_since_sync = true;
-        Ok(seq)
+        Ok(())
     }
 
     /// Hands buffered entries to the OS: they survive the death of this process.

@@ -275,10 +275,11 @@ fn execute_on_script_thread(
     inputs.extend(plan.inputs.clone());
 
     let mut harnesses = HarnessSet::configured(&config, &project.root).map_err(|e| SetupError::Usage(e.to_string()))?;
-    let (world, clock, default_harness, mode): (Box<dyn World>, Clock, Option<String>, &str) = match &scenario {
-        Some(s) => {
-            harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(s.rules.clone()))));
-            (Box::new(ScenarioWorld::new(s)), Clock::Fixed(s.now_unix), Some("mock".into()), "scenario")
+    // The scenario is taken apart into the world and the mock leaves, not copied into them.
+    let (world, clock, default_harness, mode): (Box<dyn World>, Clock, Option<String>, &str) = match scenario {
+        Some(mut s) => {
+            harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(std::mem::take(&mut s.rules)))));
+            (Box::new(ScenarioWorld::new(&mut s)), Clock::Fixed(s.now_unix), Some("mock".into()), "scenario")
         }
         None => {
             let world = LiveWorld::from_config(&config, &project.root, &inputs, runtime.clone())

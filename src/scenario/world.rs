@@ -131,11 +131,12 @@ pub fn normalize_issue(issue: &mut Value) -> Result<(), String> {
 }
 
 impl ScenarioWorld {
-    pub fn new(scenario: &Scenario) -> Self {
+    /// Takes the scenario's fixtures rather than copying them: a run never needs both.
+    pub fn new(scenario: &mut Scenario) -> Self {
         let key = |v: &Value| v["number"].as_u64().unwrap_or(0);
         ScenarioWorld {
-            prs: scenario.prs.iter().map(|p| (key(p), p.clone())).collect(),
-            issues: scenario.issues.iter().map(|i| (key(i), i.clone())).collect(),
+            prs: std::mem::take(&mut scenario.prs).into_iter().map(|p| (key(&p), p)).collect(),
+            issues: std::mem::take(&mut scenario.issues).into_iter().map(|i| (key(&i), i)).collect(),
             branches: scenario
                 .git
                 .branches

@@ -291,8 +291,8 @@ impl Host {
             return Ok(Value::Null);
         }
         let result = live(self)?;
-        self.journal.append(Entry::call(index, function, key, site, args, result.clone(), None))?;
-        Ok(result)
+        let entry = self.journal.append_returning(Entry::call(index, function, key, site, args, result, None))?;
+        Ok(entry.result.unwrap_or(Value::Null))
     }
 
     pub fn now(&mut self, site: &CallSite) -> Result<i64, HostError> {
