@@ -12,8 +12,9 @@ fn shipped_scenarios_route_as_their_snapshots_say() {
     assert!(!cases.is_empty(), "no scenarios shipped");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     for case in cases {
-        let (trace, _) = suite::run_case(&case, runtime.handle(), None)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.scenario.display()));
+        let trace = suite::run_case(&case, runtime.handle(), None)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.scenario.display()))
+            .trace;
         insta::with_settings!({
             snapshot_path => root.join("snapshots"),
             prepend_module_to_snapshot => false,

@@ -13,7 +13,6 @@ use crate::run::{self, RunFailure, RunOutcome, RunPlan, SetupError};
 use crate::script::coverage::SharedHits;
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::views::trace;
-use crate::workflow::WorkflowSet;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -160,12 +159,19 @@ pub struct SuiteOptions {
     pub snapshots_dir: PathBuf,
 }
 
+/// One scenario's run: its routing trace, its outcome, and what the scenario expects of it.
+pub struct CaseRun {
+    pub trace: String,
+    pub outcome: RunOutcome,
+    pub expect: Option<Expectations>,
+}
+
 /// Runs one scenario and returns its trace (and the outcome), without comparing anything.
 pub fn run_case(
     case: &ScenarioCase,
     runtime: &tokio::runtime::Handle,
     coverage: Option<SharedHits>,
-) -> Result<(String, RunOutcome), String> {
+) -> Result<CaseRun, String> {
     let scenario = Scenario::load(&case.scenario).map_err(render_diagnostic)?;
     if let Some(named) = &scenario.coordinator {
         if *named != case.coordinator {
@@ -177,10 +183,7 @@ pub fn run_case(
             )));
         }
     }
-    let project = run::project::Project::discover(&case.script);
-    let workflows = WorkflowSet::new(project.workflow_dirs());
-    scenario.validate(&workflows).map_err(render_diagnostic)?;
-
+    // The run checks the scenario against its workflows before anything runs.
     let store = tempfile::Builder::new().prefix("coord-test-").tempdir().map_err(|e| e.to_string())?;
     let mut plan = RunPlan::new(case.script.clone());
     plan.scenario = Some(case.scenario.clone());
@@ -199,7 +202,7 @@ pub fn run_case(
         other => outcome.failure = other,
     }
     let recorded = RecordedRun::read(&outcome.run_dir).map_err(|e| e.to_string())?;
-    Ok((trace::render_trace(&recorded), outcome))
+    Ok(CaseRun { trace: trace::render_trace(&recorded), outcome, expect: scenario.expect })
 }
 
 fn render_diagnostic(d: impl miette::Diagnostic + Send + Sync + 'static) -> String {
@@ -217,7 +220,7 @@ pub fn run_and_compare(
     opts: &SuiteOptions,
     coverage: Option<SharedHits>,
 ) -> CaseResult {
-    let (trace, outcome) = match run_case(case, runtime, coverage) {
+    let CaseRun { trace, outcome, expect } = match run_case(case, runtime, coverage) {
         Ok(r) => r,
         Err(error) => {
             return CaseResult {
@@ -230,11 +233,7 @@ pub fn run_and_compare(
             }
         }
     };
-    let expectation_failures = Scenario::load(&case.scenario)
-        .ok()
-        .and_then(|s| s.expect)
-        .map(|e| check_expectations(&e, &outcome))
-        .unwrap_or_default();
+    let expectation_failures = expect.map(|e| check_expectations(&e, &outcome)).unwrap_or_default();
     let snap = snapshot::snapshot_path(&opts.snapshots_dir, &case.coordinator, &case.name);
     let pending = snapshot::pending_path(&snap);
     let source = case.scenario.display().to_string();

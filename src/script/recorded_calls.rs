@@ -59,10 +59,6 @@ pub struct RecordedAnswer {
 }
 
 impl RecordedCalls {
-    pub fn new(run: &RecordedRun, mode: ReplayMode) -> Self {
-        Self::from_run(run.clone(), mode)
-    }
-
     /// Takes the recorded run apart rather than copying it: a 10,000-PR journal is large.
     pub fn from_run(run: RecordedRun, mode: ReplayMode) -> Self {
         let mut by_key: HashMap<CallKey, VecDeque<usize>> = HashMap::new();
@@ -88,10 +84,6 @@ impl RecordedCalls {
     /// Marks sessions whose recorded result must be run again.
     pub fn rerun(&mut self, ids: impl IntoIterator<Item = String>) {
         self.rerun_sessions.extend(ids);
-    }
-
-    pub fn recorded_len(&self) -> usize {
-        self.calls.len()
     }
 
     /// Looks up the answer for call `index`. `Ok(None)` means the journal has nothing for it

@@ -184,12 +184,6 @@ impl Workflow {
     }
 }
 
-pub fn render_template(template: &str, goal: &str, inputs: &Value, workflow: &str) -> Result<String, String> {
-    let env = minijinja::Environment::new();
-    env.render_str(template, minijinja::context! { goal => goal, inputs => inputs, workflow => workflow })
-        .map_err(|e| format!("prompt template: {e}"))
-}
-
 pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
     jsonschema::validator_for(schema).map_err(|e| format!("invalid JSON Schema: {e}"))
 }
