@@ -4,7 +4,7 @@
 use super::run_command::finish;
 use super::{exit_code, ReplayArgs, ResumeArgs};
 use crate::journal::run_dir::RunStore;
-use crate::journal::RecordedRun;
+use crate::journal::{AnswerIndex, RecordedRun};
 use crate::run::{self, Recording, RunPlan};
 use crate::script::recorded_calls::ReplayMode;
 use crate::views::{run_summary, trace, what_if};
@@ -19,14 +19,14 @@ fn locate(run: &str, runs_dir: Option<&std::path::Path>) -> Result<PathBuf, u8> 
     })
 }
 
-fn read(dir: &std::path::Path, recover: bool) -> Result<RecordedRun, u8> {
-    RecordedRun::read_for_answers(dir, recover).map_err(|e| {
+fn read(dir: &std::path::Path, recover: bool) -> Result<AnswerIndex, u8> {
+    AnswerIndex::read(dir, recover).map_err(|e| {
         eprintln!("error: {e}");
         exit_code::DIVERGED
     })
 }
 
-fn recorded_script(rec: &RecordedRun) -> PathBuf {
+fn recorded_script(rec: &AnswerIndex) -> PathBuf {
     run::recorded_path(&rec.header.script, &rec.header)
 }
 
@@ -36,19 +36,26 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         Err(code) => return code,
     };
     let what_if = args.script.is_some();
-    // What-if compares effects entry by entry; an exact replay only needs the answers.
-    let read_run = if what_if { RecordedRun::read_with } else { RecordedRun::read_for_answers };
-    let recorded = match read_run(&dir, args.recover) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit_code::DIVERGED;
+    // What-if compares effects entry by entry, so it reads the whole journal once for them;
+    // answering calls only needs the index.
+    let recorded_effects = if what_if {
+        match RecordedRun::read_with(&dir, args.recover) {
+            Ok(run) => Some(what_if::recorded_effects(&run)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit_code::DIVERGED;
+            }
         }
+    } else {
+        None
+    };
+    let recorded = match read(&dir, args.recover) {
+        Ok(r) => r,
+        Err(code) => return code,
     };
     for w in &recorded.warnings {
         eprintln!("warning: {w}");
     }
-    let recorded_effects = what_if.then(|| what_if::recorded_effects(&recorded));
     let mut plan = RunPlan::new(args.script.clone().unwrap_or_else(|| recorded_script(&recorded)));
     plan.recording = Recording::From {
         run_dir: dir.clone(),

@@ -5,6 +5,7 @@
 //! reading it back (tolerating a torn last line). It must not interpret routing: what a call
 //! *means* belongs to the host API; the journal only records and returns.
 
+pub mod answer_index;
 pub mod blob_store;
 pub mod call_key;
 pub mod entry;
@@ -12,6 +13,7 @@ pub mod reader;
 pub mod run_dir;
 pub mod writer;
 
+pub use answer_index::AnswerIndex;
 pub use call_key::CallKey;
 pub use entry::{Entry, EntryKind, RunStatus, JOURNAL_VERSION};
 pub use reader::{JournalError, RecordedRun};

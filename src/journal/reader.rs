@@ -65,117 +65,42 @@ impl RecordedRun {
     pub fn read_with(dir: &Path, recover: bool) -> Result<Self, JournalError> {
         let path = dir.join(JOURNAL_FILE);
         let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing { path: path.clone(), source })?;
-        Self::parse(dir, &path, &bytes, recover, true)
+        Self::parse(dir, &path, &bytes, recover)
     }
 
-    /// Reads only what answering calls needs (calls, sessions, effect results): `entries` and
-    /// `offsets` stay empty, which halves the memory of replaying a large run.
-    pub fn read_for_answers(dir: &Path, recover: bool) -> Result<Self, JournalError> {
-        let path = dir.join(JOURNAL_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing { path: path.clone(), source })?;
-        Self::parse(dir, &path, &bytes, recover, false)
-    }
-
-    fn parse(dir: &Path, path: &Path, bytes: &[u8], recover: bool, keep_entries: bool) -> Result<Self, JournalError> {
-        let mut warnings = Vec::new();
+    fn parse(dir: &Path, path: &Path, bytes: &[u8], recover: bool) -> Result<Self, JournalError> {
         let mut entries: Vec<Entry> = Vec::new();
         let mut offsets: Vec<u64> = Vec::new();
-        let mut offset = 0usize;
-        let mut valid_len = 0u64;
-        let mut line_no = 0usize;
-        while offset < bytes.len() {
-            line_no += 1;
-            let rest = &bytes[offset..];
-            let (line, complete) = match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => (&rest[..i], true),
-                None => (rest, false),
-            };
-            let next = offset + line.len() + usize::from(complete);
-            if line.iter().all(u8::is_ascii_whitespace) {
-                offset = next;
-                if complete {
-                    valid_len = next as u64;
-                }
-                continue;
-            }
-            match serde_json::from_slice::<Entry>(line) {
-                Ok(entry) if complete => {
-                    entries.push(entry);
-                    offsets.push(offset as u64);
-                    valid_len = next as u64;
-                }
-                Ok(_) | Err(_) if !complete => {
-                    warnings.push(format!(
-                        "{}:{line_no}: dropped a torn last entry ({} bytes): the run was cut off mid-write",
-                        path.display(),
-                        line.len()
-                    ));
-                    break;
-                }
-                Ok(_) => unreachable!("complete lines are handled above"),
-                Err(err) => {
-                    let is_last = next >= bytes.len();
-                    if is_last && !recover {
-                        // A complete but unparsable final line is also a torn write (the newline
-                        // of a partial write can land before the rest of the record).
-                        warnings.push(format!("{}:{line_no}: dropped an unreadable last entry: {err}", path.display()));
-                        break;
-                    }
-                    if recover {
-                        warnings.push(format!(
-                            "{}:{line_no}: corrupt entry; recovered the {} entries before it",
-                            path.display(),
-                            entries.len()
-                        ));
-                        break;
-                    }
-                    return Err(JournalError::Corrupt {
-                        path: path.to_owned(),
-                        line: line_no,
-                        reason: err.to_string(),
-                        valid: entries.len(),
-                    });
-                }
-            }
-            offset = next;
-        }
-
-        let first = entries.first().ok_or_else(|| JournalError::Empty { path: path.to_owned() })?;
-        if first.kind != EntryKind::RunStarted {
-            return Err(JournalError::NoHeader { path: path.to_owned() });
-        }
-        let header = first.header.clone().ok_or_else(|| JournalError::NoHeader { path: path.to_owned() })?;
-        if header.version > JOURNAL_VERSION || header.version == 0 {
-            return Err(JournalError::UnsupportedVersion { path: path.to_owned(), found: header.version });
-        }
+        let scanned = scan_lines(path, bytes, recover, |line, offset| {
+            entries.push(serde_json::from_slice::<Entry>(line)?);
+            offsets.push(offset as u64);
+            Ok(())
+        })?;
+        let (valid_len, warnings) = (scanned.valid_len, scanned.warnings);
+        let first = entries.first();
+        let header = check_header(path, first.map(|e| e.kind), first.and_then(|e| e.header.clone()))?;
 
         let next_seq = entries.last().map(|e| e.seq + 1).unwrap_or(0);
         let mut calls = Vec::new();
         let mut sessions = IndexMap::new();
         let mut effect_results = IndexMap::new();
         let mut finished = None;
-        let mut index = |entry: std::borrow::Cow<'_, Entry>| match entry.kind {
-            EntryKind::RunStarted => {}
-            EntryKind::Call | EntryKind::EffectIntent => calls.push(entry.into_owned()),
-            EntryKind::Session => {
-                let entry = entry.into_owned();
-                if let (Some(id), Some(result)) = (entry.session, entry.result) {
-                    sessions.insert(id, result);
+        for entry in &entries {
+            match entry.kind {
+                EntryKind::RunStarted => {}
+                EntryKind::Call | EntryKind::EffectIntent => calls.push(entry.clone()),
+                EntryKind::Session => {
+                    if let (Some(id), Some(result)) = (&entry.session, &entry.result) {
+                        sessions.insert(id.clone(), result.clone());
+                    }
                 }
-            }
-            EntryKind::EffectResult => {
-                let entry = entry.into_owned();
-                if let (Some(call), Some(result)) = (entry.call, entry.result) {
-                    effect_results.insert(call, result);
+                EntryKind::EffectResult => {
+                    if let (Some(call), Some(result)) = (entry.call, &entry.result) {
+                        effect_results.insert(call, result.clone());
+                    }
                 }
+                EntryKind::RunFinished => finished = Some(entry.clone()),
             }
-            EntryKind::RunFinished => finished = Some(entry.into_owned()),
-        };
-        if keep_entries {
-            entries.iter().for_each(|e| index(std::borrow::Cow::Borrowed(e)));
-        } else {
-            std::mem::take(&mut entries).into_iter().for_each(|e| index(std::borrow::Cow::Owned(e)));
-            offsets.clear();
         }
         Ok(RecordedRun {
             dir: dir.to_owned(),
@@ -191,6 +116,102 @@ impl RecordedRun {
             next_seq,
         })
     }
+}
+
+/// What [`scan_lines`] kept.
+pub(super) struct Scanned {
+    /// Byte length of the valid prefix.
+    pub valid_len: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Walks a journal's lines, handing each complete non-blank line and its byte offset to
+/// `parse`. A torn last line is dropped with a warning; a line `parse` rejects in the middle
+/// is refused, or ends the valid prefix when `recover` is set. Both journal readers share it,
+/// so they agree on what a readable journal is.
+pub(super) fn scan_lines(
+    path: &Path,
+    bytes: &[u8],
+    recover: bool,
+    mut parse: impl FnMut(&[u8], usize) -> Result<(), serde_json::Error>,
+) -> Result<Scanned, JournalError> {
+    let mut warnings = Vec::new();
+    let mut offset = 0usize;
+    let mut valid_len = 0u64;
+    let mut line_no = 0usize;
+    let mut parsed = 0usize;
+    while offset < bytes.len() {
+        line_no += 1;
+        let rest = &bytes[offset..];
+        let (line, complete) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], true),
+            None => (rest, false),
+        };
+        let next = offset + line.len() + usize::from(complete);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            offset = next;
+            if complete {
+                valid_len = next as u64;
+            }
+            continue;
+        }
+        if !complete {
+            warnings.push(format!(
+                "{}:{line_no}: dropped a torn last entry ({} bytes): the run was cut off mid-write",
+                path.display(),
+                line.len()
+            ));
+            break;
+        }
+        match parse(line, offset) {
+            Ok(()) => {
+                parsed += 1;
+                valid_len = next as u64;
+            }
+            Err(err) => {
+                let is_last = next >= bytes.len();
+                if is_last && !recover {
+                    // A complete but unparsable final line is also a torn write (the newline
+                    // of a partial write can land before the rest of the record).
+                    warnings.push(format!("{}:{line_no}: dropped an unreadable last entry: {err}", path.display()));
+                    break;
+                }
+                if recover {
+                    warnings.push(format!(
+                        "{}:{line_no}: corrupt entry; recovered the {parsed} entries before it",
+                        path.display()
+                    ));
+                    break;
+                }
+                return Err(JournalError::Corrupt {
+                    path: path.to_owned(),
+                    line: line_no,
+                    reason: err.to_string(),
+                    valid: parsed,
+                });
+            }
+        }
+        offset = next;
+    }
+    Ok(Scanned { valid_len, warnings })
+}
+
+/// The run header from the first entry, refusing a journal that does not start with one or
+/// was written by a newer coord.
+pub(super) fn check_header(
+    path: &Path,
+    first_kind: Option<EntryKind>,
+    header: Option<RunHeader>,
+) -> Result<RunHeader, JournalError> {
+    let kind = first_kind.ok_or_else(|| JournalError::Empty { path: path.to_owned() })?;
+    if kind != EntryKind::RunStarted {
+        return Err(JournalError::NoHeader { path: path.to_owned() });
+    }
+    let header = header.ok_or_else(|| JournalError::NoHeader { path: path.to_owned() })?;
+    if header.version > JOURNAL_VERSION || header.version == 0 {
+        return Err(JournalError::UnsupportedVersion { path: path.to_owned(), found: header.version });
+    }
+    Ok(header)
 }
 
 #[cfg(test)]

@@ -10,12 +10,12 @@ pub mod resume;
 pub mod run_event;
 
 use crate::effects::live_world::LiveWorld;
-use crate::effects::World;
+use crate::effects::{UnconfiguredWorld, World};
 use crate::harness::mock::MockHarness;
 use crate::harness::HarnessSet;
 use crate::journal::entry::{Entry, RunHeader, RunStatus, JOURNAL_VERSION};
 use crate::journal::run_dir::{self, RunStore};
-use crate::journal::{JournalWriter, RecordedRun};
+use crate::journal::{AnswerIndex, JournalWriter};
 use crate::scenario::{MockResponder, Scenario, ScenarioDiagnostic, ScenarioWorld};
 use crate::scheduler::session::{SessionResult, Usage};
 use crate::scheduler::SchedulerClient;
@@ -45,7 +45,7 @@ pub enum Recording {
         retry_failed: bool,
         recover: bool,
         /// The journal, when the caller has read it already (saves reading it twice).
-        preloaded: Option<std::sync::Arc<RecordedRun>>,
+        preloaded: Option<std::sync::Arc<AnswerIndex>>,
     },
 }
 
@@ -227,13 +227,10 @@ fn execute_on_script_thread(
     };
     let recorded_run = match &plan.recording {
         Recording::Fresh => None,
-        Recording::From { .. } if preloaded.is_some() => {
-            let run = preloaded.expect("checked is_some");
-            Some(std::sync::Arc::try_unwrap(run).unwrap_or_else(|shared| RecordedRun::clone(&shared)))
-        }
-        Recording::From { run_dir, recover, .. } => {
-            Some(RecordedRun::read_with(run_dir, *recover).map_err(|e| SetupError::Journal(Box::new(e)))?)
-        }
+        Recording::From { run_dir, recover, .. } => match preloaded.map(Arc::try_unwrap) {
+            Some(Ok(journal)) => Some(journal),
+            _ => Some(AnswerIndex::read(run_dir, *recover).map_err(|e| SetupError::Journal(Box::new(e)))?),
+        },
     };
 
     // A continued run keeps the options it was started with.
@@ -258,9 +255,12 @@ fn execute_on_script_thread(
         (None, false, Some(rec)) => rec.header.scenario.as_deref().map(|p| recorded_path(p, &rec.header)),
         _ => None,
     };
+    // Replay and what-if answer every read from the journal and never act, so they need no
+    // world: the recorded run's scenario is not even read (it may be large, or gone).
+    let offline = matches!(&plan.recording, Recording::From { mode: ReplayMode::Exact | ReplayMode::WhatIf, .. });
     let scenario = match &scenario_path {
-        Some(p) => Some(Scenario::load(p).map_err(|e| SetupError::Scenario(Box::new(e)))?),
-        None => None,
+        Some(p) if !offline => Some(Scenario::load(p).map_err(|e| SetupError::Scenario(Box::new(e)))?),
+        _ => None,
     };
     let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()).with_overrides(config.file.workflow.clone()));
     if let Some(s) = &scenario {
@@ -281,6 +281,7 @@ fn execute_on_script_thread(
             harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(std::mem::take(&mut s.rules)))));
             (Box::new(ScenarioWorld::new(&mut s)), Clock::Fixed(s.now_unix), Some("mock".into()), "scenario")
         }
+        None if offline => (Box::new(UnconfiguredWorld), Clock::System, None, "replay"),
         None => {
             let world = LiveWorld::from_config(&config, &project.root, &inputs, runtime.clone())
                 .with_stdout_is_json(plan.stdout_is_json);
@@ -290,26 +291,17 @@ fn execute_on_script_thread(
     let mode = if plan.dry_run { "dry_run" } else { mode };
 
     // The run directory and journal.
-    let offline = matches!(&plan.recording, Recording::From { mode: ReplayMode::Exact | ReplayMode::WhatIf, .. });
     let (run_id, run_dir, journal, recorded) = match (&plan.recording, recorded_run) {
         (Recording::From { run_dir, mode, retry_failed, .. }, Some(rec)) => {
             let journal = if offline {
                 JournalWriter::in_memory()
             } else {
-                JournalWriter::append_to(run_dir, rec.valid_len, rec.next_seq())?
+                JournalWriter::append_to(run_dir, rec.valid_len, rec.next_seq)?
             };
-            let failed: Vec<String> = if *retry_failed {
-                rec.sessions
-                    .iter()
-                    .filter(|(_, r)| r["status"].as_str() != Some("ok"))
-                    .map(|(id, _)| id.clone())
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            let failed = if *retry_failed { rec.failed_sessions() } else { Vec::new() };
             let run_id = rec.header.run_id.clone();
             let warnings = rec.warnings.clone();
-            let mut calls = RecordedCalls::from_run(rec, *mode);
+            let mut calls = RecordedCalls::new(rec, *mode);
             calls.rerun(failed);
             (run_id, run_dir.clone(), journal, Some((calls, warnings)))
         }

@@ -280,7 +280,7 @@ impl Host {
     ) -> Result<Value, HostError> {
         let (index, key, answer) = self.begin_call(function, None, &args, site)?;
         if let Some(ans) = answer {
-            let result = ans.entry.result.unwrap_or(Value::Null);
+            let result = ans.result.unwrap_or(Value::Null);
             if self.rejournal(ans.positional) {
                 self.journal.append(Entry::call(index, function, key, site, args, result.clone(), None))?;
             }
@@ -369,9 +369,10 @@ impl Host {
                     Some(id.clone()),
                 ))?;
             }
-            if let Some(recorded) = ans.session_result {
-                let mut result: SessionResult = serde_json::from_value(recorded)
-                    .map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
+            let recorded = ans.finished_session.as_deref().and_then(|s| self.recorded.as_ref()?.session(s));
+            if let Some(recorded) = recorded {
+                let mut result: SessionResult =
+                    recorded.map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
                 result.id = id.clone();
                 self.finish_session(result, rejournal)?;
                 return Ok(id);
@@ -652,7 +653,7 @@ impl Host {
 
         let result = match answer {
             Some(ans) => {
-                let recorded_key = ans.entry.idempotency_key.clone().unwrap_or(idempotency_key.clone());
+                let recorded_key = ans.idempotency_key.clone().unwrap_or(idempotency_key.clone());
                 if self.rejournal(ans.positional) {
                     self.journal.append(Entry::effect_intent(
                         index,
@@ -683,7 +684,7 @@ impl Host {
                             Some(r) => r,
                             None => self.act(&request, &recorded_key)?,
                         };
-                        let at = if ans.positional { ans.entry.call.unwrap_or(index) } else { index };
+                        let at = if ans.positional { ans.call.unwrap_or(index) } else { index };
                         self.journal.append(Entry::effect_result(at, function, result.clone()))?;
                         self.journal.flush()?;
                         result

@@ -6,7 +6,7 @@
 //! once, so changed routing still reuses every recorded leaf, read and effect it asks for.
 
 use crate::journal::entry::{CallSite, Entry};
-use crate::journal::{CallKey, RecordedRun};
+use crate::journal::{AnswerIndex, CallKey};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 
@@ -33,9 +33,7 @@ pub struct Divergence {
 
 pub struct RecordedCalls {
     pub mode: ReplayMode,
-    calls: Vec<Entry>,
-    sessions: HashMap<String, Value>,
-    effect_results: HashMap<u64, Value>,
+    journal: AnswerIndex,
     used: Vec<bool>,
     by_key: HashMap<CallKey, VecDeque<usize>>,
     /// Still matching by position.
@@ -46,34 +44,36 @@ pub struct RecordedCalls {
     pub finished: bool,
 }
 
-/// What the journal holds for one call.
+/// What the journal holds for one call. Payloads are parsed here, when the call is answered.
 pub struct RecordedAnswer {
-    pub entry: Entry,
+    /// The recorded answer of a value call (reads, `now`, `input`).
+    pub result: Option<Value>,
+    /// The call index the journal recorded it at.
+    pub call: Option<u64>,
+    /// For effects: the idempotency key the intent was journaled with.
+    pub idempotency_key: Option<String>,
     /// For effects: the recorded result, if the effect finished.
     pub effect_result: Option<Value>,
-    /// For spawns: the recorded session result, if the session finished (and may be reused).
-    pub session_result: Option<Value>,
+    /// For spawns: the recorded session's id, if the session finished and may be reused.
+    pub finished_session: Option<String>,
     /// Matched at its own index (the journal already holds it where it belongs), rather
     /// than by key after a divergence (a resumed run must journal it again at its new index).
     pub positional: bool,
 }
 
 impl RecordedCalls {
-    /// Takes the recorded run apart rather than copying it: a 10,000-PR journal is large.
-    pub fn from_run(run: RecordedRun, mode: ReplayMode) -> Self {
-        let mut by_key: HashMap<CallKey, VecDeque<usize>> = HashMap::new();
-        for (i, e) in run.calls.iter().enumerate() {
+    pub fn new(journal: AnswerIndex, mode: ReplayMode) -> Self {
+        let mut by_key: HashMap<CallKey, VecDeque<usize>> = HashMap::with_capacity(journal.calls.len());
+        for (i, e) in journal.calls.iter().enumerate() {
             if let Some(k) = &e.key {
                 by_key.entry(k.clone()).or_default().push_back(i);
             }
         }
         RecordedCalls {
             mode,
-            used: vec![false; run.calls.len()],
-            finished: run.finished.is_some(),
-            calls: run.calls,
-            sessions: run.sessions.into_iter().collect(),
-            effect_results: run.effect_results.into_iter().collect(),
+            used: vec![false; journal.calls.len()],
+            finished: journal.finished.is_some(),
+            journal,
             by_key,
             positional: true,
             divergence: None,
@@ -98,13 +98,13 @@ impl RecordedCalls {
     ) -> Result<Option<RecordedAnswer>, Divergence> {
         let i = index as usize;
         if self.positional {
-            match self.calls.get(i) {
+            match self.journal.calls.get(i) {
                 Some(e) if e.key.as_ref() == Some(key) && !self.used[i] => return Ok(Some(self.take(i, true))),
                 recorded => {
                     let past_end = recorded.is_none();
                     let divergence = Divergence {
                         index,
-                        recorded: recorded.cloned(),
+                        recorded: recorded.map(|e| self.journal.entry(e)),
                         now_function: function.to_owned(),
                         now_key: key.clone(),
                         now_args: args.clone(),
@@ -136,21 +136,26 @@ impl RecordedCalls {
         Ok(found.map(|j| self.take(j, false)))
     }
 
+    /// The recorded result of a finished session, parsed into `T`.
+    pub fn session<T: serde::de::DeserializeOwned>(&self, id: &str) -> Option<Result<T, serde_json::Error>> {
+        self.journal.session(id)
+    }
+
     fn take(&mut self, i: usize, positional: bool) -> RecordedAnswer {
         self.used[i] = true;
-        // Each recorded answer is used at most once, so its payloads move out rather than
-        // being copied: a large run's journal is mostly payload.
-        let recorded = &mut self.calls[i];
-        let (args, result) = (recorded.args.take(), recorded.result.take());
-        let mut entry = recorded.clone();
-        entry.args = args;
-        entry.result = result;
-        let effect_result = entry.call.and_then(|c| self.effect_results.remove(&c));
-        let session_result = entry
+        let recorded = &self.journal.calls[i];
+        let finished_session = recorded
             .session
             .as_ref()
-            .filter(|id| !self.rerun_sessions.contains(*id))
-            .and_then(|id| self.sessions.remove(id));
-        RecordedAnswer { entry, effect_result, session_result, positional }
+            .filter(|id| !self.rerun_sessions.contains(*id) && self.journal.has_session(id))
+            .cloned();
+        RecordedAnswer {
+            result: self.journal.result(recorded),
+            call: recorded.call,
+            idempotency_key: recorded.idempotency_key.clone(),
+            effect_result: recorded.call.and_then(|c| self.journal.effect_result(c)),
+            finished_session,
+            positional,
+        }
     }
 }
