@@ -8,6 +8,7 @@ use super::host::{json_type, Host, HostError};
 use crate::effects::{EffectKind, GithubRead};
 use crate::journal::entry::CallSite;
 use crate::scheduler::session::SessionResult;
+use crate::script::json_value::{to_dynamic, to_json};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -95,14 +96,6 @@ fn site(ctx: &NativeCallContext, main_source: &str) -> CallSite {
     let pos = ctx.call_position();
     let source = ctx.call_source().filter(|s| *s != main_source).map(str::to_owned);
     CallSite { line: pos.line().unwrap_or(0), col: pos.position().unwrap_or(0), source }
-}
-
-fn to_json(v: &Dynamic) -> RhaiResult<Value> {
-    rhai::serde::from_dynamic::<Value>(v)
-}
-
-fn to_dynamic(v: &Value) -> Dynamic {
-    rhai::serde::to_dynamic(v).unwrap_or(Dynamic::UNIT)
 }
 
 fn runtime_error(msg: String) -> Box<EvalAltResult> {

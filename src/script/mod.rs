@@ -11,6 +11,7 @@ pub mod engine;
 pub mod heap_meter;
 pub mod host;
 pub mod host_api;
+pub mod json_value;
 pub mod module_resolver;
 pub mod recorded_calls;
 
