@@ -109,7 +109,7 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
         eprintln!("warning: {w}");
     }
     if json {
-        println!("{}", run_summary::outcome_json(&outcome));
+        run_summary::print_outcome_json(&outcome);
     } else {
         print!("{}", run_summary::outcome_text(&outcome));
     }
