@@ -575,8 +575,8 @@ impl Host {
         Ok(())
     }
 
-    /// Blocks until every listed session is done; returns their results in the order given.
-    pub fn await_sessions(&mut self, site: &CallSite, ids: &[String]) -> Result<Vec<SessionResult>, HostError> {
+    /// Blocks until every listed session is done (the journaled `await_sessions` call).
+    pub fn wait_for(&mut self, site: &CallSite, ids: &[String]) -> Result<(), HostError> {
         for id in ids {
             if !self.spawns.contains_key(id) {
                 return Err(HostError::Script(format!("await_sessions: no session `{id}` was spawned in this run")));
@@ -607,24 +607,31 @@ impl Host {
                 None => return Err(HostError::Interrupted),
             }
         }
-        let results: Vec<SessionResult> = ids
-            .iter()
-            .map(|id| match self.slots.get(id) {
-                Some(SessionSlot::Done(r)) => r.clone(),
-                _ => unreachable!("every awaited session is done"),
-            })
-            .collect();
         let journal_it = match &answer {
             None => !self.offline_replay(),
             Some(ans) => self.rejournal(ans.positional),
         };
         if journal_it {
-            let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
+            let statuses: Vec<&str> = ids.iter().map(|id| self.finished(id).status.as_str()).collect();
             self.journal.append(Entry::call(index, "await_sessions", key, site, args, json!(statuses), None))?;
             // An await boundary: make everything so far durable, in one fsync.
             self.journal.sync()?;
         }
-        Ok(results)
+        Ok(())
+    }
+
+    /// Blocks until every listed session is done; returns their results in the order given.
+    pub fn await_sessions(&mut self, site: &CallSite, ids: &[String]) -> Result<Vec<SessionResult>, HostError> {
+        self.wait_for(site, ids)?;
+        Ok(ids.iter().map(|id| self.finished(id).clone()).collect())
+    }
+
+    /// The result of a session [`Host::wait_for`] has seen finish.
+    pub fn finished(&self, id: &str) -> &SessionResult {
+        match self.slots.get(id) {
+            Some(SessionSlot::Done(r)) => r,
+            _ => unreachable!("only sessions waited for are asked for"),
+        }
     }
 
     /// Every finished session's result, in spawn order.

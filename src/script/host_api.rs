@@ -140,17 +140,18 @@ fn handle_ids(handles: &Array) -> RhaiResult<Vec<String>> {
         .collect()
 }
 
-fn results_array(host: &SharedHost, results: Vec<SessionResult>) -> Array {
-    host.with(|h| {
-        results
+/// Waits for the sessions and builds their result maps straight from the host's records.
+fn await_results(host: &SharedHost, site: &CallSite, ids: &[String]) -> RhaiResult<Array> {
+    host.call(|h| {
+        h.wait_for(site, ids)?;
+        Ok(ids
             .iter()
-            .map(|r| {
-                let (_, goal, inputs) = h.spawn_info(&r.id).unwrap_or(("", "", &Value::Null));
-                session_map(r, goal, inputs).into()
+            .map(|id| {
+                let (_, goal, inputs) = h.spawn_info(id).unwrap_or(("", "", &Value::Null));
+                session_map(h.finished(id), goal, inputs).into()
             })
-            .collect()
+            .collect())
     })
-    .unwrap_or_default()
 }
 
 fn pr_number(v: &Dynamic, function: &str) -> RhaiResult<Value> {
@@ -236,15 +237,14 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     engine.register_fn("await_sessions", move |ctx: NativeCallContext, handles: Array| -> RhaiResult<Array> {
         let ids = handle_ids(&handles)?;
         let site = site(&ctx, &ms);
-        let results = h.call(|host| host.await_sessions(&site, &ids))?;
-        Ok(results_array(&h, results))
+        await_results(&h, &site, &ids)
     });
     let ms = main_source.clone();
     let h = host.clone();
     engine.register_fn("await_session", move |ctx: NativeCallContext, handle: SessionHandle| -> RhaiResult<Map> {
         let site = site(&ctx, &ms);
-        let results = h.call(|host| host.await_sessions(&site, &[handle.id]))?;
-        Ok(results_array(&h, results).pop().and_then(|d| d.try_cast::<Map>()).unwrap_or_default())
+        let results = await_results(&h, &site, &[handle.id])?;
+        Ok(results.into_iter().next().and_then(|d| d.try_cast::<Map>()).unwrap_or_default())
     });
 
     register_classify(engine, host.clone(), main_source.clone());
