@@ -81,12 +81,13 @@ struct LeafRuleFile {
 }
 
 impl LeafRuleFile {
-    fn inline_response(&self) -> ResponseFields {
+    /// The rule's own response fields, moved out (the rule is consumed as it is converted).
+    fn take_inline_response(&mut self) -> ResponseFields {
         ResponseFields {
-            status: self.status.clone(),
-            output: self.output.clone(),
-            text: self.text.clone(),
-            error: self.error.clone(),
+            status: self.status.take(),
+            output: self.output.take(),
+            text: self.text.take(),
+            error: self.error.take(),
             usage: self.usage.clone(),
             delay_ms: self.delay_ms,
             invalid: self.invalid,
@@ -188,7 +189,7 @@ impl Scenario {
     }
 
     pub fn parse(path: &Path, source: String) -> Result<Self, ScenarioDiagnostic> {
-        let file: ScenarioFile = toml::from_str(&source).map_err(|e| {
+        let mut file: ScenarioFile = toml::from_str(&source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             ScenarioDiagnostic::at(path, &source, span, e.message().to_owned(), None)
         })?;
@@ -217,16 +218,19 @@ impl Scenario {
             .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
             .collect();
 
+        // The parsed file is consumed piece by piece, so each TOML table is freed as soon as its
+        // JSON form exists: a 10,000-PR scenario otherwise holds both at once.
         let mut prs = Vec::with_capacity(file.github.prs.len());
-        for (i, pr) in file.github.prs.iter().enumerate() {
-            let mut value = to_json(pr);
+        for (i, pr) in std::mem::take(&mut file.github.prs).into_iter().enumerate() {
+            let mut value = to_json(&pr);
+            drop(pr);
             world::normalize_pr(&mut value)
                 .map_err(|msg| ScenarioDiagnostic::at(path, &source, 0..0, format!("github.prs[{i}]: {msg}"), None))?;
             prs.push(value);
         }
         let mut issues = Vec::with_capacity(file.github.issues.len());
-        for (i, issue) in file.github.issues.iter().enumerate() {
-            let mut value = to_json(issue);
+        for (i, issue) in std::mem::take(&mut file.github.issues).into_iter().enumerate() {
+            let mut value = to_json(&issue);
             world::normalize_issue(&mut value).map_err(|msg| {
                 ScenarioDiagnostic::at(path, &source, 0..0, format!("github.issues[{i}]: {msg}"), None)
             })?;
@@ -238,9 +242,9 @@ impl Scenario {
             .map_err(|(span, msg, help)| ScenarioDiagnostic::at(path, &source, span, msg, Some(help)))?;
 
         let mut rules = Vec::with_capacity(file.leaf.len());
-        for rule in &file.leaf {
+        for mut rule in std::mem::take(&mut file.leaf) {
             let mut responses = Vec::new();
-            let inline = rule.inline_response();
+            let inline = rule.take_inline_response();
             let inline_given =
                 inline.status.is_some() || inline.output.is_some() || inline.text.is_some() || inline.error.is_some();
             if inline_given && !rule.sequence.is_empty() {
@@ -255,24 +259,24 @@ impl Scenario {
             if rule.sequence.is_empty() {
                 responses.push(response_from(path, &source, &inline, rule.workflow.span())?);
             } else {
-                for item in &rule.sequence {
+                for item in std::mem::take(&mut rule.sequence) {
                     // Rule-level usage and delay are the defaults of every item in the sequence.
-                    let mut fields = item.get_ref().clone();
+                    let span = item.span();
+                    let mut fields = item.into_inner();
                     fields.usage = fields.usage.or_else(|| inline.usage.clone());
                     fields.delay_ms = fields.delay_ms.or(inline.delay_ms);
-                    responses.push(response_from(path, &source, &fields, item.span())?);
+                    responses.push(response_from(path, &source, &fields, span)?);
                 }
             }
-            let conditions = rule
-                .conditions
+            let conditions = std::mem::take(&mut rule.conditions)
                 .iter()
                 .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
                 .collect();
             rules.push(LeafRule {
-                workflow: rule.workflow.get_ref().clone(),
                 workflow_span: rule.workflow.span(),
+                workflow: rule.workflow.into_inner(),
                 conditions,
-                goal_contains: rule.goal_contains.clone(),
+                goal_contains: rule.goal_contains,
                 responses,
             });
         }
