@@ -65,7 +65,12 @@ pub fn measure(cmd: &mut Command) -> Measured {
     }
 }
 
+/// The binary under test: `$COORD_BIN` (to compare two builds in one sitting), else the
+/// release build of this tree.
 fn coord() -> PathBuf {
+    if let Some(bin) = std::env::var_os("COORD_BIN") {
+        return PathBuf::from(bin);
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let release = root.join("target/release/coord");
     assert!(release.exists(), "build it first: cargo build --release");

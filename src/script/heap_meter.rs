@@ -8,9 +8,9 @@
 //!
 //! Underneath is mimalloc rather than glibc's malloc: a run allocates many small maps from
 //! several threads, and glibc's per-thread arenas doubled the peak resident memory of a
-//! 10,000-PR run for the same live heap. mimalloc is built without transparent huge pages
-//! (Cargo feature `no_thp`): with them, the first touch of any byte of a 2 MB region zeroes all
-//! of it, and a 10,000-PR replay spent a third of its time in the kernel clearing pages.
+//! 10,000-PR run for the same live heap. Transparent huge pages stay on: without them a
+//! 10,000-PR replay peaks 10% lower, but the many more page faults made a 1,000-PR run slower
+//! (docs/performance.md).
 
 use mimalloc::MiMalloc;
 use std::alloc::{GlobalAlloc, Layout};
