@@ -9,7 +9,7 @@
 //!
 //! It must not interpret what a call means: that is the host's business.
 
-use super::entry::{CallSite, Entry, EntryKind, RunHeader, RunStatus};
+use super::entry::{Entry, EntryKind, RunHeader, RunStatus};
 use super::reader::{check_header, scan_lines, JournalError};
 use super::writer::JOURNAL_FILE;
 use super::CallKey;
@@ -65,12 +65,6 @@ pub struct RecordedCall {
     pub idempotency_key: Option<String>,
     args: Option<Range<usize>>,
     result: Option<Range<usize>>,
-}
-
-impl RecordedCall {
-    pub fn site(&self) -> CallSite {
-        CallSite::parse(self.pos.as_deref(), self.source.as_deref())
-    }
 }
 
 /// What answering calls needs from a journal, indexed; payloads parsed on demand.
@@ -251,7 +245,7 @@ impl AnswerIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::entry::JOURNAL_VERSION;
+    use crate::journal::entry::{CallSite, JOURNAL_VERSION};
     use crate::journal::{JournalWriter, RecordedRun};
     use serde_json::json;
 
