@@ -105,6 +105,10 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
             return code;
         }
     };
+    // The process ends right after this: freeing a large run's results one by one only delays
+    // the exit, and the operating system takes the memory back at once.
+    let mut outcome = std::mem::ManuallyDrop::new(outcome);
+    let failure = outcome.failure.take();
     for w in &outcome.warnings {
         eprintln!("warning: {w}");
     }
@@ -113,7 +117,7 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
     } else {
         print!("{}", run_summary::outcome_text(&outcome));
     }
-    match outcome.failure {
+    match failure {
         None => exit_code::SUCCESS,
         Some(RunFailure::Script(diag)) => {
             let code = if diag.kind == ScriptErrorKind::Thrown { exit_code::RUN_FAILED } else { exit_code::USAGE };

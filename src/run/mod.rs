@@ -415,7 +415,7 @@ fn execute_on_script_thread(
         coordinator,
         status,
         sessions: host.session_count(),
-        leaves: host.session_results(),
+        leaves: host.take_session_results(),
         effects: std::mem::take(&mut host.effects),
         usage: host.usage.clone(),
         result,

@@ -35,13 +35,25 @@ pub struct RecordedCalls {
     pub mode: ReplayMode,
     journal: AnswerIndex,
     used: Vec<bool>,
-    by_key: HashMap<CallKey, VecDeque<usize>>,
+    /// Recorded calls by key, built the first time a call is matched by key: an exact replay
+    /// that never diverges never needs it.
+    by_key: Option<HashMap<CallKey, VecDeque<usize>>>,
     /// Still matching by position.
     positional: bool,
     pub divergence: Option<Divergence>,
     /// Session ids whose recorded results must not be reused (`--retry-failed`).
     rerun_sessions: std::collections::HashSet<String>,
     pub finished: bool,
+}
+
+fn index_by_key(journal: &AnswerIndex) -> HashMap<CallKey, VecDeque<usize>> {
+    let mut by_key: HashMap<CallKey, VecDeque<usize>> = HashMap::with_capacity(journal.calls.len());
+    for (i, e) in journal.calls.iter().enumerate() {
+        if let Some(k) = &e.key {
+            by_key.entry(k.clone()).or_default().push_back(i);
+        }
+    }
+    by_key
 }
 
 /// What the journal holds for one call. Payloads are parsed here, when the call is answered.
@@ -63,18 +75,12 @@ pub struct RecordedAnswer {
 
 impl RecordedCalls {
     pub fn new(journal: AnswerIndex, mode: ReplayMode) -> Self {
-        let mut by_key: HashMap<CallKey, VecDeque<usize>> = HashMap::with_capacity(journal.calls.len());
-        for (i, e) in journal.calls.iter().enumerate() {
-            if let Some(k) = &e.key {
-                by_key.entry(k.clone()).or_default().push_back(i);
-            }
-        }
         RecordedCalls {
             mode,
             used: vec![false; journal.calls.len()],
             finished: journal.finished.is_some(),
             journal,
-            by_key,
+            by_key: None,
             positional: true,
             divergence: None,
             rerun_sessions: Default::default(),
@@ -124,7 +130,9 @@ impl RecordedCalls {
                 }
             }
         }
-        let found = self.by_key.get_mut(key).and_then(|q| {
+        let journal = &self.journal;
+        let by_key = self.by_key.get_or_insert_with(|| index_by_key(journal));
+        let found = by_key.get_mut(key).and_then(|q| {
             while let Some(&j) = q.front() {
                 if !self.used[j] {
                     return Some(j);
