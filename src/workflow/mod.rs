@@ -194,7 +194,7 @@ pub fn validate(validator: &jsonschema::Validator, output: &Value) -> Result<(),
         .iter_errors(output)
         .take(5)
         .map(|e| {
-            let path = e.instance_path.to_string();
+            let path = e.instance_path().to_string();
             if path.is_empty() {
                 format!("output: {e}")
             } else {
