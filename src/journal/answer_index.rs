@@ -180,6 +180,12 @@ impl AnswerIndex {
         call.args.as_ref().and_then(|s| self.parse(s).ok()).unwrap_or(Value::Null)
     }
 
+    /// The recorded answer of a call as the journal's JSON text, unparsed; `None` when it
+    /// recorded none or the text is not UTF-8 (a corrupt line the reader let through).
+    pub fn result_text(&self, call: &RecordedCall) -> Option<&str> {
+        call.result.as_ref().and_then(|s| std::str::from_utf8(&self.bytes[s.clone()]).ok())
+    }
+
     /// The recorded answer of a call; `None` when it recorded none (spawns, effect intents).
     pub fn result(&self, call: &RecordedCall) -> Option<Value> {
         call.result.as_ref().and_then(|s| self.parse(s).ok())

@@ -85,13 +85,45 @@ pub struct HostSetup {
 #[derive(Clone, Debug)]
 struct SpawnInfo {
     workflow: String,
-    goal: String,
-    inputs: Value,
+    /// The spawn's arguments as the journal holds them: its opts (goal, inputs, overrides).
+    args: Value,
+}
+
+fn goal_of(args: &Value) -> &str {
+    args.get("goal").and_then(Value::as_str).unwrap_or("")
+}
+
+/// A spawn's inputs: always a map (`spawn_session` refuses anything else).
+fn inputs_of(args: &Value) -> &Value {
+    static EMPTY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
+    match args.get("inputs") {
+        Some(v @ Value::Object(_)) => v,
+        _ => &EMPTY,
+    }
 }
 
 enum SessionSlot {
     Pending,
     Done(SessionResult),
+}
+
+/// A value call's answer: live, a JSON value; replayed, the journal's JSON text, which the
+/// script side parses straight into a script value (a recorded list of 10,000 PRs is not built
+/// as JSON values first).
+#[derive(Debug)]
+pub enum Answer {
+    Json(Value),
+    Recorded(String),
+}
+
+impl Answer {
+    /// A recorded answer that is not JSON (a corrupt journal line) reads as null.
+    pub fn into_json(self) -> Value {
+        match self {
+            Answer::Json(v) => v,
+            Answer::Recorded(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        }
+    }
 }
 
 /// One effect the run performed (or would have, in a dry or what-if run).
@@ -277,22 +309,24 @@ impl Host {
         args: Value,
         site: &CallSite,
         live: impl FnOnce(&mut Self) -> Result<Value, HostError>,
-    ) -> Result<Value, HostError> {
+    ) -> Result<Answer, HostError> {
         let (index, key, answer) = self.begin_call(function, None, &args, site)?;
         if let Some(ans) = answer {
-            let result = ans.result.unwrap_or(Value::Null);
+            let result = Answer::Recorded(ans.result.unwrap_or_else(|| "null".into()));
             if self.rejournal(ans.positional) {
-                self.journal.append(Entry::call(index, function, key, site, args, result.clone(), None))?;
+                let value = result.into_json();
+                self.journal.append(Entry::call(index, function, key, site, args, value.clone(), None))?;
+                return Ok(Answer::Json(value));
             }
             return Ok(result);
         }
         if self.replaying() == Some(ReplayMode::WhatIf) {
             self.note_unrecorded(index, function, &args, site);
-            return Ok(Value::Null);
+            return Ok(Answer::Json(Value::Null));
         }
         let result = live(self)?;
         let entry = self.journal.append_returning(Entry::call(index, function, key, site, args, result, None))?;
-        Ok(entry.result.unwrap_or(Value::Null))
+        Ok(Answer::Json(entry.result.unwrap_or(Value::Null)))
     }
 
     pub fn now(&mut self, site: &CallSite) -> Result<i64, HostError> {
@@ -302,20 +336,22 @@ impl Host {
                 Clock::System => chrono::Utc::now().timestamp(),
             }))
         })?;
-        Ok(v.as_i64().unwrap_or(0))
+        Ok(v.into_json().as_i64().unwrap_or(0))
     }
 
     pub fn input(&mut self, site: &CallSite, name: &str) -> Result<Value, HostError> {
         self.value_call("input", json!([name]), site, |h| Ok(h.inputs.get(name).cloned().unwrap_or(Value::Null)))
+            .map(Answer::into_json)
     }
 
     pub fn inputs(&mut self, site: &CallSite) -> Result<Value, HostError> {
         self.value_call("inputs", json!([]), site, |h| {
             Ok(Value::Object(h.inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
         })
+        .map(Answer::into_json)
     }
 
-    pub fn github_read(&mut self, site: &CallSite, read: GithubRead) -> Result<Value, HostError> {
+    pub fn github_read(&mut self, site: &CallSite, read: GithubRead) -> Result<Answer, HostError> {
         let function = read.function();
         self.value_call(function, read.args(), site, |h| {
             h.world.github_read(&read).map_err(|e| HostError::World(e.to_string()))
@@ -329,31 +365,27 @@ impl Host {
         &mut self,
         site: &CallSite,
         workflow_name: &str,
-        opts: &Value,
+        opts: Value,
         schema_override: Option<Value>,
     ) -> Result<String, HostError> {
-        let goal = opts.get("goal").and_then(Value::as_str).unwrap_or("").to_owned();
-        let inputs = match opts.get("inputs") {
-            None | Some(Value::Null) => json!({}),
-            Some(v @ Value::Object(_)) => v.clone(),
+        match opts.get("inputs") {
+            None | Some(Value::Null | Value::Object(_)) => {}
             Some(other) => {
                 return Err(HostError::Script(format!(
                     "spawn_session: `inputs` must be a map, not {}",
                     json_type(other)
                 )))
             }
-        };
-        let mut args = opts.clone();
+        }
+        // The opts are the call's arguments, kept once: the journal, the leaf and the result
+        // map read goal and inputs from them (a replay copies nothing).
+        let mut args = opts;
         if let (Some(obj), Some(schema)) = (args.as_object_mut(), &schema_override) {
             obj.insert("schema".into(), schema.clone());
         }
         let (index, key, answer) = self.begin_call("spawn_session", Some(workflow_name), &args, site)?;
         self.next_session += 1;
         let id = format!("s{}", self.next_session);
-        self.spawns.insert(
-            id.clone(),
-            SpawnInfo { workflow: workflow_name.to_owned(), goal: goal.clone(), inputs: inputs.clone() },
-        );
 
         let mut already_journaled = false;
         if let Some(ans) = answer {
@@ -374,6 +406,7 @@ impl Host {
                 let mut result: SessionResult =
                     recorded.map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
                 result.id = id.clone();
+                self.record_spawn(&id, workflow_name, args);
                 self.finish_session(result, rejournal)?;
                 return Ok(id);
             }
@@ -395,12 +428,21 @@ impl Host {
                 "no recorded result for this leaf: replay runs nothing",
             );
             result.harness = Some("replay".into());
+            self.record_spawn(&id, workflow_name, args);
             self.finish_session(result, false)?;
             return Ok(id);
         }
 
         if !already_journaled {
-            self.journal.append(Entry::call(index, "spawn_session", key, site, args, Value::Null, Some(id.clone())))?;
+            self.journal.append(Entry::call(
+                index,
+                "spawn_session",
+                key,
+                site,
+                args.clone(),
+                Value::Null,
+                Some(id.clone()),
+            ))?;
         }
         if let Some(budget) = self.budget_usd.filter(|b| self.usage.cost_usd >= *b) {
             let result = SessionResult::failed(
@@ -409,18 +451,18 @@ impl Host {
                 SessionStatus::SkippedBudget,
                 format!("not run: the run's budget of ${budget:.2} is spent (${:.4} so far)", self.usage.cost_usd),
             );
+            self.record_spawn(&id, workflow_name, args);
             self.finish_session(result, true)?;
             return Ok(id);
         }
-        match self.prepare_leaf(&id, workflow_name, &goal, &inputs, opts, schema_override) {
+        let prepared = self.prepare_leaf(&id, workflow_name, &args, schema_override);
+        let goal = goal_of(&args).to_owned();
+        self.record_spawn(&id, workflow_name, args);
+        match prepared {
             Ok(mut order) => {
                 self.slots.insert(id.clone(), SessionSlot::Pending);
                 if let Some(events) = &self.events {
-                    events.send(RunEvent::SessionQueued {
-                        id: id.clone(),
-                        workflow: workflow_name.to_owned(),
-                        goal: goal.clone(),
-                    });
+                    events.send(RunEvent::SessionQueued { id: id.clone(), workflow: workflow_name.to_owned(), goal });
                     order.harness = events.report_starts(order.harness);
                 }
                 self.scheduler.spawn(order);
@@ -434,15 +476,18 @@ impl Host {
         Ok(id)
     }
 
+    fn record_spawn(&mut self, id: &str, workflow: &str, args: Value) {
+        self.spawns.insert(id.to_owned(), SpawnInfo { workflow: workflow.to_owned(), args });
+    }
+
     fn prepare_leaf(
         &mut self,
         id: &str,
         workflow_name: &str,
-        goal: &str,
-        inputs: &Value,
         opts: &Value,
         schema_override: Option<Value>,
     ) -> Result<SpawnOrder, LeafSetupError> {
+        let (goal, inputs) = (goal_of(opts), inputs_of(opts));
         let wf =
             self.workflows.get(workflow_name).map_err(|e| LeafSetupError::Script(format!("spawn_session: {e}")))?;
         let over = self.leaf_overrides.get(workflow_name).cloned();
@@ -504,7 +549,10 @@ impl Host {
         // Harnesses read per-call settings from the opts; goal and inputs travel on their own.
         let overrides = match opts {
             Value::Object(o) => Value::Object(
-                o.iter().filter(|(k, _)| *k != "inputs" && *k != "goal").map(|(k, v)| (k.clone(), v.clone())).collect(),
+                o.iter()
+                    .filter(|(k, _)| *k != "inputs" && *k != "goal" && *k != "schema")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             ),
             other => other.clone(),
         };
@@ -648,7 +696,7 @@ impl Host {
     }
 
     pub fn spawn_info(&self, id: &str) -> Option<(&str, &str, &Value)> {
-        self.spawns.get(id).map(|s| (s.workflow.as_str(), s.goal.as_str(), &s.inputs))
+        self.spawns.get(id).map(|s| (s.workflow.as_str(), goal_of(&s.args), inputs_of(&s.args)))
     }
 
     // ---- effects -----------------------------------------------------------------------

@@ -4,11 +4,11 @@
 //! Each function turns Rhai values into JSON, asks the [`Host`], and turns the answer back.
 //! Wrong argument types are reported with the function's expected signature.
 
-use super::host::{json_type, Host, HostError};
+use super::host::{json_type, Answer, Host, HostError};
 use crate::effects::{EffectKind, GithubRead};
 use crate::journal::entry::CallSite;
 use crate::scheduler::session::SessionResult;
-use crate::script::json_value::{to_dynamic, to_json};
+use crate::script::json_value::{parse_dynamic, to_dynamic, to_json};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -154,6 +154,15 @@ fn await_results(host: &SharedHost, site: &CallSite, ids: &[String]) -> RhaiResu
     })
 }
 
+/// A value call's answer as a script value; a recorded one is parsed from the journal's text
+/// directly (unparsable text, a corrupt line, reads as `()`, as it would as JSON).
+fn answer_to_dynamic(answer: Answer) -> Dynamic {
+    match answer {
+        Answer::Json(v) => to_dynamic(&v),
+        Answer::Recorded(text) => parse_dynamic(&text).unwrap_or(Dynamic::UNIT),
+    }
+}
+
 fn pr_number(v: &Dynamic, function: &str) -> RhaiResult<Value> {
     if let Ok(n) = v.as_int() {
         if n <= 0 {
@@ -226,7 +235,7 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     let spawn = move |ctx: NativeCallContext, workflow: &str, opts: Map| -> RhaiResult<SessionHandle> {
         let opts = to_json(&Dynamic::from_map(opts))?;
         let site = site(&ctx, &ms);
-        let id = h.call(|host| host.spawn_session(&site, workflow, &opts, None))?;
+        let id = h.call(|host| host.spawn_session(&site, workflow, opts, None))?;
         Ok(SessionHandle { id, workflow: workflow.to_owned() })
     };
     engine.register_fn("spawn_session", spawn.clone());
@@ -366,7 +375,7 @@ fn classify_leaf(
 ) -> RhaiResult<Option<Value>> {
     let site = site(ctx, main_source);
     let opts = json!({ "goal": "Classify the input", "inputs": inputs });
-    let id = h.call(|host| host.spawn_session(&site, "classify", &opts, Some(schema)))?;
+    let id = h.call(|host| host.spawn_session(&site, "classify", opts, Some(schema)))?;
     let mut results = h.call(|host| host.await_sessions(&site, &[id]))?;
     let r = results.pop().expect("one result per awaited session");
     if r.status != crate::scheduler::session::SessionStatus::Ok {
@@ -388,8 +397,8 @@ fn github_module(host: SharedHost, main_source: String) -> Module {
         m.set_native_fn(name, move |ctx: NativeCallContext, arg: Dynamic| -> RhaiResult<Dynamic> {
             let read = make(to_json(&arg)?)?;
             let site = site(&ctx, &ms2);
-            let v = h.call(|host| host.github_read(&site, read))?;
-            Ok(to_dynamic(&v))
+            let answer = h.call(|host| host.github_read(&site, read))?;
+            Ok(answer_to_dynamic(answer))
         });
         let _ = (host, ms);
     };
@@ -421,8 +430,8 @@ fn github_module(host: SharedHost, main_source: String) -> Module {
         m.set_native_fn(name, move |ctx: NativeCallContext| -> RhaiResult<Dynamic> {
             let read = if name == "prs" { GithubRead::Prs(json!({})) } else { GithubRead::Issues(json!({})) };
             let site = site(&ctx, &ms);
-            let v = h.call(|host| host.github_read(&site, read))?;
-            Ok(to_dynamic(&v))
+            let answer = h.call(|host| host.github_read(&site, read))?;
+            Ok(answer_to_dynamic(answer))
         });
     }
 

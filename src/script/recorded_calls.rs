@@ -58,8 +58,9 @@ fn index_by_key(journal: &AnswerIndex) -> HashMap<CallKey, VecDeque<usize>> {
 
 /// What the journal holds for one call. Payloads are parsed here, when the call is answered.
 pub struct RecordedAnswer {
-    /// The recorded answer of a value call (reads, `now`, `input`).
-    pub result: Option<Value>,
+    /// The recorded answer of a value call (reads, `now`, `input`), as the journal's JSON text:
+    /// the caller parses it into what it needs, once.
+    pub result: Option<String>,
     /// The call index the journal recorded it at.
     pub call: Option<u64>,
     /// For effects: the idempotency key the intent was journaled with.
@@ -158,7 +159,7 @@ impl RecordedCalls {
             .filter(|id| !self.rerun_sessions.contains(*id) && self.journal.has_session(id))
             .cloned();
         RecordedAnswer {
-            result: self.journal.result(recorded),
+            result: self.journal.result_text(recorded).map(str::to_owned),
             call: recorded.call,
             idempotency_key: recorded.idempotency_key.clone(),
             effect_result: recorded.call.and_then(|c| self.journal.effect_result(c)),
