@@ -10,8 +10,9 @@
 //! allocator decides how much of what is freed stays resident: glibc's per-thread arenas
 //! doubled a 10,000-PR run's peak for the same live heap, and mimalloc (with or without
 //! transparent huge pages) kept 60-90 MB more than the live heap. jemalloc returns pages
-//! freed for 100 ms: a 10,000-PR run peaks at about 177 MiB instead of 221-243 MiB, at the
-//! same speed (docs/performance.md, run F).
+//! freed for 100 ms: a 10,000-PR run peaks at about 177 MiB instead of 221-243 MiB, in the
+//! same time. The price is page faults (mimalloc used huge pages), about 0.1 s of system time
+//! in a 10,000-PR replay on a quiet machine (docs/performance.md, round F-G).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
