@@ -155,10 +155,12 @@ fn what_if_names_the_changed_prs_and_the_first_divergent_call() {
     let p = TestProject::with_repo_files();
     let run = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"]).run();
     let id = run.json()["run_id"].as_str().unwrap().to_owned();
-    let edited = p.read("coordinators/groom-prs.rhai").replace(
-        "} else if review.output.verdict == \"minor\" {",
-        "} else if review.output.verdict == \"minor\" && false {",
+    let original = p.read("coordinators/groom-prs.rhai");
+    let edited = original.replace(
+        "} else if item.review.output.verdict == \"minor\" {",
+        "} else if item.review.output.verdict == \"minor\" && false {",
     );
+    assert_ne!(edited, original, "the edit no longer applies to groom-prs");
     p.write("edited.rhai", &edited);
     let leaves_before = std::fs::read_dir(p.path().join(".coord/runs")).unwrap().count();
     let out = p.coord().args(["replay", &id, "--script", "edited.rhai"]).run();
