@@ -5,7 +5,7 @@
 //! divergence; resume and what-if switch to matching by key, each recorded entry used at most
 //! once, so changed routing still reuses every recorded leaf, read and effect it asks for.
 
-use crate::journal::entry::{CallSite, Entry};
+use crate::journal::entry::{CallSite, Entry, EntryKind};
 use crate::journal::{AnswerIndex, CallKey};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -49,8 +49,8 @@ pub struct RecordedCalls {
 fn index_by_key(journal: &AnswerIndex) -> HashMap<CallKey, VecDeque<usize>> {
     let mut by_key: HashMap<CallKey, VecDeque<usize>> = HashMap::with_capacity(journal.calls.len());
     for (i, e) in journal.calls.iter().enumerate() {
-        if let Some(k) = &e.key {
-            by_key.entry(k.clone()).or_default().push_back(i);
+        if let Some(k) = journal.key(e) {
+            by_key.entry(CallKey(k.to_owned())).or_default().push_back(i);
         }
     }
     by_key
@@ -106,7 +106,9 @@ impl RecordedCalls {
         let i = index as usize;
         if self.positional {
             match self.journal.calls.get(i) {
-                Some(e) if e.key.as_ref() == Some(key) && !self.used[i] => return Ok(Some(self.take(i, true))),
+                Some(e) if self.journal.key(e) == Some(key.0.as_str()) && !self.used[i] => {
+                    return Ok(Some(self.take(i, true)))
+                }
                 recorded => {
                     let past_end = recorded.is_none();
                     let divergence = Divergence {
@@ -152,17 +154,18 @@ impl RecordedCalls {
 
     fn take(&mut self, i: usize, positional: bool) -> RecordedAnswer {
         self.used[i] = true;
-        let recorded = &self.journal.calls[i];
-        let finished_session = recorded
-            .session
-            .as_ref()
-            .filter(|id| !self.rerun_sessions.contains(*id) && self.journal.has_session(id))
-            .cloned();
+        let journal = &self.journal;
+        let recorded = &journal.calls[i];
+        let finished_session = journal
+            .spawned_session(recorded)
+            .filter(|id| !self.rerun_sessions.contains(*id) && journal.has_session(id))
+            .map(str::to_owned);
+        let effect = recorded.kind == EntryKind::EffectIntent;
         RecordedAnswer {
-            result: self.journal.result_text(recorded).map(str::to_owned),
+            result: journal.result_text(recorded).map(str::to_owned),
             call: recorded.call,
-            idempotency_key: recorded.idempotency_key.clone(),
-            effect_result: recorded.call.and_then(|c| self.journal.effect_result(c)),
+            idempotency_key: journal.idempotency_key(recorded).map(str::to_owned),
+            effect_result: recorded.call.filter(|_| effect).and_then(|c| journal.effect_result(c)),
             finished_session,
             positional,
         }
