@@ -64,6 +64,7 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         recover: args.recover,
         preloaded: Some(std::sync::Arc::new(recorded)),
     };
+    plan.process_exits_after = true;
     if let Some(n) = args.max_operations {
         plan.limits.max_operations = n;
     }
@@ -186,6 +187,7 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
     };
     plan.max_parallel = usize::from(args.max_parallel);
     plan.stdout_is_json = args.json;
+    plan.process_exits_after = true;
     if let Some(n) = args.max_operations {
         plan.limits.max_operations = n;
     }

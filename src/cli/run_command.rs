@@ -30,6 +30,7 @@ pub fn run(
     plan.runs = RunStore::locate(args.runs_dir.as_deref());
     plan.dry_run = args.dry_run;
     plan.stdout_is_json = args.json;
+    plan.process_exits_after = true;
     plan.journal_in_memory = args.journal_in_memory;
     plan.budget_usd = args.budget_usd;
     if let Some(n) = args.max_operations {

@@ -73,6 +73,9 @@ pub struct RunPlan {
     pub events: Option<run_event::RunEvents>,
     /// `--budget-usd`: no new leaf starts once the run's leaves cost this much.
     pub budget_usd: Option<f64>,
+    /// The process exits once this run's outcome is reported (the CLI's one-shot commands),
+    /// so the run's bulky state need not be freed.
+    pub process_exits_after: bool,
 }
 
 impl RunPlan {
@@ -94,6 +97,7 @@ impl RunPlan {
             pipeline: None,
             events: None,
             budget_usd: None,
+            process_exits_after: false,
         }
     }
 }
@@ -185,6 +189,7 @@ fn execute_on_script_thread(
     interrupt: Arc<crate::scheduler::Interrupt>,
 ) -> Result<RunOutcome, SetupError> {
     let script_path = plan.script.clone();
+    let exits_after = plan.process_exits_after;
     let source = std::fs::read_to_string(&script_path)
         .map_err(|e| SetupError::Usage(format!("cannot read script {}: {e}", script_path.display())))?;
     let project = Project::discover(&script_path);
@@ -409,7 +414,7 @@ fn execute_on_script_thread(
         run_dir::clear_pid(&run_dir);
     }
 
-    Ok(RunOutcome {
+    let outcome = RunOutcome {
         run_id,
         run_dir,
         coordinator,
@@ -423,7 +428,11 @@ fn execute_on_script_thread(
         unrecorded: std::mem::take(&mut host.unrecorded),
         divergence,
         warnings,
-    })
+    };
+    if exits_after {
+        host.drop_for_exit();
+    }
+    Ok(outcome)
 }
 
 /// Why the engine's progress callback stopped a script.
