@@ -297,7 +297,7 @@ fn init_logging(cli: &Cli) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(crate::views::stderr_batch::LogStderr)
         .with_target(false)
         .with_ansi(ansi);
     let _ = match cli.log_format {

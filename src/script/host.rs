@@ -469,11 +469,11 @@ impl Host {
             return Ok(id);
         }
         let prepared = self.prepare_leaf(&id, workflow_name, &args, schema_override);
-        let goal = goal_of(&args).to_owned();
         self.record_spawn(&id, workflow_name, args);
         match prepared {
             Ok(mut order) => {
                 if let Some(events) = &self.events {
+                    let goal = order.request.goal.clone();
                     events.send(RunEvent::SessionQueued { id: id.clone(), workflow: workflow_name.to_owned(), goal });
                     order.harness = events.report_starts(order.harness);
                 }

@@ -9,13 +9,13 @@
 //! It only displays. It must not hold up the run: it reads a channel on its own thread, and
 //! stdout (where results go) is never touched.
 
-use super::units;
+use super::{stderr_batch, units};
 use crate::run::run_event::RunEvent;
 use crate::scheduler::session::{SessionStatus, Usage};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -72,6 +72,7 @@ impl LiveProgress {
     pub fn finish(mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }
@@ -115,15 +116,32 @@ impl Tally {
     }
 }
 
-/// Receives until told to stop and the channel is empty (or every sender is gone).
-fn each_event(events: Receiver<RunEvent>, stop: &AtomicBool, mut on: impl FnMut(Option<RunEvent>)) {
+/// How often the display thread looks at the channel.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Hands every event to `on` as `Some`, a tick's worth at a time, then `None` after each tick,
+/// until told to stop (then the channel is drained once more) or every sender is gone. Log
+/// lines a tick produces are written to stderr together.
+///
+/// The thread polls rather than blocking on the channel, so that a sender never has to wake
+/// it: a 10,000-PR run sends 40,000 events, and waking the display for each one cost the run's
+/// own threads more than the display itself.
+fn each_batch(events: Receiver<RunEvent>, stop: &AtomicBool, mut on: impl FnMut(Option<RunEvent>)) {
     loop {
-        match events.recv_timeout(Duration::from_millis(120)) {
-            Ok(e) => on(Some(e)),
-            Err(RecvTimeoutError::Timeout) if stop.load(Ordering::SeqCst) => return,
-            Err(RecvTimeoutError::Timeout) => on(None),
-            Err(RecvTimeoutError::Disconnected) => return,
+        // Read before draining: whatever was sent before the stop is shown.
+        let stopping = stop.load(Ordering::SeqCst);
+        let gone = stderr_batch::batch(|| loop {
+            match events.try_recv() {
+                Ok(e) => on(Some(e)),
+                Err(TryRecvError::Empty) => return false,
+                Err(TryRecvError::Disconnected) => return true,
+            }
+        });
+        on(None);
+        if stopping || gone {
+            return;
         }
+        std::thread::park_timeout(TICK);
     }
 }
 
@@ -145,8 +163,13 @@ fn run_bars(events: Receiver<RunEvent>, stop: &AtomicBool) {
     let mut running: HashMap<String, ProgressBar> = HashMap::new();
     overall.set_message(tally.summary());
 
-    each_event(events, stop, |event| {
-        let Some(event) = event else { return };
+    each_batch(events, stop, |event| {
+        let Some(event) = event else {
+            overall.set_length(tally.total());
+            overall.set_position(tally.done as u64);
+            overall.set_message(tally.summary());
+            return;
+        };
         match event {
             RunEvent::SessionQueued { id, workflow, goal } => {
                 tally.queued += 1;
@@ -190,9 +213,6 @@ fn run_bars(events: Receiver<RunEvent>, stop: &AtomicBool) {
             }
             RunEvent::EffectDone { .. } => tally.effects += 1,
         }
-        overall.set_length(tally.total());
-        overall.set_position(tally.done as u64);
-        overall.set_message(tally.summary());
     });
     for bar in running.values() {
         bar.finish_and_clear();
@@ -203,15 +223,17 @@ fn run_bars(events: Receiver<RunEvent>, stop: &AtomicBool) {
 
 fn run_log_lines(events: Receiver<RunEvent>, stop: &AtomicBool) {
     let mut goals: HashMap<String, (String, String)> = HashMap::new();
-    each_event(events, stop, |event| match event {
+    each_batch(events, stop, |event| match event {
         Some(RunEvent::SessionQueued { id, workflow, goal }) => {
             goals.insert(id, (workflow, goal));
         }
         Some(RunEvent::SessionStarted { id }) => {
-            let (workflow, goal) = goals.get(&id).cloned().unwrap_or_default();
+            let (workflow, goal) = goals.remove(&id).unwrap_or_default();
             tracing::info!(target: PROGRESS_TARGET, session = %id, workflow = %workflow, goal = %goal, "session started");
         }
         Some(RunEvent::SessionFinished { id, workflow, status, usage, duration_ms, error }) => {
+            // Finished without starting (taken from the journal, or failed at setup).
+            goals.remove(&id);
             let tokens = usage.input_tokens + usage.output_tokens;
             let cost = format!("{:.4}", usage.cost_usd);
             match error {
