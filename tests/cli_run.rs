@@ -264,3 +264,51 @@ fn runaway_data_growth_is_stopped_by_the_memory_budget() {
     // Copying a gigabyte string a few times; generous for a debug build on a loaded machine.
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
+
+/// A spawn with options the script got wrong throws before it takes a session id or a journal
+/// line: a script that catches the error finds no half-made session to wait on, and a negative
+/// or malformed timeout is a script error, never a crash.
+#[test]
+fn spawn_with_bad_options_throws_and_leaves_no_session_behind() {
+    let p = command_project("#!/bin/sh\necho '{\"output\": {\"verdict\": \"clean\"}}'\n", "10s");
+    p.write(
+        "bad.rhai",
+        r#"
+let errors = [];
+for timeout in ["abc", -5, true] {
+    try {
+        spawn_session("review", #{ goal: "look", timeout: timeout });
+    } catch (e) {
+        errors.push(e);
+    }
+}
+// The three refused spawns took no id: the first real one is s1, and s2 names nothing.
+let h = spawn_session("review", #{ goal: "look" });
+let waited = "waited";
+try {
+    await_sessions(["s2"]);
+} catch (e) {
+    waited = e;
+}
+let r = await_sessions([h])[0];
+#{ errors: errors, id: h.id, status: r.status, waited: waited }
+"#,
+    );
+    let out = p.coord().args(["run", "bad.rhai", "--json"]).run();
+    out.expect_code(0);
+    let r = out.json()["result"].clone();
+    let errors: Vec<&str> = r["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
+    assert_eq!(errors.len(), 3, "{r}");
+    assert!(errors[0].contains("spawn_session: timeout `abc`"), "{}", errors[0]);
+    assert!(errors[1].contains("non-negative number of seconds"), "{}", errors[1]);
+    assert!(errors[2].contains("not a bool"), "{}", errors[2]);
+    assert_eq!(r["id"], "s1");
+    assert_eq!(r["status"], "ok");
+    assert!(r["waited"].as_str().unwrap().contains("no session `s2`"), "{r}");
+    let journal = std::fs::read_to_string(p.runs()[0].join("journal.jsonl")).unwrap();
+    assert_eq!(journal.matches("\"fn\":\"spawn_session\"").count(), 1, "{journal}");
+
+    // The replay throws where the run threw, so it agrees with the journal.
+    let run = p.runs()[0].display().to_string();
+    p.coord().args(["replay", &run, "--json"]).run().expect_code(0);
+}

@@ -381,15 +381,7 @@ impl Host {
         opts: Value,
         schema_override: Option<Value>,
     ) -> Result<String, HostError> {
-        match opts.get("inputs") {
-            None | Some(Value::Null | Value::Object(_)) => {}
-            Some(other) => {
-                return Err(HostError::Script(format!(
-                    "spawn_session: `inputs` must be a map, not {}",
-                    json_type(other)
-                )))
-            }
-        }
+        self.check_spawn(workflow_name, &opts, schema_override.as_ref())?;
         // The opts are the call's arguments, kept once: the journal, the leaf and the result
         // map read goal and inputs from them (a replay copies nothing).
         let mut args = opts;
@@ -479,13 +471,56 @@ impl Host {
                 }
                 self.scheduler.spawn(order);
             }
-            Err(LeafSetupError::Script(msg)) => return Err(HostError::Script(msg)),
-            Err(LeafSetupError::Leaf(msg)) => {
+            // `check_spawn` refused every script error before the call was journaled; should one
+            // still get here, the session fails rather than staying pending for ever.
+            Err(LeafSetupError::Script(msg) | LeafSetupError::Leaf(msg)) => {
                 let result = SessionResult::failed(&id, workflow_name, SessionStatus::Failed, msg);
                 self.finish_session(result, true)?;
             }
         }
         Ok(id)
+    }
+
+    /// Refuses a spawn the script got wrong before the call takes a call index or a session id,
+    /// so the error leaves nothing behind: no journaled call, no session that never finishes.
+    /// What depends only on the arguments is checked in every mode, so a replay throws where the
+    /// run threw; the workflow itself only when the leaf may run (a replay needs no workflow file).
+    fn check_spawn(&mut self, workflow_name: &str, opts: &Value, schema: Option<&Value>) -> Result<(), HostError> {
+        let refuse = |msg: String| Err(HostError::Script(format!("spawn_session: {msg}")));
+        match opts.get("inputs") {
+            None | Some(Value::Null | Value::Object(_)) => {}
+            Some(other) => return refuse(format!("`inputs` must be a map, not {}", json_type(other))),
+        }
+        if let Err(msg) = opts.get("timeout").map_or(Ok(None), timeout_of) {
+            return refuse(msg);
+        }
+        if let Some(schema) = schema {
+            self.validator_for_override(schema).map_err(|msg| HostError::Script(format!("spawn_session: {msg}")))?;
+        }
+        if !self.offline_replay() {
+            let wf = self.workflows.get(workflow_name).map_err(|e| HostError::Script(format!("spawn_session: {e}")))?;
+            self.validator_for_workflow(&wf).map_err(|msg| HostError::Script(format!("spawn_session: {msg}")))?;
+        }
+        Ok(())
+    }
+
+    fn validator_for_override(&mut self, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
+        let hash = crate::journal::call_key::short_hash(schema.to_string().as_bytes());
+        if let Some(v) = self.validators.get(&hash) {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(workflow::compile_schema(schema)?);
+        self.validators.insert(hash, v.clone());
+        Ok(v)
+    }
+
+    fn validator_for_workflow(&mut self, wf: &workflow::Workflow) -> Result<Arc<jsonschema::Validator>, String> {
+        if let Some(v) = self.validators.get(&wf.name) {
+            return Ok(v.clone());
+        }
+        let v = Arc::new(workflow::compile_schema(&wf.schema)?);
+        self.validators.insert(wf.name.clone(), v.clone());
+        Ok(v)
     }
 
     /// Adds session `id` to the table, pending until [`Host::finish_session`] records its end.
@@ -531,37 +566,14 @@ impl Host {
             .map(str::to_owned)
             .or_else(|| over.and_then(|o| o.model))
             .or_else(|| if swapped { None } else { wf.model.clone() });
-        let timeout = match opts.get("timeout") {
-            Some(Value::Number(n)) => n.as_f64().map(Duration::from_secs_f64).unwrap_or(wf.timeout),
-            Some(Value::String(s)) => humantime::parse_duration(s)
-                .map_err(|e| LeafSetupError::Script(format!("spawn_session: timeout `{s}`: {e}")))?,
-            _ => wf.timeout,
-        };
+        let timeout =
+            opts.get("timeout").map_or(Ok(None), timeout_of).map_err(LeafSetupError::Script)?.unwrap_or(wf.timeout);
         let (schema, validator) = match schema_override {
-            None => (wf.schema.clone(), None),
+            None => (wf.schema.clone(), self.validator_for_workflow(&wf).map_err(LeafSetupError::Script)?),
             Some(schema) => {
-                let hash = crate::journal::call_key::short_hash(schema.to_string().as_bytes());
-                let v = match self.validators.get(&hash) {
-                    Some(v) => v.clone(),
-                    None => {
-                        let v = Arc::new(workflow::compile_schema(&schema).map_err(LeafSetupError::Script)?);
-                        self.validators.insert(hash, v.clone());
-                        v
-                    }
-                };
-                (Arc::new(schema), Some(v))
+                let v = self.validator_for_override(&schema).map_err(LeafSetupError::Script)?;
+                (Arc::new(schema), v)
             }
-        };
-        let validator = match validator {
-            Some(v) => v,
-            None => match self.validators.get(workflow_name) {
-                Some(v) => v.clone(),
-                None => {
-                    let v = Arc::new(workflow::compile_schema(&wf.schema).map_err(LeafSetupError::Script)?);
-                    self.validators.insert(workflow_name.to_owned(), v.clone());
-                    v
-                }
-            },
         };
         let prompt = wf.render_prompt(goal, inputs).map_err(LeafSetupError::Leaf)?;
         // Harnesses read per-call settings from the opts; goal and inputs travel on their own.
@@ -840,6 +852,20 @@ enum LeafSetupError {
     Script(String),
     /// This one leaf cannot run (harness missing, template error): a failed result.
     Leaf(String),
+}
+
+/// A spawn's `timeout` option: seconds, or a duration like `"20m"`; `()` means the workflow's.
+fn timeout_of(v: &Value) -> Result<Option<Duration>, String> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+            .map(Some)
+            .ok_or_else(|| format!("`timeout` must be a non-negative number of seconds, not {n}")),
+        Value::String(s) => humantime::parse_duration(s).map(Some).map_err(|e| format!("timeout `{s}`: {e}")),
+        other => Err(format!("`timeout` must be seconds or a duration like \"20m\", not {}", json_type(other))),
+    }
 }
 
 pub fn json_type(v: &Value) -> &'static str {
