@@ -49,13 +49,15 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
     } else {
         None
     };
-    let recorded = match read(&dir, args.recover) {
+    // Read on another thread while the script runs (a replay never acts, so it may start
+    // before the whole journal is checked); its warnings come with the outcome.
+    let recorded = match AnswerIndex::read_streaming(&dir, args.recover) {
         Ok(r) => r,
-        Err(code) => return code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::DIVERGED;
+        }
     };
-    for w in &recorded.warnings {
-        eprintln!("warning: {w}");
-    }
     let mut plan = RunPlan::new(args.script.clone().unwrap_or_else(|| recorded_script(&recorded)));
     plan.recording = Recording::From {
         run_dir: dir.clone(),

@@ -96,9 +96,13 @@ pub(super) fn take_lock(runs: &RunStore, name: &str) -> Result<RunLock, u8> {
 pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &crate::scheduler::Interrupt) -> u8 {
     let outcome = match outcome {
         Ok(o) => o,
+        // An unreadable journal reads the same whether it was found before or during a replay.
+        Err(SetupError::Journal(e)) => {
+            eprintln!("error: {e}");
+            return exit_code::DIVERGED;
+        }
         Err(err) => {
             let code = match &err {
-                SetupError::Journal(_) => exit_code::DIVERGED,
                 SetupError::Io(_) => exit_code::RUN_FAILED,
                 _ => exit_code::USAGE,
             };

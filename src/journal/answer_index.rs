@@ -10,9 +10,10 @@
 //! It must not interpret what a call means: that is the host's business.
 
 use super::entry::{Entry, EntryKind, RunHeader, RunStatus};
-use super::reader::{check_header, scan_lines, JournalError};
+use super::reader::{check_header, scan_lines, JournalError, Scanned};
 use super::writer::JOURNAL_FILE;
 use super::CallKey;
+use crate::scheduler::session::SessionResult;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -20,6 +21,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
 
 /// One line, with its payloads borrowed from the file rather than parsed.
 #[derive(Deserialize)]
@@ -77,23 +80,108 @@ pub struct RecordedCall {
     result: Option<Range<usize>>,
 }
 
+/// Lines of the journal sorted by what the index does with them: a whole journal, or one
+/// batch of a streamed one.
+#[derive(Default)]
+struct Lines {
+    first_kind: Option<EntryKind>,
+    header: Option<RunHeader>,
+    calls: Vec<RecordedCall>,
+    /// Session results: where each is, and, read on a reading thread, already parsed.
+    sessions: Vec<(String, Range<usize>, Option<Box<SessionResult>>)>,
+    /// Effect results by call number: where each is, and, on a reading thread, parsed.
+    effect_results: Vec<(u64, Range<usize>, Option<Value>)>,
+    finished: Option<RunStatus>,
+    last_seq: Option<u64>,
+}
+
+impl Lines {
+    fn is_empty(&self) -> bool {
+        self.last_seq.is_none()
+    }
+
+    /// Adds one line (which starts at `start` in the file). With `parse_payloads`, session and
+    /// effect results are parsed too: a reading thread does that work off the script's thread.
+    fn add(&mut self, line: &[u8], start: usize, parse_payloads: bool) -> Result<(), serde_json::Error> {
+        let f: LineFields<'_> = serde_json::from_slice(line)?;
+        self.first_kind.get_or_insert(f.kind);
+        self.last_seq = Some(f.seq);
+        match f.kind {
+            EntryKind::RunStarted => {
+                if self.header.is_none() {
+                    self.header = f.header;
+                }
+            }
+            EntryKind::Call | EntryKind::EffectIntent => self.calls.push(RecordedCall {
+                seq: f.seq,
+                kind: f.kind,
+                call: f.call,
+                function: text_of(f.function, line, start),
+                key: text_of(f.key, line, start),
+                pos: text_of(f.pos, line, start),
+                source: text_of(f.source, line, start),
+                session: text_of(f.session, line, start),
+                idempotency_key: text_of(f.idempotency_key, line, start),
+                args: f.args.map(|r| span_of(r, line, start)),
+                result: f.result.map(|r| span_of(r, line, start)),
+            }),
+            EntryKind::Session => {
+                if let (Some(id), Some(result)) = (f.session, f.result) {
+                    let parsed = parse_payloads.then(|| serde_json::from_str(result.get()).ok()).flatten();
+                    self.sessions.push((id.into_owned(), span_of(result, line, start), parsed));
+                }
+            }
+            EntryKind::EffectResult => {
+                if let (Some(call), Some(result)) = (f.call, f.result) {
+                    let parsed = parse_payloads.then(|| serde_json::from_str(result.get()).ok()).flatten();
+                    self.effect_results.push((call, span_of(result, line, start), parsed));
+                }
+            }
+            EntryKind::RunFinished => self.finished = Some(f.status.unwrap_or(RunStatus::Running)),
+        }
+        Ok(())
+    }
+}
+
+/// What the reading thread of a streamed index sends.
+enum Batch {
+    Lines(Lines),
+    End(Result<Scanned, JournalError>),
+}
+
+/// Lines per batch a reading thread sends: large enough that handing them over costs nothing,
+/// small enough that the first answers are there at once.
+const BATCH_LINES: usize = 1024;
+
 /// What answering calls needs from a journal, indexed; payloads parsed on demand.
+///
+/// Read whole ([`AnswerIndex::read`]) or streamed ([`AnswerIndex::read_streaming`]): then the
+/// header is checked at once and the rest is read on another thread while the script runs.
+/// Every accessor that could miss a line still being read is preceded by an `ensure_*` call
+/// that waits for it; a streamed journal found unreadable part-way keeps its error for
+/// [`AnswerIndex::finish_reading`], and nothing past the bad line is ever answered.
 pub struct AnswerIndex {
     pub dir: PathBuf,
     pub header: RunHeader,
     /// Calls and effect intents in call order (index = call number).
-    pub calls: Vec<RecordedCall>,
-    /// Session results by session id.
-    sessions: HashMap<String, Range<usize>>,
-    /// Effect results by call number.
-    effect_results: HashMap<u64, Range<usize>>,
-    pub finished: Option<RunStatus>,
+    calls: Vec<RecordedCall>,
+    /// Session results by session id: where each is, and the parsed result a reading thread
+    /// left for the first caller to take.
+    sessions: HashMap<String, (Range<usize>, Option<Box<SessionResult>>)>,
+    /// Effect results by call number, likewise.
+    effect_results: HashMap<u64, (Range<usize>, Option<Value>)>,
+    finished: Option<RunStatus>,
     /// Byte length of the valid prefix (what a resumed writer keeps).
     pub valid_len: u64,
     pub next_seq: u64,
     /// Warnings met while reading (a dropped torn line, a recovered prefix).
     pub warnings: Vec<String>,
-    bytes: Vec<u8>,
+    bytes: Arc<Vec<u8>>,
+    /// The reading thread of a streamed index, until it has sent its end. (Behind a lock
+    /// only so that the index can be shared before it is used; it is read from one thread.)
+    reading: Option<Mutex<Receiver<Batch>>>,
+    /// Why a streamed journal turned out unreadable part-way.
+    error: Option<JournalError>,
 }
 
 impl std::fmt::Debug for AnswerIndex {
@@ -104,6 +192,7 @@ impl std::fmt::Debug for AnswerIndex {
             .field("sessions", &self.sessions.len())
             .field("effect_results", &self.effect_results.len())
             .field("bytes", &self.bytes.len())
+            .field("reading", &self.reading.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -127,70 +216,168 @@ fn text_of(field: Option<Cow<'_, str>>, line: &[u8], line_start: usize) -> Optio
 }
 
 impl AnswerIndex {
-    pub fn read(dir: &Path, recover: bool) -> Result<Self, JournalError> {
-        let path = dir.join(JOURNAL_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing { path: path.clone(), source })?;
-        let mut header = None;
-        let mut calls = Vec::new();
-        let mut sessions = HashMap::new();
-        let mut effect_results = HashMap::new();
-        let mut finished = None;
-        let mut first_kind = None;
-        let mut last_seq = None;
-        let scanned = scan_lines(&path, &bytes, recover, |line, start| {
-            let f: LineFields<'_> = serde_json::from_slice(line)?;
-            first_kind.get_or_insert(f.kind);
-            last_seq = Some(f.seq);
-            match f.kind {
-                EntryKind::RunStarted => {
-                    if header.is_none() {
-                        header = f.header;
-                    }
-                }
-                EntryKind::Call | EntryKind::EffectIntent => calls.push(RecordedCall {
-                    seq: f.seq,
-                    kind: f.kind,
-                    call: f.call,
-                    function: text_of(f.function, line, start),
-                    key: text_of(f.key, line, start),
-                    pos: text_of(f.pos, line, start),
-                    source: text_of(f.source, line, start),
-                    session: text_of(f.session, line, start),
-                    idempotency_key: text_of(f.idempotency_key, line, start),
-                    args: f.args.map(|r| span_of(r, line, start)),
-                    result: f.result.map(|r| span_of(r, line, start)),
-                }),
-                EntryKind::Session => {
-                    if let (Some(id), Some(result)) = (f.session, f.result) {
-                        sessions.insert(id.into_owned(), span_of(result, line, start));
-                    }
-                }
-                EntryKind::EffectResult => {
-                    if let (Some(call), Some(result)) = (f.call, f.result) {
-                        effect_results.insert(call, span_of(result, line, start));
-                    }
-                }
-                EntryKind::RunFinished => finished = Some(f.status.unwrap_or(RunStatus::Running)),
-            }
-            Ok(())
-        })?;
-        let header = check_header(&path, first_kind, header)?;
-        Ok(AnswerIndex {
+    fn empty(dir: &Path, header: RunHeader, bytes: Arc<Vec<u8>>) -> Self {
+        AnswerIndex {
             dir: dir.to_owned(),
             header,
-            calls,
-            sessions,
-            effect_results,
-            finished,
-            valid_len: scanned.valid_len,
-            next_seq: last_seq.map(|s| s + 1).unwrap_or(0),
-            warnings: scanned.warnings,
+            calls: Vec::new(),
+            sessions: HashMap::new(),
+            effect_results: HashMap::new(),
+            finished: None,
+            valid_len: 0,
+            next_seq: 0,
+            warnings: Vec::new(),
             bytes,
-        })
+            reading: None,
+            error: None,
+        }
     }
 
-    pub fn status(&self) -> RunStatus {
-        self.finished.unwrap_or(RunStatus::Running)
+    fn read_bytes(dir: &Path) -> Result<(PathBuf, Arc<Vec<u8>>), JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing { path: path.clone(), source })?;
+        Ok((path, Arc::new(bytes)))
+    }
+
+    /// Reads the whole journal now.
+    pub fn read(dir: &Path, recover: bool) -> Result<Self, JournalError> {
+        let (path, bytes) = Self::read_bytes(dir)?;
+        let mut lines = Lines::default();
+        let scanned = scan_lines(&path, &bytes, recover, |line, start| lines.add(line, start, false))?;
+        let header = check_header(&path, lines.first_kind, lines.header.take())?;
+        let mut index = Self::empty(dir, header, bytes);
+        index.absorb(lines);
+        index.end(Ok(scanned));
+        Ok(index)
+    }
+
+    /// Checks the header now and reads the rest of the journal on another thread, while the
+    /// caller starts answering calls. A journal whose first line does not give a valid header
+    /// is read whole instead, so it is refused exactly as [`AnswerIndex::read`] refuses it.
+    pub fn read_streaming(dir: &Path, recover: bool) -> Result<Self, JournalError> {
+        let (path, bytes) = Self::read_bytes(dir)?;
+        let mut first = Lines::default();
+        let header_ok = memchr::memchr(b'\n', &bytes).is_some_and(|end| first.add(&bytes[..end], 0, false).is_ok());
+        let header = match (header_ok, first.first_kind, first.header) {
+            (true, Some(EntryKind::RunStarted), Some(h)) => check_header(&path, first.first_kind, Some(h)).ok(),
+            _ => None,
+        };
+        let Some(header) = header else {
+            return Self::read(dir, recover);
+        };
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let shared = bytes.clone();
+        let spawned = std::thread::Builder::new().name("coord-journal".into()).spawn(move || {
+            let mut batch = Lines::default();
+            let mut in_batch = 0;
+            let scanned = scan_lines(&path, &shared, recover, |line, start| {
+                batch.add(line, start, true)?;
+                in_batch += 1;
+                if in_batch == BATCH_LINES {
+                    in_batch = 0;
+                    let _ = sender.send(Batch::Lines(std::mem::take(&mut batch)));
+                }
+                Ok(())
+            });
+            if !batch.is_empty() {
+                let _ = sender.send(Batch::Lines(batch));
+            }
+            let _ = sender.send(Batch::End(scanned));
+        });
+        if spawned.is_err() {
+            return Self::read(dir, recover);
+        }
+        let mut index = Self::empty(dir, header, bytes);
+        index.reading = Some(Mutex::new(receiver));
+        Ok(index)
+    }
+
+    fn absorb(&mut self, mut lines: Lines) {
+        if let Some(seq) = lines.last_seq {
+            self.next_seq = seq + 1;
+        }
+        self.calls.append(&mut lines.calls);
+        self.sessions.extend(lines.sessions.into_iter().map(|(id, span, parsed)| (id, (span, parsed))));
+        self.effect_results.extend(lines.effect_results.into_iter().map(|(call, span, parsed)| (call, (span, parsed))));
+        if lines.finished.is_some() {
+            self.finished = lines.finished;
+        }
+    }
+
+    fn end(&mut self, scanned: Result<Scanned, JournalError>) {
+        self.reading = None;
+        match scanned {
+            Ok(scanned) => {
+                self.valid_len = scanned.valid_len;
+                self.warnings = scanned.warnings;
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+
+    /// Takes in the next batch of a streamed journal; false once everything is in.
+    fn read_more(&mut self) -> bool {
+        let Some(reading) = &self.reading else { return false };
+        let next = reading.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
+        match next {
+            Ok(Batch::Lines(lines)) => self.absorb(lines),
+            Ok(Batch::End(scanned)) => self.end(scanned),
+            // The reading thread died without its end: nothing more will come.
+            Err(()) => self.end(Err(JournalError::Corrupt {
+                path: self.dir.join(JOURNAL_FILE),
+                line: self.calls.len(),
+                reason: "the journal's reading thread stopped".into(),
+                valid: self.calls.len(),
+            })),
+        }
+        true
+    }
+
+    /// Waits until call `i` is read, or the journal is known to end before it.
+    pub fn ensure_call(&mut self, i: usize) {
+        while self.calls.len() <= i && self.read_more() {}
+    }
+
+    /// Waits until the result of session `id` is read, or the journal is known to hold none.
+    pub fn ensure_session(&mut self, id: &str) {
+        while !self.sessions.contains_key(id) && self.read_more() {}
+    }
+
+    /// Waits until the result of the effect at call `call` is read, or the journal holds none.
+    pub fn ensure_effect_result(&mut self, call: u64) {
+        while !self.effect_results.contains_key(&call) && self.read_more() {}
+    }
+
+    /// Reads the journal to its end; its error if it turned out unreadable part-way.
+    pub fn finish_reading(&mut self) -> Result<(), &JournalError> {
+        while self.read_more() {}
+        self.error.as_ref().map_or(Ok(()), Err)
+    }
+
+    /// Whether a streamed journal turned out unreadable: no answer may be trusted any more.
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The error of a journal that turned out unreadable part-way, taken out.
+    pub fn take_error(&mut self) -> Option<JournalError> {
+        self.error.take()
+    }
+
+    /// Calls and effect intents read so far, in call order (all of them once read whole).
+    pub fn calls(&self) -> &[RecordedCall] {
+        &self.calls
+    }
+
+    /// How the recorded run ended, if it did (reads the whole journal).
+    pub fn finished(&mut self) -> Option<RunStatus> {
+        while self.read_more() {}
+        self.finished
+    }
+
+    /// How the recorded run ended; `running` if it did not (reads the whole journal).
+    pub fn status(&mut self) -> RunStatus {
+        self.finished().unwrap_or(RunStatus::Running)
     }
 
     fn text<'a>(&'a self, field: &'a Option<Text>) -> Option<&'a str> {
@@ -241,11 +428,27 @@ impl AnswerIndex {
 
     /// A finished session's recorded result, parsed into `T`.
     pub fn session<T: serde::de::DeserializeOwned>(&self, id: &str) -> Option<Result<T, serde_json::Error>> {
-        self.sessions.get(id).map(|s| self.parse(s))
+        self.sessions.get(id).map(|(span, _)| self.parse(span))
     }
 
-    pub fn effect_result(&self, call: u64) -> Option<Value> {
-        self.effect_results.get(&call).and_then(|s| self.parse(s).ok())
+    /// A finished session's recorded result; the one a reading thread parsed is moved out, so
+    /// a second call parses it again.
+    pub fn take_session_result(&mut self, id: &str) -> Option<Result<SessionResult, serde_json::Error>> {
+        let (span, parsed) = self.sessions.get_mut(id)?;
+        Some(match parsed.take() {
+            Some(result) => Ok(*result),
+            None => serde_json::from_slice(&self.bytes[span.clone()]),
+        })
+    }
+
+    /// An effect's recorded result; the one a reading thread parsed is moved out, so a second
+    /// call parses it again.
+    pub fn take_effect_result(&mut self, call: u64) -> Option<Value> {
+        let (span, parsed) = self.effect_results.get_mut(&call)?;
+        match parsed.take() {
+            Some(result) => Some(result),
+            None => serde_json::from_slice(&self.bytes[span.clone()]).ok(),
+        }
     }
 
     /// Sessions whose recorded status is not `ok` (what `--retry-failed` runs again).
@@ -258,8 +461,8 @@ impl AnswerIndex {
         let mut failed: Vec<String> = self
             .sessions
             .iter()
-            .filter(|(_, span)| {
-                serde_json::from_slice::<Status<'_>>(&self.bytes[(*span).clone()])
+            .filter(|(_, (span, _))| {
+                serde_json::from_slice::<Status<'_>>(&self.bytes[span.clone()])
                     .map(|s| s.status.as_deref() != Some("ok"))
                     .unwrap_or(true)
             })
@@ -320,14 +523,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_run(dir.path());
         let full = RecordedRun::read(dir.path()).unwrap();
-        let index = AnswerIndex::read(dir.path(), false).unwrap();
+        let mut index = AnswerIndex::read(dir.path(), false).unwrap();
         assert_eq!(index.calls.len(), full.calls.len());
         for (call, entry) in index.calls.iter().zip(&full.calls) {
             let rebuilt = index.entry(call);
             assert_eq!(serde_json::to_value(&rebuilt).unwrap(), serde_json::to_value(entry).unwrap());
         }
         assert_eq!(index.session::<Value>("s1").unwrap().unwrap(), full.sessions["s1"]);
-        assert_eq!(index.effect_result(1), full.effect_results.get(&1).cloned());
+        assert_eq!(index.take_effect_result(1), full.effect_results.get(&1).cloned());
+        assert_eq!(index.take_effect_result(1), full.effect_results.get(&1).cloned(), "taken twice");
         assert_eq!(index.failed_sessions(), vec!["s1".to_owned()]);
         assert_eq!(index.status(), RunStatus::Succeeded);
         assert_eq!((index.valid_len, index.next_seq), (full.valid_len, full.next_seq()));
@@ -358,7 +562,7 @@ mod tests {
         let path = dir.path().join(JOURNAL_FILE);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 10]).unwrap();
-        let index = AnswerIndex::read(dir.path(), false).unwrap();
+        let mut index = AnswerIndex::read(dir.path(), false).unwrap();
         assert_eq!(index.status(), RunStatus::Running);
         assert!(index.warnings[0].contains("torn"));
 
@@ -370,5 +574,53 @@ mod tests {
         let recovered = AnswerIndex::read(dir.path(), true).unwrap();
         assert_eq!(recovered.calls.len(), 1);
         assert!(!recovered.has_session("s1"));
+    }
+
+    #[test]
+    fn a_streamed_journal_answers_as_the_whole_one() {
+        let dir = tempfile::tempdir().unwrap();
+        write_run(dir.path());
+        let whole = AnswerIndex::read(dir.path(), false).unwrap();
+        let mut streamed = AnswerIndex::read_streaming(dir.path(), false).unwrap();
+        assert_eq!(streamed.header.run_id, "r1");
+        streamed.ensure_session("s1");
+        assert_eq!(streamed.session::<Value>("s1").unwrap().unwrap(), whole.session::<Value>("s1").unwrap().unwrap());
+        streamed.ensure_effect_result(1);
+        assert_eq!(streamed.take_effect_result(1), Some(json!({"status": "merged"})));
+        assert!(streamed.finish_reading().is_ok());
+        assert_eq!(streamed.calls().len(), whole.calls().len());
+        assert_eq!(streamed.status(), RunStatus::Succeeded);
+        assert_eq!((streamed.valid_len, streamed.next_seq), (whole.valid_len, whole.next_seq));
+        // Asking for what the journal does not hold waits for its end, then says so.
+        streamed.ensure_session("s9");
+        assert!(!streamed.has_session("s9"));
+    }
+
+    #[test]
+    fn a_streamed_journal_found_corrupt_part_way_keeps_the_error_and_answers_nothing_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        write_run(dir.path());
+        let path = dir.path().join(JOURNAL_FILE);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.insert(2, "{\"seq\": 9, \"type\": \"call\", \"result\": [1,");
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+
+        // The header is fine, so reading starts; the bad third line ends it.
+        let mut streamed = AnswerIndex::read_streaming(dir.path(), false).unwrap();
+        streamed.ensure_session("s1");
+        assert!(!streamed.has_session("s1"), "the session's line comes after the corrupt one");
+        assert!(streamed.failed());
+        assert!(matches!(streamed.finish_reading(), Err(JournalError::Corrupt { line: 3, valid: 2, .. })));
+
+        // Recovering keeps the prefix and says so.
+        let mut recovered = AnswerIndex::read_streaming(dir.path(), true).unwrap();
+        assert!(recovered.finish_reading().is_ok());
+        assert_eq!(recovered.calls().len(), 1);
+        assert!(recovered.warnings[0].contains("recovered the 2 entries"), "{:?}", recovered.warnings);
+
+        // A torn first line cannot give a header: refused as a whole read refuses it.
+        std::fs::write(&path, "{\"seq\": 0, \"type\": \"run_sta").unwrap();
+        assert!(matches!(AnswerIndex::read_streaming(dir.path(), false), Err(JournalError::Empty { .. })));
     }
 }

@@ -209,11 +209,13 @@ fn execute_on_script_thread(
     {
         // Between operations: stop for a graceful stop, or when the heap outgrows its budget.
         let flag = interrupt.clone();
-        let heap_limit = crate::script::heap_meter::live_bytes().saturating_add(plan.limits.max_heap_bytes);
+        // The script thread's own allocations: this closure runs on it, between operations.
+        let heap_limit = crate::script::heap_meter::thread_live_bytes()
+            .saturating_add(isize::try_from(plan.limits.max_heap_bytes).unwrap_or(isize::MAX));
         engine.on_progress(move |_| {
             if flag.is_set() {
                 Some(rhai::Dynamic::from(STOP_INTERRUPTED))
-            } else if crate::script::heap_meter::live_bytes() > heap_limit {
+            } else if crate::script::heap_meter::thread_live_bytes() > heap_limit {
                 Some(rhai::Dynamic::from(STOP_HEAP))
             } else {
                 None
@@ -305,10 +307,9 @@ fn execute_on_script_thread(
             };
             let failed = if *retry_failed { rec.failed_sessions() } else { Vec::new() };
             let run_id = rec.header.run_id.clone();
-            let warnings = rec.warnings.clone();
             let mut calls = RecordedCalls::new(rec, *mode);
             calls.rerun(failed);
-            (run_id, run_dir.clone(), journal, Some((calls, warnings)))
+            (run_id, run_dir.clone(), journal, Some(calls))
         }
         _ => {
             let (id, dir) = plan.runs.create_run(&coordinator)?;
@@ -340,10 +341,7 @@ fn execute_on_script_thread(
             (id, dir, journal, None)
         }
     };
-    let (recorded, mut warnings) = match recorded {
-        Some((c, w)) => (Some(c), w),
-        None => (None, Vec::new()),
-    };
+    let mut warnings = Vec::new();
     if !offline {
         run_dir::write_pid(&run_dir)?;
     }
@@ -382,6 +380,12 @@ fn execute_on_script_thread(
     drop(engine);
     let mut host = cell.take().expect("the host was installed above");
     host.flush_log();
+    // A journal streamed in while the script ran is known readable only once read to its end:
+    // an unreadable one is refused as a whole, as if it had been read before the run.
+    if let Some(rec) = host.recorded_mut() {
+        rec.finish_reading().map_err(|e| SetupError::Journal(Box::new(e)))?;
+        warnings.extend(rec.warnings().iter().cloned());
+    }
 
     let (status, failure, result) = match evaluated {
         Ok(value) => (RunStatus::Succeeded, None, rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null)),
@@ -479,6 +483,8 @@ fn classify_failure(
             RunFailure::Divergence(d, Box::new(diag))
         }
         Some(HostError::JournalEnded(i)) => RunFailure::JournalEnded(i),
+        // `execute` reports the journal's own error in place of the run's.
+        Some(e @ HostError::UnreadableJournal) => RunFailure::Host(e.to_string()),
         Some(HostError::Journal(e)) => RunFailure::Host(format!("journal: {e}")),
         Some(HostError::World(m)) => {
             let mut d = ScriptDiagnostic::from_eval(err, script, source);

@@ -1,10 +1,16 @@
-//! Counts the process's live heap bytes, so a runaway script can be stopped by a memory budget.
+//! Counts each thread's live heap bytes, so a runaway script can be stopped by a memory budget.
 //!
 //! Rhai's own size limits re-measure a whole nested value after every change to it, which
 //! makes building a 10,000-element list of maps quadratic (a minute instead of milliseconds).
 //! Counting allocations is constant time per allocation; the engine's progress callback
-//! compares the count with the budget between operations. It must stay a thin wrapper over
-//! the underlying allocator: no locking, no allocation of its own.
+//! compares the script thread's count with the budget between operations. It must stay a thin
+//! wrapper over the underlying allocator: no locking, no atomics, no allocation of its own.
+//!
+//! The count is per thread (bytes a thread allocated minus bytes it freed), not one process
+//! total: a shared atomic counter was written by every allocation of every thread, and with
+//! the script, the scheduler and a journal reader allocating at once its cache line bounced
+//! between the cores on each of millions of allocations. The budget is the script's, and the
+//! script's own allocations are what grow in a runaway script.
 //!
 //! Underneath is jemalloc. A run allocates many small maps from several threads, and the
 //! allocator decides how much of what is freed stays resident: glibc's per-thread arenas
@@ -15,7 +21,7 @@
 //! in a 10,000-PR replay on a quiet machine (docs/performance.md, round F-G).
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
 use tikv_jemallocator::Jemalloc;
 
 /// jemalloc's build-time options, read when it starts: freed pages go back to the system after
@@ -29,14 +35,24 @@ pub static malloc_conf: Option<&'static libc::c_char> =
 
 pub struct CountingAllocator;
 
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Bytes this thread allocated minus bytes it freed. Const-initialised and without a
+    /// destructor, so reading it never allocates (this runs inside the allocator).
+    static THREAD_LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+#[inline]
+fn count(delta: isize) {
+    // `try_with`: a thread being torn down may still free memory.
+    let _ = THREAD_LIVE.try_with(|live| live.set(live.get().wrapping_add(delta)));
+}
 
 // SAFETY: every method forwards to jemalloc unchanged and only keeps a count.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = Jemalloc.alloc(layout);
         if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+            count(layout.size() as isize);
         }
         p
     }
@@ -44,24 +60,20 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = Jemalloc.alloc_zeroed(layout);
         if !p.is_null() {
-            LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+            count(layout.size() as isize);
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         Jemalloc.dealloc(ptr, layout);
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        count(-(layout.size() as isize));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = Jemalloc.realloc(ptr, layout, new_size);
         if !p.is_null() {
-            if new_size >= layout.size() {
-                LIVE_BYTES.fetch_add(new_size - layout.size(), Ordering::Relaxed);
-            } else {
-                LIVE_BYTES.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
+            count(new_size as isize - layout.size() as isize);
         }
         p
     }
@@ -70,7 +82,25 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-/// Heap bytes currently allocated by the whole process.
-pub fn live_bytes() -> usize {
-    LIVE_BYTES.load(Ordering::Relaxed)
+/// Heap bytes the calling thread has allocated and not freed (negative when it freed more
+/// than it allocated: memory another thread made).
+pub fn thread_live_bytes() -> isize {
+    THREAD_LIVE.try_with(Cell::get).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thread_live_bytes;
+
+    #[test]
+    fn counts_what_this_thread_allocates_and_frees() {
+        let before = thread_live_bytes();
+        let block = vec![0u8; 1 << 20];
+        assert!(thread_live_bytes() - before >= 1 << 20);
+        // Another thread's allocations are its own.
+        std::thread::spawn(|| std::hint::black_box(vec![0u8; 1 << 22])).join().unwrap();
+        assert!(thread_live_bytes() - before < 1 << 21);
+        drop(block);
+        assert!(thread_live_bytes() - before < 1 << 10);
+    }
 }

@@ -17,7 +17,7 @@ use crate::run::run_event::{RunEvent, RunEvents};
 use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
 use crate::scheduler::worktree::WorktreePlan;
 use crate::scheduler::{SchedulerClient, SpawnOrder};
-use crate::script::recorded_calls::{Divergence, RecordedCalls, ReplayMode};
+use crate::script::recorded_calls::{AnswerError, Divergence, RecordedCalls, ReplayMode};
 use crate::workflow::{self, WorkflowSet};
 use indexmap::IndexMap;
 use serde_json::{json, Value};
@@ -34,6 +34,8 @@ pub enum HostError {
     Script(String),
     #[error("the script diverged from the journal at call {}", .0.index)]
     Divergence(Box<Divergence>),
+    #[error("the recorded journal is unreadable")]
+    UnreadableJournal,
     #[error("the journal ends at call {0}: the recorded run was interrupted here (finish it with `coord resume`)")]
     JournalEnded(u64),
     #[error("journal: {0}")]
@@ -247,6 +249,10 @@ impl Host {
         self.recorded.as_ref()
     }
 
+    pub fn recorded_mut(&mut self) -> Option<&mut RecordedCalls> {
+        self.recorded.as_mut()
+    }
+
     fn replaying(&self) -> Option<ReplayMode> {
         self.recorded.as_ref().map(|r| r.mode)
     }
@@ -293,8 +299,10 @@ impl Host {
         let answer = match &mut self.recorded {
             None => None,
             Some(rec) => {
-                let ans =
-                    rec.answer(index, function, &key, args, site).map_err(|d| HostError::Divergence(Box::new(d)))?;
+                let ans = rec.answer(index, function, &key, args, site).map_err(|e| match e {
+                    AnswerError::Divergence(d) => HostError::Divergence(d),
+                    AnswerError::Unreadable => HostError::UnreadableJournal,
+                })?;
                 if ans.is_none() && rec.mode == ReplayMode::Exact {
                     return Err(HostError::JournalEnded(index));
                 }
@@ -406,7 +414,7 @@ impl Host {
                     Some(id.clone()),
                 ))?;
             }
-            let recorded = ans.finished_session.as_deref().and_then(|s| self.recorded.as_ref()?.session(s));
+            let recorded = ans.finished_session.as_deref().and_then(|s| self.recorded.as_mut()?.session_result(s));
             if let Some(recorded) = recorded {
                 let mut result: SessionResult =
                     recorded.map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;

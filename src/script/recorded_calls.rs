@@ -43,12 +43,21 @@ pub struct RecordedCalls {
     pub divergence: Option<Divergence>,
     /// Session ids whose recorded results must not be reused (`--retry-failed`).
     rerun_sessions: std::collections::HashSet<String>,
-    pub finished: bool,
+}
+
+/// Why a call got no answer.
+#[derive(Debug)]
+pub enum AnswerError {
+    /// An exact replay met a call the journal does not hold.
+    Divergence(Box<Divergence>),
+    /// The journal turned out unreadable while it was being read (its error is kept in the
+    /// index, for [`RecordedCalls::finish_reading`]).
+    Unreadable,
 }
 
 fn index_by_key(journal: &AnswerIndex) -> HashMap<CallKey, VecDeque<usize>> {
-    let mut by_key: HashMap<CallKey, VecDeque<usize>> = HashMap::with_capacity(journal.calls.len());
-    for (i, e) in journal.calls.iter().enumerate() {
+    let mut by_key: HashMap<CallKey, VecDeque<usize>> = HashMap::with_capacity(journal.calls().len());
+    for (i, e) in journal.calls().iter().enumerate() {
         if let Some(k) = journal.key(e) {
             by_key.entry(CallKey(k.to_owned())).or_default().push_back(i);
         }
@@ -78,8 +87,7 @@ impl RecordedCalls {
     pub fn new(journal: AnswerIndex, mode: ReplayMode) -> Self {
         RecordedCalls {
             mode,
-            used: vec![false; journal.calls.len()],
-            finished: journal.finished.is_some(),
+            used: Vec::new(),
             journal,
             by_key: None,
             positional: true,
@@ -93,8 +101,26 @@ impl RecordedCalls {
         self.rerun_sessions.extend(ids);
     }
 
+    /// Reads the rest of a streamed journal; its error if it turned out unreadable.
+    pub fn finish_reading(&mut self) -> Result<(), crate::journal::JournalError> {
+        match self.journal.finish_reading() {
+            Ok(()) => Ok(()),
+            Err(_) => Err(self.journal.take_error().expect("an unreadable journal keeps its error")),
+        }
+    }
+
+    /// Warnings met reading the journal (complete once [`RecordedCalls::finish_reading`] ran).
+    pub fn warnings(&self) -> &[String] {
+        &self.journal.warnings
+    }
+
+    fn is_used(&self, i: usize) -> bool {
+        self.used.get(i).copied().unwrap_or(false)
+    }
+
     /// Looks up the answer for call `index`. `Ok(None)` means the journal has nothing for it
-    /// (go live, or not_recorded); `Err` is a divergence in exact mode.
+    /// (go live, or not_recorded); `Err` is a divergence in exact mode, or a journal that
+    /// turned out unreadable while it was read.
     pub fn answer(
         &mut self,
         index: u64,
@@ -102,11 +128,29 @@ impl RecordedCalls {
         key: &CallKey,
         args: &Value,
         site: &CallSite,
-    ) -> Result<Option<RecordedAnswer>, Divergence> {
+    ) -> Result<Option<RecordedAnswer>, AnswerError> {
+        let answer = self.answer_unchecked(index, function, key, args, site);
+        // Nothing read past an unreadable line may be trusted, and neither may a miss that
+        // was only a miss because reading stopped there.
+        if self.journal.failed() {
+            return Err(AnswerError::Unreadable);
+        }
+        answer
+    }
+
+    fn answer_unchecked(
+        &mut self,
+        index: u64,
+        function: &str,
+        key: &CallKey,
+        args: &Value,
+        site: &CallSite,
+    ) -> Result<Option<RecordedAnswer>, AnswerError> {
         let i = index as usize;
         if self.positional {
-            match self.journal.calls.get(i) {
-                Some(e) if self.journal.key(e) == Some(key.0.as_str()) && !self.used[i] => {
+            self.journal.ensure_call(i);
+            match self.journal.calls().get(i) {
+                Some(e) if self.journal.key(e) == Some(key.0.as_str()) && !self.is_used(i) => {
                     return Ok(Some(self.take(i, true)))
                 }
                 recorded => {
@@ -123,8 +167,8 @@ impl RecordedCalls {
                     match self.mode {
                         // The journal of a run that never finished simply stops: no more
                         // answers, which the host reports as the journal's end.
-                        ReplayMode::Exact if past_end && !self.finished => return Ok(None),
-                        ReplayMode::Exact => return Err(divergence),
+                        ReplayMode::Exact if past_end && self.journal.finished().is_none() => return Ok(None),
+                        ReplayMode::Exact => return Err(AnswerError::Divergence(Box::new(divergence))),
                         // Running past the end of an interrupted run's journal is not a
                         // divergence: it is where resume goes live.
                         ReplayMode::Resume if past_end => {}
@@ -133,11 +177,16 @@ impl RecordedCalls {
                 }
             }
         }
-        let journal = &self.journal;
-        let by_key = self.by_key.get_or_insert_with(|| index_by_key(journal));
+        if self.by_key.is_none() {
+            // Matching by key needs every recorded call.
+            let _ = self.journal.finish_reading();
+            self.by_key = Some(index_by_key(&self.journal));
+        }
+        let used = &self.used;
+        let by_key = self.by_key.as_mut().expect("built above");
         let found = by_key.get_mut(key).and_then(|q| {
             while let Some(&j) = q.front() {
-                if !self.used[j] {
+                if !used.get(j).copied().unwrap_or(false) {
                     return Some(j);
                 }
                 q.pop_front();
@@ -147,25 +196,38 @@ impl RecordedCalls {
         Ok(found.map(|j| self.take(j, false)))
     }
 
-    /// The recorded result of a finished session, parsed into `T`.
-    pub fn session<T: serde::de::DeserializeOwned>(&self, id: &str) -> Option<Result<T, serde_json::Error>> {
-        self.journal.session(id)
+    /// The recorded result of a finished session.
+    pub fn session_result(
+        &mut self,
+        id: &str,
+    ) -> Option<Result<crate::scheduler::session::SessionResult, serde_json::Error>> {
+        self.journal.take_session_result(id)
     }
 
     fn take(&mut self, i: usize, positional: bool) -> RecordedAnswer {
+        if self.used.len() <= i {
+            self.used.resize(i + 1, false);
+        }
         self.used[i] = true;
+        // What this call's answer draws on may be further down a journal still being read.
+        let recorded = &self.journal.calls()[i];
+        let session = self.journal.spawned_session(recorded).map(str::to_owned);
+        let effect_call = recorded.call.filter(|_| recorded.kind == EntryKind::EffectIntent);
+        if let Some(id) = &session {
+            self.journal.ensure_session(id);
+        }
+        let effect_result = effect_call.and_then(|call| {
+            self.journal.ensure_effect_result(call);
+            self.journal.take_effect_result(call)
+        });
         let journal = &self.journal;
-        let recorded = &journal.calls[i];
-        let finished_session = journal
-            .spawned_session(recorded)
-            .filter(|id| !self.rerun_sessions.contains(*id) && journal.has_session(id))
-            .map(str::to_owned);
-        let effect = recorded.kind == EntryKind::EffectIntent;
+        let recorded = &journal.calls()[i];
+        let finished_session = session.filter(|id| !self.rerun_sessions.contains(id) && journal.has_session(id));
         RecordedAnswer {
             result: journal.result_text(recorded).map(str::to_owned),
             call: recorded.call,
             idempotency_key: journal.idempotency_key(recorded).map(str::to_owned),
-            effect_result: recorded.call.filter(|_| effect).and_then(|c| journal.effect_result(c)),
+            effect_result,
             finished_session,
             positional,
         }
