@@ -45,6 +45,58 @@ struct ScenarioFile {
     expect: Option<Spanned<Expectations>>,
 }
 
+/// Scenarios at least this large are parsed in two halves, one on another thread.
+const SPLIT_PARSE_BYTES: usize = 256 * 1024;
+
+/// Parses a scenario file. A large one (10,000 PRs is 2.8 MB, and TOML's spanned parse is a
+/// sixth of such a run) is split before an array-of-tables entry (`[[...]]`) near its middle
+/// and the halves are parsed at once on two threads, then their entries joined. Whenever the
+/// halves do not give exactly what the whole would (either half fails, or the second holds
+/// anything but further entries), the whole file is parsed instead, so every error is the
+/// whole file's own, with its own spans.
+fn parse_file(source: &str) -> Result<ScenarioFile, toml::de::Error> {
+    split_point(source).and_then(|at| parse_halves(source, at)).map_or_else(|| toml::from_str(source), Ok)
+}
+
+/// The start of a line beginning `[[` at or after the middle of a large file.
+fn split_point(source: &str) -> Option<usize> {
+    if source.len() < SPLIT_PARSE_BYTES {
+        return None;
+    }
+    let middle = source.len() / 2;
+    memchr::memmem::find(&source.as_bytes()[middle..], b"\n[[").map(|i| middle + i + 1)
+}
+
+fn parse_halves(source: &str, at: usize) -> Option<ScenarioFile> {
+    let (head, tail) = std::thread::scope(|scope| {
+        let tail = scope.spawn(|| {
+            // Blanks in place of the head keep every span an offset into the whole file.
+            let mut padded = " ".repeat(at);
+            padded.push_str(&source[at..]);
+            toml::from_str::<ScenarioFile>(&padded).ok()
+        });
+        let head = toml::from_str::<ScenarioFile>(&source[..at]).ok();
+        (head, tail.join().ok().flatten())
+    });
+    let (mut head, tail) = (head?, tail?);
+    // A split inside a multi-line string leaves the head unterminated, so it failed above;
+    // a tail that sets anything but array entries would have clashed with the head.
+    let only_entries = tail.coordinator.is_none()
+        && tail.description.is_empty()
+        && tail.now.is_none()
+        && tail.inputs.is_empty()
+        && tail.git.main.is_none()
+        && tail.git.branches.is_empty()
+        && tail.expect.is_none();
+    if !only_entries {
+        return None;
+    }
+    head.github.prs.extend(tail.github.prs);
+    head.github.issues.extend(tail.github.issues);
+    head.leaf.extend(tail.leaf);
+    Some(head)
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct GithubFixtures {
@@ -189,7 +241,7 @@ impl Scenario {
     }
 
     pub fn parse(path: &Path, source: String) -> Result<Self, ScenarioDiagnostic> {
-        let mut file: ScenarioFile = toml::from_str(&source).map_err(|e| {
+        let mut file: ScenarioFile = parse_file(&source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             ScenarioDiagnostic::at(path, &source, span, e.message().to_owned(), None)
         })?;
@@ -453,5 +505,61 @@ status = "timeout"
         assert!(err.to_string().contains("unknown field"), "{err}");
         let err = parse("not toml [").unwrap_err();
         assert!(err.span_start().is_some());
+    }
+
+    /// A scenario large enough to be parsed in halves: `n` PRs, then one leaf rule per PR.
+    fn large(n: usize) -> String {
+        let mut s =
+            String::from("coordinator = \"groom-prs\"\nnow = \"2026-11-21T09:00:00Z\"\n[inputs]\nrepo = \"a/b\"\n");
+        for pr in 1..=n {
+            s.push_str(&format!("[[github.prs]]\nnumber = {pr}\ntitle = \"Change {pr}\"\nhead_sha = \"{pr:07x}\"\n"));
+        }
+        for pr in 1..=n {
+            s.push_str(&format!(
+                "[[leaf]]\nworkflow = \"mr-review\"\nmatch = {{ pr = {pr} }}\noutput = {{ verdict = \"clean\" }}\n"
+            ));
+        }
+        s
+    }
+
+    #[test]
+    fn a_large_scenario_parsed_in_halves_equals_the_whole() {
+        let src = large(3_000);
+        assert!(split_point(&src).is_some(), "large enough to split");
+        let halves = parse(&src).unwrap();
+        let whole: ScenarioFile = toml::from_str(&src).unwrap();
+        assert_eq!(halves.prs.len(), 3_000);
+        assert_eq!(halves.rules.len(), whole.leaf.len());
+        assert_eq!(halves.prs[2_999]["number"], 3_000);
+        // Spans in the second half are offsets into the whole file.
+        for (rule, file_rule) in halves.rules.iter().zip(&whole.leaf) {
+            assert_eq!(rule.workflow_span, file_rule.workflow.span());
+            assert_eq!(rule.responses[0].output_span, file_rule.output.as_ref().map(Spanned::span));
+        }
+        assert_eq!(halves.inputs["repo"], "a/b");
+    }
+
+    #[test]
+    fn a_large_scenario_whose_halves_disagree_with_the_whole_is_read_whole() {
+        // An error in the second half is the whole file's error, at its place in the file.
+        let mut src = large(3_000);
+        let bad = src.rfind("workflow = ").unwrap();
+        src.replace_range(bad..bad + "workflow".len(), "workflw!");
+        let err = parse(&src).unwrap_err();
+        assert_eq!(err.span_start().map(|s| (s as isize - bad as isize).abs() < 16), Some(true), "{err}");
+
+        // A multi-line string across the split point: the head alone does not parse.
+        let mut src = large(3_000);
+        let at = split_point(&src).unwrap();
+        src.insert_str(at - 1, "\n[[leaf]]\nworkflow = \"w\"\ntext = \"\"\"\n");
+        let at = split_point(&src).unwrap();
+        src.insert_str(at + 2, "\n\"\"\"\n");
+        let _ = parse(&src); // whatever the whole file says, the halves never decide it
+        assert_eq!(parse(&src).is_ok(), toml::from_str::<ScenarioFile>(&src).is_ok());
+
+        // A second half that sets a top-level key is read whole (here: a duplicate key).
+        let mut src = large(3_000);
+        src.push_str("coordinator = \"again\"\n");
+        assert!(parse(&src).is_err());
     }
 }
