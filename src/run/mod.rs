@@ -212,12 +212,10 @@ fn execute_on_script_thread(
         // The script thread's own allocations: this closure runs on it, between operations.
         let heap_limit = crate::script::heap_meter::thread_live_bytes()
             .saturating_add(isize::try_from(plan.limits.max_heap_bytes).unwrap_or(isize::MAX));
-        engine.on_progress(move |operations| {
-            // Every 64th operation is often enough to stop within microseconds, and spares the
-            // other 63 the two reads.
-            if operations % 64 != 0 {
-                None
-            } else if flag.is_set() {
+        // Checked after every operation: a string that doubles each time outgrows any budget
+        // within a few dozen operations.
+        engine.on_progress(move |_| {
+            if flag.is_set() {
                 Some(rhai::Dynamic::from(STOP_INTERRUPTED))
             } else if crate::script::heap_meter::thread_live_bytes() > heap_limit {
                 Some(rhai::Dynamic::from(STOP_HEAP))
