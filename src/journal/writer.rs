@@ -6,7 +6,7 @@
 //! - `sync` also fsyncs, which survives power loss. The host syncs before an external effect and
 //!   at await boundaries (group commit: one fsync covers everything written since the last).
 
-use super::entry::Entry;
+use super::entry::{Entry, EntryKind};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -93,7 +93,27 @@ impl JournalWriter {
         Ok(entry.seq)
     }
 
+    /// Appends a `session` entry whose result is serialized straight from `result`: the same
+    /// line as `append(Entry::session(id, to_value(result)))`, without building the JSON tree.
+    pub fn append_session(&mut self, id: &str, result: &impl serde::Serialize) -> io::Result<u64> {
+        #[derive(serde::Serialize)]
+        struct SessionLine<'a, R> {
+            seq: u64,
+            #[serde(rename = "type")]
+            kind: EntryKind,
+            result: &'a R,
+            session: &'a str,
+        }
+        let seq = self.next_seq;
+        self.write_line(&SessionLine { seq, kind: EntryKind::Session, result, session: id })?;
+        Ok(seq)
+    }
+
     fn write_entry(&mut self, entry: &Entry) -> io::Result<()> {
+        self.write_line(entry)
+    }
+
+    fn write_line(&mut self, entry: &impl serde::Serialize) -> io::Result<()> {
         match &mut self.sink {
             Sink::File(w) => {
                 serde_json::to_writer(&mut *w, entry)?;
@@ -144,5 +164,23 @@ impl JournalWriter {
 impl Drop for JournalWriter {
     fn drop(&mut self) {
         let _ = self.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_session_line_written_straight_equals_the_entry() {
+        let result = json!({"id": "s1", "workflow": "w", "status": "ok", "output": {"a": [1, "b"]}});
+        let mut direct = JournalWriter::in_memory();
+        direct.append_session("s1", &result).unwrap();
+        let mut via_entry = JournalWriter::in_memory();
+        via_entry.append(Entry::session("s1", result)).unwrap();
+        let (Sink::Memory(a), Sink::Memory(b)) = (&direct.sink, &via_entry.sink) else { unreachable!() };
+        assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        assert_eq!(direct.next_seq(), 1);
     }
 }

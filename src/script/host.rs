@@ -626,13 +626,14 @@ impl Host {
         // journaled, so `coord resume` runs it again.
         let stopping = self.interrupt.is_set() && result.status == SessionStatus::Cancelled;
         if journal && !stopping {
-            let mut record = serde_json::to_value(&result).expect("session results serialize");
-            let output_len = if result.output.is_null() { 0 } else { result.output.to_string().len() };
-            if output_len > INLINE_LIMIT {
+            if fits_inline(&result.output) {
+                self.journal.append_session(&result.id, &result)?;
+            } else {
+                let mut record = serde_json::to_value(&result).expect("session results serialize");
                 let hash = self.blobs.put(result.output.to_string().as_bytes())?;
                 record["output"] = json!({ "$blob": hash });
+                self.journal.append(Entry::session(&result.id, record))?;
             }
-            self.journal.append(Entry::session(&result.id, record))?;
         } else if let Some(hash) = result.output.get("$blob").and_then(Value::as_str) {
             let bytes = self.blobs.get(hash)?;
             result.output = serde_json::from_slice(&bytes)
@@ -862,6 +863,26 @@ enum LeafSetupError {
     Leaf(String),
 }
 
+/// Whether a leaf's output is small enough to stay in the journal line (else it becomes a
+/// blob). Measured by serializing into a counter that gives up past the limit, so neither a
+/// small output nor a huge one is written out just to be measured.
+fn fits_inline(output: &Value) -> bool {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            if self.0 > INLINE_LIMIT {
+                return Err(std::io::ErrorKind::FileTooLarge.into());
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Counter(0), output).is_ok()
+}
+
 /// A spawn's `timeout` option: seconds, or a duration like `"20m"`; `()` means the workflow's.
 fn timeout_of(v: &Value) -> Result<Option<Duration>, String> {
     match v {
@@ -889,7 +910,18 @@ pub fn json_type(v: &Value) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::session_index;
+    use super::{fits_inline, session_index, INLINE_LIMIT};
+    use serde_json::json;
+
+    #[test]
+    fn outputs_up_to_the_limit_stay_inline() {
+        assert!(fits_inline(&json!(null)));
+        assert!(fits_inline(&json!({"verdict": "clean", "findings": []})));
+        // A string of n characters serializes to n + 2 bytes (its quotes).
+        assert!(fits_inline(&json!("x".repeat(INLINE_LIMIT - 2))));
+        assert!(!fits_inline(&json!("x".repeat(INLINE_LIMIT - 1))));
+        assert!(!fits_inline(&json!({ "big": vec!["y".repeat(100); 100] })));
+    }
 
     #[test]
     fn session_ids_name_their_place_in_spawn_order() {
