@@ -145,6 +145,8 @@ impl Lines {
 
 /// What the reading thread of a streamed index sends.
 enum Batch {
+    /// The file, read whole; sent before any line.
+    Bytes(Arc<Vec<u8>>),
     Lines(Lines),
     End(Result<Scanned, JournalError>),
 }
@@ -255,22 +257,25 @@ impl AnswerIndex {
     /// caller starts answering calls. A journal whose first line does not give a valid header
     /// is read whole instead, so it is refused exactly as [`AnswerIndex::read`] refuses it.
     pub fn read_streaming(dir: &Path, recover: bool) -> Result<Self, JournalError> {
-        let (path, bytes) = Self::read_bytes(dir)?;
-        let mut first = Lines::default();
-        let header_ok = memchr::memchr(b'\n', &bytes).is_some_and(|end| first.add(&bytes[..end], 0, false).is_ok());
-        let header = match (header_ok, first.first_kind, first.header) {
-            (true, Some(EntryKind::RunStarted), Some(h)) => check_header(&path, first.first_kind, Some(h)).ok(),
-            _ => None,
-        };
+        let path = dir.join(JOURNAL_FILE);
+        let header = Self::read_header(&path)?;
         let Some(header) = header else {
             return Self::read(dir, recover);
         };
         let (sender, receiver) = std::sync::mpsc::channel();
-        let shared = bytes.clone();
+        // The file itself is read on the reading thread too: 22 MB at 10,000 PRs.
         let spawned = std::thread::Builder::new().name("coord-journal".into()).spawn(move || {
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => Arc::new(bytes),
+                Err(source) => {
+                    let _ = sender.send(Batch::End(Err(JournalError::Missing { path, source })));
+                    return;
+                }
+            };
+            let _ = sender.send(Batch::Bytes(bytes.clone()));
             let mut batch = Lines::default();
             let mut in_batch = 0;
-            let scanned = scan_lines(&path, &shared, recover, |line, start| {
+            let scanned = scan_lines(&path, &bytes, recover, |line, start| {
                 batch.add(line, start, true)?;
                 in_batch += 1;
                 if in_batch == BATCH_LINES {
@@ -287,9 +292,29 @@ impl AnswerIndex {
         if spawned.is_err() {
             return Self::read(dir, recover);
         }
-        let mut index = Self::empty(dir, header, bytes);
+        let mut index = Self::empty(dir, header, Arc::new(Vec::new()));
         index.reading = Some(Mutex::new(receiver));
         Ok(index)
+    }
+
+    /// The run header from the journal's first line, if that line is whole and gives a header
+    /// this coord reads; `None` for anything else, which a whole read then reports.
+    fn read_header(path: &Path) -> Result<Option<RunHeader>, JournalError> {
+        use std::io::BufRead;
+        let file = std::fs::File::open(path).map_err(|source| JournalError::Missing { path: path.to_owned(), source })?;
+        let mut first_line = Vec::new();
+        let mut reader = std::io::BufReader::with_capacity(8 * 1024, file);
+        if reader.read_until(b'\n', &mut first_line).is_err() || first_line.last() != Some(&b'\n') {
+            return Ok(None);
+        }
+        let mut first = Lines::default();
+        if first.add(&first_line[..first_line.len() - 1], 0, false).is_err() {
+            return Ok(None);
+        }
+        Ok(match (first.first_kind, first.header) {
+            (Some(EntryKind::RunStarted), Some(h)) => check_header(path, first.first_kind, Some(h)).ok(),
+            _ => None,
+        })
     }
 
     fn absorb(&mut self, mut lines: Lines) {
@@ -320,6 +345,7 @@ impl AnswerIndex {
         let Some(reading) = &self.reading else { return false };
         let next = reading.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
         match next {
+            Ok(Batch::Bytes(bytes)) => self.bytes = bytes,
             Ok(Batch::Lines(lines)) => self.absorb(lines),
             Ok(Batch::End(scanned)) => self.end(scanned),
             // The reading thread died without its end: nothing more will come.
