@@ -301,7 +301,8 @@ impl AnswerIndex {
     /// this coord reads; `None` for anything else, which a whole read then reports.
     fn read_header(path: &Path) -> Result<Option<RunHeader>, JournalError> {
         use std::io::BufRead;
-        let file = std::fs::File::open(path).map_err(|source| JournalError::Missing { path: path.to_owned(), source })?;
+        let file =
+            std::fs::File::open(path).map_err(|source| JournalError::Missing { path: path.to_owned(), source })?;
         let mut first_line = Vec::new();
         let mut reader = std::io::BufReader::with_capacity(8 * 1024, file);
         if reader.read_until(b'\n', &mut first_line).is_err() || first_line.last() != Some(&b'\n') {

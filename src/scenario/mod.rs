@@ -48,16 +48,6 @@ struct ScenarioFile {
 /// Scenarios at least this large are parsed in two halves, one on another thread.
 const SPLIT_PARSE_BYTES: usize = 256 * 1024;
 
-/// Parses a scenario file. A large one (10,000 PRs is 2.8 MB, and TOML's spanned parse is a
-/// sixth of such a run) is split before an array-of-tables entry (`[[...]]`) near its middle
-/// and the halves are parsed at once on two threads, then their entries joined. Whenever the
-/// halves do not give exactly what the whole would (either half fails, or the second holds
-/// anything but further entries), the whole file is parsed instead, so every error is the
-/// whole file's own, with its own spans.
-fn parse_file(source: &str) -> Result<ScenarioFile, toml::de::Error> {
-    split_point(source).and_then(|at| parse_halves(source, at)).map_or_else(|| toml::from_str(source), Ok)
-}
-
 /// The start of a line beginning `[[` at or after the middle of a large file.
 fn split_point(source: &str) -> Option<usize> {
     if source.len() < SPLIT_PARSE_BYTES {
@@ -67,34 +57,74 @@ fn split_point(source: &str) -> Option<usize> {
     memchr::memmem::find(&source.as_bytes()[middle..], b"\n[[").map(|i| middle + i + 1)
 }
 
-fn parse_halves(source: &str, at: usize) -> Option<ScenarioFile> {
-    let (head, tail) = std::thread::scope(|scope| {
-        let tail = scope.spawn(|| {
-            // Blanks in place of the head keep every span an offset into the whole file.
-            let mut padded = " ".repeat(at);
-            padded.push_str(&source[at..]);
-            toml::from_str::<ScenarioFile>(&padded).ok()
-        });
-        let head = toml::from_str::<ScenarioFile>(&source[..at]).ok();
-        (head, tail.join().ok().flatten())
-    });
-    let (mut head, tail) = (head?, tail?);
-    // A split inside a multi-line string leaves the head unterminated, so it failed above;
-    // a tail that sets anything but array entries would have clashed with the head.
-    let only_entries = tail.coordinator.is_none()
-        && tail.description.is_empty()
-        && tail.now.is_none()
-        && tail.inputs.is_empty()
-        && tail.git.main.is_none()
-        && tail.git.branches.is_empty()
-        && tail.expect.is_none();
-    if !only_entries {
-        return None;
+/// The GitHub fixtures as JSON. The tables are consumed one by one, so each is freed as soon
+/// as its JSON form exists: a 10,000-PR scenario otherwise holds both at once.
+fn convert_fixtures(
+    path: &Path,
+    source: &str,
+    github: &mut GithubFixtures,
+) -> Result<(Vec<Value>, Vec<Value>), ScenarioDiagnostic> {
+    let to_json = |t: &toml::Table| serde_json::to_value(t).expect("TOML tables convert to JSON");
+    let mut prs = Vec::with_capacity(github.prs.len());
+    for (i, pr) in std::mem::take(&mut github.prs).into_iter().enumerate() {
+        let mut value = to_json(&pr);
+        drop(pr);
+        world::normalize_pr(&mut value)
+            .map_err(|msg| ScenarioDiagnostic::at(path, source, 0..0, format!("github.prs[{i}]: {msg}"), None))?;
+        prs.push(value);
     }
-    head.github.prs.extend(tail.github.prs);
-    head.github.issues.extend(tail.github.issues);
-    head.leaf.extend(tail.leaf);
-    Some(head)
+    let mut issues = Vec::with_capacity(github.issues.len());
+    for (i, issue) in std::mem::take(&mut github.issues).into_iter().enumerate() {
+        let mut value = to_json(&issue);
+        world::normalize_issue(&mut value)
+            .map_err(|msg| ScenarioDiagnostic::at(path, source, 0..0, format!("github.issues[{i}]: {msg}"), None))?;
+        issues.push(value);
+    }
+    Ok((prs, issues))
+}
+
+/// The leaf rules with their responses.
+fn convert_rules(path: &Path, source: &str, leaf: Vec<LeafRuleFile>) -> Result<Vec<LeafRule>, ScenarioDiagnostic> {
+    let mut rules = Vec::with_capacity(leaf.len());
+    for mut rule in leaf {
+        let mut responses = Vec::new();
+        let inline = rule.take_inline_response();
+        let inline_given =
+            inline.status.is_some() || inline.output.is_some() || inline.text.is_some() || inline.error.is_some();
+        if inline_given && !rule.sequence.is_empty() {
+            return Err(ScenarioDiagnostic::at(
+                path,
+                source,
+                rule.workflow.span(),
+                "a leaf rule gives both an inline response and a `sequence`".into(),
+                Some("put every answer in `sequence`, in the order the calls will come".into()),
+            ));
+        }
+        if rule.sequence.is_empty() {
+            responses.push(response_from(path, source, &inline, rule.workflow.span())?);
+        } else {
+            for item in std::mem::take(&mut rule.sequence) {
+                // Rule-level usage and delay are the defaults of every item in the sequence.
+                let span = item.span();
+                let mut fields = item.into_inner();
+                fields.usage = fields.usage.or_else(|| inline.usage.clone());
+                fields.delay_ms = fields.delay_ms.or(inline.delay_ms);
+                responses.push(response_from(path, source, &fields, span)?);
+            }
+        }
+        let conditions = std::mem::take(&mut rule.conditions)
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
+            .collect();
+        rules.push(LeafRule {
+            workflow_span: rule.workflow.span(),
+            workflow: rule.workflow.into_inner(),
+            conditions,
+            goal_contains: rule.goal_contains,
+            responses,
+        });
+    }
+    Ok(rules)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,11 +270,68 @@ impl Scenario {
         Self::parse(path, source)
     }
 
+    /// Parses a scenario file. A large one (10,000 PRs is 2.8 MB, and TOML's spanned parse was
+    /// a sixth of such a run) is split before an array-of-tables entry (`[[...]]`) near its
+    /// middle, and the second half is parsed and converted on another thread while this one
+    /// does the first. Whenever that could differ from reading the whole file (either half
+    /// fails to parse or convert, or the second sets anything but further entries), the whole
+    /// file is read instead, so every error is the whole file's own, with its own spans.
     pub fn parse(path: &Path, source: String) -> Result<Self, ScenarioDiagnostic> {
-        let mut file: ScenarioFile = parse_file(&source).map_err(|e| {
+        if let Some(at) = split_point(&source) {
+            if let Some(scenario) = Self::parse_in_halves(path, &source, at) {
+                return Ok(Scenario { source, ..scenario });
+            }
+        }
+        let file: ScenarioFile = toml::from_str(&source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
             ScenarioDiagnostic::at(path, &source, span, e.message().to_owned(), None)
         })?;
+        let mut scenario = Self::from_file(path, &source, file)?;
+        scenario.source = source;
+        Ok(scenario)
+    }
+
+    fn parse_in_halves(path: &Path, source: &str, at: usize) -> Option<Scenario> {
+        let (head, tail) = std::thread::scope(|scope| {
+            let tail = scope.spawn(|| {
+                // Blanks in place of the head keep every span an offset into the whole file.
+                let mut padded = " ".repeat(at);
+                padded.push_str(&source[at..]);
+                let mut file = toml::from_str::<ScenarioFile>(&padded).ok()?;
+                // Anything but further entries would have clashed with the head.
+                let only_entries = file.coordinator.is_none()
+                    && file.description.is_empty()
+                    && file.now.is_none()
+                    && file.inputs.is_empty()
+                    && file.git.main.is_none()
+                    && file.git.branches.is_empty()
+                    && file.expect.is_none();
+                if !only_entries {
+                    return None;
+                }
+                let (prs, issues) = convert_fixtures(path, source, &mut file.github).ok()?;
+                let rules = convert_rules(path, source, std::mem::take(&mut file.leaf)).ok()?;
+                Some((prs, issues, rules))
+            });
+            // A split inside a multi-line string leaves the head unterminated: it fails here.
+            let head = toml::from_str::<ScenarioFile>(&source[..at]).ok().and_then(|file| {
+                let mut scenario = Self::from_file(path, source, file).ok()?;
+                // `from_file` keeps no source of its own; the caller puts the whole file back.
+                scenario.source = String::new();
+                Some(scenario)
+            });
+            (head, tail.join().ok().flatten())
+        });
+        let (mut scenario, (prs, issues, rules)) = (head?, tail?);
+        scenario.prs.extend(prs);
+        scenario.issues.extend(issues);
+        scenario.rules.extend(rules);
+        Some(scenario)
+    }
+
+    /// A parsed file as a scenario; errors point into `source`. The scenario's own `source` is
+    /// left empty for the caller to fill.
+    fn from_file(path: &Path, source: &str, mut file: ScenarioFile) -> Result<Self, ScenarioDiagnostic> {
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
 
         let (now_rfc3339, now_unix) = match &file.now {
@@ -253,7 +340,7 @@ impl Scenario {
                 let unix = parse_time(s.get_ref()).ok_or_else(|| {
                     ScenarioDiagnostic::at(
                         path,
-                        &source,
+                        source,
                         s.span(),
                         format!("`now` must be an RFC 3339 time, not `{}`", s.get_ref()),
                         Some("write e.g. now = \"2026-11-21T09:00:00Z\"".into()),
@@ -263,75 +350,14 @@ impl Scenario {
             }
         };
 
-        let to_json = |t: &toml::Table| serde_json::to_value(t).expect("TOML tables convert to JSON");
         let inputs = file
             .inputs
             .iter()
             .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
             .collect();
-
-        // The parsed file is consumed piece by piece, so each TOML table is freed as soon as its
-        // JSON form exists: a 10,000-PR scenario otherwise holds both at once.
-        let mut prs = Vec::with_capacity(file.github.prs.len());
-        for (i, pr) in std::mem::take(&mut file.github.prs).into_iter().enumerate() {
-            let mut value = to_json(&pr);
-            drop(pr);
-            world::normalize_pr(&mut value)
-                .map_err(|msg| ScenarioDiagnostic::at(path, &source, 0..0, format!("github.prs[{i}]: {msg}"), None))?;
-            prs.push(value);
-        }
-        let mut issues = Vec::with_capacity(file.github.issues.len());
-        for (i, issue) in std::mem::take(&mut file.github.issues).into_iter().enumerate() {
-            let mut value = to_json(&issue);
-            world::normalize_issue(&mut value).map_err(|msg| {
-                ScenarioDiagnostic::at(path, &source, 0..0, format!("github.issues[{i}]: {msg}"), None)
-            })?;
-            issues.push(value);
-        }
-
-        file.git
-            .validate()
-            .map_err(|(span, msg, help)| ScenarioDiagnostic::at(path, &source, span, msg, Some(help)))?;
-
-        let mut rules = Vec::with_capacity(file.leaf.len());
-        for mut rule in std::mem::take(&mut file.leaf) {
-            let mut responses = Vec::new();
-            let inline = rule.take_inline_response();
-            let inline_given =
-                inline.status.is_some() || inline.output.is_some() || inline.text.is_some() || inline.error.is_some();
-            if inline_given && !rule.sequence.is_empty() {
-                return Err(ScenarioDiagnostic::at(
-                    path,
-                    &source,
-                    rule.workflow.span(),
-                    "a leaf rule gives both an inline response and a `sequence`".into(),
-                    Some("put every answer in `sequence`, in the order the calls will come".into()),
-                ));
-            }
-            if rule.sequence.is_empty() {
-                responses.push(response_from(path, &source, &inline, rule.workflow.span())?);
-            } else {
-                for item in std::mem::take(&mut rule.sequence) {
-                    // Rule-level usage and delay are the defaults of every item in the sequence.
-                    let span = item.span();
-                    let mut fields = item.into_inner();
-                    fields.usage = fields.usage.or_else(|| inline.usage.clone());
-                    fields.delay_ms = fields.delay_ms.or(inline.delay_ms);
-                    responses.push(response_from(path, &source, &fields, span)?);
-                }
-            }
-            let conditions = std::mem::take(&mut rule.conditions)
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
-                .collect();
-            rules.push(LeafRule {
-                workflow_span: rule.workflow.span(),
-                workflow: rule.workflow.into_inner(),
-                conditions,
-                goal_contains: rule.goal_contains,
-                responses,
-            });
-        }
+        let (prs, issues) = convert_fixtures(path, source, &mut file.github)?;
+        file.git.validate().map_err(|(span, msg, help)| ScenarioDiagnostic::at(path, source, span, msg, Some(help)))?;
+        let rules = convert_rules(path, source, std::mem::take(&mut file.leaf))?;
 
         Ok(Scenario {
             path: path.to_owned(),
@@ -348,7 +374,7 @@ impl Scenario {
             rules,
             expect_span: file.expect.as_ref().map(|e| e.span()),
             expect: file.expect.map(|e| e.into_inner()),
-            source,
+            source: String::new(),
         })
     }
 
@@ -556,6 +582,14 @@ status = "timeout"
         src.insert_str(at + 2, "\n\"\"\"\n");
         let _ = parse(&src); // whatever the whole file says, the halves never decide it
         assert_eq!(parse(&src).is_ok(), toml::from_str::<ScenarioFile>(&src).is_ok());
+
+        // A rule in the second half that the conversion refuses: the whole file's error.
+        let mut src = large(3_000);
+        let last = src.rfind("output = ").unwrap();
+        src.insert_str(last, "sequence = [ { status = \"timeout\" } ]\n");
+        let err = parse(&src).unwrap_err();
+        assert!(err.to_string().contains("both an inline response and a `sequence`"), "{err}");
+        assert!(err.span_start().unwrap() > split_point(&src).unwrap(), "points into the second half");
 
         // A second half that sets a top-level key is read whole (here: a duplicate key).
         let mut src = large(3_000);
