@@ -312,3 +312,31 @@ let r = await_sessions([h])[0];
     let run = p.runs()[0].display().to_string();
     p.coord().args(["replay", &run, "--json"]).run().expect_code(0);
 }
+
+/// A prompt template that fails to render for one leaf's inputs fails that session (the
+/// scheduler renders it, off the script thread), with the template's reason; the run goes on.
+#[test]
+fn a_prompt_that_fails_to_render_is_a_failed_result() {
+    let p = TestProject::new();
+    p.write_executable("leaf.sh", "#!/bin/sh\ncat > /dev/null\necho '{\"verdict\": \"clean\"}'\n");
+    p.write(
+        "workflows/review.toml",
+        &command_workflow("./leaf.sh", "10s", VERDICT_SCHEMA)
+            .replace("prompt = \"{{ goal }}\"", "prompt = \"{{ goal }}: {{ inputs.items | join(', ') }}\""),
+    );
+    p.write(
+        "s.rhai",
+        r#"
+let good = spawn_session("review", #{ goal: "look", inputs: #{ items: ["a", "b"] } });
+let bad = spawn_session("review", #{ goal: "look", inputs: #{ items: 5 } });
+let rs = await_sessions([good, bad]);
+#{ good: rs[0].status, bad: rs[1].status, error: rs[1].error }
+"#,
+    );
+    let out = p.coord().args(["run", "s.rhai", "--json"]).run();
+    out.expect_code(0);
+    let r = out.json()["result"].clone();
+    assert_eq!(r["good"], "ok", "{r}");
+    assert_eq!(r["bad"], "failed", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("prompt template"), "{r}");
+}

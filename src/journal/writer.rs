@@ -6,7 +6,9 @@
 //! - `sync` also fsyncs, which survives power loss. The host syncs before an external effect and
 //!   at await boundaries (group commit: one fsync covers everything written since the last).
 
-use super::entry::{Entry, EntryKind};
+use super::entry::{CallSite, Entry, EntryKind};
+use super::CallKey;
+use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -109,6 +111,51 @@ impl JournalWriter {
         Ok(seq)
     }
 
+    /// Appends a `call` entry from borrowed parts: the same line as `append(Entry::call(..))`,
+    /// without copying the arguments first (a spawn's arguments stay with its session).
+    pub fn append_call(
+        &mut self,
+        call: u64,
+        function: &str,
+        key: &CallKey,
+        site: &CallSite,
+        args: &Value,
+        session: Option<&str>,
+    ) -> io::Result<u64> {
+        #[derive(serde::Serialize)]
+        struct CallLine<'a> {
+            seq: u64,
+            #[serde(rename = "type")]
+            kind: EntryKind,
+            call: u64,
+            #[serde(rename = "fn")]
+            function: &'a str,
+            key: &'a CallKey,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pos: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            source: Option<&'a str>,
+            args: &'a Value,
+            result: Value,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            session: Option<&'a str>,
+        }
+        let seq = self.next_seq;
+        self.write_line(&CallLine {
+            seq,
+            kind: EntryKind::Call,
+            call,
+            function,
+            key,
+            pos: site.pos_string(),
+            source: site.source.as_deref(),
+            args,
+            result: Value::Null,
+            session,
+        })?;
+        Ok(seq)
+    }
+
     fn write_entry(&mut self, entry: &Entry) -> io::Result<()> {
         self.write_line(entry)
     }
@@ -182,5 +229,22 @@ mod tests {
         let (Sink::Memory(a), Sink::Memory(b)) = (&direct.sink, &via_entry.sink) else { unreachable!() };
         assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b));
         assert_eq!(direct.next_seq(), 1);
+    }
+
+    #[test]
+    fn a_call_line_written_from_borrowed_parts_equals_the_entry() {
+        let args = json!({"goal": "g", "inputs": {"pr": 1}});
+        let key = CallKey::new("spawn_session", Some("w"), &args);
+        for source in [None, Some("lib/x.rhai".to_owned())] {
+            let site = CallSite { line: 3, col: 7, source };
+            let mut direct = JournalWriter::in_memory();
+            direct.append_call(4, "spawn_session", &key, &site, &args, Some("s1")).unwrap();
+            let mut via_entry = JournalWriter::in_memory();
+            let entry =
+                Entry::call(4, "spawn_session", key.clone(), &site, args.clone(), Value::Null, Some("s1".into()));
+            via_entry.append(entry).unwrap();
+            let (Sink::Memory(a), Sink::Memory(b)) = (&direct.sink, &via_entry.sink) else { unreachable!() };
+            assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b));
+        }
     }
 }

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 pub struct SpawnOrder {
+    /// The leaf's request; its prompt is rendered here, by the dispatcher (below).
     pub request: LeafRequest,
     pub harness: Arc<dyn Harness>,
     pub validator: Arc<jsonschema::Validator>,
@@ -123,7 +124,20 @@ async fn dispatch(
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(Command::Spawn(order)) => {
-                    let SpawnOrder { request, harness, validator } = *order;
+                    let SpawnOrder { mut request, harness, validator } = *order;
+                    // The prompt is rendered here rather than on the script thread, which
+                    // spawns thousands of leaves at a time; a template that fails to render
+                    // fails its session, as a leaf's failure does.
+                    match request.workflow.render_prompt(&request.goal, &request.inputs) {
+                        Ok(prompt) => request.prompt = prompt,
+                        Err(msg) => {
+                            let (id, wf) = (&request.session_id, &request.workflow.name);
+                            let _ = done.send(Completion {
+                                result: SessionResult::failed(id, wf, SessionStatus::Failed, msg),
+                            });
+                            continue;
+                        }
+                    }
                     let task_session = (request.session_id.clone(), request.workflow.name.clone());
                     let span = tracing::info_span!(
                         "leaf",

@@ -154,7 +154,7 @@ pub struct LeafRequest {
     pub workflow: Arc<Workflow>,
     pub goal: String,
     pub inputs: Value,
-    /// The rendered prompt.
+    /// The rendered prompt (the dispatcher renders it just before the harness starts).
     pub prompt: String,
     /// The output schema (the workflow's, or a per-call one such as `classify`'s).
     pub schema: Arc<Value>,

@@ -404,15 +404,7 @@ impl Host {
         if let Some(ans) = answer {
             let rejournal = self.rejournal(ans.positional);
             if rejournal {
-                self.journal.append(Entry::call(
-                    index,
-                    "spawn_session",
-                    key.clone(),
-                    site,
-                    args.clone(),
-                    Value::Null,
-                    Some(id.clone()),
-                ))?;
+                self.journal.append_call(index, "spawn_session", &key, site, &args, Some(&id))?;
             }
             let recorded = ans.finished_session.as_deref().and_then(|s| self.recorded.as_mut()?.session_result(s));
             if let Some(recorded) = recorded {
@@ -447,15 +439,7 @@ impl Host {
         }
 
         if !already_journaled {
-            self.journal.append(Entry::call(
-                index,
-                "spawn_session",
-                key,
-                site,
-                args.clone(),
-                Value::Null,
-                Some(id.clone()),
-            ))?;
+            self.journal.append_call(index, "spawn_session", &key, site, &args, Some(&id))?;
         }
         if let Some(budget) = self.budget_usd.filter(|b| self.usage.cost_usd >= *b) {
             let result = SessionResult::failed(
@@ -583,7 +567,6 @@ impl Host {
                 (Arc::new(schema), v)
             }
         };
-        let prompt = wf.render_prompt(goal, inputs).map_err(LeafSetupError::Leaf)?;
         // Harnesses read per-call settings from the opts; goal and inputs travel on their own.
         let overrides = match opts {
             Value::Object(o) => Value::Object(
@@ -605,7 +588,8 @@ impl Host {
                 workflow: wf,
                 goal: goal.to_owned(),
                 inputs: inputs.clone(),
-                prompt,
+                // Rendered by the scheduler's dispatcher, off the script thread.
+                prompt: String::new(),
                 schema,
                 model,
                 timeout,
