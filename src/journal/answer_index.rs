@@ -159,8 +159,8 @@ const BATCH_LINES: usize = 1024;
 ///
 /// Read whole ([`AnswerIndex::read`]) or streamed ([`AnswerIndex::read_streaming`]): then the
 /// header is checked at once and the rest is read on another thread while the script runs.
-/// Every accessor that could miss a line still being read is preceded by an `ensure_*` call
-/// that waits for it; a streamed journal found unreadable part-way keeps its error for
+/// Every accessor that could miss a line still being read waits for it (or for the journal's
+/// end); a streamed journal found unreadable part-way keeps its error for
 /// [`AnswerIndex::finish_reading`], and nothing past the bad line is ever answered.
 pub struct AnswerIndex {
     pub dir: PathBuf,
@@ -350,29 +350,15 @@ impl AnswerIndex {
             Ok(Batch::Lines(lines)) => self.absorb(lines),
             Ok(Batch::End(scanned)) => self.end(scanned),
             // The reading thread died without its end: nothing more will come.
-            Err(()) => self.end(Err(JournalError::Corrupt {
-                path: self.dir.join(JOURNAL_FILE),
-                line: self.calls.len(),
-                reason: "the journal's reading thread stopped".into(),
-                valid: self.calls.len(),
-            })),
+            Err(()) => self.end(Err(JournalError::Unfinished { path: self.dir.join(JOURNAL_FILE) })),
         }
         true
     }
 
-    /// Waits until call `i` is read, or the journal is known to end before it.
-    pub fn ensure_call(&mut self, i: usize) {
+    /// Waits until call `i` is read or the journal is known to end before it; then
+    /// [`AnswerIndex::calls`] holds it, if the journal does.
+    pub fn read_through_call(&mut self, i: usize) {
         while self.calls.len() <= i && self.read_more() {}
-    }
-
-    /// Waits until the result of session `id` is read, or the journal is known to hold none.
-    pub fn ensure_session(&mut self, id: &str) {
-        while !self.sessions.contains_key(id) && self.read_more() {}
-    }
-
-    /// Waits until the result of the effect at call `call` is read, or the journal holds none.
-    pub fn ensure_effect_result(&mut self, call: u64) {
-        while !self.effect_results.contains_key(&call) && self.read_more() {}
     }
 
     /// Reads the journal to its end; its error if it turned out unreadable part-way.
@@ -449,18 +435,27 @@ impl AnswerIndex {
         call.result.as_ref().and_then(|s| self.parse(s).ok())
     }
 
-    pub fn has_session(&self, id: &str) -> bool {
+    /// Whether session `id` finished, waiting until its result is read or the journal is known
+    /// to hold none.
+    pub fn has_session(&mut self, id: &str) -> bool {
+        while !self.sessions.contains_key(id) && self.read_more() {}
         self.sessions.contains_key(id)
     }
 
     /// A finished session's recorded result, parsed into `T`.
-    pub fn session<T: serde::de::DeserializeOwned>(&self, id: &str) -> Option<Result<T, serde_json::Error>> {
+    pub fn session<T: serde::de::DeserializeOwned>(&mut self, id: &str) -> Option<Result<T, serde_json::Error>> {
+        if !self.has_session(id) {
+            return None;
+        }
         self.sessions.get(id).map(|(span, _)| self.parse(span))
     }
 
     /// A finished session's recorded result; the one a reading thread parsed is moved out, so
     /// a second call parses it again.
     pub fn take_session_result(&mut self, id: &str) -> Option<Result<SessionResult, serde_json::Error>> {
+        if !self.has_session(id) {
+            return None;
+        }
         let (span, parsed) = self.sessions.get_mut(id)?;
         Some(match parsed.take() {
             Some(result) => Ok(*result),
@@ -471,6 +466,7 @@ impl AnswerIndex {
     /// An effect's recorded result; the one a reading thread parsed is moved out, so a second
     /// call parses it again.
     pub fn take_effect_result(&mut self, call: u64) -> Option<Value> {
+        while !self.effect_results.contains_key(&call) && self.read_more() {}
         let (span, parsed) = self.effect_results.get_mut(&call)?;
         match parsed.take() {
             Some(result) => Some(result),
@@ -598,7 +594,7 @@ mod tests {
         lines.insert(2, "{\"seq\": 9, \"type\": \"call\", \"result\": [1,");
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
         assert!(matches!(AnswerIndex::read(dir.path(), false), Err(JournalError::Corrupt { line: 3, valid: 2, .. })));
-        let recovered = AnswerIndex::read(dir.path(), true).unwrap();
+        let mut recovered = AnswerIndex::read(dir.path(), true).unwrap();
         assert_eq!(recovered.calls.len(), 1);
         assert!(!recovered.has_session("s1"));
     }
@@ -607,20 +603,19 @@ mod tests {
     fn a_streamed_journal_answers_as_the_whole_one() {
         let dir = tempfile::tempdir().unwrap();
         write_run(dir.path());
-        let whole = AnswerIndex::read(dir.path(), false).unwrap();
+        let mut whole = AnswerIndex::read(dir.path(), false).unwrap();
         let mut streamed = AnswerIndex::read_streaming(dir.path(), false).unwrap();
         assert_eq!(streamed.header.run_id, "r1");
-        streamed.ensure_session("s1");
         assert_eq!(streamed.session::<Value>("s1").unwrap().unwrap(), whole.session::<Value>("s1").unwrap().unwrap());
-        streamed.ensure_effect_result(1);
         assert_eq!(streamed.take_effect_result(1), Some(json!({"status": "merged"})));
         assert!(streamed.finish_reading().is_ok());
         assert_eq!(streamed.calls().len(), whole.calls().len());
         assert_eq!(streamed.status(), RunStatus::Succeeded);
         assert_eq!((streamed.valid_len, streamed.next_seq), (whole.valid_len, whole.next_seq));
         // Asking for what the journal does not hold waits for its end, then says so.
-        streamed.ensure_session("s9");
-        assert!(!streamed.has_session("s9"));
+        let mut unread = AnswerIndex::read_streaming(dir.path(), false).unwrap();
+        assert!(!unread.has_session("s9"));
+        assert_eq!(unread.calls().len(), whole.calls().len(), "read to the end to say so");
     }
 
     #[test]
@@ -635,7 +630,6 @@ mod tests {
 
         // The header is fine, so reading starts; the bad third line ends it.
         let mut streamed = AnswerIndex::read_streaming(dir.path(), false).unwrap();
-        streamed.ensure_session("s1");
         assert!(!streamed.has_session("s1"), "the session's line comes after the corrupt one");
         assert!(streamed.failed());
         assert!(matches!(streamed.finish_reading(), Err(JournalError::Corrupt { line: 3, valid: 2, .. })));

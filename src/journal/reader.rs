@@ -24,6 +24,8 @@ pub enum JournalError {
     UnsupportedVersion { path: PathBuf, found: u32 },
     #[error("{path}: the first entry is not `run_started`")]
     NoHeader { path: PathBuf },
+    #[error("{path}: reading the journal stopped before its end")]
+    Unfinished { path: PathBuf },
 }
 
 /// Everything a journal says about a run, indexed for replay and views.

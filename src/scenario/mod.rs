@@ -286,9 +286,8 @@ impl Scenario {
             let span = e.span().unwrap_or(0..0);
             ScenarioDiagnostic::at(path, &source, span, e.message().to_owned(), None)
         })?;
-        let mut scenario = Self::from_file(path, &source, file)?;
-        scenario.source = source;
-        Ok(scenario)
+        let scenario = Self::from_file(path, &source, file)?;
+        Ok(Scenario { source, ..scenario })
     }
 
     fn parse_in_halves(path: &Path, source: &str, at: usize) -> Option<Scenario> {
@@ -314,12 +313,10 @@ impl Scenario {
                 Some((prs, issues, rules))
             });
             // A split inside a multi-line string leaves the head unterminated: it fails here.
-            let head = toml::from_str::<ScenarioFile>(&source[..at]).ok().and_then(|file| {
-                let mut scenario = Self::from_file(path, source, file).ok()?;
-                // `from_file` keeps no source of its own; the caller puts the whole file back.
-                scenario.source = String::new();
-                Some(scenario)
-            });
+            // `from_file` keeps no source of its own; the caller puts the whole file back.
+            let head = toml::from_str::<ScenarioFile>(&source[..at])
+                .ok()
+                .and_then(|file| Self::from_file(path, source, file).ok());
             (head, tail.join().ok().flatten())
         });
         let (mut scenario, (prs, issues, rules)) = (head?, tail?);

@@ -389,7 +389,7 @@ impl Host {
         opts: Value,
         schema_override: Option<Value>,
     ) -> Result<String, HostError> {
-        self.check_spawn(workflow_name, &opts, schema_override.as_ref())?;
+        let checked = self.check_spawn(workflow_name, &opts, schema_override.as_ref())?;
         // The opts are the call's arguments, kept once: the journal, the leaf and the result
         // map read goal and inputs from them (a replay copies nothing).
         let mut args = opts;
@@ -452,7 +452,7 @@ impl Host {
             self.finish_session(result, true)?;
             return Ok(id);
         }
-        let prepared = self.prepare_leaf(&id, workflow_name, &args, schema_override);
+        let prepared = self.prepare_leaf(&id, workflow_name, &args, schema_override, checked);
         self.record_spawn(&id, workflow_name, args);
         match prepared {
             Ok(mut order) => {
@@ -477,23 +477,25 @@ impl Host {
     /// so the error leaves nothing behind: no journaled call, no session that never finishes.
     /// What depends only on the arguments is checked in every mode, so a replay throws where the
     /// run threw; the workflow itself only when the leaf may run (a replay needs no workflow file).
-    fn check_spawn(&mut self, workflow_name: &str, opts: &Value, schema: Option<&Value>) -> Result<(), HostError> {
-        let refuse = |msg: String| Err(HostError::Script(format!("spawn_session: {msg}")));
+    /// What it checked is handed on to [`Host::prepare_leaf`], which does not check it again.
+    fn check_spawn(
+        &mut self,
+        workflow_name: &str,
+        opts: &Value,
+        schema: Option<&Value>,
+    ) -> Result<CheckedSpawn, HostError> {
+        let refuse = |msg: String| HostError::Script(format!("spawn_session: {msg}"));
         match opts.get("inputs") {
             None | Some(Value::Null | Value::Object(_)) => {}
-            Some(other) => return refuse(format!("`inputs` must be a map, not {}", json_type(other))),
+            Some(other) => return Err(refuse(format!("`inputs` must be a map, not {}", json_type(other)))),
         }
-        if let Err(msg) = opts.get("timeout").map_or(Ok(None), timeout_of) {
-            return refuse(msg);
-        }
-        if let Some(schema) = schema {
-            self.validator_for_override(schema).map_err(|msg| HostError::Script(format!("spawn_session: {msg}")))?;
-        }
+        let timeout = opts.get("timeout").map_or(Ok(None), timeout_of).map_err(refuse)?;
+        let override_validator = schema.map(|s| self.validator_for_override(s)).transpose().map_err(refuse)?;
         if !self.offline_replay() {
-            let wf = self.workflows.get(workflow_name).map_err(|e| HostError::Script(format!("spawn_session: {e}")))?;
-            self.validator_for_workflow(&wf).map_err(|msg| HostError::Script(format!("spawn_session: {msg}")))?;
+            let wf = self.workflows.get(workflow_name).map_err(|e| refuse(e.to_string()))?;
+            self.validator_for_workflow(&wf).map_err(refuse)?;
         }
-        Ok(())
+        Ok(CheckedSpawn { timeout, override_validator })
     }
 
     fn validator_for_override(&mut self, schema: &Value) -> Result<Arc<jsonschema::Validator>, String> {
@@ -531,6 +533,7 @@ impl Host {
         workflow_name: &str,
         opts: &Value,
         schema_override: Option<Value>,
+        checked: CheckedSpawn,
     ) -> Result<SpawnOrder, LeafSetupError> {
         let (goal, inputs) = (goal_of(opts), inputs_of(opts));
         let wf =
@@ -558,14 +561,10 @@ impl Host {
             .map(str::to_owned)
             .or_else(|| over.and_then(|o| o.model))
             .or_else(|| if swapped { None } else { wf.model.clone() });
-        let timeout =
-            opts.get("timeout").map_or(Ok(None), timeout_of).map_err(LeafSetupError::Script)?.unwrap_or(wf.timeout);
-        let (schema, validator) = match schema_override {
-            None => (wf.schema.clone(), self.validator_for_workflow(&wf).map_err(LeafSetupError::Script)?),
-            Some(schema) => {
-                let v = self.validator_for_override(&schema).map_err(LeafSetupError::Script)?;
-                (Arc::new(schema), v)
-            }
+        let timeout = checked.timeout.unwrap_or(wf.timeout);
+        let (schema, validator) = match (schema_override, checked.override_validator) {
+            (Some(schema), Some(v)) => (Arc::new(schema), v),
+            _ => (wf.schema.clone(), self.validator_for_workflow(&wf).map_err(LeafSetupError::Script)?),
         };
         // Harnesses read per-call settings from the opts; goal and inputs travel on their own.
         let overrides = match opts {
@@ -838,6 +837,14 @@ impl Host {
             let _ = log.flush();
         }
     }
+}
+
+/// What [`Host::check_spawn`] found in a spawn's options.
+struct CheckedSpawn {
+    /// The `timeout` option, if given.
+    timeout: Option<Duration>,
+    /// The validator of a per-call schema (`classify`'s), if given.
+    override_validator: Option<Arc<jsonschema::Validator>>,
 }
 
 enum LeafSetupError {

@@ -148,7 +148,7 @@ impl RecordedCalls {
     ) -> Result<Option<RecordedAnswer>, AnswerError> {
         let i = index as usize;
         if self.positional {
-            self.journal.ensure_call(i);
+            self.journal.read_through_call(i);
             match self.journal.calls().get(i) {
                 Some(e) if self.journal.key(e) == Some(key.0.as_str()) && !self.is_used(i) => {
                     return Ok(Some(self.take(i, true)))
@@ -209,20 +209,15 @@ impl RecordedCalls {
             self.used.resize(i + 1, false);
         }
         self.used[i] = true;
-        // What this call's answer draws on may be further down a journal still being read.
+        // What this call's answer draws on (its session's result, its effect's) may be further
+        // down a journal still being read: those accessors wait for it.
         let recorded = &self.journal.calls()[i];
         let session = self.journal.spawned_session(recorded).map(str::to_owned);
         let effect_call = recorded.call.filter(|_| recorded.kind == EntryKind::EffectIntent);
-        if let Some(id) = &session {
-            self.journal.ensure_session(id);
-        }
-        let effect_result = effect_call.and_then(|call| {
-            self.journal.ensure_effect_result(call);
-            self.journal.take_effect_result(call)
-        });
+        let finished_session = session.filter(|id| !self.rerun_sessions.contains(id) && self.journal.has_session(id));
+        let effect_result = effect_call.and_then(|call| self.journal.take_effect_result(call));
         let journal = &self.journal;
         let recorded = &journal.calls()[i];
-        let finished_session = session.filter(|id| !self.rerun_sessions.contains(id) && journal.has_session(id));
         RecordedAnswer {
             result: journal.result_text(recorded).map(str::to_owned),
             call: recorded.call,

@@ -26,16 +26,20 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogStderr {
     }
 }
 
+/// Adds `buf` to this thread's batch, if it is inside one.
+fn gather(buf: &[u8]) -> bool {
+    PENDING.with(|p| match p.borrow_mut().as_mut() {
+        Some(pending) => {
+            pending.extend_from_slice(buf);
+            true
+        }
+        None => false,
+    })
+}
+
 impl Write for LogStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let gathered = PENDING.with(|p| match p.borrow_mut().as_mut() {
-            Some(pending) => {
-                pending.extend_from_slice(buf);
-                true
-            }
-            None => false,
-        });
-        if gathered {
+        if gather(buf) {
             Ok(buf.len())
         } else {
             io::stderr().write(buf)
@@ -43,10 +47,10 @@ impl Write for LogStderr {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self.write(buf) {
-            Ok(n) if n == buf.len() => Ok(()),
-            // A partial write to stderr: let the standard loop finish it.
-            _ => io::stderr().write_all(buf),
+        if gather(buf) {
+            Ok(())
+        } else {
+            io::stderr().write_all(buf)
         }
     }
 
