@@ -142,7 +142,7 @@ pub struct RunOutcome {
     pub status: RunStatus,
     pub sessions: usize,
     /// Every finished leaf's result, in spawn order.
-    pub leaves: Vec<SessionResult>,
+    pub leaves: Vec<Box<SessionResult>>,
     pub effects: Vec<EffectRecord>,
     pub usage: Usage,
     /// What the script returned, as JSON.

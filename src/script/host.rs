@@ -109,7 +109,9 @@ fn inputs_of(args: &Value) -> &Value {
 #[derive(Debug)]
 enum SessionSlot {
     Pending,
-    Done(SessionResult),
+    /// Boxed: the table holds 20,000 sessions at 10,000 PRs, and growing it moved every
+    /// result's bytes (and touched fresh pages) each time it doubled.
+    Done(Box<SessionResult>),
 }
 
 /// Where session `id` sits in a table of `len` sessions: ids are `s1`, `s2`, ... in spawn order
@@ -408,7 +410,7 @@ impl Host {
             }
             let recorded = ans.finished_session.as_deref().and_then(|s| self.recorded.as_mut()?.session_result(s));
             if let Some(recorded) = recorded {
-                let mut result: SessionResult =
+                let mut result: Box<SessionResult> =
                     recorded.map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
                 result.id = id.clone();
                 self.record_spawn(&id, workflow_name, args);
@@ -434,7 +436,7 @@ impl Host {
             );
             result.harness = Some("replay".into());
             self.record_spawn(&id, workflow_name, args);
-            self.finish_session(result, false)?;
+            self.finish_session(Box::new(result), false)?;
             return Ok(id);
         }
 
@@ -449,7 +451,7 @@ impl Host {
                 format!("not run: the run's budget of ${budget:.2} is spent (${:.4} so far)", self.usage.cost_usd),
             );
             self.record_spawn(&id, workflow_name, args);
-            self.finish_session(result, true)?;
+            self.finish_session(Box::new(result), true)?;
             return Ok(id);
         }
         let prepared = self.prepare_leaf(&id, workflow_name, &args, schema_override, checked);
@@ -467,7 +469,7 @@ impl Host {
             // still get here, the session fails rather than staying pending for ever.
             Err(LeafSetupError::Script(msg) | LeafSetupError::Leaf(msg)) => {
                 let result = SessionResult::failed(&id, workflow_name, SessionStatus::Failed, msg);
-                self.finish_session(result, true)?;
+                self.finish_session(Box::new(result), true)?;
             }
         }
         Ok(id)
@@ -604,7 +606,7 @@ impl Host {
     }
 
     /// Records a finished session. `journal` is false for results taken from the journal.
-    fn finish_session(&mut self, mut result: SessionResult, journal: bool) -> Result<(), HostError> {
+    fn finish_session(&mut self, mut result: Box<SessionResult>, journal: bool) -> Result<(), HostError> {
         // A leaf cancelled because the run is stopping was in flight, not finished: it is not
         // journaled, so `coord resume` runs it again.
         let stopping = self.interrupt.is_set() && result.status == SessionStatus::Cancelled;
@@ -637,7 +639,7 @@ impl Host {
     fn drain_completions(&mut self) -> Result<(), HostError> {
         let mut any = false;
         while let Some(c) = self.scheduler.try_completion() {
-            self.finish_session(c.result, true)?;
+            self.finish_session(Box::new(c.result), true)?;
             any = true;
         }
         if any {
@@ -669,11 +671,11 @@ impl Host {
             self.check_interrupt()?;
             match self.scheduler.next_completion() {
                 Some(c) => {
-                    self.finish_session(c.result, true)?;
+                    self.finish_session(Box::new(c.result), true)?;
                     // Drain whatever else finished meanwhile, then hand it all to the OS at
                     // once: a leaf recorded here is never run again, even after a kill -9.
                     while let Some(c) = self.scheduler.try_completion() {
-                        self.finish_session(c.result, true)?;
+                        self.finish_session(Box::new(c.result), true)?;
                     }
                     self.journal.flush()?;
                 }
@@ -719,14 +721,16 @@ impl Host {
 
     /// Every finished session's result, in spawn order, moved out of the host (the run is over;
     /// copying 20,000 results was a tenth of a large run's tail).
-    pub fn take_session_results(&mut self) -> Vec<SessionResult> {
-        self.sessions
-            .iter_mut()
-            .filter_map(|s| match std::mem::replace(&mut s.slot, SessionSlot::Pending) {
+    pub fn take_session_results(&mut self) -> Vec<Box<SessionResult>> {
+        let done = self.sessions.iter().filter(|s| matches!(s.slot, SessionSlot::Done(_))).count();
+        let mut results = Vec::with_capacity(done);
+        results.extend(self.sessions.iter_mut().filter_map(|s| {
+            match std::mem::replace(&mut s.slot, SessionSlot::Pending) {
                 SessionSlot::Done(r) => Some(r),
                 SessionSlot::Pending => None,
-            })
-            .collect()
+            }
+        }));
+        results
     }
 
     pub fn spawn_info(&self, id: &str) -> Option<(&str, &str, &Value)> {

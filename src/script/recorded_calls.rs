@@ -200,7 +200,7 @@ impl RecordedCalls {
     pub fn session_result(
         &mut self,
         id: &str,
-    ) -> Option<Result<crate::scheduler::session::SessionResult, serde_json::Error>> {
+    ) -> Option<Result<Box<crate::scheduler::session::SessionResult>, serde_json::Error>> {
         self.journal.take_session_result(id)
     }
 

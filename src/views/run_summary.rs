@@ -59,7 +59,7 @@ impl<'a> OutcomeView<'a> {
             sessions: o.sessions,
             effects: o.effects.iter().map(effect_json).collect(),
             usage: UsageView::of(&o.usage),
-            leaves: o.leaves.iter().map(LeafView::of).collect(),
+            leaves: o.leaves.iter().map(|r| LeafView::of(r)).collect(),
             result: &o.result,
         }
     }
