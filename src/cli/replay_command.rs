@@ -51,7 +51,7 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
     };
     // Read on another thread while the script runs (a replay never acts, so it may start
     // before the whole journal is checked); its warnings come with the outcome.
-    let recorded = match AnswerIndex::read_streaming(&dir, args.recover) {
+    let recorded = match AnswerIndex::read_streaming(&dir, args.recover, crate::script::detached_value::PREPARE) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");

@@ -87,19 +87,40 @@ pub struct RecordedCall {
 #[derive(Default)]
 pub struct CallTable {
     chunks: Vec<Vec<RecordedCall>>,
+    /// What a reading thread prepared from each call's answer, chunk by chunk (an empty chunk
+    /// when nothing was prepared).
+    prepared: Vec<Vec<Option<Prepared>>>,
     /// The call number each chunk starts at.
     starts: Vec<usize>,
     len: usize,
 }
 
 impl CallTable {
-    fn push_chunk(&mut self, chunk: Vec<RecordedCall>) {
+    fn push_chunk(&mut self, chunk: Vec<RecordedCall>, prepared: Vec<Option<Prepared>>) {
         if chunk.is_empty() {
             return;
         }
         self.starts.push(self.len);
         self.len += chunk.len();
         self.chunks.push(chunk);
+        self.prepared.push(prepared);
+    }
+
+    fn chunk_of(&self, i: usize) -> Option<usize> {
+        if i >= self.len {
+            return None;
+        }
+        // Calls are asked for nearly in order: the last chunk first, else a binary search.
+        Some(match self.starts.last() {
+            Some(&start) if i >= start => self.starts.len() - 1,
+            _ => self.starts.partition_point(|&start| start <= i) - 1,
+        })
+    }
+
+    /// What a reading thread prepared from call `i`'s answer, moved out (so at most once).
+    fn take_prepared(&mut self, i: usize) -> Option<Prepared> {
+        let chunk = self.chunk_of(i)?;
+        self.prepared[chunk].get_mut(i - self.starts[chunk])?.take()
     }
 
     pub fn len(&self) -> usize {
@@ -111,14 +132,7 @@ impl CallTable {
     }
 
     pub fn get(&self, i: usize) -> Option<&RecordedCall> {
-        if i >= self.len {
-            return None;
-        }
-        // Calls are asked for nearly in order: the last chunk first, else a binary search.
-        let chunk = match self.starts.last() {
-            Some(&start) if i >= start => self.starts.len() - 1,
-            _ => self.starts.partition_point(|&start| start <= i) - 1,
-        };
+        let chunk = self.chunk_of(i)?;
         self.chunks[chunk].get(i - self.starts[chunk])
     }
 
@@ -135,6 +149,31 @@ impl std::ops::Index<usize> for CallTable {
     }
 }
 
+/// What a reading thread made of a recorded payload for the index's user (the script layer
+/// builds script values there). The index hands it over untouched and never looks inside.
+pub type Prepared = Box<dyn std::any::Any + Send + Sync>;
+
+/// Work a reading thread does on recorded payloads for the index's user, off the user's
+/// thread: the user's own conversions, which the index knows nothing about.
+#[derive(Clone, Copy)]
+pub struct PreparePayloads {
+    /// A recorded call's answer, given the call's function and its JSON text.
+    pub call_result: fn(&str, &str) -> Option<Prepared>,
+    /// A finished session's recorded result.
+    pub session_result: fn(&SessionResult) -> Option<Prepared>,
+}
+
+impl PreparePayloads {
+    /// Prepares nothing: payloads are only parsed.
+    pub const NOTHING: PreparePayloads = PreparePayloads { call_result: |_, _| None, session_result: |_| None };
+}
+
+/// A finished session's recorded result, with what a reading thread prepared from it.
+pub struct RecordedSession {
+    pub result: Box<SessionResult>,
+    pub prepared: Option<Prepared>,
+}
+
 /// Lines of the journal sorted by what the index does with them: a whole journal, or one
 /// batch of a streamed one.
 #[derive(Default)]
@@ -142,8 +181,10 @@ struct Lines {
     first_kind: Option<EntryKind>,
     header: Option<RunHeader>,
     calls: Vec<RecordedCall>,
+    /// On a reading thread, what was prepared from each call's answer (parallel to `calls`).
+    prepared_calls: Vec<Option<Prepared>>,
     /// Session results: where each is, and, read on a reading thread, already parsed.
-    sessions: Vec<(String, Range<usize>, Option<Box<SessionResult>>)>,
+    sessions: Vec<(String, Range<usize>, Option<RecordedSession>)>,
     /// Effect results by call number: where each is, and, on a reading thread, parsed.
     effect_results: Vec<(u64, Range<usize>, Option<Value>)>,
     finished: Option<RunStatus>,
@@ -155,9 +196,11 @@ impl Lines {
         self.last_seq.is_none()
     }
 
-    /// Adds one line (which starts at `start` in the file). With `parse_payloads`, session and
-    /// effect results are parsed too: a reading thread does that work off the script's thread.
-    fn add(&mut self, line: &[u8], start: usize, parse_payloads: bool) -> Result<(), serde_json::Error> {
+    /// Adds one line (which starts at `start` in the file). On a reading thread (`on_reader`),
+    /// session and effect results are parsed too and payloads prepared: work done off the
+    /// script's thread.
+    fn add(&mut self, line: &[u8], start: usize, on_reader: Option<&PreparePayloads>) -> Result<(), serde_json::Error> {
+        let parse_payloads = on_reader.is_some();
         let f: LineFields<'_> = serde_json::from_slice(line)?;
         self.first_kind.get_or_insert(f.kind);
         self.last_seq = Some(f.seq);
@@ -167,22 +210,35 @@ impl Lines {
                     self.header = f.header;
                 }
             }
-            EntryKind::Call | EntryKind::EffectIntent => self.calls.push(RecordedCall {
-                seq: f.seq,
-                kind: f.kind,
-                call: f.call,
-                function: text_of(f.function, line, start),
-                key: text_of(f.key, line, start),
-                pos: text_of(f.pos, line, start),
-                source: text_of(f.source, line, start),
-                session: text_of(f.session, line, start),
-                idempotency_key: text_of(f.idempotency_key, line, start),
-                args: f.args.map(|r| span_of(r, line, start)),
-                result: f.result.map(|r| span_of(r, line, start)),
-            }),
+            EntryKind::Call | EntryKind::EffectIntent => {
+                if let Some(prepare) = on_reader {
+                    let prepared = match (&f.function, f.result) {
+                        (Some(function), Some(result)) => (prepare.call_result)(function, result.get()),
+                        _ => None,
+                    };
+                    self.prepared_calls.push(prepared);
+                }
+                self.calls.push(RecordedCall {
+                    seq: f.seq,
+                    kind: f.kind,
+                    call: f.call,
+                    function: text_of(f.function, line, start),
+                    key: text_of(f.key, line, start),
+                    pos: text_of(f.pos, line, start),
+                    source: text_of(f.source, line, start),
+                    session: text_of(f.session, line, start),
+                    idempotency_key: text_of(f.idempotency_key, line, start),
+                    args: f.args.map(|r| span_of(r, line, start)),
+                    result: f.result.map(|r| span_of(r, line, start)),
+                })
+            }
             EntryKind::Session => {
                 if let (Some(id), Some(result)) = (f.session, f.result) {
-                    let parsed = parse_payloads.then(|| serde_json::from_str(result.get()).ok()).flatten();
+                    let parsed = on_reader.and_then(|prepare| {
+                        let result: Box<SessionResult> = serde_json::from_str(result.get()).ok()?;
+                        let prepared = (prepare.session_result)(&result);
+                        Some(RecordedSession { result, prepared })
+                    });
                     self.sessions.push((id.into_owned(), span_of(result, line, start), parsed));
                 }
             }
@@ -223,7 +279,7 @@ pub struct AnswerIndex {
     calls: CallTable,
     /// Session results by session id: where each is, and the parsed result a reading thread
     /// left for the first caller to take.
-    sessions: HashMap<String, (Range<usize>, Option<Box<SessionResult>>)>,
+    sessions: HashMap<String, (Range<usize>, Option<RecordedSession>)>,
     /// Effect results by call number, likewise.
     effect_results: HashMap<u64, (Range<usize>, Option<Value>)>,
     finished: Option<RunStatus>,
@@ -299,7 +355,7 @@ impl AnswerIndex {
     pub fn read(dir: &Path, recover: bool) -> Result<Self, JournalError> {
         let (path, bytes) = Self::read_bytes(dir)?;
         let mut lines = Lines::default();
-        let scanned = scan_lines(&path, &bytes, recover, |line, start| lines.add(line, start, false))?;
+        let scanned = scan_lines(&path, &bytes, recover, |line, start| lines.add(line, start, None))?;
         let header = check_header(&path, lines.first_kind, lines.header.take())?;
         let mut index = Self::empty(dir, header, bytes);
         index.absorb(lines);
@@ -308,9 +364,10 @@ impl AnswerIndex {
     }
 
     /// Checks the header now and reads the rest of the journal on another thread, while the
-    /// caller starts answering calls. A journal whose first line does not give a valid header
-    /// is read whole instead, so it is refused exactly as [`AnswerIndex::read`] refuses it.
-    pub fn read_streaming(dir: &Path, recover: bool) -> Result<Self, JournalError> {
+    /// caller starts answering calls; that thread also parses recorded results and `prepare`s
+    /// them. A journal whose first line does not give a valid header is read whole instead,
+    /// so it is refused exactly as [`AnswerIndex::read`] refuses it.
+    pub fn read_streaming(dir: &Path, recover: bool, prepare: PreparePayloads) -> Result<Self, JournalError> {
         let path = dir.join(JOURNAL_FILE);
         let header = Self::read_header(&path)?;
         let Some(header) = header else {
@@ -328,12 +385,16 @@ impl AnswerIndex {
             };
             let _ = sender.send(Batch::Bytes(bytes.clone()));
             let mut batch = Lines::default();
+            // The first batches are small, so the script's first calls are answered at once;
+            // they double up to `BATCH_LINES`.
             let mut in_batch = 0;
+            let mut batch_lines = 4;
             let scanned = scan_lines(&path, &bytes, recover, |line, start| {
-                batch.add(line, start, true)?;
+                batch.add(line, start, Some(&prepare))?;
                 in_batch += 1;
-                if in_batch == BATCH_LINES {
+                if in_batch == batch_lines {
                     in_batch = 0;
+                    batch_lines = (batch_lines * 2).min(BATCH_LINES);
                     let _ = sender.send(Batch::Lines(std::mem::take(&mut batch)));
                 }
                 Ok(())
@@ -363,7 +424,7 @@ impl AnswerIndex {
             return Ok(None);
         }
         let mut first = Lines::default();
-        if first.add(&first_line[..first_line.len() - 1], 0, false).is_err() {
+        if first.add(&first_line[..first_line.len() - 1], 0, None).is_err() {
             return Ok(None);
         }
         Ok(match (first.first_kind, first.header) {
@@ -376,7 +437,7 @@ impl AnswerIndex {
         if let Some(seq) = lines.last_seq {
             self.next_seq = seq + 1;
         }
-        self.calls.push_chunk(lines.calls);
+        self.calls.push_chunk(lines.calls, lines.prepared_calls);
         self.sessions.extend(lines.sessions.into_iter().map(|(id, span, parsed)| (id, (span, parsed))));
         self.effect_results.extend(lines.effect_results.into_iter().map(|(call, span, parsed)| (call, (span, parsed))));
         if lines.finished.is_some() {
@@ -504,17 +565,23 @@ impl AnswerIndex {
         self.sessions.get(id).map(|(span, _)| self.parse(span))
     }
 
-    /// A finished session's recorded result; the one a reading thread parsed is moved out, so
-    /// a second call parses it again.
-    pub fn take_session_result(&mut self, id: &str) -> Option<Result<Box<SessionResult>, serde_json::Error>> {
+    /// A finished session's recorded result; the one a reading thread parsed (and what it
+    /// prepared) is moved out, so a second call parses it again.
+    pub fn take_session_result(&mut self, id: &str) -> Option<Result<RecordedSession, serde_json::Error>> {
         if !self.has_session(id) {
             return None;
         }
         let (span, parsed) = self.sessions.get_mut(id)?;
         Some(match parsed.take() {
-            Some(result) => Ok(result),
-            None => serde_json::from_slice(&self.bytes[span.clone()]).map(Box::new),
+            Some(recorded) => Ok(recorded),
+            None => serde_json::from_slice(&self.bytes[span.clone()])
+                .map(|result| RecordedSession { result: Box::new(result), prepared: None }),
         })
+    }
+
+    /// What a reading thread prepared from call `i`'s answer, moved out (so at most once).
+    pub fn take_prepared_result(&mut self, i: usize) -> Option<Prepared> {
+        self.calls.take_prepared(i)
     }
 
     /// An effect's recorded result; the one a reading thread parsed is moved out, so a second
@@ -666,7 +733,7 @@ mod tests {
             w.append(Entry::call(i, "input", key, &site, json!([i]), json!(i), None)).unwrap();
         }
         w.sync().unwrap();
-        let mut index = AnswerIndex::read_streaming(dir.path(), false).unwrap();
+        let mut index = AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING).unwrap();
         index.read_through_call(n as usize - 1);
         assert_eq!(index.calls().len(), n as usize);
         for i in [n - 1, 0, BATCH_LINES as u64 - 2, BATCH_LINES as u64 - 1, BATCH_LINES as u64, n / 2] {
@@ -682,7 +749,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_run(dir.path());
         let mut whole = AnswerIndex::read(dir.path(), false).unwrap();
-        let mut streamed = AnswerIndex::read_streaming(dir.path(), false).unwrap();
+        let mut streamed = AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING).unwrap();
         assert_eq!(streamed.header.run_id, "r1");
         assert_eq!(streamed.session::<Value>("s1").unwrap().unwrap(), whole.session::<Value>("s1").unwrap().unwrap());
         assert_eq!(streamed.take_effect_result(1), Some(json!({"status": "merged"})));
@@ -691,7 +758,7 @@ mod tests {
         assert_eq!(streamed.status(), RunStatus::Succeeded);
         assert_eq!((streamed.valid_len, streamed.next_seq), (whole.valid_len, whole.next_seq));
         // Asking for what the journal does not hold waits for its end, then says so.
-        let mut unread = AnswerIndex::read_streaming(dir.path(), false).unwrap();
+        let mut unread = AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING).unwrap();
         assert!(!unread.has_session("s9"));
         assert_eq!(unread.calls().len(), whole.calls().len(), "read to the end to say so");
     }
@@ -707,19 +774,22 @@ mod tests {
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 
         // The header is fine, so reading starts; the bad third line ends it.
-        let mut streamed = AnswerIndex::read_streaming(dir.path(), false).unwrap();
+        let mut streamed = AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING).unwrap();
         assert!(!streamed.has_session("s1"), "the session's line comes after the corrupt one");
         assert!(streamed.failed());
         assert!(matches!(streamed.finish_reading(), Err(JournalError::Corrupt { line: 3, valid: 2, .. })));
 
         // Recovering keeps the prefix and says so.
-        let mut recovered = AnswerIndex::read_streaming(dir.path(), true).unwrap();
+        let mut recovered = AnswerIndex::read_streaming(dir.path(), true, PreparePayloads::NOTHING).unwrap();
         assert!(recovered.finish_reading().is_ok());
         assert_eq!(recovered.calls().len(), 1);
         assert!(recovered.warnings[0].contains("recovered the 2 entries"), "{:?}", recovered.warnings);
 
         // A torn first line cannot give a header: refused as a whole read refuses it.
         std::fs::write(&path, "{\"seq\": 0, \"type\": \"run_sta").unwrap();
-        assert!(matches!(AnswerIndex::read_streaming(dir.path(), false), Err(JournalError::Empty { .. })));
+        assert!(matches!(
+            AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING),
+            Err(JournalError::Empty { .. })
+        ));
     }
 }

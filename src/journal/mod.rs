@@ -13,7 +13,7 @@ pub mod reader;
 pub mod run_dir;
 pub mod writer;
 
-pub use answer_index::AnswerIndex;
+pub use answer_index::{AnswerIndex, PreparePayloads, Prepared, RecordedSession};
 pub use call_key::CallKey;
 pub use entry::{Entry, EntryKind, RunStatus, JOURNAL_VERSION};
 pub use reader::{JournalError, RecordedRun};

@@ -12,11 +12,12 @@ use crate::effects::{EffectKind, EffectRequest, GithubRead, World};
 use crate::harness::HarnessSet;
 use crate::journal::blob_store::{BlobStore, INLINE_LIMIT};
 use crate::journal::entry::{CallSite, Entry};
-use crate::journal::{CallKey, JournalWriter};
+use crate::journal::{CallKey, JournalWriter, Prepared, RecordedSession};
 use crate::run::run_event::{RunEvent, RunEvents};
 use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
 use crate::scheduler::worktree::WorktreePlan;
 use crate::scheduler::{SchedulerClient, SpawnOrder};
+use crate::script::detached_value::PreparedAnswer;
 use crate::script::recorded_calls::{AnswerError, Divergence, RecordedCalls, ReplayMode};
 use crate::workflow::{self, WorkflowSet};
 use indexmap::IndexMap;
@@ -91,6 +92,9 @@ struct Session {
     /// The spawn's arguments as the journal holds them: its opts (goal, inputs, overrides).
     args: Value,
     slot: SessionSlot,
+    /// For a recorded result: what the journal's reading thread prepared from it (the script
+    /// side's result fields), until the script's first await takes it.
+    prepared: Option<Prepared>,
 }
 
 fn goal_of(args: &Value) -> &str {
@@ -132,6 +136,8 @@ fn session_index(id: &str, len: usize) -> Option<usize> {
 pub enum Answer {
     Json(Value),
     Recorded(String),
+    /// A recorded answer the journal's reading thread already made a script value.
+    Script(rhai::Dynamic),
 }
 
 impl Answer {
@@ -140,6 +146,7 @@ impl Answer {
         match self {
             Answer::Json(v) => v,
             Answer::Recorded(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+            Answer::Script(v) => crate::script::json_value::to_json(&v).unwrap_or(Value::Null),
         }
     }
 }
@@ -335,7 +342,11 @@ impl Host {
     ) -> Result<Answer, HostError> {
         let (index, key, answer) = self.begin_call(function, None, &args, site)?;
         if let Some(ans) = answer {
-            let result = Answer::Recorded(ans.result.unwrap_or_else(|| "null".into()));
+            let prepared = ans.prepared.and_then(|p| p.downcast::<PreparedAnswer>().ok());
+            let result = match prepared {
+                Some(p) => Answer::Script(p.0.into_inner()),
+                None => Answer::Recorded(ans.result.unwrap_or_else(|| "null".into())),
+            };
             if self.rejournal(ans.positional) {
                 let value = result.into_json();
                 self.journal.append(Entry::call(index, function, key, site, args, value.clone(), None))?;
@@ -410,11 +421,14 @@ impl Host {
             }
             let recorded = ans.finished_session.as_deref().and_then(|s| self.recorded.as_mut()?.session_result(s));
             if let Some(recorded) = recorded {
-                let mut result: Box<SessionResult> =
+                let RecordedSession { mut result, prepared } =
                     recorded.map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
                 result.id = id.clone();
                 self.record_spawn(&id, workflow_name, args);
                 self.finish_session(result, rejournal)?;
+                if let Some(session) = self.sessions.last_mut() {
+                    session.prepared = prepared;
+                }
                 return Ok(id);
             }
             // Recorded as spawned but never finished: it was in flight when the run stopped,
@@ -522,7 +536,7 @@ impl Host {
     /// Adds session `id` to the table, pending until [`Host::finish_session`] records its end.
     fn record_spawn(&mut self, id: &str, workflow: &str, args: Value) {
         debug_assert_eq!(session_index(id, self.sessions.len() + 1), Some(self.sessions.len()));
-        self.sessions.push(Session { workflow: workflow.to_owned(), args, slot: SessionSlot::Pending });
+        self.sessions.push(Session { workflow: workflow.to_owned(), args, slot: SessionSlot::Pending, prepared: None });
     }
 
     fn session(&self, id: &str) -> Option<&Session> {
@@ -731,6 +745,12 @@ impl Host {
             }
         }));
         results
+    }
+
+    /// What the journal's reading thread prepared from a recorded session's result, moved out.
+    pub fn take_prepared(&mut self, id: &str) -> Option<Prepared> {
+        let i = session_index(id, self.sessions.len())?;
+        self.sessions[i].prepared.take()
     }
 
     pub fn spawn_info(&self, id: &str) -> Option<(&str, &str, &Value)> {

@@ -8,6 +8,7 @@ use super::host::{json_type, Answer, Host, HostError};
 use crate::effects::{EffectKind, GithubRead};
 use crate::journal::entry::CallSite;
 use crate::scheduler::session::SessionResult;
+use crate::script::detached_value::{result_fields, PreparedResultFields};
 use crate::script::json_value::{parse_dynamic, to_dynamic, to_json};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position};
 use serde_json::{json, Value};
@@ -102,20 +103,10 @@ fn runtime_error(msg: String) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(msg.into(), Position::NONE).into()
 }
 
+/// A session's result as the script sees it: the result's own fields, and the spawn's goal
+/// and inputs.
 pub fn session_map(result: &SessionResult, goal: &str, inputs: &Value) -> Map {
-    let mut usage = Map::new();
-    usage.insert("input_tokens".into(), (result.usage.input_tokens as i64).into());
-    usage.insert("output_tokens".into(), (result.usage.output_tokens as i64).into());
-    usage.insert("cost_usd".into(), result.usage.cost_usd.into());
-    let mut m = Map::new();
-    m.insert("id".into(), result.id.clone().into());
-    m.insert("workflow".into(), result.workflow.clone().into());
-    m.insert("status".into(), result.status.as_str().into());
-    m.insert("ok".into(), (result.status == crate::scheduler::session::SessionStatus::Ok).into());
-    m.insert("output".into(), to_dynamic(&result.output));
-    m.insert("text".into(), result.text.clone().into());
-    m.insert("usage".into(), usage.into());
-    m.insert("error".into(), result.error.clone().map(Dynamic::from).unwrap_or(Dynamic::UNIT));
+    let mut m = result_fields(result);
     m.insert("goal".into(), goal.into());
     m.insert("inputs".into(), to_dynamic(inputs));
     m
@@ -147,8 +138,21 @@ fn await_results(host: &SharedHost, site: &CallSite, ids: &[String]) -> RhaiResu
         Ok(ids
             .iter()
             .map(|id| {
+                // A replay's reading thread built the result's fields already (once: a second
+                // await of the same session builds them here).
+                let prepared = h.take_prepared(id).and_then(|p| p.downcast::<PreparedResultFields>().ok());
                 let (_, goal, inputs) = h.spawn_info(id).unwrap_or(("", "", &Value::Null));
-                session_map(h.finished(id), goal, inputs).into()
+                let result = h.finished(id);
+                match prepared.and_then(|p| p.0.into_inner().try_cast::<Map>()) {
+                    Some(mut m) => {
+                        // The id is this run's, which a what-if replay may number differently.
+                        m.insert("id".into(), result.id.as_str().into());
+                        m.insert("goal".into(), goal.into());
+                        m.insert("inputs".into(), to_dynamic(inputs));
+                        m.into()
+                    }
+                    None => session_map(result, goal, inputs).into(),
+                }
             })
             .collect())
     })
@@ -160,6 +164,7 @@ fn answer_to_dynamic(answer: Answer) -> Dynamic {
     match answer {
         Answer::Json(v) => to_dynamic(&v),
         Answer::Recorded(text) => parse_dynamic(&text).unwrap_or(Dynamic::UNIT),
+        Answer::Script(v) => v,
     }
 }
 

@@ -6,6 +6,7 @@
 //! through host calls, and every host call is journaled. Nothing here spends tokens.
 
 pub mod coverage;
+pub mod detached_value;
 pub mod diagnostic;
 pub mod engine;
 pub mod heap_meter;
