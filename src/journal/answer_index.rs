@@ -159,13 +159,22 @@ pub type Prepared = Box<dyn std::any::Any + Send + Sync>;
 pub struct PreparePayloads {
     /// A recorded call's answer, given the call's function and its JSON text.
     pub call_result: fn(&str, &str) -> Option<Prepared>,
-    /// A finished session's recorded result.
-    pub session_result: fn(&SessionResult) -> Option<Prepared>,
+    /// A finished session's recorded result, given the JSON text of the arguments of the call
+    /// that spawned it (when the journal holds that call before the result).
+    pub session_result: fn(&SessionResult, Option<&str>) -> Option<Prepared>,
 }
 
 impl PreparePayloads {
     /// Prepares nothing: payloads are only parsed.
-    pub const NOTHING: PreparePayloads = PreparePayloads { call_result: |_, _| None, session_result: |_| None };
+    pub const NOTHING: PreparePayloads = PreparePayloads { call_result: |_, _| None, session_result: |_, _| None };
+}
+
+/// A reading thread's state across lines: how to prepare payloads, and the arguments of each
+/// spawn whose session has not finished yet (a session's result line names the session, not
+/// its spawn's arguments).
+struct Preparing {
+    prepare: PreparePayloads,
+    spawn_args: HashMap<Box<str>, Box<str>>,
 }
 
 /// A finished session's recorded result, with what a reading thread prepared from it.
@@ -199,7 +208,12 @@ impl Lines {
     /// Adds one line (which starts at `start` in the file). On a reading thread (`on_reader`),
     /// session and effect results are parsed too and payloads prepared: work done off the
     /// script's thread.
-    fn add(&mut self, line: &[u8], start: usize, on_reader: Option<&PreparePayloads>) -> Result<(), serde_json::Error> {
+    fn add(
+        &mut self,
+        line: &[u8],
+        start: usize,
+        mut on_reader: Option<&mut Preparing>,
+    ) -> Result<(), serde_json::Error> {
         let parse_payloads = on_reader.is_some();
         let f: LineFields<'_> = serde_json::from_slice(line)?;
         self.first_kind.get_or_insert(f.kind);
@@ -211,12 +225,15 @@ impl Lines {
                 }
             }
             EntryKind::Call | EntryKind::EffectIntent => {
-                if let Some(prepare) = on_reader {
+                if let Some(reader) = on_reader {
                     let prepared = match (&f.function, f.result) {
-                        (Some(function), Some(result)) => (prepare.call_result)(function, result.get()),
+                        (Some(function), Some(result)) => (reader.prepare.call_result)(function, result.get()),
                         _ => None,
                     };
                     self.prepared_calls.push(prepared);
+                    if let (Some(session), Some(args)) = (&f.session, f.args) {
+                        reader.spawn_args.insert(session.as_ref().into(), args.get().into());
+                    }
                 }
                 self.calls.push(RecordedCall {
                     seq: f.seq,
@@ -234,9 +251,10 @@ impl Lines {
             }
             EntryKind::Session => {
                 if let (Some(id), Some(result)) = (f.session, f.result) {
-                    let parsed = on_reader.and_then(|prepare| {
+                    let parsed = on_reader.as_mut().and_then(|reader| {
                         let result: Box<SessionResult> = serde_json::from_str(result.get()).ok()?;
-                        let prepared = (prepare.session_result)(&result);
+                        let spawn_args = reader.spawn_args.remove(id.as_ref());
+                        let prepared = (reader.prepare.session_result)(&result, spawn_args.as_deref());
                         Some(RecordedSession { result, prepared })
                     });
                     self.sessions.push((id.into_owned(), span_of(result, line, start), parsed));
@@ -258,7 +276,7 @@ impl Lines {
 enum Batch {
     /// The file, read whole; sent before any line.
     Bytes(Arc<Vec<u8>>),
-    Lines(Lines),
+    Lines(Box<Lines>),
     End(Result<Scanned, JournalError>),
 }
 
@@ -389,18 +407,19 @@ impl AnswerIndex {
             // they double up to `BATCH_LINES`.
             let mut in_batch = 0;
             let mut batch_lines = 4;
+            let mut reader = Preparing { prepare, spawn_args: HashMap::new() };
             let scanned = scan_lines(&path, &bytes, recover, |line, start| {
-                batch.add(line, start, Some(&prepare))?;
+                batch.add(line, start, Some(&mut reader))?;
                 in_batch += 1;
                 if in_batch == batch_lines {
                     in_batch = 0;
                     batch_lines = (batch_lines * 2).min(BATCH_LINES);
-                    let _ = sender.send(Batch::Lines(std::mem::take(&mut batch)));
+                    let _ = sender.send(Batch::Lines(Box::new(std::mem::take(&mut batch))));
                 }
                 Ok(())
             });
             if !batch.is_empty() {
-                let _ = sender.send(Batch::Lines(batch));
+                let _ = sender.send(Batch::Lines(Box::new(batch)));
             }
             let _ = sender.send(Batch::End(scanned));
         });
@@ -462,7 +481,7 @@ impl AnswerIndex {
         let next = reading.lock().map_err(|_| ()).and_then(|r| r.recv().map_err(|_| ()));
         match next {
             Ok(Batch::Bytes(bytes)) => self.bytes = bytes,
-            Ok(Batch::Lines(lines)) => self.absorb(lines),
+            Ok(Batch::Lines(lines)) => self.absorb(*lines),
             Ok(Batch::End(scanned)) => self.end(scanned),
             // The reading thread died without its end: nothing more will come.
             Err(()) => self.end(Err(JournalError::Unfinished { path: self.dir.join(JOURNAL_FILE) })),

@@ -13,16 +13,16 @@
 //! thread. It must not grow a constructor from an existing script value, nor any `&self`
 //! accessor.
 
-use super::json_value::{parse_dynamic, to_dynamic};
+use super::host_api::result_fields;
+use super::json_value::parse_dynamic;
 use crate::journal::{PreparePayloads, Prepared};
-use crate::scheduler::session::{SessionResult, SessionStatus};
 use rhai::{Dynamic, Map};
 
 /// A script value nobody else holds any part of.
 pub struct DetachedValue(Dynamic);
 
 // SAFETY: the value was built from JSON by this module alone (`parse_dynamic`, `to_dynamic`,
-// `result_fields`): every `Rc` in it was created for it, has a count of one, and no clone of
+// `result_fields` over a result parsed from JSON): every `Rc` in it was created for it, has a count of one, and no clone of
 // it exists. Moving the whole tree to another thread therefore moves every owner of each
 // count together; no two threads can ever touch one count.
 unsafe impl Send for DetachedValue {}
@@ -36,27 +36,11 @@ impl DetachedValue {
     }
 }
 
-/// The fields of a session's result map that come from the result itself; the host adds the
-/// spawn's `goal` and `inputs` (see [`super::host_api::session_map`]).
-pub fn result_fields(result: &SessionResult) -> Map {
-    let mut usage = Map::new();
-    usage.insert("input_tokens".into(), (result.usage.input_tokens as i64).into());
-    usage.insert("output_tokens".into(), (result.usage.output_tokens as i64).into());
-    usage.insert("cost_usd".into(), result.usage.cost_usd.into());
-    let mut m = Map::new();
-    m.insert("id".into(), result.id.as_str().into());
-    m.insert("workflow".into(), result.workflow.as_str().into());
-    m.insert("status".into(), result.status.as_str().into());
-    m.insert("ok".into(), (result.status == SessionStatus::Ok).into());
-    m.insert("output".into(), to_dynamic(&result.output));
-    m.insert("text".into(), result.text.as_str().into());
-    m.insert("usage".into(), usage.into());
-    m.insert("error".into(), result.error.as_deref().map_or(Dynamic::UNIT, |e| e.into()));
-    m
-}
-
-/// A recorded session's result fields, prepared as [`DetachedValue`] holding a map.
-pub struct PreparedResultFields(pub DetachedValue);
+/// A recorded session's result map, prepared as a [`DetachedValue`] holding a map: the
+/// result's fields and its spawn's `goal` and `inputs`, as
+/// [`session_map`](super::host_api::session_map) builds it. The spawn's recorded arguments are
+/// the arguments of any call that reuses this result (the call key covers them all).
+pub struct PreparedSessionMap(pub DetachedValue);
 
 /// A recorded call's answer, prepared as the script value it becomes.
 pub struct PreparedAnswer(pub DetachedValue);
@@ -73,17 +57,28 @@ pub const PREPARE: PreparePayloads = PreparePayloads {
         let value = parse_dynamic(text).ok()?;
         Some(Box::new(PreparedAnswer(DetachedValue(value))) as Prepared)
     },
-    session_result: |result| {
+    session_result: |result, spawn_args| {
         if result.output.get("$blob").is_some() {
             return None;
         }
-        Some(Box::new(PreparedResultFields(DetachedValue(result_fields(result).into()))) as Prepared)
+        // The arguments are parsed straight into script values; goal and inputs are read as
+        // `goal_of` and `inputs_of` read them (a goal that is not a string reads as "", inputs
+        // that are not a map as an empty map).
+        let mut args = parse_dynamic(spawn_args?).ok()?.try_cast::<Map>()?;
+        let goal = args.remove("goal").filter(Dynamic::is_string).unwrap_or_else(|| "".into());
+        let inputs = args.remove("inputs").filter(Dynamic::is_map).unwrap_or_else(|| Map::new().into());
+        let mut map = result_fields(result);
+        map.insert("goal".into(), goal);
+        map.insert("inputs".into(), inputs);
+        Some(Box::new(PreparedSessionMap(DetachedValue(map.into()))) as Prepared)
     },
 };
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::session::{SessionResult, SessionStatus};
+    use crate::script::host::{goal_of, inputs_of};
     use crate::script::host_api::session_map;
     use serde_json::json;
 
@@ -91,13 +86,20 @@ mod tests {
     fn prepared_values_equal_what_the_script_thread_builds() {
         let mut result = SessionResult::failed("s3", "mr-review", SessionStatus::Timeout, "timed out");
         result.output = json!({"verdict": "minor", "findings": [{"severity": "minor", "n": 1.5}]});
-        let prepared = (PREPARE.session_result)(&result).unwrap();
-        let fields = prepared.downcast::<PreparedResultFields>().unwrap().0.into_inner();
-        let mut fields = fields.try_cast::<Map>().unwrap();
-        fields.insert("goal".into(), "g".into());
-        fields.insert("inputs".into(), to_dynamic(&json!({"pr": 3})));
+        let args = r#"{"goal": "g", "inputs": {"pr": 3}}"#;
+        let prepared = (PREPARE.session_result)(&result, Some(args)).unwrap();
+        let map = prepared.downcast::<PreparedSessionMap>().unwrap().0.into_inner();
         let built = session_map(&result, "g", &json!({"pr": 3}));
-        assert_eq!(format!("{fields:?}"), format!("{built:?}"));
+        assert_eq!(format!("{map:?}"), format!("{:?}", Dynamic::from_map(built)));
+        for odd in ["{}", r#"{"goal": 7, "inputs": [1]}"#, r#"{"goal": null, "inputs": "x", "other": 1}"#] {
+            let args: serde_json::Value = serde_json::from_str(odd).unwrap();
+            let built = session_map(&result, goal_of(&args), inputs_of(&args));
+            let prepared = (PREPARE.session_result)(&result, Some(odd)).unwrap();
+            let map = prepared.downcast::<PreparedSessionMap>().unwrap().0.into_inner();
+            assert_eq!(format!("{map:?}"), format!("{:?}", Dynamic::from_map(built)), "{odd}");
+        }
+        assert!((PREPARE.session_result)(&result, Some("[1]")).is_none(), "arguments that are not a map");
+        assert!((PREPARE.session_result)(&result, None).is_none(), "no spawn seen: the host builds it");
 
         let text = r#"[{"number": 1, "title": "t", "labels": []}]"#;
         let prepared = (PREPARE.call_result)("github.prs", text).unwrap();
@@ -107,7 +109,7 @@ mod tests {
         assert!((PREPARE.call_result)("github.pr", "[1,").is_none(), "unparsable text is left to the host");
 
         result.output = json!({"$blob": "abc"});
-        assert!((PREPARE.session_result)(&result).is_none(), "blob outputs are loaded by the host");
+        assert!((PREPARE.session_result)(&result, Some(args)).is_none(), "blob outputs are loaded by the host");
     }
 
     #[test]

@@ -97,12 +97,12 @@ struct Session {
     prepared: Option<Prepared>,
 }
 
-fn goal_of(args: &Value) -> &str {
+pub(crate) fn goal_of(args: &Value) -> &str {
     args.get("goal").and_then(Value::as_str).unwrap_or("")
 }
 
 /// A spawn's inputs: always a map (`spawn_session` refuses anything else).
-fn inputs_of(args: &Value) -> &Value {
+pub(crate) fn inputs_of(args: &Value) -> &Value {
     static EMPTY: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| json!({}));
     match args.get("inputs") {
         Some(v @ Value::Object(_)) => v,

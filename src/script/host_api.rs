@@ -7,10 +7,10 @@
 use super::host::{json_type, Answer, Host, HostError};
 use crate::effects::{EffectKind, GithubRead};
 use crate::journal::entry::CallSite;
-use crate::scheduler::session::SessionResult;
-use crate::script::detached_value::{result_fields, PreparedResultFields};
+use crate::scheduler::session::{SessionResult, SessionStatus};
+use crate::script::detached_value::PreparedSessionMap;
 use crate::script::json_value::{parse_dynamic, to_dynamic, to_json};
-use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Module, NativeCallContext, Position};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -112,6 +112,24 @@ pub fn session_map(result: &SessionResult, goal: &str, inputs: &Value) -> Map {
     m
 }
 
+/// The fields of a session's result map that come from the result itself.
+pub(crate) fn result_fields(result: &SessionResult) -> Map {
+    let mut usage = Map::new();
+    usage.insert("input_tokens".into(), (result.usage.input_tokens as i64).into());
+    usage.insert("output_tokens".into(), (result.usage.output_tokens as i64).into());
+    usage.insert("cost_usd".into(), result.usage.cost_usd.into());
+    let mut m = Map::new();
+    m.insert("id".into(), result.id.as_str().into());
+    m.insert("workflow".into(), result.workflow.as_str().into());
+    m.insert("status".into(), result.status.as_str().into());
+    m.insert("ok".into(), (result.status == SessionStatus::Ok).into());
+    m.insert("output".into(), to_dynamic(&result.output));
+    m.insert("text".into(), result.text.as_str().into());
+    m.insert("usage".into(), usage.into());
+    m.insert("error".into(), result.error.as_deref().map_or(Dynamic::UNIT, |e| e.into()));
+    m
+}
+
 fn handle_ids(handles: &Array) -> RhaiResult<Vec<String>> {
     handles
         .iter()
@@ -138,20 +156,23 @@ fn await_results(host: &SharedHost, site: &CallSite, ids: &[String]) -> RhaiResu
         Ok(ids
             .iter()
             .map(|id| {
-                // A replay's reading thread built the result's fields already (once: a second
-                // await of the same session builds them here).
-                let prepared = h.take_prepared(id).and_then(|p| p.downcast::<PreparedResultFields>().ok());
-                let (_, goal, inputs) = h.spawn_info(id).unwrap_or(("", "", &Value::Null));
+                // A replay's reading thread built the map already (once: a second await of the
+                // same session builds it here).
+                let prepared = h.take_prepared(id).and_then(|p| p.downcast::<PreparedSessionMap>().ok());
                 let result = h.finished(id);
                 match prepared.and_then(|p| p.0.into_inner().try_cast::<Map>()) {
                     Some(mut m) => {
                         // The id is this run's, which a what-if replay may number differently.
-                        m.insert("id".into(), result.id.as_str().into());
-                        m.insert("goal".into(), goal.into());
-                        m.insert("inputs".into(), to_dynamic(inputs));
+                        let recorded_id = m.get("id").and_then(|v| v.read_lock::<ImmutableString>().map(|s| s.clone()));
+                        if recorded_id.as_ref().map(ImmutableString::as_str) != Some(result.id.as_str()) {
+                            m.insert("id".into(), result.id.as_str().into());
+                        }
                         m.into()
                     }
-                    None => session_map(result, goal, inputs).into(),
+                    None => {
+                        let (_, goal, inputs) = h.spawn_info(id).unwrap_or(("", "", &Value::Null));
+                        session_map(result, goal, inputs).into()
+                    }
                 }
             })
             .collect())
