@@ -453,3 +453,78 @@ fn resume_retry_failed_reruns_only_the_failed_leaves() {
     assert_eq!(counts["s2"], 2);
     assert_eq!(counts["s3"], 1);
 }
+
+/// A script that hands back what the host gave it: result maps (awaited twice) and reads.
+const ECHO_SCRIPT: &str = r#"
+let prs = github::prs();
+let handles = [];
+for pr in prs {
+    handles.push(spawn_session("mr-review", #{ goal: `Review #${pr.number}`, inputs: #{ pr: pr.number, tags: ["a", 1.5] } }));
+}
+let first = await_sessions(handles);
+let again = await_sessions(handles);
+#{ prs: prs, checks: github::checks(prs[0].number), first: first, again: again }
+"#;
+
+const ECHO_SCENARIO: &str = r#"
+[[github.prs]]
+number = 3
+title = "Three"
+head_sha = "aaa"
+[[github.prs]]
+number = 4
+title = "Four \"quoted\" ü"
+head_sha = "bbb"
+
+[[leaf]]
+workflow = "mr-review"
+match = { pr = 3 }
+output = { verdict = "minor", findings = [{ severity = "minor", message = "m" }] }
+usage = { input_tokens = 10, output_tokens = 2, cost_usd = 0.5 }
+
+[[leaf]]
+workflow = "mr-review"
+match = { pr = 4 }
+status = "timeout"
+"#;
+
+#[test]
+fn a_replay_hands_the_script_the_values_the_run_did() {
+    let p = TestProject::with_repo_files();
+    p.write("echo.rhai", ECHO_SCRIPT);
+    p.write("echo.toml", ECHO_SCENARIO);
+    let run = p.coord().args(["run", "echo.rhai", "--scenario", "echo.toml", "--json"]).run();
+    run.expect_code(0);
+    let run = run.json();
+    let id = run["run_id"].as_str().unwrap().to_owned();
+    let result = &run["result"];
+    assert_eq!(result["first"], result["again"], "an await builds the same map twice");
+    assert_eq!(result["first"][0]["inputs"]["tags"], serde_json::json!(["a", 1.5]));
+    assert_eq!(result["first"][1]["status"], "timeout");
+
+    // The replay's reading thread builds these maps; they must equal the run's.
+    let replay = p.coord().args(["replay", &id, "--json"]).run();
+    replay.expect_code(0);
+    assert_eq!(replay.json()["result"], *result);
+
+    // A what-if that spawns one more session first: the recorded results are reused under
+    // this run's session ids.
+    let edited = ECHO_SCRIPT.replace(
+        "let handles = [];",
+        "let extra = spawn_session(\"mr-review\", #{ goal: \"extra\", inputs: #{ pr: 99 } });\nlet handles = [];",
+    );
+    p.write("edited.rhai", &edited);
+    let what_if = p.coord().args(["replay", &id, "--script", "edited.rhai", "--json"]).run();
+    what_if.expect_code(0);
+    let now = &what_if.json()["result"];
+    for (i, id) in ["s2", "s3"].iter().enumerate() {
+        assert_eq!(now["first"][i]["id"], *id);
+        assert_eq!(now["again"][i]["id"], *id);
+        let mut recorded = result["first"][i].clone();
+        recorded["id"] = (*id).into();
+        assert_eq!(now["first"][i], recorded);
+        assert_eq!(now["again"][i], recorded);
+    }
+    assert_eq!(now["prs"], result["prs"]);
+    assert_eq!(now["checks"], result["checks"]);
+}
