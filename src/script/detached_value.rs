@@ -21,9 +21,9 @@ use rhai::{Dynamic, Map};
 /// A script value nobody else holds any part of.
 pub struct DetachedValue(Dynamic);
 
-// SAFETY: the value was built from JSON by this module alone (`parse_dynamic`, `to_dynamic`,
-// `result_fields` over a result parsed from JSON): every `Rc` in it was created for it, has a count of one, and no clone of
-// it exists. Moving the whole tree to another thread therefore moves every owner of each
+// SAFETY: the value was built from JSON by this module alone (`parse_dynamic`, and
+// `result_fields` over a result parsed from JSON): every `Rc` in it was created for it, has a
+// count of one, and no clone of it exists. Moving the whole tree to another thread therefore moves every owner of each
 // count together; no two threads can ever touch one count.
 unsafe impl Send for DetachedValue {}
 // SAFETY: a `&DetachedValue` gives no access to the value (there is no `&self` method), so
@@ -47,7 +47,7 @@ pub struct PreparedAnswer(pub DetachedValue);
 
 /// What a replay's reading thread prepares: the answers of GitHub reads (the only recorded
 /// answers that reach a script as values; `now` and `input` are read as JSON) and sessions'
-/// result fields. A result whose output sits in the blob store is left to the host, which
+/// whole result maps. A result whose output sits in the blob store is left to the host, which
 /// loads it.
 pub const PREPARE: PreparePayloads = PreparePayloads {
     call_result: |function, text| {

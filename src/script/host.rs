@@ -92,8 +92,8 @@ struct Session {
     /// The spawn's arguments as the journal holds them: its opts (goal, inputs, overrides).
     args: Value,
     slot: SessionSlot,
-    /// For a recorded result: what the journal's reading thread prepared from it (the script
-    /// side's result fields), until the script's first await takes it.
+    /// For a recorded result: the result map the journal's reading thread built from it, until
+    /// the script's first await takes it.
     prepared: Option<Prepared>,
 }
 
@@ -424,11 +424,8 @@ impl Host {
                 let RecordedSession { mut result, prepared } =
                     recorded.map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
                 result.id = id.clone();
-                self.record_spawn(&id, workflow_name, args);
+                self.record_spawn(&id, workflow_name, args).prepared = prepared;
                 self.finish_session(result, rejournal)?;
-                if let Some(session) = self.sessions.last_mut() {
-                    session.prepared = prepared;
-                }
                 return Ok(id);
             }
             // Recorded as spawned but never finished: it was in flight when the run stopped,
@@ -534,9 +531,10 @@ impl Host {
     }
 
     /// Adds session `id` to the table, pending until [`Host::finish_session`] records its end.
-    fn record_spawn(&mut self, id: &str, workflow: &str, args: Value) {
+    fn record_spawn(&mut self, id: &str, workflow: &str, args: Value) -> &mut Session {
         debug_assert_eq!(session_index(id, self.sessions.len() + 1), Some(self.sessions.len()));
         self.sessions.push(Session { workflow: workflow.to_owned(), args, slot: SessionSlot::Pending, prepared: None });
+        self.sessions.last_mut().expect("just pushed")
     }
 
     fn session(&self, id: &str) -> Option<&Session> {

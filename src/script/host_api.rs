@@ -163,8 +163,9 @@ fn await_results(host: &SharedHost, site: &CallSite, ids: &[String]) -> RhaiResu
                 match prepared.and_then(|p| p.0.into_inner().try_cast::<Map>()) {
                     Some(mut m) => {
                         // The id is this run's, which a what-if replay may number differently.
-                        let recorded_id = m.get("id").and_then(|v| v.read_lock::<ImmutableString>().map(|s| s.clone()));
-                        if recorded_id.as_ref().map(ImmutableString::as_str) != Some(result.id.as_str()) {
+                        let same_id =
+                            m.get("id").and_then(|v| v.read_lock::<ImmutableString>().map(|s| s.as_str() == result.id));
+                        if same_id != Some(true) {
                             m.insert("id".into(), result.id.as_str().into());
                         }
                         m.into()
