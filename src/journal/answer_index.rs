@@ -164,17 +164,20 @@ pub struct PreparePayloads {
     pub session_result: fn(&SessionResult, Option<&str>) -> Option<Prepared>,
 }
 
+#[cfg(test)]
 impl PreparePayloads {
     /// Prepares nothing: payloads are only parsed.
     pub const NOTHING: PreparePayloads = PreparePayloads { call_result: |_, _| None, session_result: |_, _| None };
 }
 
-/// A reading thread's state across lines: how to prepare payloads, and the arguments of each
-/// spawn whose session has not finished yet (a session's result line names the session, not
-/// its spawn's arguments).
+/// A reading thread's state across lines: how to prepare payloads, the file it reads, and
+/// where the arguments of each spawn whose session has not finished yet are (a session's
+/// result line names the session, not its spawn's arguments; the arguments stay in the file
+/// rather than being copied out of every spawn line).
 struct Preparing {
     prepare: PreparePayloads,
-    spawn_args: HashMap<Box<str>, Box<str>>,
+    bytes: Arc<Vec<u8>>,
+    spawn_args: HashMap<Box<str>, Range<usize>>,
 }
 
 /// A finished session's recorded result, with what a reading thread prepared from it.
@@ -232,7 +235,7 @@ impl Lines {
                     };
                     self.prepared_calls.push(prepared);
                     if let (Some(session), Some(args)) = (&f.session, f.args) {
-                        reader.spawn_args.insert(session.as_ref().into(), args.get().into());
+                        reader.spawn_args.insert(session.as_ref().into(), span_of(args, line, start));
                     }
                 }
                 self.calls.push(RecordedCall {
@@ -254,7 +257,8 @@ impl Lines {
                     let parsed = on_reader.as_mut().and_then(|reader| {
                         let result: Box<SessionResult> = serde_json::from_str(result.get()).ok()?;
                         let spawn_args = reader.spawn_args.remove(id.as_ref());
-                        let prepared = (reader.prepare.session_result)(&result, spawn_args.as_deref());
+                        let spawn_args = spawn_args.and_then(|args| std::str::from_utf8(reader.bytes.get(args)?).ok());
+                        let prepared = (reader.prepare.session_result)(&result, spawn_args);
                         Some(RecordedSession { result, prepared })
                     });
                     self.sessions.push((id.into_owned(), span_of(result, line, start), parsed));
@@ -407,7 +411,7 @@ impl AnswerIndex {
             // they double up to `BATCH_LINES`.
             let mut in_batch = 0;
             let mut batch_lines = 4;
-            let mut reader = Preparing { prepare, spawn_args: HashMap::new() };
+            let mut reader = Preparing { prepare, bytes: bytes.clone(), spawn_args: HashMap::new() };
             let scanned = scan_lines(&path, &bytes, recover, |line, start| {
                 batch.add(line, start, Some(&mut reader))?;
                 in_batch += 1;

@@ -23,8 +23,8 @@ pub struct DetachedValue(Dynamic);
 
 // SAFETY: the value was built from JSON by this module alone (`parse_dynamic`, and
 // `result_fields` over a result parsed from JSON): every `Rc` in it was created for it, has a
-// count of one, and no clone of it exists. Moving the whole tree to another thread therefore moves every owner of each
-// count together; no two threads can ever touch one count.
+// count of one, and no clone of it exists. Moving the whole tree to another thread therefore
+// moves every owner of each count together; no two threads can ever touch one count.
 unsafe impl Send for DetachedValue {}
 // SAFETY: a `&DetachedValue` gives no access to the value (there is no `&self` method), so
 // sharing references between threads shares nothing.
