@@ -98,10 +98,11 @@ pub fn check(targets: &[PathBuf], cwd: &Path) -> Result<CheckReport, MissingTarg
         let workflows = WorkflowSet::new(project.workflow_dirs());
         if checked_projects.insert(project.root.clone()) {
             check_config(&project.root, &mut report.problems);
+            let config = Config::load(&project.root).unwrap_or_default();
             for name in workflows.names() {
                 if let Some(path) = workflows.find_path(&name) {
                     if checked_workflows.insert(path.clone()) {
-                        workflows::check_workflow(&name, &path, &mut report.problems);
+                        workflows::check_workflow(&name, &path, &config, &mut report.problems);
                     }
                 }
             }

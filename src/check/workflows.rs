@@ -3,6 +3,8 @@
 //! `workflow`, and `inputs.<name>` for each input declared in its `[inputs]` table.
 
 use super::problem::Problem;
+use crate::config::Config;
+use crate::harness::schema_form;
 use crate::workflow::{Workflow, WorkflowError};
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -23,7 +25,7 @@ struct WorkflowSpans {
 /// Template globals minijinja provides, which are not undeclared fields.
 const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug"];
 
-pub fn check_workflow(name: &str, path: &Path, problems: &mut Vec<Problem>) {
+pub fn check_workflow(name: &str, path: &Path, config: &Config, problems: &mut Vec<Problem>) {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
@@ -76,6 +78,41 @@ pub fn check_workflow(name: &str, path: &Path, problems: &mut Vec<Problem>) {
     }
     if let Some(prompt) = &spans.prompt {
         check_template(name, path, &text, prompt, &spans.inputs, problems);
+    }
+    if let Ok(workflow) = Workflow::load(name, path) {
+        check_schema_fits(&workflow, config, path, &text, spans.schema.as_ref().map(Spanned::span), problems);
+    }
+}
+
+/// The schema can be sent to the provider of the harness the workflow runs on (after
+/// `coord.toml`'s `[workflow.<name>] harness`), in the form coord translates it to.
+fn check_schema_fits(
+    workflow: &Workflow,
+    config: &Config,
+    path: &Path,
+    text: &str,
+    span: Option<std::ops::Range<usize>>,
+    problems: &mut Vec<Problem>,
+) {
+    let harness = config
+        .file
+        .workflow
+        .get(&workflow.name)
+        .and_then(|w| w.harness.clone())
+        .unwrap_or_else(|| workflow.harness.clone());
+    let kind = config.harness_kind(&harness);
+    for p in schema_form::problems(&kind, &workflow.schema) {
+        problems.push(Problem::at(
+            "coord::check::schema-form",
+            path,
+            text,
+            span.clone().unwrap_or_else(|| first_line(text)),
+            format!(
+                "workflow `{}`: its schema cannot be sent to the {harness} harness ({kind}): at {}: {}",
+                workflow.name, p.path, p.message
+            ),
+            Some(format!("change the schema there, or run this workflow on another harness; `coord doctor` lists what each harness takes")),
+        ));
     }
 }
 
@@ -169,7 +206,7 @@ mod tests {
         let path = dir.path().join("w.toml");
         std::fs::write(&path, body).unwrap();
         let mut problems = Vec::new();
-        check_workflow("w", &path, &mut problems);
+        check_workflow("w", &path, &Config::default(), &mut problems);
         problems.into_iter().map(|p| p.message).collect()
     }
 
@@ -188,6 +225,17 @@ mod tests {
         assert!(p[0].contains("w.toml:3:10") && p[0].contains("JSON Schema"), "{p:?}");
         assert!(p[1].contains("w.toml:2:18") && p[1].contains("inputs.issue"), "{p:?}");
         assert!(p[2].contains("w.toml:2:40") && p[2].contains("`repo`"), "{p:?}");
+    }
+
+    #[test]
+    fn a_schema_its_harness_cannot_take_is_a_problem_with_its_path() {
+        let p = problems_for("harness = \"codex\"\nprompt = \"x\"\nschema = { type = \"object\", properties = { tags = { type = \"object\", additionalProperties = { type = \"string\" } } } }\n");
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].contains("w.toml:3:10") && p[0].contains("/properties/tags/additionalProperties"), "{p:?}");
+        assert!(p[0].contains("codex"), "{p:?}");
+        let p = problems_for("harness = \"claude-code\"\nprompt = \"x\"\nschema = { type = \"array\" }\n");
+        assert!(p.len() == 1 && p[0].contains("JSON object"), "{p:?}");
+        assert!(problems_for("harness = \"gemini\"\nprompt = \"x\"\nschema = { type = \"array\" }\n").is_empty());
     }
 
     #[test]

@@ -22,6 +22,10 @@ pub struct HarnessSettings {
     /// Extra arguments for the agent CLI, placed before the prompt.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Extra environment variables for the agent CLI (settings, not secrets: a key is named
+    /// by `api_key_env` and read when the leaf starts).
+    #[serde(default)]
+    pub env: IndexMap<String, String>,
     /// API base URL, without `/v1/...`.
     #[serde(default)]
     pub base_url: Option<String>,

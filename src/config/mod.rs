@@ -80,6 +80,12 @@ impl Config {
         Ok(Config { path: Some(path.to_owned()), source, file })
     }
 
+    /// The built-in harness kind a harness name stands for: its `[harness.<name>] kind`, else
+    /// the name itself.
+    pub fn harness_kind(&self, harness: &str) -> String {
+        self.file.harness.get(harness).and_then(|h| h.kind.clone()).unwrap_or_else(|| harness.to_owned())
+    }
+
     /// The folder relative paths in the config resolve against.
     pub fn base_dir(&self) -> Option<&Path> {
         self.path.as_deref().and_then(Path::parent)

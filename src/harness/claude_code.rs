@@ -1,16 +1,24 @@
 //! The Claude Code harness: `claude -p <prompt> --output-format stream-json --verbose
 //! --json-schema <schema>`, one JSON event per line, the answer in the final `result` event's
-//! `structured_output`. A repair resumes the same session (`--resume <session_id>`).
+//! `structured_output`. The schema is sent in draft-07 (Claude Code drops a 2020-12 schema
+//! without a word); Claude Code validates the `StructuredOutput` tool's input itself and makes
+//! the model retry, and coord's repair (`--resume <session_id>`) covers what gets past it.
+//! A leaf with a worktree may edit files (`--permission-mode acceptEdits` unless the workflow
+//! says otherwise); others run in Claude Code's default mode, where edits and commands are
+//! refused headless.
 //!
 //! Owns the command line and the reading of Claude Code's stream. Unknown events and fields
-//! are ignored; a stream without a `result` event, an error subtype or a missing structured
-//! output are failed results, never errors of the run.
+//! are ignored; a stream without a `result` event, an error result or a missing structured
+//! output are failed results, never errors of the run. Failures are classed from `is_error`,
+//! `api_error_status` and `subtype`, never from the words of the message.
 
-use super::agent_process::{self, AgentCommand, AgentOutput, AgentTurn, ProcessEnd, StreamReader};
+use super::agent_outcome;
+use super::agent_process::{self, AgentCommand, AgentOutput, AgentTurn, StreamReader};
 use super::profile::HarnessProfile;
+use super::schema_form;
 use super::structured_text::json_in_text;
-use super::{tail, Harness, HarnessLimits, LeafFuture};
-use crate::scheduler::session::{LeafRequest, RetryHint, SessionResult, SessionStatus, Usage};
+use super::{class_of_status, readable, Harness, HarnessLimits, LeafFuture};
+use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -56,7 +64,7 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &AgentTurn) -> Age
         "stream-json".into(),
         "--verbose".into(),
         "--json-schema".into(),
-        req.schema.to_string(),
+        schema_form::draft07(&req.schema).to_string(),
     ];
     if let Some(model) = profile.model(req) {
         args.extend(["--model".into(), model]);
@@ -67,27 +75,36 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &AgentTurn) -> Age
     if let Some(budget) = profile.option(req, "max_budget_usd").and_then(|v| v.as_f64()) {
         args.extend(["--max-budget-usd".into(), budget.to_string()]);
     }
-    if let Some(mode) = profile.option(req, "permission_mode").and_then(|v| v.as_str().map(str::to_owned)) {
-        args.extend(["--permission-mode".into(), mode]);
+    match profile.option(req, "permission_mode").and_then(|v| v.as_str().map(str::to_owned)) {
+        Some(mode) => args.extend(["--permission-mode".into(), mode]),
+        None if req.worktree.is_some() => args.extend(["--permission-mode".into(), "acceptEdits".into()]),
+        None => {}
     }
     if let Some(session) = &turn.resume {
         args.extend(["--resume".into(), session.clone()]);
     }
     args.extend(profile.extra_args(req));
-    AgentCommand {
-        program: profile.binary("claude"),
-        args,
-        cwd: req.workdir.clone(),
-        env: profile.cli_key_env("ANTHROPIC_API_KEY"),
+    let mut env = vec![
+        // Many leaves at once must not update the binary under each other.
+        ("DISABLE_AUTOUPDATER".to_owned(), "1".to_owned()),
+    ];
+    if let Some(base) = &profile.settings.base_url {
+        env.push(("ANTHROPIC_BASE_URL".into(), base.trim_end_matches('/').to_owned()));
     }
+    env.extend(profile.extra_env());
+    env.extend(profile.cli_key_env("ANTHROPIC_API_KEY"));
+    AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env }
 }
+
+const BINARY: &str = "claude";
 
 async fn run(profile: Arc<HarnessProfile>, req: LeafRequest, turn: AgentTurn) -> SessionResult {
     let cmd = command(&profile, &req, &turn);
     tracing::info!(binary = %cmd.program.display(), resume = turn.resume.is_some(), "claude-code leaf starting");
     let mut stream = ClaudeStream::default();
-    let out = agent_process::run(cmd, req.timeout, &mut stream).await;
+    let (version, out) = tokio::join!(profile.cli_version(BINARY), agent_process::run(cmd, req.timeout, &mut stream));
     let mut result = stream.finish(&profile, &req, &out);
+    result.agent_version = version;
     result.transcript = profile.keep_transcript(&req, turn.previous_transcript.as_deref(), &out.stdout);
     result
 }
@@ -153,38 +170,21 @@ impl ClaudeStream {
     pub fn finish(self, profile: &HarnessProfile, req: &LeafRequest, out: &AgentOutput) -> SessionResult {
         let id = &req.session_id;
         let wf = &req.workflow.name;
-        let model = self.model.clone().or_else(|| profile.model(req));
         let Some(event) = self.result else {
-            let mut result = match &out.end {
-                ProcessEnd::TimedOut => SessionResult::failed(
-                    id,
-                    wf,
-                    SessionStatus::Timeout,
-                    format!("timed out after {}; process tree killed", humantime::format_duration(req.timeout)),
-                ),
-                ProcessEnd::NotStarted(e) => SessionResult::failed(id, wf, SessionStatus::Failed, e.clone()),
-                _ => {
-                    let detail = tail(&out.stderr, 400);
-                    let mut r = SessionResult::failed(
-                        id,
-                        wf,
-                        SessionStatus::Failed,
-                        format!(
-                            "claude's stream ended without a result event ({}){}",
-                            out.describe_end(),
-                            if detail.is_empty() { String::new() } else { format!(": {detail}") }
-                        ),
-                    );
-                    // A crash before any result is worth another try.
-                    r.retry = Some(RetryHint::default());
-                    r
-                }
-            };
+            let mut result = agent_outcome::no_answer(
+                profile,
+                req,
+                out,
+                BINARY,
+                "claude's stream ended without a result event",
+                None,
+            );
             result.provider_session_id = self.session_id;
-            result.model = model;
+            result.model = self.model.or_else(|| profile.model(req));
             return result;
         };
 
+        let model = answering_model(&event).or(self.model).or_else(|| profile.model(req));
         let mut usage = usage_of(&event["usage"]);
         let reported = event["total_cost_usd"].as_f64().or_else(|| event["cost_usd"].as_f64());
         profile.price(&mut usage, model.as_deref(), reported);
@@ -193,23 +193,7 @@ impl ClaudeStream {
         let is_error = event["is_error"].as_bool().unwrap_or(false);
 
         let mut result = if is_error || subtype != "success" {
-            let errors: Vec<String> = event["errors"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|e| e.as_str().map(str::to_owned).unwrap_or_else(|| e.to_string()))
-                .collect();
-            let detail = if !errors.is_empty() { errors.join("; ") } else { tail(text.as_bytes(), 300) };
-            let mut r = SessionResult::failed(
-                id,
-                wf,
-                SessionStatus::Failed,
-                format!("claude ended with `{subtype}`: {detail}"),
-            );
-            if super::reads_transient(&detail) {
-                r.retry = Some(RetryHint::default());
-            }
-            r
+            failure(profile, req, &event, subtype, &text)
         } else {
             match structured_output(&event, &text) {
                 Some(output) => {
@@ -217,11 +201,12 @@ impl ClaudeStream {
                     r.output = output;
                     r
                 }
-                None => SessionResult::failed(
+                None => SessionResult::failed_as(
                     id,
                     wf,
-                    SessionStatus::Failed,
+                    FailureClass::Permanent,
                     "claude's result carries no structured_output (and its text holds no JSON)",
+                    None,
                 ),
             }
         };
@@ -231,6 +216,64 @@ impl ClaudeStream {
         result.model = model;
         result
     }
+}
+
+/// A result event that is an error: an API failure (`api_error_status`, reported under
+/// `subtype: "success"`), or a limit the session ran into (`error_max_turns` ...).
+fn failure(profile: &HarnessProfile, req: &LeafRequest, event: &Value, subtype: &str, text: &str) -> SessionResult {
+    let (id, wf) = (&req.session_id, &req.workflow.name);
+    let errors: Vec<String> = event["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e.as_str().map(str::to_owned).unwrap_or_else(|| e.to_string()))
+        .collect();
+    let detail = if errors.is_empty() { api_error_detail(text) } else { readable(&errors.join("; "), 300) };
+    match event["api_error_status"].as_u64() {
+        Some(status) => {
+            let class = class_of_status(status as u16);
+            let message = format!("claude: the model API answered {status}: {detail}");
+            let message = match class {
+                FailureClass::Configuration => format!(
+                    "{message}. Fix: give the {} harness a valid key ({} in its environment, or `claude /login`)",
+                    profile.name,
+                    profile.key_variable("ANTHROPIC_API_KEY")
+                ),
+                _ => message,
+            };
+            SessionResult::failed_as(id, wf, class, message, None)
+        }
+        None => SessionResult::failed_as(
+            id,
+            wf,
+            FailureClass::Permanent,
+            format!("claude ended with `{subtype}`: {detail}"),
+            None,
+        ),
+    }
+}
+
+/// The provider's own message from Claude Code's `API Error: 529 {"type":"error",...}` text,
+/// else the text itself.
+fn api_error_detail(text: &str) -> String {
+    let inner = text.find('{').and_then(|at| serde_json::from_str::<Value>(&text[at..]).ok());
+    match inner.as_ref().map(|v| &v["error"]) {
+        Some(e) if e["message"].is_string() => {
+            let kind = e["type"].as_str().map(|t| format!("{t}: ")).unwrap_or_default();
+            readable(&format!("{kind}{}", e["message"].as_str().unwrap_or("")), 300)
+        }
+        _ => readable(text, 300),
+    }
+}
+
+/// The model that did the turn: the `modelUsage` entry with the most output tokens (Claude
+/// Code also calls a small model for side tasks, and lists it there too).
+fn answering_model(event: &Value) -> Option<String> {
+    let models = event["modelUsage"].as_object()?;
+    models
+        .iter()
+        .max_by_key(|(_, m)| m["outputTokens"].as_u64().unwrap_or(0))
+        .map(|(name, _)| name.clone())
 }
 
 /// `structured_output` when present and not blank, else JSON found in the result text.

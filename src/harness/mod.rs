@@ -6,9 +6,11 @@
 //! kill whatever it started when its future is dropped. Schema validation is not its job: the
 //! scheduler validates every harness's output the same way, and asks the harness for one
 //! [`Harness::repair`] when an output fails its schema. Retrying is not its job either: it
-//! marks a transient failure with a [`RetryHint`](crate::scheduler::session::RetryHint) and the
-//! scheduler decides.
+//! classes a failure ([`FailureClass`]: transient, permanent or configuration) from the
+//! provider's structured fields, never from the wording of a message, and the scheduler
+//! retries the transient ones.
 
+pub mod agent_outcome;
 pub mod agent_process;
 pub mod anthropic;
 pub mod claude_code;
@@ -22,10 +24,11 @@ pub mod process_group;
 pub mod profile;
 pub mod rate_table;
 pub mod redaction;
+pub mod schema_form;
 pub mod structured_text;
 
 use crate::config::Config;
-use crate::scheduler::session::{LeafRequest, SessionResult};
+use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult};
 use profile::HarnessProfile;
 use redaction::{RedactingHarness, Redactor};
 use std::collections::BTreeMap;
@@ -196,23 +199,27 @@ pub fn repair_prompt(feedback: &str) -> String {
     )
 }
 
-/// True when a provider's error message reads as a passing condition (rate limit, overload,
-/// a 5xx), so the leaf is worth running again.
-pub fn reads_transient(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    [
-        "rate limit",
-        "rate_limit",
-        "429",
-        "overloaded",
-        "503",
-        "502",
-        "500 internal",
-        "temporarily unavailable",
-        "timed out",
-    ]
-    .iter()
-    .any(|needle| m.contains(needle))
+/// What an HTTP status from a model provider says about the leaf: rate limits, timeouts and
+/// server errors (Anthropic's 529 "overloaded" included) pass; a rejected or missing key, or a
+/// key without access, is the set-up; anything else is this request's own fault.
+pub fn class_of_status(status: u16) -> FailureClass {
+    match status {
+        401 | 403 => FailureClass::Configuration,
+        408 | 409 | 425 | 429 | 500..=599 => FailureClass::Transient,
+        _ => FailureClass::Permanent,
+    }
+}
+
+/// An agent's error text as a person should read it: terminal escape codes removed, stack
+/// frames and blank lines dropped, on one line, at most `max` bytes (the tail).
+pub fn readable(text: &str, max: usize) -> String {
+    let plain = strip_ansi_escapes::strip_str(text);
+    let lines: Vec<&str> = plain
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("at ") && !l.starts_with("^"))
+        .collect();
+    tail(lines.join(" ").as_bytes(), max)
 }
 
 #[cfg(test)]
@@ -247,9 +254,23 @@ mod tests {
     }
 
     #[test]
-    fn transient_messages() {
-        assert!(reads_transient("Rate limit reached for gpt-5"));
-        assert!(reads_transient("stream error: 503 Service Unavailable"));
-        assert!(!reads_transient("invalid schema: additionalProperties is required"));
+    fn statuses_are_classed() {
+        assert_eq!(class_of_status(429), FailureClass::Transient);
+        assert_eq!(class_of_status(529), FailureClass::Transient);
+        assert_eq!(class_of_status(500), FailureClass::Transient);
+        assert_eq!(class_of_status(401), FailureClass::Configuration);
+        assert_eq!(class_of_status(400), FailureClass::Permanent);
     }
+
+    #[test]
+    fn readable_text_has_no_escapes_or_stack_frames() {
+        let raw = "\u{1b}[31mError: Gemini CLI is not running in a trusted directory.\u{1b}[39m\n    at main (file:///x/gemini.js:10:5)\n    at async run (node:internal:1:1)\n\n";
+        assert_eq!(readable(raw, 200), "Error: Gemini CLI is not running in a trusted directory.");
+    }
+}
+
+// TEMPORARY: removed once every agent harness classes failures from structured fields.
+pub fn reads_transient(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    ["rate limit", "429", "overloaded", "503", "502", "500 internal"].iter().any(|n| m.contains(n))
 }

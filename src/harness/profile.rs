@@ -25,6 +25,8 @@ pub struct HarnessProfile {
     pub rates: RateTable,
     pub redactor: Arc<Redactor>,
     limits: HarnessLimits,
+    /// The agent CLI's `--version`, asked once per run.
+    version: tokio::sync::OnceCell<Option<String>>,
 }
 
 impl HarnessProfile {
@@ -39,11 +41,12 @@ impl HarnessProfile {
         Ok(HarnessProfile {
             name: name.to_owned(),
             kind: kind.to_owned(),
-            rates: RateTable::new(settings.rates.clone()),
+            rates: RateTable::for_kind(kind, &settings.rates),
             settings,
             base_dir: base_dir.to_owned(),
             redactor,
             limits,
+            version: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -70,6 +73,43 @@ impl HarnessProfile {
             Some(b) if b.contains('/') && !Path::new(b).is_absolute() => self.base_dir.join(b),
             Some(b) => PathBuf::from(b),
             None => PathBuf::from(default),
+        }
+    }
+
+    /// The `[harness.<name>] env` table, for an agent CLI's environment.
+    pub fn extra_env(&self) -> Vec<(String, String)> {
+        self.settings.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+
+    /// The agent CLI's version line (`2.1.197 (Claude Code)`), asked once per run; `None` when
+    /// it does not answer `--version` within 10 s.
+    pub async fn cli_version(&self, default_binary: &str) -> Option<String> {
+        self.version
+            .get_or_init(|| async {
+                let mut command = tokio::process::Command::new(self.binary(default_binary));
+                command.arg("--version").stdin(std::process::Stdio::null()).kill_on_drop(true);
+                let out = tokio::time::timeout(std::time::Duration::from_secs(10), command.output()).await;
+                let out = out.ok()?.ok().filter(|o| o.status.success())?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned)
+            })
+            .await
+            .clone()
+    }
+
+    /// How to fix a missing binary, for an error's last line.
+    pub fn install_hint(&self, default_binary: &str) -> String {
+        let package = match self.kind.as_str() {
+            "claude-code" => "@anthropic-ai/claude-code",
+            "codex" => "@openai/codex",
+            "gemini" => "@google/gemini-cli",
+            _ => "",
+        };
+        let configure = format!("or set `binary` under [harness.{}] in coord.toml", self.name);
+        if package.is_empty() {
+            format!("Fix: install `{default_binary}` {configure}")
+        } else {
+            format!("Fix: install it (`npm install -g {package}`) {configure}")
         }
     }
 

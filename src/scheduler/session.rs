@@ -105,10 +105,42 @@ pub struct SessionResult {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "is_one")]
     pub attempts: u32,
+    /// What kind of failure this is, when the harness could tell (see [`FailureClass`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<FailureClass>,
+    /// The agent CLI's own version (`claude --version`), for the CLI harnesses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version: Option<String>,
     /// Set by a harness when the failure is transient (rate limit, 5xx, a crash before any
     /// result), so the scheduler may retry. Never journaled.
     #[serde(skip)]
     pub retry: Option<RetryHint>,
+}
+
+/// What kind of failure a failed leaf had, as its harness read it from structured fields
+/// (status codes, error types, exit codes), never from the wording of a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureClass {
+    /// A passing condition: rate limit, overload, a 5xx, a crash before any answer. Retried
+    /// with backoff.
+    Transient,
+    /// The leaf's own failure: a request the provider refuses, a turn limit, no usable
+    /// answer. Failed at once; the script routes on it.
+    Permanent,
+    /// The set-up is wrong: binary missing, key missing or rejected, untrusted folder. Failed
+    /// at once, never retried; the error ends with a one-line fix.
+    Configuration,
+}
+
+impl FailureClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureClass::Transient => "transient",
+            FailureClass::Permanent => "permanent",
+            FailureClass::Configuration => "configuration",
+        }
+    }
 }
 
 /// Why a failed leaf may succeed if run again, and how long the provider asked us to wait.
@@ -138,12 +170,33 @@ impl SessionResult {
             transcript: None,
             duration_ms: 0,
             attempts: 1,
+            failure: None,
+            agent_version: None,
             retry: None,
         }
     }
 
     pub fn failed(id: &str, workflow: &str, status: SessionStatus, error: impl Into<String>) -> Self {
         SessionResult { error: Some(error.into()), ..SessionResult::new(id, workflow, status) }
+    }
+
+    /// A failed leaf of a known class; a transient one may be retried (after `retry_after`
+    /// at the least, when the provider sent one).
+    pub fn failed_as(
+        id: &str,
+        workflow: &str,
+        class: FailureClass,
+        error: impl Into<String>,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let mut r = SessionResult::failed(id, workflow, SessionStatus::Failed, error);
+        r.set_failure(class, retry_after);
+        r
+    }
+
+    pub fn set_failure(&mut self, class: FailureClass, retry_after: Option<Duration>) {
+        self.failure = Some(class);
+        self.retry = (class == FailureClass::Transient).then_some(RetryHint { after: retry_after });
     }
 }
 
