@@ -6,6 +6,7 @@
 
 mod check_command;
 mod daemon_command;
+mod doctor_command;
 pub mod exit_code;
 mod lib_command;
 mod replay_command;
@@ -72,6 +73,19 @@ pub enum Command {
     Check(CheckArgs),
     /// The coordinator library: the library path, modules, the host API reference.
     Lib(LibArgs),
+    /// Whether each harness the project's workflows use can run here: binary and version,
+    /// credentials, schemas; with --probe, one tiny real call each. Exit 0 when all are ready.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DoctorArgs {
+    /// Also make one tiny real call on each harness (spends a few tokens).
+    #[arg(long)]
+    pub probe: bool,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -274,6 +288,7 @@ pub fn main() -> ExitCode {
         Command::Report(args) => view_commands::report(args),
         Command::Check(args) => check_command::run(args),
         Command::Lib(args) => lib_command::run(args),
+        Command::Doctor(args) => doctor_command::run(args, runtime.handle()),
     };
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

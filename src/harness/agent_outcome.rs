@@ -53,7 +53,7 @@ pub fn not_started(profile: &HarnessProfile, req: &LeafRequest, default_binary: 
         &req.session_id,
         &req.workflow.name,
         FailureClass::Configuration,
-        format!("the {} harness {error}. {}", profile.name, profile.install_hint(default_binary)),
+        format!("the {} harness {error}. Fix: {}", profile.name, profile.install_hint(default_binary)),
         None,
     )
 }

@@ -75,11 +75,19 @@ pub struct AgentTurn {
     pub resume: Option<String>,
     /// The transcript of the turn being continued, kept in front of this one's.
     pub previous_transcript: Option<String>,
+    /// What the turn being continued already reported, for agents whose usage after a resume
+    /// covers the whole conversation (Codex): this turn's own usage is the difference.
+    pub previous_usage: crate::scheduler::session::Usage,
 }
 
 impl AgentTurn {
     pub fn first(request: &crate::scheduler::session::LeafRequest) -> Self {
-        AgentTurn { prompt: request.prompt.clone(), resume: None, previous_transcript: None }
+        AgentTurn {
+            prompt: request.prompt.clone(),
+            resume: None,
+            previous_transcript: None,
+            previous_usage: Default::default(),
+        }
     }
 
     /// A repair turn continuing `previous`'s conversation; `None` when the agent gave no id
@@ -89,6 +97,7 @@ impl AgentTurn {
             prompt: super::repair_prompt(feedback),
             resume: Some(previous.provider_session_id.clone()?),
             previous_transcript: previous.transcript.clone(),
+            previous_usage: previous.usage.clone(),
         })
     }
 }

@@ -10,7 +10,7 @@ use super::http_api::{self, ApiFailure};
 use super::profile::HarnessProfile;
 use super::{tail, Harness, HarnessLimits, LeafFuture};
 use crate::journal::blob_store::BlobStore;
-use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -114,7 +114,7 @@ async fn run(
     // Required, so `Ok` always holds a key.
     let key = match profile.api_key("ANTHROPIC_API_KEY", true) {
         Ok(k) => k.unwrap_or_default(),
-        Err(msg) => return SessionResult::failed(&id, &wf, SessionStatus::Failed, msg),
+        Err(msg) => return SessionResult::failed_as(&id, &wf, FailureClass::Configuration, msg, None),
     };
     let Some(model) = profile.model(&req) else {
         return SessionResult::failed(
@@ -154,11 +154,17 @@ async fn run(
             ),
             Vec::new(),
         ),
-        Ok(Err(ApiFailure { message, retry, body })) => {
-            tracing::info!(event = "http_error", transient = retry.is_some(), "anthropic response");
-            let mut r = SessionResult::failed(&id, &wf, SessionStatus::Failed, message);
-            r.retry = retry;
-            (r, body)
+        Ok(Err(ApiFailure { message, class, retry_after, body })) => {
+            tracing::info!(event = "http_error", class = class.as_str(), "anthropic response");
+            let message = match class {
+                FailureClass::Configuration => format!(
+                    "{message}. Fix: give the {} harness a valid key in {}",
+                    profile.name,
+                    profile.key_variable("ANTHROPIC_API_KEY")
+                ),
+                _ => message,
+            };
+            (SessionResult::failed_as(&id, &wf, class, message, retry_after), body)
         }
         Ok(Ok(reply)) => {
             tracing::info!(

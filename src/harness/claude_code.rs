@@ -185,7 +185,7 @@ impl ClaudeStream {
         };
 
         let model = answering_model(&event).or(self.model).or_else(|| profile.model(req));
-        let mut usage = usage_of(&event["usage"]);
+        let mut usage = model_usage_of(&event["modelUsage"]).unwrap_or_else(|| usage_of(&event["usage"]));
         let reported = event["total_cost_usd"].as_f64().or_else(|| event["cost_usd"].as_f64());
         profile.price(&mut usage, model.as_deref(), reported);
         let text = event["result"].as_str().map(str::to_owned).or(self.last_text).unwrap_or_default();
@@ -285,6 +285,22 @@ fn structured_output(event: &Value, text: &str) -> Option<Value> {
         Value::Object(o) if o.is_empty() => json_in_text(text).or(Some(Value::Object(o.clone()))),
         other => Some(other.clone()),
     }
+}
+
+/// The sum of `modelUsage`, which counts every request of the invocation (the top-level
+/// `usage` misses a request answered by Claude Code's non-streaming fallback); `None` when
+/// absent or empty (an API failure reports `{}`).
+fn model_usage_of(models: &Value) -> Option<Usage> {
+    let models = models.as_object().filter(|m| !m.is_empty())?;
+    let mut usage = Usage::default();
+    for m in models.values() {
+        let n = |k: &str| m[k].as_u64().unwrap_or(0);
+        usage.input_tokens += n("inputTokens");
+        usage.output_tokens += n("outputTokens");
+        usage.cache_read_tokens += n("cacheReadInputTokens");
+        usage.cache_write_tokens += n("cacheCreationInputTokens");
+    }
+    Some(usage)
 }
 
 fn usage_of(u: &Value) -> Usage {

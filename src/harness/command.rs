@@ -10,7 +10,7 @@
 
 use super::process_group::ProcessGroupGuard;
 use super::{tail, Harness, HarnessLimits, LeafFuture};
-use crate::scheduler::session::{LeafRequest, RetryHint, SessionResult, SessionStatus, Usage};
+use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Stdio;
@@ -68,7 +68,13 @@ async fn run(req: LeafRequest) -> SessionResult {
         None => req.workflow.command.clone().unwrap_or_default(),
     };
     let Some((program, args)) = argv.split_first() else {
-        return fail(SessionStatus::Failed, format!("workflow `{wf}` uses the command harness but sets no `command`"));
+        return SessionResult::failed_as(
+            &id,
+            &wf,
+            FailureClass::Configuration,
+            format!("workflow `{wf}` uses the command harness but sets no `command`. Fix: set `command = [...]` in the workflow"),
+            None,
+        );
     };
     let program_path = resolve_program(program, &req.project_root);
 
@@ -85,7 +91,18 @@ async fn run(req: LeafRequest) -> SessionResult {
     super::process_group::own_process_group(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
-        Err(e) => return fail(SessionStatus::Failed, format!("cannot start `{}`: {e}", program_path.display())),
+        Err(e) => {
+            return SessionResult::failed_as(
+                &id,
+                &wf,
+                FailureClass::Configuration,
+                format!(
+                    "cannot start `{}`: {e}. Fix: check workflow `{wf}`'s `command` (relative paths start at the project root)",
+                    program_path.display()
+                ),
+                None,
+            )
+        }
     };
     let mut group = ProcessGroupGuard::new(child.id());
 
@@ -146,9 +163,12 @@ async fn run(req: LeafRequest) -> SessionResult {
         let detail = tail(&stderr, 400);
         let msg = if detail.is_empty() { how } else { format!("{how}: {detail}") };
         let mut result = fail(SessionStatus::Failed, msg);
-        if matches!(status.code(), None | Some(EXIT_TRANSIENT)) {
-            result.retry = Some(RetryHint::default());
-        }
+        let class = if matches!(status.code(), None | Some(EXIT_TRANSIENT)) {
+            FailureClass::Transient
+        } else {
+            FailureClass::Permanent
+        };
+        result.set_failure(class, None);
         return result;
     }
     match parse_stdout(&stdout) {

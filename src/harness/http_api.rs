@@ -7,7 +7,8 @@
 //! It must not log headers (they carry keys).
 
 use crate::harness::tail;
-use crate::scheduler::session::RetryHint;
+use crate::harness::class_of_status;
+use crate::scheduler::session::FailureClass;
 use serde_json::Value;
 use std::time::Duration;
 
@@ -15,8 +16,10 @@ use std::time::Duration;
 #[derive(Debug)]
 pub struct ApiFailure {
     pub message: String,
-    /// Set when running the leaf again may succeed.
-    pub retry: Option<RetryHint>,
+    /// What the failure says about the leaf, from the HTTP status.
+    pub class: FailureClass,
+    /// The server's `retry-after`, when it sent one.
+    pub retry_after: Option<Duration>,
     /// The raw body, for the transcript.
     pub body: Vec<u8>,
 }
@@ -46,7 +49,8 @@ pub async fn post_json(
             Err(_) => {
                 return Err(ApiFailure {
                     message: format!("{provider}: the `{name}` header value is not valid in HTTP"),
-                    retry: None,
+                    class: FailureClass::Configuration,
+                    retry_after: None,
                     body: Vec::new(),
                 })
             }
@@ -58,7 +62,8 @@ pub async fn post_json(
             // Unreachable or reset: the server may be starting or briefly down.
             return Err(ApiFailure {
                 message: format!("{provider}: cannot reach {url}: {}", without_url(&e)),
-                retry: Some(RetryHint::default()),
+                class: FailureClass::Transient,
+                retry_after: None,
                 body: Vec::new(),
             });
         }
@@ -71,18 +76,19 @@ pub async fn post_json(
         Err(e) => {
             return Err(ApiFailure {
                 message: format!("{provider}: reading the response failed: {}", without_url(&e)),
-                retry: Some(RetryHint::default()),
+                class: FailureClass::Transient,
+                retry_after: None,
                 body: Vec::new(),
             })
         }
     };
     if !status.is_success() {
         let code = status.as_u16();
-        let transient = code == 429 || code == 408 || code == 529 || status.is_server_error();
         let detail = error_message(&bytes);
         return Err(ApiFailure {
             message: format!("{provider}: HTTP {code}: {detail}"),
-            retry: transient.then_some(RetryHint { after: retry_after }),
+            class: class_of_status(code),
+            retry_after,
             body: bytes,
         });
     }
@@ -90,7 +96,8 @@ pub async fn post_json(
         Ok(json) => Ok(ApiReply { json, body: bytes }),
         Err(e) => Err(ApiFailure {
             message: format!("{provider}: the response is not JSON ({e}): {}", tail(&bytes, 200)),
-            retry: None,
+            class: FailureClass::Permanent,
+            retry_after: None,
             body: bytes,
         }),
     }

@@ -23,6 +23,7 @@ pub mod openai;
 pub mod process_group;
 pub mod profile;
 pub mod rate_table;
+pub mod readiness;
 pub mod redaction;
 pub mod schema_form;
 pub mod structured_text;
@@ -96,6 +97,8 @@ pub enum HarnessSetError {
 #[derive(Clone)]
 pub struct HarnessSet {
     by_name: BTreeMap<String, Arc<dyn Harness>>,
+    /// The configured agent and API harnesses' settings, by name.
+    profiles: BTreeMap<String, Arc<HarnessProfile>>,
     redactor: Arc<Redactor>,
 }
 
@@ -118,7 +121,7 @@ impl HarnessSet {
         let sections = &config.file.harness;
         let base_dir = config.base_dir().unwrap_or(project_root).to_owned();
         let redactor = Arc::new(Redactor::from_env(redaction::key_variables(sections)));
-        let mut set = HarnessSet { by_name: BTreeMap::new(), redactor: redactor.clone() };
+        let mut set = HarnessSet { by_name: BTreeMap::new(), profiles: BTreeMap::new(), redactor: redactor.clone() };
 
         let command_settings = sections.get("command").cloned().unwrap_or_default();
         let command_limits = HarnessProfile::limits_of("command", &command_settings)
@@ -146,6 +149,7 @@ impl HarnessSet {
             let profile = HarnessProfile::new(&name, &kind, settings, &base_dir, redactor.clone())
                 .map_err(|reason| HarnessSetError::Invalid { name: name.clone(), reason })?;
             let profile = Arc::new(profile);
+            set.profiles.insert(name.clone(), profile.clone());
             let harness: Arc<dyn Harness> = match kind.as_str() {
                 "claude-code" => Arc::new(claude_code::ClaudeCodeHarness::new(profile)),
                 "codex" => Arc::new(codex::CodexHarness::new(profile)),
@@ -165,6 +169,11 @@ impl HarnessSet {
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Harness>> {
         self.by_name.get(name).cloned()
+    }
+
+    /// The settings of a configured agent or API harness.
+    pub fn profile(&self, name: &str) -> Option<Arc<HarnessProfile>> {
+        self.profiles.get(name).cloned()
     }
 
     pub fn names(&self) -> Vec<&str> {
@@ -269,8 +278,3 @@ mod tests {
     }
 }
 
-// TEMPORARY: removed once every agent harness classes failures from structured fields.
-pub fn reads_transient(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    ["rate limit", "429", "overloaded", "503", "502", "500 internal"].iter().any(|n| m.contains(n))
-}

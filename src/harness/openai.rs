@@ -6,11 +6,12 @@
 //! Owns the request and response shapes of Chat Completions. The key (optional: local servers
 //! need none) is read from the environment per request and only placed in `Authorization`.
 
+use super::schema_form;
 use super::http_api::{self, ApiFailure};
 use super::profile::HarnessProfile;
 use super::structured_text::json_in_text;
 use super::{repair_prompt, tail, Harness, HarnessLimits, LeafFuture};
-use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -83,7 +84,7 @@ async fn run(
     let wf = req.workflow.name.clone();
     let key = match profile.api_key("OPENAI_API_KEY", false) {
         Ok(k) => k,
-        Err(msg) => return SessionResult::failed(&id, &wf, SessionStatus::Failed, msg),
+        Err(msg) => return SessionResult::failed_as(&id, &wf, FailureClass::Configuration, msg, None),
     };
     let Some(model) = profile.model(&req) else {
         return SessionResult::failed(
@@ -96,6 +97,29 @@ async fn run(
             ),
         );
     };
+    let strict = profile.settings.strict.unwrap_or(false);
+    // Strict mode takes only OpenAI's strict form of the schema (see `schema_form`).
+    let schema = if strict {
+        match schema_form::strict(&req.schema) {
+            Ok(s) => s,
+            Err(problems) => {
+                let list: Vec<String> = problems.iter().map(|p| format!("at {}: {}", p.path, p.message)).collect();
+                return SessionResult::failed_as(
+                    &id,
+                    &wf,
+                    FailureClass::Configuration,
+                    format!(
+                        "workflow `{wf}`: its schema has no strict form: {}. Fix: change the schema, or set `strict = false` under [harness.{}]",
+                        list.join("; "),
+                        profile.name
+                    ),
+                    None,
+                );
+            }
+        }
+    } else {
+        (*req.schema).clone()
+    };
     let mut body = json!({
         "model": model,
         "messages": messages,
@@ -103,8 +127,8 @@ async fn run(
             "type": "json_schema",
             "json_schema": {
                 "name": schema_name(&wf),
-                "schema": req.schema,
-                "strict": profile.settings.strict.unwrap_or(false),
+                "schema": schema,
+                "strict": strict,
             },
         },
     });
@@ -129,11 +153,17 @@ async fn run(
             ),
             Vec::new(),
         ),
-        Ok(Err(ApiFailure { message, retry, body })) => {
-            tracing::info!(event = "http_error", transient = retry.is_some(), "openai response");
-            let mut r = SessionResult::failed(&id, &wf, SessionStatus::Failed, message);
-            r.retry = retry;
-            (r, body)
+        Ok(Err(ApiFailure { message, class, retry_after, body })) => {
+            tracing::info!(event = "http_error", class = class.as_str(), "openai response");
+            let message = match class {
+                FailureClass::Configuration => format!(
+                    "{message}. Fix: give the {} harness a valid key in {}",
+                    profile.name,
+                    profile.key_variable("OPENAI_API_KEY")
+                ),
+                _ => message,
+            };
+            (SessionResult::failed_as(&id, &wf, class, message, retry_after), body)
         }
         Ok(Ok(reply)) => {
             tracing::info!(event = "completion", "openai response");
@@ -175,7 +205,10 @@ fn read_response(profile: &HarnessProfile, req: &LeafRequest, response: &Value, 
         SessionResult::failed(id, wf, SessionStatus::Failed, "the response has no choices")
     } else {
         match json_in_text(&content) {
-            Some(output) => {
+            Some(mut output) => {
+                if profile.settings.strict.unwrap_or(false) {
+                    schema_form::drop_optional_nulls(&mut output, &req.schema);
+                }
                 let mut r = SessionResult::new(id, wf, SessionStatus::Ok);
                 r.output = output;
                 r

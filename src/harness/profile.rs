@@ -14,6 +14,19 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The model coord asks for when neither the workflow nor `coord.toml` names one. Codex and
+/// the Gemini CLI report tokens but no cost, and their own defaults move with each release
+/// (Codex 0.171 asks for a model no price list has yet; Gemini routes each prompt between two
+/// models): a named default keeps the model known and the cost priced. Claude Code reports
+/// its own cost, so it keeps its own default.
+pub fn default_model(kind: &str) -> Option<&'static str> {
+    match kind {
+        "codex" => Some("gpt-5-codex"),
+        "gemini" => Some("gemini-2.5-pro"),
+        _ => None,
+    }
+}
+
 #[derive(Debug)]
 pub struct HarnessProfile {
     /// The name the harness answers to (`claude-code`, or a renamed one such as `ollama`).
@@ -97,7 +110,7 @@ impl HarnessProfile {
             .clone()
     }
 
-    /// How to fix a missing binary, for an error's last line.
+    /// How to fix a missing binary.
     pub fn install_hint(&self, default_binary: &str) -> String {
         let package = match self.kind.as_str() {
             "claude-code" => "@anthropic-ai/claude-code",
@@ -107,9 +120,9 @@ impl HarnessProfile {
         };
         let configure = format!("or set `binary` under [harness.{}] in coord.toml", self.name);
         if package.is_empty() {
-            format!("Fix: install `{default_binary}` {configure}")
+            format!("install `{default_binary}` {configure}")
         } else {
-            format!("Fix: install it (`npm install -g {package}`) {configure}")
+            format!("install it (`npm install -g {package}`) {configure}")
         }
     }
 
@@ -117,9 +130,10 @@ impl HarnessProfile {
         self.settings.base_url.as_deref().unwrap_or(default).trim_end_matches('/').to_owned()
     }
 
-    /// The request's model, else the harness's default model.
+    /// The request's model, else the harness's configured model, else the kind's own default
+    /// ([`default_model`]).
     pub fn model(&self, req: &LeafRequest) -> Option<String> {
-        req.model.clone().or_else(|| self.settings.model.clone())
+        req.model.clone().or_else(|| self.settings.model.clone()).or_else(|| default_model(&self.kind).map(str::to_owned))
     }
 
     /// The variable the key is read from: the configured one, else the kind's usual one.

@@ -68,6 +68,19 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl Usage {
+    /// The tokens of `self` beyond `earlier` (a cumulative report minus what was reported
+    /// before); cost is left to be priced again.
+    pub fn tokens_since(&self, earlier: &Usage) -> Usage {
+        Usage {
+            input_tokens: self.input_tokens.saturating_sub(earlier.input_tokens),
+            output_tokens: self.output_tokens.saturating_sub(earlier.output_tokens),
+            cache_read_tokens: self.cache_read_tokens.saturating_sub(earlier.cache_read_tokens),
+            cache_write_tokens: self.cache_write_tokens.saturating_sub(earlier.cache_write_tokens),
+            cost_usd: 0.0,
+            cost_estimated: false,
+        }
+    }
+
     pub fn add(&mut self, other: &Usage) {
         self.input_tokens += other.input_tokens;
         self.output_tokens += other.output_tokens;

@@ -5,6 +5,7 @@
 
 pub mod cost_chart;
 pub mod dag_svg;
+pub mod doctor_report;
 pub mod effect_view;
 pub mod graph_export;
 pub mod html_report;
