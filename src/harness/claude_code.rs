@@ -201,12 +201,11 @@ impl ClaudeStream {
                     r.output = output;
                     r
                 }
-                None => SessionResult::failed_as(
+                None => SessionResult::no_json(
                     id,
                     wf,
-                    FailureClass::Permanent,
                     "claude's result carries no structured_output (and its text holds no JSON)",
-                    None,
+                    &text,
                 ),
             }
         };

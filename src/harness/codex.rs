@@ -73,7 +73,8 @@ fn schema_file(req: &LeafRequest) -> Result<PathBuf, String> {
         )
     })?;
     let text = strict.to_string();
-    let dir = req.run_dir.join("schemas");
+    // Absolute: a leaf with a worktree runs elsewhere than the run directory is relative to.
+    let dir = std::path::absolute(req.run_dir.join("schemas")).unwrap_or_else(|_| req.run_dir.join("schemas"));
     let written = (|| {
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{}.json", crate::journal::call_key::short_hash(text.as_bytes())));
@@ -258,17 +259,12 @@ impl CodexStream {
                         r.text = text.clone();
                         r
                     }
-                    None => {
-                        let mut r = SessionResult::failed_as(
-                            id,
-                            wf,
-                            FailureClass::Permanent,
-                            format!("codex's final message is not JSON: {}", tail(text.as_bytes(), 200)),
-                            None,
-                        );
-                        r.text = text.clone();
-                        r
-                    }
+                    None => SessionResult::no_json(
+                        id,
+                        wf,
+                        format!("codex's final message is not JSON: {}", tail(text.as_bytes(), 200)),
+                        text,
+                    ),
                 },
             }
         } else if let Some(msg) = self.last_error.as_deref().filter(|_| self.thread_id.is_some()) {

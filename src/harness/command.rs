@@ -83,7 +83,7 @@ async fn run(req: LeafRequest) -> SessionResult {
         .current_dir(&req.workdir)
         .env("COORD_SESSION_ID", &id)
         .env("COORD_WORKFLOW", &wf)
-        .env("COORD_RUN_DIR", &req.run_dir)
+        .env("COORD_RUN_DIR", std::path::absolute(&req.run_dir).unwrap_or_else(|_| req.run_dir.clone()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -116,7 +116,8 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, prompt: String) -> Resul
 /// A Gemini home (`<run_dir>/gemini-home`) whose settings select API-key login, so that the
 /// CLI takes a custom base URL, and keep the CLI from updating itself or sending statistics.
 fn api_key_settings(req: &LeafRequest) -> Result<std::path::PathBuf, String> {
-    let home = req.run_dir.join("gemini-home");
+    // Absolute: a leaf with a worktree runs elsewhere than the run directory is relative to.
+    let home = std::path::absolute(req.run_dir.join("gemini-home")).unwrap_or_else(|_| req.run_dir.join("gemini-home"));
     let settings = serde_json::json!({
         "security": {"auth": {"selectedType": "gemini-api-key"}},
         "general": {"enableAutoUpdate": false, "enableAutoUpdateNotification": false},
@@ -255,12 +256,11 @@ fn finish(profile: &HarnessProfile, req: &LeafRequest, out: &AgentOutput) -> Ses
                 r.output = output;
                 r
             }
-            None => SessionResult::failed_as(
+            None => SessionResult::no_json(
                 id,
                 wf,
-                FailureClass::Permanent,
                 format!("gemini's response holds no JSON: {}", tail(text.as_bytes(), 200)),
-                None,
+                text,
             ),
         },
         (_, None, _) => agent_outcome::no_answer(profile, req, out, BINARY, "gemini printed no response", None),

@@ -14,19 +14,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// The model coord asks for when neither the workflow nor `coord.toml` names one. Codex and
-/// the Gemini CLI report tokens but no cost, and their own defaults move with each release
-/// (Codex 0.171 asks for a model no price list has yet; Gemini routes each prompt between two
-/// models): a named default keeps the model known and the cost priced. Claude Code reports
-/// its own cost, so it keeps its own default.
-pub fn default_model(kind: &str) -> Option<&'static str> {
-    match kind {
-        "codex" => Some("gpt-5-codex"),
-        "gemini" => Some("gemini-2.5-pro"),
-        _ => None,
-    }
-}
-
 #[derive(Debug)]
 pub struct HarnessProfile {
     /// The name the harness answers to (`claude-code`, or a renamed one such as `ollama`).
@@ -130,10 +117,11 @@ impl HarnessProfile {
         self.settings.base_url.as_deref().unwrap_or(default).trim_end_matches('/').to_owned()
     }
 
-    /// The request's model, else the harness's configured model, else the kind's own default
-    /// ([`default_model`]).
+    /// The request's model, else the harness's configured model; `None` leaves the choice to
+    /// the CLI (Claude Code and the Gemini CLI then report which model answered; Codex does
+    /// not, so its cost can only be priced when the model is named).
     pub fn model(&self, req: &LeafRequest) -> Option<String> {
-        req.model.clone().or_else(|| self.settings.model.clone()).or_else(|| default_model(&self.kind).map(str::to_owned))
+        req.model.clone().or_else(|| self.settings.model.clone())
     }
 
     /// The variable the key is read from: the configured one, else the kind's usual one.

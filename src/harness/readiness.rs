@@ -21,7 +21,7 @@ use std::time::Duration;
 /// One thing checked about one harness.
 #[derive(Clone, Debug, Serialize)]
 pub struct Finding {
-    /// `binary`, `credentials`, `schema` or `probe`.
+    /// `binary`, `credentials`, `schema`, `pricing` or `probe`.
     pub check: &'static str,
     pub ok: bool,
     /// What was found (`/usr/bin/claude, 2.1.197 (Claude Code)`, `ANTHROPIC_API_KEY is set`).
@@ -106,6 +106,7 @@ pub async fn examine(
                 for w in workflows {
                     report.findings.push(schema_finding(&kind, name, w));
                 }
+                report.findings.extend(pricing_finding(&profile, workflows));
                 let usable = report.ok();
                 if probe && usable {
                     report.findings.push(probe_finding(harnesses, name).await);
@@ -206,6 +207,37 @@ fn credentials_finding(profile: &HarnessProfile) -> Finding {
         format!("none found ({} unset{})", vars.join(", "), if files.is_empty() { "" } else { ", no login file" }),
         format!("export {}{login}", vars[0]),
     )
+}
+
+/// Whether the cost of this harness's leaves can be priced: Claude Code reports its own; the
+/// others report tokens, priced from the rate table by model name, so every workflow's model
+/// must be named and priced (a local OpenAI-compatible server is free).
+fn pricing_finding(profile: &HarnessProfile, workflows: &[Arc<Workflow>]) -> Option<Finding> {
+    if profile.kind == "claude-code" || (profile.kind == "openai" && profile.settings.base_url.is_some()) {
+        return None;
+    }
+    let mut unpriced = Vec::new();
+    let mut priced = Vec::new();
+    for w in workflows {
+        match w.model.clone().or_else(|| profile.settings.model.clone()) {
+            None => unpriced.push(format!("`{}` names no model (the CLI picks one, unknown to coord)", w.name)),
+            Some(m) if profile.rates.rates(Some(&m)).is_none() => {
+                unpriced.push(format!("`{}` uses {m}, which has no price", w.name))
+            }
+            Some(m) => priced.push(m),
+        }
+    }
+    priced.sort();
+    priced.dedup();
+    Some(if unpriced.is_empty() {
+        Finding::ok("pricing", format!("priced from the rate table ({})", priced.join(", ")))
+    } else {
+        Finding::problem(
+            "pricing",
+            format!("{}: their cost counts as $0, also against --budget-usd", unpriced.join("; ")),
+            format!("name the model and give its price in [harness.{}.rates.\"<model>\"] (input, output, cache_read per million tokens)", profile.name),
+        )
+    })
 }
 
 fn schema_finding(kind: &str, harness: &str, workflow: &Workflow) -> Finding {

@@ -81,26 +81,35 @@ impl LeafTask {
             }
         };
 
-        if result.status == SessionStatus::Ok {
-            if let Err(violation) = workflow::validate(&validator, &result.output) {
-                match harness.repair(request.clone(), &result, &violation) {
-                    Some(repair) => {
-                        tracing::info!(error = %violation, "output fails its schema; one repair attempt");
-                        spent.add(&result.usage);
-                        attempts += 1;
-                        result = attempt_once(repair).await;
-                        if result.status == SessionStatus::Ok {
-                            if let Err(again) = workflow::validate(&validator, &result.output) {
-                                result.status = SessionStatus::Failed;
-                                result.error = Some(format!("{again} (after one repair attempt)"));
-                            }
+        let violation = match result.status {
+            SessionStatus::Ok => workflow::validate(&validator, &result.output).err(),
+            SessionStatus::Failed if result.repairable => result.error.clone(),
+            _ => None,
+        };
+        if let Some(violation) = violation {
+            match harness.repair(request.clone(), &result, &violation) {
+                Some(repair) => {
+                    tracing::info!(error = %violation, "the answer does not fit its schema; one repair attempt");
+                    spent.add(&result.usage);
+                    attempts += 1;
+                    result = attempt_once(repair).await;
+                    if result.status == SessionStatus::Ok {
+                        if let Err(again) = workflow::validate(&validator, &result.output) {
+                            result.status = SessionStatus::Failed;
+                            result.error = Some(format!("{again} (after one repair attempt)"));
+                            result.failure = Some(crate::scheduler::session::FailureClass::Permanent);
                         }
-                    }
-                    None => {
-                        result.status = SessionStatus::Failed;
-                        result.error = Some(violation);
+                    } else if result.repairable {
+                        let error = result.error.take().unwrap_or_default();
+                        result.error = Some(format!("{error} (after one repair attempt)"));
                     }
                 }
+                None if result.status == SessionStatus::Ok => {
+                    result.status = SessionStatus::Failed;
+                    result.error = Some(violation);
+                    result.failure = Some(crate::scheduler::session::FailureClass::Permanent);
+                }
+                None => {}
             }
         }
         spent.add(&result.usage);

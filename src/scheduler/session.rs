@@ -128,6 +128,10 @@ pub struct SessionResult {
     /// result), so the scheduler may retry. Never journaled.
     #[serde(skip)]
     pub retry: Option<RetryHint>,
+    /// Set by a harness when the leaf answered, but not with JSON, and its conversation can
+    /// be continued: the scheduler's one repair turn may still get the answer. Never journaled.
+    #[serde(skip)]
+    pub repairable: bool,
 }
 
 /// What kind of failure a failed leaf had, as its harness read it from structured fields
@@ -186,6 +190,7 @@ impl SessionResult {
             failure: None,
             agent_version: None,
             retry: None,
+            repairable: false,
         }
     }
 
@@ -204,6 +209,14 @@ impl SessionResult {
     ) -> Self {
         let mut r = SessionResult::failed(id, workflow, SessionStatus::Failed, error);
         r.set_failure(class, retry_after);
+        r
+    }
+
+    /// A leaf that answered without JSON: a permanent failure unless a repair turn fixes it.
+    pub fn no_json(id: &str, workflow: &str, error: impl Into<String>, text: &str) -> Self {
+        let mut r = SessionResult::failed_as(id, workflow, FailureClass::Permanent, error, None);
+        r.text = text.to_owned();
+        r.repairable = true;
         r
     }
 
