@@ -14,8 +14,8 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-5}
 N=${N:-500}
 if [ -z "${COORD:-}" ]; then
-    cargo build --release --quiet
-    COORD=$PWD/target/release/coord
+    cargo build --profile dist --quiet
+    COORD=$PWD/target/dist/coord
 fi
 
 work=$(mktemp -d)

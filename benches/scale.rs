@@ -65,16 +65,13 @@ pub fn measure(cmd: &mut Command) -> Measured {
     }
 }
 
-/// The binary under test: `$COORD_BIN` (to compare two builds in one sitting), else the
-/// release build of this tree.
+/// The binary under test: `$COORD_BIN` (to compare two builds in one sitting), else the one
+/// built with this benchmark (`cargo bench --profile dist --bench scale` for published speed).
 fn coord() -> PathBuf {
-    if let Some(bin) = std::env::var_os("COORD_BIN") {
-        return PathBuf::from(bin);
+    match std::env::var_os("COORD_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_coord")),
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let release = root.join("target/release/coord");
-    assert!(release.exists(), "build it first: cargo build --release");
-    release
 }
 
 fn median(mut xs: Vec<Duration>) -> Duration {

@@ -144,8 +144,9 @@ fn harness_toml(cli: Cli, binary: &Path, base_url: &str, home: &AgentHome) -> St
         binary.display()
     );
     let rest = match cli {
+        // The allowedTools line docs/harnesses.md shows.
         Cli::Claude => format!(
-            "[harness.claude-code.env]\nCLAUDE_CONFIG_DIR = \"{}\"\nCLAUDE_CODE_MAX_RETRIES = \"0\"\nCLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\"\nDISABLE_TELEMETRY = \"1\"\nDISABLE_ERROR_REPORTING = \"1\"\n",
+            "args = [\"--allowedTools\", \"Bash(git:*),Read,Edit,Write\"]\n[harness.claude-code.env]\nCLAUDE_CONFIG_DIR = \"{}\"\nCLAUDE_CODE_MAX_RETRIES = \"0\"\nCLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC = \"1\"\nDISABLE_TELEMETRY = \"1\"\nDISABLE_ERROR_REPORTING = \"1\"\n",
             home.path("claude")
         ),
         Cli::Codex => format!(
@@ -226,34 +227,42 @@ fn sum_usage(leaves: &[Value]) -> UsageSent {
     })
 }
 
-async fn groom_prs_on(cli: Cli) {
-    let Some(binary) = cli.binary() else { return };
-    let standin = StandIn::start(cli, Behaviour::new(demo_answerer())).await;
-    let home = AgentHome::new();
+/// A git repository holding the shipped coordinators and workflows, with `cli`'s harness
+/// pointed at `standin`, the reviews' timeout short (#17's hangs), and worktrees kept.
+fn groom_project(cli: Cli, binary: &Path, standin: &StandIn, home: &AgentHome) -> TestProject {
     let p = TestProject::with_repo_files();
     p.write(".gitignore", ".coord/\n");
     p.write(
         "coord.toml",
         &format!(
             "{}\n[workflow.mr-review]\ntimeout = \"25s\"\n\n[workflow.coding-task]\ntimeout = \"90s\"\n\n[worktrees]\nkeep = true\n",
-            harness_toml(cli, &binary, &standin.base_url(), &home)
+            harness_toml(cli, binary, &standin.base_url(), home)
         ),
     );
     git(p.path(), &["init", "-q"]);
     git(p.path(), &["add", "."]);
     git(p.path(), &["-c", "user.name=t", "-c", "user.email=t@test", "commit", "-qm", "root"]);
+    p
+}
 
-    let demo = ["run", "coordinators/groom-prs.rhai", "--demo", "--json"];
-    let mock = run_async(coord(&p, cli, &home, GOOD_KEY).args(demo)).await;
-    let swaps = [
+/// Every review and fix of groom-prs on `cli`.
+fn leaves_on(cli: Cli) -> Vec<String> {
+    vec![
         "--leaf".to_owned(),
         format!("mr-review={}", cli.harness()),
         "--leaf".to_owned(),
         format!("coding-task={}", cli.harness()),
-        "--max-parallel".to_owned(),
-        "4".to_owned(),
-    ];
-    let real = run_async(coord(&p, cli, &home, GOOD_KEY).args(demo).args(&swaps)).await;
+    ]
+}
+
+async fn groom_prs_on(cli: Cli) {
+    let Some(binary) = cli.binary() else { return };
+    let standin = StandIn::start(cli, Behaviour::new(demo_answerer())).await;
+    let home = AgentHome::new();
+    let p = groom_project(cli, &binary, &standin, &home);
+    let demo = ["run", "coordinators/groom-prs.rhai", "--demo", "--json"];
+    let mock = run_async(coord(&p, cli, &home, GOOD_KEY).args(demo)).await;
+    let real = run_async(coord(&p, cli, &home, GOOD_KEY).args(demo).args(leaves_on(cli)).args(["--max-parallel", "4"])).await;
     mock.expect_code(0);
     real.expect_code(0);
     let (mock, real) = (mock.json(), real.json());
@@ -501,4 +510,42 @@ async fn doctor_probes_every_real_cli_and_names_a_missing_one() {
     assert!(out.stdout.contains("`/nonexistent/claude` not found"), "{}", out.stdout);
     assert!(out.stdout.contains("npm install -g @anthropic-ai/claude-code"), "{}", out.stdout);
     assert!(out.stdout.contains("codex: ok") && out.stdout.contains("gemini: ok"), "{}", out.stdout);
+}
+
+// ---- an outage stops the run instead of being routed ----------------------------------------
+
+/// With a key the provider rejects, the first review fails as a configuration failure: the run
+/// stops (exit 1) before the script sees it, so no PR is escalated, merged or commented on,
+/// and no leaf is journaled; `coord resume` with the right key then finishes the run as if
+/// nothing had happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_key_stops_groom_prs_before_anything_acts_and_resume_finishes_it() {
+    let cli = Cli::Claude;
+    let Some(binary) = cli.binary() else { return };
+    let standin = StandIn::start(cli, Behaviour::new(demo_answerer())).await;
+    let home = AgentHome::new();
+    let p = groom_project(cli, &binary, &standin, &home);
+    let args = ["run", "coordinators/groom-prs.rhai", "--demo", "--json", "--max-parallel", "1"];
+    let stopped = run_async(coord(&p, cli, &home, "sk-ant-revoked-000000000000").args(args).args(leaves_on(cli))).await;
+    stopped.expect_code(1);
+    assert!(stopped.stderr.contains("error: the claude-code harness failed on session s"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("(mr-review): claude: the model API answered 401"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("Fix: give the claude-code harness a valid key"), "{}", stopped.stderr);
+    assert!(stopped.stderr.contains("coord resume"), "{}", stopped.stderr);
+    assert!(!stopped.stderr.contains("sk-ant-revoked"), "{}", stopped.stderr);
+    let run_dir = p.runs()[0].clone();
+    let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap();
+    let kinds: Vec<String> =
+        journal.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_owned()).collect();
+    assert!(!kinds.iter().any(|k| k == "session" || k.starts_with("effect")), "nothing routed or acted: {kinds:?}");
+    assert_eq!(kinds.last().map(String::as_str), Some("run_finished"));
+    assert_eq!(standin.behaviour().recorder.answers(), 0, "no answer was given");
+    let requests = standin.behaviour().recorder.received().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(requests, 1, "one leaf started, no second one");
+
+    let run_id = run_dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let resumed = run_async(coord(&p, cli, &home, GOOD_KEY).args(["resume", &run_id, "--json"])).await;
+    resumed.expect_code(0);
+    let mock = run_async(coord(&p, cli, &home, GOOD_KEY).args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"])).await;
+    assert_eq!(resumed.json()["effects"], mock.json()["effects"], "the resumed run routes as the demo does");
 }

@@ -101,7 +101,8 @@ fn check_schema_fits(
         .and_then(|w| w.harness.clone())
         .unwrap_or_else(|| workflow.harness.clone());
     let kind = config.harness_kind(&harness);
-    for p in schema_form::problems(&kind, &workflow.schema) {
+    let strict = config.file.harness.get(&harness).and_then(|h| h.strict).unwrap_or(false);
+    for p in schema_form::problems(&kind, strict, &workflow.schema) {
         problems.push(Problem::at(
             "coord::check::schema-form",
             path,

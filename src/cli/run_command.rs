@@ -141,6 +141,13 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
             eprintln!("error: {msg}");
             exit_code::RUN_FAILED
         }
+        Some(RunFailure::Outage(o)) => {
+            eprintln!(
+                "error: {o}\nrun {} stopped before anything acted on that failure; once it is fixed, `coord resume {}` finishes the run",
+                outcome.run_id, outcome.run_id
+            );
+            exit_code::RUN_FAILED
+        }
         Some(RunFailure::Interrupted) => {
             eprintln!("interrupted: run {} stopped; `coord resume {}` finishes it", outcome.run_id, outcome.run_id);
             if interrupt.signal() == libc::SIGTERM {

@@ -552,6 +552,7 @@ fn report_of(result: Result<RunOutcome, SetupError>) -> RunReport {
         }
         Some(RunFailure::JournalEnded(i)) => Some(format!("the journal ends at call {i}")),
         Some(RunFailure::Host(message)) => Some(message),
+        Some(RunFailure::Outage(o)) => Some(format!("{o} (the run stopped; `coord resume {}` finishes it)", outcome.run_id)),
     };
     RunReport::Finished { run_id: outcome.run_id, status: outcome.status, problem }
 }

@@ -224,9 +224,19 @@ fn failure(profile: &HarnessProfile, req: &LeafRequest, error: &Value, exit: Opt
             profile.name,
             profile.key_variable("GEMINI_API_KEY")
         ),
+        FailureClass::Configuration => format!("{text}. Fix: {}", exit_fix(code)),
         _ => text,
     };
     SessionResult::failed_as(id, wf, class, text, None)
+}
+
+/// The one-line fix for a configuration exit code other than authentication.
+fn exit_fix(code: i64) -> &'static str {
+    match code {
+        44 => "check Gemini's sandbox settings (GEMINI_SANDBOX, `tools.sandbox`)",
+        55 => "trust the folder in Gemini's settings (`security.folderTrust`), or remove the setting that makes `--skip-trust` ineffective",
+        _ => "check Gemini's settings.json (in GEMINI_CLI_HOME, ~/.gemini or the project's .gemini)",
+    }
 }
 
 fn finish(profile: &HarnessProfile, req: &LeafRequest, out: &AgentOutput) -> SessionResult {
@@ -246,9 +256,8 @@ fn finish(profile: &HarnessProfile, req: &LeafRequest, out: &AgentOutput) -> Ses
         (ProcessEnd::NotStarted(e), ..) => agent_outcome::not_started(profile, req, BINARY, e),
         (ProcessEnd::Exited(code), _, Some(err)) if *code != Some(0) => failure(profile, req, &err["error"], *code),
         (ProcessEnd::Exited(Some(code)), _, None) if *code != 0 => {
-            let (class, what) = exit_class(i64::from(*code));
             let detail = readable(&String::from_utf8_lossy(&out.stderr), 400);
-            SessionResult::failed_as(id, wf, class, format!("gemini exited with status {code} ({what}): {detail}"), None)
+            failure(profile, req, &serde_json::json!({"message": detail, "code": code}), Some(*code))
         }
         (_, Some(text), _) => match json_in_text(text) {
             Some(output) => {
@@ -309,6 +318,45 @@ mod tests {
         let (u, model) = usage_of(&profile(), stats);
         assert_eq!(model.as_deref(), Some("gemini-3.8-flash"));
         assert_eq!((u.input_tokens, u.cache_read_tokens, u.output_tokens), (1200 + 90, 300, 80 + 7));
+    }
+
+    fn request() -> LeafRequest {
+        let schema = json!({"type": "object"});
+        let workflow = crate::workflow::Workflow::new("review", "gemini", "x", schema.clone()).unwrap();
+        LeafRequest {
+            session_id: "s1".into(),
+            workflow: Arc::new(workflow),
+            goal: String::new(),
+            inputs: json!({}),
+            prompt: String::new(),
+            schema: Arc::new(schema),
+            model: None,
+            timeout: std::time::Duration::from_secs(5),
+            run_dir: std::env::temp_dir(),
+            project_root: std::env::temp_dir(),
+            overrides: json!({}),
+            workdir: std::env::temp_dir(),
+            worktree: None,
+        }
+    }
+
+    /// coord always passes `--skip-trust`, so a real run cannot be refused this way; the
+    /// CLI's own output for it (tests/fixtures/wire/gemini/untrusted.*) still reads right.
+    #[test]
+    fn an_untrusted_folder_is_configuration_with_a_fix_and_no_escape_codes() {
+        let out = AgentOutput {
+            end: ProcessEnd::Exited(Some(55)),
+            stdout: include_bytes!("../../tests/fixtures/wire/gemini/untrusted.stdout").to_vec(),
+            stderr: include_bytes!("../../tests/fixtures/wire/gemini/untrusted.stderr").to_vec(),
+            result_seen: false,
+        };
+        let r = finish(&profile(), &request(), &out);
+        assert_eq!(r.failure, Some(FailureClass::Configuration));
+        assert!(r.retry.is_none());
+        let error = r.error.unwrap();
+        assert!(error.starts_with("gemini exited with status 55 (untrusted folder): Gemini CLI is not running in a trusted directory"), "{error}");
+        assert!(error.contains("Fix: "), "{error}");
+        assert!(!error.contains('\u{1b}'), "{error:?}");
     }
 
     #[test]

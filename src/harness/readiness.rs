@@ -103,8 +103,9 @@ pub async fn examine(
                     report.version = version;
                 }
                 report.findings.push(credentials_finding(&profile));
+                let strict = profile.settings.strict.unwrap_or(false);
                 for w in workflows {
-                    report.findings.push(schema_finding(&kind, name, w));
+                    report.findings.push(schema_finding(&kind, strict, name, w));
                 }
                 report.findings.extend(pricing_finding(&profile, workflows));
                 let usable = report.ok();
@@ -173,7 +174,10 @@ fn credential_sources(profile: &HarnessProfile) -> (Vec<String>, Vec<PathBuf>) {
             &["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN"],
             vec![env_dir("CLAUDE_CONFIG_DIR", ".claude").join(".credentials.json")],
         ),
-        "codex" => (&["OPENAI_API_KEY", "CODEX_API_KEY"], vec![env_dir("CODEX_HOME", ".codex").join("auth.json")]),
+        // `codex exec` reads CODEX_API_KEY; a configured provider (`base_url`) reads the
+        // variable coord names for it, OPENAI_API_KEY unless `api_key_env` says otherwise.
+        "codex" if profile.settings.base_url.is_some() => (&["OPENAI_API_KEY"], vec![]),
+        "codex" => (&["CODEX_API_KEY", "OPENAI_API_KEY"], vec![env_dir("CODEX_HOME", ".codex").join("auth.json")]),
         "gemini" => (&["GEMINI_API_KEY", "GOOGLE_API_KEY"], vec![home.join(".gemini/oauth_creds.json")]),
         "anthropic" => (&["ANTHROPIC_API_KEY"], Vec::new()),
         _ => (&["OPENAI_API_KEY"], Vec::new()),
@@ -240,8 +244,8 @@ fn pricing_finding(profile: &HarnessProfile, workflows: &[Arc<Workflow>]) -> Opt
     })
 }
 
-fn schema_finding(kind: &str, harness: &str, workflow: &Workflow) -> Finding {
-    let problems = schema_form::problems(kind, &workflow.schema);
+fn schema_finding(kind: &str, strict: bool, harness: &str, workflow: &Workflow) -> Finding {
+    let problems = schema_form::problems(kind, strict, &workflow.schema);
     if problems.is_empty() {
         return Finding::ok("schema", format!("workflow `{}` fits", workflow.name));
     }

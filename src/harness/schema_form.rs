@@ -34,18 +34,22 @@ pub enum SchemaDialect {
 }
 
 impl SchemaDialect {
-    pub fn of_kind(kind: &str) -> Self {
+    /// The dialect of a harness `kind`; `openai_strict` is the `openai` harness's `strict`
+    /// setting (without it, that harness sends the schema as it is).
+    pub fn of_kind(kind: &str, openai_strict: bool) -> Self {
         match kind {
             "claude-code" | "anthropic" => SchemaDialect::Draft07Object,
-            "codex" | "openai" => SchemaDialect::OpenAiStrict,
+            "codex" => SchemaDialect::OpenAiStrict,
+            "openai" if openai_strict => SchemaDialect::OpenAiStrict,
             _ => SchemaDialect::Quoted,
         }
     }
 }
 
-/// What `schema` cannot be for a harness of `kind`, each with its path.
-pub fn problems(kind: &str, schema: &Value) -> Vec<SchemaProblem> {
-    match SchemaDialect::of_kind(kind) {
+/// What `schema` cannot be for a harness of `kind` (see [`SchemaDialect::of_kind`]), each
+/// with its path.
+pub fn problems(kind: &str, openai_strict: bool, schema: &Value) -> Vec<SchemaProblem> {
+    match SchemaDialect::of_kind(kind, openai_strict) {
         SchemaDialect::Draft07Object => root_object_problem(schema).into_iter().collect(),
         SchemaDialect::OpenAiStrict => strict(schema).err().unwrap_or_default(),
         SchemaDialect::Quoted => Vec::new(),
@@ -467,8 +471,10 @@ mod tests {
         let paths: Vec<&str> = bad.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(paths, vec!["/properties/tags/additionalProperties", "/properties/any"]);
         assert_eq!(strict(&json!({"type": "array"})).unwrap_err()[0].path, "/");
-        assert!(problems("codex", &json!({"type": "array", "items": {"type": "string"}})).len() == 1);
-        assert!(problems("gemini", &json!({"type": "array"})).is_empty());
+        assert!(problems("codex", false, &json!({"type": "array", "items": {"type": "string"}})).len() == 1);
+        assert!(problems("gemini", false, &json!({"type": "array"})).is_empty());
+        assert!(problems("openai", false, &json!({"type": "object", "additionalProperties": {}})).is_empty());
+        assert!(!problems("openai", true, &json!({"type": "object", "additionalProperties": {}})).is_empty());
     }
 
     /// Any shipped workflow may be swapped onto any harness (`--leaf WORKFLOW=codex`), except
@@ -489,7 +495,7 @@ mod tests {
                 }
                 other => assert_eq!(other.err(), None, "{}", path.display()),
             }
-            assert!(problems("claude-code", &schema).is_empty(), "{}", path.display());
+            assert!(problems("claude-code", false, &schema).is_empty(), "{}", path.display());
             jsonschema::draft7::new(&draft07(&schema)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             seen += 1;
         }

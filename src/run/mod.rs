@@ -132,6 +132,9 @@ pub enum RunFailure {
     Host(String),
     /// SIGINT or SIGTERM.
     Interrupted,
+    /// A harness failed on its set-up or its provider (exit 1); the run stopped before the
+    /// script saw it and `coord resume` finishes it once fixed.
+    Outage(Box<crate::script::host::Outage>),
 }
 
 #[derive(Debug)]
@@ -393,8 +396,12 @@ fn execute_on_script_thread(
         Ok(value) => (RunStatus::Succeeded, None, rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null)),
         Err(err) => {
             let failure = classify_failure(&mut host, &err, &script_path, &source, &interrupt);
-            let status =
-                if matches!(failure, RunFailure::Interrupted) { RunStatus::Interrupted } else { RunStatus::Failed };
+            // A stopped run, by a signal or an outage, is finished by `coord resume`.
+            let status = if matches!(failure, RunFailure::Interrupted | RunFailure::Outage(_)) {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Failed
+            };
             (status, Some(failure), Value::Null)
         }
     };
@@ -406,6 +413,7 @@ fn execute_on_script_thread(
         Some(RunFailure::Script(d)) => Some(d.message.clone()),
         Some(RunFailure::Host(m)) => Some(m.clone()),
         Some(RunFailure::Interrupted) => Some("interrupted".into()),
+        Some(RunFailure::Outage(o)) => Some(o.to_string()),
         _ => None,
     };
     if !offline {
@@ -466,11 +474,14 @@ fn classify_failure(
             )));
         }
     }
+    if let Some(outage) = host.outage.take() {
+        return RunFailure::Outage(Box::new(outage));
+    }
     if interrupt.is_set() || matches!(err, rhai::EvalAltResult::ErrorTerminated(..)) {
         return RunFailure::Interrupted;
     }
     match host.fatal.take() {
-        Some(HostError::Interrupted) => RunFailure::Interrupted,
+        Some(HostError::Interrupted) | Some(HostError::Outage(_)) => RunFailure::Interrupted,
         Some(HostError::Divergence(d)) => {
             let (file, text) = site_source(&d.now_site, script, source);
             let diag = ScriptDiagnostic::at(

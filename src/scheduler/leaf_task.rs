@@ -20,6 +20,23 @@ pub const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
 /// The longest wait between two attempts (unless the provider asks for longer).
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// The harnesses of this run that had an outage: no new leaf starts on them.
+#[derive(Debug, Default)]
+pub struct Breaker {
+    tripped: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl Breaker {
+    fn trip(&self, harness: &str, error: &str) {
+        self.tripped.lock().expect("breaker poisoned").entry(harness.to_owned()).or_insert_with(|| error.to_owned());
+    }
+
+    /// The first outage of `harness`, if it had one.
+    fn tripped(&self, harness: &str) -> Option<String> {
+        self.tripped.lock().expect("breaker poisoned").get(harness).cloned()
+    }
+}
+
 pub struct LeafTask {
     pub request: LeafRequest,
     pub harness: Arc<dyn Harness>,
@@ -28,11 +45,12 @@ pub struct LeafTask {
     pub first: LeafFuture,
     pub run_permits: Arc<Semaphore>,
     pub harness_permits: Option<Arc<Semaphore>>,
+    pub breaker: Arc<Breaker>,
 }
 
 impl LeafTask {
     pub async fn run(self) -> SessionResult {
-        let LeafTask { request, harness, validator, first, run_permits, harness_permits } = self;
+        let LeafTask { request, harness, validator, first, run_permits, harness_permits, breaker } = self;
         let started = Instant::now();
         let id = request.session_id.clone();
         let wf = request.workflow.name.clone();
@@ -56,7 +74,9 @@ impl LeafTask {
             .map(|n| n.min(u64::from(u32::MAX)) as u32)
             .unwrap_or(request.workflow.retries);
         let backoff = harness.limits().retry_backoff;
-        let attempt_once = |leaf: LeafFuture| attempt(leaf, &request, &run_permits, harness_permits.as_ref());
+        let attempt_once = |leaf: LeafFuture| {
+            attempt(leaf, &request, &*harness, &run_permits, harness_permits.as_ref(), &breaker)
+        };
 
         let mut attempts = 1;
         let mut spent = Usage::default();
@@ -115,6 +135,9 @@ impl LeafTask {
         spent.add(&result.usage);
         result.usage = spent;
         result.retry = None;
+        if result.is_outage() {
+            breaker.trip(harness.name(), result.error.as_deref().unwrap_or(""));
+        }
         if let Some(plan) = &request.worktree {
             plan.finish(result.status == SessionStatus::Ok).await;
         }
@@ -122,12 +145,15 @@ impl LeafTask {
     }
 }
 
-/// One run of the harness under the permits and the timeout.
+/// One run of the harness under the permits and the timeout; none when the harness had an
+/// outage meanwhile.
 async fn attempt(
     leaf: LeafFuture,
     request: &LeafRequest,
+    harness: &dyn Harness,
     run_permits: &Arc<Semaphore>,
     harness_permits: Option<&Arc<Semaphore>>,
+    breaker: &Breaker,
 ) -> SessionResult {
     // The harness's own limit first: a leaf waiting for it must not hold a run-wide slot.
     let _harness_permit = match harness_permits {
@@ -135,6 +161,16 @@ async fn attempt(
         None => None,
     };
     let _run_permit = run_permits.clone().acquire_owned().await.expect("semaphore never closes");
+    if let Some(first) = breaker.tripped(harness.name()) {
+        let mut r = SessionResult::failed(
+            &request.session_id,
+            &request.workflow.name,
+            SessionStatus::Cancelled,
+            format!("not started: the {} harness failed on another leaf: {first}", harness.name()),
+        );
+        r.failure = Some(crate::scheduler::session::FailureClass::Configuration);
+        return r;
+    }
     match tokio::time::timeout(request.timeout + TIMEOUT_GRACE, leaf).await {
         Ok(r) => r,
         Err(_) => SessionResult::failed(
@@ -270,6 +306,7 @@ mod tests {
             harness,
             run_permits: Arc::new(Semaphore::new(1)),
             harness_permits: None,
+            breaker: Arc::default(),
         };
         task.run().await
     }

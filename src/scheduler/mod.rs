@@ -12,7 +12,7 @@ pub mod session;
 pub mod worktree;
 
 use crate::harness::Harness;
-use leaf_task::LeafTask;
+use leaf_task::{Breaker, LeafTask};
 use session::{LeafRequest, SessionResult, SessionStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,6 +115,7 @@ async fn dispatch(
     max_parallel: usize,
 ) {
     let permits = Arc::new(Semaphore::new(max_parallel));
+    let breaker = Arc::new(Breaker::default());
     // Per-harness limits, made the first time a harness is seen.
     let mut harness_limits: HashMap<String, Option<Arc<Semaphore>>> = HashMap::new();
     let mut running = JoinSet::new();
@@ -151,7 +152,15 @@ async fn dispatch(
                         .entry(harness.name().to_owned())
                         .or_insert_with(|| harness.limits().concurrency.map(|n| Arc::new(Semaphore::new(n.max(1)))))
                         .clone();
-                    let task = LeafTask { request, harness, validator, first, run_permits: permits.clone(), harness_permits };
+                    let task = LeafTask {
+                        request,
+                        harness,
+                        validator,
+                        first,
+                        run_permits: permits.clone(),
+                        harness_permits,
+                        breaker: breaker.clone(),
+                    };
                     let done = done.clone();
                     let handle = running.spawn(
                         async move {

@@ -220,6 +220,15 @@ impl SessionResult {
         r
     }
 
+    /// True for a leaf stopped by something outside it: its harness's set-up (configuration)
+    /// or its provider (a transient failure that outlasted every retry), and for a leaf not
+    /// started because its harness had such a failure. Such a result is not the leaf's
+    /// answer: the run stops instead of routing on it (see `docs/harnesses.md`).
+    pub fn is_outage(&self) -> bool {
+        self.status != SessionStatus::Ok
+            && matches!(self.failure, Some(FailureClass::Configuration | FailureClass::Transient))
+    }
+
     pub fn set_failure(&mut self, class: FailureClass, retry_after: Option<Duration>) {
         self.failure = Some(class);
         self.retry = (class == FailureClass::Transient).then_some(RetryHint { after: retry_after });

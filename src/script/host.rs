@@ -45,6 +45,29 @@ pub enum HostError {
     World(String),
     #[error("interrupted")]
     Interrupted,
+    #[error("{}", .0)]
+    Outage(Box<Outage>),
+}
+
+/// A leaf stopped by its harness's set-up or its provider (see
+/// [`SessionResult::is_outage`]): the run stops instead of routing on it.
+#[derive(Clone, Debug)]
+pub struct Outage {
+    pub harness: String,
+    pub session: String,
+    pub workflow: String,
+    /// The leaf's error, which ends with a fix when the harness knows one.
+    pub error: String,
+}
+
+impl std::fmt::Display for Outage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the {} harness failed on session {} ({}): {}",
+            self.harness, self.session, self.workflow, self.error
+        )
+    }
 }
 
 /// Where `now()` comes from.
@@ -202,6 +225,8 @@ pub struct Host {
     pub unrecorded: Vec<UnrecordedCall>,
     /// The error that stopped the script, kept typed (the engine only carries a message).
     pub fatal: Option<HostError>,
+    /// The first outage of a harness in this run: the run stops on it.
+    pub outage: Option<Outage>,
     /// Where live progress goes (`coord run`'s display), when someone watches.
     events: Option<RunEvents>,
 }
@@ -237,6 +262,7 @@ impl Host {
             usage: Usage::default(),
             unrecorded: Vec::new(),
             fatal: None,
+            outage: None,
             events: None,
         }
     }
@@ -622,6 +648,29 @@ impl Host {
         // A leaf cancelled because the run is stopping was in flight, not finished: it is not
         // journaled, so `coord resume` runs it again.
         let stopping = self.interrupt.is_set() && result.status == SessionStatus::Cancelled;
+        // An outage is no answer to route on: the run stops, nothing acts on it, and the leaf
+        // is not journaled, so `coord resume` runs it again once the set-up is fixed.
+        if journal && result.is_outage() {
+            if self.outage.is_none() && result.status == SessionStatus::Failed {
+                self.outage = Some(Outage {
+                    harness: result.harness.clone().unwrap_or_default(),
+                    session: result.id.clone(),
+                    workflow: result.workflow.clone(),
+                    error: result.error.clone().unwrap_or_default(),
+                });
+            }
+            // No other leaf starts, and the script stops at its next step even inside `try`.
+            self.interrupt.trigger(0);
+            let outage = self.outage.clone();
+            self.usage.add(&result.usage);
+            if let Some(events) = &self.events {
+                events.send(RunEvent::finished(&result));
+            }
+            return Err(match outage {
+                Some(o) => HostError::Outage(Box::new(o)),
+                None => HostError::Interrupted,
+            });
+        }
         if journal && !stopping {
             if fits_inline(&result.output) {
                 self.journal.append_session(&result.id, &result)?;
