@@ -241,9 +241,13 @@ fn dry_run_journals_intents_and_performs_nothing() {
 #[test]
 fn a_live_run_without_a_backend_says_what_to_configure() {
     let p = TestProject::with_repo_files();
-    let out = p.coord().args(["run", "coordinators/groom-prs.rhai"]).run();
-    out.expect_code(1);
+    let out = p.coord().env("PATH", "/usr/bin:/bin").args(["run", "coordinators/groom-prs.rhai"]).run();
+    // Refused before anything runs: the review leaves' agent is not installed.
+    out.expect_code(2);
+    assert!(out.stderr.contains("the claude-code harness (workflows coding-task, mr-review) cannot run"), "{}", out.stderr);
+    assert!(out.stderr.contains("Fix: install it (`npm install -g @anthropic-ai/claude-code`)"), "{}", out.stderr);
     assert!(out.stderr.contains("--demo"), "{}", out.stderr);
+    assert!(p.runs().is_empty(), "no run directory");
 }
 
 #[test]
@@ -321,8 +325,9 @@ fn a_prompt_that_fails_to_render_is_a_failed_result() {
     p.write_executable("leaf.sh", "#!/bin/sh\ncat > /dev/null\necho '{\"verdict\": \"clean\"}'\n");
     p.write(
         "workflows/review.toml",
-        &command_workflow("./leaf.sh", "10s", VERDICT_SCHEMA)
-            .replace("prompt = \"{{ goal }}\"", "prompt = \"{{ goal }}: {{ inputs.items | join(', ') }}\""),
+        &(command_workflow("./leaf.sh", "10s", VERDICT_SCHEMA)
+            .replace("prompt = \"{{ goal }}\"", "prompt = \"{{ goal }}: {{ inputs.items | join(', ') }}\"")
+            + "[inputs]\nitems = \"array: what to look at\"\n"),
     );
     p.write(
         "s.rhai",

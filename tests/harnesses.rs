@@ -86,7 +86,7 @@ fn review_project(harness: &str, workflow_extra: &str, toml_extra: &str) -> Test
     p.write(
         "workflows/review.toml",
         &format!(
-            "harness = \"{harness}\"\ntimeout = \"20s\"\nprompt = \"Review pull request #{{{{ inputs.pr }}}}.\"\nschema = {REVIEW_SCHEMA}\n{workflow_extra}\n"
+            "harness = \"{harness}\"\ntimeout = \"20s\"\nprompt = \"Review pull request #{{{{ inputs.pr }}}}.\"\nschema = {REVIEW_SCHEMA}\n{workflow_extra}\n[inputs]\npr = \"integer: the PR\"\n"
         ),
     );
     p.write("coord.toml", &format!("{}\n{toml_extra}", fake_agents_toml()));
@@ -115,6 +115,15 @@ fn result_and_leaf(out: &Outcome) -> (Value, Value) {
     out.expect_code(0);
     let v = out.json();
     (v["result"].clone(), v["leaves"][0].clone())
+}
+
+/// The run stopped on an outage (exit 1): the error line, which journaled no answer for it.
+#[track_caller]
+fn stopped_on_outage(out: &Outcome) -> String {
+    out.expect_code(1);
+    let line = out.stderr.lines().find(|l| l.starts_with("error: the ")).unwrap_or_else(|| panic!("{}", out.stderr));
+    assert!(out.stderr.contains("coord resume"), "{}", out.stderr);
+    line.to_owned()
 }
 
 fn err(v: &Value) -> String {
@@ -206,11 +215,12 @@ fn a_process_lingering_after_its_result_is_killed_and_the_result_kept() {
 
 #[test]
 fn claude_failure_modes_are_failed_results() {
-    let cases = [
-        ("no_result", "stream ended without a result event"),
-        ("no_structured_output", "no structured_output"),
-        ("max_turns", "error_max_turns"),
-    ];
+    // A crash before any result, retried until no retry is left, is an outage: the run stops.
+    let p = review_project("claude-code", "", "");
+    let error = stopped_on_outage(&run_fake(&p, "no_result"));
+    assert!(error.contains("stream ended without a result event"), "{error}");
+
+    let cases = [("no_structured_output", "no structured_output"), ("max_turns", "error_max_turns")];
     for (mode, expected) in cases {
         let p = review_project("claude-code", "", "");
         let (r, leaf) = result_and_leaf(&run_fake(&p, mode));
@@ -297,15 +307,14 @@ fn codex_failures_and_repair() {
     assert!(err(&r).contains("codex turn failed: Invalid schema"), "{r}");
     assert_eq!(leaf["attempts"], 1, "a bad request is not retried");
 
+    // A rate limit that outlasts the retries, and a crash, are outages: the run stops.
     let p = review_project("codex", "", "");
-    let (r, _) = result_and_leaf(&run_fake(&p, "turn_failed"));
-    assert_eq!(r["status"], "failed");
-    assert!(err(&r).contains("429 Too Many Requests"), "{r}");
+    let error = stopped_on_outage(&run_fake(&p, "turn_failed"));
+    assert!(error.contains("429 Too Many Requests"), "{error}");
 
     let p = review_project("codex", "", "");
-    let (r, _) = result_and_leaf(&run_fake(&p, "no_turn"));
-    assert_eq!(r["status"], "failed");
-    assert!(err(&r).contains("without a completed turn (exit status 101)"), "{r}");
+    let error = stopped_on_outage(&run_fake(&p, "no_turn"));
+    assert!(error.contains("without a completed turn (exit status 101)"), "{error}");
 
     let p = review_project("codex", "", "");
     let (r, leaf) = result_and_leaf(&run_fake(&p, "invalid_then_valid"));
@@ -332,9 +341,13 @@ fn gemini_json_is_found_in_the_fenced_response() {
 
 #[test]
 fn gemini_exit_codes_and_prose_are_failed_results_and_repair_asks_again() {
+    // The CLI's generic error (a failed fetch) is transient: once retries are spent, an outage.
+    let p = review_project("gemini", "", "");
+    let error = stopped_on_outage(&run_fake(&p, "crash"));
+    assert!(error.contains("exited with status 1 (error): FatalError: fetch failed"), "{error}");
+
     let cases = [
         ("turn_limit", "exited with status 53 (turn limit exceeded): Reached max session turns"),
-        ("crash", "exited with status 1 (error): FatalError: fetch failed"),
         ("prose", "response holds no JSON"),
     ];
     for (mode, expected) in cases {
@@ -442,16 +455,15 @@ async fn rate_limits_honour_retry_after_and_5xx_are_retried() {
         assert!(started.elapsed() >= Duration::from_secs(1), "{harness}: retry-after was not honoured");
         assert_eq!(server.received_requests().await.unwrap().len(), 3);
 
-        // Without retries, the 429 is the result.
+        // Without retries, the 429 outlasts them: an outage, and the run stops.
         let server = MockServer::start().await;
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "30").set_body_string("slow down"))
             .mount(&server)
             .await;
         let p = api_project(&server, harness, "");
-        let (r, _) = result_and_leaf(&run_async(api_run(&p)).await);
-        assert_eq!(r["status"], "failed");
-        assert!(err(&r).contains("HTTP 429: slow down"), "{harness}: {r}");
+        let error = stopped_on_outage(&run_async(api_run(&p)).await);
+        assert!(error.contains("HTTP 429: slow down"), "{harness}: {error}");
     }
 }
 
@@ -562,7 +574,8 @@ async fn an_api_key_appears_nowhere_in_the_run_or_its_output() {
     Mock::given(body_string_contains("model-that-rejects"))
         .respond_with(|req: &Request| {
             let key = req.headers.get("x-api-key").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-            ResponseTemplate::new(401).set_body_json(json!({"type": "error", "error": {"type": "authentication_error", "message": format!("invalid x-api-key {key}")}}))
+            // A 400 (a result the script routes on) that quotes the key back.
+            ResponseTemplate::new(400).set_body_json(json!({"type": "error", "error": {"type": "invalid_request_error", "message": format!("invalid x-api-key {key}")}}))
         })
         .with_priority(1)
         .mount(&server)

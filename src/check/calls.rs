@@ -80,16 +80,19 @@ fn script_functions(file: &ScriptFile, public_only: bool) -> Vec<ScriptFn> {
 
 /// Checks the calls in every file of `compiled` not already in `seen` (modules shared by
 /// several scripts are checked once).
+/// `named` collects every workflow a string literal names (the ones a run can reach, as far
+/// as the script says without running).
 pub fn check_calls(
     compiled: &CompiledScript,
     catalog: &FunctionCatalog,
     workflows: &WorkflowSet,
     seen: &mut HashSet<String>,
     problems: &mut Vec<Problem>,
+    named: &mut BTreeSet<String>,
 ) {
     for file in &compiled.files {
         if seen.insert(file.name.clone()) {
-            check_file(file, compiled, catalog, workflows, problems);
+            check_file(file, compiled, catalog, workflows, problems, named);
         }
     }
 }
@@ -106,6 +109,7 @@ fn check_file(
     catalog: &FunctionCatalog,
     workflows: &WorkflowSet,
     problems: &mut Vec<Problem>,
+    named: &mut BTreeSet<String>,
 ) {
     let own = script_functions(file, false);
     let modules: BTreeMap<String, Vec<ScriptFn>> = file
@@ -133,10 +137,19 @@ fn check_file(
         true
     });
 
-    let checker = FileChecker { file, own: &own, modules: &modules, catalog, workflows, variables: &variables };
+    let checker = FileChecker {
+        file,
+        own: &own,
+        modules: &modules,
+        catalog,
+        workflows,
+        variables: &variables,
+        named: std::cell::RefCell::default(),
+    };
     for c in calls {
         checker.check(&c, problems);
     }
+    named.extend(checker.named.into_inner());
 }
 
 struct FileChecker<'a> {
@@ -146,6 +159,7 @@ struct FileChecker<'a> {
     catalog: &'a FunctionCatalog,
     workflows: &'a WorkflowSet,
     variables: &'a HashSet<String>,
+    named: std::cell::RefCell<BTreeSet<String>>,
 }
 
 impl FileChecker<'_> {
@@ -357,6 +371,7 @@ impl FileChecker<'_> {
 
     fn require_workflow(&self, pos: Position, len: usize, name: &str, problems: &mut Vec<Problem>) {
         if self.workflows.find_path(name).is_some() {
+            self.named.borrow_mut().insert(name.to_owned());
             return;
         }
         let names = self.workflows.names();

@@ -9,6 +9,7 @@
 pub mod calls;
 pub mod host_api_reference;
 pub mod problem;
+pub mod run_check;
 pub mod scenarios;
 pub mod workflows;
 
@@ -27,6 +28,10 @@ use std::rc::Rc;
 #[derive(Debug, Default)]
 pub struct CheckReport {
     pub problems: Vec<Problem>,
+    /// Harnesses the coordinators' workflows need that cannot run on this machine (missing
+    /// binary or credentials): `coord run` refuses them, `coord check` only warns, since it
+    /// also serves offline work with mock leaves.
+    pub warnings: Vec<String>,
     pub coordinators: usize,
     pub modules: usize,
     pub workflows: usize,
@@ -128,7 +133,12 @@ pub fn check(targets: &[PathBuf], cwd: &Path) -> Result<CheckReport, MissingTarg
         match compile_script(&engine, &resolver, script, &source) {
             Ok(compiled) => {
                 compiled_scripts += 1;
-                calls::check_calls(&compiled, &catalog, &workflows, &mut checked_files, &mut report.problems);
+                let mut named = BTreeSet::new();
+                calls::check_calls(&compiled, &catalog, &workflows, &mut checked_files, &mut report.problems, &mut named);
+                let config = Config::load(&project.root).unwrap_or_default();
+                let choice = run_check::HarnessChoice::default();
+                let (errors, warnings) = run_check::preflight(&config, &project.root, &workflows, &named, &choice);
+                report.warnings.extend(errors.into_iter().chain(warnings));
             }
             Err(d) => report.problems.push(Problem::from_script("coord::check::compile", *d)),
         }
@@ -137,6 +147,8 @@ pub fn check(targets: &[PathBuf], cwd: &Path) -> Result<CheckReport, MissingTarg
     report.modules = checked_files.len().saturating_sub(compiled_scripts);
     report.problems.sort_by(|a, b| (&a.file, a.offset, &a.message).cmp(&(&b.file, b.offset, &b.message)));
     report.problems.dedup_by(|a, b| a.message == b.message);
+    report.warnings.sort();
+    report.warnings.dedup();
     Ok(report)
 }
 

@@ -17,6 +17,9 @@ pub fn run(args: &CheckArgs) -> u8 {
     for problem in report.problems {
         super::report(problem);
     }
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     println!("{summary}");
     if clean {
         exit_code::SUCCESS

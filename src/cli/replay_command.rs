@@ -179,6 +179,23 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         Ok(r) => r,
         Err(code) => return code,
     };
+    let choice = crate::check::run_check::HarnessChoice {
+        overrides: recorded
+            .header
+            .options
+            .get("leaf")
+            .and_then(serde_json::Value::as_object)
+            .map(|leaf| {
+                leaf.iter()
+                    .filter_map(|(w, spec)| Some((w.clone(), spec.as_str()?.split(':').next()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        scenario: recorded.header.scenario.is_some(),
+    };
+    if let Some(code) = super::run_command::refuse_unless_checked(&recorded_script(&recorded), &choice) {
+        return code;
+    }
     let mut plan = RunPlan::new(recorded_script(&recorded));
     plan.recording = Recording::From {
         run_dir: dir,

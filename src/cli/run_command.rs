@@ -1,6 +1,7 @@
 //! `coord run`: build a plan from flags, execute it, print the outcome, pick the exit code.
 
 use super::{exit_code, report, Cli, LogFormat, RunArgs};
+use crate::check::run_check::{check_for_run, HarnessChoice};
 use crate::daemon::lock::{LockError, RunLock};
 use crate::journal::run_dir::RunStore;
 use crate::run::run_event::RunEvents;
@@ -47,6 +48,13 @@ pub fn run(
             (wf.clone(), LeafOverride { harness, model })
         })
         .collect();
+    let choice = HarnessChoice {
+        overrides: plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), o.harness.clone())).collect(),
+        scenario: plan.scenario.is_some() || plan.demo,
+    };
+    if let Some(code) = refuse_unless_checked(&plan.script, &choice) {
+        return code;
+    }
     // Taken before anything touches the run store: a run the lock refuses changes nothing.
     let _lock = match &args.lock {
         Some(name) => match take_lock(&plan.runs, name) {
@@ -66,6 +74,37 @@ pub fn run(
         progress.finish();
     }
     finish(outcome, args.json, &interrupt)
+}
+
+/// Runs the checks a run must pass before it starts ([`check_for_run`]); on a problem, reports
+/// every one and returns the exit code (2): nothing has run and no run directory exists.
+pub(super) fn refuse_unless_checked(script: &std::path::Path, choice: &HarnessChoice) -> Option<u8> {
+    if !script.is_file() {
+        // The run itself reports a missing script, as it always has.
+        return None;
+    }
+    let check = check_for_run(script, choice);
+    for warning in &check.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if check.is_clean() {
+        return None;
+    }
+    let problems = check.problems.len() + check.preflight.len();
+    for problem in check.problems {
+        report(problem);
+    }
+    for line in &check.preflight {
+        eprintln!("error: {line}");
+    }
+    eprintln!(
+        "coord: not started: {problems} problem{} (`coord check` and `coord doctor` show them too)",
+        if problems == 1 { "" } else { "s" }
+    );
+    if !check.preflight.is_empty() && !choice.scenario {
+        eprintln!("coord: to try it offline, with mock leaves and no credentials: coord run {} --demo", script.display());
+    }
+    Some(exit_code::USAGE)
 }
 
 /// Takes the lock `name` beside `runs`; a refusal is one line on stderr and an exit code.

@@ -362,6 +362,13 @@ impl Dispatcher {
         let run_interrupt = interrupt.clone();
         let thread_name = name.clone();
         let spawned = std::thread::Builder::new().name(format!("coord-pipeline-{name}")).spawn(move || {
+            // The same checks as `coord run`: a pipeline that would fail on its files or on a
+            // harness that cannot run here does not start.
+            if let Some(why) = unchecked(&plan) {
+                drop(lock);
+                let _ = ended.send(RunEnded { pipeline: thread_name, report: RunReport::NotStarted(why) });
+                return;
+            }
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::execute(plan, &runtime, run_interrupt)));
             // Released before the dispatcher hears of the end, so a queued fire can take it.
@@ -526,6 +533,30 @@ fn describe(cause: &FireCause, schedule: Option<&Schedule>) -> String {
 
 /// What the dispatcher needs of a run's outcome; diagnostics go to stderr here, as `coord run`
 /// prints them.
+/// What keeps a pipeline's run from starting ([`crate::check::run_check`]), reported in full
+/// on stderr; `None` when it may start.
+fn unchecked(plan: &run::RunPlan) -> Option<String> {
+    let choice = crate::check::run_check::HarnessChoice {
+        overrides: plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), o.harness.clone())).collect(),
+        scenario: plan.scenario.is_some() || plan.demo,
+    };
+    let check = crate::check::run_check::check_for_run(&plan.script, &choice);
+    for warning in &check.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if check.is_clean() {
+        return None;
+    }
+    let first = check.problems.first().map(|p| p.message.clone()).or_else(|| check.preflight.first().cloned());
+    for problem in check.problems {
+        eprintln!("{:?}", miette::Report::new(problem));
+    }
+    for line in &check.preflight {
+        eprintln!("error: {line}");
+    }
+    first
+}
+
 fn report_of(result: Result<RunOutcome, SetupError>) -> RunReport {
     let outcome = match result {
         Ok(o) => o,

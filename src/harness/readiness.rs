@@ -119,6 +119,34 @@ pub async fn examine(
     reports
 }
 
+/// What a run checks before its first leaf, for one harness and the workflows the script
+/// names on it: the binary is there (not run: a run must start fast), credentials are
+/// configured, a `command` leaf's program exists. The problems only; spends nothing.
+pub fn preflight(harnesses: &HarnessSet, config: &Config, harness: &str, workflows: &[Arc<Workflow>]) -> Vec<Finding> {
+    let kind = config.harness_kind(harness);
+    let mut findings = Vec::new();
+    match (kind.as_str(), harnesses.profile(harness)) {
+        ("mock", _) => {}
+        ("command", _) => findings.extend(workflows.iter().map(|w| command_finding(w))),
+        (_, None) => {}
+        (_, Some(profile)) => {
+            if let Some(default_binary) = cli_binary(&kind) {
+                let program = profile.binary(default_binary);
+                if locate(&program).is_none() {
+                    findings.push(Finding::problem(
+                        "binary",
+                        format!("`{}` not found", program.display()),
+                        profile.install_hint(default_binary),
+                    ));
+                }
+            }
+            findings.push(credentials_finding(&profile));
+        }
+    }
+    findings.retain(|f| !f.ok);
+    findings
+}
+
 /// The program an agent kind runs when `binary` is not configured.
 pub fn cli_binary(kind: &str) -> Option<&'static str> {
     match kind {

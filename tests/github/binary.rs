@@ -23,13 +23,18 @@ esac
 
 const SLACK_PATH: &str = "/services/T0001/B0001/hookSecretPart";
 
-/// groom-prs as shipped; the mr-review workflow gets a `command` so `--leaf mr-review=command`
-/// runs the fake reviewer instead of an agent.
+/// groom-prs as shipped; the mr-review and coding-task workflows get a `command` so `--leaf
+/// mr-review=command` runs the fake reviewer instead of an agent (and a fix, which no review
+/// here asks for, would run a fake fixer: a run is refused when a leaf it can reach has no
+/// agent installed).
 fn groom_project() -> TestProject {
     let p = TestProject::with_repo_files();
     p.write_executable("fake-review.sh", FAKE_REVIEW);
+    p.write_executable("fake-fix.sh", "#!/bin/sh\ncat >/dev/null\necho '{\"status\":\"fixed\",\"summary\":\"done\"}'\n");
     let workflow = p.read("workflows/mr-review.toml");
     p.write("workflows/mr-review.toml", &format!("command = [\"./fake-review.sh\"]\n{workflow}"));
+    let workflow = p.read("workflows/coding-task.toml").replace("worktree = true\n", "");
+    p.write("workflows/coding-task.toml", &format!("command = [\"./fake-fix.sh\"]\n{workflow}"));
     p.write("coord.toml", "[channels.\"slack:#eng\"]\ntype = \"slack\"\nwebhook_env = \"SLACK_WEBHOOK_URL\"\n");
     p
 }
@@ -41,13 +46,15 @@ fn live(p: &TestProject, gh: &FakeGithub, slack: &FakeReceiver) -> CoordCommand 
         .env("SLACK_WEBHOOK_URL", format!("{}{SLACK_PATH}", slack.url))
 }
 
-const GROOM: [&str; 8] = [
+const GROOM: [&str; 10] = [
     "run",
     "coordinators/groom-prs.rhai",
     "--input",
     "repo=acme/widgets",
     "--leaf",
     "mr-review=command",
+    "--leaf",
+    "coding-task=command",
     "--max-parallel",
     "2",
 ];
