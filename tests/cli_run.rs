@@ -345,3 +345,68 @@ let rs = await_sessions([good, bad]);
     assert_eq!(r["bad"], "failed", "{r}");
     assert!(r["error"].as_str().unwrap().contains("prompt template"), "{r}");
 }
+
+/// A mistyped key in any options or message map is exit 2 with `file:line:col` and the key
+/// meant: from `coord check`, and from `coord run` before anything runs. Host API misuse
+/// (wrong types, a clock or sleep call) is exit 2 with the call's position too.
+#[test]
+fn mistyped_keys_and_host_api_misuse_are_usage_errors_with_a_position() {
+    let p = TestProject::with_repo_files();
+    let typos = [
+        ("spawn_session(\"mr-review\", #{ gaol: \"x\" });", "spawn_session: unknown option `gaol`", "`goal`"),
+        ("spawn_session(\"mr-review\", #{ timout: \"1m\" });", "spawn_session: unknown option `timout`", "`timeout`"),
+        ("merge(12, #{ methd: \"squash\" });", "merge: unknown option `methd`", "`method`"),
+        ("merge(12, #{ requre_green: false });", "merge: unknown option `requre_green`", "`require_green`"),
+        ("github::prs(#{ stat: \"open\" });", "github::prs: unknown option `stat`", "`state`"),
+        ("notify(\"stdout\", #{ title: \"t\", feilds: #{} });", "notify: unknown message key `feilds`", "`fields`"),
+    ];
+    for (line, message, meant) in typos {
+        p.write("typo.rhai", &format!("let x = 1;\n{line}\n"));
+        for args in [vec!["check", "typo.rhai"], vec!["run", "typo.rhai", "--demo"]] {
+            let out = p.coord().args(&args).run();
+            out.expect_code(2);
+            assert!(out.stderr.contains("typo.rhai:2:"), "{args:?}: {}", out.stderr);
+            assert!(out.stderr.contains(message) && out.stderr.contains(meant), "{args:?}: {}", out.stderr);
+        }
+        assert!(p.runs().is_empty(), "no run directory for {line}");
+    }
+
+    // An offline world for the runs below: one PR, every review clean.
+    p.write(
+        "world.toml",
+        "[[github.prs]]\nnumber = 12\ntitle = \"t\"\n[[leaf]]\nworkflow = \"mr-review\"\noutput = { verdict = \"clean\", findings = [] }\n",
+    );
+    // A key made at run time is refused when the call is made.
+    p.write("dynamic.rhai", "let opts = #{};\nopts[\"gaol\"] = \"x\";\nspawn_session(\"mr-review\", opts);\n");
+    let out = p.coord().args(["run", "dynamic.rhai", "--scenario", "world.toml"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("dynamic.rhai:3:") && out.stderr.contains("did you mean `goal`?"), "{}", out.stderr);
+
+    // A misspelled host function stops `coord run` before any leaf runs.
+    p.write("lable.rhai", "await_sessions([spawn_session(\"mr-review\", #{ goal: \"x\" })]);\ngithub::lable(12, \"x\");\n");
+    let runs_before = p.runs().len();
+    let out = p.coord().args(["run", "lable.rhai", "--scenario", "world.toml"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("lable.rhai:2:") && out.stderr.contains("github::label"), "{}", out.stderr);
+    assert_eq!(p.runs().len(), runs_before, "refused before the run started");
+
+    let misuse = [
+        ("spawn_session(\"nope\", #{});", "no workflow `nope`"),
+        ("spawn_session(\"mr-review\", #{ inputs: 5 });", "`inputs` must be a map"),
+        ("spawn_session(\"mr-review\", #{ timeout: \"banana\" });", "banana"),
+        ("merge(3.5, #{});", "merge: expected a PR number"),
+        ("github::pr(\"abc\");", "github::pr: expected a number"),
+        ("github::label(1, 5);", "github::label: `labels` cannot be"),
+        ("timestamp();", "`timestamp` is not available"),
+        ("sleep(1);", "`sleep` is not available"),
+    ];
+    for (line, message) in misuse {
+        let dynamic = line.replace("\"nope\"", "[\"nope\"][0]");
+        p.write("misuse.rhai", &format!("let x = 1;\n{dynamic}\n"));
+        let out = p.coord().args(["run", "misuse.rhai", "--scenario", "world.toml"]).run();
+        out.expect_code(2);
+        assert!(out.stderr.contains("misuse.rhai:2:"), "{line}: {}", out.stderr);
+        assert!(out.stderr.contains(message), "{line}: {}", out.stderr);
+        assert!(!out.stderr.contains("the script threw"), "{line}: {}", out.stderr);
+    }
+}

@@ -11,6 +11,7 @@ use super::problem::Problem;
 use crate::script::diagnostic::strsim_distance;
 use crate::script::host_api::{signature_of, HOST_FUNCTIONS};
 use crate::script::module_resolver::{CompiledScript, ScriptFile};
+use crate::script::option_keys;
 use crate::workflow::WorkflowSet;
 use rhai::{ASTNode, Expr, FnCallExpr, Stmt};
 use rhai::{Engine, Position};
@@ -201,6 +202,7 @@ impl FileChecker<'_> {
                 "classify" => self.require_workflow(c.pos, name.len(), CLASSIFY_WORKFLOW, problems),
                 _ => {}
             }
+            self.check_literal_keys(c, name, problems);
             return;
         }
         if script.is_empty() && native.is_none() && self.variables.contains(name) {
@@ -322,7 +324,7 @@ impl FileChecker<'_> {
         }
         if self.catalog.has_namespace(root) {
             match self.catalog.arities(root, name) {
-                Some(a) if a.contains(&n) => {}
+                Some(a) if a.contains(&n) => self.check_literal_keys(c, &qualified, problems),
                 Some(a) => problems.push(self.problem(
                     "coord::check::wrong-arity",
                     c.pos,
@@ -355,6 +357,32 @@ impl FileChecker<'_> {
     }
 
     /// Workflow names passed as string literals to parameters named `workflow` or `*_workflow`.
+    /// The keys of a map literal given to a host function that takes a closed set of them
+    /// (`spawn_session`'s options, `notify`'s message ...; see `option_keys`).
+    fn check_literal_keys(&self, c: &Call, function: &str, problems: &mut Vec<Problem>) {
+        for (f, index, allowed, what) in option_keys::MAP_ARGUMENTS {
+            if *f != function {
+                continue;
+            }
+            // A map of constants is folded into one constant: its keys point at the map.
+            let keys: Vec<(String, Position, usize)> = match c.call.args.get(*index) {
+                Some(Expr::Map(map, _)) => {
+                    map.0.iter().map(|(ident, _)| (ident.name.to_string(), ident.pos, ident.name.len())).collect()
+                }
+                Some(Expr::DynamicConstant(value, pos)) => match value.read_lock::<rhai::Map>() {
+                    Some(map) => map.keys().map(|k| (k.to_string(), *pos, 2)).collect(),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            for (key, pos, len) in keys {
+                if let Some((message, help)) = option_keys::refusal(function, what, &key, allowed) {
+                    problems.push(self.problem("coord::check::unknown-key", pos, len, message, Some(help)));
+                }
+            }
+        }
+    }
+
     fn check_workflow_params(&self, c: &Call, params: &[String], skip: usize, problems: &mut Vec<Problem>) {
         for (i, p) in params.iter().enumerate().skip(skip) {
             if p == "workflow" || p.ends_with("_workflow") {

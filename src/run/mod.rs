@@ -508,16 +508,18 @@ fn classify_failure(
             d.kind = ScriptErrorKind::Thrown;
             RunFailure::Script(Box::new(d))
         }
-        Some(HostError::Script(_)) | None => {
+        Some(HostError::Script(_)) => {
+            // The host refused the call (an unknown workflow, a bad option): the script is at
+            // fault, not failing on purpose.
             let mut d = ScriptDiagnostic::from_eval(err, script, source);
-            if host.fatal.is_none() && d.kind == ScriptErrorKind::Thrown {
-                // A `throw` in the script: the run failed on purpose.
-            }
-            if let Some(HostError::Script(_)) = &host.fatal {
-                d.kind = ScriptErrorKind::Runtime;
+            d.kind = ScriptErrorKind::Runtime;
+            if d.message.contains("the script threw: ") {
+                d.message = d.message.replacen("the script threw: ", "", 1);
+                d.label = "called here".into();
             }
             RunFailure::Script(Box::new(d))
         }
+        None => RunFailure::Script(Box::new(ScriptDiagnostic::from_eval(err, script, source))),
     }
 }
 

@@ -16,6 +16,18 @@ pub enum ScriptErrorKind {
     Thrown,
 }
 
+/// A host function called wrongly (a wrong type, an unknown option, a sandboxed function).
+/// Raised as a runtime error whose value has this type, which a script's own `throw` cannot
+/// make: so the run reports it as the script's fault (exit 2, with its position), never as a
+/// deliberate failure.
+#[derive(Clone, Debug)]
+pub struct ApiMisuse(pub String);
+
+/// The error a host function returns when it is called wrongly ([`ApiMisuse`]).
+pub fn misuse(message: impl Into<String>) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(rhai::Dynamic::from(ApiMisuse(message.into())), Position::NONE).into()
+}
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("{message}")]
 pub struct ScriptDiagnostic {
@@ -195,6 +207,15 @@ fn describe_eval(err: &EvalAltResult) -> (String, String, Option<String>, Script
         ),
         E::ErrorDataTooLarge(what, _) => {
             (format!("{what} exceeds the engine's size limit"), "here".into(), None, Runtime)
+        }
+        E::ErrorRuntime(value, _) if value.is::<ApiMisuse>() => {
+            let ApiMisuse(message) = value.clone_cast::<ApiMisuse>();
+            // "f: what is wrong; help" puts the help where a diagnostic shows it.
+            let (message, help) = match message.split_once("; ") {
+                Some((m, h)) => (m.to_owned(), Some(h.to_owned())),
+                None => (message, None),
+            };
+            (message, "called here".into(), help, Runtime)
         }
         E::ErrorRuntime(value, _) => (format!("the script threw: {value}"), "thrown here".into(), None, Thrown),
         E::ErrorSystem(msg, _) => (msg.clone(), "here".into(), None, Runtime),

@@ -82,11 +82,9 @@ impl ScriptEngine {
 }
 
 fn sandboxed(name: &str) -> Box<EvalAltResult> {
-    // A system error, not a runtime one: `throw` makes runtime errors, and this is not the
-    // script failing on purpose but the script being at fault.
-    EvalAltResult::ErrorSystem(
-        format!("`{name}` is not available to coordinator scripts: time comes from the journaled `now()`"),
-        Box::new(std::io::Error::new(std::io::ErrorKind::PermissionDenied, "sandboxed")),
-    )
-    .into()
+    // Not the script failing on purpose but the script being at fault: a misuse, with the
+    // position of the call.
+    crate::script::diagnostic::misuse(format!(
+        "`{name}` is not available to coordinator scripts; time comes from the journaled `now()`"
+    ))
 }

@@ -9,7 +9,9 @@ use crate::effects::{EffectKind, GithubRead};
 use crate::journal::entry::CallSite;
 use crate::scheduler::session::{SessionResult, SessionStatus};
 use crate::script::detached_value::PreparedSessionMap;
+use crate::script::diagnostic::misuse;
 use crate::script::json_value::{parse_dynamic, to_dynamic, to_json};
+use crate::script::option_keys;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Module, NativeCallContext, Position};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -141,9 +143,9 @@ fn handle_ids(handles: &Array) -> RhaiResult<Vec<String>> {
             } else if let Some(m) = h.read_lock::<Map>() {
                 m.get("id")
                     .and_then(|v| v.clone().into_string().ok())
-                    .ok_or_else(|| runtime_error("await_sessions: a map in the list has no `id`".into()))
+                    .ok_or_else(|| misuse("await_sessions: a map in the list has no `id`"))
             } else {
-                Err(runtime_error(format!("await_sessions: expected session handles, got {}", h.type_name())))
+                Err(misuse(format!("await_sessions: expected session handles, got {}", h.type_name())))
             }
         })
         .collect()
@@ -193,7 +195,7 @@ fn answer_to_dynamic(answer: Answer) -> Dynamic {
 fn pr_number(v: &Dynamic, function: &str) -> RhaiResult<Value> {
     if let Ok(n) = v.as_int() {
         if n <= 0 {
-            return Err(runtime_error(format!("{function}: PR number must be positive, got {n}")));
+            return Err(misuse(format!("{function}: PR number must be positive, got {n}")));
         }
         return Ok(json!({ "pr": n }));
     }
@@ -205,18 +207,35 @@ fn pr_number(v: &Dynamic, function: &str) -> RhaiResult<Value> {
             return Ok(json!({ "pr": n }));
         }
     }
-    Err(runtime_error(format!(
+    Err(misuse(format!(
         "{function}: expected a PR number, a branch name or a PR map, got {}; signature: {}",
         v.type_name(),
         signature_of(function).unwrap_or(function)
     )))
 }
 
+/// An error raised inside a module's function carries no position of its own: give it the
+/// call's.
+fn at_call(mut err: Box<EvalAltResult>, ctx: &NativeCallContext) -> Box<EvalAltResult> {
+    if err.position().is_none() {
+        err.set_position(ctx.call_position());
+    }
+    err
+}
+
+/// A map given to `function` holds only the keys it takes (see [`option_keys`]).
+fn refuse_unknown_keys(function: &str, what: &str, map: &Map, allowed: &[&str]) -> RhaiResult<()> {
+    match option_keys::first_refusal(function, what, map.keys().map(|k| k.as_str()), allowed) {
+        Some(line) => Err(misuse(line)),
+        None => Ok(()),
+    }
+}
+
 fn number_arg(n: i64, function: &str) -> RhaiResult<u64> {
     u64::try_from(n)
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| runtime_error(format!("{function}: number must be positive, got {n}")))
+        .ok_or_else(|| misuse(format!("{function}: number must be positive, got {n}")))
 }
 
 pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
@@ -260,6 +279,7 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     let ms = main_source.clone();
     let h = host.clone();
     let spawn = move |ctx: NativeCallContext, workflow: &str, opts: Map| -> RhaiResult<SessionHandle> {
+        refuse_unknown_keys("spawn_session", "option", &opts, option_keys::SPAWN_SESSION)?;
         let opts = to_json(&Dynamic::from_map(opts))?;
         let site = site(&ctx, &ms);
         let id = h.call(|host| host.spawn_session(&site, workflow, opts, None))?;
@@ -289,6 +309,7 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     let h = host.clone();
     let merge = move |ctx: NativeCallContext, target: Dynamic, opts: Map| -> RhaiResult<Map> {
         let mut args = pr_number(&target, "merge")?;
+        refuse_unknown_keys("merge", "option", &opts, option_keys::MERGE)?;
         let opts = to_json(&Dynamic::from_map(opts))?;
         if let (Some(a), Value::Object(o)) = (args.as_object_mut(), opts) {
             a.extend(o);
@@ -303,9 +324,12 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     let ms = main_source.clone();
     let h = host.clone();
     engine.register_fn("notify", move |ctx: NativeCallContext, channel: &str, message: Dynamic| -> RhaiResult<Map> {
+        if let Some(map) = message.read_lock::<Map>() {
+            refuse_unknown_keys("notify", "message key", &map, option_keys::NOTIFY_MESSAGE)?;
+        }
         let message = to_json(&message)?;
         if !matches!(message, Value::String(_) | Value::Object(_)) {
-            return Err(runtime_error(format!(
+            return Err(misuse(format!(
                 "notify: message must be a string or a map, not {}; signature: {}",
                 json_type(&message),
                 signature_of("notify").unwrap_or_default()
@@ -350,7 +374,7 @@ fn register_classify(engine: &mut Engine, host: SharedHost, main_source: String)
         move |ctx: NativeCallContext, input: Dynamic, labels: Array| -> RhaiResult<Dynamic> {
             let labels: Vec<String> = labels.into_iter().map(|l| l.to_string()).collect();
             if labels.is_empty() {
-                return Err(runtime_error("classify: the label list is empty".into()));
+                return Err(misuse("classify: the label list is empty"));
             }
             let schema = json!({
                 "type": "object",
@@ -376,7 +400,7 @@ fn register_classify(engine: &mut Engine, host: SharedHost, main_source: String)
                 }
                 Value::Object(_) => spec.clone(),
                 other => {
-                    return Err(runtime_error(format!(
+                    return Err(misuse(format!(
                         "classify: field `{name}` must be a list of labels, a type name or a JSON Schema, not {}",
                         json_type(other)
                     )))
@@ -413,6 +437,33 @@ fn classify_leaf(
     Ok(Some(r.output))
 }
 
+/// The second argument of a GitHub effect has the type its signature says: labels are a
+/// string or a list of strings, a comment is a string or a message map, the rest strings.
+fn effect_argument(kind: EffectKind, field: &str, value: &Value) -> RhaiResult<()> {
+    let function = &kind.function().replace('.', "::");
+    let fits = match (kind, value) {
+        (EffectKind::Label, Value::Array(items)) => !items.is_empty() && items.iter().all(Value::is_string),
+        (EffectKind::Comment, Value::Object(o)) => {
+            if let Some(line) =
+                option_keys::first_refusal(function, "message key", o.keys().map(String::as_str), option_keys::NOTIFY_MESSAGE)
+            {
+                return Err(misuse(line));
+            }
+            true
+        }
+        (_, Value::String(_)) => true,
+        _ => false,
+    };
+    if fits {
+        return Ok(());
+    }
+    Err(misuse(format!(
+        "{function}: `{field}` cannot be {}; signature: {}",
+        json_type(value),
+        signature_of(function).unwrap_or(function)
+    )))
+}
+
 fn github_module(host: SharedHost, main_source: String) -> Module {
     let mut m = Module::new();
     let read = |m: &mut Module,
@@ -422,36 +473,47 @@ fn github_module(host: SharedHost, main_source: String) -> Module {
                 make: fn(Value) -> RhaiResult<GithubRead>| {
         let (h, ms2) = (host.clone(), ms.clone());
         m.set_native_fn(name, move |ctx: NativeCallContext, arg: Dynamic| -> RhaiResult<Dynamic> {
-            let read = make(to_json(&arg)?)?;
+            let read = make(to_json(&arg)?).map_err(|e| at_call(e, &ctx))?;
             let site = site(&ctx, &ms2);
             let answer = h.call(|host| host.github_read(&site, read))?;
             Ok(answer_to_dynamic(answer))
         });
         let _ = (host, ms);
     };
-    fn opts(v: Value) -> RhaiResult<Value> {
+    fn opts(v: Value, function: &str, allowed: &[&str]) -> RhaiResult<Value> {
         match v {
-            Value::Object(_) => Ok(v),
+            Value::Object(ref o) => match option_keys::first_refusal(function, "option", o.keys().map(String::as_str), allowed) {
+                Some(line) => Err(misuse(line)),
+                None => Ok(v),
+            },
             Value::Null => Ok(json!({})),
-            other => Err(runtime_error(format!("expected an options map, got {}", json_type(&other)))),
+            other => Err(misuse(format!(
+                "{function}: expected an options map, got {}; signature: {}",
+                json_type(&other),
+                signature_of(function).unwrap_or(function)
+            ))),
         }
     }
     fn number(v: Value, f: &str) -> RhaiResult<u64> {
         v.as_i64().map(|n| number_arg(n, f)).unwrap_or_else(|| {
-            Err(runtime_error(format!(
+            Err(misuse(format!(
                 "{f}: expected a number, got {}; signature: {}",
                 json_type(&v),
                 signature_of(f).unwrap_or(f)
             )))
         })
     }
-    read(&mut m, "prs", host.clone(), main_source.clone(), |v| Ok(GithubRead::Prs(opts(v)?)));
+    read(&mut m, "prs", host.clone(), main_source.clone(), |v| {
+        Ok(GithubRead::Prs(opts(v, "github::prs", option_keys::GITHUB_PRS)?))
+    });
     read(&mut m, "pr", host.clone(), main_source.clone(), |v| Ok(GithubRead::Pr(number(v, "github::pr")?)));
     read(&mut m, "checks", host.clone(), main_source.clone(), |v| Ok(GithubRead::Checks(number(v, "github::checks")?)));
     read(&mut m, "reviews", host.clone(), main_source.clone(), |v| {
         Ok(GithubRead::Reviews(number(v, "github::reviews")?))
     });
-    read(&mut m, "issues", host.clone(), main_source.clone(), |v| Ok(GithubRead::Issues(opts(v)?)));
+    read(&mut m, "issues", host.clone(), main_source.clone(), |v| {
+        Ok(GithubRead::Issues(opts(v, "github::issues", option_keys::GITHUB_ISSUES)?))
+    });
     for name in ["prs", "issues"] {
         let (h, ms) = (host.clone(), main_source.clone());
         m.set_native_fn(name, move |ctx: NativeCallContext| -> RhaiResult<Dynamic> {
@@ -466,13 +528,14 @@ fn github_module(host: SharedHost, main_source: String) -> Module {
         |m: &mut Module, name: &'static str, kind: EffectKind, field: &'static str, host: SharedHost, ms: String| {
             m.set_native_fn(name, move |ctx: NativeCallContext, n: i64, arg: Dynamic| -> RhaiResult<Map> {
                 let function = kind.function();
-                let n = number_arg(n, function)?;
+                let n = number_arg(n, function).map_err(|e| at_call(e, &ctx))?;
                 let mut value = to_json(&arg)?;
                 if kind == EffectKind::Label {
                     if let Value::String(s) = value {
                         value = json!([s]);
                     }
                 }
+                effect_argument(kind, field, &value).map_err(|e| at_call(e, &ctx))?;
                 let args = json!({ "number": n, field: value });
                 let site = site(&ctx, &ms);
                 let v = host.call(|host| host.effect(&site, kind, args))?;

@@ -14,6 +14,7 @@ pub mod host;
 pub mod host_api;
 pub mod json_value;
 pub mod module_resolver;
+pub mod option_keys;
 pub mod recorded_calls;
 
 pub use diagnostic::ScriptDiagnostic;
