@@ -410,3 +410,50 @@ fn mistyped_keys_and_host_api_misuse_are_usage_errors_with_a_position() {
         assert!(!out.stderr.contains("the script threw"), "{line}: {}", out.stderr);
     }
 }
+
+/// Inputs are typed: a coordinator declares them in its `//!` header, `--input` text is read
+/// as the declared type, `--input-json` and `--inputs FILE` give structured values, and a
+/// missing, mistyped or misspelt input is exit 2 before anything runs.
+#[test]
+fn typed_inputs_from_the_command_line_and_files() {
+    let p = TestProject::with_repo_files();
+    // gated-jobs with its workstreams given in a file: the demo's own, without its [inputs].
+    let demo = p.read("coordinators/gated-jobs/scenarios/demo.toml");
+    let (head, rest) = demo.split_once("[inputs]").unwrap();
+    let leaves_at = rest.find("[[leaf]]").unwrap();
+    p.write("inputs.toml", &rest[..leaves_at].replace("[[inputs.workstreams]]", "[[workstreams]]"));
+    p.write("world.toml", &format!("{head}{}", &rest[leaves_at..]));
+    let from_file = p.coord().args(["run", "coordinators/gated-jobs.rhai", "--scenario", "world.toml", "--inputs", "inputs.toml", "--json"]).run();
+    from_file.expect_code(0);
+    let demo_run = p.coord().args(["run", "coordinators/gated-jobs.rhai", "--demo", "--json"]).run();
+    demo_run.expect_code(0);
+    assert_eq!(from_file.json()["result"], demo_run.json()["result"]);
+    assert_eq!(from_file.json()["effects"], demo_run.json()["effects"]);
+
+    // Text read as its declared type; JSON as given.
+    let out = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--demo", "--input", "parallel=3", "--json"]).run();
+    out.expect_code(0);
+    let out = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--demo", "--input-json", "parallel=1", "--json"]).run();
+    out.expect_code(0);
+
+    let runs_before = p.runs().len();
+    let refused = [
+        (vec!["--input", "parallel=many"], "input `parallel`: expected integer, got the text \"many\""),
+        (vec!["--input-json", "parallel=[2]"], "input `parallel`: expected integer, got an array"),
+        (vec!["--input", "paralel=3"], "unknown input `paralel`: did you mean `parallel`?"),
+    ];
+    for (args, message) in refused {
+        let out = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--demo"]).args(&args).run();
+        out.expect_code(2);
+        assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
+    }
+    p.write("needs.rhai", "//! [inputs]\n//! issue = { type = \"integer\", description = \"the issue\" }\ninput(\"issue\")\n");
+    let out = p.coord().args(["run", "needs.rhai", "--scenario", "world.toml"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("missing input `issue` (integer, the issue)"), "{}", out.stderr);
+    assert_eq!(p.runs().len(), runs_before, "nothing ran");
+
+    let help = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--help-inputs"]).run();
+    help.expect_code(0);
+    assert!(help.stdout.contains("parallel  integer  default 2"), "{}", help.stdout);
+}

@@ -128,6 +128,9 @@ pub fn check(targets: &[PathBuf], cwd: &Path) -> Result<CheckReport, MissingTarg
                 continue;
             }
         };
+        if let Err(e) = crate::script::input_decls::InputDecls::parse(&source) {
+            report.problems.push(Problem::at("coord::check::inputs", script, &source, e.span, e.message, None));
+        }
         let resolver = project.module_resolver(script);
         engine.set_module_resolver(resolver.clone());
         match compile_script(&engine, &resolver, script, &source) {

@@ -68,8 +68,9 @@ pub fn check_for_run(script: &Path, choice: &HarnessChoice) -> RunCheck {
     check
 }
 
-/// The calls of the script and its modules; returns the workflows they name.
-fn check_script(script: &Path, project: &Project, workflows: &WorkflowSet, problems: &mut Vec<Problem>) -> BTreeSet<String> {
+/// The calls of the script and its modules, and its inputs header; returns the workflows the
+/// calls name.
+pub fn check_script(script: &Path, project: &Project, workflows: &WorkflowSet, problems: &mut Vec<Problem>) -> BTreeSet<String> {
     let mut named = BTreeSet::new();
     let source = match std::fs::read_to_string(script) {
         Ok(s) => s,
@@ -81,6 +82,9 @@ fn check_script(script: &Path, project: &Project, workflows: &WorkflowSet, probl
     let mut engine = ScriptEngine::build(Default::default());
     host_api::register(&mut engine, Rc::new(HostCell::default()), String::new());
     let catalog = calls::FunctionCatalog::from_engine(&engine);
+    if let Err(e) = crate::script::input_decls::InputDecls::parse(&source) {
+        problems.push(Problem::at("coord::check::inputs", script, &source, e.span, e.message, None));
+    }
     let resolver = project.module_resolver(script);
     engine.set_module_resolver(resolver.clone());
     match compile_script(&engine, &resolver, script, &source) {

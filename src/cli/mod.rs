@@ -188,9 +188,20 @@ pub enum LibCommand {
 pub struct RunArgs {
     /// The coordinator script (.rhai).
     pub script: PathBuf,
-    /// An input the script reads with `input(name)`; repeatable. Values are strings.
+    /// An input the script reads with `input(name)`; repeatable. The value is text, read as
+    /// the input's declared type (`--help-inputs`).
     #[arg(long = "input", short = 'i', value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub inputs: Vec<(String, String)>,
+    /// An input given as JSON (a number, a list, a map ...); repeatable.
+    #[arg(long = "input-json", value_name = "KEY=JSON", value_parser = parse_key_json)]
+    pub inputs_json: Vec<(String, serde_json::Value)>,
+    /// Inputs from a file: a JSON object or a TOML table of them. `--input` and `--input-json`
+    /// given as well win.
+    #[arg(long = "inputs", value_name = "FILE")]
+    pub inputs_file: Option<PathBuf>,
+    /// Print the inputs the coordinator declares (name, type, default, description) and exit.
+    #[arg(long)]
+    pub help_inputs: bool,
     /// The GitHub repository of a live run (owner/name); same as `--input repo=OWNER/NAME`.
     /// Default: `[github] repo` in coord.toml, else the `origin` remote.
     #[arg(long, value_name = "OWNER/NAME", value_parser = parse_repo)]
@@ -241,6 +252,12 @@ fn parse_budget(s: &str) -> Result<f64, String> {
 
 fn parse_repo(s: &str) -> Result<String, String> {
     crate::effects::github::repository::Repository::parse(s).map(|r| r.to_string())
+}
+
+fn parse_key_json(s: &str) -> Result<(String, serde_json::Value), String> {
+    let (k, v) = parse_key_value(s)?;
+    let value = serde_json::from_str(&v).map_err(|e| format!("`{k}`: not JSON ({e}): {v}"))?;
+    Ok((k, value))
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {

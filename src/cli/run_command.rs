@@ -20,7 +20,21 @@ pub fn run(
     interrupt: Arc<crate::scheduler::Interrupt>,
 ) -> u8 {
     let mut plan = RunPlan::new(args.script.clone());
-    plan.inputs = args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    if args.help_inputs {
+        return help_inputs(&args.script);
+    }
+    plan.inputs = match &args.inputs_file {
+        Some(file) => match inputs_from_file(file) {
+            Ok(inputs) => inputs,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit_code::USAGE;
+            }
+        },
+        None => Default::default(),
+    };
+    plan.inputs.extend(args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
+    plan.inputs.extend(args.inputs_json.iter().cloned());
     if let Some(repo) = &args.repo {
         // An input, so the run header records it and a resumed run talks to the same repository.
         plan.inputs.insert("repo".into(), Value::String(repo.clone()));
@@ -74,6 +88,42 @@ pub fn run(
         progress.finish();
     }
     finish(outcome, args.json, &interrupt)
+}
+
+/// `--inputs FILE`: a JSON object, or a TOML table (by the file's extension).
+fn inputs_from_file(file: &std::path::Path) -> Result<indexmap::IndexMap<String, Value>, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("--inputs {}: {e}", file.display()))?;
+    let value: Value = if file.extension().is_some_and(|e| e == "toml") {
+        let table: toml::Table = toml::from_str(&text).map_err(|e| format!("--inputs {}: {}", file.display(), e.message()))?;
+        serde_json::to_value(table).map_err(|e| format!("--inputs {}: {e}", file.display()))?
+    } else {
+        serde_json::from_str(&text).map_err(|e| format!("--inputs {}: not JSON: {e}", file.display()))?
+    };
+    match value {
+        Value::Object(map) => Ok(map.into_iter().collect()),
+        _ => Err(format!("--inputs {}: expected a map of inputs", file.display())),
+    }
+}
+
+/// `--help-inputs`: the inputs the script declares.
+fn help_inputs(script: &std::path::Path) -> u8 {
+    let source = match std::fs::read_to_string(script) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", script.display());
+            return exit_code::USAGE;
+        }
+    };
+    match crate::script::input_decls::InputDecls::parse(&source) {
+        Ok(decls) => {
+            print!("{}", decls.describe());
+            exit_code::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}: {}", script.display(), e.message);
+            exit_code::USAGE
+        }
+    }
 }
 
 /// Runs the checks a run must pass before it starts ([`check_for_run`]); on a problem, reports

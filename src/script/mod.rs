@@ -12,6 +12,7 @@ pub mod engine;
 pub mod heap_meter;
 pub mod host;
 pub mod host_api;
+pub mod input_decls;
 pub mod json_value;
 pub mod module_resolver;
 pub mod option_keys;
