@@ -3,6 +3,7 @@
 
 mod support;
 
+use serde_json::Value;
 use std::time::{Duration, Instant};
 use support::{command_workflow, TestProject};
 
@@ -456,4 +457,59 @@ fn typed_inputs_from_the_command_line_and_files() {
     let help = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--help-inputs"]).run();
     help.expect_code(0);
     assert!(help.stdout.contains("parallel  integer  default 2"), "{}", help.stdout);
+}
+
+/// `--dry-run` changes nothing outside the machine: no effect acts, a leaf that could write
+/// (here a fix in a worktree that would create a file) is held back as `skipped_dry_run`, the
+/// read-only leaves that do run get no GitHub or Slack credentials, and coord says what it
+/// held back; `--dry-run=no-leaves` runs no leaf at all.
+#[test]
+fn a_dry_run_holds_back_writing_leaves_and_credentials() {
+    let p = TestProject::with_repo_files();
+    p.write(".gitignore", ".coord/\n");
+    p.write_executable(
+        "review.sh",
+        "#!/bin/sh\ncat >/dev/null\necho \"{\\\"verdict\\\":\\\"minor\\\",\\\"summary\\\":\\\"token=${GITHUB_TOKEN:-none} slack=${SLACK_WEBHOOK_URL:-none}\\\",\\\"findings\\\":[{\\\"severity\\\":\\\"minor\\\",\\\"message\\\":\\\"m\\\"}]}\"\n",
+    );
+    p.write_executable("fix.sh", "#!/bin/sh\ncat >/dev/null\ntouch \"$COORD_RUN_DIR/../../../FIXED\"\necho '{\"status\":\"fixed\",\"summary\":\"done\"}'\n");
+    let review = p.read("workflows/mr-review.toml");
+    p.write("workflows/mr-review.toml", &format!("command = [\"./review.sh\"]\n{review}"));
+    let fix = p.read("workflows/coding-task.toml");
+    p.write("workflows/coding-task.toml", &format!("command = [\"./fix.sh\"]\n{fix}"));
+    p.write("coord.toml", "[channels.\"slack:#eng\"]\ntype = \"slack\"\nwebhook_env = \"SLACK_WEBHOOK_URL\"\n");
+    for args in [["init", "-q"].as_slice(), &["add", "."], &["-c", "user.name=t", "-c", "user.email=t@test", "commit", "-qm", "root"]] {
+        assert!(std::process::Command::new("git").current_dir(p.path()).args(args).status().unwrap().success());
+    }
+    let run = |extra: &[&str]| {
+        p.coord()
+            .env("GITHUB_TOKEN", "ghp_dryRunCanary000000000000000000000000")
+            .env("SLACK_WEBHOOK_URL", "https://hooks.slack.test/services/T0/B0/canary")
+            .args(["run", "coordinators/groom-prs.rhai", "--demo", "--json", "--leaf", "mr-review=command", "--leaf", "coding-task=command"])
+            .args(extra)
+            .run()
+    };
+    let out = run(&["--dry-run"]);
+    out.expect_code(0);
+    assert!(!p.path().join("FIXED").exists(), "the fix leaf did not run");
+    let v = out.json();
+    let leaves = v["leaves"].as_array().unwrap();
+    let fixes: Vec<&Value> = leaves.iter().filter(|l| l["workflow"] == "coding-task").collect();
+    assert!(!fixes.is_empty() && fixes.iter().all(|l| l["status"] == "skipped_dry_run"), "{fixes:?}");
+    let reviews: Vec<&Value> = leaves.iter().filter(|l| l["workflow"] == "mr-review").collect();
+    assert!(reviews.iter().all(|l| l["status"] == "ok"), "{reviews:?}");
+    assert!(v["effects"].as_array().unwrap().iter().all(|e| e["status"] == "dry_run"), "{}", v["effects"]);
+    let journal = std::fs::read_to_string(p.runs()[0].join("journal.jsonl")).unwrap();
+    assert!(journal.contains("token=none slack=none"), "the leaves got no credentials: {}", journal.lines().filter(|l| l.contains("token=")).take(2).collect::<Vec<_>>().join("\n"));
+    assert!(out.stderr.contains("held back: coding-task"), "{}", out.stderr);
+    assert!(out.stderr.contains("may run: mr-review (command)"), "{}", out.stderr);
+    assert!(out.stderr.contains("dry run: held back leaves: coding-task ×"), "{}", out.stderr);
+
+    let out = run(&["--dry-run=no-leaves"]);
+    out.expect_code(0);
+    let v = out.json();
+    assert!(v["leaves"].as_array().unwrap().iter().all(|l| l["status"] == "skipped_dry_run"), "{}", v["leaves"]);
+
+    // Without --dry-run the same fix does run (the test's own control).
+    run(&[]).expect_code(0);
+    assert!(p.path().join("FIXED").exists(), "the fix leaf runs in a real run");
 }

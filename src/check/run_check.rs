@@ -36,6 +36,8 @@ pub struct RunCheck {
     pub problems: Vec<Problem>,
     /// One line each: the harness, the workflows on it, what is wrong and the fix.
     pub preflight: Vec<String>,
+    /// The workflows the script names (those a run can reach, as far as the script says).
+    pub named: BTreeSet<String>,
     /// Agent CLIs whose credentials coord cannot see: they may be logged in another way (a
     /// system keychain), so the run goes on, and a rejected login stops it at its first leaf.
     pub warnings: Vec<String>,
@@ -65,6 +67,7 @@ pub fn check_for_run(script: &Path, choice: &HarnessChoice) -> RunCheck {
         }
     }
     (check.preflight, check.warnings) = preflight(&config, &project.root, &workflows, &named, choice);
+    check.named = named;
     check
 }
 

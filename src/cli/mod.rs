@@ -218,9 +218,13 @@ pub struct RunArgs {
     /// Where run directories go [env: COORD_RUNS_DIR] [default: .coord/runs].
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
-    /// Journal every effect's intent but perform none.
-    #[arg(long)]
-    pub dry_run: bool,
+    /// Change nothing outside this machine: journal every effect's intent but perform none,
+    /// hold back every leaf that could write (a worktree, or `writes = true`), and give the
+    /// leaves that run no GitHub, Slack or webhook credentials. `--dry-run=no-leaves` runs no
+    /// leaf at all.
+    #[arg(long, value_name = "LEAVES", num_args = 0..=1, require_equals = true,
+          default_missing_value = "read-only", value_parser = ["read-only", "no-leaves"])]
+    pub dry_run: Option<String>,
     /// Print one JSON object on stdout instead of a summary.
     #[arg(long)]
     pub json: bool,

@@ -43,7 +43,8 @@ pub fn run(
     plan.demo = args.demo;
     plan.max_parallel = usize::from(args.max_parallel);
     plan.runs = RunStore::locate(args.runs_dir.as_deref());
-    plan.dry_run = args.dry_run;
+    plan.dry_run = args.dry_run.is_some();
+    plan.dry_run_no_leaves = args.dry_run.as_deref() == Some("no-leaves");
     plan.stdout_is_json = args.json;
     plan.process_exits_after = true;
     plan.journal_in_memory = args.journal_in_memory;
@@ -66,8 +67,12 @@ pub fn run(
         overrides: plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), o.harness.clone())).collect(),
         scenario: plan.scenario.is_some() || plan.demo,
     };
-    if let Some(code) = refuse_unless_checked(&plan.script, &choice) {
-        return code;
+    let named = match checked_workflows(&plan.script, &choice) {
+        Ok(named) => named,
+        Err(code) => return code,
+    };
+    if plan.dry_run {
+        eprint!("{}", dry_run_plan(&plan, &named, &choice));
     }
     // Taken before anything touches the run store: a run the lock refuses changes nothing.
     let _lock = match &args.lock {
@@ -83,11 +88,63 @@ pub fn run(
         plan.events = Some(events);
         LiveProgress::start(display, receiver)
     });
+    let dry_run = plan.dry_run;
     let outcome = run::execute(plan, runtime, interrupt.clone());
     if let Some(progress) = progress {
         progress.finish();
     }
+    if let (true, Ok(o)) = (dry_run, &outcome) {
+        eprint!("{}", held_back(o));
+    }
     finish(outcome, args.json, &interrupt)
+}
+
+/// What a dry run held back: the leaves it did not run and the effects it did not perform.
+fn held_back(outcome: &RunOutcome) -> String {
+    let mut leaves: indexmap::IndexMap<&str, usize> = indexmap::IndexMap::new();
+    for leaf in outcome.leaves.iter().filter(|l| l.status == crate::scheduler::session::SessionStatus::SkippedDryRun) {
+        *leaves.entry(leaf.workflow.as_str()).or_default() += 1;
+    }
+    let mut effects: indexmap::IndexMap<&str, usize> = indexmap::IndexMap::new();
+    for effect in &outcome.effects {
+        *effects.entry(effect.kind.function()).or_default() += 1;
+    }
+    let list = |m: &indexmap::IndexMap<&str, usize>| {
+        if m.is_empty() {
+            "none".to_owned()
+        } else {
+            m.iter().map(|(k, n)| format!("{k} ×{n}")).collect::<Vec<_>>().join(", ")
+        }
+    };
+    format!("dry run: held back leaves: {}; effects not performed: {}\n", list(&leaves), list(&effects))
+}
+
+/// What a dry run will spend and hold back, said before it starts: the workflows the script
+/// names, which of them would run (read-only, on which harness) and which are held back.
+fn dry_run_plan(plan: &RunPlan, named: &std::collections::BTreeSet<String>, choice: &HarnessChoice) -> String {
+    let project = crate::run::project::Project::discover(&plan.script);
+    let config = crate::config::Config::load(&project.root).unwrap_or_default();
+    let workflows = crate::workflow::WorkflowSet::new(project.workflow_dirs()).with_overrides(config.file.workflow.clone());
+    let (mut run, mut held) = (Vec::new(), Vec::new());
+    for name in named {
+        let Ok(wf) = workflows.get(name) else { continue };
+        let harness = match choice.overrides.get(name) {
+            Some(h) => h.clone(),
+            None if choice.scenario => "mock".into(),
+            None => wf.harness.clone(),
+        };
+        if plan.dry_run_no_leaves || wf.worktree || wf.writes {
+            held.push(name.clone());
+        } else {
+            run.push(format!("{name} ({harness})"));
+        }
+    }
+    let list = |v: &[String]| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+    format!(
+        "dry run: no effect acts; leaves run read-only, without GitHub, Slack or webhook credentials\n  may run: {}\n  held back: {}\n",
+        list(&run),
+        list(&held)
+    )
 }
 
 /// `--inputs FILE`: a JSON object, or a TOML table (by the file's extension).
@@ -129,16 +186,24 @@ fn help_inputs(script: &std::path::Path) -> u8 {
 /// Runs the checks a run must pass before it starts ([`check_for_run`]); on a problem, reports
 /// every one and returns the exit code (2): nothing has run and no run directory exists.
 pub(super) fn refuse_unless_checked(script: &std::path::Path, choice: &HarnessChoice) -> Option<u8> {
+    checked_workflows(script, choice).err()
+}
+
+/// [`refuse_unless_checked`], returning the workflows the script names when it passes.
+fn checked_workflows(
+    script: &std::path::Path,
+    choice: &HarnessChoice,
+) -> Result<std::collections::BTreeSet<String>, u8> {
     if !script.is_file() {
         // The run itself reports a missing script, as it always has.
-        return None;
+        return Ok(Default::default());
     }
     let check = check_for_run(script, choice);
     for warning in &check.warnings {
         eprintln!("warning: {warning}");
     }
     if check.is_clean() {
-        return None;
+        return Ok(check.named);
     }
     let problems = check.problems.len() + check.preflight.len();
     for problem in check.problems {
@@ -154,7 +219,7 @@ pub(super) fn refuse_unless_checked(script: &std::path::Path, choice: &HarnessCh
     if !check.preflight.is_empty() && !choice.scenario {
         eprintln!("coord: to try it offline, with mock leaves and no credentials: coord run {} --demo", script.display());
     }
-    Some(exit_code::USAGE)
+    Err(exit_code::USAGE)
 }
 
 /// Takes the lock `name` beside `runs`; a refusal is one line on stderr and an exit code.

@@ -86,6 +86,31 @@ impl Config {
         self.file.harness.get(harness).and_then(|h| h.kind.clone()).unwrap_or_else(|| harness.to_owned())
     }
 
+    /// The environment variables holding credentials of the world coord acts on: GitHub's
+    /// tokens, and every variable a `*_env` key names outside `[harness.*]` (channels'
+    /// webhook URLs and secrets, pipelines' webhook secrets, `[github] token_env`). The
+    /// harnesses' own key variables are not among them: leaves need those.
+    pub fn credential_variables(&self) -> Vec<String> {
+        let mut vars = vec!["GITHUB_TOKEN".to_owned(), "GH_TOKEN".to_owned()];
+        fn walk(value: &toml::Value, vars: &mut Vec<String>) {
+            if let toml::Value::Table(table) = value {
+                for (key, v) in table {
+                    match v {
+                        toml::Value::String(name) if key.ends_with("_env") => vars.push(name.clone()),
+                        other => walk(other, vars),
+                    }
+                }
+            }
+        }
+        if let Ok(mut table) = toml::from_str::<toml::Table>(&self.source) {
+            table.remove("harness");
+            walk(&toml::Value::Table(table), &mut vars);
+        }
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+
     /// The folder relative paths in the config resolve against.
     pub fn base_dir(&self) -> Option<&Path> {
         self.path.as_deref().and_then(Path::parent)

@@ -24,6 +24,8 @@ pub struct AgentCommand {
     pub args: Vec<String>,
     pub cwd: PathBuf,
     pub env: Vec<(String, String)>,
+    /// Variables of coord's environment the agent must not inherit.
+    pub withheld: std::sync::Arc<[String]>,
 }
 
 /// Reads an agent's event stream.
@@ -107,11 +109,14 @@ pub async fn run(cmd: AgentCommand, timeout: Duration, reader: &mut dyn StreamRe
     command
         .args(&cmd.args)
         .current_dir(&cmd.cwd)
-        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    for name in cmd.withheld.iter() {
+        command.env_remove(name);
+    }
+    command.envs(cmd.env.iter().map(|(k, v)| (k, v)));
     super::process_group::own_process_group(&mut command);
     let mut child = match command.spawn() {
         Ok(c) => c,
@@ -212,6 +217,7 @@ mod tests {
             args: vec!["-c".into(), script.into()],
             cwd: std::env::temp_dir(),
             env: vec![("COORD_TEST_VAR".into(), "set".into())],
+            withheld: std::sync::Arc::from(Vec::<String>::new()),
         }
     }
 

@@ -93,7 +93,7 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &AgentTurn) -> Age
     }
     env.extend(profile.extra_env());
     env.extend(profile.cli_key_env("ANTHROPIC_API_KEY"));
-    AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env }
+    AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env, withheld: req.withheld_env.clone() }
 }
 
 const BINARY: &str = "claude";

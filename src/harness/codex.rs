@@ -135,7 +135,7 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &AgentTurn, schema
     args.push(turn.prompt.clone());
     let mut env = profile.extra_env();
     env.extend(profile.cli_key_env("CODEX_API_KEY"));
-    AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env }
+    AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env, withheld: req.withheld_env.clone() }
 }
 
 async fn run(profile: Arc<HarnessProfile>, req: LeafRequest, turn: AgentTurn) -> SessionResult {

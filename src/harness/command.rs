@@ -79,6 +79,9 @@ async fn run(req: LeafRequest) -> SessionResult {
     let program_path = resolve_program(program, &req.project_root);
 
     let mut cmd = tokio::process::Command::new(&program_path);
+    for name in req.withheld_env.iter() {
+        cmd.env_remove(name);
+    }
     cmd.args(args)
         .current_dir(&req.workdir)
         .env("COORD_SESSION_ID", &id)

@@ -110,7 +110,7 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, prompt: String) -> Resul
     }
     env.extend(profile.extra_env());
     env.extend(profile.cli_key_env("GEMINI_API_KEY"));
-    Ok(AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env })
+    Ok(AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env, withheld: req.withheld_env.clone() })
 }
 
 /// A Gemini home (`<run_dir>/gemini-home`) whose settings select API-key login, so that the
@@ -337,6 +337,7 @@ mod tests {
             overrides: json!({}),
             workdir: std::env::temp_dir(),
             worktree: None,
+            withheld_env: Arc::from(Vec::<String>::new()),
         }
     }
 

@@ -337,6 +337,7 @@ async fn probe_finding(harnesses: &HarnessSet, name: &str) -> Finding {
         overrides: json!({}),
         workdir: dir.path().to_owned(),
         worktree: None,
+        withheld_env: Arc::from(Vec::<String>::new()),
     };
     let result = harness.start(request).await;
     match result.status {

@@ -58,6 +58,8 @@ pub struct RunPlan {
     pub max_parallel: usize,
     pub runs: RunStore,
     pub dry_run: bool,
+    /// `--dry-run=no-leaves`: no leaf runs at all.
+    pub dry_run_no_leaves: bool,
     pub limits: EngineLimits,
     pub leaf_overrides: IndexMap<String, LeafOverride>,
     /// Keep the journal in memory only (the journaling-overhead benchmark).
@@ -88,6 +90,7 @@ impl RunPlan {
             max_parallel: 8,
             runs: RunStore::locate(None),
             dry_run: false,
+            dry_run_no_leaves: false,
             limits: EngineLimits::default(),
             leaf_overrides: IndexMap::new(),
             journal_in_memory: false,
@@ -344,6 +347,7 @@ fn execute_on_script_thread(
                         None => o.harness.clone(),
                     }))).collect::<serde_json::Map<String, Value>>(),
                     "dry_run": plan.dry_run,
+                    "dry_run_no_leaves": plan.dry_run_no_leaves,
                     "max_parallel": plan.max_parallel,
                 }),
                 pipeline: plan.pipeline.clone(),
@@ -377,6 +381,9 @@ fn execute_on_script_thread(
         inputs,
         clock,
         dry_run: plan.dry_run,
+        dry_run_no_leaves: plan.dry_run_no_leaves,
+        // A dry run's leaves get none of the credentials its effects would use.
+        withheld_env: if plan.dry_run { config.credential_variables() } else { Vec::new() },
         recorded,
         interrupt: interrupt.clone(),
         log,
@@ -574,6 +581,7 @@ fn apply_recorded_options(plan: &mut RunPlan, options: &Value) {
         }
     }
     plan.dry_run |= options.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
+    plan.dry_run_no_leaves |= options.get("dry_run_no_leaves").and_then(Value::as_bool).unwrap_or(false);
 }
 
 /// A path as a recorded run wrote it: as given if it exists from here, else relative to the

@@ -280,6 +280,7 @@ mod tests {
             overrides: json!({}),
             workdir: std::env::temp_dir(),
             worktree: None,
+            withheld_env: Arc::from(Vec::<String>::new()),
         }
     }
 

@@ -17,6 +17,9 @@ pub enum SessionStatus {
     Cancelled,
     /// Not run because the run's budget was spent.
     SkippedBudget,
+    /// Not run because the run is a dry run and the leaf could change something (it has a
+    /// worktree or its workflow `writes`), or the dry run runs no leaves.
+    SkippedDryRun,
     /// What-if replay: the edited script asked for a leaf the recorded run never ran.
     NotRecorded,
 }
@@ -29,6 +32,7 @@ impl SessionStatus {
             SessionStatus::Timeout => "timeout",
             SessionStatus::Cancelled => "cancelled",
             SessionStatus::SkippedBudget => "skipped_budget",
+            SessionStatus::SkippedDryRun => "skipped_dry_run",
             SessionStatus::NotRecorded => "not_recorded",
         }
     }
@@ -40,6 +44,7 @@ impl SessionStatus {
             "timeout" => SessionStatus::Timeout,
             "cancelled" => SessionStatus::Cancelled,
             "skipped_budget" => SessionStatus::SkippedBudget,
+            "skipped_dry_run" => SessionStatus::SkippedDryRun,
             "not_recorded" => SessionStatus::NotRecorded,
             _ => return None,
         })
@@ -257,4 +262,7 @@ pub struct LeafRequest {
     pub workdir: PathBuf,
     /// The leaf's own git worktree, created by the scheduler before the leaf starts.
     pub worktree: Option<super::worktree::WorktreePlan>,
+    /// Environment variables the leaf's process must not inherit (a dry run's GitHub, Slack
+    /// and webhook credentials).
+    pub withheld_env: Arc<[String]>,
 }

@@ -99,6 +99,8 @@ pub struct HostSetup {
     pub inputs: IndexMap<String, Value>,
     pub clock: Clock,
     pub dry_run: bool,
+    pub dry_run_no_leaves: bool,
+    pub withheld_env: Vec<String>,
     pub recorded: Option<RecordedCalls>,
     pub interrupt: Arc<crate::scheduler::Interrupt>,
     pub log: Option<std::fs::File>,
@@ -208,6 +210,10 @@ pub struct Host {
     inputs: IndexMap<String, Value>,
     clock: Clock,
     dry_run: bool,
+    /// A dry run that runs no leaf at all (`--dry-run=no-leaves`).
+    dry_run_no_leaves: bool,
+    /// What leaves must not inherit (see [`LeafRequest::withheld_env`]).
+    withheld_env: Arc<[String]>,
     recorded: Option<RecordedCalls>,
     interrupt: Arc<crate::scheduler::Interrupt>,
     log: Option<std::io::BufWriter<std::fs::File>>,
@@ -248,6 +254,8 @@ impl Host {
             inputs: s.inputs,
             clock: s.clock,
             dry_run: s.dry_run,
+            dry_run_no_leaves: s.dry_run_no_leaves,
+            withheld_env: Arc::from(s.withheld_env),
             recorded: s.recorded,
             interrupt: s.interrupt,
             log: s.log.map(std::io::BufWriter::new),
@@ -491,6 +499,12 @@ impl Host {
             self.finish_session(Box::new(result), true)?;
             return Ok(id);
         }
+        if let Some(why) = self.held_back_by_dry_run(workflow_name, &args) {
+            let result = SessionResult::failed(&id, workflow_name, SessionStatus::SkippedDryRun, why);
+            self.record_spawn(&id, workflow_name, args);
+            self.finish_session(Box::new(result), true)?;
+            return Ok(id);
+        }
         let prepared = self.prepare_leaf(&id, workflow_name, &args, schema_override, checked);
         self.record_spawn(&id, workflow_name, args);
         match prepared {
@@ -510,6 +524,24 @@ impl Host {
             }
         }
         Ok(id)
+    }
+
+    /// Why a dry run does not run this leaf: it runs none (`no-leaves`), or this one could
+    /// change something (a worktree, or a workflow that `writes`).
+    fn held_back_by_dry_run(&self, workflow_name: &str, opts: &Value) -> Option<String> {
+        if !self.dry_run {
+            return None;
+        }
+        if self.dry_run_no_leaves {
+            return Some("not run: a dry run with --dry-run=no-leaves runs no leaf".into());
+        }
+        let wf = self.workflows.get(workflow_name).ok()?;
+        let worktree = opts.get("worktree").and_then(Value::as_bool).unwrap_or(wf.worktree);
+        match (worktree, wf.writes) {
+            (true, _) => Some(format!("not run: a dry run holds back leaves that write (workflow `{workflow_name}` works in a worktree)")),
+            (_, true) => Some(format!("not run: a dry run holds back leaves that write (workflow `{workflow_name}` sets `writes = true`)")),
+            _ => None,
+        }
     }
 
     /// Refuses a spawn the script got wrong before the call takes a call index or a session id,
@@ -637,6 +669,7 @@ impl Host {
                 overrides,
                 workdir,
                 worktree,
+                withheld_env: self.withheld_env.clone(),
             },
             harness,
             validator,

@@ -51,6 +51,8 @@ struct WorkflowFile {
     retries: Option<u32>,
     #[serde(default)]
     worktree: Option<bool>,
+    #[serde(default)]
+    writes: Option<bool>,
     /// Harness-specific settings, passed through untouched.
     #[serde(default)]
     options: toml::Table,
@@ -74,6 +76,9 @@ pub struct Workflow {
     pub max_turns: Option<u32>,
     pub retries: u32,
     pub worktree: bool,
+    /// The leaf changes things outside its run (pushes, writes in the project, calls out):
+    /// a dry run holds it back, as it does every leaf with a worktree.
+    pub writes: bool,
     pub options: toml::Table,
     /// The prompt template, compiled once: rendering is per leaf, and parsing per leaf costs
     /// more than everything else a spawn does.
@@ -107,6 +112,7 @@ impl Workflow {
             max_turns: None,
             retries: 0,
             worktree: false,
+            writes: false,
             options: toml::Table::new(),
         })
     }
@@ -147,6 +153,7 @@ impl Workflow {
             max_turns: file.max_turns,
             retries: file.retries.unwrap_or(0),
             worktree: file.worktree.unwrap_or(false),
+            writes: file.writes.unwrap_or(false),
             options: file.options,
         })
     }
