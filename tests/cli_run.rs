@@ -513,3 +513,26 @@ fn a_dry_run_holds_back_writing_leaves_and_credentials() {
     run(&[]).expect_code(0);
     assert!(p.path().join("FIXED").exists(), "the fix leaf runs in a real run");
 }
+
+/// The powers beyond routing are documented and can be taken away: `command` in a spawn runs
+/// any program unless `[capabilities] spawn_command = false`, and `file:` channels stay inside
+/// the project unless `[capabilities] file_outside_project = true`.
+#[test]
+fn capabilities_can_be_switched_off_and_file_channels_stay_in_the_project() {
+    let p = command_project("#!/bin/sh\ncat >/dev/null\necho '{\"verdict\": \"clean\"}'\n", "10s");
+    p.write("cmd.rhai", "await_sessions([spawn_session(\"review\", #{ command: [\"./leaf.sh\"] })])[0].status\n");
+    p.coord().args(["run", "cmd.rhai", "--json"]).run().expect_code(0);
+    p.write("coord.toml", "[capabilities]\nspawn_command = false\n");
+    let out = p.coord().args(["run", "cmd.rhai"]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("cmd.rhai:1:") && out.stderr.contains("spawn_command = false"), "{}", out.stderr);
+
+    let outside = p.path().parent().unwrap().join("coord-outside-the-project.jsonl");
+    p.write("coord.toml", "");
+    p.write("note.rhai", "#{ inside: notify(\"file:notes/n.jsonl\", \"hi\").status, outside: notify(\"file:../coord-outside-the-project.jsonl\", \"hi\").status }\n");
+    let out = p.coord().args(["run", "note.rhai", "--json"]).run();
+    out.expect_code(0);
+    assert_eq!(out.json()["result"], serde_json::json!({"inside": "sent", "outside": "failed"}), "{}", out.stdout);
+    assert!(p.path().join("notes/n.jsonl").exists());
+    assert!(!outside.exists(), "nothing was written outside the project");
+}

@@ -42,6 +42,32 @@ pub struct ConfigFile {
     pub limits: toml::Table,
     #[serde(default)]
     pub pipeline: Vec<pipeline::PipelineSection>,
+    /// What coordinator scripts may do beyond routing leaves.
+    #[serde(default)]
+    pub capabilities: Capabilities,
+}
+
+/// `[capabilities]`: powers a project may take away from its coordinators.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    /// `spawn_session(.., #{ command: [...] })` runs any program as a leaf (default true).
+    #[serde(default = "yes")]
+    pub spawn_command: bool,
+    /// `notify("file:PATH", ..)` may write outside the project directory (default false;
+    /// a `[channels.*]` of type "file" may always name any path).
+    #[serde(default)]
+    pub file_outside_project: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities { spawn_command: true, file_outside_project: false }
+    }
 }
 
 /// `[library]`: folders of shared coordinator modules and workflows (see `crate::library`).

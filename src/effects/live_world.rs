@@ -66,7 +66,9 @@ impl LiveWorld {
         let github = GithubAccess::new(endpoint, repo, file.github.clone());
         let merge_queue = GitMergeQueue::new(project_root, file.merge.clone());
         let channels = file.channels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        LiveWorld::new(runtime, github, merge_queue, Notifier::new(channels, project_root))
+        let notifier =
+            Notifier::new(channels, project_root).with_file_outside_project(file.capabilities.file_outside_project);
+        LiveWorld::new(runtime, github, merge_queue, notifier)
     }
 
     /// When stdout carries the run's JSON, the `stdout` channel writes to stderr instead.

@@ -384,6 +384,7 @@ fn execute_on_script_thread(
         dry_run_no_leaves: plan.dry_run_no_leaves,
         // A dry run's leaves get none of the credentials its effects would use.
         withheld_env: if plan.dry_run { config.credential_variables() } else { Vec::new() },
+        spawn_command: config.file.capabilities.spawn_command,
         recorded,
         interrupt: interrupt.clone(),
         log,

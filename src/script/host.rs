@@ -101,6 +101,8 @@ pub struct HostSetup {
     pub dry_run: bool,
     pub dry_run_no_leaves: bool,
     pub withheld_env: Vec<String>,
+    /// `[capabilities] spawn_command`: a spawn may name a program to run (`command`).
+    pub spawn_command: bool,
     pub recorded: Option<RecordedCalls>,
     pub interrupt: Arc<crate::scheduler::Interrupt>,
     pub log: Option<std::fs::File>,
@@ -212,6 +214,7 @@ pub struct Host {
     dry_run: bool,
     /// A dry run that runs no leaf at all (`--dry-run=no-leaves`).
     dry_run_no_leaves: bool,
+    spawn_command: bool,
     /// What leaves must not inherit (see [`LeafRequest::withheld_env`]).
     withheld_env: Arc<[String]>,
     recorded: Option<RecordedCalls>,
@@ -255,6 +258,7 @@ impl Host {
             clock: s.clock,
             dry_run: s.dry_run,
             dry_run_no_leaves: s.dry_run_no_leaves,
+            spawn_command: s.spawn_command,
             withheld_env: Arc::from(s.withheld_env),
             recorded: s.recorded,
             interrupt: s.interrupt,
@@ -556,6 +560,11 @@ impl Host {
         schema: Option<&Value>,
     ) -> Result<CheckedSpawn, HostError> {
         let refuse = |msg: String| HostError::Script(format!("spawn_session: {msg}"));
+        if opts.get("command").is_some() && !self.spawn_command {
+            return Err(refuse(
+                "the `command` option (run any program as a leaf) is switched off in coord.toml: [capabilities] spawn_command = false".into(),
+            ));
+        }
         match opts.get("inputs") {
             None | Some(Value::Null | Value::Object(_)) => {}
             Some(other) => return Err(refuse(format!("`inputs` must be a map, not {}", json_type(other)))),

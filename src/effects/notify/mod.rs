@@ -96,6 +96,8 @@ pub struct StdoutChannel {}
 pub struct Notifier {
     channels: IndexMap<String, ChannelConfig>,
     project_root: PathBuf,
+    /// `file:PATH` may name a path outside the project (`[capabilities]`).
+    file_outside_project: bool,
     http: HttpDelivery,
     console: Console,
 }
@@ -117,9 +119,16 @@ impl Notifier {
         Notifier {
             channels,
             project_root: project_root.to_owned(),
+            file_outside_project: false,
             http: HttpDelivery::default(),
             console: Console::Stdout,
         }
+    }
+
+    /// Lets `file:PATH` name a path outside the project.
+    pub fn with_file_outside_project(mut self, allowed: bool) -> Self {
+        self.file_outside_project = allowed;
+        self
     }
 
     /// With a shorter wait between delivery retries (tests).
@@ -141,7 +150,14 @@ impl Notifier {
             return Ok(ChannelConfig::Stdout(StdoutChannel {}));
         }
         if let Some(path) = name.strip_prefix("file:").filter(|p| !p.is_empty()) {
-            return Ok(ChannelConfig::File(FileChannel { path: PathBuf::from(path) }));
+            let path = PathBuf::from(path);
+            let escapes = path.is_absolute() || path.components().any(|c| c == std::path::Component::ParentDir);
+            if escapes && !self.file_outside_project {
+                return Err(format!(
+                    "channel `{name}` writes outside the project: name a path inside it, configure [channels.\"{name}\"] type = \"file\", or set [capabilities] file_outside_project = true in coord.toml"
+                ));
+            }
+            return Ok(ChannelConfig::File(FileChannel { path }));
         }
         if let Some(n) = name.strip_prefix("github:").map(|n| n.trim_start_matches('#')).and_then(|n| n.parse().ok()) {
             return Ok(ChannelConfig::Github(GithubChannel { issue: n }));
@@ -380,6 +396,11 @@ type = "stdout"
             ChannelConfig::File(FileChannel { path: "out/n.jsonl".into() })
         );
         assert_eq!(n.resolve("github:#7").unwrap(), ChannelConfig::Github(GithubChannel { issue: 7 }));
+        for outside in ["file:/etc/n.jsonl", "file:../n.jsonl", "file:out/../../n.jsonl"] {
+            assert!(n.resolve(outside).unwrap_err().contains("writes outside the project"), "{outside}");
+        }
+        let allowed = Notifier::new(IndexMap::new(), Path::new("/p")).with_file_outside_project(true);
+        assert!(allowed.resolve("file:/tmp/n.jsonl").is_ok());
         let err = n.resolve("slack:#eng").unwrap_err();
         assert!(err.contains("[channels.\"slack:#eng\"]"), "{err}");
     }
