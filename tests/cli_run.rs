@@ -249,6 +249,10 @@ fn a_live_run_without_a_backend_says_what_to_configure() {
     assert!(out.stderr.contains("Fix: install it (`npm install -g @anthropic-ai/claude-code`)"), "{}", out.stderr);
     assert!(out.stderr.contains("--demo"), "{}", out.stderr);
     assert!(p.runs().is_empty(), "no run directory");
+    // `coord check` names the same harness, as a warning: its verdict is about the files.
+    let check = p.coord().env("PATH", "/usr/bin:/bin").args(["check", "coordinators/groom-prs.rhai"]).run();
+    check.expect_code(0);
+    assert!(check.stderr.contains("warning: the claude-code harness (workflows coding-task, mr-review) cannot run"), "{}", check.stderr);
 }
 
 #[test]

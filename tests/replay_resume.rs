@@ -528,3 +528,39 @@ fn a_replay_hands_the_script_the_values_the_run_did() {
     assert_eq!(now["prs"], result["prs"]);
     assert_eq!(now["checks"], result["checks"]);
 }
+
+/// Two `coord resume` of one run started together: one continues it, the other is refused at
+/// once with exit 75 and touches nothing; no leaf runs twice and the journal stays readable.
+#[test]
+fn two_resumes_of_one_run_never_both_act() {
+    for trial in 0..5 {
+        let p = slow_leaf_project(12);
+        let mut child =
+            p.coord().args(["run", "batches.rhai", "--scenario", "world.toml", "--leaf", "review=command"]).spawn();
+        std::thread::sleep(Duration::from_millis(400));
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGINT);
+        }
+        assert_eq!(child.wait().unwrap().code(), Some(130), "trial {trial}");
+        let dir = p.runs().pop().unwrap();
+        let done_before = completed_sessions(&dir);
+        let counts_before = invocation_counts(&p);
+
+        let first = p.coord().args(["resume", "last", "--json"]).spawn();
+        let second = p.coord().args(["resume", "last", "--json"]).spawn();
+        let outs: Vec<std::process::Output> =
+            [first, second].into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let mut codes: Vec<i32> = outs.iter().map(|o| o.status.code().unwrap_or(-1)).collect();
+        codes.sort();
+        assert_eq!(codes, [0, 75], "trial {trial}: {outs:?}");
+        let refused = outs.iter().find(|o| o.status.code() == Some(75)).unwrap();
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("already owned by process"), "{refused:?}");
+
+        let counts_after = invocation_counts(&p);
+        for id in &done_before {
+            assert_eq!(counts_after.get(id), counts_before.get(id), "trial {trial}: completed leaf {id} ran again");
+        }
+        assert!(counts_after.values().all(|n| *n <= 2), "trial {trial}: a leaf ran more than once more: {counts_after:?}");
+        p.coord().args(["replay", "last"]).run().expect_code(0);
+    }
+}

@@ -161,6 +161,19 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         Ok(d) => d,
         Err(code) => return code,
     };
+    // Taken before the journal is even read: of two resumes started together, one continues
+    // the run and the other stops here, having touched nothing.
+    let owner = match crate::journal::run_dir::OwnerLock::take(&dir) {
+        Ok(lock) => std::sync::Arc::new(lock),
+        Err(e @ crate::journal::run_dir::OwnerLockError::Held { .. }) => {
+            eprintln!("coord: {e}; nothing was touched");
+            return exit_code::LOCKED;
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::RUN_FAILED;
+        }
+    };
     match run::resume::prepare(&dir, args.from, args.retry_failed, args.recover) {
         Ok(p) => {
             if let Some(a) = p.archived {
@@ -204,6 +217,7 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         recover: args.recover,
         preloaded: Some(std::sync::Arc::new(recorded)),
     };
+    plan.owner = Some(owner);
     plan.max_parallel = usize::from(args.max_parallel);
     plan.stdout_is_json = args.json;
     plan.process_exits_after = true;

@@ -255,9 +255,13 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
             eprintln!("error: {e}");
             return exit_code::DIVERGED;
         }
+        Err(SetupError::Owned(e @ crate::journal::run_dir::OwnerLockError::Held { .. })) => {
+            eprintln!("coord: {e}; nothing was touched");
+            return exit_code::LOCKED;
+        }
         Err(err) => {
             let code = match &err {
-                SetupError::Io(_) => exit_code::RUN_FAILED,
+                SetupError::Io(_) | SetupError::Owned(_) => exit_code::RUN_FAILED,
                 _ => exit_code::USAGE,
             };
             report(err);

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 pub const DEFAULT_RUNS_DIR: &str = ".coord/runs";
 const PID_FILE: &str = "run.pid";
+const OWNER_LOCK_FILE: &str = "owner.lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunLookupError {
@@ -91,6 +92,52 @@ fn run_suffix(coordinator: &str, attempt: u32) -> String {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let seed = format!("{coordinator}:{}:{nanos}:{attempt}", std::process::id());
     super::call_key::short_hash(seed.as_bytes())[..4].to_owned()
+}
+
+/// The one process that may append to a run's journal: an exclusive OS lock (`flock`) on
+/// `<run_dir>/owner.lock`, taken before anything reads the journal to continue it and held
+/// until the owner ends. The kernel releases it when the process dies, kill -9 included, so
+/// a dead owner never blocks a resume; there is no window between looking and taking.
+#[derive(Debug)]
+pub struct OwnerLock {
+    _file: std::fs::File,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerLockError {
+    #[error("run {run} is already owned by {}: only one process may continue a run", .pid.map(|p| format!("process {p}")).unwrap_or_else(|| "another process".into()))]
+    Held { run: String, pid: Option<u32> },
+    #[error("cannot lock {}: {source}", .path.display())]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+}
+
+impl OwnerLock {
+    pub fn take(run_dir: &Path) -> Result<Self, OwnerLockError> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::io::AsRawFd;
+        let path = run_dir.join(OWNER_LOCK_FILE);
+        let io = |source| OwnerLockError::Io { path: path.clone(), source };
+        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        // SAFETY: flock on a descriptor this function owns; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            // The holder writes its pid just after taking the lock: give it a moment.
+            let mut pid = None;
+            for _ in 0..10 {
+                let mut text = String::new();
+                let _ = file.rewind().and_then(|_| file.read_to_string(&mut text));
+                pid = text.trim().parse().ok();
+                if pid.is_some() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let run = run_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            return Err(OwnerLockError::Held { run, pid });
+        }
+        // The holder's pid, for the message a second process gets.
+        file.set_len(0).and_then(|_| file.rewind()).and_then(|_| write!(file, "{}", std::process::id())).map_err(io)?;
+        Ok(OwnerLock { _file: file })
+    }
 }
 
 /// Marks a run directory as owned by this live process, so views can tell a running run from

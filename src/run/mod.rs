@@ -78,6 +78,9 @@ pub struct RunPlan {
     /// The process exits once this run's outcome is reported (the CLI's one-shot commands),
     /// so the run's bulky state need not be freed.
     pub process_exits_after: bool,
+    /// A resume's hold on the run, taken before its journal was prepared (a fresh run takes
+    /// its own as it creates its directory).
+    pub owner: Option<Arc<run_dir::OwnerLock>>,
 }
 
 impl RunPlan {
@@ -101,6 +104,7 @@ impl RunPlan {
             events: None,
             budget_usd: None,
             process_exits_after: false,
+            owner: None,
         }
     }
 }
@@ -120,6 +124,9 @@ pub enum SetupError {
     Journal(#[from] Box<crate::journal::JournalError>),
     #[error("run store: {0}")]
     Io(#[from] std::io::Error),
+    /// Another process owns the run (exit 75).
+    #[error(transparent)]
+    Owned(#[from] run_dir::OwnerLockError),
 }
 
 /// Why a run that started did not succeed.
@@ -311,9 +318,13 @@ fn execute_on_script_thread(
     };
     let mode = if plan.dry_run { "dry_run" } else { mode };
 
-    // The run directory and journal.
+    // The run directory and journal; a run that appends holds its directory's owner lock.
+    let mut owner = plan.owner.take();
     let (run_id, run_dir, journal, recorded) = match (&plan.recording, recorded_run) {
         (Recording::From { run_dir, mode, retry_failed, .. }, Some(rec)) => {
+            if !offline && owner.is_none() {
+                owner = Some(Arc::new(run_dir::OwnerLock::take(run_dir)?));
+            }
             let journal = if offline {
                 JournalWriter::in_memory()
             } else {
@@ -327,6 +338,9 @@ fn execute_on_script_thread(
         }
         _ => {
             let (id, dir) = plan.runs.create_run(&coordinator)?;
+            if !plan.journal_in_memory {
+                owner = Some(Arc::new(run_dir::OwnerLock::take(&dir)?));
+            }
             let mut journal =
                 if plan.journal_in_memory { JournalWriter::in_memory() } else { JournalWriter::create(&dir)? };
             journal.append(Entry::run_started(RunHeader {
@@ -442,6 +456,8 @@ fn execute_on_script_thread(
         run_dir::clear_pid(&run_dir);
     }
 
+    // Released once the journal's last entry is written: a resume may take the run now.
+    drop(owner);
     let outcome = RunOutcome {
         run_id,
         run_dir,
