@@ -117,6 +117,14 @@ pub fn trigger(
     let extra = args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
     let mut plan = pipeline.run_plan(&runs, extra);
     plan.max_parallel = usize::from(args.max_parallel);
+    // The checks every run passes before it starts, as `coord run` and the daemon do.
+    let choice = crate::check::run_check::HarnessChoice {
+        overrides: plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), o.harness.clone())).collect(),
+        scenario: plan.scenario.is_some() || plan.demo,
+    };
+    if let Some(code) = super::run_command::refuse_unless_checked(&plan.script, &choice) {
+        return code;
+    }
     let outcome = crate::run::execute(plan, runtime, interrupt.clone());
     run_command::finish(outcome, args.json, &interrupt)
 }
