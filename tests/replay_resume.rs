@@ -560,7 +560,6 @@ fn two_resumes_of_one_run_never_both_act() {
         for id in &done_before {
             assert_eq!(counts_after.get(id), counts_before.get(id), "trial {trial}: completed leaf {id} ran again");
         }
-        assert!(counts_after.values().all(|n| *n <= 2), "trial {trial}: a leaf ran more than once more: {counts_after:?}");
         p.coord().args(["replay", "last"]).run().expect_code(0);
     }
 }

@@ -216,6 +216,186 @@ fn run_logs_one_line_per_session_start_and_finish_off_a_terminal() {
     assert!(finished.iter().any(|v| v["fields"]["session"] == "s1" && v["fields"]["tokens"] == 19100), "{finished:?}");
 }
 
+// ---- simulated spend: scenario runs (mock leaves) are marked, and kept out of real totals ----
+
+/// A live run that spends real (here: reported) money: one command leaf that costs $0.25.
+fn add_paid_live_run(p: &TestProject) {
+    p.write_executable(
+        "paid.sh",
+        "#!/bin/sh\ncat > /dev/null\necho '{\"output\": {\"verdict\": \"clean\"}, \"usage\": {\"input_tokens\": 1000, \"output_tokens\": 200, \"cost_usd\": 0.25}}'\n",
+    );
+    p.write(
+        "workflows/paid-review.toml",
+        &support::command_workflow(
+            "./paid.sh",
+            "10s",
+            r#"{ type = "object", required = ["verdict"], properties = { verdict = { enum = ["clean"] } } }"#,
+        ),
+    );
+    p.write(
+        "paid.rhai",
+        "let r = await_sessions([spawn_session(\"paid-review\", #{ goal: \"look\" })])[0];\nr.status\n",
+    );
+    let out = p.coord().args(["run", "paid.rhai", "--json"]).run();
+    out.expect_code(0);
+    assert_eq!(out.json()["usage"]["cost_usd"], 0.25, "{}", out.stdout);
+}
+
+#[test]
+fn run_summary_says_a_demo_runs_spend_is_simulated() {
+    let p = TestProject::with_repo_files();
+    let text = p.coord().args(["--quiet", "run", "coordinators/groom-prs.rhai", "--demo"]).run();
+    text.expect_code(0);
+    let first = text.stdout.lines().next().unwrap_or_default();
+    assert_eq!(
+        first,
+        "groom-prs: succeeded — 14 sessions, 9 effects, 322700 tokens, $1.3220 (simulated: mock leaves, no money spent)"
+    );
+    let json = p.coord().args(["--quiet", "run", "coordinators/groom-prs.rhai", "--demo", "--json"]).run();
+    json.expect_code(0);
+    let usage = &json.json()["usage"];
+    assert_eq!(usage["simulated"], true, "{usage}");
+    assert_eq!(usage["simulated_cost_usd"], 1.322, "{usage}");
+    assert_eq!(usage["cost_usd"], 1.322, "{usage}");
+
+    // A live run (its script spawns nothing): no marker, and no `simulated` key.
+    p.write("s.rhai", "1");
+    let live = p.coord().args(["--quiet", "run", "s.rhai"]).run();
+    live.expect_code(0);
+    assert!(live.stdout.starts_with("s: succeeded — 0 sessions, 0 effects, 0 tokens, $0.0000\n"), "{}", live.stdout);
+    assert!(!live.stdout.contains("simulated"), "{}", live.stdout);
+    let live_json = p.coord().args(["--quiet", "run", "s.rhai", "--json"]).run();
+    live_json.expect_code(0);
+    let usage = &live_json.json()["usage"];
+    assert!(usage.get("simulated").is_none() && usage.get("simulated_cost_usd").is_none(), "{usage}");
+}
+
+#[test]
+fn runs_and_show_mark_a_scenario_run_simulated_and_a_live_run_not() {
+    let p = demo_project();
+    add_paid_live_run(&p);
+    let table = p.coord().args(["runs"]).run();
+    table.expect_code(0);
+    let row = |coordinator: &str| {
+        table
+            .stdout
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(coordinator))
+            .unwrap_or_else(|| panic!("no {coordinator} row:\n{}", table.stdout))
+            .to_owned()
+    };
+    assert!(row("groom-prs").ends_with("$1.3220 (simulated)"), "{}", table.stdout);
+    assert!(row("paid").ends_with("$0.2500"), "{}", table.stdout);
+
+    let runs = p.coord().args(["runs", "--json"]).run().json();
+    let by_name = |name: &str| runs.as_array().unwrap().iter().find(|r| r["coordinator"] == name).unwrap().clone();
+    assert_eq!(by_name("groom-prs")["simulated"], true);
+    assert_eq!(by_name("groom-prs")["simulated_cost_usd"], 1.322);
+    assert_eq!(by_name("paid")["simulated"], false);
+    assert_eq!(by_name("paid")["simulated_cost_usd"], 0.0);
+    assert_eq!(by_name("paid")["mode"], "live");
+
+    let demo_id = by_name("groom-prs")["id"].as_str().unwrap().to_owned();
+    let paid_id = by_name("paid")["id"].as_str().unwrap().to_owned();
+    let demo = p.coord().args(["show", &demo_id]).run();
+    demo.expect_code(0);
+    assert!(demo.stdout.contains(" · 322,700 tokens · $1.3220 (simulated)\n"), "{}", demo.stdout);
+    assert!(demo.stdout.contains("\nCost (simulated: mock leaves, no money spent)\n"), "{}", demo.stdout);
+    let paid = p.coord().args(["show", &paid_id]).run();
+    paid.expect_code(0);
+    assert!(paid.stdout.contains("  1 session · 0 effects · 1,200 tokens · $0.2500\n"), "{}", paid.stdout);
+    assert!(
+        paid.stdout.contains("  by workflow  paid-review    1 session       1,200 tokens  $0.2500\n"),
+        "{}",
+        paid.stdout
+    );
+    assert!(!paid.stdout.contains("simulated"), "{}", paid.stdout);
+
+    p.coord().args(["report", &demo_id, "-o", "demo.html"]).run().expect_code(0);
+    let html = p.read("demo.html");
+    assert!(html.contains("id=\"simulated\""), "the report of a scenario run says its cost is simulated");
+    assert!(html.contains("<div class=\"label\">Simulated cost</div>"), "{html}");
+    p.coord().args(["report", &paid_id, "-o", "paid.html"]).run().expect_code(0);
+    let html = p.read("paid.html");
+    assert!(!html.contains("simulated") && !html.contains("Simulated"), "a live run's report says nothing simulated");
+}
+
+#[test]
+fn report_all_keeps_simulated_spend_out_of_the_real_total() {
+    let chromium = chromium();
+    let p = demo_project();
+    add_paid_live_run(&p);
+    p.coord().args(["report", "--all", "-o", "runs.html"]).run().expect_code(0);
+    let html = p.read("runs.html");
+    assert!(html.contains("<span id=\"spend\">real spend $0.2500 · simulated $1.3220</span>"), "{html}");
+    assert!(html.contains("<div class=\"label\">Real spend</div><div class=\"value\">$0.2500</div>"), "{html}");
+    assert!(html.contains("<div class=\"label\">Simulated spend</div><div class=\"value\">$1.3220</div>"), "{html}");
+    // Nowhere is mock money added to real money.
+    assert!(!html.contains("$1.5720"), "{html}");
+    // groom-prs spent no real money; its simulated dollars stand apart.
+    assert!(
+        html.contains("<tr><td>groom-prs</td><td class=\"num\">14</td><td class=\"num\">322,700</td><td class=\"num\">$0.0000</td><td class=\"num\">$1.3220</td>"),
+        "{html}"
+    );
+    assert_eq!(html.matches("data-spend=\"simulated\"").count(), 1, "one simulated bar");
+    assert!(html.contains("groom-prs · succeeded · $1.3220 (simulated)</title>"), "{html}");
+
+    let dom = chromium_run(&chromium, p.path(), &["--dump-dom"], &p.path().join("runs.html"));
+    assert_no_console_errors(&dom);
+    assert_eq!(dom.stdout.matches("class=\"cost-bar\"").count(), 2);
+    assert_eq!(dom.stdout.matches("<span class=\"badge sim\">simulated</span>").count(), 1);
+}
+
+#[test]
+fn a_scenario_run_with_a_real_leaf_splits_real_and_simulated_spend() {
+    let p = TestProject::new();
+    add_paid_live_run(&p);
+    // The same leaf runs for real (`--leaf`) beside a mock one in a scenario world.
+    p.write(
+        "workflows/mock-review.toml",
+        &support::command_workflow("./paid.sh", "10s", r#"{ type = "object", required = ["verdict"] }"#),
+    );
+    p.write(
+        "world.toml",
+        "now = \"2026-11-21T09:00:00Z\"\n\n[[leaf]]\nworkflow = \"mock-review\"\noutput = { verdict = \"clean\" }\nusage = { input_tokens = 100, output_tokens = 10, cost_usd = 0.5 }\n",
+    );
+    p.write(
+        "mixed.rhai",
+        "let rs = await_sessions([spawn_session(\"paid-review\", #{ goal: \"real\" }), spawn_session(\"mock-review\", #{ goal: \"mock\" })]);\nrs.map(|r| r.status)\n",
+    );
+    let args = ["--quiet", "run", "mixed.rhai", "--scenario", "world.toml", "--leaf", "paid-review=command"];
+    let text = p.coord().args(args).run();
+    text.expect_code(0);
+    assert!(
+        text.stdout.starts_with(
+            "mixed: succeeded — 2 sessions, 0 effects, 1310 tokens, $0.7500 (mock leaves simulated $0.5000 of it, no money spent)\n"
+        ),
+        "{}",
+        text.stdout
+    );
+    let json = p.coord().args(args).args(["--json"]).run();
+    json.expect_code(0);
+    let usage = &json.json()["usage"];
+    assert_eq!((usage["cost_usd"].clone(), usage["simulated_cost_usd"].clone()), (0.75.into(), 0.5.into()), "{usage}");
+    assert!(usage.get("simulated").is_none(), "not all of it was simulated: {usage}");
+
+    let table = p.coord().args(["runs", "--coordinator", "mixed"]).run();
+    assert!(table.stdout.lines().nth(1).unwrap().ends_with("$0.2500 + $0.5000 simulated"), "{}", table.stdout);
+    let show = p.coord().args(["show", "last"]).run();
+    assert!(show.stdout.contains(" · 1,310 tokens · $0.2500 + $0.5000 simulated\n"), "{}", show.stdout);
+    assert!(
+        show.stdout.contains("\nCost (real $0.2500 · simulated $0.5000 by mock leaves, no money spent)\n"),
+        "{}",
+        show.stdout
+    );
+
+    p.coord().args(["report", "--all", "-o", "runs.html"]).run().expect_code(0);
+    let html = p.read("runs.html");
+    // Two runs of mixed (text and JSON) and one live run of paid: $0.25 real each.
+    assert!(html.contains("<span id=\"spend\">real spend $0.7500 · simulated $1.0000</span>"), "{html}");
+    assert_eq!(html.matches("class=\"cost-bar-part\"").count(), 2, "the simulated part of each mixed run's bar");
+}
+
 // ---- the HTML report in a real browser ----------------------------------------------------
 
 #[test]

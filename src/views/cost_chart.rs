@@ -1,11 +1,13 @@
 //! The cost-over-time chart of the runs index, as inline SVG: one bar per run in start order
-//! (coloured by status) against the left axis, and the running total as a line against the
-//! right axis. Pure: rows in, SVG text out.
+//! (coloured by status) against the left axis, and the running total of real spend as a line
+//! against the right axis. Simulated dollars (mock leaves) are drawn pale and dashed (the whole
+//! bar, or the top part of a run that also had real leaves), are named in the tooltip, and add
+//! nothing to the running total. Pure: rows in, SVG text out.
 
 use super::dag_svg::xml;
 use super::graph_export::status_colours;
 use super::run_listing::RunRow;
-use super::units;
+use super::spend::Label;
 use std::fmt::Write;
 
 const W: f64 = 960.0;
@@ -25,7 +27,7 @@ pub fn render_cost_chart(rows: &[RunRow]) -> String {
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let max_cost = nice_ceiling(rows.iter().map(|r| r.cost_usd).fold(0.0, f64::max));
-    let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
+    let total: f64 = rows.iter().map(|r| r.spend.real_usd).sum();
     let max_total = nice_ceiling(total);
     for t in 0..=TICKS {
         let frac = t as f64 / TICKS as f64;
@@ -67,17 +69,32 @@ pub fn render_cost_chart(rows: &[RunRow]) -> String {
             "running" => "running",
             _ => "unfinished",
         });
-        let _ = write!(
-            svg,
-            r#"<rect class="cost-bar" x="{:.1}" y="{:.1}" width="{bar_w:.1}" height="{h:.1}" rx="2" fill="{colour}"><title>{} · {} · {} · {}</title></rect>"#,
-            cx - bar_w / 2.0,
-            TOP + plot_h - h,
-            xml(&r.id),
-            xml(&r.coordinator),
-            xml(&r.status),
-            units::cost(r.cost_usd)
-        );
-        running += r.cost_usd;
+        let title = format!("{} · {} · {} · {}", xml(&r.id), xml(&r.coordinator), xml(&r.status), r.cost_text());
+        let x = cx - bar_w / 2.0;
+        let pale = format!(r#" data-spend="simulated" fill-opacity="0.3" stroke="{colour}" stroke-dasharray="3 2""#);
+        match r.label() {
+            // Drawn whole, pale and dashed when every dollar of it was simulated.
+            Label::Real | Label::Simulated => {
+                let style = if r.label() == Label::Simulated { pale.as_str() } else { "" };
+                let _ = write!(
+                    svg,
+                    r#"<rect class="cost-bar" x="{x:.1}" y="{:.1}" width="{bar_w:.1}" height="{h:.1}" rx="2" fill="{colour}"{style}><title>{title}</title></rect>"#,
+                    TOP + plot_h - h,
+                );
+            }
+            // The real part solid, the simulated part pale on top of it.
+            Label::Mixed => {
+                let real_h = if r.cost_usd > 0.0 { h * r.spend.real_usd / r.cost_usd } else { 0.0 };
+                let _ = write!(
+                    svg,
+                    r#"<rect class="cost-bar" x="{x:.1}" y="{:.1}" width="{bar_w:.1}" height="{real_h:.1}" rx="2" fill="{colour}"><title>{title}</title></rect><rect class="cost-bar-part" x="{x:.1}" y="{:.1}" width="{bar_w:.1}" height="{:.1}" rx="2" fill="{colour}"{pale}><title>{title}</title></rect>"#,
+                    TOP + plot_h - real_h,
+                    TOP + plot_h - h,
+                    h - real_h,
+                );
+            }
+        }
+        running += r.spend.real_usd;
         let y = TOP + plot_h * (1.0 - if max_total > 0.0 { running / max_total } else { 0.0 });
         line.push_str(&format!("{}{cx:.1} {y:.1}", if i == 0 { "M" } else { " L" }));
         let _ = write!(dots, r##"<circle cx="{cx:.1}" cy="{y:.1}" r="3" fill="#7c3aed"/>"##);
@@ -93,7 +110,7 @@ pub fn render_cost_chart(rows: &[RunRow]) -> String {
     let _ = write!(svg, r##"<path d="{line}" fill="none" stroke="#7c3aed" stroke-width="2"/>{dots}"##);
     let _ = write!(
         svg,
-        r##"<text x="{LEFT}" y="{:.1}" class="axis">bars: cost per run (left axis) · line: running total (right axis)</text>"##,
+        r##"<text x="{LEFT}" y="{:.1}" class="axis">bars: cost per run (left axis; pale dashed bars are simulated) · line: running total of real spend (right axis)</text>"##,
         H - 8.0
     );
     svg.push_str("</svg>");

@@ -23,6 +23,7 @@ pub fn render(reports: &[HarnessReport]) -> String {
     }
     let problems = reports.iter().filter(|r| !r.ok()).count();
     let _ = match problems {
+        0 if reports.len() == 1 => writeln!(out, "1 harness ready"),
         0 => writeln!(out, "all {} harnesses ready", reports.len()),
         1 => writeln!(out, "1 harness not ready"),
         n => writeln!(out, "{n} harnesses not ready"),

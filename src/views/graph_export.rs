@@ -2,7 +2,8 @@
 //! the call sites, sessions and effects; edges follow the parent rule of [`super::run_graph`]
 //! (which result led to which spawn or effect); colours say each node's status.
 //!
-//! Output is deterministic for a given journal: no durations, timestamps or run ids.
+//! Output is deterministic for a given journal: no durations, timestamps or run ids. A
+//! scenario run's graph says its costs are simulated (a Mermaid comment, a DOT graph label).
 
 use super::run_graph::{NodeRef, Parent, RunGraph};
 use super::units;
@@ -78,6 +79,9 @@ fn parent_of(g: &RunGraph, node: NodeRef) -> &Parent {
 
 pub fn mermaid(g: &RunGraph) -> String {
     let mut out = String::from("flowchart LR\n");
+    if let Some(note) = g.spend().run_note(g.scenario) {
+        out.push_str(&format!("  %% costs {note}\n"));
+    }
     for (i, site) in g.call_sites.iter().enumerate() {
         out.push_str(&format!("  site{i}[/\"{}\"/]:::site\n", mermaid_text(&site.label)));
     }
@@ -119,6 +123,12 @@ pub fn dot(g: &RunGraph) -> String {
     out.push_str(&format!("digraph \"{}\" {{\n", dot_text(&g.coordinator)));
     out.push_str("  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11, style=\"filled,rounded\", shape=box];\n");
     out.push_str("  edge [color=\"#6b7280\"];\n");
+    if let Some(note) = g.spend().run_note(g.scenario) {
+        out.push_str(&format!(
+            "  label=\"costs {}\";\n  labelloc=t;\n  fontname=\"Helvetica\";\n  fontsize=11;\n",
+            dot_text(&note)
+        ));
+    }
     for (i, site) in g.call_sites.iter().enumerate() {
         out.push_str(&format!(
             "  site{i} [label=\"{}\", shape=note, style=\"dashed\", color=\"#9ca3af\", fontcolor=\"#4b5563\"];\n",

@@ -2,6 +2,11 @@
 //! behind them, the DAG as inline SVG, sessions with expandable inputs and outputs, effects,
 //! errors, cost by workflow and model), and an index of all runs with a cost-over-time chart.
 //!
+//! Mock leaves' cost is simulated ([`super::spend`]): a run's page says so at the cost card, the
+//! meta line and the cost tables (and marks each mock session when real leaves ran too). The
+//! index keeps real and simulated spend apart: its totals, its per-coordinator table and the
+//! running total of its chart count real spend only, and simulated spend is shown beside them.
+//!
 //! Self-contained means no external assets, no scripts, no network: styles are inline, charts
 //! are SVG drawn by [`super::dag_svg`] and [`super::cost_chart`]. The page data is built here;
 //! the markup lives in `report_templates/` (minijinja, HTML auto-escaping on).
@@ -11,6 +16,7 @@ use super::dag_svg::render_dag;
 use super::run_graph::{CostLine, NodeRef, Parent, RunGraph};
 use super::run_listing::RunRow;
 use super::run_tree::outcome_value;
+use super::spend::{Label, Spend};
 use super::units;
 use minijinja::{context, Environment};
 use serde::Serialize;
@@ -69,6 +75,8 @@ struct SessionRow {
     inputs: String,
     output: Option<String>,
     longest: bool,
+    /// A mock leaf's cost in a run that also had real leaves.
+    simulated: bool,
 }
 
 #[derive(Serialize)]
@@ -94,6 +102,10 @@ struct RunPage {
     run_id: String,
     script: String,
     mode: String,
+    /// Every dollar of the run was simulated.
+    simulated: bool,
+    /// What of the run's cost was simulated, when any was.
+    spend_note: Option<String>,
     started: String,
     cards: Vec<Card>,
     outcome: Vec<(String, String)>,
@@ -127,6 +139,8 @@ pub fn render_run_report(g: &RunGraph) -> Result<String, ReportError> {
 
 fn run_page(g: &RunGraph) -> RunPage {
     let usage = g.usage();
+    let spent = g.spend();
+    let mixed = spent.label(g.scenario) == Label::Mixed;
     let longest = g.longest_session();
     let max_ms = longest.map(|s| s.duration_ms()).unwrap_or(0);
     let not_ok = g.failed_sessions();
@@ -147,10 +161,22 @@ fn run_page(g: &RunGraph) -> RunPage {
             value: units::tokens(usage.input_tokens + usage.output_tokens),
             note: format!("{} in · {} out", units::tokens(usage.input_tokens), units::tokens(usage.output_tokens)),
         },
-        Card {
-            label: "Cost",
-            value: units::cost(usage.cost_usd),
-            note: if usage.cost_estimated { "estimated from rates".into() } else { "as reported".into() },
+        match spent.label(g.scenario) {
+            Label::Real => Card {
+                label: "Cost",
+                value: units::cost(usage.cost_usd),
+                note: if usage.cost_estimated { "estimated from rates".into() } else { "as reported".into() },
+            },
+            Label::Simulated => Card {
+                label: "Simulated cost",
+                value: units::cost(usage.cost_usd),
+                note: "mock leaves: no money spent".into(),
+            },
+            Label::Mixed => Card {
+                label: "Real cost",
+                value: units::cost(spent.real_usd),
+                note: format!("+ {} simulated by mock leaves", units::cost(spent.simulated_usd)),
+            },
         },
         Card {
             label: "Duration",
@@ -217,6 +243,7 @@ fn run_page(g: &RunGraph) -> RunPage {
             inputs: serde_json::to_string_pretty(&s.inputs).unwrap_or_default(),
             output: s.output().map(|o| serde_json::to_string_pretty(o).unwrap_or_default()),
             longest: longest.is_some_and(|l| l.id == s.id) && max_ms > 0,
+            simulated: mixed && s.simulated,
         })
         .collect();
     let mut errors: Vec<ErrorRow> = g
@@ -240,6 +267,8 @@ fn run_page(g: &RunGraph) -> RunPage {
         run_id: g.run_id.clone(),
         script: g.script.clone(),
         mode: g.mode.clone(),
+        simulated: spent.label(g.scenario) == Label::Simulated,
+        spend_note: spent.run_note(g.scenario),
         started: units::timestamp(&g.started_at),
         cards,
         outcome,
@@ -277,61 +306,98 @@ struct IndexRow {
     sessions_not_ok: usize,
     effects: usize,
     tokens: String,
+    /// `$0.2500`, `$1.3220` (with `simulated`), or `$0.2500 + $1.3220 simulated`.
     cost: String,
+    /// Every dollar of the run was simulated.
+    simulated: bool,
+}
+
+/// A coordinator's runs in the index: real spend (and its share of the real total) apart from
+/// simulated spend.
+#[derive(Serialize)]
+struct CoordinatorRow {
+    name: String,
+    sessions: usize,
+    tokens: String,
+    cost: String,
+    simulated: Option<String>,
+    share: f64,
 }
 
 #[derive(Serialize)]
 struct IndexPage {
     cards: Vec<Card>,
+    spend: String,
     runs: Vec<IndexRow>,
-    by_coordinator: Vec<CostRow>,
+    by_coordinator: Vec<CoordinatorRow>,
     warnings: Vec<String>,
     coord_version: &'static str,
 }
 
 pub fn render_runs_index(rows: &[RunRow], warnings: &[String]) -> Result<String, ReportError> {
-    let total: f64 = rows.iter().map(|r| r.cost_usd).sum();
-    let count = |status: &str| rows.iter().filter(|r| r.status == status).count();
-    let mut by_coordinator: Vec<CostLine> = Vec::new();
+    let mut total = Spend::default();
     for r in rows {
-        match by_coordinator.iter_mut().find(|l| l.name == r.coordinator) {
-            Some(l) => {
-                l.sessions += r.sessions;
-                l.tokens += r.tokens;
-                l.cost_usd += r.cost_usd;
-            }
-            None => by_coordinator.push(CostLine {
-                name: r.coordinator.clone(),
-                sessions: r.sessions,
-                tokens: r.tokens,
-                cost_usd: r.cost_usd,
-            }),
-        }
+        total.add(r.spend);
     }
-    by_coordinator.sort_by(|a, b| b.cost_usd.total_cmp(&a.cost_usd).then_with(|| a.name.cmp(&b.name)));
+    let real_runs = rows.iter().filter(|r| r.label() != Label::Simulated).count();
+    let simulated_runs = rows.iter().filter(|r| r.label() != Label::Real).count();
+    let count = |status: &str| rows.iter().filter(|r| r.status == status).count();
+    let mut by_coordinator: Vec<(CostLine, Spend)> = Vec::new();
+    for r in rows {
+        let i = match by_coordinator.iter().position(|(l, _)| l.name == r.coordinator) {
+            Some(i) => i,
+            None => {
+                by_coordinator.push((CostLine { name: r.coordinator.clone(), ..Default::default() }, Spend::default()));
+                by_coordinator.len() - 1
+            }
+        };
+        let (line, spent) = &mut by_coordinator[i];
+        line.sessions += r.sessions;
+        line.tokens += r.tokens;
+        spent.add(r.spend);
+    }
+    by_coordinator.sort_by(|(a, x), (b, y)| {
+        y.real_usd
+            .total_cmp(&x.real_usd)
+            .then_with(|| y.simulated_usd.total_cmp(&x.simulated_usd))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let mut cards = vec![
+        Card {
+            label: "Runs",
+            value: rows.len().to_string(),
+            note: format!("{} succeeded · {} failed", count("succeeded"), count("failed")),
+        },
+        Card {
+            label: "Unfinished",
+            value: (count("running") + count("interrupted")).to_string(),
+            note: format!("{} running · {} interrupted", count("running"), count("interrupted")),
+        },
+        Card {
+            label: "Sessions",
+            value: rows.iter().map(|r| r.sessions).sum::<usize>().to_string(),
+            note: format!(
+                "{} not ok · {} tokens",
+                rows.iter().map(|r| r.sessions_not_ok).sum::<usize>(),
+                units::tokens(rows.iter().map(|r| r.tokens).sum())
+            ),
+        },
+        Card {
+            label: "Real spend",
+            value: units::cost(total.real_usd),
+            note: format!("{} with real leaves", units::count(real_runs, "run")),
+        },
+    ];
+    if simulated_runs > 0 {
+        cards.push(Card {
+            label: "Simulated spend",
+            value: units::cost(total.simulated_usd),
+            note: format!("{} with mock leaves: no money spent", units::count(simulated_runs, "run")),
+        });
+    }
     let page = IndexPage {
-        cards: vec![
-            Card {
-                label: "Runs",
-                value: rows.len().to_string(),
-                note: format!("{} succeeded · {} failed", count("succeeded"), count("failed")),
-            },
-            Card {
-                label: "Unfinished",
-                value: (count("running") + count("interrupted")).to_string(),
-                note: format!("{} running · {} interrupted", count("running"), count("interrupted")),
-            },
-            Card {
-                label: "Sessions",
-                value: rows.iter().map(|r| r.sessions).sum::<usize>().to_string(),
-                note: format!("{} not ok", rows.iter().map(|r| r.sessions_not_ok).sum::<usize>()),
-            },
-            Card {
-                label: "Total cost",
-                value: units::cost(total),
-                note: format!("{} tokens", units::tokens(rows.iter().map(|r| r.tokens).sum())),
-            },
-        ],
+        cards,
+        spend: total.totals_text(),
         runs: rows
             .iter()
             .rev()
@@ -345,10 +411,28 @@ pub fn render_runs_index(rows: &[RunRow], warnings: &[String]) -> Result<String,
                 sessions_not_ok: r.sessions_not_ok,
                 effects: r.effects,
                 tokens: units::tokens(r.tokens),
-                cost: units::cost(r.cost_usd),
+                cost: match r.label() {
+                    Label::Simulated => units::cost(r.cost_usd),
+                    _ => r.cost_text(),
+                },
+                simulated: r.label() == Label::Simulated,
             })
             .collect(),
-        by_coordinator: cost_rows(&by_coordinator, total),
+        by_coordinator: by_coordinator
+            .iter()
+            .map(|(l, spent)| CoordinatorRow {
+                name: l.name.clone(),
+                sessions: l.sessions,
+                tokens: units::tokens(l.tokens),
+                cost: units::cost(spent.real_usd),
+                simulated: (spent.simulated_usd > 0.0).then(|| units::cost(spent.simulated_usd)),
+                share: if total.real_usd > 0.0 {
+                    (spent.real_usd / total.real_usd * 1000.0).round() / 10.0
+                } else {
+                    0.0
+                },
+            })
+            .collect(),
         warnings: warnings.to_vec(),
         coord_version: env!("CARGO_PKG_VERSION"),
     };

@@ -104,7 +104,7 @@ impl Tally {
             parts.push(format!("{} failed", self.not_ok));
         }
         if self.effects > 0 {
-            parts.push(format!("{} effects", self.effects));
+            parts.push(units::count(self.effects, "effect"));
         }
         parts.push(format!("{} tok", units::tokens(self.usage.input_tokens + self.usage.output_tokens)));
         parts.push(units::cost(self.usage.cost_usd));

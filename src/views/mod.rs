@@ -17,6 +17,7 @@ pub mod run_tree;
 pub mod schedule_table;
 pub mod secret_redaction;
 pub mod session_view;
+pub mod spend;
 pub mod stderr_batch;
 pub mod trace;
 pub mod units;

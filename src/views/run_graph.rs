@@ -17,6 +17,7 @@
 //! alive). It must not write, and it must not guess anything the rule above does not say.
 
 use super::secret_redaction::SecretRedactor;
+use super::spend::{self, Spend};
 use crate::effects::EffectKind;
 use crate::journal::blob_store::BlobStore;
 use crate::journal::entry::{Entry, EntryKind};
@@ -70,6 +71,8 @@ pub struct SessionNode {
     pub depth: usize,
     /// The run is still going, so a session without a result is running, not unfinished.
     pub run_alive: bool,
+    /// A mock leaf: its usage and cost are simulated ([`super::spend`]).
+    pub simulated: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -99,6 +102,9 @@ pub struct RunGraph {
     pub coordinator: String,
     pub script: String,
     pub mode: String,
+    /// The run ran in a scenario world, where leaves are mock unless overridden
+    /// ([`super::spend`]).
+    pub scenario: bool,
     pub inputs: Value,
     pub started_at: String,
     pub finished_at: Option<String>,
@@ -167,6 +173,7 @@ impl RunGraph {
             coordinator: run.header.coordinator.clone(),
             script: run.header.script.clone(),
             mode: run.header.mode.clone(),
+            scenario: spend::scenario_mode(&run.header.mode, run.header.scenario.as_deref()),
             inputs: run.header.inputs.clone(),
             started_at: run.header.started_at.clone(),
             finished_at: run.finished.as_ref().and_then(|e| e.at.clone()),
@@ -205,6 +212,8 @@ impl RunGraph {
                         .map(|r| r.workflow.clone())
                         .unwrap_or_else(|| workflow_from_key(entry).unwrap_or_else(|| "?".into()));
                     let parent = graph.parent_for(subject.as_deref(), &awaited, &session_index, entry, &mut site_index);
+                    let simulated =
+                        result.as_ref().is_some_and(|r| spend::leaf_simulated(r.harness.as_deref(), graph.scenario));
                     session_index.insert(id.clone(), graph.sessions.len());
                     graph.sessions.push(SessionNode {
                         id,
@@ -219,6 +228,7 @@ impl RunGraph {
                         depth: 0,
                         parent,
                         run_alive: status == RunStatus::Running,
+                        simulated,
                     });
                 }
                 EntryKind::Call if entry.function.as_deref() == Some("await_sessions") => {
@@ -322,6 +332,20 @@ impl RunGraph {
             total.add(&r.usage);
         }
         total
+    }
+
+    /// The leaves' dollars, real and simulated apart.
+    pub fn spend(&self) -> Spend {
+        let mut total = Spend::default();
+        for s in &self.sessions {
+            total.add(Spend::leaf(s.cost_usd(), s.simulated));
+        }
+        total
+    }
+
+    /// The run's cost as views write it: `$0.2500`, `$1.3220 (simulated)`, or both parts.
+    pub fn cost_text(&self) -> String {
+        self.spend().run_text(self.scenario)
     }
 
     /// Wall time from start to the last entry, when the run finished.

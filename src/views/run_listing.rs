@@ -4,9 +4,15 @@
 //! A run without `run_finished` is `running` while its owner process lives and `interrupted`
 //! once it is gone. Rows come oldest first (run ids sort by start time). Reading only: an
 //! unreadable journal becomes a warning, never a failure of the whole listing.
+//!
+//! Mock leaves' cost is simulated ([`super::spend`]): the table says `$1.3220 (simulated)`, or
+//! `$0.2500 + $1.3220 simulated` for a run with real leaves too; the JSON has
+//! `simulated_cost_usd` (the part of `cost_usd` mock leaves simulated) and `simulated` (all of it
+//! was).
 
 use super::run_graph::RunGraph;
 use super::secret_redaction::SecretRedactor;
+use super::spend::{Label, Spend};
 use super::units;
 use crate::journal::run_dir::RunStore;
 use crate::journal::RecordedRun;
@@ -19,13 +25,17 @@ pub struct RunRow {
     pub coordinator: String,
     pub status: String,
     pub mode: String,
+    /// Ran in a scenario world (mock leaves unless overridden).
+    pub scenario: bool,
     pub started_at: String,
     pub duration_ms: Option<u64>,
     pub sessions: usize,
     pub sessions_not_ok: usize,
     pub effects: usize,
     pub tokens: u64,
+    /// All leaves' dollars; `spend` splits them into real and simulated.
     pub cost_usd: f64,
+    pub spend: Spend,
 }
 
 impl RunRow {
@@ -36,6 +46,7 @@ impl RunRow {
             coordinator: g.coordinator.clone(),
             status: g.status.as_str().to_owned(),
             mode: g.mode.clone(),
+            scenario: g.scenario,
             started_at: g.started_at.clone(),
             duration_ms: g.duration_ms(),
             sessions: g.sessions.len(),
@@ -43,7 +54,17 @@ impl RunRow {
             effects: g.effects.len(),
             tokens: usage.input_tokens + usage.output_tokens,
             cost_usd: usage.cost_usd,
+            spend: g.spend(),
         }
+    }
+
+    pub fn label(&self) -> Label {
+        self.spend.label(self.scenario)
+    }
+
+    /// `$0.2500`, `$1.3220 (simulated)` or `$0.2500 + $1.3220 simulated`.
+    pub fn cost_text(&self) -> String {
+        self.spend.run_text(self.scenario)
     }
 
     pub fn to_json(&self) -> Value {
@@ -59,6 +80,8 @@ impl RunRow {
             "effects": self.effects,
             "tokens": self.tokens,
             "cost_usd": units::cost_json(self.cost_usd),
+            "simulated_cost_usd": units::cost_json(self.spend.simulated_usd),
+            "simulated": self.label() == Label::Simulated,
         })
     }
 }
@@ -121,7 +144,7 @@ pub fn rows_table(rows: &[RunRow]) -> String {
                 units::timestamp(&r.started_at),
                 r.duration_ms.map(units::duration).unwrap_or_else(|| "—".into()),
                 sessions,
-                units::cost(r.cost_usd),
+                r.cost_text(),
             ]
         })
         .collect();

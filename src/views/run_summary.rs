@@ -1,7 +1,14 @@
 //! The outcome of `coord run` for people (a short summary of decisions) and for programs
 //! (`--json`: one object with run id, status, sessions, effects and usage).
+//!
+//! Mock leaves' usage is simulated (no money spent): the summary says so after the cost, and
+//! `--json` adds to the run's `usage` `"simulated_cost_usd"` (the part of `cost_usd` that mock
+//! leaves simulated) and `"simulated": true` when that is all of it ([`super::spend`]). A run
+//! with real leaves only has neither key.
 
 use super::effect_view::{effect_json, effect_line};
+use super::spend::{self, Label, Spend};
+use super::units;
 use crate::run::RunOutcome;
 use crate::scheduler::session::{SessionResult, Usage};
 use serde::Serialize;
@@ -32,6 +39,12 @@ struct UsageView {
     cost_usd: f64,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     cost_estimated: bool,
+    /// Only on the run's total: every dollar of `cost_usd` was simulated by mock leaves.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    simulated: bool,
+    /// Only on the run's total: the part of `cost_usd` mock leaves simulated, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    simulated_cost_usd: Option<f64>,
 }
 
 /// One leaf's line in `--json`: who ran it, how it ended, what it cost. No durations: they
@@ -58,7 +71,7 @@ impl<'a> OutcomeView<'a> {
             status: o.status.as_str(),
             sessions: o.sessions,
             effects: o.effects.iter().map(effect_json).collect(),
-            usage: UsageView::of(&o.usage),
+            usage: UsageView::of_run(o),
             leaves: o.leaves.iter().map(|r| LeafView::of(r)).collect(),
             result: &o.result,
         }
@@ -74,6 +87,19 @@ impl UsageView {
             cache_write_tokens: u.cache_write_tokens,
             cost_usd: round_micro(u.cost_usd),
             cost_estimated: u.cost_estimated,
+            simulated: false,
+            simulated_cost_usd: None,
+        }
+    }
+
+    /// The run's total, with what of it was simulated.
+    fn of_run(o: &RunOutcome) -> Self {
+        let (spent, scenario) = outcome_spend(o);
+        let label = spent.label(scenario);
+        UsageView {
+            simulated: label == Label::Simulated,
+            simulated_cost_usd: (label != Label::Real).then(|| round_micro(spent.simulated_usd)),
+            ..UsageView::of(&o.usage)
         }
     }
 }
@@ -113,17 +139,35 @@ fn round_micro(x: f64) -> f64 {
     (x * 1_000_000.0).round() / 1_000_000.0
 }
 
+/// A finished run's spend, and whether it ran in a scenario world: from the journal header in
+/// its run directory, else (a journal kept in memory) whether any leaf ran on the mock harness.
+fn outcome_spend(o: &RunOutcome) -> (Spend, bool) {
+    let scenario = spend::run_dir_scenario(&o.run_dir)
+        .unwrap_or_else(|| o.leaves.iter().any(|l| l.harness.as_deref() == Some(spend::MOCK_HARNESS)));
+    (Spend::of_outcome(o.usage.cost_usd, &o.leaves, scenario), scenario)
+}
+
 pub fn outcome_text(o: &RunOutcome) -> String {
     let mut s = String::new();
+    let (spent, scenario) = outcome_spend(o);
+    let cost = match spent.label(scenario) {
+        Label::Real => units::cost(o.usage.cost_usd),
+        Label::Simulated => format!("{} ({})", units::cost(o.usage.cost_usd), spend::SIMULATED_NOTE),
+        Label::Mixed => format!(
+            "{} (mock leaves simulated {} of it, no money spent)",
+            units::cost(o.usage.cost_usd),
+            units::cost(spent.simulated_usd)
+        ),
+    };
     let _ = writeln!(
         s,
-        "{}: {} — {} sessions, {} effects, {} tokens, ${:.4}",
+        "{}: {} — {}, {}, {} tokens, {}",
         o.coordinator,
         o.status,
-        o.sessions,
-        o.effects.len(),
+        units::count(o.sessions, "session"),
+        units::count(o.effects.len(), "effect"),
         o.usage.input_tokens + o.usage.output_tokens,
-        o.usage.cost_usd
+        cost
     );
     if let Value::Object(result) = &o.result {
         if !result.is_empty() {

@@ -4,7 +4,8 @@
 //! to each, the errors, and the cost by workflow and model.
 //!
 //! Plain text, no colour, no terminal queries: the same run always renders the same bytes
-//! apart from its id, timestamps and durations.
+//! apart from its id, timestamps and durations. What mock leaves simulated is marked in the
+//! header's cost and the cost section's title ([`super::spend`]).
 
 use super::run_graph::{NodeRef, Parent, RunGraph, SessionNode};
 use super::units;
@@ -45,7 +46,11 @@ pub fn render_show(g: &RunGraph) -> String {
         }
     }
     if !g.sessions.is_empty() {
-        let _ = writeln!(out, "\nCost");
+        let title = match g.spend().run_note(g.scenario) {
+            Some(note) => format!("Cost ({note})"),
+            None => "Cost".into(),
+        };
+        let _ = writeln!(out, "\n{title}");
         let groups = [("by workflow", g.cost_by_workflow()), ("by model", g.cost_by_model())];
         let width = groups.iter().flat_map(|(_, lines)| lines).map(|l| l.name.chars().count()).max().unwrap_or(0);
         for (title, lines) in groups {
@@ -53,9 +58,10 @@ pub fn render_show(g: &RunGraph) -> String {
                 let label = if i == 0 { title } else { "" };
                 let _ = writeln!(
                     out,
-                    "  {label:<11}  {:<width$}  {:>3} sessions  {:>9} tokens  {}",
+                    "  {label:<11}  {:<width$}  {:>3} {:<8}  {:>9} tokens  {}",
                     l.name,
                     l.sessions,
+                    if l.sessions == 1 { "session" } else { "sessions" },
                     units::tokens(l.tokens),
                     units::cost(l.cost_usd)
                 );
@@ -82,7 +88,7 @@ fn render_header(g: &RunGraph, out: &mut String) {
         units::count(g.sessions.len(), "session"),
         units::count(g.effects.len(), "effect"),
         units::tokens(usage.input_tokens + usage.output_tokens),
-        units::cost(usage.cost_usd)
+        g.cost_text()
     );
     if let Some(Value::Object(result)) = &g.result {
         if !result.is_empty() {

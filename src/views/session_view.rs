@@ -7,7 +7,7 @@
 
 use super::run_graph::{RunGraph, SessionNode};
 use super::secret_redaction::SecretRedactor;
-use super::units;
+use super::{spend, units};
 use crate::journal::blob_store::BlobStore;
 use serde_json::Value;
 use std::fmt::Write;
@@ -37,7 +37,7 @@ pub fn render_session(g: &RunGraph, s: &SessionNode, redactor: &SecretRedactor) 
             units::tokens(s.tokens()),
             units::tokens(r.usage.input_tokens),
             units::tokens(r.usage.output_tokens),
-            units::cost(r.usage.cost_usd)
+            spend::Spend::leaf(r.usage.cost_usd, s.simulated).run_text(false)
         );
     }
     let _ = writeln!(out, "  parent: {}", g.parent_label(&s.parent));
