@@ -9,6 +9,10 @@
 //! spawning, stream parsing, schema validation, journaling, the version check. Method and
 //! figures: docs/performance.md ("Real agent CLIs").
 //!
+//! A fourth case replays a canned Claude Code stream (tests/fakes/claude, a shell script that
+//! prints a recorded transcript) instead of the real CLI: the leaf itself then costs a few
+//! milliseconds, so what coord adds can be told apart from the real CLIs' run-to-run noise.
+//!
 //! Run it inside a loopback-only network namespace, as the tests are:
 //!     unshare --net sh -c 'ip link set lo up && cargo bench --bench real_leaf'
 //! `N` (default 5) and `ROUNDS` (default 3) set the size.
@@ -135,6 +139,27 @@ fn gemini(base: &str, home: &Path) -> Setup {
     }
 }
 
+/// The canned stream: tests/fakes/claude, by hand and through the `claude-code` harness.
+fn canned_claude(home: &Path) -> Setup {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/claude");
+    let state = home.join("fake-state");
+    let args = ["-p", PROMPT, "--output-format", "stream-json", "--verbose", "--json-schema", SCHEMA];
+    Setup {
+        name: "claude-code",
+        direct: (
+            bin.clone(),
+            args.iter().map(|s| s.to_string()).collect(),
+            vec![("FAKE_STATE".to_owned(), state.display().to_string())],
+        ),
+        toml: format!(
+            "[harness.claude-code]\nbinary = \"{}\"\n[harness.claude-code.env]\nFAKE_STATE = \"{}\"\n",
+            bin.display(),
+            state.display()
+        ),
+        key_var: "ANTHROPIC_API_KEY",
+    }
+}
+
 fn timed(cmd: &mut Command) -> Duration {
     cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let started = Instant::now();
@@ -164,12 +189,18 @@ fn main() {
     for sub in ["claude", "codex"] {
         std::fs::create_dir_all(home.path().join(sub)).unwrap();
     }
-    let setups = [claude(&a.base_url(), home.path()), codex(&r.base_url(), home.path()), gemini(&g.base_url(), home.path())];
+    let setups = [
+        (claude(&a.base_url(), home.path()), n),
+        (codex(&r.base_url(), home.path()), n),
+        (gemini(&g.base_url(), home.path()), n),
+        (canned_claude(home.path()), env_number("N_CANNED", 40)),
+    ];
     let coord = env!("CARGO_BIN_EXE_coord");
     println!("coord: {coord}; {n} leaves per batch, {rounds} alternating rounds");
     println!("machine: {} cores, load {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" "));
-    for setup in &setups {
+    for (setup, n) in &setups {
+        let n = *n;
         let project = tempfile::tempdir().unwrap();
         let p = project.path();
         std::fs::create_dir_all(p.join("workflows")).unwrap();
@@ -208,9 +239,9 @@ fn main() {
             through_coord.push((full.as_secs_f64() - empty.as_secs_f64()) * 1000.0 / n as f64);
         }
         let (hand, via) = (median(by_hand.clone()), median(through_coord.clone()));
+        let label = if setup.direct.0.ends_with("fakes/claude") { "canned" } else { setup.name };
         println!(
-            "{:<12} by hand {:>7.1} ms/leaf   through coord {:>7.1} ms/leaf   overhead {:>6.1} ms/leaf ({:.3}x)   rounds: hand {:?} coord {:?}",
-            setup.name,
+            "{label:<12} by hand {:>7.1} ms/leaf   through coord {:>7.1} ms/leaf   overhead {:>6.1} ms/leaf ({:.3}x)   rounds: hand {:?} coord {:?}",
             hand,
             via,
             via - hand,
