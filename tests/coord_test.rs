@@ -158,5 +158,5 @@ fn coverage_names_a_branch_no_scenario_takes() {
     std::fs::remove_file(p.path().join("coordinators/groom-prs/scenarios/failures.toml")).unwrap();
     let out = p.coord().args(["test", "--coverage", "--fail-uncovered"]).run();
     out.expect_code(1);
-    assert!(out.stdout.contains("groom-prs.rhai:47: `if` branch never taken by any scenario"), "{}", out.stdout);
+    assert!(out.stdout.contains("groom-prs.rhai:49: `if` branch never taken by any scenario"), "{}", out.stdout);
 }
