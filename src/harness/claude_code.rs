@@ -233,11 +233,7 @@ fn failure(profile: &HarnessProfile, req: &LeafRequest, event: &Value, subtype: 
             let class = class_of_status(status as u16);
             let message = format!("claude: the model API answered {status}: {detail}");
             let message = match class {
-                FailureClass::Configuration => format!(
-                    "{message}. Fix: give the {} harness a valid key ({} in its environment, or `claude /login`)",
-                    profile.name,
-                    profile.key_variable("ANTHROPIC_API_KEY")
-                ),
+                FailureClass::Configuration => format!("{message}. {}", profile.key_fix("ANTHROPIC_API_KEY")),
                 _ => message,
             };
             SessionResult::failed_as(id, wf, class, message, None)

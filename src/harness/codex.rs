@@ -304,11 +304,7 @@ fn failure(profile: &HarnessProfile, req: &LeafRequest, message: &str) -> Sessio
         None => format!("codex turn failed: {detail}"),
     };
     if class == FailureClass::Configuration {
-        text.push_str(&format!(
-            ". Fix: give the {} harness a valid key ({} in its environment, or `codex login`)",
-            profile.name,
-            profile.key_variable("OPENAI_API_KEY")
-        ));
+        text.push_str(&format!(". {}", profile.key_fix("OPENAI_API_KEY")));
     }
     SessionResult::failed_as(id, wf, class, text, None)
 }

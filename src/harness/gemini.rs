@@ -219,11 +219,9 @@ fn failure(profile: &HarnessProfile, req: &LeafRequest, error: &Value, exit: Opt
         (class, format!("gemini exited with status {code} ({what}): {message}"))
     };
     let text = match class {
-        FailureClass::Configuration if key_invalid || code == 41 || code == 401 || code == 403 => format!(
-            "{text}. Fix: give the {} harness a valid key ({} in its environment, or log in by running `gemini` once)",
-            profile.name,
-            profile.key_variable("GEMINI_API_KEY")
-        ),
+        FailureClass::Configuration if key_invalid || code == 41 || code == 401 || code == 403 => {
+            format!("{text}. {}", profile.key_fix("GEMINI_API_KEY"))
+        }
         FailureClass::Configuration => format!("{text}. Fix: {}", exit_fix(code)),
         _ => text,
     };
@@ -321,24 +319,8 @@ mod tests {
     }
 
     fn request() -> LeafRequest {
-        let schema = json!({"type": "object"});
-        let workflow = crate::workflow::Workflow::new("review", "gemini", "x", schema.clone()).unwrap();
-        LeafRequest {
-            session_id: "s1".into(),
-            workflow: Arc::new(workflow),
-            goal: String::new(),
-            inputs: json!({}),
-            prompt: String::new(),
-            schema: Arc::new(schema),
-            model: None,
-            timeout: std::time::Duration::from_secs(5),
-            run_dir: std::env::temp_dir(),
-            project_root: std::env::temp_dir(),
-            overrides: json!({}),
-            workdir: std::env::temp_dir(),
-            worktree: None,
-            withheld_env: Arc::from(Vec::<String>::new()),
-        }
+        let workflow = crate::workflow::Workflow::new("review", "gemini", "x", json!({"type": "object"})).unwrap();
+        LeafRequest::sample(workflow, std::time::Duration::from_secs(5))
     }
 
     /// coord always passes `--skip-trust`, so a real run cannot be refused this way; the

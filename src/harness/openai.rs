@@ -156,11 +156,7 @@ async fn run(
         Ok(Err(ApiFailure { message, class, retry_after, body })) => {
             tracing::info!(event = "http_error", class = class.as_str(), "openai response");
             let message = match class {
-                FailureClass::Configuration => format!(
-                    "{message}. Fix: give the {} harness a valid key in {}",
-                    profile.name,
-                    profile.key_variable("OPENAI_API_KEY")
-                ),
+                FailureClass::Configuration => format!("{message}. {}", profile.key_fix("OPENAI_API_KEY")),
                 _ => message,
             };
             (SessionResult::failed_as(&id, &wf, class, message, retry_after), body)

@@ -97,6 +97,22 @@ impl HarnessProfile {
             .clone()
     }
 
+    /// How to fix a rejected or missing key, for the end of an error: the variable the key is
+    /// read from, and the agent's own login when it has one.
+    pub fn key_fix(&self, usual_variable: &str) -> String {
+        let login = match self.kind.as_str() {
+            "claude-code" => ", or `claude /login`",
+            "codex" => ", or `codex login`",
+            "gemini" => ", or log in by running `gemini` once",
+            _ => "",
+        };
+        format!(
+            "Fix: give the {} harness a valid key ({} in its environment{login})",
+            self.name,
+            self.key_variable(usual_variable)
+        )
+    }
+
     /// How to fix a missing binary.
     pub fn install_hint(&self, default_binary: &str) -> String {
         let package = match self.kind.as_str() {

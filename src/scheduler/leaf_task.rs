@@ -263,25 +263,10 @@ mod tests {
 
     fn request(retries: u32) -> LeafRequest {
         let schema = json!({"type": "object", "required": ["verdict"]});
-        let mut workflow = Workflow::new("review", "scripted", "", schema.clone()).unwrap();
+        let mut workflow = Workflow::new("review", "scripted", "", schema).unwrap();
         workflow.timeout = Duration::from_secs(5);
         workflow.retries = retries;
-        LeafRequest {
-            session_id: "s1".into(),
-            workflow: Arc::new(workflow),
-            goal: String::new(),
-            inputs: json!({}),
-            prompt: String::new(),
-            schema: Arc::new(schema),
-            model: None,
-            timeout: Duration::from_secs(5),
-            run_dir: std::env::temp_dir(),
-            project_root: std::env::temp_dir(),
-            overrides: json!({}),
-            workdir: std::env::temp_dir(),
-            worktree: None,
-            withheld_env: Arc::from(Vec::<String>::new()),
-        }
+        LeafRequest::sample(workflow, Duration::from_secs(5))
     }
 
     fn ok(output: Value, cost: f64) -> SessionResult {

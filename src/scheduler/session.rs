@@ -266,3 +266,27 @@ pub struct LeafRequest {
     /// and webhook credentials).
     pub withheld_env: Arc<[String]>,
 }
+
+#[cfg(test)]
+impl LeafRequest {
+    /// A leaf of `workflow` as unit tests need one: session `s1`, run in the temp folder.
+    pub fn sample(workflow: Workflow, timeout: Duration) -> Self {
+        let schema = workflow.schema.clone();
+        LeafRequest {
+            session_id: "s1".into(),
+            workflow: Arc::new(workflow),
+            goal: String::new(),
+            inputs: serde_json::json!({}),
+            prompt: String::new(),
+            schema,
+            model: None,
+            timeout,
+            run_dir: std::env::temp_dir(),
+            project_root: std::env::temp_dir(),
+            overrides: serde_json::json!({}),
+            workdir: std::env::temp_dir(),
+            worktree: None,
+            withheld_env: Arc::from(Vec::<String>::new()),
+        }
+    }
+}
