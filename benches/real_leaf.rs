@@ -31,6 +31,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const SCHEMA: &str = r#"{"type":"object","required":["verdict"],"properties":{"verdict":{"enum":["clean","minor","blocking"]}},"additionalProperties":false}"#;
+/// The canned stream's recorded answer also has `summary` and `findings`.
+const CANNED_SCHEMA: &str = r#"{"type":"object","required":["verdict"],"properties":{"verdict":{"enum":["clean","minor","blocking"]}}}"#;
 const PROMPT: &str = "Review pull request #7.";
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -44,6 +46,8 @@ struct Setup {
     /// The `[harness.*]` table coord gets.
     toml: String,
     key_var: &'static str,
+    /// The workflow's schema.
+    schema: &'static str,
 }
 
 fn agent(program: &str) -> PathBuf {
@@ -77,6 +81,7 @@ fn claude(base: &str, home: &Path) -> Setup {
             config.display()
         ),
         key_var: "ANTHROPIC_API_KEY",
+        schema: SCHEMA,
     }
 }
 
@@ -103,6 +108,7 @@ fn codex(base: &str, home: &Path) -> Setup {
             codex_home.display()
         ),
         key_var: "OPENAI_API_KEY",
+        schema: SCHEMA,
     }
 }
 
@@ -136,6 +142,7 @@ fn gemini(base: &str, home: &Path) -> Setup {
             gemini_home.display()
         ),
         key_var: "GEMINI_API_KEY",
+        schema: SCHEMA,
     }
 }
 
@@ -143,9 +150,10 @@ fn gemini(base: &str, home: &Path) -> Setup {
 fn canned_claude(home: &Path) -> Setup {
     let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/claude");
     let state = home.join("fake-state");
-    let args = ["-p", PROMPT, "--output-format", "stream-json", "--verbose", "--json-schema", SCHEMA];
+    let args = ["-p", PROMPT, "--output-format", "stream-json", "--verbose", "--json-schema", CANNED_SCHEMA];
     Setup {
         name: "claude-code",
+        schema: CANNED_SCHEMA,
         direct: (
             bin.clone(),
             args.iter().map(|s| s.to_string()).collect(),
@@ -204,7 +212,7 @@ fn main() {
         let project = tempfile::tempdir().unwrap();
         let p = project.path();
         std::fs::create_dir_all(p.join("workflows")).unwrap();
-        std::fs::write(p.join("workflows/review.schema.json"), SCHEMA).unwrap();
+        std::fs::write(p.join("workflows/review.schema.json"), setup.schema).unwrap();
         std::fs::write(
             p.join("workflows/review.toml"),
             format!("harness = \"{}\"\ntimeout = \"120s\"\nprompt = \"{PROMPT}\"\nschema = \"review.schema.json\"\n", setup.name),
