@@ -9,7 +9,8 @@ pub const RUN_FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Replay diverged from the journal, or a journal is unreadable.
 pub const DIVERGED: u8 = 3;
-/// Another run holds the lock (`--lock`); nothing was touched. (EX_TEMPFAIL)
+/// Another run holds the lock (`--lock`), or another process owns the run being resumed;
+/// nothing was touched. (EX_TEMPFAIL)
 pub const LOCKED: u8 = 75;
 /// Stopped by SIGINT; `coord resume` finishes it.
 pub const INTERRUPTED_SIGINT: u8 = 130;
