@@ -560,8 +560,14 @@ fn chromium_run(chromium: &Path, work: &Path, extra: &[&str], page: &Path) -> Ou
 /// Messages the page sent to the console (Chromium logs them as `INFO:CONSOLE...`). The
 /// reports have no scripts, so any message (an uncaught error, a blocked or failed load) is
 /// a defect.
+/// The page's console messages. Chromium's own pages (`source: chrome://...`, e.g. its note
+/// that a network with no route out is "slow") are not the report's.
 fn console_messages(out: &Outcome) -> Vec<&str> {
-    out.stderr.lines().filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught")).collect()
+    out.stderr
+        .lines()
+        .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
+        .filter(|l| !l.contains("source: chrome://"))
+        .collect()
 }
 
 #[track_caller]
