@@ -18,7 +18,7 @@
 //! `N` (default 5) and `ROUNDS` (default 3) set the size.
 
 #[path = "../tests/standins/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod standins;
 
 use serde_json::json;

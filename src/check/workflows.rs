@@ -112,7 +112,7 @@ fn check_schema_fits(
                 "workflow `{}`: its schema cannot be sent to the {harness} harness ({kind}): at {}: {}",
                 workflow.name, p.path, p.message
             ),
-            Some(format!("change the schema there, or run this workflow on another harness; `coord doctor` lists what each harness takes")),
+            Some("change the schema there, or run this workflow on another harness; `coord doctor` lists what each harness takes".into()),
         ));
     }
 }
