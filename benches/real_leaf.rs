@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 
 const SCHEMA: &str = r#"{"type":"object","required":["verdict"],"properties":{"verdict":{"enum":["clean","minor","blocking"]}},"additionalProperties":false}"#;
 /// The canned stream's recorded answer also has `summary` and `findings`.
-const CANNED_SCHEMA: &str = r#"{"type":"object","required":["verdict"],"properties":{"verdict":{"enum":["clean","minor","blocking"]}}}"#;
+const CANNED_SCHEMA: &str =
+    r#"{"type":"object","required":["verdict"],"properties":{"verdict":{"enum":["clean","minor","blocking"]}}}"#;
 const PROMPT: &str = "Review pull request #7.";
 
 fn env_number(name: &str, default: usize) -> usize {
@@ -205,8 +206,11 @@ fn main() {
     ];
     let coord = env!("CARGO_BIN_EXE_coord");
     println!("coord: {coord}; {n} leaves per batch, {rounds} alternating rounds");
-    println!("machine: {} cores, load {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" "));
+    println!(
+        "machine: {} cores, load {}",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split(' ').take(3).collect::<Vec<_>>().join(" ")
+    );
     for (setup, n) in &setups {
         let n = *n;
         let project = tempfile::tempdir().unwrap();
@@ -215,7 +219,10 @@ fn main() {
         std::fs::write(p.join("workflows/review.schema.json"), setup.schema).unwrap();
         std::fs::write(
             p.join("workflows/review.toml"),
-            format!("harness = \"{}\"\ntimeout = \"120s\"\nprompt = \"{PROMPT}\"\nschema = \"review.schema.json\"\n", setup.name),
+            format!(
+                "harness = \"{}\"\ntimeout = \"120s\"\nprompt = \"{PROMPT}\"\nschema = \"review.schema.json\"\n",
+                setup.name
+            ),
         )
         .unwrap();
         std::fs::write(p.join("coord.toml"), &setup.toml).unwrap();
@@ -226,10 +233,15 @@ fn main() {
         .unwrap();
         let coord_run = |leaves: usize| {
             let mut cmd = Command::new(coord);
-            cmd.current_dir(p)
-                .env("HOME", home.path())
-                .env(setup.key_var, GOOD_KEY)
-                .args(["-q", "run", "leaves.rhai", "--input", &format!("n={leaves}"), "--max-parallel", "1"]);
+            cmd.current_dir(p).env("HOME", home.path()).env(setup.key_var, GOOD_KEY).args([
+                "-q",
+                "run",
+                "leaves.rhai",
+                "--input",
+                &format!("n={leaves}"),
+                "--max-parallel",
+                "1",
+            ]);
             timed(&mut cmd)
         };
         let (program, args, env) = &setup.direct;

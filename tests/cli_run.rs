@@ -245,14 +245,22 @@ fn a_live_run_without_a_backend_says_what_to_configure() {
     let out = p.coord().env("PATH", "/usr/bin:/bin").args(["run", "coordinators/groom-prs.rhai"]).run();
     // Refused before anything runs: the review leaves' agent is not installed.
     out.expect_code(2);
-    assert!(out.stderr.contains("the claude-code harness (workflows coding-task, mr-review) cannot run"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the claude-code harness (workflows coding-task, mr-review) cannot run"),
+        "{}",
+        out.stderr
+    );
     assert!(out.stderr.contains("Fix: install it (`npm install -g @anthropic-ai/claude-code`)"), "{}", out.stderr);
     assert!(out.stderr.contains("--demo"), "{}", out.stderr);
     assert!(p.runs().is_empty(), "no run directory");
     // `coord check` names the same harness, as a warning: its verdict is about the files.
     let check = p.coord().env("PATH", "/usr/bin:/bin").args(["check", "coordinators/groom-prs.rhai"]).run();
     check.expect_code(0);
-    assert!(check.stderr.contains("warning: the claude-code harness (workflows coding-task, mr-review) cannot run"), "{}", check.stderr);
+    assert!(
+        check.stderr.contains("warning: the claude-code harness (workflows coding-task, mr-review) cannot run"),
+        "{}",
+        check.stderr
+    );
 }
 
 #[test]
@@ -388,7 +396,10 @@ fn mistyped_keys_and_host_api_misuse_are_usage_errors_with_a_position() {
     assert!(out.stderr.contains("dynamic.rhai:3:") && out.stderr.contains("did you mean `goal`?"), "{}", out.stderr);
 
     // A misspelled host function stops `coord run` before any leaf runs.
-    p.write("lable.rhai", "await_sessions([spawn_session(\"mr-review\", #{ goal: \"x\" })]);\ngithub::lable(12, \"x\");\n");
+    p.write(
+        "lable.rhai",
+        "await_sessions([spawn_session(\"mr-review\", #{ goal: \"x\" })]);\ngithub::lable(12, \"x\");\n",
+    );
     let runs_before = p.runs().len();
     let out = p.coord().args(["run", "lable.rhai", "--scenario", "world.toml"]).run();
     out.expect_code(2);
@@ -428,7 +439,10 @@ fn typed_inputs_from_the_command_line_and_files() {
     let leaves_at = rest.find("[[leaf]]").unwrap();
     p.write("inputs.toml", &rest[..leaves_at].replace("[[inputs.workstreams]]", "[[workstreams]]"));
     p.write("world.toml", &format!("{head}{}", &rest[leaves_at..]));
-    let from_file = p.coord().args(["run", "coordinators/gated-jobs.rhai", "--scenario", "world.toml", "--inputs", "inputs.toml", "--json"]).run();
+    let from_file = p
+        .coord()
+        .args(["run", "coordinators/gated-jobs.rhai", "--scenario", "world.toml", "--inputs", "inputs.toml", "--json"])
+        .run();
     from_file.expect_code(0);
     let demo_run = p.coord().args(["run", "coordinators/gated-jobs.rhai", "--demo", "--json"]).run();
     demo_run.expect_code(0);
@@ -436,9 +450,13 @@ fn typed_inputs_from_the_command_line_and_files() {
     assert_eq!(from_file.json()["effects"], demo_run.json()["effects"]);
 
     // Text read as its declared type; JSON as given.
-    let out = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--demo", "--input", "parallel=3", "--json"]).run();
+    let out =
+        p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--demo", "--input", "parallel=3", "--json"]).run();
     out.expect_code(0);
-    let out = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--demo", "--input-json", "parallel=1", "--json"]).run();
+    let out = p
+        .coord()
+        .args(["run", "coordinators/spec-to-merge.rhai", "--demo", "--input-json", "parallel=1", "--json"])
+        .run();
     out.expect_code(0);
 
     let runs_before = p.runs().len();
@@ -452,7 +470,10 @@ fn typed_inputs_from_the_command_line_and_files() {
         out.expect_code(2);
         assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
     }
-    p.write("needs.rhai", "//! [inputs]\n//! issue = { type = \"integer\", description = \"the issue\" }\ninput(\"issue\")\n");
+    p.write(
+        "needs.rhai",
+        "//! [inputs]\n//! issue = { type = \"integer\", description = \"the issue\" }\ninput(\"issue\")\n",
+    );
     let out = p.coord().args(["run", "needs.rhai", "--scenario", "world.toml"]).run();
     out.expect_code(2);
     assert!(out.stderr.contains("missing input `issue` (integer, the issue)"), "{}", out.stderr);
@@ -481,14 +502,27 @@ fn a_dry_run_holds_back_writing_leaves_and_credentials() {
     let fix = p.read("workflows/coding-task.toml");
     p.write("workflows/coding-task.toml", &format!("command = [\"./fix.sh\"]\n{fix}"));
     p.write("coord.toml", "[channels.\"slack:#eng\"]\ntype = \"slack\"\nwebhook_env = \"SLACK_WEBHOOK_URL\"\n");
-    for args in [["init", "-q"].as_slice(), &["add", "."], &["-c", "user.name=t", "-c", "user.email=t@test", "commit", "-qm", "root"]] {
+    for args in [
+        ["init", "-q"].as_slice(),
+        &["add", "."],
+        &["-c", "user.name=t", "-c", "user.email=t@test", "commit", "-qm", "root"],
+    ] {
         assert!(std::process::Command::new("git").current_dir(p.path()).args(args).status().unwrap().success());
     }
     let run = |extra: &[&str]| {
         p.coord()
             .env("GITHUB_TOKEN", "ghp_dryRunCanary000000000000000000000000")
             .env("SLACK_WEBHOOK_URL", "https://hooks.slack.test/services/T0/B0/canary")
-            .args(["run", "coordinators/groom-prs.rhai", "--demo", "--json", "--leaf", "mr-review=command", "--leaf", "coding-task=command"])
+            .args([
+                "run",
+                "coordinators/groom-prs.rhai",
+                "--demo",
+                "--json",
+                "--leaf",
+                "mr-review=command",
+                "--leaf",
+                "coding-task=command",
+            ])
             .args(extra)
             .run()
     };
@@ -503,7 +537,11 @@ fn a_dry_run_holds_back_writing_leaves_and_credentials() {
     assert!(reviews.iter().all(|l| l["status"] == "ok"), "{reviews:?}");
     assert!(v["effects"].as_array().unwrap().iter().all(|e| e["status"] == "dry_run"), "{}", v["effects"]);
     let journal = std::fs::read_to_string(p.runs()[0].join("journal.jsonl")).unwrap();
-    assert!(journal.contains("token=none slack=none"), "the leaves got no credentials: {}", journal.lines().filter(|l| l.contains("token=")).take(2).collect::<Vec<_>>().join("\n"));
+    assert!(
+        journal.contains("token=none slack=none"),
+        "the leaves got no credentials: {}",
+        journal.lines().filter(|l| l.contains("token=")).take(2).collect::<Vec<_>>().join("\n")
+    );
     assert!(out.stderr.contains("held back: coding-task"), "{}", out.stderr);
     assert!(out.stderr.contains("may run: mr-review (command)"), "{}", out.stderr);
     assert!(out.stderr.contains("dry run: held back leaves: coding-task ×"), "{}", out.stderr);

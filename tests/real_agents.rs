@@ -184,9 +184,7 @@ fn git(dir: &Path, args: &[&str]) {
 /// tool, then answers.
 fn demo_answerer() -> Answerer {
     let fixed: Arc<Mutex<HashSet<u64>>> = Arc::default();
-    let minor = |file: &str, msg: &str| {
-        json!({"verdict": "minor", "summary": "Small fixes.", "findings": [{"severity": "minor", "file": file, "message": msg}]})
-    };
+    let minor = |file: &str, msg: &str| json!({"verdict": "minor", "summary": "Small fixes.", "findings": [{"severity": "minor", "file": file, "message": msg}]});
     let clean = |summary: &str| json!({"verdict": "clean", "summary": summary, "findings": []});
     Arc::new(move |prompt: &str| {
         let number = |after: &str| -> Option<u64> {
@@ -262,12 +260,16 @@ async fn groom_prs_on(cli: Cli) {
     let p = groom_project(cli, &binary, &standin, &home);
     let demo = ["run", "coordinators/groom-prs.rhai", "--demo", "--json"];
     let mock = run_async(coord(&p, cli, &home, GOOD_KEY).args(demo)).await;
-    let real = run_async(coord(&p, cli, &home, GOOD_KEY).args(demo).args(leaves_on(cli)).args(["--max-parallel", "4"])).await;
+    let real =
+        run_async(coord(&p, cli, &home, GOOD_KEY).args(demo).args(leaves_on(cli)).args(["--max-parallel", "4"])).await;
     mock.expect_code(0);
     real.expect_code(0);
     let (mock, real) = (mock.json(), real.json());
     let leaves = real["leaves"].as_array().unwrap();
-    assert_eq!(real["effects"], mock["effects"], "{cli:?}: the real CLI routes like the demo's mock leaves: {leaves:#?}");
+    assert_eq!(
+        real["effects"], mock["effects"],
+        "{cli:?}: the real CLI routes like the demo's mock leaves: {leaves:#?}"
+    );
     assert_eq!(real["result"], mock["result"], "{cli:?}");
 
     let reviews: Vec<&Value> = leaves.iter().filter(|l| l["workflow"] == "mr-review").collect();
@@ -300,7 +302,8 @@ async fn groom_prs_on(cli: Cli) {
     let sent = standin.behaviour().recorder.usage_sent();
     assert_eq!(counted, sent, "{cli:?}: usage as the provider reported it");
     let (input, output, cached) = cli.rates();
-    let expected_cost = (sent.input_tokens as f64 * input + sent.output_tokens as f64 * output
+    let expected_cost = (sent.input_tokens as f64 * input
+        + sent.output_tokens as f64 * output
         + sent.cache_read_tokens as f64 * cached)
         / 1e6;
     let cost = real["usage"]["cost_usd"].as_f64().unwrap();
@@ -370,7 +373,9 @@ impl OneReview {
 /// One review on the real CLI with `faults` injected; the leaf may be retried twice.
 async fn one_review(cli: Cli, faults: Vec<Fault>, key: &str, binary_override: Option<&str>) -> Option<OneReview> {
     let binary = cli.binary()?;
-    let standin = StandIn::start(cli, Behaviour::always(json!({"verdict": "clean", "summary": "fine"})).with_faults(faults)).await;
+    let standin =
+        StandIn::start(cli, Behaviour::always(json!({"verdict": "clean", "summary": "fine"})).with_faults(faults))
+            .await;
     let home = AgentHome::new();
     let p = TestProject::new();
     p.write(
@@ -433,7 +438,13 @@ async fn a_missing_binary_is_configuration_with_the_install_command(cli: Cli) {
     let Some(run) = one_review(cli, vec![], GOOD_KEY, Some("/nonexistent/agent")).await else { return };
     run.out.expect_code(2);
     let stderr = &run.out.stderr;
-    assert!(stderr.contains(&format!("the {} harness (workflow review) cannot run: binary: `/nonexistent/agent` not found", cli.harness())), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the {} harness (workflow review) cannot run: binary: `/nonexistent/agent` not found",
+            cli.harness()
+        )),
+        "{stderr}"
+    );
     assert!(stderr.contains("Fix: install it (`npm install -g"), "{stderr}");
     assert!(run.journal.is_empty(), "no run was made");
 }
@@ -516,11 +527,17 @@ async fn doctor_probes_every_real_cli_and_names_a_missing_one() {
     let v = out.json();
     assert_eq!(v["ready"], true, "{v}");
     for report in v["harnesses"].as_array().unwrap() {
-        let checks: Vec<&str> = report["findings"].as_array().unwrap().iter().map(|f| f["check"].as_str().unwrap()).collect();
+        let checks: Vec<&str> =
+            report["findings"].as_array().unwrap().iter().map(|f| f["check"].as_str().unwrap()).collect();
         assert_eq!(checks[..3], ["binary", "credentials", "schema"], "{report}");
         assert_eq!(checks.last(), Some(&"probe"), "{report}");
         assert!(report["findings"].as_array().unwrap().iter().all(|f| f["ok"] == true), "{report}");
-        assert!(report["version"].as_str().is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()) || v.starts_with("codex-cli")), "{report}");
+        assert!(
+            report["version"]
+                .as_str()
+                .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()) || v.starts_with("codex-cli")),
+            "{report}"
+        );
     }
     for s in &standins {
         assert_eq!(s.behaviour().recorder.answers(), 1, "one probe call each");
@@ -559,8 +576,10 @@ async fn a_rejected_key_stops_groom_prs_before_anything_acts_and_resume_finishes
     assert!(!stopped.stderr.contains("sk-ant-revoked"), "{}", stopped.stderr);
     let run_dir = p.runs()[0].clone();
     let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap();
-    let kinds: Vec<String> =
-        journal.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_owned()).collect();
+    let kinds: Vec<String> = journal
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["type"].as_str().unwrap().to_owned())
+        .collect();
     assert!(!kinds.iter().any(|k| k == "session" || k.starts_with("effect")), "nothing routed or acted: {kinds:?}");
     assert_eq!(kinds.last().map(String::as_str), Some("run_finished"));
     assert_eq!(standin.behaviour().recorder.answers(), 0, "no answer was given");
@@ -570,6 +589,8 @@ async fn a_rejected_key_stops_groom_prs_before_anything_acts_and_resume_finishes
     let run_id = run_dir.file_name().unwrap().to_str().unwrap().to_owned();
     let resumed = run_async(coord(&p, cli, &home, GOOD_KEY).args(["resume", &run_id, "--json"])).await;
     resumed.expect_code(0);
-    let mock = run_async(coord(&p, cli, &home, GOOD_KEY).args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"])).await;
+    let mock =
+        run_async(coord(&p, cli, &home, GOOD_KEY).args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"]))
+            .await;
     assert_eq!(resumed.json()["effects"], mock.json()["effects"], "the resumed run routes as the demo does");
 }

@@ -137,7 +137,14 @@ pub fn check(targets: &[PathBuf], cwd: &Path) -> Result<CheckReport, MissingTarg
             Ok(compiled) => {
                 compiled_scripts += 1;
                 let mut named = BTreeSet::new();
-                calls::check_calls(&compiled, &catalog, &workflows, &mut checked_files, &mut report.problems, &mut named);
+                calls::check_calls(
+                    &compiled,
+                    &catalog,
+                    &workflows,
+                    &mut checked_files,
+                    &mut report.problems,
+                    &mut named,
+                );
                 let config = Config::load(&project.root).unwrap_or_default();
                 let choice = run_check::HarnessChoice::default();
                 let (errors, warnings) = run_check::preflight(&config, &project.root, &workflows, &named, &choice);

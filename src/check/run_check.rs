@@ -73,7 +73,12 @@ pub fn check_for_run(script: &Path, choice: &HarnessChoice) -> RunCheck {
 
 /// The calls of the script and its modules, and its inputs header; returns the workflows the
 /// calls name.
-pub fn check_script(script: &Path, project: &Project, workflows: &WorkflowSet, problems: &mut Vec<Problem>) -> BTreeSet<String> {
+pub fn check_script(
+    script: &Path,
+    project: &Project,
+    workflows: &WorkflowSet,
+    problems: &mut Vec<Problem>,
+) -> BTreeSet<String> {
     let mut named = BTreeSet::new();
     let source = match std::fs::read_to_string(script) {
         Ok(s) => s,

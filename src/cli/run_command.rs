@@ -124,7 +124,8 @@ fn held_back(outcome: &RunOutcome) -> String {
 fn dry_run_plan(plan: &RunPlan, named: &std::collections::BTreeSet<String>, choice: &HarnessChoice) -> String {
     let project = crate::run::project::Project::discover(&plan.script);
     let config = crate::config::Config::load(&project.root).unwrap_or_default();
-    let workflows = crate::workflow::WorkflowSet::new(project.workflow_dirs()).with_overrides(config.file.workflow.clone());
+    let workflows =
+        crate::workflow::WorkflowSet::new(project.workflow_dirs()).with_overrides(config.file.workflow.clone());
     let (mut run, mut held) = (Vec::new(), Vec::new());
     for name in named {
         let Ok(wf) = workflows.get(name) else { continue };
@@ -151,7 +152,8 @@ fn dry_run_plan(plan: &RunPlan, named: &std::collections::BTreeSet<String>, choi
 fn inputs_from_file(file: &std::path::Path) -> Result<indexmap::IndexMap<String, Value>, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("--inputs {}: {e}", file.display()))?;
     let value: Value = if file.extension().is_some_and(|e| e == "toml") {
-        let table: toml::Table = toml::from_str(&text).map_err(|e| format!("--inputs {}: {}", file.display(), e.message()))?;
+        let table: toml::Table =
+            toml::from_str(&text).map_err(|e| format!("--inputs {}: {}", file.display(), e.message()))?;
         serde_json::to_value(table).map_err(|e| format!("--inputs {}: {e}", file.display()))?
     } else {
         serde_json::from_str(&text).map_err(|e| format!("--inputs {}: not JSON: {e}", file.display()))?
@@ -217,7 +219,10 @@ fn checked_workflows(
         if problems == 1 { "" } else { "s" }
     );
     if !check.preflight.is_empty() && !choice.scenario {
-        eprintln!("coord: to try it offline, with mock leaves and no credentials: coord run {} --demo", script.display());
+        eprintln!(
+            "coord: to try it offline, with mock leaves and no credentials: coord run {} --demo",
+            script.display()
+        );
     }
     Err(exit_code::USAGE)
 }

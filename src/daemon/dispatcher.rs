@@ -583,7 +583,9 @@ fn report_of(result: Result<RunOutcome, SetupError>) -> RunReport {
         }
         Some(RunFailure::JournalEnded(i)) => Some(format!("the journal ends at call {i}")),
         Some(RunFailure::Host(message)) => Some(message),
-        Some(RunFailure::Outage(o)) => Some(format!("{o} (the run stopped; `coord resume {}` finishes it)", outcome.run_id)),
+        Some(RunFailure::Outage(o)) => {
+            Some(format!("{o} (the run stopped; `coord resume {}` finishes it)", outcome.run_id))
+        }
     };
     RunReport::Finished { run_id: outcome.run_id, status: outcome.status, problem }
 }

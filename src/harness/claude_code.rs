@@ -93,7 +93,13 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &AgentTurn) -> Age
     }
     env.extend(profile.extra_env());
     env.extend(profile.cli_key_env("ANTHROPIC_API_KEY"));
-    AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env, withheld: req.withheld_env.clone() }
+    AgentCommand {
+        program: profile.binary(BINARY),
+        args,
+        cwd: req.workdir.clone(),
+        env,
+        withheld: req.withheld_env.clone(),
+    }
 }
 
 const BINARY: &str = "claude";
@@ -265,10 +271,7 @@ fn api_error_detail(text: &str) -> String {
 /// Code also calls a small model for side tasks, and lists it there too).
 fn answering_model(event: &Value) -> Option<String> {
     let models = event["modelUsage"].as_object()?;
-    models
-        .iter()
-        .max_by_key(|(_, m)| m["outputTokens"].as_u64().unwrap_or(0))
-        .map(|(name, _)| name.clone())
+    models.iter().max_by_key(|(_, m)| m["outputTokens"].as_u64().unwrap_or(0)).map(|(name, _)| name.clone())
 }
 
 /// `structured_output` when present and not blank, else JSON found in the result text.

@@ -135,7 +135,13 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &AgentTurn, schema
     args.push(turn.prompt.clone());
     let mut env = profile.extra_env();
     env.extend(profile.cli_key_env("CODEX_API_KEY"));
-    AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env, withheld: req.withheld_env.clone() }
+    AgentCommand {
+        program: profile.binary(BINARY),
+        args,
+        cwd: req.workdir.clone(),
+        env,
+        withheld: req.withheld_env.clone(),
+    }
 }
 
 async fn run(profile: Arc<HarnessProfile>, req: LeafRequest, turn: AgentTurn) -> SessionResult {
@@ -361,7 +367,6 @@ fn provider_message(message: &str) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,7 +381,8 @@ mod tests {
             provider_message("unexpected status 400 Bad Request: {\"error\":{\"message\":\"Invalid schema\"}}"),
             "Invalid schema"
         );
-        let body = r#"{"error":{"message":"Invalid schema","type":"invalid_request_error","code":"invalid_json_schema"}}"#;
+        let body =
+            r#"{"error":{"message":"Invalid schema","type":"invalid_request_error","code":"invalid_json_schema"}}"#;
         assert_eq!(provider_code(body).as_deref(), Some("invalid_json_schema"));
         assert_eq!(class_of_code("invalid_api_key"), FailureClass::Configuration);
     }

@@ -78,7 +78,9 @@ async fn run(
 ) -> SessionResult {
     let cmd = match command(&profile, &req, prompt) {
         Ok(c) => c,
-        Err(e) => return SessionResult::failed_as(&req.session_id, &req.workflow.name, FailureClass::Configuration, e, None),
+        Err(e) => {
+            return SessionResult::failed_as(&req.session_id, &req.workflow.name, FailureClass::Configuration, e, None)
+        }
     };
     tracing::info!(binary = %cmd.program.display(), repair = previous.is_some(), "gemini leaf starting");
     let mut whole = WholeOutput;
@@ -110,7 +112,13 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, prompt: String) -> Resul
     }
     env.extend(profile.extra_env());
     env.extend(profile.cli_key_env("GEMINI_API_KEY"));
-    Ok(AgentCommand { program: profile.binary(BINARY), args, cwd: req.workdir.clone(), env, withheld: req.withheld_env.clone() })
+    Ok(AgentCommand {
+        program: profile.binary(BINARY),
+        args,
+        cwd: req.workdir.clone(),
+        env,
+        withheld: req.withheld_env.clone(),
+    })
 }
 
 /// A Gemini home (`<run_dir>/gemini-home`) whose settings select API-key login, so that the
@@ -274,10 +282,8 @@ fn finish(profile: &HarnessProfile, req: &LeafRequest, out: &AgentOutput) -> Ses
     };
     result.text = response.unwrap_or_default();
     result.usage = usage;
-    result.provider_session_id = object
-        .as_ref()
-        .or(error_object.as_ref())
-        .and_then(|o| o["session_id"].as_str().map(str::to_owned));
+    result.provider_session_id =
+        object.as_ref().or(error_object.as_ref()).and_then(|o| o["session_id"].as_str().map(str::to_owned));
     result.model = model;
     result
 }
@@ -337,7 +343,12 @@ mod tests {
         assert_eq!(r.failure, Some(FailureClass::Configuration));
         assert!(r.retry.is_none());
         let error = r.error.unwrap();
-        assert!(error.starts_with("gemini exited with status 55 (untrusted folder): Gemini CLI is not running in a trusted directory"), "{error}");
+        assert!(
+            error.starts_with(
+                "gemini exited with status 55 (untrusted folder): Gemini CLI is not running in a trusted directory"
+            ),
+            "{error}"
+        );
         assert!(error.contains("Fix: "), "{error}");
         assert!(!error.contains('\u{1b}'), "{error:?}");
     }

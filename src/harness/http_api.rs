@@ -6,8 +6,8 @@
 //! Owns the HTTP exchange only; the request and response shapes belong to each API harness.
 //! It must not log headers (they carry keys).
 
-use crate::harness::tail;
 use crate::harness::class_of_status;
+use crate::harness::tail;
 use crate::scheduler::session::FailureClass;
 use serde_json::Value;
 use std::time::Duration;

@@ -277,4 +277,3 @@ mod tests {
         assert_eq!(readable(raw, 200), "Error: Gemini CLI is not running in a trusted directory.");
     }
 }
-

@@ -6,9 +6,9 @@
 //! Owns the request and response shapes of Chat Completions. The key (optional: local servers
 //! need none) is read from the environment per request and only placed in `Authorization`.
 
-use super::schema_form;
 use super::http_api::{self, ApiFailure};
 use super::profile::HarnessProfile;
+use super::schema_form;
 use super::structured_text::json_in_text;
 use super::{repair_prompt, tail, Harness, HarnessLimits, LeafFuture};
 use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};

@@ -174,7 +174,11 @@ async fn binary_finding(profile: &HarnessProfile, default_binary: &str) -> (Find
     let program = profile.binary(default_binary);
     let Some(found) = locate(&program) else {
         return (
-            Finding::problem("binary", format!("`{}` not found", program.display()), profile.install_hint(default_binary)),
+            Finding::problem(
+                "binary",
+                format!("`{}` not found", program.display()),
+                profile.install_hint(default_binary),
+            ),
             None,
         );
     };

@@ -112,8 +112,14 @@ fn draft07_node(node: &Value) -> Value {
                             }
                         }
                     }
-                    "unevaluatedProperties" | "unevaluatedItems" | "$dynamicRef" | "$dynamicAnchor" | "$anchor"
-                    | "$vocabulary" | "minContains" | "maxContains" => {}
+                    "unevaluatedProperties"
+                    | "unevaluatedItems"
+                    | "$dynamicRef"
+                    | "$dynamicAnchor"
+                    | "$anchor"
+                    | "$vocabulary"
+                    | "minContains"
+                    | "maxContains" => {}
                     "properties" | "patternProperties" => {
                         out.insert(key.clone(), Value::Object(object_map(value, draft07_node)));
                     }
@@ -200,11 +206,11 @@ pub fn strict(schema: &Value) -> Result<Value, Vec<SchemaProblem>> {
         problems.push(p);
     }
     let mut out = strict_node(schema, "", &mut problems);
-    if let (Value::Object(out), Some(Value::Object(defs))) = (&mut out, schema.get("$defs").or(schema.get("definitions"))) {
-        let defs: Map<String, Value> = defs
-            .iter()
-            .map(|(k, v)| (k.clone(), strict_node(v, &format!("/$defs/{k}"), &mut problems)))
-            .collect();
+    if let (Value::Object(out), Some(Value::Object(defs))) =
+        (&mut out, schema.get("$defs").or(schema.get("definitions")))
+    {
+        let defs: Map<String, Value> =
+            defs.iter().map(|(k, v)| (k.clone(), strict_node(v, &format!("/$defs/{k}"), &mut problems))).collect();
         out.insert("$defs".into(), Value::Object(defs));
     }
     if problems.is_empty() {
@@ -252,9 +258,19 @@ fn strict_node(node: &Value, path: &str, problems: &mut Vec<SchemaProblem>) -> V
                 }
                 out.insert("anyOf".into(), Value::Array(branches));
             }
-            "allOf" => problems.push(problem(&format!("{path}/allOf"), "`allOf` is not supported in strict mode; merge the branches")),
-            "prefixItems" => problems.push(problem(&format!("{path}/prefixItems"), "tuples (`prefixItems`) are not supported in strict mode")),
-            "properties" | "required" | "additionalProperties" | "$defs" | "definitions" | "$schema" | "$id"
+            "allOf" => problems
+                .push(problem(&format!("{path}/allOf"), "`allOf` is not supported in strict mode; merge the branches")),
+            "prefixItems" => problems.push(problem(
+                &format!("{path}/prefixItems"),
+                "tuples (`prefixItems`) are not supported in strict mode",
+            )),
+            "properties"
+            | "required"
+            | "additionalProperties"
+            | "$defs"
+            | "definitions"
+            | "$schema"
+            | "$id"
             | "$comment" => {}
             k if DESCRIBED_NOT_SENT.contains(&k) => notes.push(format!("{k}: {value}")),
             other => notes.push(format!("{other}: {value}")),
@@ -284,9 +300,15 @@ fn strict_node(node: &Value, path: &str, problems: &mut Vec<SchemaProblem>) -> V
     Value::Object(out)
 }
 
-fn strict_object(map: &Map<String, Value>, path: &str, out: &mut Map<String, Value>, problems: &mut Vec<SchemaProblem>) {
+fn strict_object(
+    map: &Map<String, Value>,
+    path: &str,
+    out: &mut Map<String, Value>,
+    problems: &mut Vec<SchemaProblem>,
+) {
     out.insert("type".into(), Value::String("object".into()));
-    let free_keys = matches!(map.get("additionalProperties"), Some(v) if v != &Value::Bool(false) && v != &Value::Bool(true));
+    let free_keys =
+        matches!(map.get("additionalProperties"), Some(v) if v != &Value::Bool(false) && v != &Value::Bool(true));
     if free_keys {
         problems.push(problem(
             &format!("{path}/additionalProperties"),
@@ -374,8 +396,13 @@ fn drop_nulls_at(answer: &mut Value, schema: &Value, root: &Value, depth: usize)
     match answer {
         Value::Object(fields) => {
             let Some(Value::Object(props)) = schema.get("properties") else { return };
-            let required: Vec<&str> =
-                schema.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+            let required: Vec<&str> = schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             fields.retain(|k, v| {
                 !(v.is_null()
                     && !required.contains(&k.as_str())
@@ -411,9 +438,15 @@ fn allows_null(schema: &Value, root: &Value) -> bool {
         _ => {
             schema.get("enum").and_then(Value::as_array).is_some_and(|v| v.contains(&Value::Null))
                 || ["anyOf", "oneOf"].iter().any(|k| {
-                    schema.get(*k).and_then(Value::as_array).is_some_and(|bs| bs.iter().any(|b| allows_null(resolve(b, root), root)))
+                    schema
+                        .get(*k)
+                        .and_then(Value::as_array)
+                        .is_some_and(|bs| bs.iter().any(|b| allows_null(resolve(b, root), root)))
                 })
-                || (schema.get("enum").is_none() && schema.get("anyOf").is_none() && schema.get("oneOf").is_none() && schema.get("const").is_none())
+                || (schema.get("enum").is_none()
+                    && schema.get("anyOf").is_none()
+                    && schema.get("oneOf").is_none()
+                    && schema.get("const").is_none())
         }
     }
 }
@@ -465,7 +498,10 @@ mod tests {
 
     #[test]
     fn strict_describes_what_it_cannot_send_and_reports_what_it_cannot_express() {
-        let s = strict(&json!({"type": "object", "properties": {"n": {"type": "string", "minLength": 3}}, "required": ["n"]})).unwrap();
+        let s = strict(
+            &json!({"type": "object", "properties": {"n": {"type": "string", "minLength": 3}}, "required": ["n"]}),
+        )
+        .unwrap();
         assert_eq!(s["properties"]["n"], json!({"type": "string", "description": "Constraints: minLength: 3"}));
         let bad = strict(&json!({"type": "object", "properties": {"tags": {"type": "object", "additionalProperties": {"type": "string"}}, "any": {}}})).unwrap_err();
         let paths: Vec<&str> = bad.iter().map(|p| p.path.as_str()).collect();

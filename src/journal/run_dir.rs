@@ -117,7 +117,8 @@ impl OwnerLock {
         use std::os::unix::io::AsRawFd;
         let path = run_dir.join(OWNER_LOCK_FILE);
         let io = |source| OwnerLockError::Io { path: path.clone(), source };
-        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        let mut file =
+            std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
         // SAFETY: flock on a descriptor this function owns; no memory is involved.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             // The holder writes its pid just after taking the lock: give it a moment.

@@ -298,9 +298,9 @@ fn execute_on_script_thread(
     // The inputs the script declares: text read as its type, defaults, nothing missing.
     let declared = crate::script::input_decls::InputDecls::parse(&source)
         .map_err(|e| SetupError::Usage(format!("{}: {}", script_path.display(), e.message)))?;
-    declared.apply(&mut inputs).map_err(|problems| {
-        SetupError::Usage(format!("{}: {}", script_path.display(), problems.join("\n  ")))
-    })?;
+    declared
+        .apply(&mut inputs)
+        .map_err(|problems| SetupError::Usage(format!("{}: {}", script_path.display(), problems.join("\n  "))))?;
 
     let mut harnesses = HarnessSet::configured(&config, &project.root).map_err(|e| SetupError::Usage(e.to_string()))?;
     // The scenario is taken apart into the world and the mock leaves, not copied into them.

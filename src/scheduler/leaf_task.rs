@@ -74,9 +74,8 @@ impl LeafTask {
             .map(|n| n.min(u64::from(u32::MAX)) as u32)
             .unwrap_or(request.workflow.retries);
         let backoff = harness.limits().retry_backoff;
-        let attempt_once = |leaf: LeafFuture| {
-            attempt(leaf, &request, &*harness, &run_permits, harness_permits.as_ref(), &breaker)
-        };
+        let attempt_once =
+            |leaf: LeafFuture| attempt(leaf, &request, &*harness, &run_permits, harness_permits.as_ref(), &breaker);
 
         let mut attempts = 1;
         let mut spent = Usage::default();

@@ -62,11 +62,7 @@ pub struct Outage {
 
 impl std::fmt::Display for Outage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the {} harness failed on session {} ({}): {}",
-            self.harness, self.session, self.workflow, self.error
-        )
+        write!(f, "the {} harness failed on session {} ({}): {}", self.harness, self.session, self.workflow, self.error)
     }
 }
 
@@ -542,8 +538,12 @@ impl Host {
         let wf = self.workflows.get(workflow_name).ok()?;
         let worktree = opts.get("worktree").and_then(Value::as_bool).unwrap_or(wf.worktree);
         match (worktree, wf.writes) {
-            (true, _) => Some(format!("not run: a dry run holds back leaves that write (workflow `{workflow_name}` works in a worktree)")),
-            (_, true) => Some(format!("not run: a dry run holds back leaves that write (workflow `{workflow_name}` sets `writes = true`)")),
+            (true, _) => Some(format!(
+                "not run: a dry run holds back leaves that write (workflow `{workflow_name}` works in a worktree)"
+            )),
+            (_, true) => Some(format!(
+                "not run: a dry run holds back leaves that write (workflow `{workflow_name}` sets `writes = true`)"
+            )),
             _ => None,
         }
     }

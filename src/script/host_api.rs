@@ -444,9 +444,12 @@ fn effect_argument(kind: EffectKind, field: &str, value: &Value) -> RhaiResult<(
     let fits = match (kind, value) {
         (EffectKind::Label, Value::Array(items)) => !items.is_empty() && items.iter().all(Value::is_string),
         (EffectKind::Comment, Value::Object(o)) => {
-            if let Some(line) =
-                option_keys::first_refusal(function, "message key", o.keys().map(String::as_str), option_keys::NOTIFY_MESSAGE)
-            {
+            if let Some(line) = option_keys::first_refusal(
+                function,
+                "message key",
+                o.keys().map(String::as_str),
+                option_keys::NOTIFY_MESSAGE,
+            ) {
                 return Err(misuse(line));
             }
             true
@@ -482,10 +485,12 @@ fn github_module(host: SharedHost, main_source: String) -> Module {
     };
     fn opts(v: Value, function: &str, allowed: &[&str]) -> RhaiResult<Value> {
         match v {
-            Value::Object(ref o) => match option_keys::first_refusal(function, "option", o.keys().map(String::as_str), allowed) {
-                Some(line) => Err(misuse(line)),
-                None => Ok(v),
-            },
+            Value::Object(ref o) => {
+                match option_keys::first_refusal(function, "option", o.keys().map(String::as_str), allowed) {
+                    Some(line) => Err(misuse(line)),
+                    None => Ok(v),
+                }
+            }
             Value::Null => Ok(json!({})),
             other => Err(misuse(format!(
                 "{function}: expected an options map, got {}; signature: {}",

@@ -118,7 +118,8 @@ impl InputDecls {
                         .min_by_key(|(d, _)| *d)
                         .map(|(_, k)| format!("did you mean `{k}`? "))
                         .unwrap_or_default();
-                    problems.push(format!("unknown input `{name}`: {near}this coordinator takes: {}", known.join(", ")));
+                    problems
+                        .push(format!("unknown input `{name}`: {near}this coordinator takes: {}", known.join(", ")));
                 }
                 Some(decl) => match typed(value, &decl.kind) {
                     Ok(v) => *value = v,
@@ -193,7 +194,9 @@ fn typed(value: &Value, kind: &str) -> Result<Value, String> {
     if let Value::String(text) = value {
         let parsed = match kind {
             "integer" => text.trim().parse::<i64>().ok().map(Value::from),
-            "number" => text.trim().parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n).map(Value::Number)),
+            "number" => {
+                text.trim().parse::<f64>().ok().and_then(|n| serde_json::Number::from_f64(n).map(Value::Number))
+            }
             "boolean" => match text.trim() {
                 "true" => Some(Value::Bool(true)),
                 "false" => Some(Value::Bool(false)),
@@ -224,7 +227,8 @@ mod tests {
         decls.apply(&mut inputs).unwrap();
         assert_eq!(inputs["parallel"], json!(2));
         assert_eq!(inputs["jobs"], json!([{"id": 1}]));
-        let mut inputs: IndexMap<String, Value> = [("repo".to_owned(), json!("r")), ("parallel".to_owned(), json!("3"))].into_iter().collect();
+        let mut inputs: IndexMap<String, Value> =
+            [("repo".to_owned(), json!("r")), ("parallel".to_owned(), json!("3"))].into_iter().collect();
         decls.apply(&mut inputs).unwrap();
         assert_eq!(inputs["parallel"], json!(3));
     }

@@ -30,7 +30,10 @@ const SLACK_PATH: &str = "/services/T0001/B0001/hookSecretPart";
 fn groom_project() -> TestProject {
     let p = TestProject::with_repo_files();
     p.write_executable("fake-review.sh", FAKE_REVIEW);
-    p.write_executable("fake-fix.sh", "#!/bin/sh\ncat >/dev/null\necho '{\"status\":\"fixed\",\"summary\":\"done\"}'\n");
+    p.write_executable(
+        "fake-fix.sh",
+        "#!/bin/sh\ncat >/dev/null\necho '{\"status\":\"fixed\",\"summary\":\"done\"}'\n",
+    );
     let workflow = p.read("workflows/mr-review.toml");
     p.write("workflows/mr-review.toml", &format!("command = [\"./fake-review.sh\"]\n{workflow}"));
     let workflow = p.read("workflows/coding-task.toml").replace("worktree = true\n", "");
