@@ -375,13 +375,15 @@ fn a_scenario_run_with_a_real_leaf_splits_real_and_simulated_spend() {
     );
     let json = p.coord().args(args).args(["--json"]).run();
     json.expect_code(0);
+    // Named by id: `last` cannot tell apart runs started within the same second.
+    let run_id = json.json()["run_id"].as_str().unwrap().to_owned();
     let usage = &json.json()["usage"];
     assert_eq!((usage["cost_usd"].clone(), usage["simulated_cost_usd"].clone()), (0.75.into(), 0.5.into()), "{usage}");
     assert!(usage.get("simulated").is_none(), "not all of it was simulated: {usage}");
 
     let table = p.coord().args(["runs", "--coordinator", "mixed"]).run();
     assert!(table.stdout.lines().nth(1).unwrap().ends_with("$0.2500 + $0.5000 simulated"), "{}", table.stdout);
-    let show = p.coord().args(["show", "last"]).run();
+    let show = p.coord().args(["show", &run_id]).run();
     assert!(show.stdout.contains(" · 1,310 tokens · $0.2500 + $0.5000 simulated\n"), "{}", show.stdout);
     assert!(
         show.stdout.contains("\nCost (real $0.2500 · simulated $0.5000 by mock leaves, no money spent)\n"),
