@@ -178,6 +178,15 @@ fn git(dir: &Path, args: &[&str]) {
 
 // ---- groom-prs on each real CLI ------------------------------------------------------------
 
+/// One groom-prs run on the real CLIs at a time: three of them at once (up to 12 agent
+/// processes, the Gemini CLI's each a Node.js start) starve a 2-core machine until reviews
+/// that should answer in seconds outlive their timeout.
+static ONE_GROOM_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn groom_turn() -> std::sync::MutexGuard<'static, ()> {
+    ONE_GROOM_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// The demo's review verdicts: #14 is minor until its fix pass ran, #16 stays minor, #17
 /// never answers (its review times out, as in the demo), and #12's first answer breaks the
 /// schema so that coord's repair turn is needed. A fix writes a file through the CLI's own
@@ -233,7 +242,7 @@ fn groom_project(cli: Cli, binary: &Path, standin: &StandIn, home: &AgentHome) -
     p.write(
         "coord.toml",
         &format!(
-            "{}\n[workflow.mr-review]\ntimeout = \"25s\"\n\n[workflow.coding-task]\ntimeout = \"90s\"\n\n[worktrees]\nkeep = true\n",
+            "{}\n[workflow.mr-review]\ntimeout = \"40s\"\n\n[workflow.coding-task]\ntimeout = \"90s\"\n\n[worktrees]\nkeep = true\n",
             harness_toml(cli, binary, &standin.base_url(), home)
         ),
     );
@@ -255,6 +264,7 @@ fn leaves_on(cli: Cli) -> Vec<String> {
 
 async fn groom_prs_on(cli: Cli) {
     let Some(binary) = cli.binary() else { return };
+    let _turn = groom_turn();
     let standin = StandIn::start(cli, Behaviour::new(demo_answerer())).await;
     let home = AgentHome::new();
     let p = groom_project(cli, &binary, &standin, &home);
@@ -563,6 +573,7 @@ async fn doctor_probes_every_real_cli_and_names_a_missing_one() {
 async fn a_rejected_key_stops_groom_prs_before_anything_acts_and_resume_finishes_it() {
     let cli = Cli::Claude;
     let Some(binary) = cli.binary() else { return };
+    let _turn = groom_turn();
     let standin = StandIn::start(cli, Behaviour::new(demo_answerer())).await;
     let home = AgentHome::new();
     let p = groom_project(cli, &binary, &standin, &home);
