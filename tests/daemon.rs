@@ -476,6 +476,82 @@ fn webhooks_start_signed_runs_with_mapped_inputs_and_refuse_the_rest() {
     }
 }
 
+/// A signed delivery of `payload` with GitHub's delivery id.
+fn deliver(addr: &str, path: &str, payload: &Value, delivery: &str) -> (u16, String) {
+    let body = payload.to_string().into_bytes();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         X-Hub-Signature-256: {}\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: {delivery}\r\n",
+        body.len(),
+        sign(&body)
+    );
+    http(addr, &head, &body)
+}
+
+#[test]
+fn a_redelivered_delivery_runs_once_even_after_a_restart() {
+    let hook = "webhook = { secret_env = \"TEST_HOOK_SECRET\" }";
+    let p = project(&pipeline("hook", hook), 0);
+    // `slow` runs 30 s and queues one fire.
+    p.write("slower.toml", &scenario(30_000));
+    let slow = format!(
+        "[[pipeline]]\nname = \"slow\"\nscript = \"slow.rhai\"\nscenario = \"slower.toml\"\noverlap = \"queue\"\n{hook}\n"
+    );
+    p.write("coord.toml", &[pipeline("hook", hook), slow].concat());
+    let env = [("TEST_HOOK_SECRET", SECRET)];
+    let mut daemon = Daemon::start(&p, &["--listen", "127.0.0.1:0"], &env);
+    let addr = daemon.address();
+    let payload = json!({ "ref": "main" });
+
+    let (status, body) = deliver(&addr, "/hooks/hook", &payload, "d-1");
+    assert_eq!((status, body.contains("\"started\"")), (202, true), "{body}\n{}", daemon.log());
+    daemon.wait_for(|l| l == "hook: started (webhook d-1)");
+    daemon.wait_for(|l| l.starts_with("hook: run ") && l.ends_with(" succeeded"));
+    let (status, body) = deliver(&addr, "/hooks/hook", &payload, "d-1");
+    assert_eq!(status, 200, "{body}\n{}", daemon.log());
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["action"], "already_accepted", "{body}");
+    assert_eq!(answer["delivery"], "d-1", "{body}");
+    assert!(answer["accepted_at"].is_string(), "{body}");
+    daemon.wait_for(|l| l.starts_with("hook: delivery d-1 was accepted at ") && l.ends_with("; not run again"));
+    // Another delivery runs.
+    assert_eq!(deliver(&addr, "/hooks/hook", &payload, "d-2").0, 202);
+    daemon.wait_for_count(2, |l| l.starts_with("hook: run ") && l.ends_with(" succeeded"));
+    assert_eq!(deliver(&addr, "/hooks/hook", &payload, "").0, 400, "a malformed delivery id");
+
+    // `slow`: one run started, one queued, one skipped.
+    assert_eq!(deliver(&addr, "/hooks/slow", &payload, "s-1").0, 202);
+    let (status, body) = deliver(&addr, "/hooks/slow", &payload, "s-2");
+    assert_eq!((status, body.contains("\"queued\"")), (202, true), "{body}");
+    assert_eq!(deliver(&addr, "/hooks/slow", &payload, "s-3").0, 409);
+    // SIGTERM interrupts s-1's run and drops s-2's queued fire, which never ran.
+    assert_eq!(daemon.stop(), 0, "{}", daemon.log());
+    assert_eq!(runs_of(&p, "hook").len(), 2, "{}", daemon.log());
+    assert_eq!(runs_of(&p, "slow").len(), 1, "{}", daemon.log());
+    let remembered = p.read(".coord/daemon/deliveries.json");
+    assert!(remembered.contains("\"d-1\"") && remembered.contains("\"s-1\""), "{remembered}");
+    assert!(!remembered.contains("\"s-2\"") && !remembered.contains("\"s-3\""), "{remembered}");
+
+    // What ran is remembered across a restart (s-1's interrupted run is `coord resume`'s to
+    // finish); what did not run, runs.
+    let mut again = Daemon::start(&p, &["--listen", "127.0.0.1:0"], &env);
+    let addr = again.address();
+    for (path, id) in [("/hooks/hook", "d-1"), ("/hooks/hook", "d-2"), ("/hooks/slow", "s-1")] {
+        let (status, body) = deliver(&addr, path, &payload, id);
+        assert_eq!((status, body.contains("already_accepted")), (200, true), "{id}: {body}\n{}", again.log());
+    }
+    assert_eq!(deliver(&addr, "/hooks/slow", &payload, "s-2").0, 202, "{}", again.log());
+    again.wait_for(|l| l == "slow: started (webhook s-2)");
+    let (status, body) = deliver(&addr, "/hooks/slow", &payload, "s-3");
+    assert_eq!((status, body.contains("\"queued\"")), (202, true), "{body}");
+    // Ids are per pipeline: `d-1` is new to `slow`.
+    let (status, body) = deliver(&addr, "/hooks/slow", &payload, "d-1");
+    assert_eq!((status, body.contains("one is queued")), (409, true), "{body}");
+    assert_eq!(again.stop(), 0);
+    assert_eq!(runs_of(&p, "hook").len(), 2, "{}", again.log());
+    assert_eq!(runs_of(&p, "slow").len(), 2, "{}", again.log());
+}
+
 #[test]
 fn sighup_reloads_the_config_and_a_bad_one_keeps_the_old() {
     let p = project(&pipeline("first", "schedule = \"0 0 1 1 *\""), 0);

@@ -2,11 +2,13 @@
 //! exit code.
 
 use super::{exit_code, report};
+use crate::daemon::listener::ListenerLimits;
 use crate::daemon::{self, DaemonError, DaemonOptions, PipelineSet};
 use crate::journal::run_dir::RunStore;
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
 pub struct DaemonArgs {
@@ -22,6 +24,26 @@ pub struct DaemonArgs {
     /// Most leaf sessions running at once, per run.
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub max_parallel: u16,
+    /// A webhook connection that has not sent a whole request head within this is closed; so
+    /// is a keep-alive connection idle this long.
+    #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+    /// A webhook request whose body has not all arrived within this is answered 408.
+    #[arg(long, default_value = "30s", value_name = "DURATION", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
+    /// Most webhook connections open at once; at the cap the oldest idle one is closed to make
+    /// room (lowered to fit the open-file limit).
+    #[arg(long, default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+}
+
+/// A duration such as `10s` or `500ms`, longer than zero.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".into()),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 pub fn run(args: &DaemonArgs, runtime: &tokio::runtime::Handle) -> u8 {
@@ -40,6 +62,11 @@ pub fn run(args: &DaemonArgs, runtime: &tokio::runtime::Handle) -> u8 {
         runs: RunStore::locate(args.runs_dir.as_deref()),
         listen: args.listen,
         max_parallel: usize::from(args.max_parallel),
+        listener: ListenerLimits {
+            header_timeout: args.header_timeout,
+            max_connections: args.max_connections as usize,
+        },
+        body_timeout: args.body_timeout,
     };
     match runtime.block_on(daemon::serve(options, pipelines)) {
         Ok(()) => exit_code::SUCCESS,

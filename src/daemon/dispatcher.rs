@@ -3,12 +3,15 @@
 //! verified webhook, a run ending, SIGHUP (reload), SIGTERM or SIGINT (stop).
 //!
 //! It owns the overlap policy (at most one run of a pipeline at a time; `skip` drops fires
-//! while one runs, `queue` keeps at most one), catch-up after downtime, and the pipeline locks
-//! (so a run from system cron and a daemon run never overlap either). Each run is an ordinary
+//! while one runs, `queue` keeps at most one), catch-up after downtime, the pipeline locks
+//! (so a run from system cron and a daemon run never overlap either), and which webhook
+//! deliveries were accepted (a redelivered id does not fire again). Each run is an ordinary
 //! journaled run (`run::execute`) on its own thread with its own [`Interrupt`]; runs report back
 //! over a channel. It must not reach into a run: stopping one is triggering its interrupt, so
 //! the run journals `interrupted` and `coord resume` can finish it.
 
+use super::accepted_deliveries::{AcceptedDeliveries, DELIVERIES_FILE, MOST_REMEMBERED, REMEMBERED_FOR};
+use super::listener::{self, ListenerLimits};
 use super::lock::{LockError, RunLock};
 use super::pipeline::{Pipeline, PipelineSet};
 use super::schedule::Schedule;
@@ -42,6 +45,10 @@ pub struct DaemonOptions {
     /// Where webhooks are served; none: schedules only.
     pub listen: Option<SocketAddr>,
     pub max_parallel: usize,
+    /// The webhook listener's header timeout and connection cap.
+    pub listener: ListenerLimits,
+    /// A webhook body not read within this is answered 408.
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +73,8 @@ pub enum FireAction {
     Started,
     Queued,
     Skipped(SkipReason),
+    /// A delivery with this id was accepted (started or queued) then; nothing fires again.
+    AlreadyAccepted(DateTime<Utc>),
     /// The daemon is stopping and starts nothing.
     Stopping,
     /// No such pipeline (any more).
@@ -82,11 +91,12 @@ pub enum SkipReason {
 }
 
 /// Why a run starts.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum FireCause {
     Schedule(DateTime<Utc>),
     CatchUp(DateTime<Utc>),
-    Webhook,
+    /// With its delivery id, when it has one.
+    Webhook(Option<String>),
 }
 
 #[derive(Debug)]
@@ -102,6 +112,8 @@ struct Slot {
     next_fire: Option<DateTime<Utc>>,
     /// The interrupt of the run in flight.
     running: Option<Arc<Interrupt>>,
+    /// The webhook delivery that started the run in flight, if one did.
+    running_delivery: Option<String>,
     /// Fires waiting for the run in flight: catch-up fires, or the one `queue` keeps.
     pending: VecDeque<Fire>,
 }
@@ -125,6 +137,8 @@ struct Dispatcher {
     locks_dir: PathBuf,
     state: DaemonState,
     state_path: PathBuf,
+    deliveries: AcceptedDeliveries,
+    deliveries_path: PathBuf,
     max_parallel: usize,
     ended: mpsc::UnboundedSender<RunEnded>,
     stopping: bool,
@@ -149,6 +163,12 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
         announce(format_args!("daemon: {e}; starting without catch-up"));
         DaemonState::default()
     });
+    let deliveries_path = coord.join("daemon").join(DELIVERIES_FILE);
+    let deliveries = AcceptedDeliveries::load(&deliveries_path, REMEMBERED_FOR, MOST_REMEMBERED, Utc::now())
+        .unwrap_or_else(|e| {
+            announce(format_args!("daemon: {e}; starting without the deliveries it accepted"));
+            AcceptedDeliveries::default()
+        });
     let pipelines = Arc::new(pipelines);
     let (published, watched) = watch::channel(pipelines.clone());
     let (fires_tx, mut fires) = mpsc::channel::<WebhookFire>(64);
@@ -158,12 +178,20 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
     let server = match options.listen {
         None => None,
         Some(addr) => {
-            let listener =
-                tokio::net::TcpListener::bind(addr).await.map_err(|source| DaemonError::Listen { addr, source })?;
+            let listener = listener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
             let bound = listener.local_addr().unwrap_or(addr);
+            let open_file_limit = listener::raise_open_file_limit();
+            let mut limits = options.listener;
+            limits.max_connections = listener::connection_cap(limits.max_connections, open_file_limit);
+            if limits.max_connections < options.listener.max_connections {
+                announce(format_args!(
+                    "daemon: at most {} webhook connections (the open-file limit is {open_file_limit})",
+                    limits.max_connections
+                ));
+            }
             announce(format_args!("daemon: listening on {bound}"));
-            let router = webhook::router(watched, fires_tx.clone());
-            Some(tokio::spawn(webhook::serve(listener, router, async {
+            let router = webhook::router(watched, fires_tx.clone(), options.body_timeout);
+            Some(tokio::spawn(listener::serve(listener, router, limits, async {
                 let _ = server_stopped.await;
             })))
         }
@@ -176,6 +204,8 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
         locks_dir: super::locks_dir(&options.runs),
         state,
         state_path,
+        deliveries,
+        deliveries_path,
         max_parallel: options.max_parallel,
         ended: ended_tx,
         stopping: false,
@@ -194,13 +224,7 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
         tokio::select! {
             _ = tokio::time::sleep(nap), if !dispatcher.stopping => dispatcher.fire_due(Utc::now()),
             Some(fire) = fires.recv() => {
-                let action = if dispatcher.stopping {
-                    FireAction::Stopping
-                } else if dispatcher.pipelines.get(&fire.pipeline).is_none() {
-                    FireAction::Unknown
-                } else {
-                    dispatcher.fire(&fire.pipeline, Fire { cause: FireCause::Webhook, inputs: fire.inputs })
-                };
+                let action = dispatcher.fire_webhook(&fire.pipeline, fire.delivery, fire.inputs, Utc::now());
                 let _ = fire.reply.send(action);
             }
             Some(run) = ended.recv() => dispatcher.run_ended(run),
@@ -307,6 +331,38 @@ impl Dispatcher {
         self.save_state();
     }
 
+    /// A verified webhook: a delivery id accepted before does not fire again; one that starts
+    /// or queues a run is remembered, on disk before the answer goes out.
+    fn fire_webhook(
+        &mut self,
+        name: &str,
+        delivery: Option<String>,
+        inputs: IndexMap<String, Value>,
+        now: DateTime<Utc>,
+    ) -> FireAction {
+        if self.stopping {
+            return FireAction::Stopping;
+        }
+        if self.pipelines.get(name).is_none() {
+            return FireAction::Unknown;
+        }
+        if let Some(id) = &delivery {
+            if let Some(at) = self.deliveries.accepted_at(name, id, now) {
+                let when = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                announce(format_args!("{name}: delivery {id} was accepted at {when}; not run again"));
+                return FireAction::AlreadyAccepted(at);
+            }
+        }
+        let action = self.fire(name, Fire { cause: FireCause::Webhook(delivery.clone()), inputs });
+        if let (Some(id), FireAction::Started | FireAction::Queued) = (&delivery, &action) {
+            self.deliveries.remember(name, id, now);
+            if let Err(e) = self.deliveries.save(&self.deliveries_path) {
+                announce(format_args!("daemon: cannot save the deliveries it accepted: {e}"));
+            }
+        }
+        action
+    }
+
     /// Applies the overlap policy to a fire.
     fn fire(&mut self, name: &str, fire: Fire) -> FireAction {
         if self.stopping {
@@ -340,6 +396,7 @@ impl Dispatcher {
     fn start(&mut self, pipeline: &Arc<Pipeline>, fire: Fire) -> FireAction {
         let name = pipeline.name.clone();
         let cause = describe(&fire.cause, pipeline.schedule.as_ref());
+        let delivery = fire.cause.delivery().map(str::to_owned);
         let lock = match RunLock::acquire(&self.locks_dir, &name) {
             Ok(lock) => lock,
             Err(e) => {
@@ -384,7 +441,9 @@ impl Dispatcher {
             announce(format_args!("{name}: skipped ({cause}): {why}"));
             return FireAction::Skipped(why);
         }
-        self.slots.entry(name.clone()).or_default().running = Some(interrupt);
+        let slot = self.slots.entry(name.clone()).or_default();
+        slot.running = Some(interrupt);
+        slot.running_delivery = delivery;
         announce(format_args!("{name}: started ({cause})"));
         FireAction::Started
     }
@@ -407,14 +466,17 @@ impl Dispatcher {
             let Some(fire) = slot.pending.pop_front() else {
                 return;
             };
+            let delivery = fire.cause.delivery().map(str::to_owned);
             if self.start(&pipeline, fire) == FireAction::Started {
                 return;
             }
+            self.unaccept(name, delivery);
         }
     }
 
     fn run_ended(&mut self, run: RunEnded) {
         let name = run.pipeline;
+        let not_started = matches!(run.report, RunReport::NotStarted(_));
         match run.report {
             RunReport::Finished { run_id, status: RunStatus::Interrupted, .. } => {
                 announce(format_args!("{name}: run {run_id} interrupted; `coord resume {run_id}` finishes it"))
@@ -430,8 +492,12 @@ impl Dispatcher {
                 announce(format_args!("{name}: run panicked (a bug in coord; stderr has the details)"))
             }
         }
-        if let Some(slot) = self.slots.get_mut(&name) {
+        let delivery = self.slots.get_mut(&name).and_then(|slot| {
             slot.running = None;
+            slot.running_delivery.take()
+        });
+        if not_started {
+            self.unaccept(&name, delivery);
         }
         if self.pipelines.get(&name).is_none() {
             // Removed by a reload while it ran.
@@ -472,7 +538,10 @@ impl Dispatcher {
             let slot = self.slots.get_mut(&name).expect("listed above");
             if slot.running.is_some() {
                 slot.next_fire = None;
-                slot.pending.clear();
+                let dropped: Vec<Fire> = slot.pending.drain(..).collect();
+                for fire in dropped {
+                    self.unaccept(&name, fire.cause.delivery().map(str::to_owned));
+                }
             } else {
                 self.slots.shift_remove(&name);
             }
@@ -487,20 +556,46 @@ impl Dispatcher {
     fn stop(&mut self, signal_name: &str, signal: i32) {
         self.stopping = true;
         let mut interrupted = 0;
-        for slot in self.slots.values_mut() {
-            slot.pending.clear();
+        let mut dropped = Vec::new();
+        for (name, slot) in self.slots.iter_mut() {
+            dropped.extend(slot.pending.drain(..).map(|fire| (name.clone(), fire.cause)));
             slot.next_fire = None;
             if let Some(interrupt) = &slot.running {
                 interrupt.trigger(signal);
                 interrupted += 1;
             }
         }
+        for (name, cause) in dropped {
+            self.unaccept(&name, cause.delivery().map(str::to_owned));
+        }
         announce(format_args!("daemon: {signal_name}: stopping; interrupting {interrupted} run(s)"));
+    }
+
+    /// Forgets a delivery accepted for `name` whose fire never ran (a queued fire dropped, a
+    /// run that did not start), so its redelivery runs.
+    fn unaccept(&mut self, name: &str, delivery: Option<String>) {
+        let Some(id) = delivery else {
+            return;
+        };
+        self.deliveries.forget(name, &id);
+        if let Err(e) = self.deliveries.save(&self.deliveries_path) {
+            announce(format_args!("daemon: cannot save the deliveries it accepted: {e}"));
+        }
     }
 
     fn save_state(&mut self) {
         if let Err(e) = self.state.save(&self.state_path) {
             announce(format_args!("daemon: cannot save its state: {e}"));
+        }
+    }
+}
+
+impl FireCause {
+    /// The webhook delivery id of a webhook's fire.
+    fn delivery(&self) -> Option<&str> {
+        match self {
+            FireCause::Webhook(id) => id.as_deref(),
+            _ => None,
         }
     }
 }
@@ -527,7 +622,8 @@ fn describe(cause: &FireCause, schedule: Option<&Schedule>) -> String {
     match cause {
         FireCause::Schedule(t) => format!("schedule {}", local(t)),
         FireCause::CatchUp(t) => format!("catch-up {}", local(t)),
-        FireCause::Webhook => "webhook".into(),
+        FireCause::Webhook(None) => "webhook".into(),
+        FireCause::Webhook(Some(id)) => format!("webhook {id}"),
     }
 }
 

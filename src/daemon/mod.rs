@@ -7,7 +7,9 @@
 //! an ordinary journaled run made by `run::execute`; this layer must not journal, route, or
 //! stop a run any other way than through its `Interrupt`.
 
+pub mod accepted_deliveries;
 pub mod dispatcher;
+pub mod listener;
 pub mod lock;
 pub mod pipeline;
 pub mod run_history;

@@ -1,12 +1,14 @@
 //! Webhook triggers: `POST /hooks/<pipeline>` on the daemon's `--listen` address.
 //!
-//! Owns the HTTP side: size limits, GitHub-style signatures (`X-Hub-Signature-256:
+//! Owns the requests: size and body-time limits, GitHub-style signatures (`X-Hub-Signature-256:
 //! sha256=<hex>`, HMAC-SHA256 with a secret read from the environment on each request,
-//! compared in constant time), turning a JSON payload into run inputs, and answering with a
-//! status code. Every refused request is answered and logged, and the server carries on.
-//! It must not start runs or apply the overlap policy: it hands a fire to the dispatcher and
-//! reports the dispatcher's answer.
+//! compared in constant time), reading the delivery id (`X-GitHub-Delivery`), turning a JSON
+//! payload into run inputs, and answering with a status code. Every refused request is
+//! answered and logged, and the server carries on. Connections (header timeout, the cap) are
+//! `listener`'s. It must not start runs, apply the overlap policy or remember deliveries: it
+//! hands a fire to the dispatcher and reports the dispatcher's answer.
 
+use super::accepted_deliveries::LONGEST_DELIVERY_ID;
 use super::dispatcher::{FireAction, SkipReason};
 use super::pipeline::{PipelineSet, WebhookTrigger};
 use axum::body::{Body, Bytes};
@@ -25,15 +27,17 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 /// Largest payload accepted; GitHub caps its own at 25 MB, but coord's inputs are small.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-/// A client that has not sent its whole body by then is cut off.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+/// GitHub's id of one delivery; a redelivery carries the same one.
+pub const DELIVERY_HEADER: &str = "x-github-delivery";
 
 /// A verified webhook, handed to the dispatcher, which answers what it did with it.
 #[derive(Debug)]
 pub struct WebhookFire {
     pub pipeline: String,
     pub inputs: IndexMap<String, Value>,
+    /// The `X-GitHub-Delivery` id, when the request has one.
+    pub delivery: Option<String>,
     pub reply: oneshot::Sender<FireAction>,
 }
 
@@ -105,27 +109,40 @@ pub fn verify_signature(secret: &[u8], body: &[u8], header: Option<&str>) -> Res
     mac.verify_slice(&expected).map_err(|_| SignatureError::Mismatch)
 }
 
+/// Reads an `X-GitHub-Delivery` value: none, or a non-empty visible-ASCII id of at most
+/// [`LONGEST_DELIVERY_ID`] bytes.
+pub fn delivery_id(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(value) = headers.get(DELIVERY_HEADER) else {
+        return Ok(None);
+    };
+    let id = value.to_str().map(str::trim).unwrap_or("");
+    if id.is_empty() || id.len() > LONGEST_DELIVERY_ID || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "malformed X-GitHub-Delivery (expected an id of 1 to {LONGEST_DELIVERY_ID} visible ASCII characters)"
+        ));
+    }
+    Ok(Some(id.to_owned()))
+}
+
 #[derive(Clone)]
 struct HookState {
     pipelines: watch::Receiver<Arc<PipelineSet>>,
     fires: mpsc::Sender<WebhookFire>,
+    body_timeout: Duration,
 }
 
-/// The webhook routes. `pipelines` follows reloads; fires go to the dispatcher.
-pub fn router(pipelines: watch::Receiver<Arc<PipelineSet>>, fires: mpsc::Sender<WebhookFire>) -> Router {
-    Router::new()
-        .route("/hooks/{pipeline}", post(hook))
-        .fallback(unknown_path)
-        .with_state(HookState { pipelines, fires })
-}
-
-/// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+/// The webhook routes. `pipelines` follows reloads; fires go to the dispatcher; a body not
+/// read within `body_timeout` is answered 408.
+pub fn router(
+    pipelines: watch::Receiver<Arc<PipelineSet>>,
+    fires: mpsc::Sender<WebhookFire>,
+    body_timeout: Duration,
+) -> Router {
+    Router::new().route("/hooks/{pipeline}", post(hook)).fallback(unknown_path).with_state(HookState {
+        pipelines,
+        fires,
+        body_timeout,
+    })
 }
 
 async fn unknown_path(request: Request) -> Response {
@@ -153,7 +170,7 @@ async fn hook(
             None => return refused(StatusCode::NOT_FOUND, "no pipeline with a webhook by that name"),
         }
     };
-    let body = match read_body(&headers, request.into_body()).await {
+    let body = match read_body(&headers, request.into_body(), state.body_timeout).await {
         Ok(b) => b,
         Err((status, why)) => return refused(status, &why),
     };
@@ -170,6 +187,10 @@ async fn hook(
     if let Err(e) = verify_signature(secret.as_bytes(), &body, signature) {
         return refused(StatusCode::UNAUTHORIZED, &e.to_string());
     }
+    let delivery = match delivery_id(&headers) {
+        Ok(d) => d,
+        Err(why) => return refused(StatusCode::BAD_REQUEST, &why),
+    };
     // GitHub pings a new hook once; answer without running anything.
     if headers.get("x-github-event").and_then(|v| v.to_str().ok()) == Some("ping") {
         return (StatusCode::OK, axum::Json(json!({ "pipeline": name, "action": "pong" }))).into_response();
@@ -184,7 +205,12 @@ async fn hook(
         Err(why) => return refused(StatusCode::BAD_REQUEST, &why),
     };
     let (reply, answer) = oneshot::channel();
-    if state.fires.send(WebhookFire { pipeline: name.clone(), inputs, reply }).await.is_err() {
+    if state
+        .fires
+        .send(WebhookFire { pipeline: name.clone(), inputs, delivery: delivery.clone(), reply })
+        .await
+        .is_err()
+    {
         return refused(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping");
     }
     let action = answer.await.unwrap_or(FireAction::Stopping);
@@ -194,15 +220,25 @@ async fn hook(
         FireAction::Skipped(reason) => {
             (StatusCode::CONFLICT, json!({ "pipeline": name, "action": "skipped", "reason": reason.to_string() }))
         }
+        FireAction::AlreadyAccepted(at) => (
+            StatusCode::OK,
+            json!({
+                "pipeline": name,
+                "action": "already_accepted",
+                "delivery": delivery,
+                "accepted_at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            }),
+        ),
         FireAction::Stopping => return refused(StatusCode::SERVICE_UNAVAILABLE, "the daemon is stopping"),
         FireAction::Unknown => return refused(StatusCode::NOT_FOUND, "no pipeline with a webhook by that name"),
     };
     (status, axum::Json(body)).into_response()
 }
 
-/// Reads a body of at most [`MAX_BODY_BYTES`]: a larger declared length is refused before
-/// reading anything, a larger streamed one as soon as it passes the limit.
-async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, (StatusCode, String)> {
+/// Reads a body of at most [`MAX_BODY_BYTES`] within `timeout` (all of it, however it trickles
+/// in): a larger declared length is refused before reading anything, a larger streamed one as
+/// soon as it passes the limit.
+async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result<Bytes, (StatusCode, String)> {
     let too_large = || (StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {MAX_BODY_BYTES} bytes"));
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -211,7 +247,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, (StatusCode
     if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
         Err(_) => Err((StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time".into())),
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => {
@@ -298,16 +334,35 @@ mod tests {
         assert!(payload_inputs(&bare, &json!([1, 2])).is_err());
     }
 
+    const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
     #[tokio::test]
     async fn bodies_over_the_limit_are_refused() {
         let big = Body::from(vec![b'x'; MAX_BODY_BYTES + 1]);
-        let (status, _) = read_body(&HeaderMap::new(), big).await.unwrap_err();
+        let (status, _) = read_body(&HeaderMap::new(), big, BODY_READ_TIMEOUT).await.unwrap_err();
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
         let mut declared = HeaderMap::new();
         declared.insert(axum::http::header::CONTENT_LENGTH, (MAX_BODY_BYTES + 1).to_string().parse().unwrap());
-        let (status, _) = read_body(&declared, Body::empty()).await.unwrap_err();
+        let (status, _) = read_body(&declared, Body::empty(), BODY_READ_TIMEOUT).await.unwrap_err();
         assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-        let ok = read_body(&HeaderMap::new(), Body::from(vec![b'x'; MAX_BODY_BYTES])).await.unwrap();
+        let ok = read_body(&HeaderMap::new(), Body::from(vec![b'x'; MAX_BODY_BYTES]), BODY_READ_TIMEOUT).await.unwrap();
         assert_eq!(ok.len(), MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn delivery_ids() {
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(DELIVERY_HEADER, v.parse().unwrap());
+            delivery_id(&h)
+        };
+        assert_eq!(delivery_id(&HeaderMap::new()), Ok(None));
+        assert_eq!(
+            with("72d3162e-cc78-11e3-81ab-4c9367dc0958"),
+            Ok(Some("72d3162e-cc78-11e3-81ab-4c9367dc0958".into()))
+        );
+        assert!(with("").is_err());
+        assert!(with("a b").is_err());
+        assert!(with(&"x".repeat(LONGEST_DELIVERY_ID + 1)).is_err());
     }
 }
