@@ -10,6 +10,7 @@ pub mod effects;
 pub mod harness;
 pub mod journal;
 pub mod library;
+pub mod redaction;
 pub mod run;
 pub mod scenario;
 pub mod scheduler;

@@ -36,16 +36,19 @@ fn fixture(rel: &str) -> String {
 }
 
 /// `[harness.*]` tables pointing the agent CLIs at the fakes, with rates for the agents that
-/// report no cost.
+/// report no cost. A leaf inherits none of coord's variables but its harness's own, so the
+/// fakes' settings are passed by name.
 fn fake_agents_toml() -> String {
     format!(
         r#"
 [harness.claude-code]
 binary = "{}"
+pass_env = ["FAKE_STATE", "FAKE_MODE", "FAKE_ANSWERS"]
 
 [harness.codex]
 binary = "{}"
 model = "gpt-5-codex"
+pass_env = ["FAKE_STATE", "FAKE_MODE", "FAKE_ANSWERS"]
 [harness.codex.rates.gpt-5-codex]
 input = 1.25
 output = 10.0
@@ -53,6 +56,7 @@ cache_read = 0.125
 
 [harness.gemini]
 binary = "{}"
+pass_env = ["FAKE_STATE", "FAKE_MODE", "FAKE_ANSWERS"]
 [harness.gemini.rates."gemini-2.5-pro"]
 input = 1.25
 output = 10.0

@@ -30,9 +30,11 @@ pub fn run(args: &DoctorArgs, runtime: &tokio::runtime::Handle) -> u8 {
     let reports = runtime.block_on(readiness::examine(&harnesses, &config, &in_use, args.probe));
     if args.json {
         let ready = reports.iter().all(|r| r.ok());
-        println!("{}", serde_json::json!({"ready": ready, "harnesses": reports}));
+        // A probe's error may quote what a provider answered: masked like every output.
+        let json = serde_json::json!({"ready": ready, "harnesses": reports}).to_string();
+        println!("{}", crate::redaction::process().mask_json_text(&json));
     } else {
-        print!("{}", crate::views::doctor_report::render(&reports));
+        print!("{}", crate::redaction::mask(&crate::views::doctor_report::render(&reports)));
     }
     if reports.iter().all(|r| r.ok()) {
         exit_code::SUCCESS

@@ -1,12 +1,12 @@
-//! The commands that look at recorded runs: `coord runs`, `coord show`, `coord graph` and
-//! `coord report`. Each resolves its RUN argument, reads the journal, redacts secrets, renders
-//! with `views` and prints (or writes the report file). They never act on a run.
+//! The commands that look at recorded runs: `coord runs`, `coord show`, `coord graph`,
+//! `coord report` and `coord serve`. Each resolves its RUN argument, reads the journal, masks
+//! secrets, renders with `views` and prints (or writes the report file, or serves the
+//! dashboard until a signal stops it). They never act on a run.
 
 use super::exit_code;
-use crate::config::{Config, CONFIG_FILE};
 use crate::journal::run_dir::RunStore;
+use crate::redaction::Redactor;
 use crate::views::run_graph::{open_run, OpenRunError};
-use crate::views::secret_redaction::SecretRedactor;
 use crate::views::{graph_export, html_report, run_listing, run_tree, session_view, trace};
 use clap::{Args, ValueEnum};
 use std::io::Write;
@@ -88,6 +88,59 @@ pub struct ReportArgs {
     pub runs_dir: Option<PathBuf>,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// The address to serve on. Port 0 takes a free port; the first line of stdout names the
+    /// address taken. On a loopback address only requests to a loopback name are answered.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7878")]
+    pub listen: std::net::SocketAddr,
+    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
+    #[arg(long, value_name = "DIR")]
+    pub runs_dir: Option<PathBuf>,
+}
+
+/// How long a dashboard connection may take to send a request head (and stay idle between
+/// requests), and how many may be open at once.
+const SERVE_LIMITS: crate::daemon::listener::ListenerLimits = crate::daemon::listener::ListenerLimits {
+    header_timeout: std::time::Duration::from_secs(10),
+    max_connections: 256,
+};
+
+/// `coord serve`: the dashboard (`views::dashboard`) on `--listen` until SIGINT or SIGTERM.
+pub fn serve(
+    args: &ServeArgs,
+    runtime: &tokio::runtime::Handle,
+    interrupt: std::sync::Arc<crate::scheduler::Interrupt>,
+) -> u8 {
+    use crate::daemon::listener;
+    let store = RunStore::locate(args.runs_dir.as_deref());
+    runtime.block_on(async move {
+        let listener = match listener::bind(args.listen) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("error: cannot listen on {}: {e}", args.listen);
+                return exit_code::RUN_FAILED;
+            }
+        };
+        let bound = listener.local_addr().unwrap_or(args.listen);
+        print_out(
+            &format!("listening on http://{bound}\nserving the runs in {} (read-only)\n", store.root.display()),
+            false,
+        );
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let router = crate::views::dashboard::router(store, stopping, bound);
+        let stopped = async move {
+            // The signal handler (`cli::main`) sets the interrupt; pages following runs end first.
+            while !interrupt.is_set() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            let _ = stop.send(true);
+        };
+        listener::serve(listener, router, SERVE_LIMITS, stopped).await;
+        exit_code::SUCCESS
+    })
+}
+
 pub fn runs(args: &RunsArgs) -> u8 {
     let store = RunStore::locate(args.runs_dir.as_deref());
     let redactor = redactor();
@@ -99,9 +152,9 @@ pub fn runs(args: &RunsArgs) -> u8 {
     let rows = run_listing::rows(&graphs, &filter);
     if args.json {
         let json = serde_json::to_string_pretty(&run_listing::rows_json(&rows)).unwrap_or_default();
-        print_out(&redactor.redact(&json), true)
+        print_out(&redactor.mask_json_text(&json), true)
     } else {
-        print_out(&redactor.redact(&run_listing::rows_table(&rows)), false)
+        print_out(&redactor.mask(&run_listing::rows_table(&rows)), false)
     }
 }
 
@@ -129,7 +182,7 @@ pub fn show(args: &ShowArgs) -> u8 {
             text
         }
     };
-    print_out(&redactor.redact(&text), false)
+    print_out(&redactor.mask(&text), false)
 }
 
 pub fn graph(args: &GraphArgs) -> u8 {
@@ -142,7 +195,7 @@ pub fn graph(args: &GraphArgs) -> u8 {
         GraphFormat::Mermaid => graph_export::mermaid(&graph),
         GraphFormat::Dot => graph_export::dot(&graph),
     };
-    print_out(&redactor.redact(&text), false)
+    print_out(&redactor.mask(&text), false)
 }
 
 pub fn report(args: &ReportArgs) -> u8 {
@@ -161,7 +214,7 @@ pub fn report(args: &ReportArgs) -> u8 {
         (html_report::render_run_report(&graph), "report.html")
     };
     let html = match html {
-        Ok(html) => redactor.redact(&html),
+        Ok(html) => redactor.mask(&html).into_owned(),
         Err(e) => {
             eprintln!("error: {e}");
             return exit_code::RUN_FAILED;
@@ -178,7 +231,7 @@ pub fn report(args: &ReportArgs) -> u8 {
 fn open(
     run: &str,
     runs_dir: Option<&Path>,
-    redactor: &SecretRedactor,
+    redactor: &Redactor,
 ) -> Result<(crate::journal::RecordedRun, crate::views::run_graph::RunGraph), u8> {
     let store = RunStore::locate(runs_dir);
     open_run(&store, run, redactor).map_err(|e| {
@@ -190,16 +243,10 @@ fn open(
     })
 }
 
-/// Secrets of this environment and of the `coord.toml` at or above the current directory. A
-/// config that does not load only loses its extra names: views must work on a broken project.
-fn redactor() -> SecretRedactor {
-    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-    let config = cwd
-        .ancestors()
-        .find(|d| d.join(CONFIG_FILE).is_file())
-        .and_then(|root| Config::load(root).ok())
-        .unwrap_or_default();
-    SecretRedactor::from_env(&config)
+/// The process's redactor: the secrets of this environment, with the credential variables of
+/// the `coord.toml` at or above the current directory (`cli::main` teaches it those).
+fn redactor() -> std::sync::Arc<Redactor> {
+    crate::redaction::process()
 }
 
 /// Prints to stdout; a closed pipe (`coord show last | head`) is not an error.

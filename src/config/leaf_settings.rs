@@ -3,7 +3,8 @@
 //! overrides of the workflow files.
 //!
 //! Owns only the shape of these sections (so a typo gets a diagnostic pointing into the file).
-//! It must not hold secrets: `api_key_env` names a variable; its value is read when a leaf runs.
+//! It must not hold secrets: `api_key_env` and `pass_env` name variables; their values are read
+//! when a leaf runs.
 
 use indexmap::IndexMap;
 use serde::Deserialize;
@@ -26,6 +27,10 @@ pub struct HarnessSettings {
     /// by `api_key_env` and read when the leaf starts).
     #[serde(default)]
     pub env: IndexMap<String, String>,
+    /// Variables of coord's environment this harness's leaves get by name, beyond the few every
+    /// leaf gets (`docs/harnesses.md`): how a leaf is given a credential such as `GITHUB_TOKEN`.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
     /// API base URL, without `/v1/...`.
     #[serde(default)]
     pub base_url: Option<String>,
@@ -81,6 +86,10 @@ pub struct WorkflowSettings {
     pub retries: Option<u32>,
     #[serde(default)]
     pub worktree: Option<bool>,
+    /// Variables of coord's environment this workflow's leaves get by name, besides the
+    /// workflow file's own `pass_env`.
+    #[serde(default)]
+    pub pass_env: Vec<String>,
 }
 
 /// `[worktrees]`: what happens to a leaf's git worktree when it ends.

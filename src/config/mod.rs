@@ -119,19 +119,35 @@ impl Config {
     pub fn credential_variables(&self) -> Vec<String> {
         let mut vars = vec!["GITHUB_TOKEN".to_owned(), "GH_TOKEN".to_owned()];
         fn walk(value: &toml::Value, vars: &mut Vec<String>) {
-            if let toml::Value::Table(table) = value {
-                for (key, v) in table {
-                    match v {
-                        toml::Value::String(name) if key.ends_with("_env") => vars.push(name.clone()),
-                        other => walk(other, vars),
+            match value {
+                toml::Value::Table(table) => {
+                    for (key, v) in table {
+                        match v {
+                            toml::Value::String(name) if key.ends_with("_env") => vars.push(name.clone()),
+                            other => walk(other, vars),
+                        }
                     }
                 }
+                // `[[pipeline]]` tables.
+                toml::Value::Array(items) => items.iter().for_each(|v| walk(v, vars)),
+                _ => {}
             }
         }
         if let Ok(mut table) = toml::from_str::<toml::Table>(&self.source) {
             table.remove("harness");
             walk(&toml::Value::Table(table), &mut vars);
         }
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+
+    /// Every variable whose value coord must never write: the credentials above plus every
+    /// variable any `*_env` key names, `[harness.*] api_key_env` included (see
+    /// `crate::redaction`).
+    pub fn secret_variables(&self) -> Vec<String> {
+        let mut vars = self.credential_variables();
+        vars.extend(self.file.harness.values().filter_map(|h| h.api_key_env.clone()));
         vars.sort();
         vars.dedup();
         vars

@@ -1,11 +1,11 @@
-//! Runs an agent CLI as a leaf process: in its own process group, its stdout read line by line
-//! and handed to the harness's [`StreamReader`], the whole group killed at the timeout, once
-//! the final result is in (after a short grace to exit by itself), or when the future is
-//! dropped (cancellation).
+//! Runs an agent CLI as a leaf process: in its own process group under a leaf supervisor
+//! (`process_group.rs`), its stdout read line by line and handed to the harness's
+//! [`StreamReader`], it and everything it started killed at the timeout, once the final result
+//! is in (after a short grace to exit by itself), when the future is dropped (cancellation), or
+//! when coord dies.
 //!
 //! Owns the process lifecycle only. It must not interpret events: the harness's reader does.
 
-use super::process_group::ProcessGroupGuard;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -23,9 +23,8 @@ pub struct AgentCommand {
     pub program: PathBuf,
     pub args: Vec<String>,
     pub cwd: PathBuf,
+    /// The agent's whole environment: it inherits nothing of coord's (`leaf_environment.rs`).
     pub env: Vec<(String, String)>,
-    /// Variables of coord's environment the agent must not inherit.
-    pub withheld: std::sync::Arc<[String]>,
 }
 
 /// Reads an agent's event stream.
@@ -105,21 +104,11 @@ impl AgentTurn {
 }
 
 pub async fn run(cmd: AgentCommand, timeout: Duration, reader: &mut dyn StreamReader) -> AgentOutput {
-    let mut command = tokio::process::Command::new(&cmd.program);
-    command
-        .args(&cmd.args)
-        .current_dir(&cmd.cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    for name in cmd.withheld.iter() {
-        command.env_remove(name);
-    }
-    command.envs(cmd.env.iter().map(|(k, v)| (k, v)));
-    super::process_group::own_process_group(&mut command);
-    let mut child = match command.spawn() {
-        Ok(c) => c,
+    let mut command = super::process_group::leaf_command(&cmd.program);
+    command.args(&cmd.args).current_dir(&cmd.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.env_clear().envs(cmd.env.iter().map(|(k, v)| (k, v)));
+    let (mut child, mut group) = match super::process_group::spawn_leaf(&mut command).await {
+        Ok(started) => started,
         Err(e) => {
             return AgentOutput {
                 end: ProcessEnd::NotStarted(format!("cannot start `{}`: {e}", cmd.program.display())),
@@ -129,8 +118,7 @@ pub async fn run(cmd: AgentCommand, timeout: Duration, reader: &mut dyn StreamRe
             }
         }
     };
-    // Dropping this (a cancelled leaf) kills the whole group, grandchildren included.
-    let mut group = ProcessGroupGuard::new(child.id());
+    // Dropping `group` (a cancelled leaf) kills the whole tree, grandchildren included.
     let deadline = Instant::now() + timeout;
 
     let mut stderr = child.stderr.take().expect("stderr is piped");
@@ -216,8 +204,10 @@ mod tests {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), script.into()],
             cwd: std::env::temp_dir(),
-            env: vec![("COORD_TEST_VAR".into(), "set".into())],
-            withheld: std::sync::Arc::from(Vec::<String>::new()),
+            env: vec![
+                ("COORD_TEST_VAR".into(), "set".into()),
+                ("PATH".into(), std::env::var("PATH").unwrap_or_default()),
+            ],
         }
     }
 

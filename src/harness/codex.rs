@@ -139,8 +139,7 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, turn: &AgentTurn, schema
         program: profile.binary(BINARY),
         args,
         cwd: req.workdir.clone(),
-        env,
-        withheld: req.withheld_env.clone(),
+        env: profile.leaf_environment(req, env),
     }
 }
 

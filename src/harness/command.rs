@@ -6,10 +6,13 @@
 //! unparsable stdout or a timeout is a failed result carrying the reason. Exit status 75
 //! (`EX_TEMPFAIL`) or death by a signal marks the failure transient, so the scheduler may retry
 //! it. The process runs in the leaf's directory (its worktree, when it has one), in its own
-//! process group, which is killed when it ends, times out or is cancelled.
+//! process group under a leaf supervisor (`process_group.rs`): it and everything it started are
+//! killed when it ends, times out or is cancelled, or when coord dies. Its environment is
+//! not coord's (`leaf_environment.rs`): a command that needs a credential has it passed by name.
 
-use super::process_group::ProcessGroupGuard;
+use super::leaf_environment::LeafEnvironment;
 use super::{tail, Harness, HarnessLimits, LeafFuture};
+use crate::config::leaf_settings::HarnessSettings;
 use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -22,11 +25,13 @@ pub const EXIT_TRANSIENT: i32 = 75;
 #[derive(Default)]
 pub struct CommandHarness {
     limits: HarnessLimits,
+    /// `[harness.command]`: its `env` and `pass_env` shape every command leaf's environment.
+    settings: std::sync::Arc<HarnessSettings>,
 }
 
 impl CommandHarness {
-    pub fn new(limits: HarnessLimits) -> Self {
-        CommandHarness { limits }
+    pub fn new(limits: HarnessLimits, settings: HarnessSettings) -> Self {
+        CommandHarness { limits, settings: std::sync::Arc::new(settings) }
     }
 }
 
@@ -36,7 +41,7 @@ impl Harness for CommandHarness {
     }
 
     fn start(&self, req: LeafRequest) -> LeafFuture {
-        Box::pin(run(req))
+        Box::pin(run(req, self.settings.clone()))
     }
 
     fn limits(&self) -> HarnessLimits {
@@ -58,7 +63,7 @@ pub fn resolve_program(program: &str, root: &Path) -> std::path::PathBuf {
     }
 }
 
-async fn run(req: LeafRequest) -> SessionResult {
+async fn run(req: LeafRequest, settings: std::sync::Arc<HarnessSettings>) -> SessionResult {
     let id = req.session_id.clone();
     let wf = req.workflow.name.clone();
     let fail = |status, msg: String| SessionResult::failed(&id, &wf, status, msg);
@@ -78,10 +83,15 @@ async fn run(req: LeafRequest) -> SessionResult {
     };
     let program_path = resolve_program(program, &req.project_root);
 
-    let mut cmd = tokio::process::Command::new(&program_path);
-    for name in req.withheld_env.iter() {
-        cmd.env_remove(name);
-    }
+    let mut cmd = super::process_group::leaf_command(&program_path);
+    // Not coord's environment: only what every leaf needs and what is passed by name.
+    let environment = LeafEnvironment {
+        kind: "command",
+        settings: &settings,
+        workflow_pass_env: &req.workflow.pass_env,
+        withheld: &req.withheld_env,
+    };
+    cmd.env_clear().envs(environment.from_process([]));
     cmd.args(args)
         .current_dir(&req.workdir)
         .env("COORD_SESSION_ID", &id)
@@ -89,11 +99,9 @@ async fn run(req: LeafRequest) -> SessionResult {
         .env("COORD_RUN_DIR", std::path::absolute(&req.run_dir).unwrap_or_else(|_| req.run_dir.clone()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    super::process_group::own_process_group(&mut cmd);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
+        .stderr(Stdio::piped());
+    let (mut child, mut group) = match super::process_group::spawn_leaf(&mut cmd).await {
+        Ok(started) => started,
         Err(e) => {
             return SessionResult::failed_as(
                 &id,
@@ -107,7 +115,6 @@ async fn run(req: LeafRequest) -> SessionResult {
             )
         }
     };
-    let mut group = ProcessGroupGuard::new(child.id());
 
     let request = json!({
         "session": id,

@@ -116,8 +116,7 @@ fn command(profile: &HarnessProfile, req: &LeafRequest, prompt: String) -> Resul
         program: profile.binary(BINARY),
         args,
         cwd: req.workdir.clone(),
-        env,
-        withheld: req.withheld_env.clone(),
+        env: profile.leaf_environment(req, env),
     })
 }
 
@@ -301,7 +300,7 @@ mod tests {
     }
 
     fn profile() -> HarnessProfile {
-        let redactor = Arc::new(super::super::redaction::Redactor::new(Vec::new()));
+        let redactor = Arc::new(crate::redaction::Redactor::default());
         HarnessProfile::new("gemini", "gemini", Default::default(), std::path::Path::new("."), redactor).unwrap()
     }
 

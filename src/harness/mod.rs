@@ -18,20 +18,23 @@ pub mod codex;
 pub mod command;
 pub mod gemini;
 pub mod http_api;
+pub mod leaf_environment;
+pub mod leaf_supervisor;
 pub mod mock;
 pub mod openai;
 pub mod process_group;
 pub mod profile;
 pub mod rate_table;
 pub mod readiness;
-pub mod redaction;
+pub mod redacting_harness;
 pub mod schema_form;
 pub mod structured_text;
 
 use crate::config::Config;
+use crate::redaction::Redactor;
 use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult};
 use profile::HarnessProfile;
-use redaction::{RedactingHarness, Redactor};
+use redacting_harness::RedactingHarness;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
@@ -48,6 +51,13 @@ pub trait Harness: Send + Sync {
     /// position) must happen here, synchronously; the returned future runs concurrently and
     /// should do nothing until polled.
     fn start(&self, request: LeafRequest) -> LeafFuture;
+
+    /// A leaf a resumed run answered from its journal instead of starting. Called in spawn
+    /// order, like [`Harness::start`], so a harness whose answers depend on that order (a
+    /// mock's `sequence`) continues where the recorded run left off.
+    fn replayed(&self, workflow: &str, goal: &str, inputs: &serde_json::Value) {
+        let _ = (workflow, goal, inputs);
+    }
 
     /// Continues a finished leaf's conversation once, telling it why its output was rejected
     /// (`feedback`). `None` when this harness cannot continue a conversation.
@@ -120,13 +130,23 @@ impl HarnessSet {
     pub fn configured(config: &Config, project_root: &Path) -> Result<Self, HarnessSetError> {
         let sections = &config.file.harness;
         let base_dir = config.base_dir().unwrap_or(project_root).to_owned();
-        let redactor = Arc::new(Redactor::from_env(redaction::key_variables(sections)));
+        // The process's redactor, knowing every credential variable this config names.
+        crate::redaction::learn_variables(config.secret_variables());
+        let redactor = crate::redaction::process();
         let mut set = HarnessSet { by_name: BTreeMap::new(), profiles: BTreeMap::new(), redactor: redactor.clone() };
+        for (name, settings) in sections {
+            if let Some(bad) = settings.pass_env.iter().find(|n| !leaf_environment::is_variable_name(n)) {
+                return Err(HarnessSetError::Invalid {
+                    name: name.clone(),
+                    reason: format!("pass_env: `{bad}` is not an environment variable name"),
+                });
+            }
+        }
 
         let command_settings = sections.get("command").cloned().unwrap_or_default();
         let command_limits = HarnessProfile::limits_of("command", &command_settings)
             .map_err(|reason| HarnessSetError::Invalid { name: "command".into(), reason })?;
-        set.insert(Arc::new(command::CommandHarness::new(command_limits)));
+        set.insert(Arc::new(command::CommandHarness::new(command_limits, command_settings)));
 
         let mut names: Vec<(String, String)> = AGENT_KINDS.iter().map(|k| (k.to_string(), k.to_string())).collect();
         for (name, settings) in sections {
@@ -186,9 +206,11 @@ impl HarnessSet {
     }
 }
 
-/// The last `max` bytes of a process's output, for error messages.
+/// The last `max` bytes of a process's output, for error messages, masked.
 pub fn tail(bytes: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(bytes);
+    // Masked before it is cut: a cut through a secret would leave a piece no mask recognises.
+    let masked = crate::redaction::process().mask_bytes(bytes);
+    let text = String::from_utf8_lossy(&masked);
     let text = text.trim();
     if text.len() <= max {
         return text.to_owned();

@@ -4,11 +4,12 @@
 //! Owns what every agent and API harness needs from configuration (binary, base URL, model,
 //! API key lookup, pricing, transcripts). It must not run anything.
 
+use super::leaf_environment::LeafEnvironment;
 use super::rate_table::RateTable;
-use super::redaction::Redactor;
 use super::HarnessLimits;
 use crate::config::leaf_settings::HarnessSettings;
 use crate::journal::blob_store::BlobStore;
+use crate::redaction::Redactor;
 use crate::scheduler::session::{LeafRequest, Usage};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -81,12 +82,28 @@ impl HarnessProfile {
         self.settings.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
+    /// What of coord's environment this harness's leaves may take (`leaf_environment.rs`).
+    fn environment<'a>(&'a self, workflow_pass_env: &'a [String], withheld: &'a [String]) -> LeafEnvironment<'a> {
+        LeafEnvironment { kind: &self.kind, settings: &self.settings, workflow_pass_env, withheld }
+    }
+
+    /// An agent CLI leaf's whole environment: the variables it inherits, its `env` table, then
+    /// `explicit` (what the harness sets for it).
+    pub fn leaf_environment(
+        &self,
+        req: &LeafRequest,
+        explicit: impl IntoIterator<Item = (String, String)>,
+    ) -> Vec<(String, String)> {
+        self.environment(&req.workflow.pass_env, &req.withheld_env).from_process(explicit)
+    }
+
     /// The agent CLI's version line (`2.1.197 (Claude Code)`), asked once per run; `None` when
     /// it does not answer `--version` within 10 s.
     pub async fn cli_version(&self, default_binary: &str) -> Option<String> {
         self.version
             .get_or_init(|| async {
                 let mut command = tokio::process::Command::new(self.binary(default_binary));
+                command.env_clear().envs(self.environment(&[], &[]).from_process([]));
                 command.arg("--version").stdin(std::process::Stdio::null()).kill_on_drop(true);
                 let out = tokio::time::timeout(std::time::Duration::from_secs(10), command.output()).await;
                 let out = out.ok()?.ok().filter(|o| o.status.success())?;
@@ -219,7 +236,7 @@ impl HarnessProfile {
         }
     }
 
-    /// Stores a leaf's raw transcript (after `previous`'s, for a repair) as a blob, redacted.
+    /// Stores a leaf's raw transcript (after `previous`'s, for a repair) as a blob, masked.
     /// A transcript that cannot be stored is logged and skipped: it never fails the leaf.
     pub fn keep_transcript(&self, req: &LeafRequest, previous: Option<&str>, bytes: &[u8]) -> Option<String> {
         if bytes.is_empty() && previous.is_none() {
@@ -234,7 +251,7 @@ impl HarnessProfile {
             all.push(b'\n');
         }
         all.extend_from_slice(bytes);
-        match store.put(&self.redactor.scrub_bytes(&all)) {
+        match store.put(&self.redactor.mask_bytes(&all)) {
             Ok(hash) => Some(hash),
             Err(e) => {
                 tracing::warn!(session = %req.session_id, "cannot store the transcript: {e}");

@@ -5,9 +5,13 @@
 //! - `flush` hands the buffer to the OS, which survives a kill -9 of this process;
 //! - `sync` also fsyncs, which survives power loss. The host syncs before an external effect and
 //!   at await boundaries (group commit: one fsync covers everything written since the last).
+//!
+//! Every line is masked before it is written (`crate::redaction`): no credential reaches the
+//! journal, whatever a result, an effect's error or an input holds.
 
 use super::entry::{CallSite, Entry, EntryKind};
 use super::CallKey;
+use crate::redaction::Redactor;
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -21,6 +25,9 @@ enum Sink {
 
 pub struct JournalWriter {
     sink: Sink,
+    /// The line being written, serialized here to be masked before it goes to the sink.
+    line: Vec<u8>,
+    redactor: std::sync::Arc<Redactor>,
     next_seq: u64,
     path: Option<PathBuf>,
     dirty_since_sync: bool,
@@ -32,10 +39,30 @@ pub const JOURNAL_FILE: &str = "journal.jsonl";
 impl JournalWriter {
     /// Creates a new journal; fails if one already exists.
     pub fn create(run_dir: &Path) -> io::Result<Self> {
+        Self::create_file(run_dir.join(JOURNAL_FILE))
+    }
+
+    /// Starts a new run's journal with its first entry, atomically: the journal is written and
+    /// synced under another name, then renamed, so it exists whole or not at all. A run killed
+    /// while starting leaves no empty journal for `resume` to refuse.
+    pub fn start(run_dir: &Path, header: Entry) -> io::Result<Self> {
+        let mut writer = Self::create_file(run_dir.join(format!(".{JOURNAL_FILE}.new")))?;
+        writer.append(header)?;
+        writer.sync()?;
         let path = run_dir.join(JOURNAL_FILE);
+        if let Some(staged) = &writer.path {
+            std::fs::rename(staged, &path)?;
+        }
+        writer.path = Some(path);
+        Ok(writer)
+    }
+
+    fn create_file(path: PathBuf) -> io::Result<Self> {
         let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok(JournalWriter {
             sink: Sink::File(BufWriter::with_capacity(64 * 1024, file)),
+            line: Vec::new(),
+            redactor: crate::redaction::process(),
             next_seq: 0,
             path: Some(path),
             dirty_since_sync: false,
@@ -54,6 +81,8 @@ impl JournalWriter {
         file.seek(io::SeekFrom::End(0))?;
         Ok(JournalWriter {
             sink: Sink::File(BufWriter::with_capacity(64 * 1024, file)),
+            line: Vec::new(),
+            redactor: crate::redaction::process(),
             next_seq,
             path: Some(path),
             dirty_since_sync: false,
@@ -64,6 +93,8 @@ impl JournalWriter {
     pub fn in_memory() -> Self {
         JournalWriter {
             sink: Sink::Memory(Vec::new()),
+            line: Vec::new(),
+            redactor: crate::redaction::process(),
             next_seq: 0,
             path: None,
             dirty_since_sync: false,
@@ -161,15 +192,13 @@ impl JournalWriter {
     }
 
     fn write_line(&mut self, entry: &impl serde::Serialize) -> io::Result<()> {
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, entry)?;
+        self.line.push(b'\n');
+        let line = self.redactor.mask_json(&self.line);
         match &mut self.sink {
-            Sink::File(w) => {
-                serde_json::to_writer(&mut *w, entry)?;
-                w.write_all(b"\n")?;
-            }
-            Sink::Memory(buf) => {
-                serde_json::to_writer(&mut *buf, entry)?;
-                buf.push(b'\n');
-            }
+            Sink::File(w) => w.write_all(&line)?,
+            Sink::Memory(buf) => buf.extend_from_slice(&line),
         }
         self.next_seq += 1;
         self.dirty_since_sync = true;
@@ -229,6 +258,16 @@ mod tests {
         let (Sink::Memory(a), Sink::Memory(b)) = (&direct.sink, &via_entry.sink) else { unreachable!() };
         assert_eq!(String::from_utf8_lossy(a), String::from_utf8_lossy(b));
         assert_eq!(direct.next_seq(), 1);
+    }
+
+    #[test]
+    fn lines_are_masked_and_stay_json() {
+        let mut journal = JournalWriter::in_memory();
+        let result = json!({"error": "401: Bad credentials for Bearer ghp_abcdefghijklmnopqrstuvwxyz0123456789\n"});
+        journal.append_session("s1", &result).unwrap();
+        let Sink::Memory(bytes) = &journal.sink else { unreachable!() };
+        let line: Value = serde_json::from_slice(bytes).unwrap();
+        assert_eq!(line["result"]["error"], "401: Bad credentials for Bearer [redacted]\n");
     }
 
     #[test]

@@ -10,12 +10,13 @@
 //! `simulated_cost_usd` (the part of `cost_usd` mock leaves simulated) and `simulated` (all of it
 //! was).
 
+use super::run_graph::mask_recorded_run;
 use super::run_graph::RunGraph;
-use super::secret_redaction::SecretRedactor;
 use super::spend::{Label, Spend};
 use super::units;
 use crate::journal::run_dir::RunStore;
 use crate::journal::RecordedRun;
+use crate::redaction::Redactor;
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -25,6 +26,8 @@ pub struct RunRow {
     pub coordinator: String,
     pub status: String,
     pub mode: String,
+    /// The `coord.toml` pipeline it ran for (daemon, `coord trigger`).
+    pub pipeline: Option<String>,
     /// Ran in a scenario world (mock leaves unless overridden).
     pub scenario: bool,
     pub started_at: String,
@@ -46,6 +49,7 @@ impl RunRow {
             coordinator: g.coordinator.clone(),
             status: g.status.as_str().to_owned(),
             mode: g.mode.clone(),
+            pipeline: g.pipeline.clone(),
             scenario: g.scenario,
             started_at: g.started_at.clone(),
             duration_ms: g.duration_ms(),
@@ -67,8 +71,9 @@ impl RunRow {
         self.spend.run_text(self.scenario)
     }
 
+    /// `pipeline` only for a run that has one, so other runs' objects stay as they were.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut row = json!({
             "id": self.id,
             "coordinator": self.coordinator,
             "status": self.status,
@@ -82,7 +87,11 @@ impl RunRow {
             "cost_usd": units::cost_json(self.cost_usd),
             "simulated_cost_usd": units::cost_json(self.spend.simulated_usd),
             "simulated": self.label() == Label::Simulated,
-        })
+        });
+        if let (Some(pipeline), Value::Object(fields)) = (&self.pipeline, &mut row) {
+            fields.insert("pipeline".into(), json!(pipeline));
+        }
+        row
     }
 }
 
@@ -101,13 +110,13 @@ impl RunFilter {
 }
 
 /// Every run's graph in `store`, oldest first, and a warning per run that could not be read.
-pub fn read_runs(store: &RunStore, redactor: &SecretRedactor) -> (Vec<RunGraph>, Vec<String>) {
+pub fn read_runs(store: &RunStore, redactor: &Redactor) -> (Vec<RunGraph>, Vec<String>) {
     let mut graphs = Vec::new();
     let mut warnings = Vec::new();
     for (id, dir) in store.list() {
         match RecordedRun::read(&dir) {
             Ok(mut run) => {
-                redactor.redact_run(&mut run);
+                mask_recorded_run(redactor, &mut run);
                 graphs.push(RunGraph::build(&run, redactor));
             }
             Err(e) => warnings.push(format!("skipped run {id}: {e}")),

@@ -124,12 +124,12 @@ pub fn outcome_json(o: &RunOutcome) -> Value {
     serde_json::to_value(OutcomeView::of(o)).expect("outcome views serialize")
 }
 
-/// Prints the `--json` object on one line of stdout.
+/// Prints the `--json` object on one line of stdout, masked (`crate::redaction`).
 pub fn print_outcome_json(o: &RunOutcome) {
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if serde_json::to_writer(&mut out, &OutcomeView::of(o)).is_ok() {
-        let _ = std::io::Write::write_all(&mut out, b"\n");
-    }
+    let Ok(mut json) = serde_json::to_vec(&OutcomeView::of(o)) else { return };
+    json.push(b'\n');
+    let mut out = std::io::stdout().lock();
+    let _ = std::io::Write::write_all(&mut out, &crate::redaction::process().mask_json(&json));
     let _ = std::io::Write::flush(&mut out);
 }
 

@@ -3,16 +3,16 @@
 //! its text when that says more), its error, and its transcript from the blob store, rendered
 //! as one line per message.
 //!
-//! Reads blobs, never writes; every string shown goes through the run's redactor.
+//! Reads blobs, never writes; every string shown goes through the redactor.
 
 use super::run_graph::{RunGraph, SessionNode};
-use super::secret_redaction::SecretRedactor;
 use super::{spend, units};
 use crate::journal::blob_store::BlobStore;
+use crate::redaction::Redactor;
 use serde_json::Value;
 use std::fmt::Write;
 
-pub fn render_session(g: &RunGraph, s: &SessionNode, redactor: &SecretRedactor) -> String {
+pub fn render_session(g: &RunGraph, s: &SessionNode, redactor: &Redactor) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Session {} · {} · {}", s.id, s.workflow, s.state());
     let _ = writeln!(out, "  spawned at {} (call {})", s.site, s.call);
@@ -76,7 +76,7 @@ pub fn render_session(g: &RunGraph, s: &SessionNode, redactor: &SecretRedactor) 
         match &r.transcript {
             Some(hash) => {
                 let body = match BlobStore::new(&g.dir).get(hash) {
-                    Ok(bytes) => redactor.redact(&render_transcript(&String::from_utf8_lossy(&bytes))),
+                    Ok(bytes) => redactor.mask(&render_transcript(&String::from_utf8_lossy(&bytes))).into_owned(),
                     Err(e) => format!("(transcript blob {hash} is unreadable: {e})"),
                 };
                 section(&mut out, "Transcript", &body);

@@ -53,6 +53,8 @@ struct WorkflowFile {
     worktree: Option<bool>,
     #[serde(default)]
     writes: Option<bool>,
+    #[serde(default)]
+    pass_env: Vec<String>,
     /// Harness-specific settings, passed through untouched.
     #[serde(default)]
     options: toml::Table,
@@ -79,6 +81,9 @@ pub struct Workflow {
     /// The leaf changes things outside its run (pushes, writes in the project, calls out):
     /// a dry run holds it back, as it does every leaf with a worktree.
     pub writes: bool,
+    /// Variables of coord's environment the leaf gets by name (`GITHUB_TOKEN` for a leaf that
+    /// calls `gh`); a leaf gets no credential otherwise.
+    pub pass_env: Vec<String>,
     pub options: toml::Table,
     /// The prompt template, compiled once: rendering is per leaf, and parsing per leaf costs
     /// more than everything else a spawn does.
@@ -113,6 +118,7 @@ impl Workflow {
             retries: 0,
             worktree: false,
             writes: false,
+            pass_env: Vec::new(),
             options: toml::Table::new(),
         })
     }
@@ -137,6 +143,9 @@ impl Workflow {
             Some(v) => parse_timeout(v).map_err(invalid)?,
         };
         let template = compile_template(&file.prompt).map_err(invalid)?;
+        if let Some(bad) = file.pass_env.iter().find(|n| !crate::harness::leaf_environment::is_variable_name(n)) {
+            return Err(invalid(format!("pass_env: `{bad}` is not an environment variable name")));
+        }
         Ok(Workflow {
             template,
             name: name.to_owned(),
@@ -154,6 +163,7 @@ impl Workflow {
             retries: file.retries.unwrap_or(0),
             worktree: file.worktree.unwrap_or(false),
             writes: file.writes.unwrap_or(false),
+            pass_env: file.pass_env,
             options: file.options,
         })
     }
@@ -178,6 +188,17 @@ impl Workflow {
         }
         if let Some(worktree) = settings.worktree {
             self.worktree = worktree;
+        }
+        if let Some(bad) = settings.pass_env.iter().find(|n| !crate::harness::leaf_environment::is_variable_name(n)) {
+            return Err(format!(
+                "coord.toml [workflow.{}]: pass_env: `{bad}` is not an environment variable name",
+                self.name
+            ));
+        }
+        for name in &settings.pass_env {
+            if !self.pass_env.contains(name) {
+                self.pass_env.push(name.clone());
+            }
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 //! Sends the exact bytes it signs (HMAC-SHA256 of the body, as `X-Coord-Signature-256:
 //! sha256=<hex>`, the way GitHub signs its webhooks), an `Idempotency-Key` header so a receiver
 //! can drop a duplicate after a resume, and retries 5xx, 429 and connection failures a few
-//! times. Errors never contain the URL: a Slack webhook URL is a credential.
+//! times. Errors never contain the URL (a Slack webhook URL is a credential), and what a
+//! receiver answers is masked (`crate::redaction`): Slack quotes the webhook's path back
+//! (`404 no_team for /services/T…/B…/<secret>`), a proxy may quote the signature.
 
 use hmac::{Hmac, Mac};
 use serde_json::Value;
@@ -70,7 +72,9 @@ impl HttpDelivery {
                         return Ok(status.as_u16());
                     }
                     let text = response.text().await.unwrap_or_default();
-                    let text: String = text.trim().chars().take(200).collect();
+                    // Masked before it is cut: a cut through a secret would leave a piece no
+                    // mask recognises.
+                    let text: String = crate::redaction::mask(text.trim()).chars().take(200).collect();
                     last_error = format!(
                         "HTTP {}{}",
                         status.as_u16(),
@@ -79,7 +83,7 @@ impl HttpDelivery {
                     status.is_server_error() || status.as_u16() == 429
                 }
                 Err(e) => {
-                    last_error = format!("cannot deliver: {}", error_chain(&e.without_url()));
+                    last_error = crate::redaction::mask(&format!("cannot deliver: {}", error_chain(&e.without_url())));
                     true
                 }
             };

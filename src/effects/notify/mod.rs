@@ -260,13 +260,14 @@ impl Notifier {
                     "message": message,
                     "text": message::plain_text(message),
                 });
-                match append_line(&path, &record.to_string()) {
+                let line = crate::redaction::process().mask_json_text(&record.to_string());
+                match append_line(&path, &line) {
                     Ok(()) => sent(),
                     Err(e) => failed(format!("channel `{channel}`: cannot append to {}: {e}", path.display())),
                 }
             }
             ChannelConfig::Stdout(_) => {
-                let text = message::plain_text(message);
+                let text = crate::redaction::mask(&message::plain_text(message));
                 let written = match self.console {
                     Console::Stdout => {
                         let mut out = std::io::stdout().lock();
