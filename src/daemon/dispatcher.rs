@@ -44,6 +44,8 @@ pub struct DaemonOptions {
     pub runs: RunStore,
     /// Where webhooks are served; none: schedules only.
     pub listen: Option<SocketAddr>,
+    /// Where the read-only dashboard of the runs is served (`coord serve`'s); none: not at all.
+    pub serve: Option<SocketAddr>,
     pub max_parallel: usize,
     /// The webhook listener's header timeout and connection cap.
     pub listener: ListenerLimits,
@@ -197,6 +199,20 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
         }
     };
 
+    // The dashboard: its own listener, so a page following a run never holds a webhook slot.
+    let dashboard = match options.serve {
+        None => None,
+        Some(addr) => {
+            let listener = listener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            announce(format_args!("daemon: dashboard on http://{bound}"));
+            let (stop_pages, pages_stopping) = watch::channel(false);
+            let router = crate::views::dashboard::router(options.runs.clone(), pages_stopping, bound);
+            let served = tokio::spawn(listener::serve(listener, router, options.listener, std::future::pending()));
+            Some((stop_pages, served))
+        }
+    };
+
     let mut dispatcher = Dispatcher {
         pipelines,
         slots: IndexMap::new(),
@@ -257,6 +273,10 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
     dispatcher.save_state();
     if let Some(server) = server {
         server.abort();
+    }
+    if let Some((stop_pages, served)) = dashboard {
+        let _ = stop_pages.send(true);
+        served.abort();
     }
     drop(daemon_lock);
     announce(format_args!("daemon: stopped"));
@@ -514,7 +534,7 @@ impl Dispatcher {
         let fresh = match PipelineSet::load(&path) {
             Ok(set) => Arc::new(set),
             Err(diagnostic) => {
-                eprintln!("{:?}", miette::Report::new(diagnostic));
+                crate::views::console::stderrln!("{:?}", miette::Report::new(diagnostic));
                 announce(format_args!(
                     "daemon: SIGHUP: {} has errors; kept the previous configuration",
                     path.display()
@@ -638,17 +658,17 @@ fn unchecked(plan: &run::RunPlan) -> Option<String> {
     };
     let check = crate::check::run_check::check_for_run(&plan.script, &choice);
     for warning in &check.warnings {
-        eprintln!("warning: {warning}");
+        crate::views::console::stderrln!("warning: {warning}");
     }
     if check.is_clean() {
         return None;
     }
     let first = check.problems.first().map(|p| p.message.clone()).or_else(|| check.preflight.first().cloned());
     for problem in check.problems {
-        eprintln!("{:?}", miette::Report::new(problem));
+        crate::views::console::stderrln!("{:?}", miette::Report::new(problem));
     }
     for line in &check.preflight {
-        eprintln!("error: {line}");
+        crate::views::console::stderrln!("error: {line}");
     }
     first
 }
@@ -658,23 +678,23 @@ fn report_of(result: Result<RunOutcome, SetupError>) -> RunReport {
         Ok(o) => o,
         Err(err) => {
             let first_line = err.to_string().lines().next().unwrap_or_default().to_owned();
-            eprintln!("{:?}", miette::Report::new(err));
+            crate::views::console::stderrln!("{:?}", miette::Report::new(err));
             return RunReport::NotStarted(first_line);
         }
     };
     for w in &outcome.warnings {
-        eprintln!("warning: {w}");
+        crate::views::console::stderrln!("warning: {w}");
     }
     let problem = match outcome.failure {
         None | Some(RunFailure::Interrupted) => None,
         Some(RunFailure::Script(diag)) => {
             let message = diag.message.clone();
-            eprintln!("{:?}", miette::Report::new(*diag));
+            crate::views::console::stderrln!("{:?}", miette::Report::new(*diag));
             Some(message)
         }
         Some(RunFailure::Divergence(_, diag)) => {
             let message = diag.message.clone();
-            eprintln!("{:?}", miette::Report::new(*diag));
+            crate::views::console::stderrln!("{:?}", miette::Report::new(*diag));
             Some(message)
         }
         Some(RunFailure::JournalEnded(i)) => Some(format!("the journal ends at call {i}")),

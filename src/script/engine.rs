@@ -1,7 +1,8 @@
 //! Builds the sandboxed Rhai engine: only pure packages, no `eval`, no clock or sleep, and hard
-//! limits on operations, call depth and sizes, so a runaway script ends with an error quickly
-//! and deterministically (the limits count operations, never wall time).
+//! limits on operations, call depth and heap, so a runaway script ends with an error quickly
+//! and deterministically (the limits count operations and bytes, never wall time).
 
+use super::heap_budget::{self, HeapBudget};
 use rhai::packages::{
     ArithmeticPackage, BasicArrayPackage, BasicFnPackage, BasicIteratorPackage, BasicMapPackage, BasicMathPackage,
     BasicStringPackage, BitFieldPackage, LanguageCorePackage, LogicPackage, MoreStringPackage, Package,
@@ -9,9 +10,10 @@ use rhai::packages::{
 use rhai::{Engine, EvalAltResult, Module};
 
 /// The limits that stop a runaway script. Sizes of strings, arrays and maps are bounded
-/// together, by the heap the process may grow to while the script runs (`max_heap_bytes`):
-/// Rhai's per-value size limits re-measure a whole nested value after every change, which
-/// makes ordinary list building quadratic.
+/// together, by the heap the script's thread may grow by while the script runs
+/// (`max_heap_bytes`, kept by `heap_budget.rs`). Rhai's own size limits are left unset: setting
+/// any of them makes Rhai re-measure a whole nested value after every change (every `push`),
+/// which makes ordinary list building quadratic.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineLimits {
     pub max_operations: u64,
@@ -59,6 +61,11 @@ impl ScriptEngine {
         ] {
             engine.register_global_module(package);
         }
+        // Over the packages' own: the functions that would allocate past the heap budget in
+        // one call refuse first (`heap_budget.rs`).
+        engine.register_global_module(
+            heap_budget::checked_functions(HeapBudget::starting_now(limits.max_heap_bytes)).into(),
+        );
         // Registered last so it shadows the core package's `sleep`: a script must not block on
         // wall time, and has no clock but the journaled `now()`.
         let mut sandbox = Module::new();
@@ -76,6 +83,9 @@ impl ScriptEngine {
             .set_max_expr_depths(limits.max_expr_depth, limits.max_expr_depth)
             .set_max_modules(256)
             .set_fail_on_invalid_map_property(false)
+            // With fast operators Rhai runs its built-in `+` and `+=` on strings and lists
+            // without looking for the checked ones registered above.
+            .set_fast_operators(false)
             .set_strict_variables(true);
         engine
     }

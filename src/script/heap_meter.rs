@@ -39,6 +39,37 @@ pub static malloc_conf: Option<&'static libc::c_char> =
 
 pub struct CountingAllocator;
 
+/// The largest of jemalloc's small size classes; larger requests get whole 4 KiB pages.
+const SMALL_MAX: usize = 14 * 1024;
+const PAGE: usize = 4096;
+
+/// The bytes jemalloc sets aside for a request of `size` bytes: small requests are rounded up
+/// to a size class (16-byte steps up to 128, then four classes per doubling), larger ones to
+/// whole pages. Counting requests instead fell short of what is resident by the rounding,
+/// 12-16% for a script's map nodes (456 and 552 bytes, held in 512 and 640).
+#[inline]
+pub fn allocated_size(size: usize) -> usize {
+    if size <= 8 {
+        8
+    } else if size <= 128 {
+        (size + 15) & !15
+    } else if size <= SMALL_MAX {
+        // floor(log2(size - 1)) >= 7 here; classes between 2^k and 2^(k+1) are 2^(k-2) apart.
+        let lg = usize::BITS - 1 - (size - 1).leading_zeros();
+        let step = 1usize << (lg - 2);
+        (size + step - 1) & !(step - 1)
+    } else {
+        size.saturating_add(PAGE - 1) & !(PAGE - 1)
+    }
+}
+
+/// [`allocated_size`] of a layout: an alignment above jemalloc's 16 bytes rounds the size up
+/// to it first.
+#[inline]
+fn allocated(layout: &Layout) -> isize {
+    allocated_size(layout.size().max(layout.align())) as isize
+}
+
 thread_local! {
     /// Bytes this thread allocated minus bytes it freed. Const-initialised and without a
     /// destructor, so reading it never allocates (this runs inside the allocator).
@@ -56,7 +87,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let p = Jemalloc.alloc(layout);
         if !p.is_null() {
-            count(layout.size() as isize);
+            count(allocated(&layout));
         }
         p
     }
@@ -64,20 +95,22 @@ unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         let p = Jemalloc.alloc_zeroed(layout);
         if !p.is_null() {
-            count(layout.size() as isize);
+            count(allocated(&layout));
         }
         p
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         Jemalloc.dealloc(ptr, layout);
-        count(-(layout.size() as isize));
+        count(-allocated(&layout));
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let p = Jemalloc.realloc(ptr, layout, new_size);
         if !p.is_null() {
-            count(new_size as isize - layout.size() as isize);
+            // SAFETY: `realloc`'s contract: the new size with the old alignment is a layout.
+            let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
+            count(allocated(&new_layout) - allocated(&layout));
         }
         p
     }
@@ -86,15 +119,27 @@ unsafe impl GlobalAlloc for CountingAllocator {
 #[global_allocator]
 static GLOBAL: CountingAllocator = CountingAllocator;
 
-/// Heap bytes the calling thread has allocated and not freed (negative when it freed more
-/// than it allocated: memory another thread made).
+/// Heap bytes the calling thread has allocated and not freed, as jemalloc holds them (size
+/// classes, [`allocated_size`]); negative when it freed more than it allocated (memory another
+/// thread made).
 pub fn thread_live_bytes() -> isize {
     THREAD_LIVE.try_with(Cell::get).unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::thread_live_bytes;
+    use super::{allocated_size, thread_live_bytes};
+
+    #[test]
+    fn counts_what_jemalloc_sets_aside() {
+        let sizes = (1..16500).chain((16500..1 << 20).step_by(997)).chain([(1 << 20) + 1, 33 << 20, (64 << 20) - 3]);
+        for size in sizes {
+            let block = vec![0u8; size];
+            // SAFETY: a live allocation of this allocator.
+            let usable = unsafe { tikv_jemallocator::usable_size(block.as_ptr()) };
+            assert_eq!(allocated_size(size), usable, "{size} bytes");
+        }
+    }
 
     #[test]
     fn counts_what_this_thread_allocates_and_frees() {

@@ -9,6 +9,7 @@ pub mod coverage;
 pub mod detached_value;
 pub mod diagnostic;
 pub mod engine;
+pub mod heap_budget;
 pub mod heap_meter;
 pub mod host;
 pub mod host_api;

@@ -1,11 +1,14 @@
 //! Stderr for log lines: each line is written at once, except on a thread inside [`batch`],
-//! whose lines are gathered and written together when the batch ends.
+//! whose lines are gathered and written together when the batch ends. Lines go out through
+//! [`console`](super::console), so a closed stderr drops them instead of failing the logger
+//! (whose fallback, `eprintln!`, panics on a closed pipe).
 //!
 //! The progress display of a large run logs two lines per session; written one `write` each,
 //! 40,000 of them cost a tenth of a 10,000-PR run. Batching keeps every line whole and in
 //! order on its own thread, and never holds a line back past its batch. It must not reorder
-//! or drop anything, and it touches no other thread's output.
+//! or drop anything while stderr is open, and it touches no other thread's output.
 
+use super::console::Stream;
 use std::cell::RefCell;
 use std::io::{self, Write};
 
@@ -39,23 +42,20 @@ fn gather(buf: &[u8]) -> bool {
 
 impl Write for LogStderr {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if gather(buf) {
-            Ok(buf.len())
-        } else {
-            io::stderr().write(buf)
-        }
+        self.write_all(buf)?;
+        Ok(buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        if gather(buf) {
-            Ok(())
-        } else {
-            io::stderr().write_all(buf)
+        if !gather(buf) {
+            Stream::Stderr.write_all(buf);
         }
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        // Stderr is unbuffered; a closed one has nothing to flush.
+        Ok(())
     }
 }
 
@@ -71,9 +71,7 @@ pub fn batch<R>(f: impl FnOnce() -> R) -> R {
     impl Drop for WriteOnExit {
         fn drop(&mut self) {
             if let Some(lines) = PENDING.with(|p| p.borrow_mut().take()) {
-                if !lines.is_empty() {
-                    let _ = io::stderr().lock().write_all(&lines);
-                }
+                Stream::Stderr.write_all(&lines);
             }
         }
     }
