@@ -402,22 +402,30 @@ fn sigterm_exits_143() {
     assert_eq!(last_status(&p.runs().pop().unwrap()).as_deref(), Some("interrupted"));
 }
 
+/// The run directory whose header names `parent` as its parent run.
+fn redo_of(p: &TestProject, parent: &Path) -> PathBuf {
+    let parent_id = parent.file_name().unwrap().to_str().unwrap();
+    p.runs()
+        .into_iter()
+        .find(|dir| journal_lines(dir).first().is_some_and(|h| h["header"]["parent"]["run_id"] == parent_id))
+        .expect("a redo of the run")
+}
+
 #[test]
-fn resume_from_a_sequence_number_archives_and_redoes_the_rest() {
+fn resume_from_a_session_is_a_new_linked_run_and_leaves_the_parent_untouched() {
     let p = slow_leaf_project(8);
     p.coord()
         .args(["run", "batches.rhai", "--scenario", "world.toml", "--leaf", "review=command"])
         .run()
         .expect_code(0);
-    let dir = p.runs().pop().unwrap();
-    let lines = journal_lines(&dir);
-    // Redo from the second batch's first spawn.
-    let second_batch = lines.iter().filter(|e| e["fn"] == "spawn_session").nth(4).unwrap()["seq"].as_u64().unwrap();
+    let parent = p.runs().pop().unwrap();
+    let parent_bytes = std::fs::read(parent.join("journal.jsonl")).unwrap();
     let before = invocation_counts(&p);
-    let out = p.coord().args(["resume", "last", "--from", &second_batch.to_string(), "--json"]).run();
+    // Redo from the second batch's first spawn, named by session.
+    let out = p.coord().args(["resume", "last", "--from", "s5", "--json"]).run();
     out.expect_code(0);
-    assert!(out.stderr.contains("journal.1.jsonl"), "{}", out.stderr);
-    assert!(dir.join("journal.1.jsonl").exists());
+    assert!(out.stderr.contains("from s5 (call "), "{}", out.stderr);
+    assert_eq!(std::fs::read(parent.join("journal.jsonl")).unwrap(), parent_bytes, "the parent is never modified");
     let after = invocation_counts(&p);
     for id in ["s1", "s2", "s3", "s4"] {
         assert_eq!(after.get(id), before.get(id), "{id} was before --from and must not rerun");
@@ -425,11 +433,46 @@ fn resume_from_a_sequence_number_archives_and_redoes_the_rest() {
     for id in ["s5", "s6", "s7", "s8"] {
         assert_eq!(after.get(id).copied(), before.get(id).map(|n| n + 1), "{id} is after --from and reruns");
     }
-    assert_eq!(last_status(&dir).as_deref(), Some("succeeded"));
+    let child = redo_of(&p, &parent);
+    assert_eq!(last_status(&child).as_deref(), Some("succeeded"));
+    let header = &journal_lines(&child)[0]["header"]["parent"];
+    assert_eq!(header["from_session"], "s5");
+    let from_call = header["from_call"].as_u64().unwrap();
+
+    // The same point named by its call index gives the same redo.
+    let by_call = p
+        .coord()
+        .args(["resume".as_ref(), parent.as_os_str(), "--from".as_ref(), from_call.to_string().as_ref()])
+        .run();
+    by_call.expect_code(0);
+    assert!(by_call.stderr.contains("from s5 (call "), "{}", by_call.stderr);
+
+    // Both replay on their own journals; each tells its lineage.
+    for dir in [&parent, &child] {
+        p.coord().args(["replay".as_ref(), dir.as_os_str()]).run().expect_code(0);
+    }
+    let child_id = child.file_name().unwrap().to_str().unwrap();
+    let shown = p.coord().args(["show".as_ref(), child.as_os_str()]).run();
+    assert!(
+        shown.stdout.contains(&format!(
+            "redo of run {} from s5 (call {from_call})",
+            parent.file_name().unwrap().to_str().unwrap()
+        )),
+        "{}",
+        shown.stdout
+    );
+    assert!(shown.stdout.contains(&format!("s5 review · call {from_call}")), "{}", shown.stdout);
+    let shown = p.coord().args(["show".as_ref(), parent.as_os_str()]).run();
+    assert!(shown.stdout.contains(&format!("redone as run {child_id} from s5")), "{}", shown.stdout);
+
+    // A point the run does not have is refused before anything runs.
+    let out = p.coord().args(["resume".as_ref(), parent.as_os_str(), "--from".as_ref(), "s99".as_ref()]).run();
+    out.expect_code(2);
+    assert!(out.stderr.contains("spawned no session `s99`"), "{}", out.stderr);
 }
 
 #[test]
-fn resume_retry_failed_reruns_only_the_failed_leaves() {
+fn resume_retry_failed_reruns_only_the_failed_leaves_in_a_linked_run() {
     let p = TestProject::new();
     // Session s2 fails until a marker exists; every other leaf succeeds.
     p.write_executable(
@@ -444,6 +487,8 @@ fn resume_retry_failed_reruns_only_the_failed_leaves() {
     let first = p.coord().args(["run", "s.rhai", "--json"]).run();
     first.expect_code(0);
     assert_eq!(first.json()["result"], serde_json::json!(["ok", "failed", "ok"]));
+    let parent = p.runs().pop().unwrap();
+    let parent_bytes = std::fs::read(parent.join("journal.jsonl")).unwrap();
     p.write("fixed", "");
     let out = p.coord().args(["resume", "last", "--retry-failed", "--json"]).run();
     out.expect_code(0);
@@ -452,6 +497,23 @@ fn resume_retry_failed_reruns_only_the_failed_leaves() {
     assert_eq!(counts["s1"], 1);
     assert_eq!(counts["s2"], 2);
     assert_eq!(counts["s3"], 1);
+    assert_eq!(std::fs::read(parent.join("journal.jsonl")).unwrap(), parent_bytes, "the parent is never modified");
+
+    // The redo's journal holds one coherent history: no old notify, each call once.
+    let child = redo_of(&p, &parent);
+    let lines = journal_lines(&child);
+    assert_eq!(lines[0]["header"]["parent"]["retried"], serde_json::json!(["s2"]));
+    assert!(!lines.iter().any(|e| e["fn"] == "notify"), "the retry routed past the notify");
+    for dir in [&parent, &child] {
+        p.coord().args(["replay".as_ref(), dir.as_os_str()]).run().expect_code(0);
+    }
+    let shown = p.coord().args(["show".as_ref(), child.as_os_str()]).run();
+    assert!(shown.stdout.contains("retrying s2"), "{}", shown.stdout);
+
+    // Nothing failed any more: nothing to retry.
+    let again = p.coord().args(["resume".as_ref(), child.as_os_str(), "--retry-failed".as_ref()]).run();
+    again.expect_code(2);
+    assert!(again.stderr.contains("nothing to retry"), "{}", again.stderr);
 }
 
 /// A script that hands back what the host gave it: result maps (awaited twice) and reads.
@@ -533,7 +595,7 @@ fn a_replay_hands_the_script_the_values_the_run_did() {
 /// once with exit 75 and touches nothing; no leaf runs twice and the journal stays readable.
 #[test]
 fn two_resumes_of_one_run_never_both_act() {
-    for trial in 0..5 {
+    for trial in 0..20 {
         let p = slow_leaf_project(12);
         let mut child =
             p.coord().args(["run", "batches.rhai", "--scenario", "world.toml", "--leaf", "review=command"]).spawn();
@@ -562,4 +624,165 @@ fn two_resumes_of_one_run_never_both_act() {
         }
         p.coord().args(["replay", "last"]).run().expect_code(0);
     }
+}
+
+/// The outcome of a run as `--json` reports it, without what differs between runs (ids, dirs).
+fn routing_outcome(out: &Value) -> Value {
+    let effects: Vec<Value> = out["effects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| serde_json::json!({"kind": e["kind"], "args": e["args"], "result": e["result"]}))
+        .collect();
+    serde_json::json!({
+        "status": out["status"],
+        "sessions": out["sessions"],
+        "effects": effects,
+        "cost_usd": out["usage"]["cost_usd"],
+        "tokens": out["usage"]["input_tokens"],
+        "result": out["result"],
+    })
+}
+
+/// The demo killed with kill -9 at random moments and resumed ends exactly as an uninterrupted
+/// run does: the scenario's sequences, world and clock continue from what the journal holds.
+#[test]
+fn the_demo_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() {
+    let p = TestProject::with_repo_files();
+    // The demo with every leaf slowed down, so a kill lands among the leaves.
+    let demo = std::fs::read_to_string(p.path().join("coordinators/groom-prs/scenarios/demo.toml")).unwrap();
+    p.write("slow-demo.toml", &demo.replace("[[leaf]]\n", "[[leaf]]\ndelay_ms = 40\n"));
+    let scenario = ["run", "coordinators/groom-prs.rhai", "--scenario", "slow-demo.toml", "--json"];
+    let whole = p.coord().args(scenario).args(["--runs-dir", "whole"]).run();
+    whole.expect_code(0);
+    let expected = routing_outcome(&whole.json());
+    assert_eq!(expected["sessions"], 14, "{expected}");
+
+    let mut rng = Rng(0x00de_ad10);
+    let mut interrupted = 0;
+    for trial in 0..10 {
+        let runs = format!("runs-{trial}");
+        let mut child = p.coord().args(scenario).args(["--runs-dir", &runs]).spawn();
+        // The kill lands a random moment after the run began (its journal exists), however
+        // slowly a loaded machine started it.
+        let began = Instant::now();
+        while !std::fs::read_dir(p.path().join(&runs))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|d| d.path().join("journal.jsonl").exists())
+            && began.elapsed() < Duration::from_secs(20)
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        std::thread::sleep(Duration::from_millis(rng.next() % 350));
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGKILL);
+        }
+        let status = child.wait().unwrap();
+        let Some(dir) = std::fs::read_dir(p.path().join(&runs)).ok().and_then(|mut d| d.next()) else {
+            continue; // killed before the run began
+        };
+        let dir = dir.unwrap().path();
+        if !dir.join("journal.jsonl").exists() {
+            continue; // killed before its journal began: the run never started
+        }
+        let outcome = if status.code() == Some(0) {
+            let shown = p.coord().args(["replay".as_ref(), dir.as_os_str(), "--json".as_ref()]).run();
+            shown.expect_code(0);
+            shown.json()
+        } else {
+            interrupted += 1;
+            let resumed = p.coord().args(["resume".as_ref(), dir.as_os_str(), "--json".as_ref()]).run();
+            resumed.expect_code(0);
+            resumed.json()
+        };
+        assert_eq!(routing_outcome(&outcome), expected, "trial {trial}");
+    }
+    assert!(interrupted >= 5, "only {interrupted} of 10 kills landed mid-run");
+}
+
+/// Resume reads a journal exactly as strictly as replay: a duplicated, deleted, moved or
+/// incomplete entry is refused with exit 3 and its line, before anything runs; a torn tail
+/// resumes with the warning replay gives.
+#[test]
+fn resume_refuses_a_damaged_journal_with_its_line_and_resumes_a_torn_tail() {
+    let p = slow_leaf_project(8);
+    let mut child =
+        p.coord().args(["run", "batches.rhai", "--scenario", "world.toml", "--leaf", "review=command"]).spawn();
+    std::thread::sleep(Duration::from_millis(900));
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let dir = p.runs().pop().unwrap();
+    let journal = dir.join("journal.jsonl");
+    let original = std::fs::read_to_string(&journal).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    assert!(lines.len() > 8, "{original}");
+    let session_line = lines.iter().position(|l| l.contains("\"type\":\"session\"")).unwrap();
+
+    let mut duplicated = lines.clone();
+    duplicated.insert(5, lines[4]);
+    let mut deleted = lines.clone();
+    deleted.remove(4);
+    let mut moved = lines.clone();
+    moved.swap(3, 4);
+    let mut incomplete = lines.clone();
+    let without_session = lines[session_line].replacen("\"session\":", "\"sessio\":", 1);
+    incomplete[session_line] = &without_session;
+    let damages = [
+        ("duplicated", duplicated, 6),
+        ("deleted", deleted, 5),
+        ("moved", moved, 4),
+        ("incomplete", incomplete, session_line + 1),
+    ];
+    for (what, damaged, line) in damages {
+        std::fs::write(&journal, damaged.join("\n") + "\n").unwrap();
+        let before = std::fs::read(&journal).unwrap();
+        let out = p.coord().args(["resume".as_ref(), dir.as_os_str()]).run();
+        out.expect_code(3);
+        assert!(out.stderr.contains(&format!("journal.jsonl:{line}: corrupt journal entry")), "{what}: {}", out.stderr);
+        assert_eq!(std::fs::read(&journal).unwrap(), before, "{what}: a refused resume touches nothing");
+        let replayed = p.coord().args(["replay".as_ref(), dir.as_os_str()]).run();
+        replayed.expect_code(3);
+        assert!(replayed.stderr.contains(&format!("journal.jsonl:{line}:")), "{what}: {}", replayed.stderr);
+    }
+
+    // A torn tail: the last line cut mid-write.
+    let torn = &original[..original.len() - 12];
+    std::fs::write(&journal, torn).unwrap();
+    let out = p.coord().args(["resume".as_ref(), dir.as_os_str()]).run();
+    out.expect_code(0);
+    assert!(out.stderr.contains("dropped a torn last entry"), "{}", out.stderr);
+    p.coord().args(["replay".as_ref(), dir.as_os_str()]).run().expect_code(0);
+}
+
+/// A leaf's large answer goes to blobs, output and text alike: no journal line reaches a
+/// megabyte, and a replay hands the script the whole of both.
+#[test]
+fn a_large_answer_is_kept_in_blobs_and_replays_whole() {
+    let p = TestProject::new();
+    p.write_executable(
+        "leaf.sh",
+        "#!/bin/sh\ncat > /dev/null\nprintf '{\"notes\": \"'\nhead -c 5000000 /dev/zero | tr '\\0' 'x'\nprintf '\"}\\n'\n",
+    );
+    p.write("workflows/big.toml", &command_workflow("./leaf.sh", "60s", r#"{ type = "object" }"#));
+    p.write(
+        "s.rhai",
+        "let r = await_sessions([spawn_session(\"big\", #{})])[0];\n#{ status: r.status, text: r.text.len(), notes: r.output.notes.len() }\n",
+    );
+    let out = p.coord().args(["run", "s.rhai", "--json"]).run();
+    out.expect_code(0);
+    let result = out.json()["result"].clone();
+    assert_eq!(result["status"], "ok");
+    assert_eq!(result["notes"], 5_000_000);
+    assert!(result["text"].as_u64().unwrap() > 5_000_000, "{result}");
+    let dir = p.runs().pop().unwrap();
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let longest = journal.lines().map(str::len).max().unwrap();
+    assert!(longest < 64 * 1024, "a journal line of {longest} bytes");
+    let replay = p.coord().args(["replay".as_ref(), dir.as_os_str(), "--json".as_ref()]).run();
+    replay.expect_code(0);
+    assert_eq!(replay.json()["result"], result);
 }

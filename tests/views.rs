@@ -44,8 +44,8 @@ fn show_renders_the_tree_with_verdicts_effects_errors_and_cost() {
     let out = p.coord().args(["show", "last"]).run();
     out.expect_code(0);
     // The fix hangs under the review that asked for it, the re-review under the fix.
-    assert!(out.stdout.contains("│   └── s7 coding-task · ok · status: fixed"), "{}", out.stdout);
-    assert!(out.stdout.contains("│       └── s9 mr-review · ok · verdict: clean"), "{}", out.stdout);
+    assert!(out.stdout.contains("│   └── s7 coding-task · call 18 · ok · status: fixed"), "{}", out.stdout);
+    assert!(out.stdout.contains("│       └── s9 mr-review · call 23 · ok · verdict: clean"), "{}", out.stdout);
     assert_stable_snapshot!("show_demo", out.stdout);
 }
 

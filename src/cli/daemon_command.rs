@@ -18,6 +18,10 @@ pub struct DaemonArgs {
     /// Also serve webhooks (POST /hooks/<pipeline>) on this address, e.g. 127.0.0.1:8787.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Also serve the read-only dashboard of the runs (`coord serve`) on this address, e.g.
+    /// 127.0.0.1:7878.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<SocketAddr>,
     /// Where run directories go [env: COORD_RUNS_DIR] [default: .coord/runs].
     #[arg(long, value_name = "DIR")]
     pub runs_dir: Option<PathBuf>,
@@ -61,6 +65,7 @@ pub fn run(args: &DaemonArgs, runtime: &tokio::runtime::Handle) -> u8 {
     let options = DaemonOptions {
         runs: RunStore::locate(args.runs_dir.as_deref()),
         listen: args.listen,
+        serve: args.serve,
         max_parallel: usize::from(args.max_parallel),
         listener: ListenerLimits {
             header_timeout: args.header_timeout,

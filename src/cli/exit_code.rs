@@ -9,6 +9,10 @@ pub const RUN_FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Replay diverged from the journal, or a journal is unreadable.
 pub const DIVERGED: u8 = 3;
+/// The run finished, but effects failed: a merge, comment, label or notification that could
+/// not be done (GitHub unreachable, refused credentials, a rate limit, a delivery that failed).
+/// A refusal (`not_green`, `conflict`, ...) is not a failure. `--allow-failed-effects` makes it 0.
+pub const EFFECTS_FAILED: u8 = 4;
 /// Another run holds the lock (`--lock`), or another process owns the run being resumed;
 /// nothing was touched. (EX_TEMPFAIL)
 pub const LOCKED: u8 = 75;

@@ -16,7 +16,7 @@ mod test_command;
 mod view_commands;
 
 use clap::{Args, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -69,6 +69,8 @@ pub enum Command {
     Graph(view_commands::GraphArgs),
     /// Write a self-contained HTML report of a run, or of all runs with --all.
     Report(view_commands::ReportArgs),
+    /// Serve a read-only web dashboard of the runs: the list, and a live page per run.
+    Serve(view_commands::ServeArgs),
     /// Check scripts, their imports, workflows and scenarios; runs nothing, spends nothing.
     Check(CheckArgs),
     /// The coordinator library: the library path, modules, the host API reference.
@@ -134,10 +136,12 @@ pub struct ReplayArgs {
 pub struct ResumeArgs {
     /// The run: an id, a unique prefix, `last`, or a run directory.
     pub run: String,
-    /// Discard the journal from this entry on (kept in an archive) and redo it live.
-    #[arg(long, value_name = "SEQ")]
-    pub from: Option<u64>,
-    /// Run again only the leaves that failed or timed out, reusing everything else.
+    /// Redo the run from a session's spawn (`s7`) or a call index (`12`) as a new run linked
+    /// to this one: what came before is reused, the rest runs again (`coord show` lists both).
+    #[arg(long, value_name = "SESSION|CALL")]
+    pub from: Option<String>,
+    /// Redo the run as a new linked run in which only the leaves that did not end `ok` run
+    /// again; every other recorded leaf, read and effect is reused.
     #[arg(long)]
     pub retry_failed: bool,
     /// Print one JSON object on stdout.
@@ -238,6 +242,10 @@ pub struct RunArgs {
     /// Operation limit of the script engine (an endless loop ends here).
     #[arg(long, value_name = "N")]
     pub max_operations: Option<u64>,
+    /// Heap budget of the script in MiB (default 1024): a script that would grow past it stops
+    /// with exit 2.
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_heap_mib: Option<u32>,
     /// Keep the journal in memory only (for the journaling-overhead benchmark).
     #[arg(long, hide = true)]
     pub journal_in_memory: bool,
@@ -245,6 +253,10 @@ pub struct RunArgs {
     /// exit 75 and touch nothing.
     #[arg(long, value_name = "NAME")]
     pub lock: Option<String>,
+    /// Exit 0 even when effects failed (a merge, comment, label or notification that could not
+    /// be done); by default such a run exits 4.
+    #[arg(long)]
+    pub allow_failed_effects: bool,
 }
 
 fn parse_budget(s: &str) -> Result<f64, String> {
@@ -280,6 +292,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    learn_project_secrets(&cli);
     init_logging(&cli);
     // Diagnostics are read in logs and CI output as often as in terminals: never wrap them.
     let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
@@ -307,6 +320,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => view_commands::show(args),
         Command::Graph(args) => view_commands::graph(args),
         Command::Report(args) => view_commands::report(args),
+        Command::Serve(args) => view_commands::serve(args, runtime.handle(), interrupt),
         Command::Check(args) => check_command::run(args),
         Command::Lib(args) => lib_command::run(args),
         Command::Doctor(args) => doctor_command::run(args, runtime.handle()),
@@ -333,13 +347,32 @@ fn init_logging(cli: &Cli) {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(crate::views::stderr_batch::LogStderr)
+        .with_writer(crate::redaction::MaskingWriter(crate::views::stderr_batch::LogStderr))
         .with_target(false)
         .with_ansi(ansi);
     let _ = match cli.log_format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.without_time().try_init(),
     };
+}
+
+/// Teaches the process's redactor (`crate::redaction`) the credential variables of the
+/// configuration this command works with: the script's project for `run`, the `--config` of
+/// the pipeline commands, else the `coord.toml` at or above the current directory. A config
+/// that does not load teaches nothing: the command reports it itself.
+fn learn_project_secrets(cli: &Cli) {
+    use crate::config::{Config, CONFIG_FILE};
+    let config = match &cli.command {
+        Command::Run(args) => Config::load(&crate::run::project::Project::discover(&args.script).root).ok(),
+        Command::Daemon(args) => Config::load_file(&args.config).ok(),
+        Command::Schedule(args) => Config::load_file(&args.config).ok(),
+        Command::Trigger(args) => Config::load_file(&args.config).ok(),
+        _ => std::env::current_dir()
+            .ok()
+            .and_then(|cwd| cwd.ancestors().find(|d| d.join(CONFIG_FILE).is_file()).map(Path::to_path_buf))
+            .and_then(|root| Config::load(&root).ok()),
+    };
+    crate::redaction::learn_variables(config.map(|c| c.secret_variables()).unwrap_or_default());
 }
 
 /// SIGINT and SIGTERM start a graceful stop: no new spawns, leaves killed, journal flushed.
@@ -356,7 +389,7 @@ fn watch_signals(runtime: &tokio::runtime::Runtime, interrupt: Arc<crate::schedu
     });
 }
 
-/// Prints a diagnostic to stderr with miette's renderer.
+/// Prints a diagnostic to stderr with miette's renderer, masked (`crate::redaction`).
 pub fn report(diag: impl miette::Diagnostic + Send + Sync + 'static) {
-    eprintln!("{:?}", miette::Report::new(diag));
+    crate::views::console::stderrln!("{}", crate::redaction::mask(&format!("{:?}", miette::Report::new(diag))));
 }

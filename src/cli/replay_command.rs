@@ -7,6 +7,7 @@ use crate::journal::run_dir::RunStore;
 use crate::journal::{AnswerIndex, RecordedRun};
 use crate::run::{self, Recording, RunPlan};
 use crate::script::recorded_calls::ReplayMode;
+use crate::views::console::{stderrln, stdout, stdoutln};
 use crate::views::{run_summary, trace, what_if};
 use serde_json::json;
 use std::path::PathBuf;
@@ -14,14 +15,14 @@ use std::sync::Arc;
 
 fn locate(run: &str, runs_dir: Option<&std::path::Path>) -> Result<PathBuf, u8> {
     RunStore::locate(runs_dir).resolve(run).map_err(|e| {
-        eprintln!("error: {e}");
+        stderrln!("error: {e}");
         exit_code::USAGE
     })
 }
 
 fn read(dir: &std::path::Path, recover: bool) -> Result<AnswerIndex, u8> {
     AnswerIndex::read(dir, recover).map_err(|e| {
-        eprintln!("error: {e}");
+        stderrln!("error: {e}");
         exit_code::DIVERGED
     })
 }
@@ -42,7 +43,7 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         match RecordedRun::read_with(&dir, args.recover) {
             Ok(run) => Some(what_if::recorded_effects(&run)),
             Err(e) => {
-                eprintln!("error: {e}");
+                stderrln!("error: {e}");
                 return exit_code::DIVERGED;
             }
         }
@@ -54,7 +55,7 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
     let recorded = match AnswerIndex::read_streaming(&dir, args.recover, crate::script::detached_value::PREPARE) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            stderrln!("error: {e}");
             return exit_code::DIVERGED;
         }
     };
@@ -62,7 +63,6 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
     plan.recording = Recording::From {
         run_dir: dir.clone(),
         mode: if what_if { ReplayMode::WhatIf } else { ReplayMode::Exact },
-        retry_failed: false,
         recover: args.recover,
         preloaded: Some(std::sync::Arc::new(recorded)),
     };
@@ -75,7 +75,7 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         if let (Ok(o), true) = (&outcome, args.trace) {
             if o.failure.is_none() {
                 if let Ok(rec) = RecordedRun::read(&dir) {
-                    print!("{}", trace::render_trace(&rec));
+                    stdout!("{}", trace::render_trace(&rec));
                 }
             }
         }
@@ -107,40 +107,40 @@ pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
                 "index": u.index, "fn": u.function, "args": u.args, "pos": u.site.pos_string(),
             })).collect::<Vec<_>>(),
         });
-        println!("{v}");
+        stdoutln!("{}", crate::redaction::process().mask_json_text(&v.to_string()));
     } else {
-        println!("what-if: {script} against run {}", outcome.run_id);
+        stdoutln!("what-if: {script} against run {}", outcome.run_id);
         match divergence {
-            None => println!("\nThe edited script asks for exactly what the run recorded."),
+            None => stdoutln!("\nThe edited script asks for exactly what the run recorded."),
             Some(d) => {
                 let at =
                     d.now_site.pos_string().map(|p| format!("{}:{p}", d.now_site.source.as_deref().unwrap_or(&script)));
-                println!(
+                stdoutln!(
                     "\nFirst divergence at call {}{}:",
                     d.index,
                     at.map(|a| format!(" ({a})")).unwrap_or_default()
                 );
                 for line in run::describe_divergence(d).lines() {
-                    println!("  {line}");
+                    stdoutln!("  {line}");
                 }
             }
         }
         if changes.is_empty() {
-            println!("\nNo effect changes.");
+            stdoutln!("\nNo effect changes.");
         } else {
-            println!("\nEffects that change:");
+            stdoutln!("\nEffects that change:");
             for (target, before, after) in &changes {
-                println!("  {target}: {before} -> {after}");
+                stdoutln!("  {target}: {before} -> {after}");
             }
         }
         if !outcome.unrecorded.is_empty() {
-            println!("\nCalls with no recorded answer ({}), answered `not_recorded`:", outcome.unrecorded.len());
+            stdoutln!("\nCalls with no recorded answer ({}), answered `not_recorded`:", outcome.unrecorded.len());
             for u in &outcome.unrecorded {
                 let pos = u.site.pos_string().unwrap_or_default();
-                println!("  call {} {} {} ({script}:{pos})", u.index, u.function, compact(&u.args));
+                stdoutln!("  call {} {} {} ({script}:{pos})", u.index, u.function, compact(&u.args));
             }
         }
-        println!("\nNothing ran and nothing was spent.");
+        stdoutln!("\nNothing ran and nothing was spent.");
     }
     match outcome.failure {
         None => exit_code::SUCCESS,
@@ -163,25 +163,24 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
     };
     // Taken before the journal is even read: of two resumes started together, one continues
     // the run and the other stops here, having touched nothing.
-    let owner = match crate::journal::run_dir::OwnerLock::take(&dir) {
-        Ok(lock) => std::sync::Arc::new(lock),
-        Err(e @ crate::journal::run_dir::OwnerLockError::Held { .. }) => {
-            eprintln!("coord: {e}; nothing was touched");
-            return exit_code::LOCKED;
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit_code::RUN_FAILED;
-        }
+    let owner = match take_owner(&dir) {
+        Ok(lock) => lock,
+        Err(code) => return code,
     };
-    match run::resume::prepare(&dir, args.from, args.retry_failed, args.recover) {
+    if args.from.is_some() || args.retry_failed {
+        return redo(args, dir, owner, runtime, interrupt);
+    }
+    match run::resume::prepare(&dir, args.recover) {
         Ok(p) => {
+            for w in &p.warnings {
+                stderrln!("warning: {w}");
+            }
             if let Some(a) = p.archived {
-                eprintln!("resume: kept the previous journal as {} ({} entries redone)", a.display(), p.discarded);
+                stderrln!("resume: kept the previous journal as {} ({} entries redone)", a.display(), p.discarded);
             }
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            stderrln!("error: {e}");
             return match e {
                 run::resume::ResumeError::Journal(_) => exit_code::DIVERGED,
                 _ => exit_code::USAGE,
@@ -192,6 +191,65 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
         Ok(r) => r,
         Err(code) => return code,
     };
+    let Some(mut plan) = checked_plan(&recorded) else { return exit_code::USAGE };
+    plan.recording = Recording::From {
+        run_dir: dir,
+        mode: ReplayMode::Resume,
+        recover: args.recover,
+        preloaded: Some(std::sync::Arc::new(recorded)),
+    };
+    plan.owner = Some(owner);
+    execute_resume(plan, args, runtime, interrupt)
+}
+
+fn take_owner(dir: &std::path::Path) -> Result<Arc<crate::journal::run_dir::OwnerLock>, u8> {
+    match crate::journal::run_dir::OwnerLock::take(dir) {
+        Ok(lock) => Ok(Arc::new(lock)),
+        Err(e @ crate::journal::run_dir::OwnerLockError::Held { .. }) => {
+            stderrln!("coord: {e}; nothing was touched");
+            Err(exit_code::LOCKED)
+        }
+        Err(e) => {
+            stderrln!("error: {e}");
+            Err(exit_code::RUN_FAILED)
+        }
+    }
+}
+
+/// `--from` / `--retry-failed`: a new run, linked to `parent_dir`'s, that reuses what the parent
+/// recorded up to the branch point. The parent's owner lock is held only while its journal is
+/// read (it must not be growing), and its journal is never written.
+fn redo(
+    args: &ResumeArgs,
+    parent_dir: PathBuf,
+    parent_owner: Arc<crate::journal::run_dir::OwnerLock>,
+    runtime: &tokio::runtime::Handle,
+    interrupt: Arc<crate::scheduler::Interrupt>,
+) -> u8 {
+    let recorded = match read(&parent_dir, args.recover) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    drop(parent_owner);
+    let link = match run::resume::branch_point(&recorded, args.from.as_deref(), args.retry_failed) {
+        Ok(link) => link,
+        Err(e) => {
+            stderrln!("error: {e}");
+            return exit_code::USAGE;
+        }
+    };
+    let Some(mut plan) = checked_plan(&recorded) else { return exit_code::USAGE };
+    stderrln!("resume: redoing run {link} as a new run; its journal is left as it is");
+    // The redo lives beside its parent.
+    if let Some(root) = parent_dir.parent() {
+        plan.runs = RunStore { root: root.to_owned() };
+    }
+    plan.recording = Recording::Branch { parent_dir, link, preloaded: Some(Arc::new(recorded)) };
+    execute_resume(plan, args, runtime, interrupt)
+}
+
+/// The plan of a continued run, once the pre-run check passed (it printed why not, if not).
+fn checked_plan(recorded: &AnswerIndex) -> Option<RunPlan> {
     let choice = crate::check::run_check::HarnessChoice {
         overrides: recorded
             .header
@@ -206,18 +264,18 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
             .unwrap_or_default(),
         scenario: recorded.header.scenario.is_some(),
     };
-    if let Some(code) = super::run_command::refuse_unless_checked(&recorded_script(&recorded), &choice) {
-        return code;
+    if super::run_command::refuse_unless_checked(&recorded_script(recorded), &choice).is_some() {
+        return None;
     }
-    let mut plan = RunPlan::new(recorded_script(&recorded));
-    plan.recording = Recording::From {
-        run_dir: dir,
-        mode: ReplayMode::Resume,
-        retry_failed: args.retry_failed,
-        recover: args.recover,
-        preloaded: Some(std::sync::Arc::new(recorded)),
-    };
-    plan.owner = Some(owner);
+    Some(RunPlan::new(recorded_script(recorded)))
+}
+
+fn execute_resume(
+    mut plan: RunPlan,
+    args: &ResumeArgs,
+    runtime: &tokio::runtime::Handle,
+    interrupt: Arc<crate::scheduler::Interrupt>,
+) -> u8 {
     plan.max_parallel = usize::from(args.max_parallel);
     plan.stdout_is_json = args.json;
     plan.process_exits_after = true;

@@ -8,6 +8,7 @@ use crate::run::run_event::RunEvents;
 use crate::run::{self, RunFailure, RunOutcome, RunPlan, SetupError};
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::host::LeafOverride;
+use crate::views::console::{stderr, stderrln, stdout};
 use crate::views::live_progress::{LiveProgress, ProgressDisplay};
 use crate::views::run_summary;
 use serde_json::Value;
@@ -27,7 +28,7 @@ pub fn run(
         Some(file) => match inputs_from_file(file) {
             Ok(inputs) => inputs,
             Err(e) => {
-                eprintln!("error: {e}");
+                stderrln!("error: {e}");
                 return exit_code::USAGE;
             }
         },
@@ -52,6 +53,9 @@ pub fn run(
     if let Some(n) = args.max_operations {
         plan.limits.max_operations = n;
     }
+    if let Some(mib) = args.max_heap_mib {
+        plan.limits.max_heap_bytes = usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
+    }
     plan.leaf_overrides = args
         .leaves
         .iter()
@@ -72,7 +76,7 @@ pub fn run(
         Err(code) => return code,
     };
     if plan.dry_run {
-        eprint!("{}", dry_run_plan(&plan, &named, &choice));
+        stderr!("{}", dry_run_plan(&plan, &named, &choice));
     }
     // Taken before anything touches the run store: a run the lock refuses changes nothing.
     let _lock = match &args.lock {
@@ -94,9 +98,33 @@ pub fn run(
         progress.finish();
     }
     if let (true, Ok(o)) = (dry_run, &outcome) {
-        eprint!("{}", held_back(o));
+        stderr!("{}", held_back(o));
     }
-    finish(outcome, args.json, &interrupt)
+    match finish(outcome, args.json, &interrupt) {
+        exit_code::EFFECTS_FAILED if args.allow_failed_effects => exit_code::SUCCESS,
+        code => code,
+    }
+}
+
+/// `coord: 2 of 9 effects failed: github.comment ×1, merge ×1; the first: WHY`, when any did:
+/// a run whose writes all failed must not read as a success in cron or CI.
+fn failed_effects(outcome: &RunOutcome) -> Option<String> {
+    let mut failed: indexmap::IndexMap<&str, usize> = indexmap::IndexMap::new();
+    let mut first_error = None;
+    for effect in outcome.effects.iter().filter(|e| e.result["status"] == "failed") {
+        *failed.entry(effect.kind.function()).or_default() += 1;
+        first_error = first_error.or_else(|| effect.result["error"].as_str().or(effect.result["reason"].as_str()));
+    }
+    if failed.is_empty() {
+        return None;
+    }
+    let count: usize = failed.values().sum();
+    let kinds: Vec<String> = failed.iter().map(|(kind, n)| format!("{kind} ×{n}")).collect();
+    let mut line = format!("coord: {count} of {} effects failed: {}", outcome.effects.len(), kinds.join(", "));
+    if let Some(error) = first_error {
+        line.push_str(&format!("; the first: {}", error.split_whitespace().collect::<Vec<_>>().join(" ")));
+    }
+    Some(line)
 }
 
 /// What a dry run held back: the leaves it did not run and the effects it did not perform.
@@ -169,17 +197,17 @@ fn help_inputs(script: &std::path::Path) -> u8 {
     let source = match std::fs::read_to_string(script) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: cannot read {}: {e}", script.display());
+            stderrln!("error: cannot read {}: {e}", script.display());
             return exit_code::USAGE;
         }
     };
     match crate::script::input_decls::InputDecls::parse(&source) {
         Ok(decls) => {
-            print!("{}", decls.describe());
+            stdout!("{}", decls.describe());
             exit_code::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {}: {}", script.display(), e.message);
+            stderrln!("error: {}: {}", script.display(), e.message);
             exit_code::USAGE
         }
     }
@@ -202,7 +230,7 @@ fn checked_workflows(
     }
     let check = check_for_run(script, choice);
     for warning in &check.warnings {
-        eprintln!("warning: {warning}");
+        stderrln!("warning: {warning}");
     }
     if check.is_clean() {
         return Ok(check.named);
@@ -212,14 +240,14 @@ fn checked_workflows(
         report(problem);
     }
     for line in &check.preflight {
-        eprintln!("error: {line}");
+        stderrln!("error: {line}");
     }
-    eprintln!(
+    stderrln!(
         "coord: not started: {problems} problem{} (`coord check` and `coord doctor` show them too)",
         if problems == 1 { "" } else { "s" }
     );
     if !check.preflight.is_empty() && !choice.scenario {
-        eprintln!(
+        stderrln!(
             "coord: to try it offline, with mock leaves and no credentials: coord run {} --demo",
             script.display()
         );
@@ -232,20 +260,20 @@ pub(super) fn take_lock(runs: &RunStore, name: &str) -> Result<RunLock, u8> {
     match RunLock::acquire(&crate::daemon::locks_dir(runs), name) {
         Ok(lock) => {
             if let Some(pid) = lock.stale_pid {
-                eprintln!("warning: lock `{name}`: taken over from pid {pid}, which died holding it");
+                stderrln!("warning: lock `{name}`: taken over from pid {pid}, which died holding it");
             }
             Ok(lock)
         }
         Err(e @ LockError::Held { .. }) => {
-            eprintln!("coord: {e}");
+            stderrln!("coord: {e}");
             Err(exit_code::LOCKED)
         }
         Err(e @ LockError::BadName(_)) => {
-            eprintln!("error: {e}");
+            stderrln!("error: {e}");
             Err(exit_code::USAGE)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            stderrln!("error: {e}");
             Err(exit_code::RUN_FAILED)
         }
     }
@@ -257,11 +285,11 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
         Ok(o) => o,
         // An unreadable journal reads the same whether it was found before or during a replay.
         Err(SetupError::Journal(e)) => {
-            eprintln!("error: {e}");
+            stderrln!("error: {e}");
             return exit_code::DIVERGED;
         }
         Err(SetupError::Owned(e @ crate::journal::run_dir::OwnerLockError::Held { .. })) => {
-            eprintln!("coord: {e}; nothing was touched");
+            stderrln!("coord: {e}; nothing was touched");
             return exit_code::LOCKED;
         }
         Err(err) => {
@@ -277,16 +305,25 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
     // the exit, and the operating system takes the memory back at once.
     let mut outcome = std::mem::ManuallyDrop::new(outcome);
     let failure = outcome.failure.take();
+    // What the run reports was masked where it entered coord; masked again here, as every
+    // text printed is (`crate::redaction`).
+    let redactor = crate::redaction::process();
     for w in &outcome.warnings {
-        eprintln!("warning: {w}");
+        stderrln!("warning: {}", redactor.mask(w));
     }
     if json {
         run_summary::print_outcome_json(&outcome);
     } else {
-        print!("{}", run_summary::outcome_text(&outcome));
+        stdout!("{}", redactor.mask(&run_summary::outcome_text(&outcome)));
     }
     match failure {
-        None => exit_code::SUCCESS,
+        None => match failed_effects(&outcome) {
+            Some(line) => {
+                stderrln!("{}", redactor.mask(&line));
+                exit_code::EFFECTS_FAILED
+            }
+            None => exit_code::SUCCESS,
+        },
         Some(RunFailure::Script(diag)) => {
             let code = if diag.kind == ScriptErrorKind::Thrown { exit_code::RUN_FAILED } else { exit_code::USAGE };
             report(*diag);
@@ -297,22 +334,24 @@ pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &c
             exit_code::DIVERGED
         }
         Some(RunFailure::JournalEnded(i)) => {
-            eprintln!("error: the journal ends at call {i}: the recorded run was interrupted there; `coord resume` finishes it");
+            stderrln!("error: the journal ends at call {i}: the recorded run was interrupted there; `coord resume` finishes it");
             exit_code::DIVERGED
         }
         Some(RunFailure::Host(msg)) => {
-            eprintln!("error: {msg}");
+            stderrln!("error: {}", redactor.mask(&msg));
             exit_code::RUN_FAILED
         }
         Some(RunFailure::Outage(o)) => {
-            eprintln!(
-                "error: {o}\nrun {} stopped before anything acted on that failure; once it is fixed, `coord resume {}` finishes the run",
-                outcome.run_id, outcome.run_id
+            stderrln!(
+                "error: {}\nrun {} stopped before anything acted on that failure; once it is fixed, `coord resume {}` finishes the run",
+                redactor.mask(&o.to_string()),
+                outcome.run_id,
+                outcome.run_id
             );
             exit_code::RUN_FAILED
         }
         Some(RunFailure::Interrupted) => {
-            eprintln!("interrupted: run {} stopped; `coord resume {}` finishes it", outcome.run_id, outcome.run_id);
+            stderrln!("interrupted: run {} stopped; `coord resume {}` finishes it", outcome.run_id, outcome.run_id);
             if interrupt.signal() == libc::SIGTERM {
                 exit_code::INTERRUPTED_SIGTERM
             } else {

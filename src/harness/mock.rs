@@ -22,6 +22,11 @@ impl Harness for MockHarness {
         "mock"
     }
 
+    fn replayed(&self, workflow: &str, goal: &str, inputs: &serde_json::Value) {
+        // The recorded run had this answer: advance the matched rule's sequence past it.
+        let _ = self.responder.lock().expect("mock responder poisoned").respond(workflow, goal, inputs);
+    }
+
     fn start(&self, req: LeafRequest) -> LeafFuture {
         // Matching happens here, in spawn order, so sequences are deterministic.
         let response =

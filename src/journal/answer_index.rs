@@ -10,7 +10,7 @@
 //! It must not interpret what a call means: that is the host's business.
 
 use super::entry::{Entry, EntryKind, RunHeader, RunStatus};
-use super::reader::{check_header, scan_lines, JournalError, Scanned};
+use super::reader::{check_header, scan_lines, EntryOrder, EntryPlace, JournalError, LineError, Scanned};
 use super::writer::JOURNAL_FILE;
 use super::CallKey;
 use crate::scheduler::session::SessionResult;
@@ -215,10 +215,22 @@ impl Lines {
         &mut self,
         line: &[u8],
         start: usize,
+        order: &mut EntryOrder,
         mut on_reader: Option<&mut Preparing>,
-    ) -> Result<(), serde_json::Error> {
+    ) -> Result<(), LineError> {
         let parse_payloads = on_reader.is_some();
         let f: LineFields<'_> = serde_json::from_slice(line)?;
+        order.check(&EntryPlace {
+            seq: f.seq,
+            kind: f.kind,
+            call: f.call,
+            session: f.session.as_deref(),
+            has_function: f.function.is_some(),
+            has_key: f.key.is_some(),
+            has_result: f.result.is_some(),
+            has_status: f.status.is_some(),
+            has_header: f.header.is_some(),
+        })?;
         self.first_kind.get_or_insert(f.kind);
         self.last_seq = Some(f.seq);
         match f.kind {
@@ -377,7 +389,8 @@ impl AnswerIndex {
     pub fn read(dir: &Path, recover: bool) -> Result<Self, JournalError> {
         let (path, bytes) = Self::read_bytes(dir)?;
         let mut lines = Lines::default();
-        let scanned = scan_lines(&path, &bytes, recover, |line, start| lines.add(line, start, None))?;
+        let mut order = EntryOrder::default();
+        let scanned = scan_lines(&path, &bytes, recover, |line, start| lines.add(line, start, &mut order, None))?;
         let header = check_header(&path, lines.first_kind, lines.header.take())?;
         let mut index = Self::empty(dir, header, bytes);
         index.absorb(lines);
@@ -412,8 +425,9 @@ impl AnswerIndex {
             let mut in_batch = 0;
             let mut batch_lines = 4;
             let mut reader = Preparing { prepare, bytes: bytes.clone(), spawn_args: HashMap::new() };
+            let mut order = EntryOrder::default();
             let scanned = scan_lines(&path, &bytes, recover, |line, start| {
-                batch.add(line, start, Some(&mut reader))?;
+                batch.add(line, start, &mut order, Some(&mut reader))?;
                 in_batch += 1;
                 if in_batch == batch_lines {
                     in_batch = 0;
@@ -447,7 +461,7 @@ impl AnswerIndex {
             return Ok(None);
         }
         let mut first = Lines::default();
-        if first.add(&first_line[..first_line.len() - 1], 0, None).is_err() {
+        if first.add(&first_line[..first_line.len() - 1], 0, &mut EntryOrder::default(), None).is_err() {
             return Ok(None);
         }
         Ok(match (first.first_kind, first.header) {
@@ -635,7 +649,7 @@ impl AnswerIndex {
             })
             .map(|(id, _)| id.clone())
             .collect();
-        failed.sort();
+        failed.sort_by_key(|id| id.strip_prefix('s').and_then(|n| n.parse::<u64>().ok()));
         failed
     }
 

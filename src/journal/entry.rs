@@ -77,6 +77,40 @@ pub struct RunHeader {
     /// The `coord.toml` pipeline the run belongs to (daemon, `coord trigger`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pipeline: Option<String>,
+    /// A redo (`coord resume --from`, `--retry-failed`): the run it branched from, and where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentRun>,
+}
+
+/// Where a redo branched from its parent run. The parent's journal is never modified: the redo
+/// answers from it and records everything, reused or new, in its own.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ParentRun {
+    pub run_id: String,
+    /// `--from`: the parent's first call not reused; it and everything after run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_call: Option<u64>,
+    /// The session whose spawn that call is, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_session: Option<String>,
+    /// `--retry-failed`: the parent's sessions that run again; everything else is reused.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<String>,
+}
+
+impl std::fmt::Display for ParentRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.run_id)?;
+        match (&self.from_session, self.from_call) {
+            (Some(s), Some(c)) => write!(f, " from {s} (call {c})")?,
+            (None, Some(c)) => write!(f, " from call {c}")?,
+            _ => {}
+        }
+        if !self.retried.is_empty() {
+            write!(f, " retrying {}", self.retried.join(", "))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -1,8 +1,11 @@
 //! Reads a journal back into a [`RecordedRun`].
 //!
 //! A torn last line (the process died mid-write) is dropped with a warning. A bad line in the
-//! middle, or a journal of a newer format version, is refused with a clear error unless the
-//! caller asks to recover the valid prefix. Reading never panics on any input.
+//! middle, an entry out of its place ([`EntryOrder`]: duplicated, deleted, moved, missing a
+//! field), or a journal of a newer format version, is refused with a clear error unless the
+//! caller asks to recover the valid prefix. Every reader goes through [`scan_lines`] and
+//! [`EntryOrder`], so replay, resume and the views agree on what a readable journal is.
+//! Reading never panics on any input.
 
 use super::entry::{Entry, EntryKind, RunHeader, RunStatus, JOURNAL_VERSION};
 use super::writer::JOURNAL_FILE;
@@ -73,8 +76,21 @@ impl RecordedRun {
     fn parse(dir: &Path, path: &Path, bytes: &[u8], recover: bool) -> Result<Self, JournalError> {
         let mut entries: Vec<Entry> = Vec::new();
         let mut offsets: Vec<u64> = Vec::new();
+        let mut order = EntryOrder::default();
         let scanned = scan_lines(path, bytes, recover, |line, offset| {
-            entries.push(serde_json::from_slice::<Entry>(line)?);
+            let entry = serde_json::from_slice::<Entry>(line)?;
+            order.check(&EntryPlace {
+                seq: entry.seq,
+                kind: entry.kind,
+                call: entry.call,
+                session: entry.session.as_deref(),
+                has_function: entry.function.is_some(),
+                has_key: entry.key.is_some(),
+                has_result: entry.result.is_some(),
+                has_status: entry.status.is_some(),
+                has_header: entry.header.is_some(),
+            })?;
+            entries.push(entry);
             offsets.push(offset as u64);
             Ok(())
         })?;
@@ -120,6 +136,120 @@ impl RecordedRun {
     }
 }
 
+/// Why a line was refused.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum LineError {
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Parsed, but not where the journal's order allows it.
+    #[error("{0}")]
+    Order(String),
+}
+
+/// What one entry says about its place in the journal.
+pub(super) struct EntryPlace<'a> {
+    pub seq: u64,
+    pub kind: EntryKind,
+    pub call: Option<u64>,
+    pub session: Option<&'a str>,
+    pub has_function: bool,
+    pub has_key: bool,
+    pub has_result: bool,
+    pub has_status: bool,
+    pub has_header: bool,
+}
+
+/// The order a journal's entries must keep, checked line by line. A writer only ever appends,
+/// so a journal that breaks it was edited, spliced or copied wrongly, and answering from it
+/// would hand a script answers that belong elsewhere:
+/// - `seq` counts the lines from 0 (a duplicated, deleted or moved line breaks it);
+/// - one `run_started`, first; nothing after `run_finished`;
+/// - calls and effect intents are numbered from 0 in order, with their function and key;
+/// - a spawn names the next session (`s1`, `s2`, ...); a `session` entry finishes a spawned,
+///   unfinished session; an `effect_result` answers an intent that has none yet.
+#[derive(Default)]
+pub(super) struct EntryOrder {
+    lines: u64,
+    calls: u64,
+    spawned: u64,
+    /// Which spawned sessions have finished, by number - 1.
+    finished_sessions: Vec<bool>,
+    /// Effect intents awaiting their result.
+    open_intents: std::collections::HashSet<u64>,
+    ended: bool,
+}
+
+impl EntryOrder {
+    pub fn check(&mut self, e: &EntryPlace<'_>) -> Result<(), LineError> {
+        let fail = |why: String| Err(LineError::Order(why));
+        if e.seq != self.lines {
+            return fail(format!(
+                "entry seq {} where {} was due: a line was duplicated, deleted or moved",
+                e.seq, self.lines
+            ));
+        }
+        if self.ended {
+            return fail("an entry after the run's `run_finished`".into());
+        }
+        self.lines += 1;
+        match e.kind {
+            EntryKind::RunStarted if e.seq == 0 && e.has_header => {}
+            EntryKind::RunStarted => return fail("a second run header, or one without its fields".into()),
+            EntryKind::Call | EntryKind::EffectIntent => {
+                if e.call != Some(self.calls) {
+                    return fail(match e.call {
+                        Some(n) => format!("call {n} where call {} was due", self.calls),
+                        None => "a call without its number".into(),
+                    });
+                }
+                if !e.has_function || !e.has_key {
+                    return fail(format!("call {} without its function or key", self.calls));
+                }
+                // A call's result may be `null` (a spawn's, an unset input's): not checked.
+                if e.kind == EntryKind::EffectIntent {
+                    self.open_intents.insert(self.calls);
+                } else if let Some(id) = e.session {
+                    if session_number(id) != Some(self.spawned + 1) {
+                        return fail(format!("spawn of session `{id}` where s{} was due", self.spawned + 1));
+                    }
+                    self.spawned += 1;
+                    self.finished_sessions.push(false);
+                }
+                self.calls += 1;
+            }
+            EntryKind::Session => {
+                let (Some(id), true) = (e.session, e.has_result) else {
+                    return fail("a session result without its session or result".into());
+                };
+                let slot = session_number(id)
+                    .and_then(|n| usize::try_from(n).ok()?.checked_sub(1))
+                    .and_then(|i| self.finished_sessions.get_mut(i));
+                match slot {
+                    Some(done) if !*done => *done = true,
+                    Some(_) => return fail(format!("session `{id}` finished twice")),
+                    None => return fail(format!("a result for session `{id}`, which was never spawned")),
+                }
+            }
+            EntryKind::EffectResult => {
+                let Some(call) = e.call.filter(|_| e.has_result) else {
+                    return fail("an effect result without its call or result".into());
+                };
+                if !self.open_intents.remove(&call) {
+                    return fail(format!("a result for call {call}, which is no effect awaiting one"));
+                }
+            }
+            EntryKind::RunFinished if e.has_status => self.ended = true,
+            EntryKind::RunFinished => return fail("a `run_finished` without its status".into()),
+        }
+        Ok(())
+    }
+}
+
+/// `s7` → 7.
+fn session_number(id: &str) -> Option<u64> {
+    id.strip_prefix('s')?.parse().ok()
+}
+
 /// What [`scan_lines`] kept.
 pub(super) struct Scanned {
     /// Byte length of the valid prefix.
@@ -135,7 +265,7 @@ pub(super) fn scan_lines(
     path: &Path,
     bytes: &[u8],
     recover: bool,
-    mut parse: impl FnMut(&[u8], usize) -> Result<(), serde_json::Error>,
+    mut parse: impl FnMut(&[u8], usize) -> Result<(), LineError>,
 ) -> Result<Scanned, JournalError> {
     let mut warnings = Vec::new();
     let mut offset = 0usize;
@@ -172,7 +302,7 @@ pub(super) fn scan_lines(
             }
             Err(err) => {
                 let is_last = next >= bytes.len();
-                if is_last && !recover {
+                if is_last && !recover && matches!(err, LineError::Json(_)) {
                     // A complete but unparsable final line is also a torn write (the newline
                     // of a partial write can land before the rest of the record).
                     warnings.push(format!("{}:{line_no}: dropped an unreadable last entry: {err}", path.display()));
@@ -230,8 +360,9 @@ mod tests {
     fn write_run(dir: &Path) {
         let mut w = JournalWriter::create(dir).unwrap();
         w.append(Entry::run_started(header())).unwrap();
-        let key = CallKey::new("now", None, &json!([]));
-        w.append(Entry::call(0, "now", key, &CallSite::default(), json!([]), json!(1), None)).unwrap();
+        let key = CallKey::new("spawn_session", Some("w"), &json!({}));
+        w.append(Entry::call(0, "spawn_session", key, &CallSite::default(), json!({}), Value::Null, Some("s1".into())))
+            .unwrap();
         w.append(Entry::session("s1", json!({"status": "ok"}))).unwrap();
         w.append(Entry::run_finished(RunStatus::Succeeded, None, None, "t".into())).unwrap();
         w.sync().unwrap();

@@ -162,3 +162,37 @@ pub fn owner_alive(run_dir: &Path) -> bool {
     // Signal 0 probes for existence without delivering anything.
     unsafe { libc::kill(pid, 0) == 0 }
 }
+
+/// Gives a redo's directory its parent's blobs: hard links where the file system allows (blobs
+/// are content-addressed and never change), copies elsewhere.
+pub fn share_blobs(parent_dir: &Path, child_dir: &Path) -> std::io::Result<()> {
+    let Ok(blobs) = std::fs::read_dir(parent_dir.join("blobs")) else { return Ok(()) };
+    let target = child_dir.join("blobs");
+    std::fs::create_dir_all(&target)?;
+    for blob in blobs.flatten() {
+        let to = target.join(blob.file_name());
+        if std::fs::hard_link(blob.path(), &to).is_err() {
+            std::fs::copy(blob.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+/// The header of the run in `dir`, read from the journal's first line alone.
+pub fn read_header(dir: &Path) -> Option<super::entry::RunHeader> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(dir.join(super::writer::JOURNAL_FILE)).ok()?;
+    let mut first = String::new();
+    std::io::BufReader::new(file).read_line(&mut first).ok()?;
+    serde_json::from_str::<super::entry::Entry>(&first).ok()?.header
+}
+
+/// The redos of run `run_id` in `store`, oldest first, with where each branched.
+pub fn redos_of(store: &RunStore, run_id: &str) -> Vec<(String, super::entry::ParentRun)> {
+    store
+        .list()
+        .into_iter()
+        .filter_map(|(id, dir)| Some((id, read_header(&dir)?.parent?)))
+        .filter(|(_, parent)| parent.run_id == run_id)
+        .collect()
+}

@@ -13,7 +13,7 @@ use crate::effects::live_world::LiveWorld;
 use crate::effects::{UnconfiguredWorld, World};
 use crate::harness::mock::MockHarness;
 use crate::harness::HarnessSet;
-use crate::journal::entry::{Entry, RunHeader, RunStatus, JOURNAL_VERSION};
+use crate::journal::entry::{Entry, ParentRun, RunHeader, RunStatus, JOURNAL_VERSION};
 use crate::journal::run_dir::{self, RunStore};
 use crate::journal::{AnswerIndex, JournalWriter};
 use crate::scenario::{MockResponder, Scenario, ScenarioDiagnostic, ScenarioWorld};
@@ -42,11 +42,13 @@ pub enum Recording {
     From {
         run_dir: PathBuf,
         mode: ReplayMode,
-        retry_failed: bool,
         recover: bool,
         /// The journal, when the caller has read it already (saves reading it twice).
         preloaded: Option<std::sync::Arc<AnswerIndex>>,
     },
+    /// A redo (`coord resume --from`, `--retry-failed`): a new run, answered from its parent's
+    /// journal as `link` says, that records everything in its own. The parent is never touched.
+    Branch { parent_dir: PathBuf, link: ParentRun, preloaded: Option<std::sync::Arc<AnswerIndex>> },
 }
 
 #[derive(Clone, Debug)]
@@ -223,15 +225,14 @@ fn execute_on_script_thread(
         // Between operations: stop for a graceful stop, or when the heap outgrows its budget.
         let flag = interrupt.clone();
         // The script thread's own allocations: this closure runs on it, between operations.
-        let heap_limit = crate::script::heap_meter::thread_live_bytes()
-            .saturating_add(isize::try_from(plan.limits.max_heap_bytes).unwrap_or(isize::MAX));
-        // Checked after every operation: a string that doubles each time outgrows any budget
-        // within a few dozen operations.
+        // Checked after every operation, for growth a little at a time; a single call that
+        // would allocate past the budget is refused before it allocates (`heap_budget.rs`).
+        let heap = crate::script::heap_budget::HeapBudget::starting_now(plan.limits.max_heap_bytes);
         engine.on_progress(move |_| {
             if flag.is_set() {
                 Some(rhai::Dynamic::from(STOP_INTERRUPTED))
-            } else if crate::script::heap_meter::thread_live_bytes() > heap_limit {
-                Some(rhai::Dynamic::from(STOP_HEAP))
+            } else if heap.is_exceeded() {
+                Some(heap.exhausted_token())
             } else {
                 None
             }
@@ -244,14 +245,19 @@ fn execute_on_script_thread(
     // Take the preloaded journal out of the plan, so the only reference is ours and it is
     // moved, not copied, into the recorded calls.
     let preloaded = match &mut plan.recording {
-        Recording::From { preloaded, .. } => preloaded.take(),
+        Recording::From { preloaded, .. } | Recording::Branch { preloaded, .. } => preloaded.take(),
         Recording::Fresh => None,
     };
-    let recorded_run = match &plan.recording {
+    let recorded_source = match &plan.recording {
         Recording::Fresh => None,
-        Recording::From { run_dir, recover, .. } => match preloaded.map(Arc::try_unwrap) {
+        Recording::From { run_dir, recover, .. } => Some((run_dir, *recover)),
+        Recording::Branch { parent_dir, .. } => Some((parent_dir, false)),
+    };
+    let recorded_run = match recorded_source {
+        None => None,
+        Some((dir, recover)) => match preloaded.map(Arc::try_unwrap) {
             Some(Ok(journal)) => Some(journal),
-            _ => Some(AnswerIndex::read(run_dir, *recover).map_err(|e| SetupError::Journal(Box::new(e)))?),
+            _ => Some(AnswerIndex::read(dir, recover).map_err(|e| SetupError::Journal(Box::new(e)))?),
         },
     };
 
@@ -320,8 +326,32 @@ fn execute_on_script_thread(
 
     // The run directory and journal; a run that appends holds its directory's owner lock.
     let mut owner = plan.owner.take();
+    let header = |id: &str, parent: Option<ParentRun>| RunHeader {
+        version: JOURNAL_VERSION,
+        coord_version: env!("CARGO_PKG_VERSION").into(),
+        run_id: id.to_owned(),
+        coordinator: coordinator.clone(),
+        script: script_path.display().to_string(),
+        script_sha256: crate::journal::call_key::short_hash(source.as_bytes()),
+        inputs: Value::Object(inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        mode: mode.into(),
+        scenario: scenario_path.as_ref().map(|p| p.display().to_string()),
+        started_at: now_rfc3339(),
+        cwd: std::env::current_dir().ok().map(|d| d.display().to_string()),
+        options: serde_json::json!({
+            "leaf": plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), Value::String(match &o.model {
+                Some(m) => format!("{}:{m}", o.harness),
+                None => o.harness.clone(),
+            }))).collect::<serde_json::Map<String, Value>>(),
+            "dry_run": plan.dry_run,
+            "dry_run_no_leaves": plan.dry_run_no_leaves,
+            "max_parallel": plan.max_parallel,
+        }),
+        pipeline: plan.pipeline.clone(),
+        parent,
+    };
     let (run_id, run_dir, journal, recorded) = match (&plan.recording, recorded_run) {
-        (Recording::From { run_dir, mode, retry_failed, .. }, Some(rec)) => {
+        (Recording::From { run_dir, mode, .. }, Some(rec)) => {
             if !offline && owner.is_none() {
                 owner = Some(Arc::new(run_dir::OwnerLock::take(run_dir)?));
             }
@@ -330,43 +360,35 @@ fn execute_on_script_thread(
             } else {
                 JournalWriter::append_to(run_dir, rec.valid_len, rec.next_seq)?
             };
-            let failed = if *retry_failed { rec.failed_sessions() } else { Vec::new() };
             let run_id = rec.header.run_id.clone();
-            let mut calls = RecordedCalls::new(rec, *mode);
-            calls.rerun(failed);
-            (run_id, run_dir.clone(), journal, Some(calls))
+            (run_id, run_dir.clone(), journal, Some(RecordedCalls::new(rec, *mode)))
+        }
+        (Recording::Branch { parent_dir, link, .. }, Some(rec)) => {
+            let (id, dir) = plan.runs.create_run(&coordinator)?;
+            owner = Some(Arc::new(run_dir::OwnerLock::take(&dir)?));
+            // The parent's blobs (large outputs, transcripts) are this run's too.
+            run_dir::share_blobs(parent_dir, &dir)?;
+            let journal = JournalWriter::start(&dir, Entry::run_started(header(&id, Some(link.clone()))))?;
+            let mut calls = RecordedCalls::new(rec, ReplayMode::Branch);
+            calls.rerun(link.retried.iter().cloned());
+            if let Some(call) = link.from_call {
+                calls.reuse_before(call);
+            }
+            (id, dir, journal, Some(calls))
         }
         _ => {
             let (id, dir) = plan.runs.create_run(&coordinator)?;
             if !plan.journal_in_memory {
                 owner = Some(Arc::new(run_dir::OwnerLock::take(&dir)?));
             }
-            let mut journal =
-                if plan.journal_in_memory { JournalWriter::in_memory() } else { JournalWriter::create(&dir)? };
-            journal.append(Entry::run_started(RunHeader {
-                version: JOURNAL_VERSION,
-                coord_version: env!("CARGO_PKG_VERSION").into(),
-                run_id: id.clone(),
-                coordinator: coordinator.clone(),
-                script: script_path.display().to_string(),
-                script_sha256: crate::journal::call_key::short_hash(source.as_bytes()),
-                inputs: Value::Object(inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-                mode: mode.into(),
-                scenario: scenario_path.as_ref().map(|p| p.display().to_string()),
-                started_at: now_rfc3339(),
-                cwd: std::env::current_dir().ok().map(|d| d.display().to_string()),
-                options: serde_json::json!({
-                    "leaf": plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), Value::String(match &o.model {
-                        Some(m) => format!("{}:{m}", o.harness),
-                        None => o.harness.clone(),
-                    }))).collect::<serde_json::Map<String, Value>>(),
-                    "dry_run": plan.dry_run,
-                    "dry_run_no_leaves": plan.dry_run_no_leaves,
-                    "max_parallel": plan.max_parallel,
-                }),
-                pipeline: plan.pipeline.clone(),
-            }))?;
-            journal.sync()?;
+            let started = Entry::run_started(header(&id, None));
+            let journal = if plan.journal_in_memory {
+                let mut journal = JournalWriter::in_memory();
+                journal.append(started)?;
+                journal
+            } else {
+                JournalWriter::start(&dir, started)?
+            };
             (id, dir, journal, None)
         }
     };
@@ -481,7 +503,6 @@ fn execute_on_script_thread(
 
 /// Why the engine's progress callback stopped a script.
 const STOP_INTERRUPTED: &str = "interrupted";
-const STOP_HEAP: &str = "heap";
 
 fn classify_failure(
     host: &mut Host,
@@ -491,15 +512,15 @@ fn classify_failure(
     interrupt: &crate::scheduler::Interrupt,
 ) -> RunFailure {
     if let rhai::EvalAltResult::ErrorTerminated(token, pos) = err {
-        if token.clone().into_string().is_ok_and(|t| t == STOP_HEAP) {
-            let limit_mib = crate::script::EngineLimits::default().max_heap_bytes / (1024 * 1024);
+        if let Some(exhausted) = crate::script::heap_budget::HeapExhausted::from_token(token) {
+            let limit_mib = exhausted.budget_bytes / (1024 * 1024);
             return RunFailure::Script(Box::new(ScriptDiagnostic::at(
                 script,
                 source,
                 pos.line().unwrap_or(0),
                 pos.position().unwrap_or(0),
                 "the script outgrew its memory budget: runaway data growth?".into(),
-                Some(format!("a coordinator only routes; the budget is {limit_mib} MiB of heap")),
+                Some(format!("a coordinator only routes; the budget is {limit_mib} MiB of heap (--max-heap-mib)")),
                 ScriptErrorKind::Runtime,
             )));
         }

@@ -1,25 +1,30 @@
-//! Getting a recorded run ready to continue: refuse what cannot be resumed, cut off the entries
-//! that will be redone (a trailing `run_finished`, or everything from `--from SEQ`), and keep
-//! what was cut in an archive beside the journal, never deleting it.
+//! Getting a recorded run ready to continue, or to be redone.
+//!
+//! A resume continues the run in its own journal: it refuses what cannot be resumed and cuts off
+//! a trailing `run_finished` (kept in an archive beside the journal, never deleted). A redo
+//! (`--from`, `--retry-failed`) is a new run linked to its parent: this module works out where it
+//! branches ([`branch_point`]); the parent's journal is never modified.
 
-use crate::journal::entry::{EntryKind, RunStatus};
+use crate::journal::entry::{EntryKind, ParentRun, RunStatus};
 use crate::journal::run_dir;
 use crate::journal::writer::JOURNAL_FILE;
-use crate::journal::{JournalError, RecordedRun};
+use crate::journal::{AnswerIndex, JournalError, RecordedRun};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResumeError {
     #[error(transparent)]
     Journal(#[from] JournalError),
-    #[error("run {0} already succeeded: nothing to resume (use `--from SEQ` or `--retry-failed` to redo part of it)")]
+    #[error(
+        "run {0} already succeeded: nothing to resume (`--from s7` or `--retry-failed` redo part of it as a new run)"
+    )]
     Succeeded(String),
     #[error("run {0} is still running (process {1} holds it)")]
     StillRunning(String, String),
-    #[error(
-        "--from {0}: the journal has no entry {0} (it holds 0..{1}); entry 0 is the run header and cannot be redone"
-    )]
-    NoSuchEntry(u64, u64),
+    #[error("--from {0}: {1}")]
+    NoSuchPoint(String, String),
+    #[error("--retry-failed: every leaf of run {0} succeeded; nothing to retry")]
+    NothingFailed(String),
     #[error("archiving the journal: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -29,37 +34,73 @@ pub enum ResumeError {
 pub struct Prepared {
     pub archived: Option<PathBuf>,
     pub discarded: usize,
+    /// What reading the journal met (a dropped torn tail), as replay reports it.
+    pub warnings: Vec<String>,
 }
 
-pub fn prepare(run_dir: &Path, from: Option<u64>, retry_failed: bool, recover: bool) -> Result<Prepared, ResumeError> {
+/// Readies an interrupted or failed run to continue in its own journal.
+pub fn prepare(run_dir: &Path, recover: bool) -> Result<Prepared, ResumeError> {
     let run = RecordedRun::read_with(run_dir, recover)?;
     let id = run.header.run_id.clone();
     if run.finished.is_none() && run_dir::owner_alive(run_dir) {
         let pid = std::fs::read_to_string(run_dir.join("run.pid")).unwrap_or_default();
         return Err(ResumeError::StillRunning(id, pid.trim().to_owned()));
     }
-    if run.status() == RunStatus::Succeeded && from.is_none() && !retry_failed {
+    if run.status() == RunStatus::Succeeded {
         return Err(ResumeError::Succeeded(id));
     }
-    // Where the kept prefix ends: at `--from`, else before a trailing `run_finished`.
-    let cut_index = match from {
-        Some(seq) => {
-            let i = run.entries.iter().position(|e| e.seq == seq).filter(|&i| i > 0);
-            Some(i.ok_or(ResumeError::NoSuchEntry(seq, run.next_seq()))?)
-        }
-        None => run.entries.iter().rposition(|e| e.kind == EntryKind::RunFinished),
-    };
+    // The kept prefix ends before a trailing `run_finished`, or where the valid prefix ends.
+    let cut_index = run.entries.iter().rposition(|e| e.kind == EntryKind::RunFinished);
     let journal = run_dir.join(JOURNAL_FILE);
     let cut_at = match cut_index {
         Some(i) => run.offsets[i],
         None if run.valid_len < std::fs::metadata(&journal)?.len() => run.valid_len,
-        None => return Ok(Prepared::default()),
+        None => return Ok(Prepared { warnings: run.warnings, ..Prepared::default() }),
     };
     let archived = archive(run_dir)?;
     let file = std::fs::OpenOptions::new().write(true).open(&journal)?;
     file.set_len(cut_at)?;
     file.sync_all()?;
-    Ok(Prepared { archived: Some(archived), discarded: cut_index.map(|i| run.entries.len() - i).unwrap_or(0) })
+    let discarded = cut_index.map(|i| run.entries.len() - i).unwrap_or(0);
+    Ok(Prepared { archived: Some(archived), discarded, warnings: run.warnings })
+}
+
+/// Where a redo of `parent` branches: `--from` a session (`s7`, its spawn) or a call index,
+/// and/or `--retry-failed` (the parent's leaves that did not end `ok` run again).
+pub fn branch_point(parent: &AnswerIndex, from: Option<&str>, retry_failed: bool) -> Result<ParentRun, ResumeError> {
+    let run_id = parent.header.run_id.clone();
+    let mut link = ParentRun { run_id: run_id.clone(), ..Default::default() };
+    if let Some(from) = from {
+        let calls = parent.calls();
+        let (call, session) = match from.parse::<u64>() {
+            Ok(n) if (n as usize) < calls.len() => {
+                let session = calls.get(n as usize).and_then(|c| parent.spawned_session(c)).map(str::to_owned);
+                (n, session)
+            }
+            Ok(n) => {
+                let why =
+                    format!("run {run_id} made calls 0 to {}; call {n} is not one of them", calls.len().max(1) - 1);
+                return Err(ResumeError::NoSuchPoint(from.into(), why));
+            }
+            Err(_) => {
+                let spawn = calls.iter().position(|c| parent.spawned_session(c) == Some(from));
+                let Some(call) = spawn else {
+                    let why = format!("run {run_id} spawned no session `{from}` (`coord show {run_id}` lists them)");
+                    return Err(ResumeError::NoSuchPoint(from.into(), why));
+                };
+                (call as u64, Some(from.to_owned()))
+            }
+        };
+        link.from_call = Some(call);
+        link.from_session = session;
+    }
+    if retry_failed {
+        link.retried = parent.failed_sessions();
+        if link.retried.is_empty() && from.is_none() {
+            return Err(ResumeError::NothingFailed(run_id));
+        }
+    }
+    Ok(link)
 }
 
 /// Copies the journal to `journal.<n>.jsonl`, the first free n.

@@ -95,6 +95,10 @@ impl Harness for StartReportingHarness {
         self.inner.limits()
     }
 
+    fn replayed(&self, workflow: &str, goal: &str, inputs: &serde_json::Value) {
+        self.inner.replayed(workflow, goal, inputs)
+    }
+
     fn runs_in_workdir(&self) -> bool {
         self.inner.runs_in_workdir()
     }

@@ -31,6 +31,13 @@ enum Command {
     Spawn(Box<SpawnOrder>),
     /// Kill every leaf still running (their process groups die with their futures).
     CancelAll,
+    /// A leaf answered from the journal: its harness hears of it in spawn order.
+    Replayed {
+        harness: Arc<dyn Harness>,
+        workflow: String,
+        goal: String,
+        inputs: serde_json::Value,
+    },
 }
 
 pub struct Completion {
@@ -96,6 +103,12 @@ impl SchedulerClient {
 
     pub fn cancel_all(&self) {
         let _ = self.commands.send(Command::CancelAll);
+    }
+
+    /// Tells `harness`, in spawn order, of a leaf a resumed run took from its journal.
+    pub fn replayed(&self, harness: Arc<dyn Harness>, workflow: &str, goal: &str, inputs: &serde_json::Value) {
+        let (workflow, goal, inputs) = (workflow.to_owned(), goal.to_owned(), inputs.clone());
+        let _ = self.commands.send(Command::Replayed { harness, workflow, goal, inputs });
     }
 
     /// Blocks the script thread until a session completes.
@@ -171,6 +184,9 @@ async fn dispatch(
                     );
                     sessions.insert(handle.id(), task_session);
                 }
+                Some(Command::Replayed { harness, workflow, goal, inputs }) => {
+                    harness.replayed(&workflow, &goal, &inputs);
+                }
                 Some(Command::CancelAll) => {
                     running.abort_all();
                     for (_, (id, wf)) in sessions.drain() {
@@ -183,10 +199,52 @@ async fn dispatch(
             },
             Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
                 let id = match &joined { Ok((id, _)) => *id, Err(e) => e.id() };
-                sessions.remove(&id);
+                let session = sessions.remove(&id);
+                // A task that panicked sent no completion, and the script would wait for it
+                // forever: its leaf fails instead. (A cancelled one was reported as it was
+                // cancelled, and is no longer in `sessions`.)
+                if let (Err(e), Some((id, wf))) = (&joined, session) {
+                    if e.is_panic() {
+                        let error = format!("coord: the leaf's {e} (a bug in coord)");
+                        let _ = done.send(Completion { result: SessionResult::failed(&id, &wf, SessionStatus::Failed, error) });
+                    }
+                }
             }
         }
     }
     // The run is over: dropping the tasks kills any leaf still running.
     running.abort_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::LeafFuture;
+    use crate::workflow::Workflow;
+    use std::time::Duration;
+
+    /// A harness with a bug: its leaf panics.
+    struct PanickingHarness;
+
+    impl Harness for PanickingHarness {
+        fn name(&self) -> &str {
+            "panicking"
+        }
+        fn start(&self, _request: LeafRequest) -> LeafFuture {
+            Box::pin(async { panic!("a bug in a harness") })
+        }
+    }
+
+    #[test]
+    fn a_leaf_whose_task_panics_fails_rather_than_leaving_the_script_waiting() {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let scheduler = SchedulerClient::start(runtime.handle(), 2, &Interrupt::default());
+        let workflow = Workflow::new("review", "panicking", "", serde_json::json!({"type": "object"})).unwrap();
+        let request = LeafRequest::sample(workflow, Duration::from_secs(5));
+        let validator = Arc::new(crate::workflow::compile_schema(&request.schema).unwrap());
+        scheduler.spawn(SpawnOrder { request, harness: Arc::new(PanickingHarness), validator });
+        let completion = scheduler.next_completion().expect("a completion, not a hang");
+        assert_eq!(completion.result.status, SessionStatus::Failed);
+        assert!(completion.result.error.unwrap().contains("panicked"));
+    }
 }

@@ -104,8 +104,13 @@ pub struct SessionResult {
     pub status: SessionStatus,
     #[serde(default)]
     pub output: Value,
+    /// The leaf's answer as text. In the journal, a text over the inline limit is cut to its
+    /// start and the whole of it kept in the blob named by `text_blob`.
     #[serde(default)]
     pub text: String,
+    /// Blob hash of the whole `text`, when the journal line holds only its start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_blob: Option<String>,
     #[serde(default)]
     pub usage: Usage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -184,6 +189,7 @@ impl SessionResult {
             status,
             output: Value::Null,
             text: String::new(),
+            text_blob: None,
             usage: Usage::default(),
             error: None,
             harness: None,

@@ -51,14 +51,14 @@ pub struct PreparedAnswer(pub DetachedValue);
 /// loads it.
 pub const PREPARE: PreparePayloads = PreparePayloads {
     call_result: |function, text| {
-        if !function.starts_with("github.") {
+        if !function.starts_with("github.") || crate::journal::blob_store::marked_hash(text).is_some() {
             return None;
         }
         let value = parse_dynamic(text).ok()?;
         Some(Box::new(PreparedAnswer(DetachedValue(value))) as Prepared)
     },
     session_result: |result, spawn_args| {
-        if result.output.get("$blob").is_some() {
+        if result.output.get("$blob").is_some() || result.text_blob.is_some() {
             return None;
         }
         // The arguments are parsed straight into script values; goal and inputs are read as

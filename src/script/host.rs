@@ -10,7 +10,7 @@
 
 use crate::effects::{EffectKind, EffectRequest, GithubRead, World};
 use crate::harness::HarnessSet;
-use crate::journal::blob_store::{BlobStore, INLINE_LIMIT};
+use crate::journal::blob_store::{self, BlobStore, ANSWER_INLINE_LIMIT, INLINE_LIMIT};
 use crate::journal::entry::{CallSite, Entry};
 use crate::journal::{CallKey, JournalWriter, Prepared, RecordedSession};
 use crate::run::run_event::{RunEvent, RunEvents};
@@ -300,10 +300,10 @@ impl Host {
         self.recorded.as_ref().map(|r| r.mode)
     }
 
-    /// A resumed run reusing a recorded answer away from its recorded index journals it again,
-    /// so the journal stays a positional record of what this script did.
-    fn rejournal(&self, positional: bool) -> bool {
-        !positional && self.replaying() == Some(ReplayMode::Resume)
+    /// A redo journals every answer it takes from its parent's journal in its own, so its
+    /// journal alone replays it. (A resume's answers are already in the journal it continues.)
+    fn rejournal(&self) -> bool {
+        self.replaying() == Some(ReplayMode::Branch)
     }
 
     /// Never performs anything: replay and what-if only read the journal.
@@ -314,7 +314,7 @@ impl Host {
     pub fn log_line(&mut self, line: &str) {
         tracing::info!(target: "coord::script", "{line}");
         if let Some(log) = &mut self.log {
-            let _ = writeln!(log, "{line}");
+            let _ = writeln!(log, "{}", crate::redaction::process().mask(line));
         }
     }
 
@@ -379,9 +379,15 @@ impl Host {
             let prepared = ans.prepared.and_then(|p| p.downcast::<PreparedAnswer>().ok());
             let result = match prepared {
                 Some(p) => Answer::Script(p.0.into_inner()),
-                None => Answer::Recorded(ans.result.unwrap_or_else(|| "null".into())),
+                None => {
+                    let text = ans.result.unwrap_or_else(|| "null".into());
+                    match blob_store::marked_hash(&text) {
+                        Some(hash) => Answer::Recorded(self.blob_text(hash)?),
+                        None => Answer::Recorded(text),
+                    }
+                }
             };
-            if self.rejournal(ans.positional) {
+            if self.rejournal() {
                 let value = result.into_json();
                 self.journal.append(Entry::call(index, function, key, site, args, value.clone(), None))?;
                 return Ok(Answer::Json(value));
@@ -393,8 +399,19 @@ impl Host {
             return Ok(Answer::Json(Value::Null));
         }
         let result = live(self)?;
+        if !fits_within(&result, ANSWER_INLINE_LIMIT) {
+            let hash = self.blobs.put(result.to_string().as_bytes())?;
+            self.journal.append(Entry::call(index, function, key, site, args, blob_store::marker(&hash), None))?;
+            return Ok(Answer::Json(result));
+        }
         let entry = self.journal.append_returning(Entry::call(index, function, key, site, args, result, None))?;
         Ok(Answer::Json(entry.result.unwrap_or(Value::Null)))
+    }
+
+    /// The text of a blob this run's journal names.
+    fn blob_text(&self, hash: &str) -> Result<String, HostError> {
+        let bytes = self.blobs.get(hash)?;
+        String::from_utf8(bytes).map_err(|e| HostError::Script(format!("journal: blob {hash} is not text: {e}")))
     }
 
     pub fn now(&mut self, site: &CallSite) -> Result<i64, HostError> {
@@ -422,8 +439,17 @@ impl Host {
     pub fn github_read(&mut self, site: &CallSite, read: GithubRead) -> Result<Answer, HostError> {
         let function = read.function();
         self.value_call(function, read.args(), site, |h| {
-            h.world.github_read(&read).map_err(|e| HostError::World(e.to_string()))
+            let answer = h.world.github_read(&read).map_err(|e| HostError::World(e.to_string()));
+            h.log_world_notes();
+            answer
         })
+    }
+
+    /// The world's notes (a list that changed while it was read) go to the run's log.
+    fn log_world_notes(&mut self) {
+        for note in self.world.take_notes() {
+            self.log_line(&note);
+        }
     }
 
     // ---- sessions ----------------------------------------------------------------------
@@ -449,7 +475,7 @@ impl Host {
 
         let mut already_journaled = false;
         if let Some(ans) = answer {
-            let rejournal = self.rejournal(ans.positional);
+            let rejournal = self.rejournal();
             if rejournal {
                 self.journal.append_call(index, "spawn_session", &key, site, &args, Some(&id))?;
             }
@@ -457,7 +483,15 @@ impl Host {
             if let Some(recorded) = recorded {
                 let RecordedSession { mut result, prepared } =
                     recorded.map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
+                if rejournal {
+                    // Journaled again as the leaf gave it (a large output goes to this run's
+                    // blobs): the parent's blob marker is resolved first.
+                    self.resolve_blob(&mut result)?;
+                }
                 result.id = id.clone();
+                if !self.offline_replay() {
+                    self.note_replayed(workflow_name, &args);
+                }
                 self.record_spawn(&id, workflow_name, args).prepared = prepared;
                 self.finish_session(result, rejournal)?;
                 return Ok(id);
@@ -608,6 +642,27 @@ impl Host {
         session_index(id, self.sessions.len()).map(|i| &self.sessions[i])
     }
 
+    /// The harness a leaf of `wf` runs on: the call's `harness` option, else `--leaf`'s, else
+    /// the run's default (a scenario's mock), else the workflow's. True when it is not the
+    /// workflow's own.
+    fn harness_name(&self, wf: &workflow::Workflow, opts: &Value) -> (String, bool) {
+        let chosen = opts
+            .get("harness")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .or_else(|| self.leaf_overrides.get(&wf.name).map(|o| o.harness.clone()));
+        let swapped = chosen.as_ref().is_some_and(|h| *h != wf.harness);
+        (chosen.or_else(|| self.default_harness.clone()).unwrap_or_else(|| wf.harness.clone()), swapped)
+    }
+
+    /// Tells the harness of a leaf taken from the journal that it was, in spawn order.
+    fn note_replayed(&self, workflow_name: &str, opts: &Value) {
+        let Ok(wf) = self.workflows.get(workflow_name) else { return };
+        if let Some(harness) = self.harnesses.get(&self.harness_name(&wf, opts).0) {
+            self.scheduler.replayed(harness, workflow_name, goal_of(opts), inputs_of(opts));
+        }
+    }
+
     fn prepare_leaf(
         &mut self,
         id: &str,
@@ -620,14 +675,7 @@ impl Host {
         let wf =
             self.workflows.get(workflow_name).map_err(|e| LeafSetupError::Script(format!("spawn_session: {e}")))?;
         let over = self.leaf_overrides.get(workflow_name).cloned();
-        let chosen_harness = opts
-            .get("harness")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .or_else(|| over.as_ref().map(|o| o.harness.clone()));
-        let swapped = chosen_harness.as_ref().is_some_and(|h| *h != wf.harness);
-        let harness_name =
-            chosen_harness.or_else(|| self.default_harness.clone()).unwrap_or_else(|| wf.harness.clone());
+        let (harness_name, swapped) = self.harness_name(&wf, opts);
         let harness = self.harnesses.get(&harness_name).ok_or_else(|| {
             LeafSetupError::Leaf(format!(
                 "harness `{harness_name}` (workflow `{workflow_name}`) is not available in this run; available: {}",
@@ -714,18 +762,25 @@ impl Host {
             });
         }
         if journal && !stopping {
-            if fits_inline(&result.output) {
+            let output_fits = fits_inline(&result.output);
+            if output_fits && result.text.len() <= INLINE_LIMIT {
                 self.journal.append_session(&result.id, &result)?;
             } else {
+                // Large payloads go to blobs, so no journal line grows with a leaf's answer.
                 let mut record = serde_json::to_value(&result).expect("session results serialize");
-                let hash = self.blobs.put(result.output.to_string().as_bytes())?;
-                record["output"] = json!({ "$blob": hash });
+                if !output_fits {
+                    let hash = self.blobs.put(result.output.to_string().as_bytes())?;
+                    record["output"] = json!({ "$blob": hash });
+                }
+                if result.text.len() > INLINE_LIMIT {
+                    let hash = self.blobs.put(result.text.as_bytes())?;
+                    record["text"] = json!(text_start(&result.text));
+                    record["text_blob"] = json!(hash);
+                }
                 self.journal.append(Entry::session(&result.id, record))?;
             }
-        } else if let Some(hash) = result.output.get("$blob").and_then(Value::as_str) {
-            let bytes = self.blobs.get(hash)?;
-            result.output = serde_json::from_slice(&bytes)
-                .map_err(|e| HostError::Script(format!("journal: blob {hash} is not JSON: {e}")))?;
+        } else {
+            self.resolve_blob(&mut result)?;
         }
         self.usage.add(&result.usage);
         if let Some(events) = &self.events {
@@ -734,6 +789,20 @@ impl Host {
         match session_index(&result.id, self.sessions.len()) {
             Some(i) => self.sessions[i].slot = SessionSlot::Done(result),
             None => unreachable!("a session finishes only after its spawn is recorded"),
+        }
+        Ok(())
+    }
+
+    /// A recorded result's output and text, read back from their blobs when the journal holds
+    /// only a marker or the text's start.
+    fn resolve_blob(&self, result: &mut SessionResult) -> Result<(), HostError> {
+        if let Some(hash) = result.output.get("$blob").and_then(Value::as_str) {
+            let bytes = self.blobs.get(hash)?;
+            result.output = serde_json::from_slice(&bytes)
+                .map_err(|e| HostError::Script(format!("journal: blob {hash} is not JSON: {e}")))?;
+        }
+        if let Some(hash) = result.text_blob.take() {
+            result.text = self.blob_text(&hash)?;
         }
         Ok(())
     }
@@ -772,6 +841,10 @@ impl Host {
                 break;
             }
             self.check_interrupt()?;
+            // What the script did before it waits (its spawns) reaches the OS before the wait,
+            // not with the first completion: a run's journal shows its leaves while they run
+            // (`coord serve`). A no-op once the buffer is empty.
+            self.journal.flush()?;
             match self.scheduler.next_completion() {
                 Some(c) => {
                     self.finish_session(Box::new(c.result), true)?;
@@ -787,7 +860,7 @@ impl Host {
         }
         let journal_it = match &answer {
             None => !self.offline_replay(),
-            Some(ans) => self.rejournal(ans.positional),
+            Some(_) => self.rejournal(),
         };
         if journal_it {
             let statuses: Vec<&str> = ids.iter().map(|id| self.finished(id).status.as_str()).collect();
@@ -858,7 +931,7 @@ impl Host {
         let result = match answer {
             Some(ans) => {
                 let recorded_key = ans.idempotency_key.clone().unwrap_or(idempotency_key.clone());
-                if self.rejournal(ans.positional) {
+                if self.rejournal() {
                     self.journal.append(Entry::effect_intent(
                         index,
                         function,
@@ -871,7 +944,7 @@ impl Host {
                 match ans.effect_result {
                     Some(result) => {
                         self.world.restore(&request, &result);
-                        if self.rejournal(ans.positional) {
+                        if self.rejournal() {
                             self.journal.append(Entry::effect_result(index, function, result.clone()))?;
                         }
                         result
@@ -934,10 +1007,12 @@ impl Host {
 
     fn act(&mut self, request: &EffectRequest, idempotency_key: &str) -> Result<Value, HostError> {
         // A world error is a failed effect the script can route on, not a crash.
-        Ok(match self.world.act(request, idempotency_key) {
+        let result = match self.world.act(request, idempotency_key) {
             Ok(v) => v,
             Err(e) => json!({"status": "failed", "error": e.to_string()}),
-        })
+        };
+        self.log_world_notes();
+        Ok(result)
     }
 
     /// Stops every leaf still running (graceful stop).
@@ -971,11 +1046,19 @@ enum LeafSetupError {
 /// blob). Measured by serializing into a counter that gives up past the limit, so neither a
 /// small output nor a huge one is written out just to be measured.
 fn fits_inline(output: &Value) -> bool {
-    struct Counter(usize);
+    fits_within(output, INLINE_LIMIT)
+}
+
+/// Whether `value` serializes to at most `limit` bytes.
+fn fits_within(value: &Value, limit: usize) -> bool {
+    struct Counter {
+        written: usize,
+        limit: usize,
+    }
     impl std::io::Write for Counter {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            if self.0 > INLINE_LIMIT {
+            self.written += buf.len();
+            if self.written > self.limit {
                 return Err(std::io::ErrorKind::FileTooLarge.into());
             }
             Ok(buf.len())
@@ -984,7 +1067,14 @@ fn fits_inline(output: &Value) -> bool {
             Ok(())
         }
     }
-    serde_json::to_writer(&mut Counter(0), output).is_ok()
+    serde_json::to_writer(&mut Counter { written: 0, limit }, value).is_ok()
+}
+
+/// The start of a text too long for a journal line: what views show in its place.
+fn text_start(text: &str) -> String {
+    const SHOWN: usize = 1024;
+    let end = (0..=SHOWN.min(text.len())).rev().find(|&i| text.is_char_boundary(i)).unwrap_or(0);
+    format!("{}… ({} bytes in all)", &text[..end], text.len())
 }
 
 /// A spawn's `timeout` option: seconds, or a duration like `"20m"`; `()` means the workflow's.

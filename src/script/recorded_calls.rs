@@ -1,9 +1,11 @@
 //! Answers host calls from a recorded journal, for replay, resume and what-if replay.
 //!
 //! Calls are matched by position while the script asks for exactly what the journal holds
-//! (same call key at the same index). At the first difference an exact replay stops with a
-//! divergence; resume and what-if switch to matching by key, each recorded entry used at most
-//! once, so changed routing still reuses every recorded leaf, read and effect it asks for.
+//! (same call key at the same index). At the first difference an exact replay and a resume
+//! stop with a divergence; a what-if and a redo (a branch of the run) switch to matching by
+//! key, each recorded entry used at most once, so changed routing still reuses every recorded
+//! leaf, read and effect it asks for. A redo from a point (`--from`) reuses nothing recorded at
+//! or after that point.
 
 use crate::journal::entry::{CallSite, Entry, EntryKind};
 use crate::journal::{AnswerIndex, CallKey, Prepared};
@@ -14,8 +16,13 @@ use std::collections::{HashMap, VecDeque};
 pub enum ReplayMode {
     /// `coord replay`: every call must match; nothing runs live.
     Exact,
-    /// `coord resume`: the recorded prefix is reused; the rest runs live.
+    /// `coord resume`: the run continues its own journal. Its calls are answered by position;
+    /// past the journal's end they run live. A call the journal does not hold at its place is
+    /// a divergence: continuing would leave two histories in one file.
     Resume,
+    /// `coord resume --from` / `--retry-failed`: a new run answered from its parent's journal
+    /// (by position, then by key), everything it is given recorded in its own journal.
+    Branch,
     /// `coord replay --script`: an edited script against a recorded run; nothing runs live.
     WhatIf,
 }
@@ -43,6 +50,8 @@ pub struct RecordedCalls {
     pub divergence: Option<Divergence>,
     /// Session ids whose recorded results must not be reused (`--retry-failed`).
     rerun_sessions: std::collections::HashSet<String>,
+    /// Recorded calls from this index on are never reused (`--from`).
+    reuse_before: Option<u64>,
 }
 
 /// Why a call got no answer.
@@ -95,7 +104,17 @@ impl RecordedCalls {
             positional: true,
             divergence: None,
             rerun_sessions: Default::default(),
+            reuse_before: None,
         }
+    }
+
+    /// Reuses no recorded call from `call` on: the script runs live from there.
+    pub fn reuse_before(&mut self, call: u64) {
+        self.reuse_before = Some(call);
+    }
+
+    fn reusable(&self, i: usize) -> bool {
+        self.reuse_before.is_none_or(|limit| (i as u64) < limit)
     }
 
     /// Marks sessions whose recorded result must be run again.
@@ -151,6 +170,11 @@ impl RecordedCalls {
         let i = index as usize;
         if self.positional {
             self.journal.read_through_call(i);
+            if !self.reusable(i) {
+                // A redo from here: nothing recorded at or after this point is reused.
+                self.positional = false;
+                return Ok(None);
+            }
             match self.journal.calls().get(i) {
                 Some(e) if self.journal.key(e) == Some(key.0.as_str()) && !self.is_used(i) => {
                     return Ok(Some(self.take(i, true)))
@@ -170,11 +194,13 @@ impl RecordedCalls {
                         // The journal of a run that never finished simply stops: no more
                         // answers, which the host reports as the journal's end.
                         ReplayMode::Exact if past_end && self.journal.finished().is_none() => return Ok(None),
-                        ReplayMode::Exact => return Err(AnswerError::Divergence(Box::new(divergence))),
                         // Running past the end of an interrupted run's journal is not a
                         // divergence: it is where resume goes live.
-                        ReplayMode::Resume if past_end => {}
-                        _ => self.divergence = Some(divergence),
+                        ReplayMode::Resume if past_end => return Ok(None),
+                        ReplayMode::Exact | ReplayMode::Resume => {
+                            return Err(AnswerError::Divergence(Box::new(divergence)))
+                        }
+                        ReplayMode::WhatIf | ReplayMode::Branch => self.divergence = Some(divergence),
                     }
                 }
             }
@@ -185,10 +211,11 @@ impl RecordedCalls {
             self.by_key = Some(index_by_key(&self.journal));
         }
         let used = &self.used;
+        let limit = self.reuse_before.map_or(usize::MAX, |l| l as usize);
         let by_key = self.by_key.as_mut().expect("built above");
         let found = by_key.get_mut(key).and_then(|q| {
             while let Some(&j) = q.front() {
-                if !used.get(j).copied().unwrap_or(false) {
+                if j < limit && !used.get(j).copied().unwrap_or(false) {
                     return Some(j);
                 }
                 q.pop_front();

@@ -16,13 +16,13 @@
 //! It only reads: the journal, the blobs (large outputs), and the run's pid file (is the owner
 //! alive). It must not write, and it must not guess anything the rule above does not say.
 
-use super::secret_redaction::SecretRedactor;
 use super::spend::{self, Spend};
 use crate::effects::EffectKind;
 use crate::journal::blob_store::BlobStore;
-use crate::journal::entry::{Entry, EntryKind};
+use crate::journal::entry::{Entry, EntryKind, ParentRun};
 use crate::journal::run_dir::{owner_alive, RunLookupError, RunStore};
 use crate::journal::{JournalError, RecordedRun, RunStatus};
+use crate::redaction::Redactor;
 use crate::scheduler::session::{SessionResult, SessionStatus, Usage};
 use crate::script::host::EffectRecord;
 use indexmap::IndexMap;
@@ -118,6 +118,12 @@ pub struct RunGraph {
     /// In call order.
     pub effects: Vec<EffectNode>,
     pub warnings: Vec<String>,
+    /// The `coord.toml` pipeline the run belongs to (daemon, `coord trigger`).
+    pub pipeline: Option<String>,
+    /// A redo's parent run and where it branched.
+    pub parent: Option<ParentRun>,
+    /// The redos of this run found beside it, oldest first.
+    pub redos: Vec<(String, ParentRun)>,
 }
 
 /// Sessions, tokens and cost of a group of sessions (a workflow, a model).
@@ -137,18 +143,52 @@ pub enum OpenRunError {
     Journal(#[from] JournalError),
 }
 
-/// Resolves `run` in `store`, reads its journal, redacts it and builds its graph. The redacted
+/// Resolves `run` in `store`, reads its journal, masks it and builds its graph. The masked
 /// journal comes back too, for views that read entries (the trace).
-pub fn open_run(
-    store: &RunStore,
-    run: &str,
-    redactor: &SecretRedactor,
-) -> Result<(RecordedRun, RunGraph), OpenRunError> {
+pub fn open_run(store: &RunStore, run: &str, redactor: &Redactor) -> Result<(RecordedRun, RunGraph), OpenRunError> {
     let dir = store.resolve(run)?;
     let mut recorded = RecordedRun::read(&dir)?;
-    redactor.redact_run(&mut recorded);
-    let graph = RunGraph::build(&recorded, redactor);
+    mask_recorded_run(redactor, &mut recorded);
+    // One run shown: its redos are worth the read of every header in the store.
+    let beside = dir.parent().map(|root| RunStore { root: root.to_owned() });
+    let redos = crate::journal::run_dir::redos_of(beside.as_ref().unwrap_or(store), &recorded.header.run_id);
+    let graph = RunGraph::build_with_redos(&recorded, redactor, redos);
     Ok((recorded, graph))
+}
+
+/// Masks everything a view could show of a recorded run: the second line of defence, for
+/// journals written before coord masked when writing, and secrets known only where the view
+/// is made.
+pub fn mask_recorded_run(redactor: &Redactor, run: &mut RecordedRun) {
+    if redactor.knows_no_values() {
+        return;
+    }
+    redactor.mask_value(&mut run.header.inputs);
+    redactor.mask_string(&mut run.header.script);
+    for entry in run.entries.iter_mut().chain(run.calls.iter_mut()).chain(run.finished.iter_mut()) {
+        mask_entry(redactor, entry);
+    }
+    run.sessions.values_mut().for_each(|v| redactor.mask_value(v));
+    run.effect_results.values_mut().for_each(|v| redactor.mask_value(v));
+    run.warnings.iter_mut().for_each(|w| redactor.mask_string(w));
+}
+
+/// Masks what a view could show of one entry, as [`mask_recorded_run`] does for each: for
+/// views that take a journal's entries one by one as it grows (`coord serve`).
+pub fn mask_entry(redactor: &Redactor, entry: &mut Entry) {
+    if redactor.knows_no_values() {
+        return;
+    }
+    for v in [&mut entry.args, &mut entry.result].into_iter().flatten() {
+        redactor.mask_value(v);
+    }
+    if let Some(h) = &mut entry.header {
+        redactor.mask_value(&mut h.inputs);
+        redactor.mask_string(&mut h.script);
+    }
+    for text in [&mut entry.error, &mut entry.source].into_iter().flatten() {
+        redactor.mask_string(text);
+    }
 }
 
 /// How a run looks from outside: its last entry, else whether its process still lives.
@@ -161,9 +201,15 @@ pub fn observed_status(run: &RecordedRun) -> RunStatus {
 }
 
 impl RunGraph {
-    /// Builds the graph of `run` (already redacted); large outputs are read from its blobs and
-    /// redacted with `redactor`.
-    pub fn build(run: &RecordedRun, redactor: &SecretRedactor) -> Self {
+    /// Builds the graph of `run` (already masked); large outputs are read from its blobs and
+    /// masked with `redactor`. Its redos are not looked for (listings build thousands of graphs).
+    pub fn build(run: &RecordedRun, redactor: &Redactor) -> Self {
+        Self::build_with_redos(run, redactor, Vec::new())
+    }
+
+    /// [`RunGraph::build`] with the run's redos, found by the caller: finding them reads the
+    /// header of every run in the store, which a view of one run (`coord show`) can afford once.
+    pub fn build_with_redos(run: &RecordedRun, redactor: &Redactor, redos: Vec<(String, ParentRun)>) -> Self {
         let blobs = BlobStore::new(&run.dir);
         let status = observed_status(run);
         let mut warnings = run.warnings.clone();
@@ -184,6 +230,9 @@ impl RunGraph {
             sessions: Vec::new(),
             effects: Vec::new(),
             warnings: Vec::new(),
+            pipeline: run.header.pipeline.clone(),
+            parent: run.header.parent.clone(),
+            redos,
         };
         let mut site_index: IndexMap<String, usize> = IndexMap::new();
         let mut session_index: IndexMap<String, usize> = IndexMap::new();
@@ -537,14 +586,14 @@ impl EffectNode {
     }
 }
 
-fn session_result(value: &Value, blobs: &BlobStore, redactor: &SecretRedactor) -> Result<SessionResult, String> {
+fn session_result(value: &Value, blobs: &BlobStore, redactor: &Redactor) -> Result<SessionResult, String> {
     let mut result: SessionResult =
         serde_json::from_value(value.clone()).map_err(|e| format!("unreadable session result: {e}"))?;
     if let Some(hash) = result.output.get("$blob").and_then(Value::as_str).map(str::to_owned) {
         let mut output = blobs.get(&hash).map_err(|e| format!("output blob {hash}: {e}")).and_then(|bytes| {
             serde_json::from_slice::<Value>(&bytes).map_err(|e| format!("output blob {hash} is not JSON: {e}"))
         })?;
-        redactor.redact_value(&mut output);
+        redactor.mask_value(&mut output);
         result.output = output;
     }
     Ok(result)
@@ -635,7 +684,7 @@ mod tests {
         }
         w.sync().unwrap();
         let run = RecordedRun::read(dir.path()).unwrap();
-        RunGraph::build(&run, &SecretRedactor::default())
+        RunGraph::build(&run, &Redactor::default())
     }
 
     fn parent(g: &RunGraph, id: &str) -> String {

@@ -9,6 +9,7 @@
 
 use super::run_graph::{NodeRef, Parent, RunGraph, SessionNode};
 use super::units;
+use crate::journal::entry::ParentRun;
 use serde_json::Value;
 use std::fmt::Write;
 
@@ -80,6 +81,13 @@ fn render_header(g: &RunGraph, out: &mut String) {
     let took = g.duration_ms().map(|ms| format!(" · took {}", units::duration(ms))).unwrap_or_default();
     let _ =
         writeln!(out, "  script {} · mode {} · started {}{took}", g.script, g.mode, units::timestamp(&g.started_at));
+    if let Some(parent) = &g.parent {
+        let _ = writeln!(out, "  redo of run {parent}");
+    }
+    for (id, link) in &g.redos {
+        let from = ParentRun { run_id: id.clone(), ..link.clone() };
+        let _ = writeln!(out, "  redone as run {from}");
+    }
     let failed = g.failed_sessions();
     let failed = if failed > 0 { format!(" ({failed} not ok)") } else { String::new() };
     let _ = writeln!(
@@ -131,7 +139,8 @@ fn render_children(g: &RunGraph, parent: &Parent, prefix: &str, out: &mut String
 
 /// `s1 mr-review · ok · verdict: clean · 0ms · 19,100 tokens · $0.0680`
 pub fn session_line(s: &SessionNode) -> String {
-    let mut parts = vec![format!("{} {}", s.id, s.workflow), s.state().to_owned()];
+    // The call index too: `coord resume --from` takes either.
+    let mut parts = vec![format!("{} {}", s.id, s.workflow), format!("call {}", s.call), s.state().to_owned()];
     if let Some(v) = s.verdict_text() {
         parts.push(v);
     }
