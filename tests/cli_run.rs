@@ -15,7 +15,7 @@ fn demo_prints_decisions_and_journals_the_run() {
     assert!(out.stdout.contains("merged     #12 #14"), "{}", out.stdout);
     assert!(out.stdout.contains("fixed      #14"), "{}", out.stdout);
     assert!(out.stdout.contains("escalated  #15 #17 #16"), "{}", out.stdout);
-    assert!(out.stdout.contains("waiting    #13"), "{}", out.stdout);
+    assert!(out.stdout.contains("waiting    #18 #13"), "{}", out.stdout);
     let runs = p.runs();
     assert_eq!(runs.len(), 1);
     let journal = std::fs::read_to_string(runs[0].join("journal.jsonl")).unwrap();
@@ -573,7 +573,7 @@ fn capabilities_can_be_switched_off_and_file_channels_stay_in_the_project() {
     p.write("coord.toml", "");
     p.write("note.rhai", "#{ inside: notify(\"file:notes/n.jsonl\", \"hi\").status, outside: notify(\"file:../coord-outside-the-project.jsonl\", \"hi\").status }\n");
     let out = p.coord().args(["run", "note.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.expect_code(4); // an effect failed
     assert_eq!(out.json()["result"], serde_json::json!({"inside": "sent", "outside": "failed"}), "{}", out.stdout);
     assert!(p.path().join("notes/n.jsonl").exists());
     assert!(!outside.exists(), "nothing was written outside the project");

@@ -103,14 +103,14 @@ fn groom_prs_escalates_what_it_cannot_merge() {
         &p,
         "groom-prs",
         "demo",
-        json!({ "merged": [12, 14], "fixed": [14], "escalated": [15, 17, 16], "waiting": [13] }),
+        json!({ "merged": [12, 14], "fixed": [14], "escalated": [15, 17, 16], "waiting": [18, 13], "drafts": [18] }),
         None,
     );
     case(
         &p,
         "groom-prs",
         "failures",
-        json!({ "merged": [], "fixed": [], "escalated": [24, 22, 23], "waiting": [21] }),
+        json!({ "merged": [], "fixed": [], "escalated": [24, 22, 23], "waiting": [21], "drafts": [] }),
         Some(&[
             "merge 21 refused (conflict)",
             "comment 24 done",

@@ -2,12 +2,16 @@
 //! a GitHub remote (scriptorium's model).
 //!
 //! One merge at a time, across every coord process on the machine (an `flock` on a file in
-//! the repository's git directory): in a scratch worktree, merge the target (default `main`)
-//! into the branch, run `[merge] test_command`, and fast-forward the target to the tested
-//! commit only when the tests pass. Otherwise the result is `refused` with `tests_failed` (and
-//! the tail of the output) or `conflict`. Git runs as a process; the scratch worktree is
-//! removed whatever happens. It must not touch the branch itself or any other worktree's files,
-//! except fast-forwarding the target where it is checked out.
+//! the repository's git directory): first the target itself (default `main`) must pass
+//! `[merge] test_command`, else the result is `refused` with `main_red` (a red main fails every
+//! branch's tests; blaming the branch would send good work back); then, in a scratch worktree,
+//! merge the target into the branch, run the test command, and fast-forward the target to the
+//! tested commit only when the tests pass. Otherwise the result is `refused` with
+//! `tests_failed` (and the tail of the output) or `conflict`. A target commit that passed is
+//! remembered (`green-targets` in the queue's folder), so main is tested once per commit, not
+//! once per merge. Git runs as a process; the scratch worktree is removed whatever happens. It
+//! must not touch the branch itself or any other worktree's files, except fast-forwarding the
+//! target where it is checked out.
 
 use crate::harness::process_group::kill_group;
 use serde::Deserialize;
@@ -22,6 +26,11 @@ pub const DEFAULT_TEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const OUTPUT_TAIL: usize = 2000;
 const LOCK_FILE: &str = "coord-merge-queue.lock";
 const SCRATCH_DIR: &str = "coord-merge-queue";
+/// In the scratch folder: target commits that passed the test command, one `SHA COMMAND-HASH`
+/// a line.
+const GREEN_TARGETS_FILE: &str = "green-targets";
+/// Lines `green-targets` keeps (the newest).
+const GREEN_TARGETS_KEPT: usize = 200;
 
 /// `[merge]` in coord.toml.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -233,6 +242,34 @@ impl GitMergeQueue {
             ));
         }
 
+        let timeout = self.settings.test_timeout.unwrap_or(DEFAULT_TEST_TIMEOUT);
+        let green_targets =
+            GreenTargets { path: git_dir.join(SCRATCH_DIR).join(GREEN_TARGETS_FILE), command: &command };
+        if !green_targets.contains(&target_sha) {
+            let scratch =
+                ScratchWorktree::create(&self.repo_dir, &git_dir.join(SCRATCH_DIR).join("worktree"), &target_sha)?;
+            let log = git_dir.join(SCRATCH_DIR).join("test-output.log");
+            let tested = run_tests(&command, &scratch.path, &log, timeout, target, target)?;
+            if !tested.passed {
+                let short_sha = &target_sha[..target_sha.len().min(12)];
+                let why = if tested.timed_out {
+                    format!("ran past {}", humantime::format_duration(timeout))
+                } else {
+                    "fails".to_owned()
+                };
+                return Ok(refused(
+                    "main_red",
+                    json!({
+                        "sha": target_sha,
+                        "output_tail": tested.output_tail,
+                        "exit_code": tested.exit_code,
+                        "message": format!("the test command {why} on `{target}` itself (at {short_sha}): nothing merges until `{target}` is green"),
+                    }),
+                ));
+            }
+            green_targets.insert(&target_sha);
+        }
+
         let scratch =
             ScratchWorktree::create(&self.repo_dir, &git_dir.join(SCRATCH_DIR).join("worktree"), &branch_sha)?;
         let message = format!("Merge {target} into {branch}");
@@ -243,7 +280,6 @@ impl GitMergeQueue {
             return Ok(refused("conflict", json!({"output_tail": tail(&merged.text, OUTPUT_TAIL)})));
         }
 
-        let timeout = self.settings.test_timeout.unwrap_or(DEFAULT_TEST_TIMEOUT);
         let log = git_dir.join(SCRATCH_DIR).join("test-output.log");
         let tested = run_tests(&command, &scratch.path, &log, timeout, branch, target)?;
         if !tested.passed {
@@ -257,6 +293,8 @@ impl GitMergeQueue {
         let new_sha = git_ok(&scratch.path, &["rev-parse", "HEAD"])?;
         drop(scratch);
         self.fast_forward(target, &target_sha, &new_sha)?;
+        // The target now is the commit that just passed: no need to test it again.
+        green_targets.insert(&new_sha);
         Ok(json!({"status": "merged", "branch": branch, "into": target, "sha": new_sha, "method": "merge"}))
     }
 
@@ -301,6 +339,35 @@ impl GitMergeQueue {
                 git_ok(&self.repo_dir, &["update-ref", "-m", "coord merge queue", &r, new, old]).map(|_| ())
             }
         }
+    }
+}
+
+/// Target commits known to pass the test command. Read and written under the queue's lock.
+struct GreenTargets<'a> {
+    path: PathBuf,
+    command: &'a str,
+}
+
+impl GreenTargets<'_> {
+    fn line(&self, sha: &str) -> String {
+        use sha2::Digest;
+        let command = hex::encode(sha2::Sha256::digest(self.command.as_bytes()));
+        format!("{sha} {}", &command[..16])
+    }
+
+    fn contains(&self, sha: &str) -> bool {
+        let wanted = self.line(sha);
+        std::fs::read_to_string(&self.path).is_ok_and(|text| text.lines().any(|l| l == wanted))
+    }
+
+    /// Best effort: a commit not remembered is only tested again.
+    fn insert(&self, sha: &str) {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let mut lines: Vec<&str> = text.lines().collect();
+        let line = self.line(sha);
+        lines.push(&line);
+        let start = lines.len().saturating_sub(GREEN_TARGETS_KEPT);
+        let _ = std::fs::write(&self.path, lines[start..].join("\n") + "\n");
     }
 }
 

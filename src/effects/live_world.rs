@@ -138,4 +138,8 @@ impl World for LiveWorld {
     fn is_external(&self) -> bool {
         true
     }
+
+    fn take_notes(&mut self) -> Vec<String> {
+        self.github.take_notes()
+    }
 }

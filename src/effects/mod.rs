@@ -111,6 +111,12 @@ pub trait World: Send {
 
     /// True when effects leave this process: the journal is fsynced before each one.
     fn is_external(&self) -> bool;
+
+    /// What the world noticed that is not part of an answer (a list that changed while it was
+    /// read page by page), oldest first, each once. The host writes them to the run's log.
+    fn take_notes(&mut self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The world of a live run before any backend is configured: every read and effect explains

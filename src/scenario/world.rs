@@ -263,6 +263,9 @@ impl World for ScenarioWorld {
                 if pr["merged"] == true || pr["state"] != "open" {
                     return refuse("not_mergeable");
                 }
+                if pr["draft"] == true {
+                    return refuse("draft");
+                }
                 let require_green = args.get("require_green").and_then(Value::as_bool).unwrap_or(true);
                 if require_green && pr["checks"] != "green" {
                     return refuse("not_green");

@@ -27,7 +27,7 @@ const SLACK_PATH: &str = "/services/T0001/B0001/hookSecretPart";
 /// mr-review=command` runs the fake reviewer instead of an agent (and a fix, which no review
 /// here asks for, would run a fake fixer: a run is refused when a leaf it can reach has no
 /// agent installed).
-fn groom_project() -> TestProject {
+pub(crate) fn groom_project() -> TestProject {
     let p = TestProject::with_repo_files();
     p.write_executable("fake-review.sh", FAKE_REVIEW);
     p.write_executable(
@@ -42,14 +42,14 @@ fn groom_project() -> TestProject {
     p
 }
 
-fn live(p: &TestProject, gh: &FakeGithub, slack: &FakeReceiver) -> CoordCommand {
+pub(crate) fn live(p: &TestProject, gh: &FakeGithub, slack: &FakeReceiver) -> CoordCommand {
     p.coord()
         .env("GITHUB_API_URL", &gh.url)
         .env("GITHUB_TOKEN", TOKEN)
         .env("SLACK_WEBHOOK_URL", format!("{}{SLACK_PATH}", slack.url))
 }
 
-const GROOM: [&str; 10] = [
+pub(crate) const GROOM: [&str; 10] = [
     "run",
     "coordinators/groom-prs.rhai",
     "--input",
@@ -62,11 +62,11 @@ const GROOM: [&str; 10] = [
     "2",
 ];
 
-fn route(rest: &str) -> String {
+pub(crate) fn route(rest: &str) -> String {
     format!("/repos/{OWNER}/{REPO}/{rest}")
 }
 
-fn journal(run: &Path) -> Vec<Value> {
+pub(crate) fn journal(run: &Path) -> Vec<Value> {
     std::fs::read_to_string(run.join("journal.jsonl"))
         .unwrap()
         .lines()
@@ -102,17 +102,21 @@ fn groom_prs_live_merges_clean_green_prs_escalates_the_rest_and_posts_one_summar
     let out = live(&p, &gh, &slack).args(GROOM).args(["--json", "-vv"]).run();
     out.expect_code(0);
     let v = out.json();
-    assert_eq!(v["result"], json!({"merged": [21], "fixed": [], "escalated": [23, 24], "waiting": [22, 25]}));
+    // GitHub lists newest first; groom-prs keeps that order.
+    assert_eq!(
+        v["result"],
+        json!({"merged": [21], "fixed": [], "escalated": [24, 23], "waiting": [25, 22], "drafts": []})
+    );
 
     // Exactly these writes, and no other.
     assert_eq!(
         gh.writes(),
         [
-            format!("PUT {}", route("pulls/21/merge")),
-            format!("POST {}", route("issues/23/comments")),
-            format!("POST {}", route("issues/23/labels")),
             format!("POST {}", route("issues/24/comments")),
             format!("POST {}", route("issues/24/labels")),
+            format!("POST {}", route("issues/23/comments")),
+            format!("POST {}", route("issues/23/labels")),
+            format!("PUT {}", route("pulls/21/merge")),
         ]
     );
     let requests = gh.requests();
@@ -134,7 +138,7 @@ fn groom_prs_live_merges_clean_green_prs_escalates_the_rest_and_posts_one_summar
     assert_eq!(summary["text"], "groom-prs on acme/widgets: 1 merged, 2 escalated, 2 waiting");
     assert_eq!(summary["blocks"][0]["type"], "header");
     let statuses: Vec<&str> = v["effects"].as_array().unwrap().iter().map(|e| e["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["merged", "done", "done", "done", "done", "sent"]);
+    assert_eq!(statuses, ["done", "done", "done", "done", "merged", "sent"]);
 
     // The token went to the fake on every request, and nowhere else.
     assert!(requests.iter().all(|r| r.authorization.as_deref() == Some(&format!("Bearer {TOKEN}") as &str)));
@@ -203,9 +207,9 @@ fn killed_between_a_merge_intent_and_its_result_resume_does_not_merge_again() {
     assert_eq!(
         gh.writes(),
         [
-            merge_route.clone(),
             format!("POST {}", route("issues/23/comments")),
-            format!("POST {}", route("issues/23/labels"))
+            format!("POST {}", route("issues/23/labels")),
+            merge_route.clone(),
         ]
     );
     assert_eq!(slack.deliveries().len(), 1);

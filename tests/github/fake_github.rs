@@ -1,6 +1,10 @@
 //! A fake GitHub REST API on 127.0.0.1: a small stateful axum app speaking the real routes,
-//! JSON shapes, `Link` pagination, rate-limit headers and merge answers (405 not mergeable,
-//! 409 head moved). It records every request, so tests assert exactly which writes happened.
+//! JSON shapes, `Link` pagination (lists newest first, as GitHub's default sort has them, so a
+//! PR opened while a client pages shifts the later pages), the headers and bodies GitHub sends
+//! with primary and secondary rate limits, merge answers (405 not mergeable, 405 still a
+//! draft, 409 head moved), a renamed repository (301 for reads, 307 for writes, to
+//! `/repositories/ID/...`) or one moved to another host, and raw answers such as a 502 HTML
+//! page. It records every request, so tests assert exactly which writes happened.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -26,6 +30,8 @@ pub enum MergeAnswer {
     HeadMovesFirst,
     /// Merges, then holds the response this long (a test kills coord meanwhile).
     MergeThenStall(Duration),
+    /// The author turns the PR back into a draft between coord's check and its merge: 405.
+    DraftMeanwhile,
 }
 
 #[derive(Clone, Debug)]
@@ -42,6 +48,7 @@ pub struct FakePr {
     pub check_runs: Vec<Value>,
     pub reviews: Vec<Value>,
     pub merge_answer: MergeAnswer,
+    pub draft: bool,
 }
 
 impl FakePr {
@@ -59,7 +66,13 @@ impl FakePr {
             check_runs: Vec::new(),
             reviews: Vec::new(),
             merge_answer: MergeAnswer::Merge,
+            draft: false,
         }
+    }
+
+    pub fn draft(mut self) -> Self {
+        self.draft = true;
+        self
     }
 
     /// `n` successful check runs (so several pages) and one green status.
@@ -133,14 +146,41 @@ impl Recorded {
     }
 }
 
-/// A rate-limit answer queued for the next request.
+/// A rate-limit answer queued for the next request, with the headers and body GitHub sends.
 #[derive(Clone, Debug)]
 pub enum RateLimit {
     /// 403 with `x-ratelimit-remaining: 0` and `x-ratelimit-reset` at this Unix time.
     Primary { reset_at: i64 },
     /// 429 with `retry-after`.
     Secondary { retry_after: u64 },
+    /// 403 "You have exceeded a secondary rate limit" without `retry-after`: the
+    /// `x-ratelimit-*` headers show budget left and the hourly reset, which says nothing about
+    /// when this limit lifts.
+    SecondaryWithoutRetryAfter,
 }
+
+/// The repository id the fake serves under `/repositories/ID` once renamed.
+pub const REPO_ID: u64 = 4242;
+
+/// Where the repository went.
+#[derive(Clone, Debug)]
+enum Moved {
+    /// Renamed or transferred: the old routes redirect to `/repositories/REPO_ID/...`.
+    Renamed,
+    /// To another host (this base URL): redirects there, same path.
+    ToHost(String),
+}
+
+/// An answer queued for the next request, whatever it asks.
+#[derive(Clone, Debug)]
+enum Queued {
+    RateLimit(RateLimit),
+    /// Status, content type, body: what a proxy or a GitHub outage sends.
+    Raw(u16, &'static str, String),
+}
+
+/// GitHub's 502 page (abridged): HTML, whatever the request's `Accept`.
+pub const UNICORN_PAGE: &str = "<!DOCTYPE html>\n<html>\n  <head>\n    <meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">\n    <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; img-src data:; connect-src 'self'\">\n    <title>Unicorn! &middot; GitHub</title>\n    <style type=\"text/css\" media=\"screen\">\n      body { background-color: #f1f1f1; margin: 0; font-family: \"Helvetica Neue\", Helvetica, Arial, sans-serif; }\n      .container { margin: 50px auto 40px auto; width: 600px; text-align: center; }\n    </style>\n  </head>\n  <body>\n    <div class=\"container\">\n      <p><strong>No server is currently available to service your request.</strong></p>\n      <p>Sorry about that. Please try refreshing and contact us if the problem persists.</p>\n    </div>\n  </body>\n</html>\n";
 
 #[derive(Default)]
 struct FakeState {
@@ -150,8 +190,32 @@ struct FakeState {
     comments: BTreeMap<u64, Vec<Value>>,
     requests: Vec<Recorded>,
     max_per_page: usize,
-    rate_limits: VecDeque<RateLimit>,
+    queued: VecDeque<Queued>,
     next_id: u64,
+    /// Creation order of PRs and issues (GitHub lists newest first).
+    created: BTreeMap<u64, u64>,
+    next_created: u64,
+    moved: Option<Moved>,
+    /// A PR opened right after the PR listing's page N is served.
+    opens_while_listing: Option<(usize, FakePr)>,
+    /// Every write is refused as a token without write permission is.
+    writes_denied: bool,
+    /// What a moved repository answers a write with (GitHub: 307).
+    write_redirect: Option<StatusCode>,
+}
+
+impl FakeState {
+    fn create(&mut self, number: u64) {
+        self.next_created += 1;
+        self.created.insert(number, self.next_created);
+    }
+
+    /// Numbers newest first, as GitHub's default `sort=created&direction=desc` lists them.
+    fn newest_first(&self, numbers: impl Iterator<Item = u64>) -> Vec<u64> {
+        let mut numbers: Vec<u64> = numbers.collect();
+        numbers.sort_by_key(|n| std::cmp::Reverse(self.created.get(n).copied().unwrap_or(0)));
+        numbers
+    }
 }
 
 #[derive(Clone)]
@@ -186,7 +250,9 @@ impl FakeGithub {
     }
 
     pub fn add_pr(&self, pr: FakePr) -> &Self {
-        self.state.lock().unwrap().prs.insert(pr.number, pr);
+        let mut state = self.state.lock().unwrap();
+        state.create(pr.number);
+        state.prs.insert(pr.number, pr);
         self
     }
 
@@ -196,7 +262,9 @@ impl FakeGithub {
             labels: labels.iter().map(|l| l.to_string()).collect(),
             state: "open".into(),
         };
-        self.state.lock().unwrap().issues.insert(number, issue);
+        let mut state = self.state.lock().unwrap();
+        state.create(number);
+        state.issues.insert(number, issue);
         self
     }
 
@@ -205,7 +273,46 @@ impl FakeGithub {
     }
 
     pub fn queue_rate_limit(&self, r: RateLimit) {
-        self.state.lock().unwrap().rate_limits.push_back(r);
+        self.state.lock().unwrap().queued.push_back(Queued::RateLimit(r));
+    }
+
+    /// The next `times` requests get GitHub's 502 HTML page.
+    pub fn queue_bad_gateway(&self, times: usize) {
+        let mut state = self.state.lock().unwrap();
+        for _ in 0..times {
+            state.queued.push_back(Queued::Raw(502, "text/html; charset=utf-8", UNICORN_PAGE.to_owned()));
+        }
+    }
+
+    /// The repository is renamed: its old routes answer 301 (GET) or 307 (anything else) with
+    /// a `Location` under `/repositories/REPO_ID`, as GitHub does.
+    pub fn rename_repository(&self) {
+        self.state.lock().unwrap().moved = Some(Moved::Renamed);
+    }
+
+    /// Like [`FakeGithub::rename_repository`], but writes are answered `status` (a proxy that
+    /// rewrites GitHub's 307 into a 301, say).
+    pub fn rename_repository_redirecting_writes_with(&self, status: u16) {
+        let mut state = self.state.lock().unwrap();
+        state.moved = Some(Moved::Renamed);
+        state.write_redirect = Some(StatusCode::from_u16(status).unwrap());
+    }
+
+    /// The repository's routes redirect to the same path on another host.
+    pub fn move_to_host(&self, base_url: &str) {
+        self.state.lock().unwrap().moved = Some(Moved::ToHost(base_url.to_owned()));
+    }
+
+    /// Every write gets 403 "Resource not accessible by integration", as with a token that
+    /// may read but not write.
+    pub fn deny_writes(&self) {
+        self.state.lock().unwrap().writes_denied = true;
+    }
+
+    /// `pr` is opened just after the PR listing's page `page` is served: every later page
+    /// shifts by one, as on GitHub.
+    pub fn open_pr_while_listing(&self, page: usize, pr: FakePr) {
+        self.state.lock().unwrap().opens_while_listing = Some((page, pr));
     }
 
     pub fn comments(&self, n: u64) -> Vec<Value> {
@@ -266,7 +373,7 @@ fn pr_json(state: &FakeState, pr: &FakePr) -> Value {
         "base": {"ref": "main", "sha": "b".repeat(40)},
         "head": {"ref": format!("pr-{}", pr.number), "sha": pr.head_sha},
         "labels": pr.labels.iter().map(|l| json!({"name": l, "color": "ededed"})).collect::<Vec<_>>(),
-        "draft": false,
+        "draft": pr.draft,
         "mergeable": pr.mergeable,
         "mergeable_state": if pr.mergeable == Some(false) { "dirty" } else { "clean" },
         "merged": pr.merged,
@@ -329,8 +436,21 @@ async fn handle(
             body: body.clone(),
             authorization: headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_owned),
         });
-        if let Some(limit) = state.rate_limits.pop_front() {
-            return rate_limited(limit);
+        match state.queued.pop_front() {
+            Some(Queued::RateLimit(limit)) => return rate_limited(limit),
+            Some(Queued::Raw(status, content_type, body)) => {
+                let status = StatusCode::from_u16(status).unwrap();
+                return (status, [("content-type", content_type)], body).into_response();
+            }
+            None => {}
+        }
+        if state.writes_denied && method != Method::GET {
+            let body = json!({
+                "message": "Resource not accessible by integration",
+                "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment",
+                "status": "403",
+            });
+            return json_response(StatusCode::FORBIDDEN, body);
         }
         let (response, s) = route(&mut state, &method, &uri, &body);
         stall = s;
@@ -342,48 +462,111 @@ async fn handle(
     response
 }
 
+/// `x-ratelimit-*` headers as GitHub sends them on every answer.
+fn budget_headers(r: &mut Response, remaining: u64, reset_at: i64) {
+    let h = r.headers_mut();
+    h.insert("x-ratelimit-limit", "5000".parse().unwrap());
+    h.insert("x-ratelimit-remaining", remaining.to_string().parse().unwrap());
+    h.insert("x-ratelimit-used", (5000 - remaining).to_string().parse().unwrap());
+    h.insert("x-ratelimit-reset", reset_at.to_string().parse().unwrap());
+    h.insert("x-ratelimit-resource", "core".parse().unwrap());
+}
+
+const SECONDARY_MESSAGE: &str = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach out to GitHub Support for help, please include the request ID C0DE:1234:5678:9ABC:DEF0.";
+
 fn rate_limited(limit: RateLimit) -> Response {
-    let message = json!({"message": "API rate limit exceeded for installation ID 1.", "documentation_url": "https://docs.github.com/rest/rate-limit"});
+    let hourly_reset = chrono::Utc::now().timestamp() + 3600;
     match limit {
         RateLimit::Primary { reset_at: reset } => {
-            let mut r = json_response(StatusCode::FORBIDDEN, message);
-            r.headers_mut().insert("x-ratelimit-remaining", "0".parse().unwrap());
-            r.headers_mut().insert("x-ratelimit-limit", "5000".parse().unwrap());
-            r.headers_mut().insert("x-ratelimit-reset", reset.to_string().parse().unwrap());
+            let mut r = json_response(
+                StatusCode::FORBIDDEN,
+                json!({
+                    "message": "API rate limit exceeded for user ID 1. If you reach out to GitHub Support for help, please include the request ID C0DE:1234:5678:9ABC:DEF0.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+                    "status": "403",
+                }),
+            );
+            budget_headers(&mut r, 0, reset);
             r
         }
         RateLimit::Secondary { retry_after } => {
             let mut r = json_response(
                 StatusCode::TOO_MANY_REQUESTS,
-                json!({"message": "You have exceeded a secondary rate limit."}),
+                json!({"message": SECONDARY_MESSAGE, "documentation_url": "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits", "status": "429"}),
             );
+            budget_headers(&mut r, 4987, hourly_reset);
             r.headers_mut().insert("retry-after", retry_after.to_string().parse().unwrap());
             r
         }
+        RateLimit::SecondaryWithoutRetryAfter => {
+            let mut r = json_response(
+                StatusCode::FORBIDDEN,
+                json!({"message": SECONDARY_MESSAGE, "documentation_url": "https://docs.github.com/free-pro-team@latest/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits", "status": "403"}),
+            );
+            budget_headers(&mut r, 4987, hourly_reset);
+            r
+        }
     }
+}
+
+/// Where a request to the repository's old routes is sent: 301 for a GET, 307 for anything
+/// else, with GitHub's body.
+fn moved(state: &FakeState, method: &Method, uri: &Uri, rest: &[&str]) -> Response {
+    let query = uri.query().map(|q| format!("?{q}")).unwrap_or_default();
+    let location = match state.moved.as_ref().unwrap() {
+        Moved::Renamed => format!("{}/repositories/{REPO_ID}/{}{query}", state.base_url, rest.join("/")),
+        Moved::ToHost(host) => format!("{host}{}{query}", uri.path()),
+    };
+    let status = if *method == Method::GET {
+        StatusCode::MOVED_PERMANENTLY
+    } else {
+        state.write_redirect.unwrap_or(StatusCode::TEMPORARY_REDIRECT)
+    };
+    let message = status.canonical_reason().unwrap_or("");
+    let mut r = json_response(
+        status,
+        json!({"message": message, "url": location, "documentation_url": "https://docs.github.com/v3/#http-redirects"}),
+    );
+    r.headers_mut().insert("location", location.parse().unwrap());
+    r
 }
 
 fn route(state: &mut FakeState, method: &Method, uri: &Uri, body: &Value) -> (Response, Option<Duration>) {
     // GitHub Enterprise serves the same API under /api/v3.
     let path = uri.path().strip_prefix("/api/v3").unwrap_or(uri.path());
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let ["repos", owner, repo, rest @ ..] = segments.as_slice() else {
-        return (not_found(), None);
+    let rest = match segments.as_slice() {
+        ["repos", owner, repo, rest @ ..] if *owner == OWNER && *repo == REPO => {
+            if state.moved.is_some() {
+                return (moved(state, method, uri, rest), None);
+            }
+            rest
+        }
+        ["repositories", id, rest @ ..] if *id == REPO_ID.to_string() && state.moved.is_some() => rest,
+        _ => return (not_found(), None),
     };
-    if *owner != OWNER || *repo != REPO {
-        return (not_found(), None);
-    }
     let num = |s: &str| s.parse::<u64>().ok();
     let r = match (method.as_str(), rest) {
         ("GET", ["pulls"]) => {
             let wanted = query_param(uri, "state").unwrap_or_else(|| "open".into());
-            let items = state
-                .prs
-                .values()
+            let mut numbers = state.newest_first(state.prs.keys().copied());
+            if query_param(uri, "direction").as_deref() == Some("asc") {
+                numbers.reverse();
+            }
+            let items = numbers
+                .iter()
+                .map(|n| &state.prs[n])
                 .filter(|p| wanted == "all" || p.state == wanted)
                 .map(|p| pr_json(state, p))
                 .collect();
-            page(state, uri, items)
+            let response = page(state, uri, items);
+            let page_no = query_param(uri, "page").and_then(|p| p.parse().ok()).unwrap_or(1usize);
+            if state.opens_while_listing.as_ref().is_some_and(|(after, _)| *after == page_no) {
+                let (_, pr) = state.opens_while_listing.take().unwrap();
+                state.create(pr.number);
+                state.prs.insert(pr.number, pr);
+            }
+            response
         }
         ("GET", ["pulls", n]) => match num(n).and_then(|n| state.prs.get(&n)) {
             Some(pr) => json_response(StatusCode::OK, pr_json(state, pr)),
@@ -414,8 +597,7 @@ fn route(state: &mut FakeState, method: &Method, uri: &Uri, body: &Value) -> (Re
             let wanted = query_param(uri, "state").unwrap_or_else(|| "open".into());
             let labels: Vec<String> =
                 query_param(uri, "labels").map(|l| l.split(',').map(str::to_owned).collect()).unwrap_or_default();
-            let mut numbers: Vec<u64> = state.issues.keys().chain(state.prs.keys()).copied().collect();
-            numbers.sort();
+            let numbers = state.newest_first(state.issues.keys().chain(state.prs.keys()).copied());
             let items = numbers
                 .into_iter()
                 .filter_map(|n| issue_json(state, n))
@@ -488,9 +670,22 @@ fn merge(state: &mut FakeState, n: u64, body: &Value) -> (Response, Option<Durat
     let Some(pr) = state.prs.get_mut(&n) else {
         return (not_found(), None);
     };
-    let refuse = |status: StatusCode, message: &str| (json_response(status, json!({"message": message})), None);
+    let refuse = |status: StatusCode, message: &str| {
+        let body = json!({
+            "message": message,
+            "documentation_url": "https://docs.github.com/rest/pulls/pulls#merge-a-pull-request",
+            "status": status.as_u16().to_string(),
+        });
+        (json_response(status, body), None)
+    };
     if pr.merged || pr.state != "open" {
         return refuse(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is not mergeable");
+    }
+    if pr.merge_answer == MergeAnswer::DraftMeanwhile {
+        pr.draft = true;
+    }
+    if pr.draft {
+        return refuse(StatusCode::METHOD_NOT_ALLOWED, "Pull Request is still a draft");
     }
     if pr.merge_answer == MergeAnswer::HeadMovesFirst {
         pr.head_sha = "f".repeat(40);

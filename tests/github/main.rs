@@ -11,6 +11,8 @@ mod fake_github;
 mod fake_receiver;
 mod merge_queue;
 mod notify;
+mod real_answers;
+mod spec_to_merge;
 mod world;
 
 use coord::effects::git_merge_queue::{GitMergeQueue, MergeQueueSettings};
@@ -38,9 +40,20 @@ pub fn live_world(
     root: &Path,
     channels: IndexMap<String, ChannelConfig>,
 ) -> LiveWorld {
-    let endpoint = GithubEndpoint { api_url: api_url.to_owned(), token: GithubToken::new(TOKEN) };
     let settings =
         GithubSettings { max_rate_limit_wait: Some(std::time::Duration::from_secs(5)), ..GithubSettings::default() };
+    live_world_with(rt, api_url, root, channels, settings)
+}
+
+/// [`live_world`] with these `[github]` settings.
+pub fn live_world_with(
+    rt: &tokio::runtime::Runtime,
+    api_url: &str,
+    root: &Path,
+    channels: IndexMap<String, ChannelConfig>,
+    settings: GithubSettings,
+) -> LiveWorld {
+    let endpoint = GithubEndpoint { api_url: api_url.to_owned(), token: GithubToken::new(TOKEN) };
     let access = GithubAccess::new(endpoint, Ok(Repository::parse("acme/widgets").unwrap()), settings);
     let notifier = Notifier::new(channels, root)
         .with_http(coord::effects::notify::http_delivery::HttpDelivery::new(std::time::Duration::from_millis(20)));

@@ -134,7 +134,9 @@ fn merges_are_serialized_across_queues() {
         assert_eq!(t.join().unwrap()["status"], "merged");
     }
     let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect();
-    assert_eq!(lines.len(), 6);
+    // main itself is tested once, before the first merge; each merge leaves a main known green.
+    assert_eq!(lines.len(), 8, "{lines:?}");
+    assert_eq!(lines.iter().filter(|l| *l == "start main").count(), 1, "{lines:?}");
     for pair in lines.chunks(2) {
         let branch = pair[0].strip_prefix("start ").expect("a start");
         assert_eq!(pair[1], format!("end {branch}"), "one merge at a time: {lines:?}");
@@ -142,4 +144,36 @@ fn merges_are_serialized_across_queues() {
     for b in ["a", "b", "c"] {
         git(&repo, &["merge-base", "--is-ancestor", b, "main"]);
     }
+}
+
+#[test]
+fn a_red_main_is_main_red_for_every_branch_and_a_green_main_is_tested_once_per_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path();
+    repo_with_branches(repo);
+    commit_file(repo, "broken", "x\n", "someone breaks main");
+    let red_main = git(repo, &["rev-parse", "main"]);
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("tested.log");
+    let queue =
+        GitMergeQueue::new(repo, settings(&format!("echo $COORD_MERGE_BRANCH >> {}; sh test.sh", log.display())));
+
+    for branch in ["good", "bad"] {
+        let r = queue.merge(branch, &json!({}));
+        assert_eq!((r["status"].as_str(), r["reason"].as_str()), (Some("refused"), Some("main_red")), "{r}");
+        assert_eq!(r["sha"], red_main.as_str());
+        assert!(r["output_tail"].as_str().unwrap().contains("FAIL: broken file present"), "{r}");
+        assert!(r["message"].as_str().unwrap().contains("on `main` itself"), "{r}");
+    }
+    assert_eq!(git(repo, &["rev-parse", "main"]), red_main, "main does not move");
+    assert_eq!(git(repo, &["worktree", "list"]).lines().count(), 1, "no scratch worktree is left");
+
+    git(repo, &["rm", "-q", "broken"]);
+    git(repo, &["commit", "-q", "-m", "main is green again"]);
+    assert_eq!(queue.merge("good", &json!({}))["status"], "merged");
+    assert_eq!(queue.merge("bad", &json!({}))["reason"], "tests_failed");
+    let tested: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(str::to_owned).collect();
+    // Red main twice (a red commit is not remembered), green main once, then each branch: the
+    // main "good" landed on is the commit its tests passed on.
+    assert_eq!(tested, ["main", "main", "main", "good", "bad"]);
 }

@@ -27,14 +27,14 @@ fn reads_return_fixture_shaped_records_from_every_page() {
     let mut w = live_world(&rt, &gh.url, dir.path(), IndexMap::new());
 
     let prs = w.github_read(&GithubRead::Prs(json!({}))).unwrap();
-    assert_eq!(numbers(&prs), [1, 2, 3]);
+    assert_eq!(numbers(&prs), [3, 2, 1], "newest first, as GitHub lists them");
     for field in
         ["number", "title", "author", "state", "base", "head", "head_sha", "labels", "draft", "mergeable", "merged"]
     {
         assert!(prs[0].get(field).is_some(), "PR records carry `{field}` like the fixtures: {}", prs[0]);
     }
-    assert_eq!(prs[0]["labels"], json!(["ready"]));
-    assert_eq!(prs[0]["base"], "main");
+    assert_eq!(prs[2]["labels"], json!(["ready"]));
+    assert_eq!(prs[2]["base"], "main");
     assert_eq!(prs[1]["author"], "dependabot");
     assert_eq!(numbers(&w.github_read(&GithubRead::Prs(json!({"labels": ["ready"]}))).unwrap()), [1]);
     assert_eq!(numbers(&w.github_read(&GithubRead::Prs(json!({"author": "dependabot"}))).unwrap()), [2]);
@@ -62,8 +62,8 @@ fn reads_return_fixture_shaped_records_from_every_page() {
     );
 
     let issues = w.github_read(&GithubRead::Issues(json!({}))).unwrap();
-    assert_eq!(numbers(&issues), [7, 8], "the issues listing holds PRs too; they are left out");
-    assert_eq!(issues[0]["assignees"], json!(["ana"]));
+    assert_eq!(numbers(&issues), [8, 7], "the issues listing holds PRs too; they are left out");
+    assert_eq!(issues[1]["assignees"], json!(["ana"]));
     assert_eq!(numbers(&w.github_read(&GithubRead::Issues(json!({"labels": "bug"}))).unwrap()), [7]);
 
     let err = w.github_read(&GithubRead::Pr(99)).unwrap_err().to_string();
@@ -262,7 +262,7 @@ fn an_enterprise_base_path_is_kept_on_every_page() {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let mut w = live_world(&rt, &format!("{}/api/v3", gh.url), dir.path(), IndexMap::new());
-    assert_eq!(numbers(&w.github_read(&GithubRead::Prs(json!({}))).unwrap()), [1, 2, 3]);
+    assert_eq!(numbers(&w.github_read(&GithubRead::Prs(json!({}))).unwrap()), [3, 2, 1]);
     let paths: Vec<String> = gh.requests().iter().map(|r| r.uri.clone()).collect();
     assert_eq!(paths.len(), 3);
     assert!(paths.iter().all(|p| p.starts_with("/api/v3/repos/acme/widgets/pulls?")), "{paths:?}");

@@ -13,7 +13,7 @@ pub mod records;
 pub mod repository;
 
 use crate::effects::{EffectKind, EffectRequest, GithubRead, WorldError};
-use client::{GithubClient, GithubError, GithubToken, Retry, PUBLIC_API_URL};
+use client::{GithubClient, GithubError, GithubToken, RateLimitPolicy, Retry, PUBLIC_API_URL};
 use repository::Repository;
 use reqwest::Method;
 use serde::Deserialize;
@@ -30,9 +30,15 @@ pub struct GithubSettings {
     pub api_url: Option<String>,
     /// The environment variable holding the token, tried before `GITHUB_TOKEN` and `GH_TOKEN`.
     pub token_env: Option<String>,
-    /// The longest rate-limit wait coord sits through before failing the call (default 60s).
+    /// The most a run waits for GitHub's rate limits, every wait together (default 10m); a
+    /// wait that would pass it fails the request at once, saying when to retry.
     #[serde(default, deserialize_with = "crate::effects::deserialize_duration")]
     pub max_rate_limit_wait: Option<Duration>,
+    /// The first wait for a secondary rate limit GitHub sends no `retry-after` with (default
+    /// 60s, GitHub's minimum), doubled each time the same request meets it again. Lower it only
+    /// for tests.
+    #[serde(default, deserialize_with = "crate::effects::deserialize_duration")]
+    pub secondary_rate_limit_wait: Option<Duration>,
     /// What `github::checks` says of a head with no statuses and no check runs.
     #[serde(default)]
     pub no_checks: NoChecks,
@@ -56,8 +62,6 @@ impl NoChecks {
         }
     }
 }
-
-pub const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
 
 /// Where the API is and who we are.
 #[derive(Clone, Debug)]
@@ -146,8 +150,12 @@ impl GithubBackend {
         repo: Repository,
         settings: &GithubSettings,
     ) -> Result<Self, GithubError> {
-        let wait = settings.max_rate_limit_wait.unwrap_or(DEFAULT_RATE_LIMIT_WAIT);
-        let client = GithubClient::new(&endpoint.api_url, endpoint.token.as_ref(), wait)?;
+        let defaults = RateLimitPolicy::default();
+        let rate_limits = RateLimitPolicy {
+            max_total_wait: settings.max_rate_limit_wait.unwrap_or(defaults.max_total_wait),
+            secondary_wait: settings.secondary_rate_limit_wait.unwrap_or(defaults.secondary_wait),
+        };
+        let client = GithubClient::new(&endpoint.api_url, endpoint.token.as_ref(), rate_limits)?;
         Ok(GithubBackend { client, repo, no_checks: settings.no_checks })
     }
 
@@ -374,6 +382,14 @@ enum AccessState {
 impl GithubAccess {
     pub fn new(endpoint: GithubEndpoint, repo: Result<Repository, String>, settings: GithubSettings) -> Self {
         GithubAccess { state: AccessState::Pending { endpoint, repo, settings } }
+    }
+
+    /// What the client noticed since last asked (nothing before it connects).
+    pub fn take_notes(&self) -> Vec<String> {
+        match &self.state {
+            AccessState::Ready(backend) => backend.client.take_notes(),
+            _ => Vec::new(),
+        }
     }
 
     /// The connected backend, or why there is none.

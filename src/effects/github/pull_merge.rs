@@ -1,7 +1,7 @@
 //! `merge(pr, opts)` on GitHub: the checks coord makes before asking (open, green, approved,
 //! still at the reviewed head), the merge request itself pinned to the head SHA, and the
 //! answers turned into results: `merged`, or `refused` with a reason (`not_found`,
-//! `not_mergeable`, `not_green`, `not_approved`, `head_moved`, `conflict`).
+//! `not_mergeable`, `draft`, `not_green`, `not_approved`, `head_moved`, `conflict`).
 //!
 //! Refusals are results, never errors. It must not retry the merge request: when its answer is
 //! lost, the caller asks [`already_merged`] instead.
@@ -31,11 +31,13 @@ fn same_head(head: &str, pinned: &str) -> bool {
     head == pinned || (pinned.len() >= 7 && head.starts_with(pinned))
 }
 
-/// What a 405/409/422 from the merge endpoint means.
+/// What a 405/409/422 from the merge endpoint means. GitHub says which by its message only
+/// (405 "Pull Request is still a draft", 405 "Merge conflict", ...).
 fn refusal_reason(status: u16, message: &str) -> &'static str {
-    let conflict = message.to_ascii_lowercase().contains("conflict");
+    let message = message.to_ascii_lowercase();
     match status {
-        _ if conflict => "conflict",
+        405 if message.contains("draft") => "draft",
+        _ if message.contains("conflict") => "conflict",
         409 => "head_moved",
         404 => "not_found",
         _ => "not_mergeable",
@@ -61,6 +63,10 @@ pub async fn merge(gh: &GithubBackend, n: u64, args: &Value) -> Result<Value, Gi
             "not_mergeable",
             json!({"message": format!("PR #{n} is {}", if record["merged"] == true { "already merged" } else { "closed" })}),
         ));
+    }
+    if record["draft"] == true {
+        // GitHub would answer 405: a draft is not ready, whatever its checks say.
+        return Ok(refused(n, "draft", json!({"message": format!("PR #{n} is a draft")})));
     }
     let head = record["head_sha"].as_str().unwrap_or("").to_owned();
     if args.get("require_green").and_then(Value::as_bool).unwrap_or(true) {
@@ -126,6 +132,7 @@ mod tests {
     #[test]
     fn merge_answers_map_to_reasons() {
         assert_eq!(refusal_reason(405, "Pull Request is not mergeable"), "not_mergeable");
+        assert_eq!(refusal_reason(405, "Pull Request is still a draft"), "draft");
         assert_eq!(refusal_reason(405, "Merge conflict"), "conflict");
         assert_eq!(refusal_reason(409, "Head branch was modified. Review and try the merge again."), "head_moved");
         assert_eq!(refusal_reason(409, "merge conflict between base and head"), "conflict");
