@@ -1,6 +1,7 @@
 //! The daemon layer: pipelines from `coord.toml` run unattended, on cron schedules
 //! (`coord daemon`), on signed webhooks (`coord daemon --listen`), or once from system cron or
-//! CI (`coord trigger`, `coord run --lock`).
+//! CI (`coord trigger`, `coord run --lock`). `coord daemon --serve` also hosts the read-only
+//! dashboard of the runs (`views::dashboard`) on a listener of its own.
 //!
 //! It owns when a pipeline runs and that it never overlaps with itself: the dispatcher's
 //! overlap policy inside one daemon, and a `flock` per pipeline across processes. Every run is

@@ -30,11 +30,12 @@ const STYLE: &str = include_str!("report_templates/report.css");
 #[error("report template: {0}")]
 pub struct ReportError(#[from] minijinja::Error);
 
-#[derive(Serialize)]
-struct Card {
-    label: &'static str,
-    value: String,
-    note: String,
+/// A summary card: `Cost` `$0.2500` `as reported`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Card {
+    pub label: &'static str,
+    pub value: String,
+    pub note: String,
 }
 
 #[derive(Serialize)]
@@ -161,23 +162,7 @@ fn run_page(g: &RunGraph) -> RunPage {
             value: units::tokens(usage.input_tokens + usage.output_tokens),
             note: format!("{} in · {} out", units::tokens(usage.input_tokens), units::tokens(usage.output_tokens)),
         },
-        match spent.label(g.scenario) {
-            Label::Real => Card {
-                label: "Cost",
-                value: units::cost(usage.cost_usd),
-                note: if usage.cost_estimated { "estimated from rates".into() } else { "as reported".into() },
-            },
-            Label::Simulated => Card {
-                label: "Simulated cost",
-                value: units::cost(usage.cost_usd),
-                note: "mock leaves: no money spent".into(),
-            },
-            Label::Mixed => Card {
-                label: "Real cost",
-                value: units::cost(spent.real_usd),
-                note: format!("+ {} simulated by mock leaves", units::cost(spent.simulated_usd)),
-            },
-        },
+        cost_card(g),
         Card {
             label: "Duration",
             value: g.duration_ms().map(units::duration).unwrap_or_else(|| "—".into()),
@@ -282,6 +267,29 @@ fn run_page(g: &RunGraph) -> RunPage {
     }
 }
 
+/// The run's cost card: real, simulated, or the real part with the simulated part beside it.
+pub fn cost_card(g: &RunGraph) -> Card {
+    let usage = g.usage();
+    let spent = g.spend();
+    match spent.label(g.scenario) {
+        Label::Real => Card {
+            label: "Cost",
+            value: units::cost(usage.cost_usd),
+            note: if usage.cost_estimated { "estimated from rates".into() } else { "as reported".into() },
+        },
+        Label::Simulated => Card {
+            label: "Simulated cost",
+            value: units::cost(usage.cost_usd),
+            note: "mock leaves: no money spent".into(),
+        },
+        Label::Mixed => Card {
+            label: "Real cost",
+            value: units::cost(spent.real_usd),
+            note: format!("+ {} simulated by mock leaves", units::cost(spent.simulated_usd)),
+        },
+    }
+}
+
 fn cost_rows(lines: &[CostLine], total: f64) -> Vec<CostRow> {
     lines
         .iter()
@@ -298,7 +306,11 @@ fn cost_rows(lines: &[CostLine], total: f64) -> Vec<CostRow> {
 #[derive(Serialize)]
 struct IndexRow {
     id: String,
+    /// The run's page, where the index is served (`coord serve`).
+    href: Option<String>,
     coordinator: String,
+    mode: String,
+    pipeline: Option<String>,
     status: String,
     started: String,
     duration: String,
@@ -332,9 +344,32 @@ struct IndexPage {
     by_coordinator: Vec<CoordinatorRow>,
     warnings: Vec<String>,
     coord_version: &'static str,
+    /// Served by `coord serve`: links to run pages and its script; a file has neither.
+    served: bool,
 }
 
+/// The index of all runs as one self-contained file (`coord report --all`).
 pub fn render_runs_index(rows: &[RunRow], warnings: &[String]) -> Result<String, ReportError> {
+    render_index(rows, &[], warnings, None)
+}
+
+/// The index as `coord serve` serves it: each run linked to `hrefs[i]` (parallel to `rows`),
+/// and the script at `script` keeping it fresh.
+pub fn render_served_runs_index(
+    rows: &[RunRow],
+    hrefs: &[String],
+    warnings: &[String],
+    script: &str,
+) -> Result<String, ReportError> {
+    render_index(rows, hrefs, warnings, Some(script))
+}
+
+fn render_index(
+    rows: &[RunRow],
+    hrefs: &[String],
+    warnings: &[String],
+    script: Option<&str>,
+) -> Result<String, ReportError> {
     let mut total = Spend::default();
     for r in rows {
         total.add(r.spend);
@@ -400,10 +435,14 @@ pub fn render_runs_index(rows: &[RunRow], warnings: &[String]) -> Result<String,
         spend: total.totals_text(),
         runs: rows
             .iter()
+            .enumerate()
             .rev()
-            .map(|r| IndexRow {
+            .map(|(i, r)| IndexRow {
                 id: r.id.clone(),
+                href: hrefs.get(i).cloned(),
                 coordinator: r.coordinator.clone(),
+                mode: r.mode.clone(),
+                pipeline: r.pipeline.clone(),
                 status: r.status.clone(),
                 started: units::timestamp(&r.started_at),
                 duration: r.duration_ms.map(units::duration).unwrap_or_else(|| "—".into()),
@@ -435,12 +474,58 @@ pub fn render_runs_index(rows: &[RunRow], warnings: &[String]) -> Result<String,
             .collect(),
         warnings: warnings.to_vec(),
         coord_version: env!("CARGO_PKG_VERSION"),
+        served: script.is_some(),
     };
     let env = environment();
     let html = env.get_template("runs_index.html")?.render(context! {
         page => page,
         style => minijinja::Value::from_safe_string(STYLE.to_owned()),
         chart => minijinja::Value::from_safe_string(render_cost_chart(rows)),
+        script => script,
     })?;
     Ok(html)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, pipeline: Option<&str>) -> RunRow {
+        RunRow {
+            id: id.into(),
+            coordinator: "groom-prs".into(),
+            status: "succeeded".into(),
+            mode: "live".into(),
+            pipeline: pipeline.map(str::to_owned),
+            scenario: false,
+            started_at: "2026-11-21T09:00:00.000Z".into(),
+            duration_ms: Some(1500),
+            sessions: 1,
+            sessions_not_ok: 0,
+            effects: 0,
+            tokens: 10,
+            cost_usd: 0.25,
+            spend: Spend::leaf(0.25, false),
+        }
+    }
+
+    #[test]
+    fn the_index_shows_mode_and_pipeline_and_links_runs_only_where_served() {
+        let rows = [row("r1", Some("nightly")), row("r2", None)];
+        let file = render_runs_index(&rows, &[]).unwrap();
+        assert!(
+            file.contains("<td class=\"mono nowrap\">r1</td><td>groom-prs</td><td>live</td><td>nightly</td>"),
+            "{file}"
+        );
+        assert!(file.contains("<td class=\"mono nowrap\">r2</td><td>groom-prs</td><td>live</td><td>—</td>"), "{file}");
+        assert!(!file.contains("<script") && !file.contains("<a href"), "a file links nowhere and runs no script");
+
+        let hrefs = ["/runs/r1".to_owned(), "/runs/r2".to_owned()];
+        let served = render_served_runs_index(&rows, &hrefs, &[], "/assets/dashboard.js").unwrap();
+        assert!(served.contains("<a href=\"&#x2f;runs&#x2f;r1\">r1</a>"), "{served}");
+        assert!(served.contains("<a href=\"&#x2f;runs&#x2f;r2\">r2</a>"), "{served}");
+        assert!(served.contains("<script src=\"&#x2f;assets&#x2f;dashboard.js\" defer></script>"), "{served}");
+        // Newest first, each with its own link.
+        assert!(served.find("id=\"run-r2\"").unwrap() < served.find("id=\"run-r1\"").unwrap());
+    }
 }
