@@ -18,8 +18,6 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     ("scenario", "run"),
     ("scenario", "script"),
     ("scenario", "views"),
-    ("script", "run"),
-    ("views", "daemon"),
     ("workflow", "harness"),
 ];
 

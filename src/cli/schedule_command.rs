@@ -2,8 +2,9 @@
 //! (one pipeline, now, under its lock: what system cron and CI call).
 
 use super::{exit_code, parse_key_value, report, run_command};
-use crate::daemon::{run_history, PipelineSet};
+use crate::daemon::PipelineSet;
 use crate::journal::run_dir::RunStore;
+use crate::views::run_history;
 use crate::views::schedule_table::{self, ScheduleRow};
 use chrono::{DateTime, Utc};
 use clap::Args;

@@ -13,7 +13,6 @@ pub mod dispatcher;
 pub mod listener;
 pub mod lock;
 pub mod pipeline;
-pub mod run_history;
 pub mod schedule;
 pub mod state;
 pub mod webhook;

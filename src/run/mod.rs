@@ -7,7 +7,6 @@
 
 pub mod project;
 pub mod resume;
-pub mod run_event;
 
 use crate::effects::live_world::LiveWorld;
 use crate::effects::{UnconfiguredWorld, World};
@@ -74,7 +73,7 @@ pub struct RunPlan {
     /// The pipeline this run belongs to, recorded in the journal header.
     pub pipeline: Option<String>,
     /// Live progress for a display (`coord run` on a terminal or in logs).
-    pub events: Option<run_event::RunEvents>,
+    pub events: Option<crate::scheduler::run_event::RunEvents>,
     /// `--budget-usd`: no new leaf starts once the run's leaves cost this much.
     pub budget_usd: Option<f64>,
     /// The process exits once this run's outcome is reported (the CLI's one-shot commands),

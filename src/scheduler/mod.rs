@@ -8,6 +8,7 @@
 //! script thread receives them, and results reach the script in handle order.
 
 pub mod leaf_task;
+pub mod run_event;
 pub mod session;
 pub mod worktree;
 

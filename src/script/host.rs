@@ -13,7 +13,7 @@ use crate::harness::HarnessSet;
 use crate::journal::blob_store::{self, BlobStore, ANSWER_INLINE_LIMIT, INLINE_LIMIT};
 use crate::journal::entry::{CallSite, Entry};
 use crate::journal::{CallKey, JournalWriter, Prepared, RecordedSession};
-use crate::run::run_event::{RunEvent, RunEvents};
+use crate::scheduler::run_event::{RunEvent, RunEvents};
 use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
 use crate::scheduler::worktree::WorktreePlan;
 use crate::scheduler::{SchedulerClient, SpawnOrder};

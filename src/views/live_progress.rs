@@ -10,7 +10,7 @@
 //! stdout (where results go) is never touched.
 
 use super::{stderr_batch, units};
-use crate::run::run_event::RunEvent;
+use crate::scheduler::run_event::RunEvent;
 use crate::scheduler::session::{SessionStatus, Usage};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;

@@ -14,6 +14,7 @@ pub mod graph_export;
 pub mod html_report;
 pub mod live_progress;
 pub mod run_graph;
+pub mod run_history;
 pub mod run_listing;
 pub mod run_summary;
 pub mod run_tree;

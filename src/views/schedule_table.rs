@@ -1,7 +1,7 @@
 //! `coord schedule`: the pipelines with their schedules, next fire times (on each pipeline's
 //! own wall clock) and last runs, as a table for people or JSON for programs.
 
-use crate::daemon::run_history::LastRun;
+use super::run_history::LastRun;
 use chrono::DateTime;
 use chrono_tz::Tz;
 use serde_json::{json, Value};
