@@ -15,5 +15,6 @@ pub mod run;
 pub mod scenario;
 pub mod scheduler;
 pub mod script;
+pub mod testing;
 pub mod views;
 pub mod workflow;

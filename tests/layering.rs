@@ -15,9 +15,6 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     ("harness", "scenario"),
     ("harness", "scheduler"),
     ("journal", "scheduler"),
-    ("scenario", "run"),
-    ("scenario", "script"),
-    ("scenario", "views"),
     ("workflow", "harness"),
 ];
 

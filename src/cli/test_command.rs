@@ -3,8 +3,8 @@
 
 use super::{exit_code, TestArgs};
 use crate::run;
-use crate::scenario::suite::{self, CaseResult, SnapshotState, SuiteOptions};
 use crate::script::coverage::{self, Hits, SharedHits};
+use crate::testing::suite::{self, CaseResult, SnapshotState, SuiteOptions};
 use indexmap::IndexMap;
 use serde_json::json;
 use std::path::PathBuf;

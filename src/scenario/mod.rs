@@ -7,8 +7,6 @@
 
 pub mod diagnostic;
 pub mod mock_responder;
-pub mod snapshot;
-pub mod suite;
 pub mod world;
 
 use indexmap::IndexMap;

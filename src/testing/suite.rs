@@ -6,10 +6,11 @@
 //! `snapshots/<name>__<scenario>.snap` at the project root. Runs go to a temporary run store,
 //! so testing never touches the working tree except to write snapshots when asked.
 
-use super::{snapshot, Expectations, Scenario};
+use super::snapshot;
 use crate::journal::run_dir::RunStore;
 use crate::journal::RecordedRun;
 use crate::run::{self, RunFailure, RunOutcome, RunPlan, SetupError};
+use crate::scenario::{Expectations, Scenario};
 use crate::script::coverage::SharedHits;
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::views::trace;
