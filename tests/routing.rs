@@ -1,7 +1,7 @@
 //! Every shipped scenario's routing trace, as insta snapshots, so `cargo test` covers routing.
 //! The snapshots are the same files `coord test` compares (`snapshots/`).
 
-use coord::scenario::suite;
+use coord::testing::suite;
 use std::path::PathBuf;
 
 #[test]
