@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod effects;
 pub mod harness;
 pub mod journal;
+pub mod leaf;
 pub mod library;
 pub mod redaction;
 pub mod run;

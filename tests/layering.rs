@@ -13,8 +13,6 @@ const KNOWN_UPWARD: &[(&str, &str)] = &[
     ("config", "scenario"),
     ("effects", "harness"),
     ("harness", "scenario"),
-    ("harness", "scheduler"),
-    ("journal", "scheduler"),
     ("workflow", "harness"),
 ];
 

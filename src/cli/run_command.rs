@@ -130,7 +130,7 @@ fn failed_effects(outcome: &RunOutcome) -> Option<String> {
 /// What a dry run held back: the leaves it did not run and the effects it did not perform.
 fn held_back(outcome: &RunOutcome) -> String {
     let mut leaves: indexmap::IndexMap<&str, usize> = indexmap::IndexMap::new();
-    for leaf in outcome.leaves.iter().filter(|l| l.status == crate::scheduler::session::SessionStatus::SkippedDryRun) {
+    for leaf in outcome.leaves.iter().filter(|l| l.status == crate::leaf::session::SessionStatus::SkippedDryRun) {
         *leaves.entry(leaf.workflow.as_str()).or_default() += 1;
     }
     let mut effects: indexmap::IndexMap<&str, usize> = indexmap::IndexMap::new();

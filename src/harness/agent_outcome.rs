@@ -7,7 +7,7 @@
 use super::agent_process::{AgentOutput, ProcessEnd};
 use super::profile::HarnessProfile;
 use super::readable;
-use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus};
+use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus};
 
 /// The result of a leaf whose agent ended without its final event. `missing` says what was
 /// missing ("claude's stream ended without a result event").

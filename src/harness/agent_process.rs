@@ -78,11 +78,11 @@ pub struct AgentTurn {
     pub previous_transcript: Option<String>,
     /// What the turn being continued already reported, for agents whose usage after a resume
     /// covers the whole conversation (Codex): this turn's own usage is the difference.
-    pub previous_usage: crate::scheduler::session::Usage,
+    pub previous_usage: crate::leaf::session::Usage,
 }
 
 impl AgentTurn {
-    pub fn first(request: &crate::scheduler::session::LeafRequest) -> Self {
+    pub fn first(request: &crate::leaf::session::LeafRequest) -> Self {
         AgentTurn {
             prompt: request.prompt.clone(),
             resume: None,
@@ -93,7 +93,7 @@ impl AgentTurn {
 
     /// A repair turn continuing `previous`'s conversation; `None` when the agent gave no id
     /// to continue.
-    pub fn repair(previous: &crate::scheduler::session::SessionResult, feedback: &str) -> Option<Self> {
+    pub fn repair(previous: &crate::leaf::session::SessionResult, feedback: &str) -> Option<Self> {
         Some(AgentTurn {
             prompt: super::repair_prompt(feedback),
             resume: Some(previous.provider_session_id.clone()?),

@@ -10,7 +10,7 @@ use super::http_api::{self, ApiFailure};
 use super::profile::HarnessProfile;
 use super::{tail, Harness, HarnessLimits, LeafFuture};
 use crate::journal::blob_store::BlobStore;
-use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
 use std::sync::Arc;
 

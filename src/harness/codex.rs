@@ -18,7 +18,7 @@ use super::profile::HarnessProfile;
 use super::schema_form;
 use super::structured_text::json_in_text;
 use super::{class_of_status, readable, tail, Harness, HarnessLimits, LeafFuture};
-use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

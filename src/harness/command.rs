@@ -13,7 +13,7 @@
 use super::leaf_environment::LeafEnvironment;
 use super::{tail, Harness, HarnessLimits, LeafFuture};
 use crate::config::leaf_settings::HarnessSettings;
-use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Stdio;

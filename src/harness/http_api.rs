@@ -8,7 +8,7 @@
 
 use crate::harness::class_of_status;
 use crate::harness::tail;
-use crate::scheduler::session::FailureClass;
+use crate::leaf::session::FailureClass;
 use serde_json::Value;
 use std::time::Duration;
 

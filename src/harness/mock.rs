@@ -2,8 +2,8 @@
 //! scripted delay. Costs nothing and never leaves the process.
 
 use super::{Harness, LeafFuture};
+use crate::leaf::session::{LeafRequest, SessionResult, SessionStatus};
 use crate::scenario::MockResponder;
-use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -31,8 +31,8 @@ pub mod schema_form;
 pub mod structured_text;
 
 use crate::config::Config;
+use crate::leaf::session::{FailureClass, LeafRequest, SessionResult};
 use crate::redaction::Redactor;
-use crate::scheduler::session::{FailureClass, LeafRequest, SessionResult};
 use profile::HarnessProfile;
 use redacting_harness::RedactingHarness;
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@
 //! the arithmetic. It must not guess prices it was not given.
 
 use crate::config::leaf_settings::ModelRates;
-use crate::scheduler::session::Usage;
+use crate::leaf::session::Usage;
 use indexmap::IndexMap;
 
 #[derive(Clone, Debug, Default)]

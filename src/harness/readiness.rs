@@ -9,7 +9,7 @@ use super::profile::HarnessProfile;
 use super::schema_form;
 use super::HarnessSet;
 use crate::config::Config;
-use crate::scheduler::session::{LeafRequest, SessionStatus};
+use crate::leaf::session::{LeafRequest, SessionStatus};
 use crate::workflow::{Workflow, WorkflowSet};
 use serde::Serialize;
 use serde_json::json;

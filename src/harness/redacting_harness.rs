@@ -6,8 +6,8 @@
 //! It must not change anything of a result but the secrets in its strings.
 
 use super::{Harness, HarnessLimits, LeafFuture};
+use crate::leaf::session::{LeafRequest, SessionResult};
 use crate::redaction::Redactor;
-use crate::scheduler::session::{LeafRequest, SessionResult};
 use std::sync::Arc;
 
 /// Masks every string of a result a leaf could have filled.
@@ -69,7 +69,7 @@ impl Harness for RedactingHarness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::session::SessionStatus;
+    use crate::leaf::session::SessionStatus;
     use serde_json::json;
 
     #[test]

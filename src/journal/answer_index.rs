@@ -13,7 +13,7 @@ use super::entry::{Entry, EntryKind, RunHeader, RunStatus};
 use super::reader::{check_header, scan_lines, EntryOrder, EntryPlace, JournalError, LineError, Scanned};
 use super::writer::JOURNAL_FILE;
 use super::CallKey;
-use crate::scheduler::session::SessionResult;
+use crate::leaf::session::SessionResult;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;

@@ -261,7 +261,7 @@ impl Entry {
         Entry { status: Some(status), error, result, at: Some(at), ..Entry::bare(EntryKind::RunFinished) }
     }
 
-    pub fn with_usage(mut self, usage: &crate::scheduler::session::Usage) -> Self {
+    pub fn with_usage(mut self, usage: &crate::leaf::session::Usage) -> Self {
         self.usage = Some(serde_json::to_value(usage).expect("usage serializes"));
         self
     }

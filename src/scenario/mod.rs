@@ -151,7 +151,7 @@ struct LeafRuleFile {
     #[serde(default)]
     error: Option<String>,
     #[serde(default)]
-    usage: Option<crate::scheduler::session::Usage>,
+    usage: Option<crate::leaf::session::Usage>,
     #[serde(default)]
     delay_ms: Option<u64>,
     #[serde(default)]
@@ -188,7 +188,7 @@ pub struct ResponseFields {
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
-    pub usage: Option<crate::scheduler::session::Usage>,
+    pub usage: Option<crate::leaf::session::Usage>,
     #[serde(default)]
     pub delay_ms: Option<u64>,
     /// Marks an output that deliberately violates its schema, to test that routing copes.
@@ -231,12 +231,12 @@ pub struct LeafRule {
 
 #[derive(Debug, Clone)]
 pub struct MockResponse {
-    pub status: crate::scheduler::session::SessionStatus,
+    pub status: crate::leaf::session::SessionStatus,
     pub output: Value,
     pub output_span: Option<std::ops::Range<usize>>,
     pub text: Option<String>,
     pub error: Option<String>,
-    pub usage: crate::scheduler::session::Usage,
+    pub usage: crate::leaf::session::Usage,
     pub delay_ms: u64,
     pub invalid: bool,
 }
@@ -393,7 +393,7 @@ impl Scenario {
                 continue;
             }
             for response in &rule.responses {
-                if response.invalid || response.status != crate::scheduler::session::SessionStatus::Ok {
+                if response.invalid || response.status != crate::leaf::session::SessionStatus::Ok {
                     continue;
                 }
                 if let Err(violation) = crate::workflow::validate(&wf.validator, &response.output) {
@@ -428,7 +428,7 @@ fn response_from(
     fields: &ResponseFields,
     span: std::ops::Range<usize>,
 ) -> Result<MockResponse, ScenarioDiagnostic> {
-    use crate::scheduler::session::SessionStatus;
+    use crate::leaf::session::SessionStatus;
     let status = match &fields.status {
         None => SessionStatus::Ok,
         Some(s) => match SessionStatus::parse(s.get_ref()) {

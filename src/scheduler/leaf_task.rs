@@ -7,8 +7,8 @@
 //! validation stays in one place; a harness only says whether a failure is transient and how
 //! to continue its conversation. This must not journal or route.
 
-use super::session::{LeafRequest, SessionResult, SessionStatus, Usage};
 use crate::harness::{Harness, LeafFuture};
+use crate::leaf::session::{LeafRequest, SessionResult, SessionStatus, Usage};
 use crate::workflow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -116,7 +116,7 @@ impl LeafTask {
                         if let Err(again) = workflow::validate(&validator, &result.output) {
                             result.status = SessionStatus::Failed;
                             result.error = Some(format!("{again} (after one repair attempt)"));
-                            result.failure = Some(crate::scheduler::session::FailureClass::Permanent);
+                            result.failure = Some(crate::leaf::session::FailureClass::Permanent);
                         }
                     } else if result.repairable {
                         let error = result.error.take().unwrap_or_default();
@@ -126,7 +126,7 @@ impl LeafTask {
                 None if result.status == SessionStatus::Ok => {
                     result.status = SessionStatus::Failed;
                     result.error = Some(violation);
-                    result.failure = Some(crate::scheduler::session::FailureClass::Permanent);
+                    result.failure = Some(crate::leaf::session::FailureClass::Permanent);
                 }
                 None => {}
             }
@@ -167,7 +167,7 @@ async fn attempt(
             SessionStatus::Cancelled,
             format!("not started: the {} harness failed on another leaf: {first}", harness.name()),
         );
-        r.failure = Some(crate::scheduler::session::FailureClass::Configuration);
+        r.failure = Some(crate::leaf::session::FailureClass::Configuration);
         return r;
     }
     match tokio::time::timeout(request.timeout + TIMEOUT_GRACE, leaf).await {
@@ -221,7 +221,7 @@ fn finalize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::session::RetryHint;
+    use crate::leaf::session::RetryHint;
     use crate::workflow::Workflow;
     use serde_json::{json, Value};
     use std::sync::Mutex;

@@ -9,12 +9,10 @@
 
 pub mod leaf_task;
 pub mod run_event;
-pub mod session;
-pub mod worktree;
 
 use crate::harness::Harness;
+use crate::leaf::session::{LeafRequest, SessionResult, SessionStatus};
 use leaf_task::{Breaker, LeafTask};
-use session::{LeafRequest, SessionResult, SessionStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};

@@ -6,7 +6,7 @@
 //! (the journal stays the only record; events are a courtesy to the person watching).
 
 use crate::harness::{Harness, LeafFuture};
-use crate::scheduler::session::{LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::leaf::session::{LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::Value;
 use std::sync::mpsc;
 use std::sync::Arc;

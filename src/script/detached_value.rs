@@ -77,7 +77,7 @@ pub const PREPARE: PreparePayloads = PreparePayloads {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scheduler::session::{SessionResult, SessionStatus};
+    use crate::leaf::session::{SessionResult, SessionStatus};
     use crate::script::host::{goal_of, inputs_of};
     use crate::script::host_api::session_map;
     use serde_json::json;

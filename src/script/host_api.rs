@@ -7,7 +7,7 @@
 use super::host::{json_type, Answer, Host, HostError};
 use crate::effects::{EffectKind, GithubRead};
 use crate::journal::entry::CallSite;
-use crate::scheduler::session::{SessionResult, SessionStatus};
+use crate::leaf::session::{SessionResult, SessionStatus};
 use crate::script::detached_value::PreparedSessionMap;
 use crate::script::diagnostic::misuse;
 use crate::script::json_value::{parse_dynamic, to_dynamic, to_json};
@@ -429,7 +429,7 @@ fn classify_leaf(
     let id = h.call(|host| host.spawn_session(&site, "classify", opts, Some(schema)))?;
     let mut results = h.call(|host| host.await_sessions(&site, &[id]))?;
     let r = results.pop().expect("one result per awaited session");
-    if r.status != crate::scheduler::session::SessionStatus::Ok {
+    if r.status != crate::leaf::session::SessionStatus::Ok {
         let line = format!("classify: session {} {}: {}", r.id, r.status.as_str(), r.error.unwrap_or_default());
         h.with(|host| host.log_line(&line));
         return Ok(None);

@@ -10,8 +10,8 @@
 //! stdout (where results go) is never touched.
 
 use super::{stderr_batch, units};
+use crate::leaf::session::{SessionStatus, Usage};
 use crate::scheduler::run_event::RunEvent;
-use crate::scheduler::session::{SessionStatus, Usage};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -9,8 +9,8 @@
 use super::effect_view::{effect_json, effect_line};
 use super::spend::{self, Label, Spend};
 use super::units;
+use crate::leaf::session::{SessionResult, Usage};
 use crate::run::RunOutcome;
-use crate::scheduler::session::{SessionResult, Usage};
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write;

@@ -11,7 +11,7 @@
 
 use super::units;
 use crate::journal::writer::JOURNAL_FILE;
-use crate::scheduler::session::SessionResult;
+use crate::leaf::session::SessionResult;
 use serde_json::Value;
 use std::io::BufRead;
 use std::path::Path;

@@ -22,7 +22,7 @@ use super::super::spend::{self, Spend};
 use crate::journal::entry::{Entry, EntryKind, RunHeader, RunStatus, JOURNAL_VERSION};
 use crate::journal::run_dir::{owner_alive, RunStore};
 use crate::journal::writer::JOURNAL_FILE;
-use crate::scheduler::session::Usage;
+use crate::leaf::session::Usage;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
