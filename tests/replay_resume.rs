@@ -687,7 +687,9 @@ fn the_demo_killed_at_random_moments_and_resumed_ends_as_an_uninterrupted_run() 
         if !dir.join("journal.jsonl").exists() {
             continue; // killed before its journal began: the run never started
         }
-        let outcome = if status.code() == Some(0) {
+        // A kill that lands after the run wrote its end is a finished run: replay it.
+        let finished = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap().contains("\"type\":\"run_finished\"");
+        let outcome = if status.code() == Some(0) || finished {
             let shown = p.coord().args(["replay".as_ref(), dir.as_os_str(), "--json".as_ref()]).run();
             shown.expect_code(0);
             shown.json()
