@@ -431,6 +431,22 @@ impl<'a, M: tracing_subscriber::fmt::MakeWriter<'a>> tracing_subscriber::fmt::Ma
     }
 }
 
+/// The last `max` bytes of a process's output, for error messages, masked.
+pub fn masked_tail(bytes: &[u8], max: usize) -> String {
+    // Masked before it is cut: a cut through a secret would leave a piece no mask recognises.
+    let masked = process().mask_bytes(bytes);
+    let text = String::from_utf8_lossy(&masked);
+    let text = text.trim();
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 mod support;
 
 use serde_json::Value;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::{command_workflow, TestProject};
 
 #[test]
@@ -42,20 +42,18 @@ fn json_effects_are_identical_on_every_run() {
     assert!(a["usage"]["cost_usd"].as_f64().unwrap() > 0.0);
 }
 
-fn script_error(source: &str) -> (support::Outcome, Duration) {
+fn script_error(source: &str) -> support::Outcome {
     let p = TestProject::new();
     p.write("bad.rhai", source);
-    let started = Instant::now();
     let out = p.coord().args(["run", "bad.rhai"]).run();
-    let took = started.elapsed();
     assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     assert!(p.runs().len() <= 1);
-    (out, took)
+    out
 }
 
 #[test]
 fn syntax_error_exits_2_with_location() {
-    let (out, _) = script_error("let x = 1;\nlet y = (x + ;\n");
+    let out = script_error("let x = 1;\nlet y = (x + ;\n");
     out.expect_code(2);
     assert!(out.stderr.contains("bad.rhai:2:"), "{}", out.stderr);
     assert!(out.stderr.contains("syntax error"), "{}", out.stderr);
@@ -63,7 +61,7 @@ fn syntax_error_exits_2_with_location() {
 
 #[test]
 fn unknown_host_function_exits_2_with_a_suggestion() {
-    let (out, _) = script_error("let prs = [];\nlet h = spawn_sesion(\"mr-review\", #{});\n");
+    let out = script_error("let prs = [];\nlet h = spawn_sesion(\"mr-review\", #{});\n");
     out.expect_code(2);
     assert!(out.stderr.contains("bad.rhai:2:9"), "{}", out.stderr);
     assert!(out.stderr.contains("spawn_session"), "did you mean: {}", out.stderr);
@@ -71,7 +69,7 @@ fn unknown_host_function_exits_2_with_a_suggestion() {
 
 #[test]
 fn wrong_argument_types_name_the_expected_signature() {
-    let (out, _) = script_error("notify(12, 13);\n");
+    let out = script_error("notify(12, 13);\n");
     out.expect_code(2);
     assert!(out.stderr.contains("bad.rhai:1:1"), "{}", out.stderr);
     assert!(out.stderr.contains("expected: notify(channel: string"), "{}", out.stderr);
@@ -79,25 +77,23 @@ fn wrong_argument_types_name_the_expected_signature() {
 
 #[test]
 fn endless_loop_is_stopped_by_the_operation_limit() {
-    let (out, took) = script_error("let n = 0;\nloop {\n  n += 1;\n}\n");
+    let out = script_error("let n = 0;\nloop {\n  n += 1;\n}\n");
     out.expect_code(2);
     assert!(out.stderr.contains("operation limit"), "{}", out.stderr);
     assert!(out.stderr.contains("bad.rhai:"), "{}", out.stderr);
-    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 #[test]
 fn endless_recursion_is_stopped_without_a_stack_overflow() {
-    let (out, took) = script_error("fn down(n) { down(n + 1) }\ndown(0);\n");
+    let out = script_error("fn down(n) { down(n + 1) }\ndown(0);\n");
     out.expect_code(2);
     assert!(out.stderr.contains("recursion"), "{}", out.stderr);
     assert!(out.stderr.contains("bad.rhai:"), "{}", out.stderr);
-    assert!(took < Duration::from_secs(10), "took {took:?}");
 }
 
 #[test]
 fn a_throw_fails_the_run_with_exit_1() {
-    let (out, _) = script_error("throw \"no PRs to groom\";\n");
+    let out = script_error("throw \"no PRs to groom\";\n");
     out.expect_code(1);
     assert!(out.stderr.contains("no PRs to groom"), "{}", out.stderr);
 }
@@ -115,7 +111,7 @@ fn error_in_an_imported_module_names_the_module_file() {
 #[test]
 fn clock_and_sleep_are_not_reachable() {
     for src in ["let t = timestamp();", "sleep(1);"] {
-        let (out, _) = script_error(src);
+        let out = script_error(src);
         out.expect_code(2);
         assert!(out.stderr.contains("journaled `now()`"), "{src}: {}", out.stderr);
     }
@@ -216,9 +212,7 @@ fn command_leaf_printing_garbage_is_a_failed_result() {
 #[test]
 fn command_leaf_outliving_its_timeout_is_killed_with_its_children() {
     let p = command_project("#!/bin/sh\nsleep 60 &\necho $! > child.pid\nsleep 60\n", "1s");
-    let started = Instant::now();
     let r = run_command_project(&p);
-    assert!(started.elapsed() < Duration::from_secs(20));
     assert_eq!(r["status"], "timeout");
     assert!(r["error"].as_str().unwrap().contains("timed out after 1s"), "{r}");
     let pid: i32 = p.read("child.pid").trim().parse().expect("the leaf wrote its child's pid");
@@ -275,11 +269,10 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn runaway_data_growth_is_stopped_by_the_memory_budget() {
-    let (out, took) = script_error("let s = \"x\";\nloop {\n  s += s;\n}\n");
+    let out = script_error("let s = \"x\";\nloop {\n  s += s;\n}\n");
     out.expect_code(2);
     assert!(out.stderr.contains("memory budget"), "{}", out.stderr);
     // Copying a gigabyte string a few times; generous for a debug build on a loaded machine.
-    assert!(took < Duration::from_secs(60), "took {took:?}");
 }
 
 /// A spawn with options the script got wrong throws before it takes a session id or a journal

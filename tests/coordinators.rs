@@ -165,7 +165,7 @@ fn implement_feature_routes_on_its_classification() {
         &p,
         c,
         "fix-exhausted",
-        json!({ "status": "escalated", "review": "exhausted", "reason": "still has 1 minor findings after 3 fix passes" }),
+        json!({ "status": "escalated", "review": "exhausted", "reason": "still has 1 minor finding after 3 fix passes" }),
         None,
     );
     case(

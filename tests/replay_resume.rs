@@ -156,10 +156,8 @@ fn what_if_names_the_changed_prs_and_the_first_divergent_call() {
     let run = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"]).run();
     let id = run.json()["run_id"].as_str().unwrap().to_owned();
     let original = p.read("coordinators/groom-prs.rhai");
-    let edited = original.replace(
-        "} else if item.review.output.verdict == \"minor\" {",
-        "} else if item.review.output.verdict == \"minor\" && false {",
-    );
+    // Minor findings are no longer fixed: they escalate as blocking ones do.
+    let edited = original.replace("\"fix\" => to_fix.push(item),", "\"never\" => to_fix.push(item),");
     assert_ne!(edited, original, "the edit no longer applies to groom-prs");
     p.write("edited.rhai", &edited);
     let leaves_before = std::fs::read_dir(p.path().join(".coord/runs")).unwrap().count();
@@ -616,7 +614,7 @@ fn two_resumes_of_one_run_never_both_act() {
         codes.sort();
         assert_eq!(codes, [0, 75], "trial {trial}: {outs:?}");
         let refused = outs.iter().find(|o| o.status.code() == Some(75)).unwrap();
-        assert!(String::from_utf8_lossy(&refused.stderr).contains("already owned by process"), "{refused:?}");
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("already owned by"), "{refused:?}");
 
         let counts_after = invocation_counts(&p);
         for id in &done_before {
@@ -712,7 +710,16 @@ fn resume_refuses_a_damaged_journal_with_its_line_and_resumes_a_torn_tail() {
     let p = slow_leaf_project(8);
     let mut child =
         p.coord().args(["run", "batches.rhai", "--scenario", "world.toml", "--leaf", "review=command"]).spawn();
-    std::thread::sleep(Duration::from_millis(900));
+    // Interrupted once a session has finished, however slowly a loaded machine got there.
+    let began = Instant::now();
+    let has_a_finished_session = || {
+        p.runs().pop().and_then(|d| std::fs::read_to_string(d.join("journal.jsonl")).ok()).is_some_and(|j| {
+            j.lines().count() > 8 && j.lines().any(|l| l.contains("\"type\":\"session\""))
+        })
+    };
+    while !has_a_finished_session() && began.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     unsafe {
         libc::kill(child.id() as i32, libc::SIGINT);
     }

@@ -1,8 +1,8 @@
 //! One problem `coord check` found: a miette diagnostic pointing into the user's file (script,
 //! module, workflow, schema, scenario or config) with `file:line:col` in its message.
 
-use crate::scenario::diagnostic::line_col;
-use crate::scenario::ScenarioDiagnostic;
+use crate::config::file_diagnostic::line_col;
+use crate::config::file_diagnostic::FileDiagnostic;
 use crate::script::ScriptDiagnostic;
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
 use std::fmt;
@@ -68,7 +68,7 @@ impl Problem {
         Problem { message: d.message, code, file, offset, src: d.src, span: d.span, label: d.label, help: d.help }
     }
 
-    pub fn from_file(code: &'static str, d: ScenarioDiagnostic) -> Self {
+    pub fn from_file(code: &'static str, d: FileDiagnostic) -> Self {
         let file = d.src.name().to_owned();
         let offset = d.span.map(|s| s.offset()).unwrap_or(0);
         Problem { message: d.message, code, file, offset, src: d.src, span: d.span, label: "here".into(), help: d.help }

@@ -5,10 +5,12 @@
 //! pipelines); this module only loads and hands them out. Secrets never live here: the config
 //! names environment variables, and values are read from the environment when used.
 
+pub mod effect_settings;
+pub mod file_diagnostic;
 pub mod leaf_settings;
 pub mod pipeline;
 
-use crate::scenario::ScenarioDiagnostic;
+use file_diagnostic::FileDiagnostic;
 use indexmap::IndexMap;
 use leaf_settings::{HarnessSettings, WorkflowSettings, WorktreeSettings};
 use serde::Deserialize;
@@ -30,12 +32,12 @@ pub struct ConfigFile {
     pub worktrees: WorktreeSettings,
     /// Notification channels by name.
     #[serde(default)]
-    pub channels: IndexMap<String, crate::effects::notify::ChannelConfig>,
+    pub channels: IndexMap<String, effect_settings::ChannelConfig>,
     #[serde(default)]
-    pub github: crate::effects::github::GithubSettings,
+    pub github: effect_settings::GithubSettings,
     /// The local git merge queue (`merge(branch)`).
     #[serde(default)]
-    pub merge: crate::effects::git_merge_queue::MergeQueueSettings,
+    pub merge: effect_settings::MergeQueueSettings,
     #[serde(default)]
     pub library: LibraryConfig,
     #[serde(default)]
@@ -89,7 +91,7 @@ pub struct Config {
 
 impl Config {
     /// Loads `coord.toml` from `root`; no file is an empty config.
-    pub fn load(root: &Path) -> Result<Self, ScenarioDiagnostic> {
+    pub fn load(root: &Path) -> Result<Self, FileDiagnostic> {
         let path = root.join(CONFIG_FILE);
         if !path.is_file() {
             return Ok(Config::default());
@@ -97,11 +99,11 @@ impl Config {
         Self::load_file(&path)
     }
 
-    pub fn load_file(path: &Path) -> Result<Self, ScenarioDiagnostic> {
+    pub fn load_file(path: &Path) -> Result<Self, FileDiagnostic> {
         let source = std::fs::read_to_string(path)
-            .map_err(|e| ScenarioDiagnostic::io(path, &format!("cannot read config: {e}")))?;
+            .map_err(|e| FileDiagnostic::io(path, &format!("cannot read config: {e}")))?;
         let file: ConfigFile = toml::from_str(&source).map_err(|e| {
-            ScenarioDiagnostic::at(path, &source, e.span().unwrap_or(0..0), e.message().to_owned(), None)
+            FileDiagnostic::at(path, &source, e.span().unwrap_or(0..0), e.message().to_owned(), None)
         })?;
         Ok(Config { path: Some(path.to_owned()), source, file })
     }

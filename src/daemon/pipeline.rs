@@ -13,7 +13,7 @@ use crate::config::pipeline::{Overlap, PipelineSection};
 use crate::config::Config;
 use crate::journal::run_dir::RunStore;
 use crate::run::RunPlan;
-use crate::scenario::ScenarioDiagnostic;
+use crate::config::file_diagnostic::FileDiagnostic;
 use indexmap::IndexMap;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -64,19 +64,19 @@ pub struct PipelineSet {
 }
 
 impl PipelineSet {
-    pub fn load(config_path: &Path) -> Result<Self, ScenarioDiagnostic> {
+    pub fn load(config_path: &Path) -> Result<Self, FileDiagnostic> {
         if !config_path.is_file() {
-            return Err(ScenarioDiagnostic::io(config_path, "no such file: pipelines are defined in coord.toml"));
+            return Err(FileDiagnostic::io(config_path, "no such file: pipelines are defined in coord.toml"));
         }
         let config = Config::load_file(config_path)?;
         Self::from_config(&config)
     }
 
-    pub fn from_config(config: &Config) -> Result<Self, ScenarioDiagnostic> {
+    pub fn from_config(config: &Config) -> Result<Self, FileDiagnostic> {
         let path = config.path.clone().unwrap_or_else(|| PathBuf::from(crate::config::CONFIG_FILE));
         let base = config.base_dir().unwrap_or(Path::new("")).to_owned();
         let at = |span: std::ops::Range<usize>, message: String, help: Option<&str>| {
-            ScenarioDiagnostic::at(&path, &config.source, span, message, help.map(str::to_owned))
+            FileDiagnostic::at(&path, &config.source, span, message, help.map(str::to_owned))
         };
         let mut pipelines: IndexMap<String, Arc<Pipeline>> = IndexMap::new();
         for section in &config.file.pipeline {
@@ -117,8 +117,8 @@ impl PipelineSet {
 fn validate(
     section: &PipelineSection,
     base: &Path,
-    at: &impl Fn(std::ops::Range<usize>, String, Option<&str>) -> ScenarioDiagnostic,
-) -> Result<Pipeline, ScenarioDiagnostic> {
+    at: &impl Fn(std::ops::Range<usize>, String, Option<&str>) -> FileDiagnostic,
+) -> Result<Pipeline, FileDiagnostic> {
     let name = section.name.get_ref().clone();
     if !lock::valid_name(&name) {
         return Err(at(
@@ -219,7 +219,7 @@ mod tests {
     use super::*;
 
     /// A project folder with `coord.toml` holding `toml`, and the files pipelines name.
-    fn load(toml: &str) -> Result<PipelineSet, ScenarioDiagnostic> {
+    fn load(toml: &str) -> Result<PipelineSet, FileDiagnostic> {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("coordinators")).unwrap();
         std::fs::write(dir.path().join("coordinators/groom.rhai"), "1").unwrap();

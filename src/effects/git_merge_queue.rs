@@ -13,8 +13,7 @@
 //! must not touch the branch itself or any other worktree's files, except fast-forwarding the
 //! target where it is checked out.
 
-use crate::harness::process_group::kill_group;
-use serde::Deserialize;
+pub use crate::config::effect_settings::MergeQueueSettings;
 use serde_json::{json, Value};
 use std::os::unix::io::AsRawFd;
 use std::os::unix::process::CommandExt;
@@ -31,19 +30,6 @@ const SCRATCH_DIR: &str = "coord-merge-queue";
 const GREEN_TARGETS_FILE: &str = "green-targets";
 /// Lines `green-targets` keeps (the newest).
 const GREEN_TARGETS_KEPT: usize = 200;
-
-/// `[merge]` in coord.toml.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MergeQueueSettings {
-    /// Shell command that must pass on the merged tree (run with `sh -c` in the scratch worktree).
-    pub test_command: Option<String>,
-    /// The branch merges land on (default `main`); `merge(branch, #{into: ...})` overrides it.
-    pub target: Option<String>,
-    /// Longest the test command may run (default 30m); past it, the merge is refused.
-    #[serde(default, deserialize_with = "crate::effects::deserialize_duration")]
-    pub test_timeout: Option<Duration>,
-}
 
 pub struct GitMergeQueue {
     repo_dir: PathBuf,
@@ -86,7 +72,7 @@ fn git_ok(dir: &Path, args: &[&str]) -> Result<String, GitFailure> {
 }
 
 fn tail(text: &str, max: usize) -> String {
-    crate::harness::tail(text.as_bytes(), max)
+    crate::redaction::masked_tail(text.as_bytes(), max)
 }
 
 /// Branch names come from scripts: refuse anything git could read as an option or a range.
@@ -409,7 +395,11 @@ fn run_tests(
             break (Some(status), false);
         }
         if started.elapsed() > timeout {
-            kill_group(child.id() as i32);
+            // The test command leads its own process group (`process_group(0)` above): kill
+            // the whole group, so nothing it started outlives the refused merge.
+            unsafe {
+                libc::killpg(child.id() as i32, libc::SIGKILL);
+            }
             let _ = child.wait();
             break (None, true);
         }
@@ -421,6 +411,6 @@ fn run_tests(
         passed: status.is_some_and(|s| s.success()),
         timed_out,
         exit_code: status.and_then(|s| s.code()),
-        output_tail: crate::harness::tail(&output, OUTPUT_TAIL),
+        output_tail: crate::redaction::masked_tail(&output, OUTPUT_TAIL),
     })
 }

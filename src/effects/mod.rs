@@ -146,16 +146,3 @@ impl World for UnconfiguredWorld {
         true
     }
 }
-
-/// A duration in coord.toml: seconds, or text like "90s" or "15m". An error carries the
-/// value's span, so the diagnostic points at it.
-pub fn deserialize_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<std::time::Duration>, D::Error> {
-    use serde::de::Error;
-    match <toml::Value as serde::Deserialize>::deserialize(d)? {
-        toml::Value::Integer(secs) if secs >= 0 => Ok(Some(std::time::Duration::from_secs(secs as u64))),
-        toml::Value::String(s) => humantime::parse_duration(&s)
-            .map(Some)
-            .map_err(|e| D::Error::custom(format!("`{s}` is not a duration ({e}); write e.g. \"90s\" or \"15m\""))),
-        other => Err(D::Error::custom(format!("expected a duration like \"90s\", not {other}"))),
-    }
-}

@@ -8,7 +8,8 @@
 
 use super::http_api::{self, ApiFailure};
 use super::profile::HarnessProfile;
-use super::{tail, Harness, HarnessLimits, LeafFuture};
+use crate::redaction::masked_tail;
+use super::{Harness, HarnessLimits, LeafFuture};
 use crate::journal::blob_store::BlobStore;
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
@@ -219,7 +220,7 @@ fn read_response(
                     if text.is_empty() {
                         String::new()
                     } else {
-                        format!(": {}", tail(text.join("\n").as_bytes(), 200))
+                        format!(": {}", masked_tail(text.join("\n").as_bytes(), 200))
                     }
                 ),
             );

@@ -17,7 +17,8 @@ use super::agent_process::{self, AgentCommand, AgentOutput, AgentTurn, StreamRea
 use super::profile::HarnessProfile;
 use super::schema_form;
 use super::structured_text::json_in_text;
-use super::{class_of_status, readable, tail, Harness, HarnessLimits, LeafFuture};
+use crate::redaction::masked_tail;
+use super::{class_of_status, readable, Harness, HarnessLimits, LeafFuture};
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -267,7 +268,7 @@ impl CodexStream {
                     None => SessionResult::no_json(
                         id,
                         wf,
-                        format!("codex's final message is not JSON: {}", tail(text.as_bytes(), 200)),
+                        format!("codex's final message is not JSON: {}", masked_tail(text.as_bytes(), 200)),
                         text,
                     ),
                 },

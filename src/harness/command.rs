@@ -11,7 +11,8 @@
 //! not coord's (`leaf_environment.rs`): a command that needs a credential has it passed by name.
 
 use super::leaf_environment::LeafEnvironment;
-use super::{tail, Harness, HarnessLimits, LeafFuture};
+use crate::redaction::masked_tail;
+use super::{Harness, HarnessLimits, LeafFuture};
 use crate::config::leaf_settings::HarnessSettings;
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
@@ -170,7 +171,7 @@ async fn run(req: LeafRequest, settings: std::sync::Arc<HarnessSettings>) -> Ses
             Some(code) => format!("exited with status {code}"),
             None => "was killed by a signal".to_owned(),
         };
-        let detail = tail(&stderr, 400);
+        let detail = masked_tail(&stderr, 400);
         let msg = if detail.is_empty() { how } else { format!("{how}: {detail}") };
         let mut result = fail(SessionStatus::Failed, msg);
         let class = if matches!(status.code(), None | Some(EXIT_TRANSIENT)) {
@@ -214,7 +215,7 @@ fn parse_stdout(stdout: &[u8]) -> Result<ParsedOutput, String> {
                 serde_json::from_str(l.trim()).map_err(|_| serde_json::from_str::<Value>(trimmed).unwrap_err())
             })
         })
-        .map_err(|e| format!("stdout is not JSON ({e}): {}", tail(stdout, 200)))?;
+        .map_err(|e| format!("stdout is not JSON ({e}): {}", masked_tail(stdout, 200)))?;
     match value {
         Value::Object(mut obj) if obj.contains_key("output") => {
             let output = obj.remove("output").unwrap_or(Value::Null);

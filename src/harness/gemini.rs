@@ -18,7 +18,8 @@ use super::agent_outcome;
 use super::agent_process::{self, AgentCommand, AgentOutput, ProcessEnd, StreamReader};
 use super::profile::HarnessProfile;
 use super::structured_text::json_in_text;
-use super::{class_of_status, readable, tail, Harness, HarnessLimits, LeafFuture};
+use crate::redaction::masked_tail;
+use super::{class_of_status, readable, Harness, HarnessLimits, LeafFuture};
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::Value;
 use std::sync::Arc;
@@ -273,7 +274,7 @@ fn finish(profile: &HarnessProfile, req: &LeafRequest, out: &AgentOutput) -> Ses
             None => SessionResult::no_json(
                 id,
                 wf,
-                format!("gemini's response holds no JSON: {}", tail(text.as_bytes(), 200)),
+                format!("gemini's response holds no JSON: {}", masked_tail(text.as_bytes(), 200)),
                 text,
             ),
         },

@@ -7,7 +7,7 @@
 //! It must not log headers (they carry keys).
 
 use crate::harness::class_of_status;
-use crate::harness::tail;
+use crate::redaction::masked_tail;
 use crate::leaf::session::FailureClass;
 use serde_json::Value;
 use std::time::Duration;
@@ -95,7 +95,7 @@ pub async fn post_json(
     match serde_json::from_slice::<Value>(&bytes) {
         Ok(json) => Ok(ApiReply { json, body: bytes }),
         Err(e) => Err(ApiFailure {
-            message: format!("{provider}: the response is not JSON ({e}): {}", tail(&bytes, 200)),
+            message: format!("{provider}: the response is not JSON ({e}): {}", masked_tail(&bytes, 200)),
             class: FailureClass::Permanent,
             retry_after: None,
             body: bytes,
@@ -113,7 +113,7 @@ fn error_message(body: &[u8]) -> String {
             return m.to_owned();
         }
     }
-    let t = tail(body, 300);
+    let t = masked_tail(body, 300);
     if t.is_empty() {
         "(empty body)".into()
     } else {

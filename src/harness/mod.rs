@@ -20,7 +20,6 @@ pub mod gemini;
 pub mod http_api;
 pub mod leaf_environment;
 pub mod leaf_supervisor;
-pub mod mock;
 pub mod openai;
 pub mod process_group;
 pub mod profile;
@@ -30,6 +29,7 @@ pub mod redacting_harness;
 pub mod schema_form;
 pub mod structured_text;
 
+use crate::redaction::masked_tail;
 use crate::config::Config;
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult};
 use crate::redaction::Redactor;
@@ -135,7 +135,7 @@ impl HarnessSet {
         let redactor = crate::redaction::process();
         let mut set = HarnessSet { by_name: BTreeMap::new(), profiles: BTreeMap::new(), redactor: redactor.clone() };
         for (name, settings) in sections {
-            if let Some(bad) = settings.pass_env.iter().find(|n| !leaf_environment::is_variable_name(n)) {
+            if let Some(bad) = settings.pass_env.iter().find(|n| !crate::workflow::is_variable_name(n)) {
                 return Err(HarnessSetError::Invalid {
                     name: name.clone(),
                     reason: format!("pass_env: `{bad}` is not an environment variable name"),
@@ -206,22 +206,6 @@ impl HarnessSet {
     }
 }
 
-/// The last `max` bytes of a process's output, for error messages, masked.
-pub fn tail(bytes: &[u8], max: usize) -> String {
-    // Masked before it is cut: a cut through a secret would leave a piece no mask recognises.
-    let masked = crate::redaction::process().mask_bytes(bytes);
-    let text = String::from_utf8_lossy(&masked);
-    let text = text.trim();
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("…{}", &text[start..])
-}
-
 /// The follow-up sent to a leaf whose output failed its schema.
 pub fn repair_prompt(feedback: &str) -> String {
     format!(
@@ -250,7 +234,7 @@ pub fn readable(text: &str, max: usize) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("at ") && !l.starts_with("^"))
         .collect();
-    tail(lines.join(" ").as_bytes(), max)
+    masked_tail(lines.join(" ").as_bytes(), max)
 }
 
 #[cfg(test)]

@@ -10,7 +10,8 @@ use super::http_api::{self, ApiFailure};
 use super::profile::HarnessProfile;
 use super::schema_form;
 use super::structured_text::json_in_text;
-use super::{repair_prompt, tail, Harness, HarnessLimits, LeafFuture};
+use crate::redaction::masked_tail;
+use super::{repair_prompt, Harness, HarnessLimits, LeafFuture};
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -195,7 +196,7 @@ fn read_response(profile: &HarnessProfile, req: &LeafRequest, response: &Value, 
             id,
             wf,
             SessionStatus::Failed,
-            format!("the model refused: {}", tail(refusal.as_bytes(), 300)),
+            format!("the model refused: {}", masked_tail(refusal.as_bytes(), 300)),
         )
     } else if choice.is_null() {
         SessionResult::failed(id, wf, SessionStatus::Failed, "the response has no choices")
@@ -216,7 +217,7 @@ fn read_response(profile: &HarnessProfile, req: &LeafRequest, response: &Value, 
                     id,
                     wf,
                     SessionStatus::Failed,
-                    format!("the answer is {why} (finish_reason {finish}): {}", tail(content.as_bytes(), 200)),
+                    format!("the answer is {why} (finish_reason {finish}): {}", masked_tail(content.as_bytes(), 200)),
                 )
             }
         }

@@ -1,6 +1,6 @@
 //! Appends entries to `journal.jsonl`.
 //!
-//! Durability is tiered, because an fsync per entry would dominate a 10,000-PR run:
+//! Durability is tiered, because an fsync per entry would dominate a large run:
 //! - every entry goes into a userspace buffer;
 //! - `flush` hands the buffer to the OS, which survives a kill -9 of this process;
 //! - `sync` also fsyncs, which survives power loss. The host syncs before an external effect and

@@ -10,13 +10,14 @@ pub mod resume;
 
 use crate::effects::live_world::LiveWorld;
 use crate::effects::{UnconfiguredWorld, World};
-use crate::harness::mock::MockHarness;
+use crate::scenario::mock_harness::MockHarness;
 use crate::harness::HarnessSet;
 use crate::journal::entry::{Entry, ParentRun, RunHeader, RunStatus, JOURNAL_VERSION};
 use crate::journal::run_dir::{self, RunStore};
 use crate::journal::{AnswerIndex, JournalWriter};
 use crate::leaf::session::{SessionResult, Usage};
-use crate::scenario::{MockResponder, Scenario, ScenarioDiagnostic, ScenarioWorld};
+use crate::config::file_diagnostic::FileDiagnostic;
+use crate::scenario::{MockResponder, Scenario, ScenarioWorld};
 use crate::scheduler::SchedulerClient;
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::engine::SCRIPT_THREAD_STACK;
@@ -118,7 +119,7 @@ pub enum SetupError {
     Script(#[from] Box<ScriptDiagnostic>),
     #[error(transparent)]
     #[diagnostic(transparent)]
-    Scenario(#[from] Box<ScenarioDiagnostic>),
+    Scenario(#[from] Box<FileDiagnostic>),
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]

@@ -2,7 +2,8 @@
 //!
 //! The first rule, in file order, whose workflow and `match` conditions fit the request answers
 //! it; a rule with a `sequence` answers its n-th match with the n-th item (the last repeats).
-//! Rules are indexed by their first condition so a 10,000-PR scenario matches in O(1) per call.
+//! Rules are indexed by their first condition, so a call is matched in constant time however
+//! many rules a scenario has.
 
 use super::{LeafRule, MockResponse};
 use serde_json::Value;

@@ -5,7 +5,7 @@
 //! matching leaf requests to responses, and the in-memory world the run acts on. It must not
 //! know any coordinator's routing.
 
-pub mod diagnostic;
+pub mod mock_harness;
 pub mod mock_responder;
 pub mod world;
 
@@ -15,7 +15,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-pub use diagnostic::ScenarioDiagnostic;
+pub use crate::config::file_diagnostic::FileDiagnostic;
 pub use mock_responder::MockResponder;
 pub use world::ScenarioWorld;
 
@@ -56,33 +56,33 @@ fn split_point(source: &str) -> Option<usize> {
 }
 
 /// The GitHub fixtures as JSON. The tables are consumed one by one, so each is freed as soon
-/// as its JSON form exists: a 10,000-PR scenario otherwise holds both at once.
+/// as its JSON form exists: a large scenario would otherwise hold both at once.
 fn convert_fixtures(
     path: &Path,
     source: &str,
     github: &mut GithubFixtures,
-) -> Result<(Vec<Value>, Vec<Value>), ScenarioDiagnostic> {
+) -> Result<(Vec<Value>, Vec<Value>), FileDiagnostic> {
     let to_json = |t: &toml::Table| serde_json::to_value(t).expect("TOML tables convert to JSON");
     let mut prs = Vec::with_capacity(github.prs.len());
     for (i, pr) in std::mem::take(&mut github.prs).into_iter().enumerate() {
         let mut value = to_json(&pr);
         drop(pr);
         world::normalize_pr(&mut value)
-            .map_err(|msg| ScenarioDiagnostic::at(path, source, 0..0, format!("github.prs[{i}]: {msg}"), None))?;
+            .map_err(|msg| FileDiagnostic::at(path, source, 0..0, format!("github.prs[{i}]: {msg}"), None))?;
         prs.push(value);
     }
     let mut issues = Vec::with_capacity(github.issues.len());
     for (i, issue) in std::mem::take(&mut github.issues).into_iter().enumerate() {
         let mut value = to_json(&issue);
         world::normalize_issue(&mut value)
-            .map_err(|msg| ScenarioDiagnostic::at(path, source, 0..0, format!("github.issues[{i}]: {msg}"), None))?;
+            .map_err(|msg| FileDiagnostic::at(path, source, 0..0, format!("github.issues[{i}]: {msg}"), None))?;
         issues.push(value);
     }
     Ok((prs, issues))
 }
 
 /// The leaf rules with their responses.
-fn convert_rules(path: &Path, source: &str, leaf: Vec<LeafRuleFile>) -> Result<Vec<LeafRule>, ScenarioDiagnostic> {
+fn convert_rules(path: &Path, source: &str, leaf: Vec<LeafRuleFile>) -> Result<Vec<LeafRule>, FileDiagnostic> {
     let mut rules = Vec::with_capacity(leaf.len());
     for mut rule in leaf {
         let mut responses = Vec::new();
@@ -90,7 +90,7 @@ fn convert_rules(path: &Path, source: &str, leaf: Vec<LeafRuleFile>) -> Result<V
         let inline_given =
             inline.status.is_some() || inline.output.is_some() || inline.text.is_some() || inline.error.is_some();
         if inline_given && !rule.sequence.is_empty() {
-            return Err(ScenarioDiagnostic::at(
+            return Err(FileDiagnostic::at(
                 path,
                 source,
                 rule.workflow.span(),
@@ -262,19 +262,19 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    pub fn load(path: &Path) -> Result<Self, ScenarioDiagnostic> {
+    pub fn load(path: &Path) -> Result<Self, FileDiagnostic> {
         let source = std::fs::read_to_string(path)
-            .map_err(|e| ScenarioDiagnostic::io(path, &format!("cannot read scenario: {e}")))?;
+            .map_err(|e| FileDiagnostic::io(path, &format!("cannot read scenario: {e}")))?;
         Self::parse(path, source)
     }
 
-    /// Parses a scenario file. A large one (10,000 PRs is 2.8 MB, and TOML's spanned parse was
-    /// a sixth of such a run) is split before an array-of-tables entry (`[[...]]`) near its
+    /// Parses a scenario file. A large one (TOML's spanned parse is a large share of a run over
+    /// thousands of PRs) is split before an array-of-tables entry (`[[...]]`) near its
     /// middle, and the second half is parsed and converted on another thread while this one
     /// does the first. Whenever that could differ from reading the whole file (either half
     /// fails to parse or convert, or the second sets anything but further entries), the whole
     /// file is read instead, so every error is the whole file's own, with its own spans.
-    pub fn parse(path: &Path, source: String) -> Result<Self, ScenarioDiagnostic> {
+    pub fn parse(path: &Path, source: String) -> Result<Self, FileDiagnostic> {
         if let Some(at) = split_point(&source) {
             if let Some(scenario) = Self::parse_in_halves(path, &source, at) {
                 return Ok(Scenario { source, ..scenario });
@@ -282,7 +282,7 @@ impl Scenario {
         }
         let file: ScenarioFile = toml::from_str(&source).map_err(|e| {
             let span = e.span().unwrap_or(0..0);
-            ScenarioDiagnostic::at(path, &source, span, e.message().to_owned(), None)
+            FileDiagnostic::at(path, &source, span, e.message().to_owned(), None)
         })?;
         let scenario = Self::from_file(path, &source, file)?;
         Ok(Scenario { source, ..scenario })
@@ -326,14 +326,14 @@ impl Scenario {
 
     /// A parsed file as a scenario; errors point into `source`. The scenario's own `source` is
     /// left empty for the caller to fill.
-    fn from_file(path: &Path, source: &str, mut file: ScenarioFile) -> Result<Self, ScenarioDiagnostic> {
+    fn from_file(path: &Path, source: &str, mut file: ScenarioFile) -> Result<Self, FileDiagnostic> {
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
 
         let (now_rfc3339, now_unix) = match &file.now {
             None => (DEFAULT_NOW.to_owned(), parse_time(DEFAULT_NOW).expect("default time parses")),
             Some(s) => {
                 let unix = parse_time(s.get_ref()).ok_or_else(|| {
-                    ScenarioDiagnostic::at(
+                    FileDiagnostic::at(
                         path,
                         source,
                         s.span(),
@@ -351,7 +351,7 @@ impl Scenario {
             .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
             .collect();
         let (prs, issues) = convert_fixtures(path, source, &mut file.github)?;
-        file.git.validate().map_err(|(span, msg, help)| ScenarioDiagnostic::at(path, source, span, msg, Some(help)))?;
+        file.git.validate().map_err(|(span, msg, help)| FileDiagnostic::at(path, source, span, msg, Some(help)))?;
         let rules = convert_rules(path, source, std::mem::take(&mut file.leaf))?;
 
         Ok(Scenario {
@@ -375,7 +375,7 @@ impl Scenario {
 
     /// Checks a scenario against the workflows it names: every rule's workflow exists, and every
     /// canned output fits the workflow's schema (unless marked `invalid`).
-    pub fn validate(&self, workflows: &crate::workflow::WorkflowSet) -> Result<(), ScenarioDiagnostic> {
+    pub fn validate(&self, workflows: &crate::workflow::WorkflowSet) -> Result<(), FileDiagnostic> {
         let scenario = self;
         for rule in &scenario.rules {
             let wf = match workflows.get(&rule.workflow) {
@@ -417,8 +417,8 @@ impl Scenario {
         span: std::ops::Range<usize>,
         message: String,
         help: Option<String>,
-    ) -> ScenarioDiagnostic {
-        ScenarioDiagnostic::at(&self.path, &self.source, span, message, help)
+    ) -> FileDiagnostic {
+        FileDiagnostic::at(&self.path, &self.source, span, message, help)
     }
 }
 
@@ -427,7 +427,7 @@ fn response_from(
     source: &str,
     fields: &ResponseFields,
     span: std::ops::Range<usize>,
-) -> Result<MockResponse, ScenarioDiagnostic> {
+) -> Result<MockResponse, FileDiagnostic> {
     use crate::leaf::session::SessionStatus;
     let status = match &fields.status {
         None => SessionStatus::Ok,
@@ -436,7 +436,7 @@ fn response_from(
                 st @ (SessionStatus::Ok | SessionStatus::Failed | SessionStatus::Timeout | SessionStatus::Cancelled),
             ) => st,
             _ => {
-                return Err(ScenarioDiagnostic::at(
+                return Err(FileDiagnostic::at(
                     path,
                     source,
                     s.span(),
@@ -470,7 +470,7 @@ pub fn parse_time(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
 
-    fn parse(src: &str) -> Result<Scenario, ScenarioDiagnostic> {
+    fn parse(src: &str) -> Result<Scenario, FileDiagnostic> {
         Scenario::parse(Path::new("t.toml"), src.to_owned())
     }
 

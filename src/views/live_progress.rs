@@ -124,8 +124,8 @@ const TICK: Duration = Duration::from_millis(50);
 /// lines a tick produces are written to stderr together.
 ///
 /// The thread polls rather than blocking on the channel, so that a sender never has to wake
-/// it: a 10,000-PR run sends 40,000 events, and waking the display for each one cost the run's
-/// own threads more than the display itself.
+/// it: a large run sends several events per leaf, and waking the display for each one costs
+/// the run's own threads more than the display itself (docs/performance.md).
 fn each_batch(events: Receiver<RunEvent>, stop: &AtomicBool, mut on: impl FnMut(Option<RunEvent>)) {
     loop {
         // Read before draining: whatever was sent before the stop is shown.

@@ -4,7 +4,7 @@
 //! (whose fallback, `eprintln!`, panics on a closed pipe).
 //!
 //! The progress display of a large run logs two lines per session; written one `write` each,
-//! 40,000 of them cost a tenth of a 10,000-PR run. Batching keeps every line whole and in
+//! they are a measurable share of the run (docs/performance.md). Batching keeps every line whole and in
 //! order on its own thread, and never holds a line back past its batch. It must not reorder
 //! or drop anything while stderr is open, and it touches no other thread's output.
 

@@ -143,7 +143,7 @@ impl Workflow {
             Some(v) => parse_timeout(v).map_err(invalid)?,
         };
         let template = compile_template(&file.prompt).map_err(invalid)?;
-        if let Some(bad) = file.pass_env.iter().find(|n| !crate::harness::leaf_environment::is_variable_name(n)) {
+        if let Some(bad) = file.pass_env.iter().find(|n| !is_variable_name(n)) {
             return Err(invalid(format!("pass_env: `{bad}` is not an environment variable name")));
         }
         Ok(Workflow {
@@ -189,7 +189,7 @@ impl Workflow {
         if let Some(worktree) = settings.worktree {
             self.worktree = worktree;
         }
-        if let Some(bad) = settings.pass_env.iter().find(|n| !crate::harness::leaf_environment::is_variable_name(n)) {
+        if let Some(bad) = settings.pass_env.iter().find(|n| !is_variable_name(n)) {
             return Err(format!(
                 "coord.toml [workflow.{}]: pass_env: `{bad}` is not an environment variable name",
                 self.name
@@ -210,6 +210,13 @@ impl Workflow {
             .render(minijinja::context! { goal => goal, inputs => inputs, workflow => &self.name })
             .map_err(|e| format!("prompt template: {e}"))
     }
+}
+
+/// Whether `name` can be an environment variable's name (for `pass_env` lists).
+pub fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
 }
 
 pub fn compile_schema(schema: &Value) -> Result<jsonschema::Validator, String> {
@@ -322,6 +329,14 @@ impl WorkflowSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn variable_names() {
+        assert!(is_variable_name("GITHUB_TOKEN") && is_variable_name("_x1"));
+        assert!(
+            !is_variable_name("") && !is_variable_name("1A") && !is_variable_name("A-B") && !is_variable_name("A=B")
+        );
+    }
     use serde_json::json;
 
     fn write(dir: &Path, name: &str, body: &str) {

@@ -12,56 +12,12 @@ pub mod pull_merge;
 pub mod records;
 pub mod repository;
 
+pub use crate::config::effect_settings::{GithubSettings, NoChecks};
 use crate::effects::{EffectKind, EffectRequest, GithubRead, WorldError};
 use client::{GithubClient, GithubError, GithubToken, RateLimitPolicy, Retry, PUBLIC_API_URL};
 use repository::Repository;
 use reqwest::Method;
-use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::Duration;
-
-/// `[github]` in coord.toml.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GithubSettings {
-    /// The repository when neither `--repo` nor `inputs.repo` names one.
-    pub repo: Option<String>,
-    /// The API base URL (GitHub Enterprise: `https://HOST/api/v3`); `GITHUB_API_URL` wins.
-    pub api_url: Option<String>,
-    /// The environment variable holding the token, tried before `GITHUB_TOKEN` and `GH_TOKEN`.
-    pub token_env: Option<String>,
-    /// The most a run waits for GitHub's rate limits, every wait together (default 10m); a
-    /// wait that would pass it fails the request at once, saying when to retry.
-    #[serde(default, deserialize_with = "crate::effects::deserialize_duration")]
-    pub max_rate_limit_wait: Option<Duration>,
-    /// The first wait for a secondary rate limit GitHub sends no `retry-after` with (default
-    /// 60s, GitHub's minimum), doubled each time the same request meets it again. Lower it only
-    /// for tests.
-    #[serde(default, deserialize_with = "crate::effects::deserialize_duration")]
-    pub secondary_rate_limit_wait: Option<Duration>,
-    /// What `github::checks` says of a head with no statuses and no check runs.
-    #[serde(default)]
-    pub no_checks: NoChecks,
-}
-
-#[derive(Debug, Default, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum NoChecks {
-    /// Nothing reported yet: CI may not have started (the safe default).
-    #[default]
-    Pending,
-    /// The repository has no CI: nothing to wait for.
-    Green,
-}
-
-impl NoChecks {
-    fn state(self) -> &'static str {
-        match self {
-            NoChecks::Pending => "pending",
-            NoChecks::Green => "green",
-        }
-    }
-}
 
 /// Where the API is and who we are.
 #[derive(Clone, Debug)]

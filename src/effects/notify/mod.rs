@@ -13,85 +13,16 @@
 pub mod http_delivery;
 pub mod message;
 
+pub use crate::config::effect_settings::{
+    ChannelConfig, FileChannel, GithubChannel, SlackChannel, StdoutChannel, WebhookChannel, WebhookUrl,
+};
 use crate::effects::github::GithubAccess;
 use crate::effects::WorldError;
 use http_delivery::HttpDelivery;
 use indexmap::IndexMap;
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// `[channels."NAME"]` in coord.toml.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ChannelConfig {
-    Slack(SlackChannel),
-    Webhook(WebhookChannel),
-    Github(GithubChannel),
-    File(FileChannel),
-    Stdout(StdoutChannel),
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SlackChannel {
-    /// The environment variable holding the incoming-webhook URL (the URL is a credential).
-    pub webhook_env: String,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, try_from = "WebhookTable")]
-pub struct WebhookChannel {
-    pub url: WebhookUrl,
-    /// The environment variable holding the HMAC-SHA256 signing secret.
-    pub secret_env: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum WebhookUrl {
-    Literal(String),
-    Env(String),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebhookTable {
-    url: Option<String>,
-    url_env: Option<String>,
-    secret_env: Option<String>,
-}
-
-impl TryFrom<WebhookTable> for WebhookChannel {
-    type Error = String;
-
-    fn try_from(t: WebhookTable) -> Result<Self, String> {
-        let url = match (t.url, t.url_env) {
-            (Some(u), None) => WebhookUrl::Literal(u),
-            (None, Some(e)) => WebhookUrl::Env(e),
-            _ => return Err("a webhook channel needs exactly one of `url` and `url_env`".into()),
-        };
-        Ok(WebhookChannel { url, secret_env: t.secret_env })
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct GithubChannel {
-    /// The issue or PR of the run's repository the notifications are comments on.
-    pub issue: u64,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FileChannel {
-    /// JSONL file, relative to the project root.
-    pub path: PathBuf,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct StdoutChannel {}
 
 pub struct Notifier {
     channels: IndexMap<String, ChannelConfig>,
@@ -338,7 +269,7 @@ mod tests {
     use super::*;
 
     fn channels(toml_text: &str) -> Result<IndexMap<String, ChannelConfig>, String> {
-        #[derive(Deserialize)]
+        #[derive(serde::Deserialize)]
         struct File {
             channels: IndexMap<String, ChannelConfig>,
         }

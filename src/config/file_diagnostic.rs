@@ -1,12 +1,12 @@
-//! A miette diagnostic pointing into a scenario file.
+//! A miette diagnostic pointing into a file the user wrote (coord.toml, a scenario, a pipeline).
 
 use miette::{NamedSource, SourceSpan};
 use std::path::Path;
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 #[error("{message}")]
-#[diagnostic(code(coord::scenario))]
-pub struct ScenarioDiagnostic {
+#[diagnostic(code(coord::file))]
+pub struct FileDiagnostic {
     pub message: String,
     #[source_code]
     pub src: NamedSource<String>,
@@ -16,10 +16,10 @@ pub struct ScenarioDiagnostic {
     pub help: Option<String>,
 }
 
-impl ScenarioDiagnostic {
+impl FileDiagnostic {
     pub fn at(path: &Path, source: &str, span: std::ops::Range<usize>, message: String, help: Option<String>) -> Self {
         let (line, col) = line_col(source, span.start);
-        ScenarioDiagnostic {
+        FileDiagnostic {
             message: format!("{}:{line}:{col}: {message}", path.display()),
             src: NamedSource::new(path.display().to_string(), source.to_owned()),
             span: Some(SourceSpan::from(span.start..span.end.max(span.start))),
@@ -28,7 +28,7 @@ impl ScenarioDiagnostic {
     }
 
     pub fn io(path: &Path, message: &str) -> Self {
-        ScenarioDiagnostic {
+        FileDiagnostic {
             message: format!("{}: {message}", path.display()),
             src: NamedSource::new(path.display().to_string(), String::new()),
             span: None,

@@ -1,9 +1,9 @@
 //! The mock harness: answers leaves from a scenario's canned responses, instantly or after a
 //! scripted delay. Costs nothing and never leaves the process.
 
-use super::{Harness, LeafFuture};
+use super::MockResponder;
+use crate::harness::{Harness, LeafFuture};
 use crate::leaf::session::{LeafRequest, SessionResult, SessionStatus};
-use crate::scenario::MockResponder;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
