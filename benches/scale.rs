@@ -74,6 +74,15 @@ fn coord() -> PathBuf {
     }
 }
 
+/// The PR counts of the groom-prs cases: `$COORD_SCALE_PRS` (comma-separated, e.g.
+/// `10000,100000` for the 100,000-PR case), else 1,000 and 10,000. The replay case needs 10,000.
+fn pr_counts() -> Vec<u32> {
+    match std::env::var("COORD_SCALE_PRS") {
+        Ok(list) => list.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+        Err(_) => vec![1_000, 10_000],
+    }
+}
+
 fn median(mut xs: Vec<Duration>) -> Duration {
     xs.sort();
     xs[xs.len() / 2]
@@ -89,7 +98,7 @@ fn main() {
     // Issue 2: groom-prs at 1,000 and 10,000 PRs, mock leaves.
     let mut run_ids = std::collections::HashMap::new();
     println!("{:<44} {:>10} {:>12} {:>10}", "case", "wall", "peak RSS", "cpu");
-    for n in [1_000u32, 10_000] {
+    for n in pr_counts() {
         let scenario = work.path().join(format!("groom-{n}.toml"));
         std::fs::write(&scenario, groom_scenario(n)).unwrap();
         for (label, extra) in [("journal on disk", None), ("journal in memory", Some("--journal-in-memory"))] {

@@ -151,3 +151,52 @@ fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
 }
+
+/// `coord ARGS` in `p` with its stdout closed before it starts (`coord ARGS | true`): the exit
+/// code and what it said on stderr.
+fn with_stdout_closed(p: &TestProject, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = coord(p.path());
+    cmd.args(args).stdin(Stdio::null()).stdout(writer).stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let stderr = child.stderr.take().unwrap();
+    let said = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let status = exits_within(&mut child, RUN_ENDS_WITHIN, &args.join(" "));
+    (status.code(), said.join().unwrap())
+}
+
+#[test]
+fn read_only_commands_exit_0_silently_when_stdout_is_closed() {
+    // `coord show last | head -1`, `coord runs --json | true`, ...
+    let p = TestProject::with_repo_files();
+    p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run().expect_code(0);
+    let commands: [&[&str]; 8] = [
+        &["show", "last"],
+        &["show", "last", "--trace"],
+        &["runs"],
+        &["runs", "--json"],
+        &["graph", "last"],
+        &["lib", "list"],
+        &["lib", "api"],
+        &["replay", "last", "--trace"],
+    ];
+    for args in commands {
+        let (code, stderr) = with_stdout_closed(&p, args);
+        assert_eq!(code, Some(0), "coord {}: {stderr}", args.join(" "));
+        assert!(stderr.is_empty(), "coord {} said on stderr: {stderr}", args.join(" "));
+    }
+}
+
+#[test]
+fn a_closed_stdout_leaves_the_exit_code_of_test_and_check_as_it_was() {
+    // Their verdict is the exit code: a closed stdout must not turn it into a panic's 101.
+    let p = TestProject::with_repo_files();
+    for args in [&["test", "coordinators/groom-prs.rhai"][..], &["check", "coordinators/groom-prs.rhai"]] {
+        let open = p.coord().args(args).run();
+        let (code, stderr) = with_stdout_closed(&p, args);
+        assert_eq!(code, Some(open.code), "coord {}: {stderr}", args.join(" "));
+        assert!(!stderr.contains("panicked"), "coord {}: {stderr}", args.join(" "));
+    }
+}

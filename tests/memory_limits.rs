@@ -121,13 +121,43 @@ fn a_map_growing_a_key_at_a_time_stops_in_its_loop() {
     stops_within_budget("map", "let m = #{};\nlet i = 0;\nloop {\n    m[\"k\" + i] = i;\n    i += 1;\n}\n", &[4, 5]);
 }
 
+/// A quarter of the machine's physical memory, at least 1 GiB: the default budget's rule.
+fn default_budget_mib() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (total_kib / 1024 / 4).max(1024)
+}
+
 #[test]
-fn the_default_budget_is_a_gibibyte() {
+fn the_default_budget_is_a_quarter_of_memory_and_at_least_a_gibibyte() {
     let p = TestProject::new();
-    p.write("pad.rhai", "let s = \"x\";\ns.pad(2000000000, \"x\");\n");
+    let mib = default_budget_mib();
+    p.write("pad.rhai", &format!("let s = \"x\";\ns.pad({}, \"x\");\n", (mib + 1024) * 1024 * 1024));
     let ended = run(p.path(), "pad.rhai", &[]);
     assert_eq!(ended.code, 2, "{}", ended.stderr);
-    assert!(ended.stderr.contains("the budget is 1024 MiB"), "{}", ended.stderr);
+    // /proc/meminfo and sysconf may round the total differently by a page or so.
+    let said = ended.stderr.split("the budget is ").nth(1).and_then(|r| r.split(' ').next()?.parse::<u64>().ok());
+    assert!(said.is_some_and(|said| said.abs_diff(mib) <= 1), "expected about {mib} MiB: {}", ended.stderr);
     assert!(ended.stderr.contains("pad.rhai:2:"), "{}", ended.stderr);
     assert!(ended.peak_rss_mib < 200.0, "refused before allocating: peak {:.1} MiB", ended.peak_rss_mib);
+}
+
+#[test]
+fn the_budget_is_set_in_coord_toml_and_the_flag_wins() {
+    let p = TestProject::new();
+    p.write("coord.toml", "[run]\nmax_heap = \"64MiB\"\n");
+    p.write("pad.rhai", "let s = \"x\";\ns.pad(100000000, \"x\");\n");
+    let from_config = run(p.path(), "pad.rhai", &[]);
+    assert_eq!(from_config.code, 2, "{}", from_config.stderr);
+    assert!(from_config.stderr.contains("the budget is 64 MiB"), "{}", from_config.stderr);
+    let from_flag = run(p.path(), "pad.rhai", &["--max-heap", "32MiB"]);
+    assert!(from_flag.stderr.contains("the budget is 32 MiB"), "{}", from_flag.stderr);
+    let raised = run(p.path(), "pad.rhai", &["--max-heap", "1GiB"]);
+    assert_eq!(raised.code, 0, "{}", raised.stderr);
+    let refused = run(p.path(), "pad.rhai", &["--max-heap", "lots"]);
+    assert_eq!(refused.code, 2, "a flag that does not read is a usage error: {}", refused.stderr);
 }

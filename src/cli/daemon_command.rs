@@ -1,16 +1,18 @@
 //! `coord daemon`: load the pipelines, run the dispatcher until a signal stops it, pick the
 //! exit code.
 
-use super::{exit_code, report};
+use super::cli_error::CliError;
+use super::flag_groups::{ParallelismArgs, RunStoreArgs, RUNS_DIR_FOR_NEW_RUNS};
 use crate::daemon::listener::ListenerLimits;
-use crate::daemon::{self, DaemonError, DaemonOptions, PipelineSet};
-use crate::journal::run_dir::RunStore;
+use crate::daemon::{self, DaemonOptions, PipelineSet};
 use clap::Args;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 #[derive(Args, Debug, Clone)]
+#[command(mut_arg("runs_dir", |a| a.help(RUNS_DIR_FOR_NEW_RUNS)))]
+#[command(mut_arg("max_parallel", |a| a.help("Most leaf sessions running at once, per run")))]
 pub struct DaemonArgs {
     /// The configuration defining the pipelines.
     #[arg(long, value_name = "FILE", default_value = "coord.toml")]
@@ -22,12 +24,10 @@ pub struct DaemonArgs {
     /// 127.0.0.1:7878.
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<SocketAddr>,
-    /// Where run directories go [env: COORD_RUNS_DIR] [default: .coord/runs].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
-    /// Most leaf sessions running at once, per run.
-    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub max_parallel: u16,
+    #[command(flatten)]
+    pub store: RunStoreArgs,
+    #[command(flatten)]
+    pub parallelism: ParallelismArgs,
     /// A webhook connection that has not sent a whole request head within this is closed; so
     /// is a keep-alive connection idle this long.
     #[arg(long, default_value = "10s", value_name = "DURATION", value_parser = parse_timeout)]
@@ -50,38 +50,24 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     }
 }
 
-pub fn run(args: &DaemonArgs, runtime: &tokio::runtime::Handle) -> u8 {
-    let pipelines = match PipelineSet::load(&args.config) {
-        Ok(set) => set,
-        Err(diagnostic) => {
-            report(diagnostic);
-            return exit_code::USAGE;
-        }
-    };
+pub fn run(args: &DaemonArgs, runtime: &tokio::runtime::Handle) -> Result<(), CliError> {
+    let pipelines = PipelineSet::load(&args.config).map_err(Box::new)?;
     if pipelines.is_empty() {
-        eprintln!("error: {} defines no [[pipeline]]: the daemon has nothing to run", args.config.display());
-        return exit_code::USAGE;
+        return Err(CliError::Usage(format!(
+            "{} defines no [[pipeline]]: the daemon has nothing to run",
+            args.config.display()
+        )));
     }
     let options = DaemonOptions {
-        runs: RunStore::locate(args.runs_dir.as_deref()),
+        runs: args.store.store(),
         listen: args.listen,
         serve: args.serve,
-        max_parallel: usize::from(args.max_parallel),
+        max_parallel: args.parallelism.leaves_at_once(),
         listener: ListenerLimits {
             header_timeout: args.header_timeout,
             max_connections: args.max_connections as usize,
         },
         body_timeout: args.body_timeout,
     };
-    match runtime.block_on(daemon::serve(options, pipelines)) {
-        Ok(()) => exit_code::SUCCESS,
-        Err(e @ DaemonError::AlreadyRunning { .. }) => {
-            eprintln!("coord daemon: {e}");
-            exit_code::LOCKED
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            exit_code::RUN_FAILED
-        }
-    }
+    Ok(runtime.block_on(daemon::serve(options, pipelines))?)
 }

@@ -2,43 +2,34 @@
 //! version, credentials, schemas, and with `--probe` one tiny real call). Exit 0 when all are
 //! ready, 1 when any is not, 2 when the project's files do not load.
 
+use super::cli_error::CliError;
 use super::{exit_code, DoctorArgs};
+use crate::views::console::{stdout, stdoutln};
 use crate::config::Config;
 use crate::harness::{readiness, HarnessSet};
 use crate::run::project::Project;
 use crate::workflow::WorkflowSet;
 
-pub fn run(args: &DoctorArgs, runtime: &tokio::runtime::Handle) -> u8 {
+pub fn run(args: &DoctorArgs, runtime: &tokio::runtime::Handle) -> Result<(), CliError> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let project = Project::containing(&cwd);
-    let config = match Config::load(&project.root) {
-        Ok(c) => c,
-        Err(d) => {
-            eprintln!("{:?}", miette::Report::new(d));
-            return exit_code::USAGE;
-        }
-    };
-    let harnesses = match HarnessSet::configured(&config, &project.root) {
-        Ok(h) => h,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit_code::USAGE;
-        }
-    };
+    let config = Config::load(&project.root).map_err(Box::new)?;
+    let harnesses =
+        HarnessSet::configured(&config, &project.root).map_err(|e| CliError::Usage(e.to_string()))?;
     let workflows = WorkflowSet::new(project.workflow_dirs()).with_overrides(config.file.workflow.clone());
     let in_use = readiness::harnesses_in_use(&workflows);
     let reports = runtime.block_on(readiness::examine(&harnesses, &config, &in_use, args.probe));
-    if args.json {
+    if args.output.json {
         let ready = reports.iter().all(|r| r.ok());
         // A probe's error may quote what a provider answered: masked like every output.
         let json = serde_json::json!({"ready": ready, "harnesses": reports}).to_string();
-        println!("{}", crate::redaction::process().mask_json_text(&json));
+        stdoutln!("{}", crate::redaction::process().mask_json_text(&json));
     } else {
-        print!("{}", crate::redaction::mask(&crate::views::doctor_report::render(&reports)));
+        stdout!("{}", crate::redaction::mask(&crate::views::doctor_report::render(&reports)));
     }
     if reports.iter().all(|r| r.ok()) {
-        exit_code::SUCCESS
+        Ok(())
     } else {
-        exit_code::RUN_FAILED
+        Err(CliError::Reported { what: "harnesses not ready", code: exit_code::RUN_FAILED })
     }
 }

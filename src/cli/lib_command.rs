@@ -1,20 +1,25 @@
 //! `coord lib`: the coordinator library as this project sees it: the library path, which file
 //! (or built-in) each importable module comes from, a module's text, the host API reference.
 
-use super::{exit_code, LibArgs, LibCommand};
+use super::cli_error::CliError;
+use super::{LibArgs, LibCommand};
 use crate::library::{display_path, stdlib, ModuleProvider};
 use crate::run::project::Project;
+use crate::views::console::{stderrln, stdout, stdoutln};
 use serde_json::json;
 
-pub fn run(args: &LibArgs) -> u8 {
+pub fn run(args: &LibArgs) -> Result<(), CliError> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let project = Project::containing(&cwd);
     match &args.command {
-        LibCommand::List { json } => list(&project, *json),
+        LibCommand::List { json } => {
+            list(&project, *json);
+            Ok(())
+        }
         LibCommand::Show { module } => show(&project, module),
         LibCommand::Api => {
-            print!("{}", crate::check::host_api_reference::reference_markdown());
-            exit_code::SUCCESS
+            stdout!("{}", crate::check::host_api_reference::reference_markdown());
+            Ok(())
         }
     }
 }
@@ -26,7 +31,7 @@ fn provider_text(p: &ModuleProvider) -> String {
     }
 }
 
-fn list(project: &Project, json: bool) -> u8 {
+fn list(project: &Project, json: bool) {
     let modules = project.library.modules();
     let workflow_dirs = project.library.workflow_dirs();
     if json {
@@ -40,18 +45,18 @@ fn list(project: &Project, json: bool) -> u8 {
             })).collect::<Vec<_>>(),
             "workflow_dirs": workflow_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>(),
         });
-        println!("{value}");
-        return exit_code::SUCCESS;
+        stdoutln!("{value}");
+        return;
     }
-    println!("Library path (first match wins):");
+    stdoutln!("Library path (first match wins):");
     if project.library.dirs.is_empty() {
-        println!("  (empty: set COORD_PATH or [library] paths in coord.toml)");
+        stdoutln!("  (empty: set COORD_PATH or [library] paths in coord.toml)");
     }
     for (i, d) in project.library.dirs.iter().enumerate() {
         let missing = if d.path.is_dir() { "" } else { "  (missing)" };
-        println!("  {}. {}  [{}]{missing}", i + 1, display_path(&d.path), d.origin.describe());
+        stdoutln!("  {}. {}  [{}]{missing}", i + 1, display_path(&d.path), d.origin.describe());
     }
-    println!("\nModules:");
+    stdoutln!("\nModules:");
     let width = modules.iter().map(|m| m.import.len()).max().unwrap_or(0);
     for m in &modules {
         let used = &m.providers[0];
@@ -66,34 +71,27 @@ fn list(project: &Project, json: bool) -> u8 {
             (ModuleProvider::Builtin, Some(b)) => format!("  {}", b.summary),
             _ => String::new(),
         };
-        println!("  {:<width$}  {}{note}{summary}", m.import, provider_text(used));
+        stdoutln!("  {:<width$}  {}{note}{summary}", m.import, provider_text(used));
     }
     if !workflow_dirs.is_empty() {
-        println!("\nWorkflows from libraries (after the project's workflows/):");
+        stdoutln!("\nWorkflows from libraries (after the project's workflows/):");
         for d in &workflow_dirs {
-            println!("  {}", display_path(d));
+            stdoutln!("  {}", display_path(d));
         }
     }
-    exit_code::SUCCESS
 }
 
-fn show(project: &Project, module: &str) -> u8 {
+fn show(project: &Project, module: &str) -> Result<(), CliError> {
     let cwd = std::env::current_dir().unwrap_or_default();
-    match project.library.locate(module, &cwd) {
-        Ok(location) => match location.text() {
-            Ok(text) => {
-                eprintln!("// {}", location.source_name());
-                print!("{text}");
-                exit_code::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", location.source_name());
-                exit_code::RUN_FAILED
-            }
-        },
-        Err(missing) => {
-            eprintln!("error: no module `{module}`\n{}", missing.help());
-            exit_code::USAGE
-        }
-    }
+    let location = project
+        .library
+        .locate(module, &cwd)
+        .map_err(|missing| CliError::Usage(format!("no module `{module}`\n{}", missing.help())))?;
+    let text = location
+        .text()
+        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", location.source_name())))?;
+    // Where it came from on stderr, so stdout is the module's text alone.
+    stderrln!("// {}", location.source_name());
+    stdout!("{text}");
+    Ok(())
 }

@@ -5,9 +5,11 @@
 //! not hold routing, journaling or scheduling logic.
 
 mod check_command;
+pub mod cli_error;
 mod daemon_command;
 mod doctor_command;
 pub mod exit_code;
+pub mod flag_groups;
 mod lib_command;
 mod replay_command;
 mod run_command;
@@ -16,6 +18,8 @@ mod test_command;
 mod view_commands;
 
 use clap::{Args, Parser, Subcommand};
+use cli_error::CliError;
+use flag_groups::{JsonOutputArgs, OperationLimitArgs, ParallelismArgs, RunStoreArgs, RUNS_DIR_FOR_NEW_RUNS};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -85,12 +89,12 @@ pub struct DoctorArgs {
     /// Also make one tiny real call on each harness (spends a few tokens).
     #[arg(long)]
     pub probe: bool,
-    /// Print one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutputArgs,
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(mut_arg("json", |a| a.help("Print one JSON summary on stdout")))]
 pub struct TestArgs {
     /// Coordinators (.rhai), scenarios (.toml) or folders of them [default: coordinators].
     pub paths: Vec<PathBuf>,
@@ -103,33 +107,30 @@ pub struct TestArgs {
     /// With --coverage: fail when a routing branch is never taken.
     #[arg(long, requires = "coverage")]
     pub fail_uncovered: bool,
-    /// Print one JSON summary on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutputArgs,
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(mut_arg("json", |a| a.help("Print one JSON object on stdout (same shape as `coord run --json`)")))]
 pub struct ReplayArgs {
     /// The run: an id, a unique prefix, `last`, or a run directory.
     pub run: String,
     /// What-if: replay this edited script against the recorded run.
     #[arg(long, value_name = "EDITED.rhai")]
     pub script: Option<PathBuf>,
-    /// Print one JSON object on stdout (same shape as `coord run --json`).
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutputArgs,
     /// Print the run's routing trace.
     #[arg(long, conflicts_with = "json")]
     pub trace: bool,
     /// Read a journal that is corrupt in the middle up to its last valid entry.
     #[arg(long)]
     pub recover: bool,
-    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
-    /// Operation limit of the script engine.
-    #[arg(long, value_name = "N")]
-    pub max_operations: Option<u64>,
+    #[command(flatten)]
+    pub store: RunStoreArgs,
+    #[command(flatten)]
+    pub limits: OperationLimitArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -144,21 +145,17 @@ pub struct ResumeArgs {
     /// again; every other recorded leaf, read and effect is reused.
     #[arg(long)]
     pub retry_failed: bool,
-    /// Print one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutputArgs,
     /// Resume from the valid prefix of a journal that is corrupt in the middle.
     #[arg(long)]
     pub recover: bool,
-    /// Most leaf sessions running at once.
-    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub max_parallel: u16,
-    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
-    /// Operation limit of the script engine.
-    #[arg(long, value_name = "N")]
-    pub max_operations: Option<u64>,
+    #[command(flatten)]
+    pub parallelism: ParallelismArgs,
+    #[command(flatten)]
+    pub store: RunStoreArgs,
+    #[command(flatten)]
+    pub limits: OperationLimitArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -189,6 +186,9 @@ pub enum LibCommand {
 }
 
 #[derive(Args, Debug, Clone)]
+#[command(mut_arg("runs_dir", |a| a.help(RUNS_DIR_FOR_NEW_RUNS)))]
+#[command(mut_arg("json", |a| a.help("Print one JSON object on stdout instead of a summary")))]
+#[command(mut_arg("max_operations", |a| a.help("Operation limit of the script engine (an endless loop ends here)")))]
 pub struct RunArgs {
     /// The coordinator script (.rhai).
     pub script: PathBuf,
@@ -216,12 +216,10 @@ pub struct RunArgs {
     /// Run offline on the coordinator's bundled demo scenario.
     #[arg(long)]
     pub demo: bool,
-    /// Most leaf sessions running at once.
-    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub max_parallel: u16,
-    /// Where run directories go [env: COORD_RUNS_DIR] [default: .coord/runs].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub parallelism: ParallelismArgs,
+    #[command(flatten)]
+    pub store: RunStoreArgs,
     /// Change nothing outside this machine: journal every effect's intent but perform none,
     /// hold back every leaf that could write (a worktree, or `writes = true`), and give the
     /// leaves that run no GitHub, Slack or webhook credentials. `--dry-run=no-leaves` runs no
@@ -229,9 +227,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "LEAVES", num_args = 0..=1, require_equals = true,
           default_missing_value = "read-only", value_parser = ["read-only", "no-leaves"])]
     pub dry_run: Option<String>,
-    /// Print one JSON object on stdout instead of a summary.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutputArgs,
     /// Swap a workflow's harness (and model) for this run; repeatable.
     #[arg(long = "leaf", value_name = "WORKFLOW=HARNESS[:MODEL]", value_parser = parse_key_value)]
     pub leaves: Vec<(String, String)>,
@@ -239,12 +236,15 @@ pub struct RunArgs {
     /// `skipped_budget`).
     #[arg(long, value_name = "USD", value_parser = parse_budget)]
     pub budget_usd: Option<f64>,
-    /// Operation limit of the script engine (an endless loop ends here).
-    #[arg(long, value_name = "N")]
-    pub max_operations: Option<u64>,
-    /// Heap budget of the script in MiB (default 1024): a script that would grow past it stops
-    /// with exit 2.
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u32).range(1..))]
+    #[command(flatten)]
+    pub limits: OperationLimitArgs,
+    /// Heap budget of the script, like `2GiB` or `512MiB` (default: `[run] max_heap` in
+    /// coord.toml, else a quarter of physical memory, at least 1GiB): a script that would grow
+    /// past it stops with exit 2.
+    #[arg(long, value_name = "SIZE", value_parser = parse_max_heap)]
+    pub max_heap: Option<usize>,
+    /// The heap budget in MiB (the older spelling of `--max-heap`).
+    #[arg(long, value_name = "MIB", hide = true, conflicts_with = "max_heap", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_heap_mib: Option<u32>,
     /// Keep the journal in memory only (for the journaling-overhead benchmark).
     #[arg(long, hide = true)]
@@ -264,6 +264,10 @@ fn parse_budget(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
         _ => Err(format!("expected a dollar amount like 5 or 0.50, got `{s}`")),
     }
+}
+
+fn parse_max_heap(s: &str) -> Result<usize, String> {
+    crate::config::heap_size::parse_heap_size(s).map_err(|e| e.to_string())
 }
 
 fn parse_repo(s: &str) -> Result<String, String> {
@@ -294,21 +298,17 @@ pub fn main() -> ExitCode {
     };
     learn_project_secrets(&cli);
     init_logging(&cli);
-    // Diagnostics are read in logs and CI output as often as in terminals: never wrap them.
-    let _ = miette::set_hook(Box::new(|_| Box::new(miette::MietteHandlerOpts::new().wrap_lines(false).build())));
+    let _ = miette::set_hook(Box::new(|_| Box::new(cli_error::diagnostic_handler())));
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(exit_code::RUN_FAILED);
-        }
+        Err(e) => return exit_with(Err(CliError::Failed(format!("cannot start the async runtime: {e}")))),
     };
     let interrupt = Arc::new(crate::scheduler::Interrupt::default());
     // The daemon handles its own signals: SIGTERM stops it, SIGHUP reloads its config.
     if !matches!(cli.command, Command::Daemon(_)) {
         watch_signals(&runtime, interrupt.clone());
     }
-    let code = match &cli.command {
+    let result = match &cli.command {
         Command::Run(args) => run_command::run(args, &cli, runtime.handle(), interrupt),
         Command::Replay(args) => replay_command::replay(args, runtime.handle(), interrupt),
         Command::Resume(args) => replay_command::resume(args, runtime.handle(), interrupt),
@@ -325,9 +325,21 @@ pub fn main() -> ExitCode {
         Command::Lib(args) => lib_command::run(args),
         Command::Doctor(args) => doctor_command::run(args, runtime.handle()),
     };
+    let code = exit_with(result);
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));
-    ExitCode::from(code)
+    code
+}
+
+/// Tells a command's error, once, and turns the result into the process's exit code.
+fn exit_with(result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(exit_code::SUCCESS),
+        Err(e) => {
+            e.print();
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 fn init_logging(cli: &Cli) {
@@ -387,9 +399,4 @@ fn watch_signals(runtime: &tokio::runtime::Runtime, interrupt: Arc<crate::schedu
             _ = term.recv() => interrupt.trigger(libc::SIGTERM),
         }
     });
-}
-
-/// Prints a diagnostic to stderr with miette's renderer, masked (`crate::redaction`).
-pub fn report(diag: impl miette::Diagnostic + Send + Sync + 'static) {
-    crate::views::console::stderrln!("{}", crate::redaction::mask(&format!("{:?}", miette::Report::new(diag))));
 }

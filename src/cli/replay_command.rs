@@ -1,219 +1,135 @@
 //! `coord replay` (exact, or what-if with `--script`) and `coord resume`: both re-run a
 //! recorded run's script with the journal answering the host calls.
 
+use super::cli_error::CliError;
+use super::flag_groups::RunStoreArgs;
 use super::run_command::finish;
-use super::{exit_code, ReplayArgs, ResumeArgs};
-use crate::journal::run_dir::RunStore;
+use super::{ReplayArgs, ResumeArgs};
+use crate::journal::run_dir::{OwnerLock, RunStore};
 use crate::journal::{AnswerIndex, RecordedRun};
 use crate::run::{self, Recording, RunPlan};
+use crate::scheduler::Interrupt;
 use crate::script::recorded_calls::ReplayMode;
 use crate::views::console::{stderrln, stdout, stdoutln};
-use crate::views::{run_summary, trace, what_if};
-use serde_json::json;
-use std::path::PathBuf;
+use crate::views::{trace, what_if};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-fn locate(run: &str, runs_dir: Option<&std::path::Path>) -> Result<PathBuf, u8> {
-    RunStore::locate(runs_dir).resolve(run).map_err(|e| {
-        stderrln!("error: {e}");
-        exit_code::USAGE
-    })
+fn locate(run: &str, store: &RunStoreArgs) -> Result<PathBuf, CliError> {
+    store.store().resolve(run).map_err(|e| CliError::Usage(e.to_string()))
 }
 
-fn read(dir: &std::path::Path, recover: bool) -> Result<AnswerIndex, u8> {
-    AnswerIndex::read(dir, recover).map_err(|e| {
-        stderrln!("error: {e}");
-        exit_code::DIVERGED
-    })
+fn read(dir: &Path, recover: bool) -> Result<AnswerIndex, CliError> {
+    AnswerIndex::read(dir, recover).map_err(|e| CliError::Journal(e.to_string()))
 }
 
 fn recorded_script(rec: &AnswerIndex) -> PathBuf {
     run::recorded_path(&rec.header.script, &rec.header)
 }
 
-pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crate::scheduler::Interrupt>) -> u8 {
-    let dir = match locate(&args.run, args.runs_dir.as_deref()) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
-    let what_if = args.script.is_some();
+pub fn replay(args: &ReplayArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<Interrupt>) -> Result<(), CliError> {
+    let dir = locate(&args.run, &args.store)?;
+    match &args.script {
+        None => exact_replay(args, dir, runtime, interrupt),
+        Some(edited) => what_if_replay(args, edited, dir, runtime, interrupt),
+    }
+}
+
+/// The plan of a replay: the journal, read on another thread while the script runs (a replay
+/// never acts, so it may start before the whole journal is checked; its warnings come with the
+/// outcome), answers every call.
+fn replay_plan(args: &ReplayArgs, dir: PathBuf, mode: ReplayMode) -> Result<RunPlan, CliError> {
+    let recorded = AnswerIndex::read_streaming(&dir, args.recover, crate::script::host::PARSED_AHEAD)
+        .map_err(|e| CliError::Journal(e.to_string()))?;
+    let mut plan = RunPlan::new(args.script.clone().unwrap_or_else(|| recorded_script(&recorded)));
+    plan.recording = Recording::From { run_dir: dir, mode, recover: args.recover, preloaded: Some(Arc::new(recorded)) };
+    plan.process_exits_after = true;
+    args.limits.apply(&mut plan.limits);
+    Ok(plan)
+}
+
+/// `coord replay RUN`: the run again, every call answered from its journal.
+fn exact_replay(
+    args: &ReplayArgs,
+    dir: PathBuf,
+    runtime: &tokio::runtime::Handle,
+    interrupt: Arc<Interrupt>,
+) -> Result<(), CliError> {
+    let plan = replay_plan(args, dir.clone(), ReplayMode::Exact)?;
+    let outcome = run::execute(plan, runtime, interrupt.clone());
+    if let (Ok(o), true) = (&outcome, args.trace) {
+        if o.failure.is_none() {
+            if let Ok(rec) = RecordedRun::read(&dir) {
+                stdout!("{}", trace::render_trace(&rec));
+            }
+        }
+    }
+    finish(outcome, args.output.json, &interrupt)
+}
+
+/// `coord replay RUN --script EDITED`: what the edited script would have done in the recorded
+/// run, reported instead of the usual summary.
+fn what_if_replay(
+    args: &ReplayArgs,
+    edited: &Path,
+    dir: PathBuf,
+    runtime: &tokio::runtime::Handle,
+    interrupt: Arc<Interrupt>,
+) -> Result<(), CliError> {
     // What-if compares effects entry by entry, so it reads the whole journal once for them;
     // answering calls only needs the index.
-    let recorded_effects = if what_if {
-        match RecordedRun::read_with(&dir, args.recover) {
-            Ok(run) => Some(what_if::recorded_effects(&run)),
-            Err(e) => {
-                stderrln!("error: {e}");
-                return exit_code::DIVERGED;
-            }
-        }
-    } else {
-        None
-    };
-    // Read on another thread while the script runs (a replay never acts, so it may start
-    // before the whole journal is checked); its warnings come with the outcome.
-    let recorded = match AnswerIndex::read_streaming(&dir, args.recover, crate::script::detached_value::PREPARE) {
-        Ok(r) => r,
-        Err(e) => {
-            stderrln!("error: {e}");
-            return exit_code::DIVERGED;
-        }
-    };
-    let mut plan = RunPlan::new(args.script.clone().unwrap_or_else(|| recorded_script(&recorded)));
-    plan.recording = Recording::From {
-        run_dir: dir.clone(),
-        mode: if what_if { ReplayMode::WhatIf } else { ReplayMode::Exact },
-        recover: args.recover,
-        preloaded: Some(std::sync::Arc::new(recorded)),
-    };
-    plan.process_exits_after = true;
-    if let Some(n) = args.max_operations {
-        plan.limits.max_operations = n;
-    }
-    let outcome = run::execute(plan, runtime, interrupt.clone());
-    if !what_if {
-        if let (Ok(o), true) = (&outcome, args.trace) {
-            if o.failure.is_none() {
-                if let Ok(rec) = RecordedRun::read(&dir) {
-                    stdout!("{}", trace::render_trace(&rec));
-                }
-            }
-        }
-        return finish(outcome, args.json, &interrupt);
-    }
-
-    // What-if: report what changed instead of the usual summary.
-    let outcome = match outcome {
+    let recorded_effects = RecordedRun::read_with(&dir, args.recover)
+        .map(|run| what_if::recorded_effects(&run))
+        .map_err(|e| CliError::Journal(e.to_string()))?;
+    let plan = replay_plan(args, dir, ReplayMode::WhatIf)?;
+    let outcome = match run::execute(plan, runtime, interrupt.clone()) {
         Ok(o) => o,
-        Err(e) => return finish(Err(e), args.json, &interrupt),
+        Err(e) => return finish(Err(e), args.output.json, &interrupt),
     };
-    let changes = what_if::effect_changes(
-        recorded_effects.as_ref().expect("what-if computed the recorded effects"),
-        &what_if::new_effects(&outcome.effects),
-    );
-    let divergence = outcome.divergence.as_ref();
-    let script = args.script.as_ref().expect("what-if has a script").display().to_string();
-    if args.json {
-        let mut v = run_summary::outcome_json(&outcome);
-        v["what_if"] = json!({
-            "script": script,
-            "changes": what_if::changes_json(&changes),
-            "first_divergence": divergence.map(|d| json!({
-                "index": d.index,
-                "recorded": d.recorded.as_ref().map(|e| json!({"fn": e.function, "args": e.args, "pos": e.pos})),
-                "now": {"fn": d.now_function, "args": d.now_args, "pos": d.now_site.pos_string()},
-            })),
-            "not_recorded": outcome.unrecorded.iter().map(|u| json!({
-                "index": u.index, "fn": u.function, "args": u.args, "pos": u.site.pos_string(),
-            })).collect::<Vec<_>>(),
-        });
-        stdoutln!("{}", crate::redaction::process().mask_json_text(&v.to_string()));
+    let changes = what_if::effect_changes(&recorded_effects, &what_if::new_effects(&outcome.effects));
+    let script = edited.display().to_string();
+    let report = what_if::WhatIfReport { script: &script, changes: &changes, outcome: &outcome };
+    if args.output.json {
+        let json = what_if::report_json(&report).to_string();
+        stdoutln!("{}", crate::redaction::process().mask_json_text(&json));
     } else {
-        stdoutln!("what-if: {script} against run {}", outcome.run_id);
-        match divergence {
-            None => stdoutln!("\nThe edited script asks for exactly what the run recorded."),
-            Some(d) => {
-                let at =
-                    d.now_site.pos_string().map(|p| format!("{}:{p}", d.now_site.source.as_deref().unwrap_or(&script)));
-                stdoutln!(
-                    "\nFirst divergence at call {}{}:",
-                    d.index,
-                    at.map(|a| format!(" ({a})")).unwrap_or_default()
-                );
-                for line in run::describe_divergence(d).lines() {
-                    stdoutln!("  {line}");
-                }
-            }
-        }
-        if changes.is_empty() {
-            stdoutln!("\nNo effect changes.");
-        } else {
-            stdoutln!("\nEffects that change:");
-            for (target, before, after) in &changes {
-                stdoutln!("  {target}: {before} -> {after}");
-            }
-        }
-        if !outcome.unrecorded.is_empty() {
-            stdoutln!("\nCalls with no recorded answer ({}), answered `not_recorded`:", outcome.unrecorded.len());
-            for u in &outcome.unrecorded {
-                let pos = u.site.pos_string().unwrap_or_default();
-                stdoutln!("  call {} {} {} ({script}:{pos})", u.index, u.function, compact(&u.args));
-            }
-        }
-        stdoutln!("\nNothing ran and nothing was spent.");
+        stdout!("{}", what_if::report_text(&report));
     }
     match outcome.failure {
-        None => exit_code::SUCCESS,
-        Some(_) => finish(Ok(outcome), true, &interrupt).max(exit_code::RUN_FAILED),
+        None => Ok(()),
+        // The run's own object and error follow the report, as an exact replay's would.
+        Some(_) => finish(Ok(outcome), true, &interrupt),
     }
 }
 
-fn compact(v: &serde_json::Value) -> String {
-    let s = v.to_string();
-    match s.char_indices().nth(100) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s,
-    }
-}
-
-pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<crate::scheduler::Interrupt>) -> u8 {
-    let dir = match locate(&args.run, args.runs_dir.as_deref()) {
-        Ok(d) => d,
-        Err(code) => return code,
-    };
+pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Arc<Interrupt>) -> Result<(), CliError> {
+    let dir = locate(&args.run, &args.store)?;
     // Taken before the journal is even read: of two resumes started together, one continues
     // the run and the other stops here, having touched nothing.
-    let owner = match take_owner(&dir) {
-        Ok(lock) => lock,
-        Err(code) => return code,
-    };
+    let owner = Arc::new(OwnerLock::take(&dir)?);
     if args.from.is_some() || args.retry_failed {
         return redo(args, dir, owner, runtime, interrupt);
     }
-    match run::resume::prepare(&dir, args.recover) {
-        Ok(p) => {
-            for w in &p.warnings {
-                stderrln!("warning: {w}");
-            }
-            if let Some(a) = p.archived {
-                stderrln!("resume: kept the previous journal as {} ({} entries redone)", a.display(), p.discarded);
-            }
-        }
-        Err(e) => {
-            stderrln!("error: {e}");
-            return match e {
-                run::resume::ResumeError::Journal(_) => exit_code::DIVERGED,
-                _ => exit_code::USAGE,
-            };
-        }
+    let prepared = run::resume::prepare(&dir, args.recover).map_err(|e| match e {
+        run::resume::ResumeError::Journal(_) => CliError::Journal(e.to_string()),
+        _ => CliError::Usage(e.to_string()),
+    })?;
+    for w in &prepared.warnings {
+        stderrln!("warning: {w}");
     }
-    let recorded = match read(&dir, args.recover) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
-    let Some(mut plan) = checked_plan(&recorded) else { return exit_code::USAGE };
+    if let Some(a) = prepared.archived {
+        stderrln!("resume: kept the previous journal as {} ({} entries redone)", a.display(), prepared.discarded);
+    }
+    let recorded = read(&dir, args.recover)?;
+    let mut plan = checked_plan(&recorded)?;
     plan.recording = Recording::From {
         run_dir: dir,
         mode: ReplayMode::Resume,
         recover: args.recover,
-        preloaded: Some(std::sync::Arc::new(recorded)),
+        preloaded: Some(Arc::new(recorded)),
     };
     plan.owner = Some(owner);
     execute_resume(plan, args, runtime, interrupt)
-}
-
-fn take_owner(dir: &std::path::Path) -> Result<Arc<crate::journal::run_dir::OwnerLock>, u8> {
-    match crate::journal::run_dir::OwnerLock::take(dir) {
-        Ok(lock) => Ok(Arc::new(lock)),
-        Err(e @ crate::journal::run_dir::OwnerLockError::Held { .. }) => {
-            stderrln!("coord: {e}; nothing was touched");
-            Err(exit_code::LOCKED)
-        }
-        Err(e) => {
-            stderrln!("error: {e}");
-            Err(exit_code::RUN_FAILED)
-        }
-    }
 }
 
 /// `--from` / `--retry-failed`: a new run, linked to `parent_dir`'s, that reuses what the parent
@@ -222,23 +138,15 @@ fn take_owner(dir: &std::path::Path) -> Result<Arc<crate::journal::run_dir::Owne
 fn redo(
     args: &ResumeArgs,
     parent_dir: PathBuf,
-    parent_owner: Arc<crate::journal::run_dir::OwnerLock>,
+    parent_owner: Arc<OwnerLock>,
     runtime: &tokio::runtime::Handle,
-    interrupt: Arc<crate::scheduler::Interrupt>,
-) -> u8 {
-    let recorded = match read(&parent_dir, args.recover) {
-        Ok(r) => r,
-        Err(code) => return code,
-    };
+    interrupt: Arc<Interrupt>,
+) -> Result<(), CliError> {
+    let recorded = read(&parent_dir, args.recover)?;
     drop(parent_owner);
-    let link = match run::resume::branch_point(&recorded, args.from.as_deref(), args.retry_failed) {
-        Ok(link) => link,
-        Err(e) => {
-            stderrln!("error: {e}");
-            return exit_code::USAGE;
-        }
-    };
-    let Some(mut plan) = checked_plan(&recorded) else { return exit_code::USAGE };
+    let link = run::resume::branch_point(&recorded, args.from.as_deref(), args.retry_failed)
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    let mut plan = checked_plan(&recorded)?;
     stderrln!("resume: redoing run {link} as a new run; its journal is left as it is");
     // The redo lives beside its parent.
     if let Some(root) = parent_dir.parent() {
@@ -248,8 +156,8 @@ fn redo(
     execute_resume(plan, args, runtime, interrupt)
 }
 
-/// The plan of a continued run, once the pre-run check passed (it printed why not, if not).
-fn checked_plan(recorded: &AnswerIndex) -> Option<RunPlan> {
+/// The plan of a continued run, once the pre-run check passed.
+fn checked_plan(recorded: &AnswerIndex) -> Result<RunPlan, CliError> {
     let choice = crate::check::run_check::HarnessChoice {
         overrides: recorded
             .header
@@ -264,24 +172,20 @@ fn checked_plan(recorded: &AnswerIndex) -> Option<RunPlan> {
             .unwrap_or_default(),
         scenario: recorded.header.scenario.is_some(),
     };
-    if super::run_command::refuse_unless_checked(&recorded_script(recorded), &choice).is_some() {
-        return None;
-    }
-    Some(RunPlan::new(recorded_script(recorded)))
+    super::run_command::refuse_unless_checked(&recorded_script(recorded), &choice)?;
+    Ok(RunPlan::new(recorded_script(recorded)))
 }
 
 fn execute_resume(
     mut plan: RunPlan,
     args: &ResumeArgs,
     runtime: &tokio::runtime::Handle,
-    interrupt: Arc<crate::scheduler::Interrupt>,
-) -> u8 {
-    plan.max_parallel = usize::from(args.max_parallel);
-    plan.stdout_is_json = args.json;
+    interrupt: Arc<Interrupt>,
+) -> Result<(), CliError> {
+    plan.max_parallel = args.parallelism.leaves_at_once();
+    plan.stdout_is_json = args.output.json;
     plan.process_exits_after = true;
-    if let Some(n) = args.max_operations {
-        plan.limits.max_operations = n;
-    }
+    args.limits.apply(&mut plan.limits);
     let outcome = run::execute(plan, runtime, interrupt.clone());
-    finish(outcome, args.json, &interrupt)
+    finish(outcome, args.output.json, &interrupt)
 }

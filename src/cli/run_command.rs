@@ -1,12 +1,13 @@
 //! `coord run`: build a plan from flags, execute it, print the outcome, pick the exit code.
 
-use super::{exit_code, report, Cli, LogFormat, RunArgs};
+use super::cli_error::{CliError, RunRefused};
+use super::{Cli, LogFormat, RunArgs};
 use crate::check::run_check::{check_for_run, HarnessChoice};
-use crate::daemon::lock::{LockError, RunLock};
+use crate::daemon::lock::RunLock;
 use crate::journal::run_dir::RunStore;
-use crate::run::{self, RunFailure, RunOutcome, RunPlan, SetupError};
+use crate::run::run_error::RunError;
+use crate::run::{self, RunOutcome, RunPlan, SetupError};
 use crate::scheduler::run_event::RunEvents;
-use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::host::LeafOverride;
 use crate::views::console::{stderr, stderrln, stdout};
 use crate::views::live_progress::{LiveProgress, ProgressDisplay};
@@ -19,71 +20,22 @@ pub fn run(
     cli: &Cli,
     runtime: &tokio::runtime::Handle,
     interrupt: Arc<crate::scheduler::Interrupt>,
-) -> u8 {
-    let mut plan = RunPlan::new(args.script.clone());
+) -> Result<(), CliError> {
     if args.help_inputs {
         return help_inputs(&args.script);
     }
-    plan.inputs = match &args.inputs_file {
-        Some(file) => match inputs_from_file(file) {
-            Ok(inputs) => inputs,
-            Err(e) => {
-                stderrln!("error: {e}");
-                return exit_code::USAGE;
-            }
-        },
-        None => Default::default(),
-    };
-    plan.inputs.extend(args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
-    plan.inputs.extend(args.inputs_json.iter().cloned());
-    if let Some(repo) = &args.repo {
-        // An input, so the run header records it and a resumed run talks to the same repository.
-        plan.inputs.insert("repo".into(), Value::String(repo.clone()));
-    }
-    plan.scenario = args.scenario.clone();
-    plan.demo = args.demo;
-    plan.max_parallel = usize::from(args.max_parallel);
-    plan.runs = RunStore::locate(args.runs_dir.as_deref());
-    plan.dry_run = args.dry_run.is_some();
-    plan.dry_run_no_leaves = args.dry_run.as_deref() == Some("no-leaves");
-    plan.stdout_is_json = args.json;
-    plan.process_exits_after = true;
-    plan.journal_in_memory = args.journal_in_memory;
-    plan.budget_usd = args.budget_usd;
-    if let Some(n) = args.max_operations {
-        plan.limits.max_operations = n;
-    }
-    if let Some(mib) = args.max_heap_mib {
-        plan.limits.max_heap_bytes = usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
-    }
-    plan.leaf_overrides = args
-        .leaves
-        .iter()
-        .map(|(wf, spec)| {
-            let (harness, model) = match spec.split_once(':') {
-                Some((h, m)) => (h.to_owned(), Some(m.to_owned())),
-                None => (spec.clone(), None),
-            };
-            (wf.clone(), LeafOverride { harness, model })
-        })
-        .collect();
+    let mut plan = plan_from_flags(args)?;
     let choice = HarnessChoice {
         overrides: plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), o.harness.clone())).collect(),
         scenario: plan.scenario.is_some() || plan.demo,
     };
-    let named = match checked_workflows(&plan.script, &choice) {
-        Ok(named) => named,
-        Err(code) => return code,
-    };
+    let named = checked_workflows(&plan.script, &choice)?;
     if plan.dry_run {
         stderr!("{}", dry_run_plan(&plan, &named, &choice));
     }
     // Taken before anything touches the run store: a run the lock refuses changes nothing.
     let _lock = match &args.lock {
-        Some(name) => match take_lock(&plan.runs, name) {
-            Ok(lock) => Some(lock),
-            Err(code) => return code,
-        },
+        Some(name) => Some(take_lock(&plan.runs, name)?),
         None => None,
     };
     let display = ProgressDisplay::for_stderr(cli.quiet, cli.verbose, cli.log_format == LogFormat::Json);
@@ -100,31 +52,54 @@ pub fn run(
     if let (true, Ok(o)) = (dry_run, &outcome) {
         stderr!("{}", held_back(o));
     }
-    match finish(outcome, args.json, &interrupt) {
-        exit_code::EFFECTS_FAILED if args.allow_failed_effects => exit_code::SUCCESS,
-        code => code,
+    match finish(outcome, args.output.json, &interrupt) {
+        // Still said, but the run counts as a success.
+        Err(e @ CliError::Run(RunError::EffectsFailed(_))) if args.allow_failed_effects => {
+            e.print();
+            Ok(())
+        }
+        result => result,
     }
 }
 
-/// `coord: 2 of 9 effects failed: github.comment ×1, merge ×1; the first: WHY`, when any did:
-/// a run whose writes all failed must not read as a success in cron or CI.
-fn failed_effects(outcome: &RunOutcome) -> Option<String> {
-    let mut failed: indexmap::IndexMap<&str, usize> = indexmap::IndexMap::new();
-    let mut first_error = None;
-    for effect in outcome.effects.iter().filter(|e| e.result["status"] == "failed") {
-        *failed.entry(effect.kind.function()).or_default() += 1;
-        first_error = first_error.or_else(|| effect.result["error"].as_str().or(effect.result["reason"].as_str()));
+/// The run the flags ask for.
+fn plan_from_flags(args: &RunArgs) -> Result<RunPlan, CliError> {
+    let mut plan = RunPlan::new(args.script.clone());
+    plan.inputs = match &args.inputs_file {
+        Some(file) => inputs_from_file(file).map_err(CliError::Usage)?,
+        None => Default::default(),
+    };
+    plan.inputs.extend(args.inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))));
+    plan.inputs.extend(args.inputs_json.iter().cloned());
+    if let Some(repo) = &args.repo {
+        // An input, so the run header records it and a resumed run talks to the same repository.
+        plan.inputs.insert("repo".into(), Value::String(repo.clone()));
     }
-    if failed.is_empty() {
-        return None;
-    }
-    let count: usize = failed.values().sum();
-    let kinds: Vec<String> = failed.iter().map(|(kind, n)| format!("{kind} ×{n}")).collect();
-    let mut line = format!("coord: {count} of {} effects failed: {}", outcome.effects.len(), kinds.join(", "));
-    if let Some(error) = first_error {
-        line.push_str(&format!("; the first: {}", error.split_whitespace().collect::<Vec<_>>().join(" ")));
-    }
-    Some(line)
+    plan.scenario = args.scenario.clone();
+    plan.demo = args.demo;
+    plan.max_parallel = args.parallelism.leaves_at_once();
+    plan.runs = args.store.store();
+    plan.dry_run = args.dry_run.is_some();
+    plan.dry_run_no_leaves = args.dry_run.as_deref() == Some("no-leaves");
+    plan.stdout_is_json = args.output.json;
+    plan.process_exits_after = true;
+    plan.journal_in_memory = args.journal_in_memory;
+    plan.budget_usd = args.budget_usd;
+    args.limits.apply(&mut plan.limits);
+    let heap_mib = args.max_heap_mib.map(|mib| usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024));
+    plan.limits.max_heap = args.max_heap.or(heap_mib);
+    plan.leaf_overrides = args
+        .leaves
+        .iter()
+        .map(|(wf, spec)| {
+            let (harness, model) = match spec.split_once(':') {
+                Some((h, m)) => (h.to_owned(), Some(m.to_owned())),
+                None => (spec.clone(), None),
+            };
+            (wf.clone(), LeafOverride { harness, model })
+        })
+        .collect();
+    Ok(plan)
 }
 
 /// What a dry run held back: the leaves it did not run and the effects it did not perform.
@@ -193,37 +168,26 @@ fn inputs_from_file(file: &std::path::Path) -> Result<indexmap::IndexMap<String,
 }
 
 /// `--help-inputs`: the inputs the script declares.
-fn help_inputs(script: &std::path::Path) -> u8 {
-    let source = match std::fs::read_to_string(script) {
-        Ok(s) => s,
-        Err(e) => {
-            stderrln!("error: cannot read {}: {e}", script.display());
-            return exit_code::USAGE;
-        }
-    };
-    match crate::script::input_decls::InputDecls::parse(&source) {
-        Ok(decls) => {
-            stdout!("{}", decls.describe());
-            exit_code::SUCCESS
-        }
-        Err(e) => {
-            stderrln!("error: {}: {}", script.display(), e.message);
-            exit_code::USAGE
-        }
-    }
+fn help_inputs(script: &std::path::Path) -> Result<(), CliError> {
+    let source = std::fs::read_to_string(script)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", script.display())))?;
+    let decls = crate::script::input_decls::InputDecls::parse(&source)
+        .map_err(|e| CliError::Usage(format!("{}: {}", script.display(), e.message)))?;
+    stdout!("{}", decls.describe());
+    Ok(())
 }
 
-/// Runs the checks a run must pass before it starts ([`check_for_run`]); on a problem, reports
-/// every one and returns the exit code (2): nothing has run and no run directory exists.
-pub(super) fn refuse_unless_checked(script: &std::path::Path, choice: &HarnessChoice) -> Option<u8> {
-    checked_workflows(script, choice).err()
+/// Runs the checks a run must pass before it starts ([`check_for_run`]); a problem refuses the
+/// run (exit 2): nothing has run and no run directory exists.
+pub(super) fn refuse_unless_checked(script: &std::path::Path, choice: &HarnessChoice) -> Result<(), CliError> {
+    checked_workflows(script, choice).map(drop)
 }
 
 /// [`refuse_unless_checked`], returning the workflows the script names when it passes.
 fn checked_workflows(
     script: &std::path::Path,
     choice: &HarnessChoice,
-) -> Result<std::collections::BTreeSet<String>, u8> {
+) -> Result<std::collections::BTreeSet<String>, CliError> {
     if !script.is_file() {
         // The run itself reports a missing script, as it always has.
         return Ok(Default::default());
@@ -235,128 +199,51 @@ fn checked_workflows(
     if check.is_clean() {
         return Ok(check.named);
     }
-    let problems = check.problems.len() + check.preflight.len();
-    for problem in check.problems {
-        report(problem);
-    }
-    for line in &check.preflight {
-        stderrln!("error: {line}");
-    }
-    stderrln!(
-        "coord: not started: {problems} problem{} (`coord check` and `coord doctor` show them too)",
-        if problems == 1 { "" } else { "s" }
-    );
-    if !check.preflight.is_empty() && !choice.scenario {
-        stderrln!(
-            "coord: to try it offline, with mock leaves and no credentials: coord run {} --demo",
-            script.display()
-        );
-    }
-    Err(exit_code::USAGE)
+    Err(CliError::NotStarted(RunRefused {
+        problems: check.problems,
+        preflight: check.preflight,
+        script: script.to_owned(),
+        offline: choice.scenario,
+    }))
 }
 
-/// Takes the lock `name` beside `runs`; a refusal is one line on stderr and an exit code.
-pub(super) fn take_lock(runs: &RunStore, name: &str) -> Result<RunLock, u8> {
-    match RunLock::acquire(&crate::daemon::locks_dir(runs), name) {
-        Ok(lock) => {
-            if let Some(pid) = lock.stale_pid {
-                stderrln!("warning: lock `{name}`: taken over from pid {pid}, which died holding it");
-            }
-            Ok(lock)
-        }
-        Err(e @ LockError::Held { .. }) => {
-            stderrln!("coord: {e}");
-            Err(exit_code::LOCKED)
-        }
-        Err(e @ LockError::BadName(_)) => {
-            stderrln!("error: {e}");
-            Err(exit_code::USAGE)
-        }
-        Err(e) => {
-            stderrln!("error: {e}");
-            Err(exit_code::RUN_FAILED)
-        }
+/// Takes the lock `name` beside `runs`; another holder refuses the run (exit 75).
+pub(super) fn take_lock(runs: &RunStore, name: &str) -> Result<RunLock, CliError> {
+    let lock = RunLock::acquire(&crate::daemon::locks_dir(runs), name)?;
+    if let Some(pid) = lock.stale_pid {
+        stderrln!("warning: lock `{name}`: taken over from pid {pid}, which died holding it");
     }
+    Ok(lock)
 }
 
-/// Prints a run's outcome (or why it never started) and returns the exit code.
-pub fn finish(outcome: Result<RunOutcome, SetupError>, json: bool, interrupt: &crate::scheduler::Interrupt) -> u8 {
-    let outcome = match outcome {
-        Ok(o) => o,
-        // An unreadable journal reads the same whether it was found before or during a replay.
-        Err(SetupError::Journal(e)) => {
-            stderrln!("error: {e}");
-            return exit_code::DIVERGED;
-        }
-        Err(SetupError::Owned(e @ crate::journal::run_dir::OwnerLockError::Held { .. })) => {
-            stderrln!("coord: {e}; nothing was touched");
-            return exit_code::LOCKED;
-        }
-        Err(err) => {
-            let code = match &err {
-                SetupError::Io(_) | SetupError::Owned(_) => exit_code::RUN_FAILED,
-                _ => exit_code::USAGE,
-            };
-            report(err);
-            return code;
-        }
-    };
+/// Prints a run's outcome on stdout (its warnings on stderr); what went wrong, if anything, is
+/// the error ([`RunError::of`] reads the outcome).
+pub fn finish(
+    result: Result<RunOutcome, SetupError>,
+    json: bool,
+    interrupt: &crate::scheduler::Interrupt,
+) -> Result<(), CliError> {
+    let (outcome, error) = RunError::of(result, interrupt.signal())?;
     // The process ends right after this: freeing a large run's results one by one only delays
     // the exit, and the operating system takes the memory back at once.
-    let mut outcome = std::mem::ManuallyDrop::new(outcome);
-    let failure = outcome.failure.take();
-    // What the run reports was masked where it entered coord; masked again here, as every
-    // text printed is (`crate::redaction`).
+    let outcome = std::mem::ManuallyDrop::new(outcome);
+    print_outcome(&outcome, json);
+    match error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// What the run reports was masked where it entered coord; masked again here, as every text
+/// printed is (`crate::redaction`).
+fn print_outcome(outcome: &RunOutcome, json: bool) {
     let redactor = crate::redaction::process();
     for w in &outcome.warnings {
         stderrln!("warning: {}", redactor.mask(w));
     }
     if json {
-        run_summary::print_outcome_json(&outcome);
+        run_summary::print_outcome_json(outcome);
     } else {
-        stdout!("{}", redactor.mask(&run_summary::outcome_text(&outcome)));
-    }
-    match failure {
-        None => match failed_effects(&outcome) {
-            Some(line) => {
-                stderrln!("{}", redactor.mask(&line));
-                exit_code::EFFECTS_FAILED
-            }
-            None => exit_code::SUCCESS,
-        },
-        Some(RunFailure::Script(diag)) => {
-            let code = if diag.kind == ScriptErrorKind::Thrown { exit_code::RUN_FAILED } else { exit_code::USAGE };
-            report(*diag);
-            code
-        }
-        Some(RunFailure::Divergence(_, diag)) => {
-            report(*diag);
-            exit_code::DIVERGED
-        }
-        Some(RunFailure::JournalEnded(i)) => {
-            stderrln!("error: the journal ends at call {i}: the recorded run was interrupted there; `coord resume` finishes it");
-            exit_code::DIVERGED
-        }
-        Some(RunFailure::Host(msg)) => {
-            stderrln!("error: {}", redactor.mask(&msg));
-            exit_code::RUN_FAILED
-        }
-        Some(RunFailure::Outage(o)) => {
-            stderrln!(
-                "error: {}\nrun {} stopped before anything acted on that failure; once it is fixed, `coord resume {}` finishes the run",
-                redactor.mask(&o.to_string()),
-                outcome.run_id,
-                outcome.run_id
-            );
-            exit_code::RUN_FAILED
-        }
-        Some(RunFailure::Interrupted) => {
-            stderrln!("interrupted: run {} stopped; `coord resume {}` finishes it", outcome.run_id, outcome.run_id);
-            if interrupt.signal() == libc::SIGTERM {
-                exit_code::INTERRUPTED_SIGTERM
-            } else {
-                exit_code::INTERRUPTED_SIGINT
-            }
-        }
+        stdout!("{}", redactor.mask(&run_summary::outcome_text(outcome)));
     }
 }

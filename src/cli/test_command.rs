@@ -1,149 +1,94 @@
 //! `coord test`: runs every scenario offline, compares routing traces with their snapshots,
-//! checks scenario expectations, and reports routing coverage.
+//! checks scenario expectations, and reports routing coverage (`views::test_report` renders).
 
+use super::cli_error::CliError;
 use super::{exit_code, TestArgs};
 use crate::run;
-use crate::script::coverage::{self, Hits, SharedHits};
-use crate::testing::suite::{self, CaseResult, SnapshotState, SuiteOptions};
+use crate::script::coverage::{self, CoverageReport, Hits, SharedHits};
+use crate::testing::suite::{self, CaseResult, ScenarioCase, SnapshotState, SuiteOptions};
+use crate::views::console::{stdout, stdoutln};
+use crate::views::test_report::{self, ScenarioRow, SnapshotOutcome};
 use indexmap::IndexMap;
-use serde_json::json;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-pub fn test(args: &TestArgs, runtime: &tokio::runtime::Handle) -> u8 {
-    let cases = match suite::discover(&args.paths) {
-        Ok(c) if c.is_empty() => {
-            eprintln!("error: no scenarios found (convention: coordinators/<name>/scenarios/*.toml)");
-            return exit_code::USAGE;
-        }
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit_code::USAGE;
-        }
-    };
-    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+pub fn test(args: &TestArgs, runtime: &tokio::runtime::Handle) -> Result<(), CliError> {
+    let cases = discover(args)?;
     let mut hits: IndexMap<PathBuf, SharedHits> = IndexMap::new();
-    let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
-    for case in &cases {
-        let snapshots_dir = run::project::Project::discover(&case.script).root.join("snapshots");
-        let opts = SuiteOptions { accept: args.accept, ci, snapshots_dir };
-        let recorder = args
-            .coverage
-            .then(|| hits.entry(case.script.clone()).or_insert_with(|| Arc::new(Mutex::new(Hits::default()))).clone());
-        results.push(suite::run_and_compare(case, runtime, &opts, recorder));
-    }
-
-    let passed = results.iter().filter(|r| r.passed()).count();
-    let failed = results.len() - passed;
-    let coverage_rows = if args.coverage { coverage_rows(&hits) } else { Vec::new() };
-    let uncovered = coverage_rows.iter().any(|r| !r.1.missed_branches.is_empty());
-
-    if args.json {
-        let scenarios: Vec<_> = results
-            .iter()
-            .map(|r| {
-                let (state, diff, pending) = match &r.snapshot {
-                    None => ("error", None, None),
-                    Some(SnapshotState::Matched) => ("matched", None, None),
-                    Some(SnapshotState::Accepted) => ("accepted", None, None),
-                    Some(SnapshotState::Missing { pending }) => ("missing", None, pending.clone()),
-                    Some(SnapshotState::Changed { diff, pending }) => ("changed", Some(diff.clone()), pending.clone()),
-                };
-                json!({
-                    "coordinator": r.case.coordinator,
-                    "scenario": r.case.name,
-                    "file": r.case.scenario.display().to_string(),
-                    "passed": r.passed(),
-                    "snapshot": state,
-                    "diff": diff,
-                    "pending": pending.map(|p| p.display().to_string()),
-                    "expectation_failures": r.expectation_failures,
-                    "error": r.error,
-                    "sessions": r.sessions,
-                })
-            })
-            .collect();
-        let mut v = json!({ "passed": passed, "failed": failed, "scenarios": scenarios });
-        if args.coverage {
-            v["coverage"] = coverage_rows
-                .iter()
-                .map(|(name, r)| {
-                    json!({
-                        "coordinator": name,
-                        "lines": r.total_lines,
-                        "missed_lines": r.missed_lines,
-                        "branches": r.total_branches,
-                        "missed_branches": r.missed_branches.iter().map(|(l, arm)| json!({"line": l, "arm": arm})).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-        }
-        println!("{v}");
+    let results = run_cases(&cases, args, runtime, &mut hits);
+    let coverage = args.coverage.then(|| coverage_rows(&hits));
+    let rows: Vec<ScenarioRow<'_>> = results.iter().map(row).collect();
+    if args.output.json {
+        stdoutln!("{}", test_report::report_json(&rows, coverage.as_deref()));
     } else {
-        for r in &results {
-            let label = format!("{} / {}", r.case.coordinator, r.case.name);
-            if r.passed() {
-                let note =
-                    if matches!(r.snapshot, Some(SnapshotState::Accepted)) { " (snapshot accepted)" } else { "" };
-                println!("ok      {label}{note}");
-                continue;
-            }
-            println!("FAILED  {label}");
-            if let Some(e) = &r.error {
-                println!("{}", indent(e));
-            }
-            match &r.snapshot {
-                Some(SnapshotState::Changed { diff, pending }) => {
-                    println!("  routing changed for scenario `{}` ({}):", r.case.name, r.case.scenario.display());
-                    println!("{}", indent(diff));
-                    if let Some(p) = pending {
-                        println!("  proposed snapshot written to {}; `coord test --accept` accepts it", p.display());
-                    }
-                }
-                Some(SnapshotState::Missing { pending }) => {
-                    println!("  no snapshot yet for scenario `{}`", r.case.name);
-                    if let Some(p) = pending {
-                        println!("  proposed snapshot written to {}; `coord test --accept` accepts it", p.display());
-                    }
-                }
-                _ => {}
-            }
-            for f in &r.expectation_failures {
-                println!("  {f}");
-            }
-        }
-        if args.coverage {
-            println!("\nrouting coverage:");
-            for (name, r) in &coverage_rows {
-                println!(
-                    "  {name}: lines {}/{}, branches {}/{}",
-                    r.total_lines - r.missed_lines.len(),
-                    r.total_lines,
-                    r.total_branches - r.missed_branches.len(),
-                    r.total_branches
-                );
-                for (line, arm) in &r.missed_branches {
-                    println!("    {name}.rhai:{line}: `{arm}` branch never taken by any scenario");
-                }
-                if !r.missed_lines.is_empty() {
-                    let lines: Vec<String> = r.missed_lines.iter().map(usize::to_string).collect();
-                    println!("    lines never run: {}", lines.join(", "));
-                }
-            }
-        }
-        println!("\n{passed} passed, {failed} failed");
+        stdout!("{}", test_report::report_text(&rows, coverage.as_deref()));
     }
-    if failed > 0 {
-        exit_code::RUN_FAILED
-    } else if args.coverage && args.fail_uncovered && uncovered {
-        exit_code::RUN_FAILED
+    let uncovered = coverage.iter().flatten().any(|(_, r)| !r.missed_branches.is_empty());
+    if results.iter().any(|r| !r.passed()) {
+        Err(CliError::Reported { what: "scenarios failed", code: exit_code::RUN_FAILED })
+    } else if args.fail_uncovered && uncovered {
+        Err(CliError::Reported { what: "routing branches never taken", code: exit_code::RUN_FAILED })
     } else {
-        exit_code::SUCCESS
+        Ok(())
     }
 }
 
-fn coverage_rows(hits: &IndexMap<PathBuf, SharedHits>) -> Vec<(String, coverage::CoverageReport)> {
+/// The scenarios the paths name (the project's coordinators when none are given).
+fn discover(args: &TestArgs) -> Result<Vec<ScenarioCase>, CliError> {
+    match suite::discover(&args.paths) {
+        Ok(c) if c.is_empty() => Err(CliError::Usage(
+            "no scenarios found (convention: coordinators/<name>/scenarios/*.toml)".into(),
+        )),
+        Ok(c) => Ok(c),
+        Err(e) => Err(CliError::Usage(e.to_string())),
+    }
+}
+
+/// Runs each case and compares it with its snapshot, recording coverage into `hits`.
+fn run_cases(
+    cases: &[ScenarioCase],
+    args: &TestArgs,
+    runtime: &tokio::runtime::Handle,
+    hits: &mut IndexMap<PathBuf, SharedHits>,
+) -> Vec<CaseResult> {
+    let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    cases
+        .iter()
+        .map(|case| {
+            let snapshots_dir = run::project::Project::discover(&case.script).root.join("snapshots");
+            let opts = SuiteOptions { accept: args.accept, ci, snapshots_dir };
+            let recorder = args.coverage.then(|| {
+                hits.entry(case.script.clone()).or_insert_with(|| Arc::new(Mutex::new(Hits::default()))).clone()
+            });
+            suite::run_and_compare(case, runtime, &opts, recorder)
+        })
+        .collect()
+}
+
+/// A case's result as the report shows it.
+fn row(r: &CaseResult) -> ScenarioRow<'_> {
+    let snapshot = match &r.snapshot {
+        None => SnapshotOutcome::NotCompared,
+        Some(SnapshotState::Matched) => SnapshotOutcome::Matched,
+        Some(SnapshotState::Accepted) => SnapshotOutcome::Accepted,
+        Some(SnapshotState::Missing { pending }) => SnapshotOutcome::Missing { pending: pending.as_deref() },
+        Some(SnapshotState::Changed { diff, pending }) => {
+            SnapshotOutcome::Changed { diff, pending: pending.as_deref() }
+        }
+    };
+    ScenarioRow {
+        coordinator: &r.case.coordinator,
+        scenario: &r.case.name,
+        file: &r.case.scenario,
+        passed: r.passed(),
+        snapshot,
+        expectation_failures: &r.expectation_failures,
+        error: r.error.as_deref(),
+        sessions: r.sessions,
+    }
+}
+
+fn coverage_rows(hits: &IndexMap<PathBuf, SharedHits>) -> Vec<(String, CoverageReport)> {
     hits.iter()
         .filter_map(|(script, h)| {
             let ast = run::compile_for_analysis(script).ok()?;
@@ -152,8 +97,4 @@ fn coverage_rows(hits: &IndexMap<PathBuf, SharedHits>) -> Vec<(String, coverage:
             Some((run::coordinator_name(script), coverage::report(&plan, &h)))
         })
         .collect()
-}
-
-fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }

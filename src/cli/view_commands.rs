@@ -1,33 +1,33 @@
 //! The commands that look at recorded runs: `coord runs`, `coord show`, `coord graph`,
 //! `coord report` and `coord serve`. Each resolves its RUN argument, reads the journal, masks
 //! secrets, renders with `views` and prints (or writes the report file, or serves the
-//! dashboard until a signal stops it). They never act on a run.
+//! dashboard until a signal stops it). They never act on a run. A closed stdout (`coord runs |
+//! head -1`) ends their printing quietly (`views::console`): they still exit 0.
 
-use super::exit_code;
-use crate::journal::run_dir::RunStore;
+use super::cli_error::CliError;
+use super::flag_groups::{JsonOutputArgs, RunStoreArgs};
 use crate::redaction::Redactor;
+use crate::views::console::{stderrln, stdout, stdoutln};
 use crate::views::run_graph::{open_run, OpenRunError};
 use crate::views::{graph_export, html_report, run_listing, run_tree, session_view, trace};
 use clap::{Args, ValueEnum};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 const RUN_HELP: &str = "The run: an id, a unique id prefix or suffix, `last`, or a run directory";
 
 #[derive(Args, Debug, Clone)]
+#[command(mut_arg("json", |a| a.help("Print a JSON array of runs instead of a table")))]
 pub struct RunsArgs {
-    /// Print a JSON array of runs instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonOutputArgs,
     /// Only the runs of this coordinator (script name without `.rhai`).
     #[arg(long, value_name = "NAME")]
     pub coordinator: Option<String>,
     /// Only the runs with this status.
     #[arg(long, value_name = "STATUS", value_parser = ["running", "succeeded", "failed", "interrupted"])]
     pub status: Option<String>,
-    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: RunStoreArgs,
 }
 
 /// The parent rule, for `coord show --help`.
@@ -50,9 +50,8 @@ pub struct ShowArgs {
     /// Add the routing trace: every host call in script order.
     #[arg(long, conflicts_with = "session")]
     pub trace: bool,
-    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: RunStoreArgs,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -68,9 +67,8 @@ pub struct GraphArgs {
     /// Mermaid (paste into Markdown) or Graphviz DOT (`dot -Tsvg`).
     #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
     pub format: GraphFormat,
-    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: RunStoreArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -83,9 +81,8 @@ pub struct ReportArgs {
     /// The HTML file to write [default: report.html, or runs.html with --all].
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: RunStoreArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -94,9 +91,8 @@ pub struct ServeArgs {
     /// address taken. On a loopback address only requests to a loopback name are answered.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7878")]
     pub listen: std::net::SocketAddr,
-    /// Where run directories are [env: COORD_RUNS_DIR] [default: .coord/runs].
-    #[arg(long, value_name = "DIR")]
-    pub runs_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: RunStoreArgs,
 }
 
 /// How long a dashboard connection may take to send a request head (and stay idle between
@@ -111,22 +107,14 @@ pub fn serve(
     args: &ServeArgs,
     runtime: &tokio::runtime::Handle,
     interrupt: std::sync::Arc<crate::scheduler::Interrupt>,
-) -> u8 {
+) -> Result<(), CliError> {
     use crate::daemon::listener;
-    let store = RunStore::locate(args.runs_dir.as_deref());
+    let store = args.store.store();
     runtime.block_on(async move {
-        let listener = match listener::bind(args.listen) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("error: cannot listen on {}: {e}", args.listen);
-                return exit_code::RUN_FAILED;
-            }
-        };
+        let listener = listener::bind(args.listen)
+            .map_err(|e| CliError::Failed(format!("cannot listen on {}: {e}", args.listen)))?;
         let bound = listener.local_addr().unwrap_or(args.listen);
-        print_out(
-            &format!("listening on http://{bound}\nserving the runs in {} (read-only)\n", store.root.display()),
-            false,
-        );
+        stdout!("listening on http://{bound}\nserving the runs in {} (read-only)\n", store.root.display());
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let router = crate::views::dashboard::router(store, stopping, bound);
         let stopped = async move {
@@ -137,40 +125,40 @@ pub fn serve(
             let _ = stop.send(true);
         };
         listener::serve(listener, router, SERVE_LIMITS, stopped).await;
-        exit_code::SUCCESS
+        Ok(())
     })
 }
 
-pub fn runs(args: &RunsArgs) -> u8 {
-    let store = RunStore::locate(args.runs_dir.as_deref());
+pub fn runs(args: &RunsArgs) -> Result<(), CliError> {
     let redactor = redactor();
-    let (graphs, warnings) = run_listing::read_runs(&store, &redactor);
+    let (graphs, warnings) = run_listing::read_runs(&args.store.store(), &redactor);
     for w in &warnings {
-        eprintln!("warning: {w}");
+        stderrln!("warning: {w}");
     }
     let filter = run_listing::RunFilter { coordinator: args.coordinator.clone(), status: args.status.clone() };
     let rows = run_listing::rows(&graphs, &filter);
-    if args.json {
+    if args.output.json {
         let json = serde_json::to_string_pretty(&run_listing::rows_json(&rows)).unwrap_or_default();
-        print_out(&redactor.mask_json_text(&json), true)
+        stdoutln!("{}", redactor.mask_json_text(&json));
     } else {
-        print_out(&redactor.mask(&run_listing::rows_table(&rows)), false)
+        stdout!("{}", redactor.mask(&run_listing::rows_table(&rows)));
     }
+    Ok(())
 }
 
-pub fn show(args: &ShowArgs) -> u8 {
+pub fn show(args: &ShowArgs) -> Result<(), CliError> {
     let redactor = redactor();
-    let (run, graph) = match open(&args.run, args.runs_dir.as_deref(), &redactor) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
+    let (run, graph) = open(&args.run, &args.store, &redactor)?;
     let text = match &args.session {
         Some(id) => match graph.session(id) {
             Some(s) => session_view::render_session(&graph, s, &redactor),
             None => {
                 let known: Vec<&str> = graph.sessions.iter().map(|s| s.id.as_str()).collect();
-                eprintln!("error: run {} has no session `{id}`; its sessions: {}", graph.run_id, known.join(", "));
-                return exit_code::USAGE;
+                return Err(CliError::Usage(format!(
+                    "run {} has no session `{id}`; its sessions: {}",
+                    graph.run_id,
+                    known.join(", ")
+                )));
             }
         },
         None => {
@@ -182,64 +170,47 @@ pub fn show(args: &ShowArgs) -> u8 {
             text
         }
     };
-    print_out(&redactor.mask(&text), false)
+    stdout!("{}", redactor.mask(&text));
+    Ok(())
 }
 
-pub fn graph(args: &GraphArgs) -> u8 {
+pub fn graph(args: &GraphArgs) -> Result<(), CliError> {
     let redactor = redactor();
-    let (_, graph) = match open(&args.run, args.runs_dir.as_deref(), &redactor) {
-        Ok(opened) => opened,
-        Err(code) => return code,
-    };
+    let (_, graph) = open(&args.run, &args.store, &redactor)?;
     let text = match args.format {
         GraphFormat::Mermaid => graph_export::mermaid(&graph),
         GraphFormat::Dot => graph_export::dot(&graph),
     };
-    print_out(&redactor.mask(&text), false)
+    stdout!("{}", redactor.mask(&text));
+    Ok(())
 }
 
-pub fn report(args: &ReportArgs) -> u8 {
+pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     let redactor = redactor();
     let (html, default_name) = if args.all {
-        let store = RunStore::locate(args.runs_dir.as_deref());
-        let (graphs, warnings) = run_listing::read_runs(&store, &redactor);
+        let (graphs, warnings) = run_listing::read_runs(&args.store.store(), &redactor);
         let rows = run_listing::rows(&graphs, &Default::default());
         (html_report::render_runs_index(&rows, &warnings), "runs.html")
     } else {
         let run = args.run.as_deref().unwrap_or("last");
-        let (_, graph) = match open(run, args.runs_dir.as_deref(), &redactor) {
-            Ok(opened) => opened,
-            Err(code) => return code,
-        };
+        let (_, graph) = open(run, &args.store, &redactor)?;
         (html_report::render_run_report(&graph), "report.html")
     };
-    let html = match html {
-        Ok(html) => redactor.mask(&html).into_owned(),
-        Err(e) => {
-            eprintln!("error: {e}");
-            return exit_code::RUN_FAILED;
-        }
-    };
+    let html = redactor.mask(&html.map_err(|e| CliError::Failed(e.to_string()))?).into_owned();
     let path = args.output.clone().unwrap_or_else(|| PathBuf::from(default_name));
-    if let Err(e) = std::fs::write(&path, html) {
-        eprintln!("error: cannot write {}: {e}", path.display());
-        return exit_code::RUN_FAILED;
-    }
-    print_out(&format!("wrote {}\n", path.display()), false)
+    std::fs::write(&path, html).map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    stdout!("wrote {}\n", path.display());
+    Ok(())
 }
 
 fn open(
     run: &str,
-    runs_dir: Option<&Path>,
+    store: &RunStoreArgs,
     redactor: &Redactor,
-) -> Result<(crate::journal::RecordedRun, crate::views::run_graph::RunGraph), u8> {
-    let store = RunStore::locate(runs_dir);
-    open_run(&store, run, redactor).map_err(|e| {
-        eprintln!("error: {e}");
-        match e {
-            OpenRunError::Lookup(_) => exit_code::USAGE,
-            OpenRunError::Journal(_) => exit_code::DIVERGED,
-        }
+) -> Result<(crate::journal::RecordedRun, crate::views::run_graph::RunGraph), CliError> {
+    open_run(&store.store(), run, redactor).map_err(|e| match e {
+        OpenRunError::Lookup(_) => CliError::Usage(e.to_string()),
+        OpenRunError::Journal(_) => CliError::Journal(e.to_string()),
     })
 }
 
@@ -247,15 +218,4 @@ fn open(
 /// the `coord.toml` at or above the current directory (`cli::main` teaches it those).
 fn redactor() -> std::sync::Arc<Redactor> {
     crate::redaction::process()
-}
-
-/// Prints to stdout; a closed pipe (`coord show last | head`) is not an error.
-fn print_out(text: &str, newline: bool) -> u8 {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes());
-    if newline {
-        let _ = out.write_all(b"\n");
-    }
-    let _ = out.flush();
-    exit_code::SUCCESS
 }

@@ -7,6 +7,7 @@
 
 pub mod effect_settings;
 pub mod file_diagnostic;
+pub mod heap_size;
 pub mod leaf_settings;
 pub mod pipeline;
 
@@ -47,6 +48,9 @@ pub struct ConfigFile {
     /// What coordinator scripts may do beyond routing leaves.
     #[serde(default)]
     pub capabilities: Capabilities,
+    /// Settings of every run: the script's heap budget.
+    #[serde(default)]
+    pub run: heap_size::RunSettings,
 }
 
 /// `[capabilities]`: powers a project may take away from its coordinators.

@@ -21,14 +21,15 @@ use super::{announce, coord_dir};
 use crate::config::pipeline::Overlap;
 use crate::journal::entry::RunStatus;
 use crate::journal::run_dir::RunStore;
-use crate::run::{self, RunFailure, RunOutcome, SetupError};
+use crate::run::run_error::RunError;
+use crate::run::{self, RunOutcome, SetupError};
 use crate::scheduler::Interrupt;
 use chrono::{DateTime, Utc};
 use indexmap::IndexMap;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
@@ -149,83 +150,25 @@ struct Dispatcher {
 /// Runs `pipelines` until SIGTERM or SIGINT, reloading `coord.toml` on SIGHUP.
 pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(), DaemonError> {
     let coord = coord_dir(&options.runs);
-    let daemon_lock = RunLock::acquire(&coord.join("daemon"), "daemon").map_err(|e| match e {
-        LockError::Held { pid, .. } => DaemonError::AlreadyRunning { pid },
-        other => DaemonError::Lock(other),
-    })?;
-    if let Some(pid) = daemon_lock.stale_pid {
-        announce(format_args!("daemon: took over the daemon lock from pid {pid}, which died holding it"));
-    }
+    let daemon_lock = take_daemon_lock(&coord)?;
     let mut sigterm = signal(SignalKind::terminate()).map_err(DaemonError::Signals)?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(DaemonError::Signals)?;
     let mut sighup = signal(SignalKind::hangup()).map_err(DaemonError::Signals)?;
 
-    let state_path = coord.join("daemon").join(STATE_FILE);
-    let state = DaemonState::load(&state_path).unwrap_or_else(|e| {
-        announce(format_args!("daemon: {e}; starting without catch-up"));
-        DaemonState::default()
-    });
-    let deliveries_path = coord.join("daemon").join(DELIVERIES_FILE);
-    let deliveries = AcceptedDeliveries::load(&deliveries_path, REMEMBERED_FOR, MOST_REMEMBERED, Utc::now())
-        .unwrap_or_else(|e| {
-            announce(format_args!("daemon: {e}; starting without the deliveries it accepted"));
-            AcceptedDeliveries::default()
-        });
     let pipelines = Arc::new(pipelines);
     let (published, watched) = watch::channel(pipelines.clone());
     let (fires_tx, mut fires) = mpsc::channel::<WebhookFire>(64);
     let (ended_tx, mut ended) = mpsc::unbounded_channel::<RunEnded>();
-
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let server = match options.listen {
         None => None,
-        Some(addr) => {
-            let listener = listener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
-            let bound = listener.local_addr().unwrap_or(addr);
-            let open_file_limit = listener::raise_open_file_limit();
-            let mut limits = options.listener;
-            limits.max_connections = listener::connection_cap(limits.max_connections, open_file_limit);
-            if limits.max_connections < options.listener.max_connections {
-                announce(format_args!(
-                    "daemon: at most {} webhook connections (the open-file limit is {open_file_limit})",
-                    limits.max_connections
-                ));
-            }
-            announce(format_args!("daemon: listening on {bound}"));
-            let router = webhook::router(watched, fires_tx.clone(), options.body_timeout);
-            Some(tokio::spawn(listener::serve(listener, router, limits, async {
-                let _ = server_stopped.await;
-            })))
-        }
+        Some(addr) => Some(start_webhook_listener(addr, &options, watched, fires_tx.clone(), async {
+            let _ = server_stopped.await;
+        })?),
     };
+    let dashboard = options.serve.map(|addr| start_dashboard(addr, &options)).transpose()?;
 
-    // The dashboard: its own listener, so a page following a run never holds a webhook slot.
-    let dashboard = match options.serve {
-        None => None,
-        Some(addr) => {
-            let listener = listener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
-            let bound = listener.local_addr().unwrap_or(addr);
-            announce(format_args!("daemon: dashboard on http://{bound}"));
-            let (stop_pages, pages_stopping) = watch::channel(false);
-            let router = crate::views::dashboard::router(options.runs.clone(), pages_stopping, bound);
-            let served = tokio::spawn(listener::serve(listener, router, options.listener, std::future::pending()));
-            Some((stop_pages, served))
-        }
-    };
-
-    let mut dispatcher = Dispatcher {
-        pipelines,
-        slots: IndexMap::new(),
-        runs: options.runs.clone(),
-        locks_dir: super::locks_dir(&options.runs),
-        state,
-        state_path,
-        deliveries,
-        deliveries_path,
-        max_parallel: options.max_parallel,
-        ended: ended_tx,
-        stopping: false,
-    };
+    let mut dispatcher = Dispatcher::remembering(&coord, &options, pipelines, ended_tx);
     dispatcher.start_up(Utc::now());
     announce(format_args!("daemon: ready ({})", listed(&dispatcher.pipelines)));
 
@@ -283,7 +226,93 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
     Ok(())
 }
 
+/// The project's one daemon lock: a second daemon is refused with the holder's pid.
+fn take_daemon_lock(coord: &Path) -> Result<RunLock, DaemonError> {
+    let lock = RunLock::acquire(&coord.join("daemon"), "daemon").map_err(|e| match e {
+        LockError::Held { pid, .. } => DaemonError::AlreadyRunning { pid },
+        other => DaemonError::Lock(other),
+    })?;
+    if let Some(pid) = lock.stale_pid {
+        announce(format_args!("daemon: took over the daemon lock from pid {pid}, which died holding it"));
+    }
+    Ok(lock)
+}
+
+/// Binds the webhook listener, capped below the open-file limit, and serves it until `stop`.
+fn start_webhook_listener(
+    addr: SocketAddr,
+    options: &DaemonOptions,
+    pipelines: watch::Receiver<Arc<PipelineSet>>,
+    fires: mpsc::Sender<WebhookFire>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, DaemonError> {
+    let listener = listener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    let open_file_limit = listener::raise_open_file_limit();
+    let mut limits = options.listener;
+    limits.max_connections = listener::connection_cap(limits.max_connections, open_file_limit);
+    if limits.max_connections < options.listener.max_connections {
+        announce(format_args!(
+            "daemon: at most {} webhook connections (the open-file limit is {open_file_limit})",
+            limits.max_connections
+        ));
+    }
+    announce(format_args!("daemon: listening on {bound}"));
+    let router = webhook::router(pipelines, fires, options.body_timeout);
+    Ok(tokio::spawn(listener::serve(listener, router, limits, stop)))
+}
+
+/// The dashboard: its own listener, so a page following a run never holds a webhook slot.
+/// Returns the sender that tells its pages to end, and its task.
+fn start_dashboard(
+    addr: SocketAddr,
+    options: &DaemonOptions,
+) -> Result<(watch::Sender<bool>, tokio::task::JoinHandle<()>), DaemonError> {
+    let listener = listener::bind(addr).map_err(|source| DaemonError::Listen { addr, source })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    announce(format_args!("daemon: dashboard on http://{bound}"));
+    let (stop_pages, pages_stopping) = watch::channel(false);
+    let router = crate::views::dashboard::router(options.runs.clone(), pages_stopping, bound);
+    let served = tokio::spawn(listener::serve(listener, router, options.listener, std::future::pending()));
+    Ok((stop_pages, served))
+}
+
 impl Dispatcher {
+    /// A dispatcher with what the daemon remembers from its last life: how far each pipeline's
+    /// schedule got (for catch-up) and the webhook deliveries it accepted. Unreadable memory
+    /// is announced and started afresh.
+    fn remembering(
+        coord: &Path,
+        options: &DaemonOptions,
+        pipelines: Arc<PipelineSet>,
+        ended: mpsc::UnboundedSender<RunEnded>,
+    ) -> Self {
+        let state_path = coord.join("daemon").join(STATE_FILE);
+        let state = DaemonState::load(&state_path).unwrap_or_else(|e| {
+            announce(format_args!("daemon: {e}; starting without catch-up"));
+            DaemonState::default()
+        });
+        let deliveries_path = coord.join("daemon").join(DELIVERIES_FILE);
+        let deliveries = AcceptedDeliveries::load(&deliveries_path, REMEMBERED_FOR, MOST_REMEMBERED, Utc::now())
+            .unwrap_or_else(|e| {
+                announce(format_args!("daemon: {e}; starting without the deliveries it accepted"));
+                AcceptedDeliveries::default()
+            });
+        Dispatcher {
+            pipelines,
+            slots: IndexMap::new(),
+            runs: options.runs.clone(),
+            locks_dir: super::locks_dir(&options.runs),
+            state,
+            state_path,
+            deliveries,
+            deliveries_path,
+            max_parallel: options.max_parallel,
+            ended,
+            stopping: false,
+        }
+    }
+
     /// Sets every slot's next fire, and queues the fire times missed while the daemon was down
     /// (the latest `catch_up` of them per pipeline).
     fn start_up(&mut self, now: DateTime<Utc>) {
@@ -446,12 +475,13 @@ impl Dispatcher {
                 let _ = ended.send(RunEnded { pipeline: thread_name, report: RunReport::NotStarted(why) });
                 return;
             }
+            let stopped_by = run_interrupt.clone();
             let outcome =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run::execute(plan, &runtime, run_interrupt)));
             // Released before the dispatcher hears of the end, so a queued fire can take it.
             drop(lock);
             let report = match outcome {
-                Ok(result) => report_of(result),
+                Ok(result) => report_of(result, stopped_by.signal()),
                 Err(_) => RunReport::Panicked,
             };
             let _ = ended.send(RunEnded { pipeline: thread_name, report });
@@ -673,34 +703,31 @@ fn unchecked(plan: &run::RunPlan) -> Option<String> {
     first
 }
 
-fn report_of(result: Result<RunOutcome, SetupError>) -> RunReport {
-    let outcome = match result {
-        Ok(o) => o,
-        Err(err) => {
-            let first_line = err.to_string().lines().next().unwrap_or_default().to_owned();
-            crate::views::console::stderrln!("{:?}", miette::Report::new(err));
+/// The run's end for the log: what [`RunError::of`] found, with its diagnostic on stderr. An
+/// interrupted run's status says it all; effects that failed are in the run's record.
+fn report_of(result: Result<RunOutcome, SetupError>, signal: i32) -> RunReport {
+    let (outcome, error) = match RunError::of(result, signal) {
+        Ok(ended) => ended,
+        Err(not_started) => {
+            let first_line = not_started.to_string().lines().next().unwrap_or_default().to_owned();
+            crate::views::console::stderrln!("{:?}", miette::Report::new(not_started));
             return RunReport::NotStarted(first_line);
         }
     };
     for w in &outcome.warnings {
         crate::views::console::stderrln!("warning: {w}");
     }
-    let problem = match outcome.failure {
-        None | Some(RunFailure::Interrupted) => None,
-        Some(RunFailure::Script(diag)) => {
+    let problem = match error {
+        None | Some(RunError::Interrupted { .. } | RunError::EffectsFailed(_) | RunError::NotStarted(_)) => None,
+        Some(RunError::Script(diag) | RunError::Diverged(diag)) => {
             let message = diag.message.clone();
             crate::views::console::stderrln!("{:?}", miette::Report::new(*diag));
             Some(message)
         }
-        Some(RunFailure::Divergence(_, diag)) => {
-            let message = diag.message.clone();
-            crate::views::console::stderrln!("{:?}", miette::Report::new(*diag));
-            Some(message)
-        }
-        Some(RunFailure::JournalEnded(i)) => Some(format!("the journal ends at call {i}")),
-        Some(RunFailure::Host(message)) => Some(message),
-        Some(RunFailure::Outage(o)) => {
-            Some(format!("{o} (the run stopped; `coord resume {}` finishes it)", outcome.run_id))
+        Some(RunError::JournalEnded(i)) => Some(format!("the journal ends at call {i}")),
+        Some(RunError::Host(message)) => Some(message),
+        Some(RunError::Outage { run_id, outage }) => {
+            Some(format!("{outage} (the run stopped; `coord resume {run_id}` finishes it)"))
         }
     };
     RunReport::Finished { run_id: outcome.run_id, status: outcome.status, problem }

@@ -117,33 +117,9 @@ async fn run(req: LeafRequest, settings: std::sync::Arc<HarnessSettings>) -> Ses
         }
     };
 
-    let request = json!({
-        "session": id,
-        "workflow": wf,
-        "goal": req.goal,
-        "inputs": req.inputs,
-        "prompt": req.prompt,
-        "schema": req.schema,
-        "model": req.model,
-    });
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    let stdin_task = tokio::spawn(async move {
-        // A leaf that never reads its stdin is allowed; ignore a broken pipe.
-        let _ = stdin.write_all(request.to_string().as_bytes()).await;
-        let _ = stdin.shutdown().await;
-    });
-    let mut stdout = child.stdout.take().expect("stdout is piped");
-    let mut stderr = child.stderr.take().expect("stderr is piped");
-    let out_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf).await;
-        buf
-    });
-    let err_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf).await;
-        buf
-    });
+    let stdin_task = feed_request(&mut child, &req);
+    let out_task = read_all(child.stdout.take().expect("stdout is piped"));
+    let err_task = read_all(child.stderr.take().expect("stderr is piped"));
 
     let waited = tokio::time::timeout(req.timeout, child.wait()).await;
     // Whatever happened, nothing of the leaf may outlive it: grandchildren holding the pipes
@@ -165,22 +141,8 @@ async fn run(req: LeafRequest, settings: std::sync::Arc<HarnessSettings>) -> Ses
     };
     let stdout = out_task.await.unwrap_or_default();
     let stderr = err_task.await.unwrap_or_default();
-
     if !status.success() {
-        let how = match status.code() {
-            Some(code) => format!("exited with status {code}"),
-            None => "was killed by a signal".to_owned(),
-        };
-        let detail = masked_tail(&stderr, 400);
-        let msg = if detail.is_empty() { how } else { format!("{how}: {detail}") };
-        let mut result = fail(SessionStatus::Failed, msg);
-        let class = if matches!(status.code(), None | Some(EXIT_TRANSIENT)) {
-            FailureClass::Transient
-        } else {
-            FailureClass::Permanent
-        };
-        result.set_failure(class, None);
-        return result;
+        return exited_unsuccessfully(&id, &wf, status, &stderr);
     }
     match parse_stdout(&stdout) {
         Ok(parsed) => {
@@ -192,6 +154,50 @@ async fn run(req: LeafRequest, settings: std::sync::Arc<HarnessSettings>) -> Ses
         }
         Err(msg) => fail(SessionStatus::Failed, msg),
     }
+}
+
+/// Writes the leaf's request to its stdin and closes it, on a task of its own.
+fn feed_request(child: &mut tokio::process::Child, req: &LeafRequest) -> tokio::task::JoinHandle<()> {
+    let request = json!({
+        "session": req.session_id,
+        "workflow": req.workflow.name,
+        "goal": req.goal,
+        "inputs": req.inputs,
+        "prompt": req.prompt,
+        "schema": req.schema,
+        "model": req.model,
+    });
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    tokio::spawn(async move {
+        // A leaf that never reads its stdin is allowed; ignore a broken pipe.
+        let _ = stdin.write_all(request.to_string().as_bytes()).await;
+        let _ = stdin.shutdown().await;
+    })
+}
+
+/// Reads one of the leaf's output pipes to its end, on a task of its own.
+fn read_all(mut pipe: impl tokio::io::AsyncRead + Unpin + Send + 'static) -> tokio::task::JoinHandle<Vec<u8>> {
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        let _ = pipe.read_to_end(&mut buf).await;
+        buf
+    })
+}
+
+/// A leaf that exited non-zero or was killed: failed, with its stderr's tail; transient when
+/// it asked to be retried (exit 75) or a signal ended it.
+fn exited_unsuccessfully(id: &str, wf: &str, status: std::process::ExitStatus, stderr: &[u8]) -> SessionResult {
+    let how = match status.code() {
+        Some(code) => format!("exited with status {code}"),
+        None => "was killed by a signal".to_owned(),
+    };
+    let detail = masked_tail(stderr, 400);
+    let msg = if detail.is_empty() { how } else { format!("{how}: {detail}") };
+    let mut result = SessionResult::failed(id, wf, SessionStatus::Failed, msg);
+    let class =
+        if matches!(status.code(), None | Some(EXIT_TRANSIENT)) { FailureClass::Transient } else { FailureClass::Permanent };
+    result.set_failure(class, None);
+    result
 }
 
 #[derive(Debug)]

@@ -87,23 +87,23 @@ pub struct RecordedCall {
 #[derive(Default)]
 pub struct CallTable {
     chunks: Vec<Vec<RecordedCall>>,
-    /// What a reading thread prepared from each call's answer, chunk by chunk (an empty chunk
-    /// when nothing was prepared).
-    prepared: Vec<Vec<Option<Prepared>>>,
+    /// The answers a reading thread parsed, chunk by chunk (an empty chunk when it parsed
+    /// none).
+    parsed: Vec<Vec<Option<Value>>>,
     /// The call number each chunk starts at.
     starts: Vec<usize>,
     len: usize,
 }
 
 impl CallTable {
-    fn push_chunk(&mut self, chunk: Vec<RecordedCall>, prepared: Vec<Option<Prepared>>) {
+    fn push_chunk(&mut self, chunk: Vec<RecordedCall>, parsed: Vec<Option<Value>>) {
         if chunk.is_empty() {
             return;
         }
         self.starts.push(self.len);
         self.len += chunk.len();
         self.chunks.push(chunk);
-        self.prepared.push(prepared);
+        self.parsed.push(parsed);
     }
 
     fn chunk_of(&self, i: usize) -> Option<usize> {
@@ -117,10 +117,10 @@ impl CallTable {
         })
     }
 
-    /// What a reading thread prepared from call `i`'s answer, moved out (so at most once).
-    fn take_prepared(&mut self, i: usize) -> Option<Prepared> {
+    /// Call `i`'s answer as a reading thread parsed it, moved out (so at most once).
+    fn take_parsed(&mut self, i: usize) -> Option<Value> {
         let chunk = self.chunk_of(i)?;
-        self.prepared[chunk].get_mut(i - self.starts[chunk])?.take()
+        self.parsed[chunk].get_mut(i - self.starts[chunk])?.take()
     }
 
     pub fn len(&self) -> usize {
@@ -149,41 +149,18 @@ impl std::ops::Index<usize> for CallTable {
     }
 }
 
-/// What a reading thread made of a recorded payload for the index's user (the script layer
-/// builds script values there). The index hands it over untouched and never looks inside.
-pub type Prepared = Box<dyn std::any::Any + Send + Sync>;
+/// Which recorded answers a reading thread parses ahead of the script: those of calls whose
+/// function name starts with one of these (the caller's choice, taken as plain names; the
+/// index does not know what the calls are).
+pub type ParseAhead = &'static [&'static str];
 
-/// Work a reading thread does on recorded payloads for the index's user, off the user's
-/// thread: the user's own conversions, which the index knows nothing about.
-#[derive(Clone, Copy)]
-pub struct PreparePayloads {
-    /// A recorded call's answer, given the call's function and its JSON text.
-    pub call_result: fn(&str, &str) -> Option<Prepared>,
-    /// A finished session's recorded result, given the JSON text of the arguments of the call
-    /// that spawned it (when the journal holds that call before the result).
-    pub session_result: fn(&SessionResult, Option<&str>) -> Option<Prepared>,
+fn parses_ahead(parse_ahead: ParseAhead, function: &str) -> bool {
+    parse_ahead.iter().any(|prefix| function.starts_with(prefix))
 }
 
-#[cfg(test)]
-impl PreparePayloads {
-    /// Prepares nothing: payloads are only parsed.
-    pub const NOTHING: PreparePayloads = PreparePayloads { call_result: |_, _| None, session_result: |_, _| None };
-}
-
-/// A reading thread's state across lines: how to prepare payloads, the file it reads, and
-/// where the arguments of each spawn whose session has not finished yet are (a session's
-/// result line names the session, not its spawn's arguments; the arguments stay in the file
-/// rather than being copied out of every spawn line).
-struct Preparing {
-    prepare: PreparePayloads,
-    bytes: Arc<Vec<u8>>,
-    spawn_args: HashMap<Box<str>, Range<usize>>,
-}
-
-/// A finished session's recorded result, with what a reading thread prepared from it.
+/// A finished session's recorded result.
 pub struct RecordedSession {
     pub result: Box<SessionResult>,
-    pub prepared: Option<Prepared>,
 }
 
 /// Lines of the journal sorted by what the index does with them: a whole journal, or one
@@ -193,8 +170,8 @@ struct Lines {
     first_kind: Option<EntryKind>,
     header: Option<RunHeader>,
     calls: Vec<RecordedCall>,
-    /// On a reading thread, what was prepared from each call's answer (parallel to `calls`).
-    prepared_calls: Vec<Option<Prepared>>,
+    /// On a reading thread, the answers it parsed (parallel to `calls`).
+    parsed_calls: Vec<Option<Value>>,
     /// Session results: where each is, and, read on a reading thread, already parsed.
     sessions: Vec<(String, Range<usize>, Option<RecordedSession>)>,
     /// Effect results by call number: where each is, and, on a reading thread, parsed.
@@ -209,14 +186,14 @@ impl Lines {
     }
 
     /// Adds one line (which starts at `start` in the file). On a reading thread (`on_reader`),
-    /// session and effect results are parsed too and payloads prepared: work done off the
-    /// script's thread.
+    /// session and effect results are parsed too, and the answers it was asked to parse
+    /// ahead: work done off the script's thread.
     fn add(
         &mut self,
         line: &[u8],
         start: usize,
         order: &mut EntryOrder,
-        mut on_reader: Option<&mut Preparing>,
+        on_reader: Option<ParseAhead>,
     ) -> Result<(), LineError> {
         let parse_payloads = on_reader.is_some();
         let f: LineFields<'_> = serde_json::from_slice(line)?;
@@ -240,15 +217,14 @@ impl Lines {
                 }
             }
             EntryKind::Call | EntryKind::EffectIntent => {
-                if let Some(reader) = on_reader {
-                    let prepared = match (&f.function, f.result) {
-                        (Some(function), Some(result)) => (reader.prepare.call_result)(function, result.get()),
+                if let Some(parse_ahead) = on_reader {
+                    let parsed = match (&f.function, f.result) {
+                        (Some(function), Some(result)) if parses_ahead(parse_ahead, function) => {
+                            serde_json::from_str(result.get()).ok()
+                        }
                         _ => None,
                     };
-                    self.prepared_calls.push(prepared);
-                    if let (Some(session), Some(args)) = (&f.session, f.args) {
-                        reader.spawn_args.insert(session.as_ref().into(), span_of(args, line, start));
-                    }
+                    self.parsed_calls.push(parsed);
                 }
                 self.calls.push(RecordedCall {
                     seq: f.seq,
@@ -266,13 +242,9 @@ impl Lines {
             }
             EntryKind::Session => {
                 if let (Some(id), Some(result)) = (f.session, f.result) {
-                    let parsed = on_reader.as_mut().and_then(|reader| {
-                        let result: Box<SessionResult> = serde_json::from_str(result.get()).ok()?;
-                        let spawn_args = reader.spawn_args.remove(id.as_ref());
-                        let spawn_args = spawn_args.and_then(|args| std::str::from_utf8(reader.bytes.get(args)?).ok());
-                        let prepared = (reader.prepare.session_result)(&result, spawn_args);
-                        Some(RecordedSession { result, prepared })
-                    });
+                    let parsed = parse_payloads
+                        .then(|| serde_json::from_str(result.get()).ok().map(|result| RecordedSession { result }))
+                        .flatten();
                     self.sessions.push((id.into_owned(), span_of(result, line, start), parsed));
                 }
             }
@@ -399,10 +371,10 @@ impl AnswerIndex {
     }
 
     /// Checks the header now and reads the rest of the journal on another thread, while the
-    /// caller starts answering calls; that thread also parses recorded results and `prepare`s
-    /// them. A journal whose first line does not give a valid header is read whole instead,
+    /// caller starts answering calls; that thread also parses recorded session and effect
+    /// results, and the answers of the calls `parse_ahead` names. A journal whose first line does not give a valid header is read whole instead,
     /// so it is refused exactly as [`AnswerIndex::read`] refuses it.
-    pub fn read_streaming(dir: &Path, recover: bool, prepare: PreparePayloads) -> Result<Self, JournalError> {
+    pub fn read_streaming(dir: &Path, recover: bool, parse_ahead: ParseAhead) -> Result<Self, JournalError> {
         let path = dir.join(JOURNAL_FILE);
         let header = Self::read_header(&path)?;
         let Some(header) = header else {
@@ -424,10 +396,9 @@ impl AnswerIndex {
             // they double up to `BATCH_LINES`.
             let mut in_batch = 0;
             let mut batch_lines = 4;
-            let mut reader = Preparing { prepare, bytes: bytes.clone(), spawn_args: HashMap::new() };
             let mut order = EntryOrder::default();
             let scanned = scan_lines(&path, &bytes, recover, |line, start| {
-                batch.add(line, start, &mut order, Some(&mut reader))?;
+                batch.add(line, start, &mut order, Some(parse_ahead))?;
                 in_batch += 1;
                 if in_batch == batch_lines {
                     in_batch = 0;
@@ -474,7 +445,7 @@ impl AnswerIndex {
         if let Some(seq) = lines.last_seq {
             self.next_seq = seq + 1;
         }
-        self.calls.push_chunk(lines.calls, lines.prepared_calls);
+        self.calls.push_chunk(lines.calls, lines.parsed_calls);
         self.sessions.extend(lines.sessions.into_iter().map(|(id, span, parsed)| (id, (span, parsed))));
         self.effect_results.extend(lines.effect_results.into_iter().map(|(call, span, parsed)| (call, (span, parsed))));
         if lines.finished.is_some() {
@@ -602,8 +573,8 @@ impl AnswerIndex {
         self.sessions.get(id).map(|(span, _)| self.parse(span))
     }
 
-    /// A finished session's recorded result; the one a reading thread parsed (and what it
-    /// prepared) is moved out, so a second call parses it again.
+    /// A finished session's recorded result; the one a reading thread parsed is moved out, so
+    /// a second call parses it again.
     pub fn take_session_result(&mut self, id: &str) -> Option<Result<RecordedSession, serde_json::Error>> {
         if !self.has_session(id) {
             return None;
@@ -612,13 +583,13 @@ impl AnswerIndex {
         Some(match parsed.take() {
             Some(recorded) => Ok(recorded),
             None => serde_json::from_slice(&self.bytes[span.clone()])
-                .map(|result| RecordedSession { result: Box::new(result), prepared: None }),
+                .map(|result| RecordedSession { result: Box::new(result) }),
         })
     }
 
-    /// What a reading thread prepared from call `i`'s answer, moved out (so at most once).
-    pub fn take_prepared_result(&mut self, i: usize) -> Option<Prepared> {
-        self.calls.take_prepared(i)
+    /// Call `i`'s answer as a reading thread parsed it ahead, moved out (so at most once).
+    pub fn take_parsed_result(&mut self, i: usize) -> Option<Value> {
+        self.calls.take_parsed(i)
     }
 
     /// An effect's recorded result; the one a reading thread parsed is moved out, so a second
@@ -770,7 +741,7 @@ mod tests {
             w.append(Entry::call(i, "input", key, &site, json!([i]), json!(i), None)).unwrap();
         }
         w.sync().unwrap();
-        let mut index = AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING).unwrap();
+        let mut index = AnswerIndex::read_streaming(dir.path(), false, &[]).unwrap();
         index.read_through_call(n as usize - 1);
         assert_eq!(index.calls().len(), n as usize);
         for i in [n - 1, 0, BATCH_LINES as u64 - 2, BATCH_LINES as u64 - 1, BATCH_LINES as u64, n / 2] {
@@ -786,7 +757,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_run(dir.path());
         let mut whole = AnswerIndex::read(dir.path(), false).unwrap();
-        let mut streamed = AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING).unwrap();
+        let mut streamed = AnswerIndex::read_streaming(dir.path(), false, &[]).unwrap();
         assert_eq!(streamed.header.run_id, "r1");
         assert_eq!(streamed.session::<Value>("s1").unwrap().unwrap(), whole.session::<Value>("s1").unwrap().unwrap());
         assert_eq!(streamed.take_effect_result(1), Some(json!({"status": "merged"})));
@@ -795,7 +766,7 @@ mod tests {
         assert_eq!(streamed.status(), RunStatus::Succeeded);
         assert_eq!((streamed.valid_len, streamed.next_seq), (whole.valid_len, whole.next_seq));
         // Asking for what the journal does not hold waits for its end, then says so.
-        let mut unread = AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING).unwrap();
+        let mut unread = AnswerIndex::read_streaming(dir.path(), false, &[]).unwrap();
         assert!(!unread.has_session("s9"));
         assert_eq!(unread.calls().len(), whole.calls().len(), "read to the end to say so");
     }
@@ -811,13 +782,13 @@ mod tests {
         std::fs::write(&path, lines.join("\n") + "\n").unwrap();
 
         // The header is fine, so reading starts; the bad third line ends it.
-        let mut streamed = AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING).unwrap();
+        let mut streamed = AnswerIndex::read_streaming(dir.path(), false, &[]).unwrap();
         assert!(!streamed.has_session("s1"), "the session's line comes after the corrupt one");
         assert!(streamed.failed());
         assert!(matches!(streamed.finish_reading(), Err(JournalError::Corrupt { line: 3, valid: 2, .. })));
 
         // Recovering keeps the prefix and says so.
-        let mut recovered = AnswerIndex::read_streaming(dir.path(), true, PreparePayloads::NOTHING).unwrap();
+        let mut recovered = AnswerIndex::read_streaming(dir.path(), true, &[]).unwrap();
         assert!(recovered.finish_reading().is_ok());
         assert_eq!(recovered.calls().len(), 1);
         assert!(recovered.warnings[0].contains("recovered the 2 entries"), "{:?}", recovered.warnings);
@@ -825,7 +796,7 @@ mod tests {
         // A torn first line cannot give a header: refused as a whole read refuses it.
         std::fs::write(&path, "{\"seq\": 0, \"type\": \"run_sta").unwrap();
         assert!(matches!(
-            AnswerIndex::read_streaming(dir.path(), false, PreparePayloads::NOTHING),
+            AnswerIndex::read_streaming(dir.path(), false, &[]),
             Err(JournalError::Empty { .. })
         ));
     }

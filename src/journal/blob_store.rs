@@ -24,6 +24,14 @@ pub fn marked_hash(text: &str) -> Option<&str> {
     (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
 }
 
+/// The blob hash a parsed payload names, if it is a blob marker (as [`marked_hash`] reads its
+/// text).
+pub fn marked_hash_of(value: &serde_json::Value) -> Option<&str> {
+    let fields = value.as_object().filter(|o| o.len() == 1)?;
+    let hash = fields.get("$blob")?.as_str()?;
+    (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some(hash)
+}
+
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     dir: PathBuf,

@@ -64,7 +64,7 @@ pub struct RunHeader {
     pub script_sha256: String,
     pub inputs: Value,
     /// `scenario`, `live` or `dry_run`.
-    pub mode: String,
+    pub mode: super::RunMode,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<String>,
     pub started_at: String,

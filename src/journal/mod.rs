@@ -10,11 +10,15 @@ pub mod blob_store;
 pub mod call_key;
 pub mod entry;
 pub mod reader;
+pub mod recorded_options;
 pub mod run_dir;
+pub mod run_mode;
 pub mod writer;
 
-pub use answer_index::{AnswerIndex, PreparePayloads, Prepared, RecordedSession};
+pub use answer_index::{AnswerIndex, ParseAhead, RecordedSession};
 pub use call_key::CallKey;
 pub use entry::{Entry, EntryKind, RunStatus, JOURNAL_VERSION};
 pub use reader::{JournalError, RecordedRun};
+pub use recorded_options::RecordedOptions;
+pub use run_mode::RunMode;
 pub use writer::JournalWriter;

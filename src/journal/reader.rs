@@ -354,7 +354,12 @@ mod tests {
     use serde_json::json;
 
     fn header() -> RunHeader {
-        RunHeader { version: JOURNAL_VERSION, run_id: "r1".into(), mode: "scenario".into(), ..Default::default() }
+        RunHeader {
+            version: JOURNAL_VERSION,
+            run_id: "r1".into(),
+            mode: crate::journal::RunMode::Scenario,
+            ..Default::default()
+        }
     }
 
     fn write_run(dir: &Path) {

@@ -5,30 +5,35 @@
 //! the run directory, so a bad file leaves nothing behind) and of finishing (the journal's last
 //! entry says how the run ended). It must not decide routing or render output.
 
+mod finish;
 pub mod project;
+mod recording;
 pub mod resume;
+mod run_directory;
+pub mod run_error;
+mod sources;
+mod world_choice;
 
-use crate::effects::live_world::LiveWorld;
-use crate::effects::{UnconfiguredWorld, World};
-use crate::scenario::mock_harness::MockHarness;
-use crate::harness::HarnessSet;
-use crate::journal::entry::{Entry, ParentRun, RunHeader, RunStatus, JOURNAL_VERSION};
-use crate::journal::run_dir::{self, RunStore};
-use crate::journal::{AnswerIndex, JournalWriter};
-use crate::leaf::session::{SessionResult, Usage};
+pub use finish::describe_divergence;
+
 use crate::config::file_diagnostic::FileDiagnostic;
-use crate::scenario::{MockResponder, Scenario, ScenarioWorld};
+use crate::journal::entry::{ParentRun, RunHeader, RunStatus};
+use crate::journal::run_dir::{self, RunStore};
+use crate::journal::AnswerIndex;
+use crate::leaf::session::{SessionResult, Usage};
 use crate::scheduler::SchedulerClient;
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::engine::SCRIPT_THREAD_STACK;
-use crate::script::host::{Clock, EffectRecord, HostError, HostSetup, LeafOverride, UnrecordedCall};
+use crate::script::host::{EffectRecord, HostSetup, LeafOverride, UnrecordedCall};
 use crate::script::host_api::{self, HostCell};
-use crate::script::recorded_calls::{Divergence, RecordedCalls, ReplayMode};
+use crate::script::recorded_calls::{Divergence, ReplayMode};
 use crate::script::{EngineLimits, Host, ScriptDiagnostic, ScriptEngine};
-use crate::workflow::WorkflowSet;
+use finish::RunEnding;
 use indexmap::IndexMap;
 use project::Project;
+use run_directory::RunDirectory;
 use serde_json::Value;
+use sources::Sources;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -198,224 +203,33 @@ pub fn execute(
     handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
+/// A run, phase by phase: load sources → open the recording → choose the world → open the
+/// run directory → install the host → evaluate → finish the journal → outcome. Each phase
+/// hands the next a typed result; nothing is created before the sources loaded.
 fn execute_on_script_thread(
     mut plan: RunPlan,
     runtime: tokio::runtime::Handle,
     interrupt: Arc<crate::scheduler::Interrupt>,
 ) -> Result<RunOutcome, SetupError> {
-    let script_path = plan.script.clone();
-    let exits_after = plan.process_exits_after;
-    let source = std::fs::read_to_string(&script_path)
-        .map_err(|e| SetupError::Usage(format!("cannot read script {}: {e}", script_path.display())))?;
-    let project = Project::discover(&script_path);
-    let coordinator = coordinator_name(&script_path);
-    let config = crate::config::Config::load(&project.root).map_err(|e| SetupError::Scenario(Box::new(e)))?;
-
-    // Compile first: a script that does not compile leaves no run behind.
-    let cell: Rc<HostCell> = Rc::new(HostCell::default());
-    let mut engine = ScriptEngine::build(plan.limits);
-    let resolver = project.module_resolver(&script_path);
-    engine.set_module_resolver(resolver.clone());
-    let main_source = script_path.display().to_string();
-    host_api::register(&mut engine, cell.clone(), main_source.clone());
-    if let Some(hits) = &plan.coverage {
-        crate::script::coverage::record(&mut engine, main_source.clone(), hits.clone());
-    }
-    {
-        // Between operations: stop for a graceful stop, or when the heap outgrows its budget.
-        let flag = interrupt.clone();
-        // The script thread's own allocations: this closure runs on it, between operations.
-        // Checked after every operation, for growth a little at a time; a single call that
-        // would allocate past the budget is refused before it allocates (`heap_budget.rs`).
-        let heap = crate::script::heap_budget::HeapBudget::starting_now(plan.limits.max_heap_bytes);
-        engine.on_progress(move |_| {
-            if flag.is_set() {
-                Some(rhai::Dynamic::from(STOP_INTERRUPTED))
-            } else if heap.is_exceeded() {
-                Some(heap.exhausted_token())
-            } else {
-                None
-            }
-        });
-    }
-    // Every import is resolved and loaded here, before anything runs.
-    let ast = crate::script::module_resolver::compile_script(&engine, &resolver, &script_path, &source)?.ast;
-
-    // The recorded run, when replaying or resuming.
-    // Take the preloaded journal out of the plan, so the only reference is ours and it is
-    // moved, not copied, into the recorded calls.
-    let preloaded = match &mut plan.recording {
-        Recording::From { preloaded, .. } | Recording::Branch { preloaded, .. } => preloaded.take(),
-        Recording::Fresh => None,
-    };
-    let recorded_source = match &plan.recording {
-        Recording::Fresh => None,
-        Recording::From { run_dir, recover, .. } => Some((run_dir, *recover)),
-        Recording::Branch { parent_dir, .. } => Some((parent_dir, false)),
-    };
-    let recorded_run = match recorded_source {
-        None => None,
-        Some((dir, recover)) => match preloaded.map(Arc::try_unwrap) {
-            Some(Ok(journal)) => Some(journal),
-            _ => Some(AnswerIndex::read(dir, recover).map_err(|e| SetupError::Journal(Box::new(e)))?),
-        },
-    };
-
-    // A continued run keeps the options it was started with.
-    if let Some(rec) = &recorded_run {
-        apply_recorded_options(&mut plan, &rec.header.options);
-    }
-
-    // The world: a scenario (given, demo, or the recorded run's), else live.
-    let scenario_path = match (&plan.scenario, plan.demo, &recorded_run) {
-        (Some(p), _, _) => Some(p.clone()),
-        (None, true, _) => {
-            let demo = project.demo_scenario(&script_path);
-            if !demo.is_file() {
-                return Err(SetupError::Usage(format!(
-                    "{} has no demo scenario (looked for {})",
-                    script_path.display(),
-                    demo.display()
-                )));
-            }
-            Some(demo)
-        }
-        (None, false, Some(rec)) => rec.header.scenario.as_deref().map(|p| recorded_path(p, &rec.header)),
-        _ => None,
-    };
-    // Replay and what-if answer every read from the journal and never act, so they need no
-    // world: the recorded run's scenario is not even read (it may be large, or gone).
-    let offline = matches!(&plan.recording, Recording::From { mode: ReplayMode::Exact | ReplayMode::WhatIf, .. });
-    let scenario = match &scenario_path {
-        Some(p) if !offline => Some(Scenario::load(p).map_err(|e| SetupError::Scenario(Box::new(e)))?),
-        _ => None,
-    };
-    let workflows = Arc::new(WorkflowSet::new(project.workflow_dirs()).with_overrides(config.file.workflow.clone()));
-    if let Some(s) = &scenario {
-        s.validate(&workflows).map_err(|e| SetupError::Scenario(Box::new(e)))?;
-    }
-
-    let mut inputs: IndexMap<String, Value> = match (&recorded_run, &scenario) {
-        (Some(rec), _) => rec.header.inputs.as_object().map(|o| o.clone().into_iter().collect()).unwrap_or_default(),
-        (None, Some(s)) => s.inputs.clone(),
-        (None, None) => IndexMap::new(),
-    };
-    inputs.extend(plan.inputs.clone());
-    // The inputs the script declares: text read as its type, defaults, nothing missing.
-    let declared = crate::script::input_decls::InputDecls::parse(&source)
-        .map_err(|e| SetupError::Usage(format!("{}: {}", script_path.display(), e.message)))?;
-    declared
-        .apply(&mut inputs)
-        .map_err(|problems| SetupError::Usage(format!("{}: {}", script_path.display(), problems.join("\n  "))))?;
-
-    let mut harnesses = HarnessSet::configured(&config, &project.root).map_err(|e| SetupError::Usage(e.to_string()))?;
-    // The scenario is taken apart into the world and the mock leaves, not copied into them.
-    let (world, clock, default_harness, mode): (Box<dyn World>, Clock, Option<String>, &str) = match scenario {
-        Some(mut s) => {
-            harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(std::mem::take(&mut s.rules)))));
-            (Box::new(ScenarioWorld::new(&mut s)), Clock::Fixed(s.now_unix), Some("mock".into()), "scenario")
-        }
-        None if offline => (Box::new(UnconfiguredWorld), Clock::System, None, "replay"),
-        None => {
-            let world = LiveWorld::from_config(&config, &project.root, &inputs, runtime.clone())
-                .with_stdout_is_json(plan.stdout_is_json);
-            (Box::new(world), Clock::System, None, "live")
-        }
-    };
-    let mode = if plan.dry_run { "dry_run" } else { mode };
-
-    // The run directory and journal; a run that appends holds its directory's owner lock.
-    let mut owner = plan.owner.take();
-    let header = |id: &str, parent: Option<ParentRun>| RunHeader {
-        version: JOURNAL_VERSION,
-        coord_version: env!("CARGO_PKG_VERSION").into(),
-        run_id: id.to_owned(),
-        coordinator: coordinator.clone(),
-        script: script_path.display().to_string(),
-        script_sha256: crate::journal::call_key::short_hash(source.as_bytes()),
-        inputs: Value::Object(inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        mode: mode.into(),
-        scenario: scenario_path.as_ref().map(|p| p.display().to_string()),
-        started_at: now_rfc3339(),
-        cwd: std::env::current_dir().ok().map(|d| d.display().to_string()),
-        options: serde_json::json!({
-            "leaf": plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), Value::String(match &o.model {
-                Some(m) => format!("{}:{m}", o.harness),
-                None => o.harness.clone(),
-            }))).collect::<serde_json::Map<String, Value>>(),
-            "dry_run": plan.dry_run,
-            "dry_run_no_leaves": plan.dry_run_no_leaves,
-            "max_parallel": plan.max_parallel,
-        }),
-        pipeline: plan.pipeline.clone(),
-        parent,
-    };
-    let (run_id, run_dir, journal, recorded) = match (&plan.recording, recorded_run) {
-        (Recording::From { run_dir, mode, .. }, Some(rec)) => {
-            if !offline && owner.is_none() {
-                owner = Some(Arc::new(run_dir::OwnerLock::take(run_dir)?));
-            }
-            let journal = if offline {
-                JournalWriter::in_memory()
-            } else {
-                JournalWriter::append_to(run_dir, rec.valid_len, rec.next_seq)?
-            };
-            let run_id = rec.header.run_id.clone();
-            (run_id, run_dir.clone(), journal, Some(RecordedCalls::new(rec, *mode)))
-        }
-        (Recording::Branch { parent_dir, link, .. }, Some(rec)) => {
-            let (id, dir) = plan.runs.create_run(&coordinator)?;
-            owner = Some(Arc::new(run_dir::OwnerLock::take(&dir)?));
-            // The parent's blobs (large outputs, transcripts) are this run's too.
-            run_dir::share_blobs(parent_dir, &dir)?;
-            let journal = JournalWriter::start(&dir, Entry::run_started(header(&id, Some(link.clone()))))?;
-            let mut calls = RecordedCalls::new(rec, ReplayMode::Branch);
-            calls.rerun(link.retried.iter().cloned());
-            if let Some(call) = link.from_call {
-                calls.reuse_before(call);
-            }
-            (id, dir, journal, Some(calls))
-        }
-        _ => {
-            let (id, dir) = plan.runs.create_run(&coordinator)?;
-            if !plan.journal_in_memory {
-                owner = Some(Arc::new(run_dir::OwnerLock::take(&dir)?));
-            }
-            let started = Entry::run_started(header(&id, None));
-            let journal = if plan.journal_in_memory {
-                let mut journal = JournalWriter::in_memory();
-                journal.append(started)?;
-                journal
-            } else {
-                JournalWriter::start(&dir, started)?
-            };
-            (id, dir, journal, None)
-        }
-    };
-    let mut warnings = Vec::new();
-    if !offline {
-        run_dir::write_pid(&run_dir)?;
-    }
-    let log = if offline {
-        None
-    } else {
-        std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("run.log")).ok()
-    };
-
-    let scheduler = SchedulerClient::start(&runtime, plan.max_parallel, &interrupt);
+    let sources = Sources::load(&plan, &interrupt)?;
+    let recorded = recording::open_recording(&mut plan)?;
+    let world = world_choice::choose_world(&plan, &sources, recorded.as_ref(), &runtime)?;
+    let directory = run_directory::open_run_directory(&mut plan, &sources, &world, recorded)?;
+    let Sources { script, source, project, coordinator, config, engine, ast, cell } = sources;
+    let RunDirectory { run_id, run_dir, journal, recorded, owner, log, offline } = directory;
     cell.install(Host::new(HostSetup {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
-        project_root: project.root.clone(),
+        project_root: project.root,
         journal,
-        world,
-        scheduler,
-        workflows,
-        harnesses,
-        default_harness,
+        world: world.world,
+        scheduler: SchedulerClient::start(&runtime, plan.max_parallel, &interrupt),
+        workflows: world.workflows,
+        harnesses: world.harnesses,
+        default_harness: world.default_harness,
         leaf_overrides: plan.leaf_overrides.clone(),
-        inputs,
-        clock,
+        inputs: world.inputs,
+        clock: world.clock,
         dry_run: plan.dry_run,
         dry_run_no_leaves: plan.dry_run_no_leaves,
         // A dry run's leaves get none of the credentials its effects would use.
@@ -433,194 +247,23 @@ fn execute_on_script_thread(
 
     let evaluated = engine.eval_ast::<rhai::Dynamic>(&ast);
     drop(engine);
-    let mut host = cell.take().expect("the host was installed above");
-    host.flush_log();
-    // A journal streamed in while the script ran is known readable only once read to its end:
-    // an unreadable one is refused as a whole, as if it had been read before the run.
-    if let Some(rec) = host.recorded_mut() {
-        rec.finish_reading().map_err(|e| SetupError::Journal(Box::new(e)))?;
-        warnings.extend(rec.warnings().iter().cloned());
-    }
-
-    let (status, failure, result) = match evaluated {
-        Ok(value) => (RunStatus::Succeeded, None, rhai::serde::from_dynamic::<Value>(&value).unwrap_or(Value::Null)),
-        Err(err) => {
-            let failure = classify_failure(&mut host, &err, &script_path, &source, &interrupt);
-            // A stopped run, by a signal or an outage, is finished by `coord resume`.
-            let status = if matches!(failure, RunFailure::Interrupted | RunFailure::Outage(_)) {
-                RunStatus::Interrupted
-            } else {
-                RunStatus::Failed
-            };
-            (status, Some(failure), Value::Null)
-        }
-    };
-    if matches!(status, RunStatus::Interrupted) {
-        host.cancel_leaves();
-    }
-    let divergence = host.recorded().and_then(|r| r.divergence.clone());
-    let journal_error = match &failure {
-        Some(RunFailure::Script(d)) => Some(d.message.clone()),
-        Some(RunFailure::Host(m)) => Some(m.clone()),
-        Some(RunFailure::Interrupted) => Some("interrupted".into()),
-        Some(RunFailure::Outage(o)) => Some(o.to_string()),
-        _ => None,
-    };
-    if !offline {
-        let at = now_rfc3339();
-        let finished_entry =
-            Entry::run_finished(status, journal_error, Some(result.clone()), at).with_usage(&host.usage);
-        let journal = host.journal_mut();
-        let finished = journal.append(finished_entry).and_then(|_| journal.sync());
-        if let Err(e) = finished {
-            warnings.push(format!("could not finish the journal: {e}"));
-        }
-        run_dir::clear_pid(&run_dir);
-    }
-
-    // Released once the journal's last entry is written: a resume may take the run now.
-    drop(owner);
-    let outcome = RunOutcome {
+    let host = cell.take().expect("the host was installed above");
+    let ending = RunEnding {
         run_id,
         run_dir,
         coordinator,
-        status,
-        sessions: host.session_count(),
-        leaves: host.take_session_results(),
-        effects: std::mem::take(&mut host.effects),
-        usage: host.usage.clone(),
-        result,
-        failure,
-        unrecorded: std::mem::take(&mut host.unrecorded),
-        divergence,
-        warnings,
+        script: &script,
+        source: &source,
+        offline,
+        owner,
+        interrupt: &interrupt,
+        exits_after: plan.process_exits_after,
     };
-    if exits_after {
-        host.drop_for_exit();
-    }
-    Ok(outcome)
+    ending.finish(evaluated, host)
 }
 
 /// Why the engine's progress callback stopped a script.
 const STOP_INTERRUPTED: &str = "interrupted";
-
-fn classify_failure(
-    host: &mut Host,
-    err: &rhai::EvalAltResult,
-    script: &Path,
-    source: &str,
-    interrupt: &crate::scheduler::Interrupt,
-) -> RunFailure {
-    if let rhai::EvalAltResult::ErrorTerminated(token, pos) = err {
-        if let Some(exhausted) = crate::script::heap_budget::HeapExhausted::from_token(token) {
-            let limit_mib = exhausted.budget_bytes / (1024 * 1024);
-            return RunFailure::Script(Box::new(ScriptDiagnostic::at(
-                script,
-                source,
-                pos.line().unwrap_or(0),
-                pos.position().unwrap_or(0),
-                "the script outgrew its memory budget: runaway data growth?".into(),
-                Some(format!("a coordinator only routes; the budget is {limit_mib} MiB of heap (--max-heap-mib)")),
-                ScriptErrorKind::Runtime,
-            )));
-        }
-    }
-    if let Some(outage) = host.outage.take() {
-        return RunFailure::Outage(Box::new(outage));
-    }
-    if interrupt.is_set() || matches!(err, rhai::EvalAltResult::ErrorTerminated(..)) {
-        return RunFailure::Interrupted;
-    }
-    match host.fatal.take() {
-        Some(HostError::Interrupted) | Some(HostError::Outage(_)) => RunFailure::Interrupted,
-        Some(HostError::Divergence(d)) => {
-            let (file, text) = site_source(&d.now_site, script, source);
-            let diag = ScriptDiagnostic::at(
-                &file,
-                &text,
-                d.now_site.line,
-                d.now_site.col,
-                format!("replay diverged from the journal at call {}", d.index),
-                Some(describe_divergence(&d)),
-                ScriptErrorKind::Runtime,
-            );
-            RunFailure::Divergence(d, Box::new(diag))
-        }
-        Some(HostError::JournalEnded(i)) => RunFailure::JournalEnded(i),
-        // `execute` reports the journal's own error in place of the run's.
-        Some(e @ HostError::UnreadableJournal) => RunFailure::Host(e.to_string()),
-        Some(HostError::Journal(e)) => RunFailure::Host(format!("journal: {e}")),
-        Some(HostError::World(m)) => {
-            let mut d = ScriptDiagnostic::from_eval(err, script, source);
-            d.message = match &d.location {
-                Some(at) => format!("{at}: {m}"),
-                None => m,
-            };
-            d.kind = ScriptErrorKind::Thrown;
-            RunFailure::Script(Box::new(d))
-        }
-        Some(HostError::Script(_)) => {
-            // The host refused the call (an unknown workflow, a bad option): the script is at
-            // fault, not failing on purpose.
-            let mut d = ScriptDiagnostic::from_eval(err, script, source);
-            d.kind = ScriptErrorKind::Runtime;
-            if d.message.contains("the script threw: ") {
-                d.message = d.message.replacen("the script threw: ", "", 1);
-                d.label = "called here".into();
-            }
-            RunFailure::Script(Box::new(d))
-        }
-        None => RunFailure::Script(Box::new(ScriptDiagnostic::from_eval(err, script, source))),
-    }
-}
-
-fn site_source(site: &crate::journal::entry::CallSite, script: &Path, source: &str) -> (PathBuf, String) {
-    match &site.source {
-        Some(m) => match crate::library::stdlib::by_source_name(m) {
-            Some(builtin) => (PathBuf::from(m), builtin.source.to_owned()),
-            None => (PathBuf::from(m), std::fs::read_to_string(m).unwrap_or_default()),
-        },
-        None => (script.to_owned(), source.to_owned()),
-    }
-}
-
-pub fn describe_divergence(d: &Divergence) -> String {
-    let now = format!("{} {}", d.now_function, compact(&d.now_args));
-    match &d.recorded {
-        Some(e) => format!(
-            "the journal recorded: {} {} (at {}{})\nthe script now asks: {now}",
-            e.function.as_deref().unwrap_or("?"),
-            compact(e.args.as_ref().unwrap_or(&Value::Null)),
-            e.source.as_deref().map(|s| format!("{s}:")).unwrap_or_default(),
-            e.pos.as_deref().unwrap_or("?"),
-        ),
-        None => format!("the journal ends here; the script now asks: {now}"),
-    }
-}
-
-fn compact(v: &Value) -> String {
-    let s = v.to_string();
-    if s.len() > 160 {
-        format!("{}…", &s[..s.char_indices().nth(160).map(|(i, _)| i).unwrap_or(s.len())])
-    } else {
-        s
-    }
-}
-
-fn apply_recorded_options(plan: &mut RunPlan, options: &Value) {
-    if let Some(leaf) = options.get("leaf").and_then(Value::as_object) {
-        for (workflow, spec) in leaf {
-            let Some(spec) = spec.as_str() else { continue };
-            let (harness, model) = match spec.split_once(':') {
-                Some((h, m)) => (h.to_owned(), Some(m.to_owned())),
-                None => (spec.to_owned(), None),
-            };
-            plan.leaf_overrides.entry(workflow.clone()).or_insert(LeafOverride { harness, model });
-        }
-    }
-    plan.dry_run |= options.get("dry_run").and_then(Value::as_bool).unwrap_or(false);
-    plan.dry_run_no_leaves |= options.get("dry_run_no_leaves").and_then(Value::as_bool).unwrap_or(false);
-}
 
 /// A path as a recorded run wrote it: as given if it exists from here, else relative to the
 /// recorded run's working directory.

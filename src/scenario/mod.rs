@@ -43,16 +43,97 @@ struct ScenarioFile {
     expect: Option<Spanned<Expectations>>,
 }
 
-/// Scenarios at least this large are parsed in two halves, one on another thread.
+/// Scenarios at least this large are parsed in chunks (see `Scenario::parse`).
 const SPLIT_PARSE_BYTES: usize = 256 * 1024;
 
-/// The start of a line beginning `[[` at or after the middle of a large file.
-fn split_point(source: &str) -> Option<usize> {
+/// About how much of a large scenario one chunk holds: small enough that a chunk's parsed
+/// TOML is a small fraction of the fixtures it becomes.
+const CHUNK_BYTES: usize = 128 * 1024;
+
+/// The headers a chunk after the first may start with: one entry of a top-level array.
+const ENTRY_HEADERS: [&str; 3] = ["[[github.prs]]", "[[github.issues]]", "[[leaf]]"];
+
+/// Where a large file may be cut: the starts of lines that are exactly an entry header, about
+/// `CHUNK_BYTES` apart. Empty for a small file.
+fn split_points(source: &str) -> Vec<usize> {
+    let mut points = Vec::new();
     if source.len() < SPLIT_PARSE_BYTES {
+        return points;
+    }
+    let bytes = source.as_bytes();
+    let mut from = CHUNK_BYTES;
+    while from < bytes.len() {
+        let Some(i) = memchr::memmem::find(&bytes[from..], b"\n[[") else { break };
+        let at = from + i + 1;
+        let line = source[at..].lines().next().unwrap_or("");
+        if ENTRY_HEADERS.contains(&line.trim_end()) {
+            points.push(at);
+            from = at + CHUNK_BYTES;
+        } else {
+            from = at;
+        }
+    }
+    points
+}
+
+/// Whether reading a large file in chunks could differ from reading it whole, judged from its
+/// text alone: a line that could make `github` or `leaf` anything but arrays of entries
+/// (`[github]`, `github.prs = ..`, `leaf = [..]`), or, after the first cut, a table header other
+/// than an entry or a table inside one. Lines inside multi-line strings may match too; they
+/// only send the file the slow way.
+fn chunks_may_differ(source: &str, first_cut: usize) -> bool {
+    // An entry (`[[leaf]]`) or a table inside the last entry (`[leaf.match]`, `[[leaf.sequence]]`).
+    let entry_or_inside = |header: &str| {
+        let inside = ["github.prs.", "github.issues.", "leaf."];
+        let name = header.trim_start_matches('[');
+        inside.iter().any(|p| name.starts_with(p))
+            || ENTRY_HEADERS.contains(&header)
+    };
+    let mut offset = 0;
+    for line in source.split_inclusive('\n') {
+        let text = line.trim_start();
+        let key_of_fixtures = ["github", "leaf", "\"github\"", "\"leaf\"", "'github'", "'leaf'"]
+            .iter()
+            .any(|k| text.strip_prefix(k).is_some_and(|rest| rest.trim_start().starts_with(['=', '.'])));
+        let names_fixtures = text.contains("github") || text.contains("leaf");
+        let odd_header =
+            text.starts_with('[') && (offset >= first_cut || names_fixtures) && !entry_or_inside(text.trim_end());
+        if key_of_fixtures || odd_header {
+            return true;
+        }
+        offset += line.len();
+    }
+    false
+}
+
+/// What one chunk after the first yields, its spans already offsets into the whole file.
+type ChunkEntries = (Vec<Value>, Vec<Value>, Vec<LeafRule>);
+
+/// The entries of one chunk after the first, or `None` when it does not parse, sets anything
+/// but entries, or its conversion refuses it.
+fn parse_chunk(path: &Path, source: &str, range: std::ops::Range<usize>) -> Option<ChunkEntries> {
+    let text = &source[range.clone()];
+    let mut file = toml::from_str::<ScenarioFile>(text).ok()?;
+    let only_entries = file.coordinator.is_none()
+        && file.description.is_empty()
+        && file.now.is_none()
+        && file.inputs.is_empty()
+        && file.git.main.is_none()
+        && file.git.branches.is_empty()
+        && file.expect.is_none();
+    if !only_entries {
         return None;
     }
-    let middle = source.len() / 2;
-    memchr::memmem::find(&source.as_bytes()[middle..], b"\n[[").map(|i| middle + i + 1)
+    let (prs, issues) = convert_fixtures(path, text, &mut file.github).ok()?;
+    let mut rules = convert_rules(path, text, std::mem::take(&mut file.leaf)).ok()?;
+    let shift = |span: &mut std::ops::Range<usize>| *span = span.start + range.start..span.end + range.start;
+    for rule in &mut rules {
+        shift(&mut rule.workflow_span);
+        for span in rule.responses.iter_mut().filter_map(|r| r.output_span.as_mut()) {
+            shift(span);
+        }
+    }
+    Some((prs, issues, rules))
 }
 
 /// The GitHub fixtures as JSON. The tables are consumed one by one, so each is freed as soon
@@ -268,16 +349,20 @@ impl Scenario {
         Self::parse(path, source)
     }
 
-    /// Parses a scenario file. A large one (TOML's spanned parse is a large share of a run over
-    /// thousands of PRs) is split before an array-of-tables entry (`[[...]]`) near its
-    /// middle, and the second half is parsed and converted on another thread while this one
-    /// does the first. Whenever that could differ from reading the whole file (either half
-    /// fails to parse or convert, or the second sets anything but further entries), the whole
+    /// Parses a scenario file. A large one (thousands of PRs) is read in chunks cut before
+    /// entry headers (`[[github.prs]]`, `[[leaf]]`, ...), several at a time on a few threads,
+    /// so the parsed TOML of only a few chunks exists at once beside the fixtures they become:
+    /// the whole file's TOML is several times its size. Whenever that could differ from reading
+    /// the whole file (a chunk fails to parse or convert, a later chunk sets anything but
+    /// entries, or the text could make the fixtures anything but arrays of entries), the whole
     /// file is read instead, so every error is the whole file's own, with its own spans.
     pub fn parse(path: &Path, source: String) -> Result<Self, FileDiagnostic> {
-        if let Some(at) = split_point(&source) {
-            if let Some(scenario) = Self::parse_in_halves(path, &source, at) {
-                return Ok(Scenario { source, ..scenario });
+        let cuts = split_points(&source);
+        if let Some(&first) = cuts.first() {
+            if !chunks_may_differ(&source, first) {
+                if let Some(scenario) = Self::parse_in_chunks(path, &source, &cuts) {
+                    return Ok(Scenario { source, ..scenario });
+                }
             }
         }
         let file: ScenarioFile = toml::from_str(&source).map_err(|e| {
@@ -288,39 +373,53 @@ impl Scenario {
         Ok(Scenario { source, ..scenario })
     }
 
-    fn parse_in_halves(path: &Path, source: &str, at: usize) -> Option<Scenario> {
-        let (head, tail) = std::thread::scope(|scope| {
-            let tail = scope.spawn(|| {
-                // Blanks in place of the head keep every span an offset into the whole file.
-                let mut padded = " ".repeat(at);
-                padded.push_str(&source[at..]);
-                let mut file = toml::from_str::<ScenarioFile>(&padded).ok()?;
-                // Anything but further entries would have clashed with the head.
-                let only_entries = file.coordinator.is_none()
-                    && file.description.is_empty()
-                    && file.now.is_none()
-                    && file.inputs.is_empty()
-                    && file.git.main.is_none()
-                    && file.git.branches.is_empty()
-                    && file.expect.is_none();
-                if !only_entries {
-                    return None;
+    /// The file read as its first chunk (everything before `cuts[0]`, as a whole scenario) and
+    /// the entries of the chunks after it, taken in turn by a few threads and joined in order.
+    fn parse_in_chunks(path: &Path, source: &str, cuts: &[usize]) -> Option<Scenario> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let ends: Vec<usize> = cuts[1..].iter().copied().chain([source.len()]).collect();
+        let ranges: Vec<_> = cuts.iter().zip(&ends).map(|(&a, &b)| a..b).collect();
+        let next = AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let work = || {
+            let mut done = Vec::new();
+            while !failed.load(Ordering::Relaxed) {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(range) = ranges.get(i) else { break };
+                match parse_chunk(path, source, range.clone()) {
+                    Some(entries) => done.push((i, entries)),
+                    None => failed.store(true, Ordering::Relaxed),
                 }
-                let (prs, issues) = convert_fixtures(path, source, &mut file.github).ok()?;
-                let rules = convert_rules(path, source, std::mem::take(&mut file.leaf)).ok()?;
-                Some((prs, issues, rules))
-            });
-            // A split inside a multi-line string leaves the head unterminated: it fails here.
+            }
+            done
+        };
+        let (head, mut chunks) = std::thread::scope(|scope| {
+            let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+            // A cut inside a multi-line string leaves the head unterminated: it fails here.
             // `from_file` keeps no source of its own; the caller puts the whole file back.
-            let head = toml::from_str::<ScenarioFile>(&source[..at])
+            let head = toml::from_str::<ScenarioFile>(&source[..cuts[0]])
                 .ok()
                 .and_then(|file| Self::from_file(path, source, file).ok());
-            (head, tail.join().ok().flatten())
-        });
-        let (mut scenario, (prs, issues, rules)) = (head?, tail?);
-        scenario.prs.extend(prs);
-        scenario.issues.extend(issues);
-        scenario.rules.extend(rules);
+            if head.is_none() {
+                failed.store(true, Ordering::Relaxed);
+            }
+            let mut chunks = work();
+            for helper in helpers {
+                chunks.extend(helper.join().ok()?);
+            }
+            Some((head, chunks))
+        })?;
+        let mut scenario = head?;
+        if failed.into_inner() || chunks.len() != ranges.len() {
+            return None;
+        }
+        chunks.sort_unstable_by_key(|(i, _)| *i);
+        for (_, (prs, issues, rules)) in chunks.drain(..) {
+            scenario.prs.extend(prs);
+            scenario.issues.extend(issues);
+            scenario.rules.extend(rules);
+        }
         Some(scenario)
     }
 
@@ -544,15 +643,18 @@ status = "timeout"
     }
 
     #[test]
-    fn a_large_scenario_parsed_in_halves_equals_the_whole() {
+    fn a_large_scenario_parsed_in_chunks_equals_the_whole() {
         let src = large(3_000);
-        assert!(split_point(&src).is_some(), "large enough to split");
+        let cuts = split_points(&src);
+        assert!(cuts.len() > 2, "large enough to cut");
+        assert!(!chunks_may_differ(&src, cuts[0]));
         let halves = parse(&src).unwrap();
         let whole: ScenarioFile = toml::from_str(&src).unwrap();
         assert_eq!(halves.prs.len(), 3_000);
         assert_eq!(halves.rules.len(), whole.leaf.len());
         assert_eq!(halves.prs[2_999]["number"], 3_000);
-        // Spans in the second half are offsets into the whole file.
+        assert_eq!(halves.prs.iter().map(|p| p["number"].as_u64().unwrap()).collect::<Vec<_>>(), (1..=3_000).collect::<Vec<_>>());
+        // Spans in later chunks are offsets into the whole file.
         for (rule, file_rule) in halves.rules.iter().zip(&whole.leaf) {
             assert_eq!(rule.workflow_span, file_rule.workflow.span());
             assert_eq!(rule.responses[0].output_span, file_rule.output.as_ref().map(Spanned::span));
@@ -561,7 +663,7 @@ status = "timeout"
     }
 
     #[test]
-    fn a_large_scenario_whose_halves_disagree_with_the_whole_is_read_whole() {
+    fn a_large_scenario_whose_chunks_disagree_with_the_whole_is_read_whole() {
         // An error in the second half is the whole file's error, at its place in the file.
         let mut src = large(3_000);
         let bad = src.rfind("workflow = ").unwrap();
@@ -571,9 +673,9 @@ status = "timeout"
 
         // A multi-line string across the split point: the head alone does not parse.
         let mut src = large(3_000);
-        let at = split_point(&src).unwrap();
+        let at = split_points(&src)[0];
         src.insert_str(at - 1, "\n[[leaf]]\nworkflow = \"w\"\ntext = \"\"\"\n");
-        let at = split_point(&src).unwrap();
+        let at = split_points(&src)[0];
         src.insert_str(at + 2, "\n\"\"\"\n");
         let _ = parse(&src); // whatever the whole file says, the halves never decide it
         assert_eq!(parse(&src).is_ok(), toml::from_str::<ScenarioFile>(&src).is_ok());
@@ -584,11 +686,22 @@ status = "timeout"
         src.insert_str(last, "sequence = [ { status = \"timeout\" } ]\n");
         let err = parse(&src).unwrap_err();
         assert!(err.to_string().contains("both an inline response and a `sequence`"), "{err}");
-        assert!(err.span_start().unwrap() > split_point(&src).unwrap(), "points into the second half");
+        assert!(err.span_start().unwrap() > *split_points(&src).last().unwrap(), "points into the last chunk");
 
         // A second half that sets a top-level key is read whole (here: a duplicate key).
         let mut src = large(3_000);
         src.push_str("coordinator = \"again\"\n");
         assert!(parse(&src).is_err());
+
+        // Fixtures that are not only arrays of entries are read whole: `[github]` with an inline
+        // array clashes with the `[[github.prs]]` entries after it.
+        let mut src = large(3_000);
+        src.insert_str(src.find("[[github.prs]]").unwrap(), "[github]\nprs = [{ number = 0 }]\n");
+        assert!(chunks_may_differ(&src, split_points(&src)[0]));
+        assert!(parse(&src).is_err());
+        // A table that is not inside an entry, after the first cut.
+        let mut src = large(3_000);
+        src.push_str("[git.branches]\n");
+        assert!(chunks_may_differ(&src, split_points(&src)[0]));
     }
 }

@@ -4,11 +4,12 @@
 use super::Scenario;
 use crate::effects::{EffectKind, EffectRequest, GithubRead, World, WorldError};
 use indexmap::IndexMap;
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 pub struct ScenarioWorld {
-    prs: IndexMap<u64, Value>,
-    issues: IndexMap<u64, Value>,
+    prs: IndexMap<u64, Fixture>,
+    issues: IndexMap<u64, Fixture>,
     /// Branch -> what each merge attempt does (the last repeats), attempts so far, merged yet.
     branches: IndexMap<String, BranchState>,
     main_red: bool,
@@ -29,6 +30,50 @@ pub struct GitFixtures {
     /// or a list of those, one per merge attempt (the last repeats).
     #[serde(default)]
     pub branches: IndexMap<String, toml::Spanned<toml::Value>>,
+}
+
+/// A PR or issue as the world keeps it: as its JSON text, a small fraction of the parsed object
+/// (a large scenario holds many thousands), parsed again whenever it is read or changed. One
+/// holding a float stays parsed: a float read back from text may differ in its last bit.
+enum Fixture {
+    Text(Box<RawValue>),
+    Parsed(Value),
+}
+
+impl Fixture {
+    fn new(value: Value) -> Self {
+        if has_float(&value) {
+            return Fixture::Parsed(value);
+        }
+        match serde_json::value::to_raw_value(&value) {
+            Ok(text) => Fixture::Text(text),
+            Err(_) => Fixture::Parsed(value),
+        }
+    }
+
+    fn value(&self) -> Value {
+        match self {
+            Fixture::Text(text) => serde_json::from_str(text.get()).expect("JSON the world wrote parses"),
+            Fixture::Parsed(value) => value.clone(),
+        }
+    }
+
+    /// Changes the fixture through its parsed form, and keeps the result.
+    fn edit<R>(&mut self, change: impl FnOnce(&mut Value) -> R) -> R {
+        let mut value = self.value();
+        let out = change(&mut value);
+        *self = Fixture::new(value);
+        out
+    }
+}
+
+fn has_float(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.is_f64(),
+        Value::Array(items) => items.iter().any(has_float),
+        Value::Object(map) => map.values().any(has_float),
+        _ => false,
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,8 +180,8 @@ impl ScenarioWorld {
     pub fn new(scenario: &mut Scenario) -> Self {
         let key = |v: &Value| v["number"].as_u64().unwrap_or(0);
         ScenarioWorld {
-            prs: std::mem::take(&mut scenario.prs).into_iter().map(|p| (key(&p), p)).collect(),
-            issues: std::mem::take(&mut scenario.issues).into_iter().map(|i| (key(&i), i)).collect(),
+            prs: std::mem::take(&mut scenario.prs).into_iter().map(|p| (key(&p), Fixture::new(p))).collect(),
+            issues: std::mem::take(&mut scenario.issues).into_iter().map(|i| (key(&i), Fixture::new(i))).collect(),
             branches: scenario
                 .git
                 .branches
@@ -151,8 +196,8 @@ impl ScenarioWorld {
         }
     }
 
-    fn pr(&self, n: u64) -> Result<&Value, WorldError> {
-        self.prs.get(&n).ok_or_else(|| WorldError::Failed(format!("no PR #{n} in the scenario")))
+    fn pr(&self, n: u64) -> Result<Value, WorldError> {
+        self.prs.get(&n).map(Fixture::value).ok_or_else(|| WorldError::Failed(format!("no PR #{n} in the scenario")))
     }
 
     /// The local merge queue: merge main into the branch, run its tests, merge on green.
@@ -207,6 +252,56 @@ fn target_number(args: &Value) -> Option<u64> {
     args.get("pr").or_else(|| args.get("number")).and_then(Value::as_u64)
 }
 
+/// Merges PR `n` if it may be merged: the effect's result either way.
+fn merge_pr(pr: &mut Value, n: u64, args: &Value) -> Value {
+    let refuse = |reason: &str| json!({"status": "refused", "reason": reason, "pr": n});
+    if pr["merged"] == true || pr["state"] != "open" {
+        return refuse("not_mergeable");
+    }
+    if pr["draft"] == true {
+        return refuse("draft");
+    }
+    let require_green = args.get("require_green").and_then(Value::as_bool).unwrap_or(true);
+    if require_green && pr["checks"] != "green" {
+        return refuse("not_green");
+    }
+    if args.get("require_approval").and_then(Value::as_bool).unwrap_or(false) && pr["approved"] != true {
+        return refuse("not_approved");
+    }
+    if let Some(sha) = args.get("sha").and_then(Value::as_str) {
+        if pr["head_sha"].as_str() != Some(sha) {
+            return refuse("head_moved");
+        }
+    }
+    if pr["mergeable"] == false {
+        return refuse("conflict");
+    }
+    let method = str_opt(args, "method").unwrap_or("squash").to_owned();
+    pr["merged"] = json!(true);
+    pr["state"] = json!("closed");
+    json!({"status": "merged", "pr": n, "method": method, "sha": pr["head_sha"]})
+}
+
+/// Labels, unlabels or closes a PR or issue.
+fn relabel(item: &mut Value, kind: EffectKind, args: &Value) {
+    let obj: &mut Map<String, Value> = item.as_object_mut().expect("fixtures are objects");
+    let mut labels: Vec<Value> = obj.get("labels").and_then(Value::as_array).cloned().unwrap_or_default();
+    match kind {
+        EffectKind::Label => {
+            for l in args["labels"].as_array().into_iter().flatten() {
+                if !labels.contains(l) {
+                    labels.push(l.clone());
+                }
+            }
+        }
+        EffectKind::Unlabel => labels.retain(|l| *l != args["label"]),
+        _ => {
+            obj.insert("state".into(), json!("closed"));
+        }
+    }
+    obj.insert("labels".into(), Value::Array(labels));
+}
+
 impl World for ScenarioWorld {
     fn github_read(&mut self, read: &GithubRead) -> Result<Value, WorldError> {
         Ok(match read {
@@ -216,15 +311,15 @@ impl World for ScenarioWorld {
                 Value::Array(
                     self.prs
                         .values()
+                        .map(Fixture::value)
                         .filter(|pr| state_matches(pr, state))
                         .filter(|pr| str_opt(opts, "base").is_none_or(|b| pr["base"].as_str() == Some(b)))
                         .filter(|pr| str_opt(opts, "author").is_none_or(|a| pr["author"].as_str() == Some(a)))
                         .filter(|pr| labels.iter().all(|l| labels_of(pr).contains(&l.as_str())))
-                        .cloned()
                         .collect(),
                 )
             }
-            GithubRead::Pr(n) => self.pr(*n)?.clone(),
+            GithubRead::Pr(n) => self.pr(*n)?,
             GithubRead::Checks(n) => {
                 let pr = self.pr(*n)?;
                 json!({
@@ -233,16 +328,16 @@ impl World for ScenarioWorld {
                     "details": pr.get("check_details").cloned().unwrap_or_else(|| json!([])),
                 })
             }
-            GithubRead::Reviews(n) => self.pr(*n)?.get("reviews").cloned().unwrap_or_else(|| json!([])),
+            GithubRead::Reviews(n) => self.pr(*n)?.get_mut("reviews").map(Value::take).unwrap_or_else(|| json!([])),
             GithubRead::Issues(opts) => {
                 let state = str_opt(opts, "state").unwrap_or("open");
                 let labels = wanted_labels(opts);
                 Value::Array(
                     self.issues
                         .values()
+                        .map(Fixture::value)
                         .filter(|i| state_matches(i, state))
                         .filter(|i| labels.iter().all(|l| labels_of(i).contains(&l.as_str())))
-                        .cloned()
                         .collect(),
                 )
             }
@@ -259,32 +354,7 @@ impl World for ScenarioWorld {
                 let Some(pr) = self.prs.get_mut(&n) else {
                     return Ok(json!({"status": "refused", "reason": "not_found", "pr": n}));
                 };
-                let refuse = |reason: &str| Ok(json!({"status": "refused", "reason": reason, "pr": n}));
-                if pr["merged"] == true || pr["state"] != "open" {
-                    return refuse("not_mergeable");
-                }
-                if pr["draft"] == true {
-                    return refuse("draft");
-                }
-                let require_green = args.get("require_green").and_then(Value::as_bool).unwrap_or(true);
-                if require_green && pr["checks"] != "green" {
-                    return refuse("not_green");
-                }
-                if args.get("require_approval").and_then(Value::as_bool).unwrap_or(false) && pr["approved"] != true {
-                    return refuse("not_approved");
-                }
-                if let Some(sha) = args.get("sha").and_then(Value::as_str) {
-                    if pr["head_sha"].as_str() != Some(sha) {
-                        return refuse("head_moved");
-                    }
-                }
-                if pr["mergeable"] == false {
-                    return refuse("conflict");
-                }
-                let method = str_opt(args, "method").unwrap_or("squash").to_owned();
-                pr["merged"] = json!(true);
-                pr["state"] = json!("closed");
-                Ok(json!({"status": "merged", "pr": n, "method": method, "sha": pr["head_sha"]}))
+                Ok(pr.edit(|pr| merge_pr(pr, n, args)))
             }
             EffectKind::Notify => {
                 self.notifications.push(args.clone());
@@ -295,12 +365,12 @@ impl World for ScenarioWorld {
                 let item = self.prs.get_mut(&n).or_else(|| self.issues.get_mut(&n));
                 match item {
                     None => Ok(json!({"status": "failed", "reason": "not_found", "number": n})),
-                    Some(item) => {
+                    Some(item) => item.edit(|item| {
                         let obj = item.as_object_mut().expect("fixtures are objects");
                         let count = obj.get("comments").and_then(Value::as_u64).unwrap_or(0);
                         obj.insert("comments".into(), json!(count + 1));
                         Ok(json!({"status": "done", "number": n}))
-                    }
+                    }),
                 }
             }
             EffectKind::Label | EffectKind::Unlabel | EffectKind::Close => {
@@ -309,22 +379,7 @@ impl World for ScenarioWorld {
                 let Some(item) = item else {
                     return Ok(json!({"status": "failed", "reason": "not_found", "number": n}));
                 };
-                let obj: &mut Map<String, Value> = item.as_object_mut().expect("fixtures are objects");
-                let mut labels: Vec<Value> = obj.get("labels").and_then(Value::as_array).cloned().unwrap_or_default();
-                match effect.kind {
-                    EffectKind::Label => {
-                        for l in args["labels"].as_array().into_iter().flatten() {
-                            if !labels.contains(l) {
-                                labels.push(l.clone());
-                            }
-                        }
-                    }
-                    EffectKind::Unlabel => labels.retain(|l| *l != args["label"]),
-                    _ => {
-                        obj.insert("state".into(), json!("closed"));
-                    }
-                }
-                obj.insert("labels".into(), Value::Array(labels));
+                item.edit(|item| relabel(item, effect.kind, args));
                 Ok(json!({"status": "done", "number": n}))
             }
         }

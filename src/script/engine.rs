@@ -11,7 +11,7 @@ use rhai::{Engine, EvalAltResult, Module};
 
 /// The limits that stop a runaway script. Sizes of strings, arrays and maps are bounded
 /// together, by the heap the script's thread may grow by while the script runs
-/// (`max_heap_bytes`, kept by `heap_budget.rs`). Rhai's own size limits are left unset: setting
+/// (`max_heap`, kept by `heap_budget.rs`). Rhai's own size limits are left unset: setting
 /// any of them makes Rhai re-measure a whole nested value after every change (every `push`),
 /// which makes ordinary list building quadratic.
 #[derive(Clone, Copy, Debug)]
@@ -19,7 +19,34 @@ pub struct EngineLimits {
     pub max_operations: u64,
     pub max_call_levels: usize,
     pub max_expr_depth: usize,
-    pub max_heap_bytes: usize,
+    /// The heap budget in bytes; `None` for the project's `[run] max_heap`, else
+    /// [`default_max_heap_bytes`].
+    pub max_heap: Option<usize>,
+}
+
+impl EngineLimits {
+    /// The heap budget this run keeps.
+    pub fn max_heap_bytes(&self) -> usize {
+        self.max_heap.unwrap_or_else(default_max_heap_bytes)
+    }
+}
+
+/// The least heap budget a script gets by default.
+const MIN_DEFAULT_HEAP: usize = 1024 * 1024 * 1024;
+
+/// The default heap budget: a quarter of the machine's physical memory, at least 1 GiB. Far
+/// above what routing needs, and it grows with the machine, so the worlds a machine can hold
+/// route without a flag; a runaway script stops long before it takes the machine down.
+pub fn default_max_heap_bytes() -> usize {
+    physical_memory().map_or(MIN_DEFAULT_HEAP, |bytes| (bytes / 4).max(MIN_DEFAULT_HEAP))
+}
+
+fn physical_memory() -> Option<usize> {
+    // SAFETY: `sysconf` only reads system constants.
+    let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    let pages = usize::try_from(pages).ok()?;
+    let page_size = usize::try_from(page_size).ok()?;
+    pages.checked_mul(page_size)
 }
 
 impl Default for EngineLimits {
@@ -30,9 +57,7 @@ impl Default for EngineLimits {
             max_operations: 50_000_000,
             max_call_levels: 48,
             max_expr_depth: 64,
-            // Far above what routing needs (a 10,000-PR run holds about 150 MB), far below
-            // what takes the machine down.
-            max_heap_bytes: 1024 * 1024 * 1024,
+            max_heap: None,
         }
     }
 }
@@ -64,7 +89,7 @@ impl ScriptEngine {
         // Over the packages' own: the functions that would allocate past the heap budget in
         // one call refuse first (`heap_budget.rs`).
         engine.register_global_module(
-            heap_budget::checked_functions(HeapBudget::starting_now(limits.max_heap_bytes)).into(),
+            heap_budget::checked_functions(HeapBudget::starting_now(limits.max_heap_bytes())).into(),
         );
         // Registered last so it shadows the core package's `sleep`: a script must not block on
         // wall time, and has no clock but the journaled `now()`.
@@ -75,6 +100,8 @@ impl ScriptEngine {
         sandbox.set_native_fn("sleep", |_: rhai::FLOAT| -> Result<(), Box<EvalAltResult>> { Err(sandboxed("sleep")) });
         sandbox.set_native_fn("timestamp", || -> Result<(), Box<EvalAltResult>> { Err(sandboxed("timestamp")) });
         engine.register_global_module(sandbox.into());
+        // PRs, issues and session results are shared records that read as maps.
+        super::record::register(&mut engine);
         engine.disable_symbol("eval");
 
         engine

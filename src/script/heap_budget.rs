@@ -355,7 +355,7 @@ mod tests {
 
     fn engine(max_bytes: usize) -> rhai::Engine {
         crate::script::ScriptEngine::build(crate::script::EngineLimits {
-            max_heap_bytes: max_bytes,
+            max_heap: Some(max_bytes),
             ..Default::default()
         })
     }

@@ -8,14 +8,15 @@ use super::host::{json_type, Answer, Host, HostError};
 use crate::effects::{EffectKind, GithubRead};
 use crate::journal::entry::CallSite;
 use crate::leaf::session::{SessionResult, SessionStatus};
-use crate::script::detached_value::PreparedSessionMap;
 use crate::script::diagnostic::misuse;
-use crate::script::json_value::{parse_dynamic, to_dynamic, to_json};
+use crate::script::json_value::{to_dynamic, to_json};
 use crate::script::option_keys;
-use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, Module, NativeCallContext, Position};
+use crate::script::record::{plain, shared_dynamic, Record};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position};
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// The host as the registered functions see it: installed once the run directory exists
 /// (compilation happens before, so a script that does not compile leaves nothing behind).
@@ -105,31 +106,36 @@ fn runtime_error(msg: String) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(msg.into(), Position::NONE).into()
 }
 
-/// A session's result as the script sees it: the result's own fields, and the spawn's goal
-/// and inputs.
-pub fn session_map(result: &SessionResult, goal: &str, inputs: &Value) -> Map {
-    let mut m = result_fields(result);
-    m.insert("goal".into(), goal.into());
-    m.insert("inputs".into(), to_dynamic(inputs));
-    m
+/// A session's result as the script sees it, a shared record: the result's own fields, and
+/// the spawn's goal and inputs.
+pub fn session_record(result: &SessionResult, goal: &str, inputs: &Value) -> Dynamic {
+    shared_dynamic(Arc::new(session_fields(result, goal, inputs)))
 }
 
-/// The fields of a session's result map that come from the result itself.
-pub(crate) fn result_fields(result: &SessionResult) -> Map {
-    let mut usage = Map::new();
-    usage.insert("input_tokens".into(), (result.usage.input_tokens as i64).into());
-    usage.insert("output_tokens".into(), (result.usage.output_tokens as i64).into());
-    usage.insert("cost_usd".into(), result.usage.cost_usd.into());
-    let mut m = Map::new();
-    m.insert("id".into(), result.id.as_str().into());
-    m.insert("workflow".into(), result.workflow.as_str().into());
-    m.insert("status".into(), result.status.as_str().into());
-    m.insert("ok".into(), (result.status == SessionStatus::Ok).into());
-    m.insert("output".into(), to_dynamic(&result.output));
-    m.insert("text".into(), result.text.as_str().into());
-    m.insert("usage".into(), usage.into());
-    m.insert("error".into(), result.error.as_deref().map_or(Dynamic::UNIT, |e| e.into()));
-    m
+/// The fields of a session's result record, as JSON. Built at its exact size: a large run
+/// keeps a record per session, and `json!` would leave room for six more fields in each.
+fn session_fields(result: &SessionResult, goal: &str, inputs: &Value) -> Value {
+    let mut usage = serde_json::Map::with_capacity(3);
+    usage.insert("input_tokens".into(), json!(result.usage.input_tokens as i64));
+    usage.insert("output_tokens".into(), json!(result.usage.output_tokens as i64));
+    usage.insert("cost_usd".into(), json!(result.usage.cost_usd));
+    let fields: [(&str, Value); 10] = [
+        ("id", json!(result.id)),
+        ("workflow", json!(result.workflow)),
+        ("status", json!(result.status.as_str())),
+        ("ok", json!(result.status == SessionStatus::Ok)),
+        ("output", result.output.clone()),
+        ("text", json!(result.text)),
+        ("usage", Value::Object(usage)),
+        ("error", json!(result.error)),
+        ("goal", json!(goal)),
+        ("inputs", inputs.clone()),
+    ];
+    let mut record = serde_json::Map::with_capacity(fields.len());
+    for (key, value) in fields {
+        record.insert(key.into(), value);
+    }
+    Value::Object(record)
 }
 
 fn handle_ids(handles: &Array) -> RhaiResult<Vec<String>> {
@@ -140,10 +146,8 @@ fn handle_ids(handles: &Array) -> RhaiResult<Vec<String>> {
                 Ok(handle.id)
             } else if h.is_string() {
                 Ok(h.clone().into_string().expect("checked is_string"))
-            } else if let Some(m) = h.read_lock::<Map>() {
-                m.get("id")
-                    .and_then(|v| v.clone().into_string().ok())
-                    .ok_or_else(|| misuse("await_sessions: a map in the list has no `id`"))
+            } else if let Some(id) = map_field(h, "id") {
+                id.into_string().map_err(|_| misuse("await_sessions: a map in the list has no `id`"))
             } else {
                 Err(misuse(format!("await_sessions: expected session handles, got {}", h.type_name())))
             }
@@ -151,45 +155,33 @@ fn handle_ids(handles: &Array) -> RhaiResult<Vec<String>> {
         .collect()
 }
 
-/// Waits for the sessions and builds their result maps straight from the host's records.
+/// The field `key` of a map or a record; `None` when `value` is neither.
+fn map_field(value: &Dynamic, key: &str) -> Option<Dynamic> {
+    if let Some(record) = value.read_lock::<Record>() {
+        return Some(record.get(key));
+    }
+    value.read_lock::<Map>().map(|m| m.get(key).cloned().unwrap_or(Dynamic::UNIT))
+}
+
+/// Waits for the sessions and builds their result records straight from the host's records.
 fn await_results(host: &SharedHost, site: &CallSite, ids: &[String]) -> RhaiResult<Array> {
     host.call(|h| {
         h.wait_for(site, ids)?;
         Ok(ids
             .iter()
             .map(|id| {
-                // A replay's reading thread built the map already (once: a second await of the
-                // same session builds it here).
-                let prepared = h.take_prepared(id).and_then(|p| p.downcast::<PreparedSessionMap>().ok());
                 let result = h.finished(id);
-                match prepared.and_then(|p| p.0.into_inner().try_cast::<Map>()) {
-                    Some(mut m) => {
-                        // The id is this run's, which a what-if replay may number differently.
-                        let same_id =
-                            m.get("id").and_then(|v| v.read_lock::<ImmutableString>().map(|s| s.as_str() == result.id));
-                        if same_id != Some(true) {
-                            m.insert("id".into(), result.id.as_str().into());
-                        }
-                        m.into()
-                    }
-                    None => {
-                        let (_, goal, inputs) = h.spawn_info(id).unwrap_or(("", "", &Value::Null));
-                        session_map(result, goal, inputs).into()
-                    }
-                }
+                let (_, goal, inputs) = h.spawn_info(id).unwrap_or(("", "", &Value::Null));
+                session_record(result, goal, inputs)
             })
             .collect())
     })
 }
 
-/// A value call's answer as a script value; a recorded one is parsed from the journal's text
-/// directly (unparsable text, a corrupt line, reads as `()`, as it would as JSON).
+/// A value call's answer as a script value: objects become shared records (unparsable
+/// recorded text, a corrupt line, reads as `()`, as it would as JSON).
 fn answer_to_dynamic(answer: Answer) -> Dynamic {
-    match answer {
-        Answer::Json(v) => to_dynamic(&v),
-        Answer::Recorded(text) => parse_dynamic(&text).unwrap_or(Dynamic::UNIT),
-        Answer::Script(v) => v,
-    }
+    shared_dynamic(Arc::new(answer.into_json()))
 }
 
 fn pr_number(v: &Dynamic, function: &str) -> RhaiResult<Value> {
@@ -202,10 +194,8 @@ fn pr_number(v: &Dynamic, function: &str) -> RhaiResult<Value> {
     if v.is_string() {
         return Ok(json!({ "branch": v.clone().into_string().expect("checked is_string") }));
     }
-    if let Some(m) = v.read_lock::<Map>() {
-        if let Some(n) = m.get("number").and_then(|n| n.as_int().ok()) {
-            return Ok(json!({ "pr": n }));
-        }
+    if let Some(n) = map_field(v, "number").and_then(|n| n.as_int().ok()) {
+        return Ok(json!({ "pr": n }));
     }
     Err(misuse(format!(
         "{function}: expected a PR number, a branch name or a PR map, got {}; signature: {}",
@@ -260,7 +250,7 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
         });
         let h = host.clone();
         engine.register_fn("log", move |v: Dynamic| {
-            let line = if v.is_string() { v.into_string().unwrap_or_default() } else { v.to_string() };
+            let line = if v.is_string() { v.into_string().unwrap_or_default() } else { plain(&v).to_string() };
             h.with(|host| host.log_line(&line));
         });
     }
@@ -297,10 +287,10 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     });
     let ms = main_source.clone();
     let h = host.clone();
-    engine.register_fn("await_session", move |ctx: NativeCallContext, handle: SessionHandle| -> RhaiResult<Map> {
+    engine.register_fn("await_session", move |ctx: NativeCallContext, handle: SessionHandle| -> RhaiResult<Dynamic> {
         let site = site(&ctx, &ms);
         let results = await_results(&h, &site, &[handle.id])?;
-        Ok(results.into_iter().next().and_then(|d| d.try_cast::<Map>()).unwrap_or_default())
+        Ok(results.into_iter().next().unwrap_or(Dynamic::UNIT))
     });
 
     register_classify(engine, host.clone(), main_source.clone());
@@ -326,6 +316,9 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     engine.register_fn("notify", move |ctx: NativeCallContext, channel: &str, message: Dynamic| -> RhaiResult<Map> {
         if let Some(map) = message.read_lock::<Map>() {
             refuse_unknown_keys("notify", "message key", &map, option_keys::NOTIFY_MESSAGE)?;
+        }
+        if let Some(record) = message.read_lock::<Record>() {
+            refuse_unknown_keys("notify", "message key", &record.to_map(), option_keys::NOTIFY_MESSAGE)?;
         }
         let message = to_json(&message)?;
         if !matches!(message, Value::String(_) | Value::Object(_)) {

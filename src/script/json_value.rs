@@ -24,93 +24,6 @@ pub fn to_dynamic(v: &Value) -> Dynamic {
     }
 }
 
-/// JSON text parsed straight into a script value, with the rules of [`to_dynamic`]: a recorded
-/// answer (a replayed list of 10,000 PRs) is parsed once, not into JSON values and then again.
-pub fn parse_dynamic(text: &str) -> Result<Dynamic, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = serde::Deserializer::deserialize_any(&mut de, DynamicVisitor)?;
-    de.end()?;
-    Ok(value)
-}
-
-struct DynamicVisitor;
-
-impl<'de> serde::de::Visitor<'de> for DynamicVisitor {
-    type Value = Dynamic;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_unit<E>(self) -> Result<Dynamic, E> {
-        Ok(Dynamic::UNIT)
-    }
-    fn visit_none<E>(self) -> Result<Dynamic, E> {
-        Ok(Dynamic::UNIT)
-    }
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Dynamic, D::Error> {
-        d.deserialize_any(self)
-    }
-    fn visit_bool<E>(self, b: bool) -> Result<Dynamic, E> {
-        Ok(Dynamic::from_bool(b))
-    }
-    fn visit_i64<E>(self, i: i64) -> Result<Dynamic, E> {
-        Ok(Dynamic::from_int(i))
-    }
-    fn visit_u64<E>(self, u: u64) -> Result<Dynamic, E> {
-        Ok(i64::try_from(u).map_or_else(|_| Dynamic::from_float(u as f64), Dynamic::from_int))
-    }
-    fn visit_f64<E>(self, f: f64) -> Result<Dynamic, E> {
-        Ok(Dynamic::from_float(f))
-    }
-    fn visit_str<E>(self, s: &str) -> Result<Dynamic, E> {
-        Ok(Dynamic::from(ImmutableString::from(s)))
-    }
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Dynamic, A::Error> {
-        let mut items = Array::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element_seed(DynamicSeed)? {
-            items.push(item);
-        }
-        Ok(Dynamic::from_array(items))
-    }
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut fields: A) -> Result<Dynamic, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = fields.next_key_seed(KeySeed)? {
-            let value = fields.next_value_seed(DynamicSeed)?;
-            map.insert(key, value);
-        }
-        Ok(Dynamic::from_map(map))
-    }
-}
-
-struct DynamicSeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for DynamicSeed {
-    type Value = Dynamic;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Dynamic, D::Error> {
-        d.deserialize_any(DynamicVisitor)
-    }
-}
-
-/// A map key, made a script identifier without an intermediate `String`.
-struct KeySeed;
-
-impl<'de> serde::de::DeserializeSeed<'de> for KeySeed {
-    type Value = rhai::Identifier;
-    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<rhai::Identifier, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for KeySeed {
-    type Value = rhai::Identifier;
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a map key")
-    }
-    fn visit_str<E>(self, s: &str) -> Result<rhai::Identifier, E> {
-        Ok(s.into())
-    }
-}
-
 /// A JSON object as a script map.
 pub fn to_map(fields: &serde_json::Map<String, Value>) -> Map {
     fields.iter().map(|(k, v)| (k.as_str().into(), to_dynamic(v))).collect()
@@ -143,6 +56,9 @@ pub fn to_json(v: &Dynamic) -> Result<Value, Box<rhai::EvalAltResult>> {
         }
         return Ok(Value::Object(object));
     }
+    if let Some(record) = v.read_lock::<super::record::Record>() {
+        return record.to_json();
+    }
     rhai::serde::from_dynamic::<Value>(v)
 }
 
@@ -164,17 +80,6 @@ mod tests {
             assert_eq!(format!("{direct:?}"), format!("{bridged:?}"));
             assert_eq!(to_json(&direct).unwrap(), rhai::serde::from_dynamic::<Value>(&bridged).unwrap());
         }
-        for text in [
-            r#"{"b": [1, 2.5, "x", true, null], "a": {"n": -3, "big": 18446744073709551615, "i": 9223372036854775807}}"#,
-            r#"[[], {}, "ünïcode \" \\ \n", 0, -0.0, 1e300, {"dup": 1, "dup": 2}]"#,
-            "null",
-        ] {
-            let parsed = parse_dynamic(text).unwrap();
-            let via_value = to_dynamic(&serde_json::from_str(text).unwrap());
-            assert_eq!(format!("{parsed:?}"), format!("{via_value:?}"), "{text}");
-        }
-        assert!(parse_dynamic("{\"a\": 1} trailing").is_err());
-        assert!(parse_dynamic("[1, 2").is_err());
         let mut engine = rhai::Engine::new();
         engine.set_max_expr_depths(0, 0);
         let script: Dynamic = engine.eval(r#"let m = #{ z: 1, a: ['c', 0.5, ()] }; let f = || m; f.call()"#).unwrap();

@@ -6,7 +6,6 @@
 //! through host calls, and every host call is journaled. Nothing here spends tokens.
 
 pub mod coverage;
-pub mod detached_value;
 pub mod diagnostic;
 pub mod engine;
 pub mod heap_budget;
@@ -17,6 +16,7 @@ pub mod input_decls;
 pub mod json_value;
 pub mod module_resolver;
 pub mod option_keys;
+pub mod record;
 pub mod recorded_calls;
 
 pub use diagnostic::ScriptDiagnostic;

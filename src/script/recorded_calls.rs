@@ -8,7 +8,7 @@
 //! or after that point.
 
 use crate::journal::entry::{CallSite, Entry, EntryKind};
-use crate::journal::{AnswerIndex, CallKey, Prepared};
+use crate::journal::{AnswerIndex, CallKey};
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 
@@ -77,10 +77,10 @@ fn index_by_key(journal: &AnswerIndex) -> HashMap<CallKey, VecDeque<usize>> {
 /// What the journal holds for one call. Payloads are parsed here, when the call is answered.
 pub struct RecordedAnswer {
     /// The recorded answer of a value call (reads, `now`, `input`), as the journal's JSON text:
-    /// the caller parses it into what it needs, once. `None` when it was `prepared`.
+    /// the caller parses it into what it needs, once. `None` when it was `parsed`.
     pub result: Option<String>,
-    /// The recorded answer as the journal's reading thread prepared it, when it did.
-    pub prepared: Option<Prepared>,
+    /// The recorded answer as the journal's reading thread parsed it ahead, when it did.
+    pub parsed: Option<Value>,
     /// The call index the journal recorded it at.
     pub call: Option<u64>,
     /// For effects: the idempotency key the intent was journaled with.
@@ -242,12 +242,12 @@ impl RecordedCalls {
         let effect_call = recorded.call.filter(|_| recorded.kind == EntryKind::EffectIntent);
         let finished_session = session.filter(|id| !self.rerun_sessions.contains(id) && self.journal.has_session(id));
         let effect_result = effect_call.and_then(|call| self.journal.take_effect_result(call));
-        let prepared = self.journal.take_prepared_result(i);
+        let parsed = self.journal.take_parsed_result(i);
         let journal = &self.journal;
         let recorded = &journal.calls()[i];
         RecordedAnswer {
-            result: if prepared.is_some() { None } else { journal.result_text(recorded).map(str::to_owned) },
-            prepared,
+            result: if parsed.is_some() { None } else { journal.result_text(recorded).map(str::to_owned) },
+            parsed,
             call: recorded.call,
             idempotency_key: journal.idempotency_key(recorded).map(str::to_owned),
             effect_result,

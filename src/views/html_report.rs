@@ -141,9 +141,35 @@ pub fn render_run_report(g: &RunGraph) -> Result<String, ReportError> {
 fn run_page(g: &RunGraph) -> RunPage {
     let usage = g.usage();
     let spent = g.spend();
-    let mixed = spent.label(g.scenario) == Label::Mixed;
+    let outcome = match &g.result {
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), outcome_value(v))).collect(),
+        _ => Vec::new(),
+    };
+    RunPage {
+        coordinator: g.coordinator.clone(),
+        status: g.status.as_str().to_owned(),
+        run_id: g.run_id.clone(),
+        script: g.script.clone(),
+        mode: g.mode.clone(),
+        simulated: spent.label(g.scenario) == Label::Simulated,
+        spend_note: spent.run_note(g.scenario),
+        started: units::timestamp(&g.started_at),
+        cards: summary_cards(g),
+        outcome,
+        decisions: decision_rows(g),
+        sessions: session_rows(g, spent.label(g.scenario) == Label::Mixed),
+        errors: error_rows(g),
+        cost_by_workflow: cost_rows(&g.cost_by_workflow(), usage.cost_usd),
+        cost_by_model: cost_rows(&g.cost_by_model(), usage.cost_usd),
+        warnings: g.warnings.clone(),
+        coord_version: env!("CARGO_PKG_VERSION"),
+    }
+}
+
+/// The cards across the top: sessions, effects, tokens, cost, duration, the longest session.
+fn summary_cards(g: &RunGraph) -> Vec<Card> {
+    let usage = g.usage();
     let longest = g.longest_session();
-    let max_ms = longest.map(|s| s.duration_ms()).unwrap_or(0);
     let not_ok = g.failed_sessions();
     let acted = g.effects.iter().filter(|e| e.succeeded()).count();
     let mut cards = vec![
@@ -176,12 +202,12 @@ fn run_page(g: &RunGraph) -> RunPage {
             note: format!("{} {}", s.id, s.workflow),
         });
     }
-    let outcome = match &g.result {
-        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), outcome_value(v))).collect(),
-        _ => Vec::new(),
-    };
-    let decisions = g
-        .effects
+    cards
+}
+
+/// Each effect with the session whose result led to it and the script line that acted.
+fn decision_rows(g: &RunGraph) -> Vec<Decision> {
+    g.effects
         .iter()
         .map(|e| Decision {
             effect: e.line(),
@@ -199,9 +225,14 @@ fn run_page(g: &RunGraph) -> RunPage {
             },
             site: e.site.rsplit('/').next().unwrap_or(&e.site).to_owned(),
         })
-        .collect();
-    let sessions = g
-        .sessions
+        .collect()
+}
+
+/// One row per session; `mixed` marks simulated sessions in a run that also spent for real.
+fn session_rows(g: &RunGraph, mixed: bool) -> Vec<SessionRow> {
+    let longest = g.longest_session();
+    let max_ms = longest.map(|s| s.duration_ms()).unwrap_or(0);
+    g.sessions
         .iter()
         .map(|s| SessionRow {
             id: s.id.clone(),
@@ -230,7 +261,11 @@ fn run_page(g: &RunGraph) -> RunPage {
             longest: longest.is_some_and(|l| l.id == s.id) && max_ms > 0,
             simulated: mixed && s.simulated,
         })
-        .collect();
+        .collect()
+}
+
+/// The run's own error first, then every session's and effect's.
+fn error_rows(g: &RunGraph) -> Vec<ErrorRow> {
     let mut errors: Vec<ErrorRow> = g
         .error
         .iter()
@@ -246,25 +281,7 @@ fn run_page(g: &RunGraph) -> RunPage {
             ErrorRow { what: e.short_label(), status: e.status().into(), message: why }
         }
     }));
-    RunPage {
-        coordinator: g.coordinator.clone(),
-        status: g.status.as_str().to_owned(),
-        run_id: g.run_id.clone(),
-        script: g.script.clone(),
-        mode: g.mode.clone(),
-        simulated: spent.label(g.scenario) == Label::Simulated,
-        spend_note: spent.run_note(g.scenario),
-        started: units::timestamp(&g.started_at),
-        cards,
-        outcome,
-        decisions,
-        sessions,
-        errors,
-        cost_by_workflow: cost_rows(&g.cost_by_workflow(), usage.cost_usd),
-        cost_by_model: cost_rows(&g.cost_by_model(), usage.cost_usd),
-        warnings: g.warnings.clone(),
-        coord_version: env!("CARGO_PKG_VERSION"),
-    }
+    errors
 }
 
 /// The run's cost card: real, simulated, or the real part with the simulated part beside it.
@@ -374,9 +391,41 @@ fn render_index(
     for r in rows {
         total.add(r.spend);
     }
-    let real_runs = rows.iter().filter(|r| r.label() != Label::Simulated).count();
-    let simulated_runs = rows.iter().filter(|r| r.label() != Label::Real).count();
-    let count = |status: &str| rows.iter().filter(|r| r.status == status).count();
+    let page = IndexPage {
+        cards: index_cards(rows, &total),
+        spend: total.totals_text(),
+        runs: rows.iter().enumerate().rev().map(|(i, r)| index_row(r, hrefs.get(i).cloned())).collect(),
+        by_coordinator: spend_by_coordinator(rows)
+            .iter()
+            .map(|(l, spent)| CoordinatorRow {
+                name: l.name.clone(),
+                sessions: l.sessions,
+                tokens: units::tokens(l.tokens),
+                cost: units::cost(spent.real_usd),
+                simulated: (spent.simulated_usd > 0.0).then(|| units::cost(spent.simulated_usd)),
+                share: if total.real_usd > 0.0 {
+                    (spent.real_usd / total.real_usd * 1000.0).round() / 10.0
+                } else {
+                    0.0
+                },
+            })
+            .collect(),
+        warnings: warnings.to_vec(),
+        coord_version: env!("CARGO_PKG_VERSION"),
+        served: script.is_some(),
+    };
+    let env = environment();
+    let html = env.get_template("runs_index.html")?.render(context! {
+        page => page,
+        style => minijinja::Value::from_safe_string(STYLE.to_owned()),
+        chart => minijinja::Value::from_safe_string(render_cost_chart(rows)),
+        script => script,
+    })?;
+    Ok(html)
+}
+
+/// Sessions, tokens and spend per coordinator, the most real spend first.
+fn spend_by_coordinator(rows: &[RunRow]) -> Vec<(CostLine, Spend)> {
     let mut by_coordinator: Vec<(CostLine, Spend)> = Vec::new();
     for r in rows {
         let i = match by_coordinator.iter().position(|(l, _)| l.name == r.coordinator) {
@@ -397,6 +446,14 @@ fn render_index(
             .then_with(|| y.simulated_usd.total_cmp(&x.simulated_usd))
             .then_with(|| a.name.cmp(&b.name))
     });
+    by_coordinator
+}
+
+/// The index's cards: runs, unfinished runs, sessions, real spend and simulated spend.
+fn index_cards(rows: &[RunRow], total: &Spend) -> Vec<Card> {
+    let real_runs = rows.iter().filter(|r| r.label() != Label::Simulated).count();
+    let simulated_runs = rows.iter().filter(|r| r.label() != Label::Real).count();
+    let count = |status: &str| rows.iter().filter(|r| r.status == status).count();
     let mut cards = vec![
         Card {
             label: "Runs",
@@ -430,60 +487,30 @@ fn render_index(
             note: format!("{} with mock leaves: no money spent", units::count(simulated_runs, "run")),
         });
     }
-    let page = IndexPage {
-        cards,
-        spend: total.totals_text(),
-        runs: rows
-            .iter()
-            .enumerate()
-            .rev()
-            .map(|(i, r)| IndexRow {
-                id: r.id.clone(),
-                href: hrefs.get(i).cloned(),
-                coordinator: r.coordinator.clone(),
-                mode: r.mode.clone(),
-                pipeline: r.pipeline.clone(),
-                status: r.status.clone(),
-                started: units::timestamp(&r.started_at),
-                duration: r.duration_ms.map(units::duration).unwrap_or_else(|| "—".into()),
-                sessions: r.sessions,
-                sessions_not_ok: r.sessions_not_ok,
-                effects: r.effects,
-                tokens: units::tokens(r.tokens),
-                cost: match r.label() {
-                    Label::Simulated => units::cost(r.cost_usd),
-                    _ => r.cost_text(),
-                },
-                simulated: r.label() == Label::Simulated,
-            })
-            .collect(),
-        by_coordinator: by_coordinator
-            .iter()
-            .map(|(l, spent)| CoordinatorRow {
-                name: l.name.clone(),
-                sessions: l.sessions,
-                tokens: units::tokens(l.tokens),
-                cost: units::cost(spent.real_usd),
-                simulated: (spent.simulated_usd > 0.0).then(|| units::cost(spent.simulated_usd)),
-                share: if total.real_usd > 0.0 {
-                    (spent.real_usd / total.real_usd * 1000.0).round() / 10.0
-                } else {
-                    0.0
-                },
-            })
-            .collect(),
-        warnings: warnings.to_vec(),
-        coord_version: env!("CARGO_PKG_VERSION"),
-        served: script.is_some(),
-    };
-    let env = environment();
-    let html = env.get_template("runs_index.html")?.render(context! {
-        page => page,
-        style => minijinja::Value::from_safe_string(STYLE.to_owned()),
-        chart => minijinja::Value::from_safe_string(render_cost_chart(rows)),
-        script => script,
-    })?;
-    Ok(html)
+    cards
+}
+
+/// One run's line in the index; `href` links its page when it has one.
+fn index_row(r: &RunRow, href: Option<String>) -> IndexRow {
+    IndexRow {
+        id: r.id.clone(),
+        href,
+        coordinator: r.coordinator.clone(),
+        mode: r.mode.clone(),
+        pipeline: r.pipeline.clone(),
+        status: r.status.clone(),
+        started: units::timestamp(&r.started_at),
+        duration: r.duration_ms.map(units::duration).unwrap_or_else(|| "—".into()),
+        sessions: r.sessions,
+        sessions_not_ok: r.sessions_not_ok,
+        effects: r.effects,
+        tokens: units::tokens(r.tokens),
+        cost: match r.label() {
+            Label::Simulated => units::cost(r.cost_usd),
+            _ => r.cost_text(),
+        },
+        simulated: r.label() == Label::Simulated,
+    }
 }
 
 #[cfg(test)]

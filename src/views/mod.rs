@@ -22,6 +22,7 @@ pub mod schedule_table;
 pub mod session_view;
 pub mod spend;
 pub mod stderr_batch;
+pub mod test_report;
 pub mod trace;
 pub mod units;
 pub mod what_if;

@@ -11,6 +11,7 @@
 
 use super::units;
 use crate::journal::writer::JOURNAL_FILE;
+use crate::journal::RunMode;
 use crate::leaf::session::SessionResult;
 use serde_json::Value;
 use std::io::BufRead;
@@ -31,8 +32,12 @@ const NOISE_USD: f64 = 1e-9;
 /// Whether a run of this header `mode` and `scenario` ran in a scenario world, whose leaves are
 /// mock unless overridden: a scenario run, or a dry run over a scenario (a dry run still runs
 /// its leaves; it only holds back effects).
-pub fn scenario_mode(mode: &str, scenario: Option<&str>) -> bool {
-    mode == "scenario" || (mode == "dry_run" && scenario.is_some())
+pub fn scenario_mode(mode: RunMode, scenario: Option<&str>) -> bool {
+    match mode {
+        RunMode::Scenario => true,
+        RunMode::DryRun => scenario.is_some(),
+        RunMode::Live | RunMode::Replay => false,
+    }
 }
 
 /// Whether a leaf's usage is simulated: it ran on the mock harness; a result that names no
@@ -52,8 +57,10 @@ pub fn run_dir_scenario(run_dir: &Path) -> Option<bool> {
     std::io::BufReader::new(file).read_line(&mut first).ok()?;
     let entry: Value = serde_json::from_str(first.trim_end()).ok()?;
     let header = entry.get("header").filter(|_| entry["type"] == "run_started")?;
+    // A mode this version does not know ran in no scenario world it knows of.
     let mode = header.get("mode").and_then(Value::as_str)?;
-    Some(scenario_mode(mode, header.get("scenario").and_then(Value::as_str)))
+    let scenario = header.get("scenario").and_then(Value::as_str);
+    Some(serde_json::from_value::<RunMode>(Value::from(mode)).is_ok_and(|mode| scenario_mode(mode, scenario)))
 }
 
 /// How a run's cost is labelled.
@@ -153,10 +160,10 @@ mod tests {
 
     #[test]
     fn scenario_worlds_and_mock_leaves() {
-        assert!(scenario_mode("scenario", Some("demo.toml")));
-        assert!(scenario_mode("dry_run", Some("demo.toml")));
-        assert!(!scenario_mode("dry_run", None));
-        assert!(!scenario_mode("live", None));
+        assert!(scenario_mode(RunMode::Scenario, Some("demo.toml")));
+        assert!(scenario_mode(RunMode::DryRun, Some("demo.toml")));
+        assert!(!scenario_mode(RunMode::DryRun, None));
+        assert!(!scenario_mode(RunMode::Live, None));
         assert!(leaf_simulated(Some("mock"), true));
         assert!(!leaf_simulated(Some("claude-code"), true));
         assert!(leaf_simulated(None, true));

@@ -1,9 +1,12 @@
 //! What-if replay's report: which targets' effects differ between the recorded run and the
 //! edited script ("PR #14: merge -> comment, label"), which calls had no recorded answer, and
-//! where the script first left the recorded path.
+//! where the script first left the recorded path; as text ([`report_text`]) or as the run's
+//! `--json` object with a `what_if` member ([`report_json`]). It only renders: the replay is
+//! the run's.
 
 use crate::journal::entry::EntryKind;
 use crate::journal::RecordedRun;
+use crate::run::RunOutcome;
 use crate::script::host::EffectRecord;
 use indexmap::IndexMap;
 use serde_json::{json, Value};
@@ -96,4 +99,75 @@ pub fn effect_changes(before: &EffectsByTarget, after: &EffectsByTarget) -> Vec<
 
 pub fn changes_json(changes: &[(String, String, String)]) -> Value {
     Value::Array(changes.iter().map(|(t, b, a)| json!({"target": t, "recorded": b, "what_if": a})).collect())
+}
+
+/// What a what-if replay found: `script` is the edited script as the user named it, `changes`
+/// the [`effect_changes`] against the recorded run.
+pub struct WhatIfReport<'a> {
+    pub script: &'a str,
+    pub changes: &'a [(String, String, String)],
+    pub outcome: &'a RunOutcome,
+}
+
+/// The `--json` object: the run's own (`run_summary::outcome_json`) with a `what_if` member.
+pub fn report_json(report: &WhatIfReport<'_>) -> Value {
+    let outcome = report.outcome;
+    let mut v = super::run_summary::outcome_json(outcome);
+    v["what_if"] = json!({
+        "script": report.script,
+        "changes": changes_json(report.changes),
+        "first_divergence": outcome.divergence.as_ref().map(|d| json!({
+            "index": d.index,
+            "recorded": d.recorded.as_ref().map(|e| json!({"fn": e.function, "args": e.args, "pos": e.pos})),
+            "now": {"fn": d.now_function, "args": d.now_args, "pos": d.now_site.pos_string()},
+        })),
+        "not_recorded": outcome.unrecorded.iter().map(|u| json!({
+            "index": u.index, "fn": u.function, "args": u.args, "pos": u.site.pos_string(),
+        })).collect::<Vec<_>>(),
+    });
+    v
+}
+
+/// The report for a person: the first divergence, the effects that change, the calls that had
+/// no recorded answer.
+pub fn report_text(report: &WhatIfReport<'_>) -> String {
+    let (script, outcome) = (report.script, report.outcome);
+    let mut out = format!("what-if: {script} against run {}\n", outcome.run_id);
+    match &outcome.divergence {
+        None => out.push_str("\nThe edited script asks for exactly what the run recorded.\n"),
+        Some(d) => {
+            let at = d.now_site.pos_string().map(|p| format!("{}:{p}", d.now_site.source.as_deref().unwrap_or(script)));
+            let at = at.map(|a| format!(" ({a})")).unwrap_or_default();
+            out.push_str(&format!("\nFirst divergence at call {}{at}:\n", d.index));
+            for line in crate::run::describe_divergence(d).lines() {
+                out.push_str(&format!("  {line}\n"));
+            }
+        }
+    }
+    if report.changes.is_empty() {
+        out.push_str("\nNo effect changes.\n");
+    } else {
+        out.push_str("\nEffects that change:\n");
+        for (target, before, after) in report.changes {
+            out.push_str(&format!("  {target}: {before} -> {after}\n"));
+        }
+    }
+    if !outcome.unrecorded.is_empty() {
+        out.push_str(&format!("\nCalls with no recorded answer ({}), answered `not_recorded`:\n", outcome.unrecorded.len()));
+        for u in &outcome.unrecorded {
+            let pos = u.site.pos_string().unwrap_or_default();
+            out.push_str(&format!("  call {} {} {} ({script}:{pos})\n", u.index, u.function, compact(&u.args)));
+        }
+    }
+    out.push_str("\nNothing ran and nothing was spent.\n");
+    out
+}
+
+/// A call's arguments on one line, cut at 100 characters.
+fn compact(v: &Value) -> String {
+    let s = v.to_string();
+    match s.char_indices().nth(100) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
 }

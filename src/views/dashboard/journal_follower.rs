@@ -160,7 +160,12 @@ mod tests {
     use std::io::Write;
 
     fn header() -> RunHeader {
-        RunHeader { version: JOURNAL_VERSION, run_id: "r1".into(), mode: "scenario".into(), ..Default::default() }
+        RunHeader {
+            version: JOURNAL_VERSION,
+            run_id: "r1".into(),
+            mode: crate::journal::RunMode::Scenario,
+            ..Default::default()
+        }
     }
 
     fn spawn(call: u64, id: &str) -> Entry {

@@ -224,7 +224,7 @@ fn read_on(path: &Path, summary: &mut JournalSummary) -> Result<(), SummaryError
     let mut file = std::fs::File::open(path).map_err(io)?;
     file.seek(SeekFrom::Start(summary.read_to)).map_err(io)?;
     let mut reader = std::io::BufReader::with_capacity(64 * 1024, file.by_ref());
-    let scenario = spend::scenario_mode(&summary.header.mode, summary.header.scenario.as_deref());
+    let scenario = spend::scenario_mode(summary.header.mode, summary.header.scenario.as_deref());
     let mut line = Vec::new();
     // A line that did not parse, kept until we know whether another line follows it.
     let mut unparsed: Option<String> = None;
@@ -289,9 +289,9 @@ fn row_of(summary: &JournalSummary, dir: &Path) -> RunRow {
         id: header.run_id.clone(),
         coordinator: header.coordinator.clone(),
         status: status.as_str().to_owned(),
-        mode: header.mode.clone(),
+        mode: header.mode.to_string(),
         pipeline: header.pipeline.clone(),
-        scenario: spend::scenario_mode(&header.mode, header.scenario.as_deref()),
+        scenario: spend::scenario_mode(header.mode, header.scenario.as_deref()),
         started_at: header.started_at.clone(),
         duration_ms: finished_at.and_then(|end| duration_ms(&header.started_at, end)),
         sessions: summary.sessions,
@@ -324,7 +324,7 @@ mod tests {
             version: JOURNAL_VERSION,
             run_id: run_id.into(),
             coordinator: "c".into(),
-            mode: "scenario".into(),
+            mode: crate::journal::RunMode::Scenario,
             scenario: Some("w.toml".into()),
             started_at: "2026-11-21T09:00:00.000Z".into(),
             pipeline: Some("nightly".into()),

@@ -1,0 +1,318 @@
+//! Leaf sessions: `spawn_session` as its [`CallPlan`] says (a recorded result reused, a leaf
+//! started live, or a result that says nothing was recorded), the session table in spawn
+//! order, and recording each session's end.
+//!
+//! It must not wait for leaves (awaiting does, in `awaits`) nor build script values.
+
+use super::leaf_orders::{CheckedSpawn, LeafSetupError};
+use super::payload_size::{fits_inline, text_start};
+use super::replay_decision::{CallKind, CallPlan, Recorded};
+use super::spawn_options::SpawnOptions;
+use super::{Host, HostError, Outage};
+use crate::journal::blob_store::INLINE_LIMIT;
+use crate::journal::entry::{CallSite, Entry};
+use crate::journal::RecordedSession;
+use crate::leaf::session::{SessionResult, SessionStatus};
+use crate::scheduler::run_event::RunEvent;
+use serde_json::{json, Value};
+
+/// A spawned session: what was asked for, and how far it got.
+#[derive(Debug)]
+pub(super) struct Session {
+    pub workflow: String,
+    pub options: SpawnOptions,
+    pub slot: SessionSlot,
+}
+
+#[derive(Debug)]
+pub(super) enum SessionSlot {
+    Pending,
+    /// Boxed: a large run's table holds many sessions, and growing it would otherwise move
+    /// every result's bytes each time it doubled.
+    Done(Box<SessionResult>),
+}
+
+/// Where session `id` sits in a table of `len` sessions: ids are `s1`, `s2`, ... in spawn order
+/// (anything else, `s01` included, names no session).
+pub(super) fn session_index(id: &str, len: usize) -> Option<usize> {
+    let digits = id.strip_prefix('s')?;
+    if digits.starts_with('0') || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: usize = digits.parse().ok()?;
+    (1..=len).contains(&n).then(|| n - 1)
+}
+
+impl Host {
+    /// Starts a leaf session (or takes its recorded result) and returns its id at once.
+    pub fn spawn_session(
+        &mut self,
+        site: &CallSite,
+        workflow_name: &str,
+        opts: Value,
+        schema_override: Option<Value>,
+    ) -> Result<String, HostError> {
+        let (options, checked) = self.check_spawn(workflow_name, opts, schema_override)?;
+        let call = self.plan_call("spawn_session", Some(workflow_name), options.args(), site, CallKind::Spawn)?;
+        self.next_session += 1;
+        let id = format!("s{}", self.next_session);
+        let journal_spawn = |host: &mut Self, options: &SpawnOptions| {
+            host.journal.append_call(call.index, "spawn_session", &call.key, site, options.args(), Some(&id))
+        };
+        match call.plan {
+            CallPlan::Recorded { recorded, live_after } => {
+                self.reuse_session(&id, workflow_name, options, recorded, live_after, false)?
+            }
+            CallPlan::Rejournaled(recorded) => {
+                journal_spawn(self, &options)?;
+                self.reuse_session(&id, workflow_name, options, recorded, true, true)?;
+            }
+            // Spawned but never finished: it was in flight when the run stopped, so it runs
+            // again; a resume's journal holds its spawn already.
+            CallPlan::Unfinished { rejournal, .. } => {
+                if rejournal {
+                    journal_spawn(self, &options)?;
+                }
+                self.start_leaf(&id, workflow_name, options, checked)?;
+            }
+            CallPlan::Live => {
+                journal_spawn(self, &options)?;
+                self.start_leaf(&id, workflow_name, options, checked)?;
+            }
+            CallPlan::NotRecorded { listed, started } => {
+                if started {
+                    self.unfinished_in_journal.insert(id.clone());
+                }
+                if listed {
+                    self.note_unrecorded(call.index, "spawn_session", options.args(), site);
+                }
+                self.not_recorded_session(&id, workflow_name, options)?;
+            }
+            CallPlan::PastEnd => unreachable!("plan_call stops at the journal's end"),
+        }
+        Ok(id)
+    }
+
+    /// Takes a session's recorded result as this spawn's. `tell_harness` when leaves run after
+    /// it (its harness hears of it in spawn order); `rejournal` when this run's journal must
+    /// hold it again (a redo).
+    fn reuse_session(
+        &mut self,
+        id: &str,
+        workflow_name: &str,
+        options: SpawnOptions,
+        recorded: Recorded,
+        tell_harness: bool,
+        rejournal: bool,
+    ) -> Result<(), HostError> {
+        let Some(session) = recorded.session else { unreachable!("a spawn is whole only with its session") };
+        let RecordedSession { mut result } =
+            session.map_err(|e| HostError::Script(format!("journal: unreadable session result: {e}")))?;
+        if rejournal {
+            // Journaled again as the leaf gave it (a large output goes to this run's blobs):
+            // the parent's blob marker is resolved first.
+            self.resolve_blob(&mut result)?;
+        }
+        result.id = id.to_owned();
+        if tell_harness {
+            self.note_replayed(workflow_name, &options);
+        }
+        self.record_spawn(id, workflow_name, options);
+        self.finish_session(result, rejournal)
+    }
+
+    /// A leaf a replay does not run: its result says no result was recorded.
+    fn not_recorded_session(&mut self, id: &str, workflow_name: &str, options: SpawnOptions) -> Result<(), HostError> {
+        let mut result = SessionResult::failed(
+            id,
+            workflow_name,
+            SessionStatus::NotRecorded,
+            "no recorded result for this leaf: replay runs nothing",
+        );
+        result.harness = Some("replay".into());
+        self.record_spawn(id, workflow_name, options);
+        self.finish_session(Box::new(result), false)
+    }
+
+    /// Hands a live leaf to the scheduler, unless the budget is spent or a dry run holds it
+    /// back (then it finishes at once, skipped).
+    fn start_leaf(
+        &mut self,
+        id: &str,
+        workflow_name: &str,
+        options: SpawnOptions,
+        checked: CheckedSpawn,
+    ) -> Result<(), HostError> {
+        if let Some(budget) = self.budget_usd.filter(|b| self.usage.cost_usd >= *b) {
+            let result = SessionResult::failed(
+                id,
+                workflow_name,
+                SessionStatus::SkippedBudget,
+                format!("not run: the run's budget of ${budget:.2} is spent (${:.4} so far)", self.usage.cost_usd),
+            );
+            self.record_spawn(id, workflow_name, options);
+            return self.finish_session(Box::new(result), true);
+        }
+        if let Some(why) = self.held_back_by_dry_run(workflow_name, &options) {
+            let result = SessionResult::failed(id, workflow_name, SessionStatus::SkippedDryRun, why);
+            self.record_spawn(id, workflow_name, options);
+            return self.finish_session(Box::new(result), true);
+        }
+        let prepared = self.prepare_leaf(id, workflow_name, &options, checked);
+        self.record_spawn(id, workflow_name, options);
+        match prepared {
+            Ok(mut order) => {
+                if let Some(events) = &self.events {
+                    let goal = order.request.goal.clone();
+                    events.send(RunEvent::SessionQueued {
+                        id: id.to_owned(),
+                        workflow: workflow_name.to_owned(),
+                        goal,
+                    });
+                    order.harness = events.report_starts(order.harness);
+                }
+                self.scheduler.spawn(order);
+                Ok(())
+            }
+            // `check_spawn` refused every script error before the call was journaled; should one
+            // still get here, the session fails rather than staying pending for ever.
+            Err(LeafSetupError::Script(msg) | LeafSetupError::Leaf(msg)) => {
+                let result = SessionResult::failed(id, workflow_name, SessionStatus::Failed, msg);
+                self.finish_session(Box::new(result), true)
+            }
+        }
+    }
+
+    /// Adds session `id` to the table, pending until [`Host::finish_session`] records its end.
+    fn record_spawn(&mut self, id: &str, workflow: &str, options: SpawnOptions) -> &mut Session {
+        debug_assert_eq!(session_index(id, self.sessions.len() + 1), Some(self.sessions.len()));
+        let session = Session { workflow: workflow.to_owned(), options, slot: SessionSlot::Pending };
+        self.sessions.push(session);
+        self.sessions.last_mut().expect("just pushed")
+    }
+
+    pub(super) fn session(&self, id: &str) -> Option<&Session> {
+        session_index(id, self.sessions.len()).map(|i| &self.sessions[i])
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A spawn's workflow, goal and inputs.
+    pub fn spawn_info(&self, id: &str) -> Option<(&str, &str, &Value)> {
+        self.session(id).map(|s| (s.workflow.as_str(), s.options.goal(), s.options.inputs()))
+    }
+
+    /// Every finished session's result, in spawn order, moved out of the host (the run is
+    /// over, so nothing is copied).
+    pub fn take_session_results(&mut self) -> Vec<Box<SessionResult>> {
+        let done = self.sessions.iter().filter(|s| matches!(s.slot, SessionSlot::Done(_))).count();
+        let mut results = Vec::with_capacity(done);
+        results.extend(self.sessions.iter_mut().filter_map(|s| {
+            match std::mem::replace(&mut s.slot, SessionSlot::Pending) {
+                SessionSlot::Done(r) => Some(r),
+                SessionSlot::Pending => None,
+            }
+        }));
+        results
+    }
+
+    /// Records a finished session. `journal` is false for results taken from the journal.
+    pub(super) fn finish_session(&mut self, mut result: Box<SessionResult>, journal: bool) -> Result<(), HostError> {
+        // A leaf cancelled because the run is stopping was in flight, not finished: it is not
+        // journaled, so `coord resume` runs it again.
+        let stopping = self.interrupt.is_set() && result.status == SessionStatus::Cancelled;
+        if journal && result.is_outage() {
+            return Err(self.stop_on_outage(&result));
+        }
+        if journal && !stopping {
+            self.journal_session(&result)?;
+        } else {
+            self.resolve_blob(&mut result)?;
+        }
+        self.usage.add(&result.usage);
+        if let Some(events) = &self.events {
+            events.send(RunEvent::finished(&result));
+        }
+        match session_index(&result.id, self.sessions.len()) {
+            Some(i) => self.sessions[i].slot = SessionSlot::Done(result),
+            None => unreachable!("a session finishes only after its spawn is recorded"),
+        }
+        Ok(())
+    }
+
+    /// An outage is no answer to route on: the run stops, nothing acts on it, and the leaf is
+    /// not journaled, so `coord resume` runs it again once the set-up is fixed.
+    fn stop_on_outage(&mut self, result: &SessionResult) -> HostError {
+        if self.outage.is_none() && result.status == SessionStatus::Failed {
+            self.outage = Some(Outage {
+                harness: result.harness.clone().unwrap_or_default(),
+                session: result.id.clone(),
+                workflow: result.workflow.clone(),
+                error: result.error.clone().unwrap_or_default(),
+            });
+        }
+        // No other leaf starts, and the script stops at its next step even inside `try`.
+        self.interrupt.trigger(0);
+        self.usage.add(&result.usage);
+        if let Some(events) = &self.events {
+            events.send(RunEvent::finished(result));
+        }
+        match self.outage.clone() {
+            Some(o) => HostError::Outage(Box::new(o)),
+            None => HostError::Interrupted,
+        }
+    }
+
+    /// Journals a session's end; large payloads go to blobs, so no journal line grows with a
+    /// leaf's answer.
+    fn journal_session(&mut self, result: &SessionResult) -> Result<(), HostError> {
+        let output_fits = fits_inline(&result.output);
+        if output_fits && result.text.len() <= INLINE_LIMIT {
+            self.journal.append_session(&result.id, result)?;
+            return Ok(());
+        }
+        let mut record = serde_json::to_value(result).expect("session results serialize");
+        if !output_fits {
+            let hash = self.blobs.put(result.output.to_string().as_bytes())?;
+            record["output"] = json!({ "$blob": hash });
+        }
+        if result.text.len() > INLINE_LIMIT {
+            let hash = self.blobs.put(result.text.as_bytes())?;
+            record["text"] = json!(text_start(&result.text));
+            record["text_blob"] = json!(hash);
+        }
+        self.journal.append(Entry::session(&result.id, record))?;
+        Ok(())
+    }
+
+    /// A recorded result's output and text, read back from their blobs when the journal holds
+    /// only a marker or the text's start.
+    pub(super) fn resolve_blob(&self, result: &mut SessionResult) -> Result<(), HostError> {
+        if let Some(hash) = result.output.get("$blob").and_then(Value::as_str) {
+            let bytes = self.blobs.get(hash)?;
+            result.output = serde_json::from_slice(&bytes)
+                .map_err(|e| HostError::Script(format!("journal: blob {hash} is not JSON: {e}")))?;
+        }
+        if let Some(hash) = result.text_blob.take() {
+            result.text = self.blob_text(&hash)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_index;
+
+    #[test]
+    fn session_ids_name_their_place_in_spawn_order() {
+        assert_eq!(session_index("s1", 3), Some(0));
+        assert_eq!(session_index("s3", 3), Some(2));
+        for id in ["s4", "s0", "s01", "s", "s+1", "s-1", "1", "x1", "s1 ", "s99999999999999999999999"] {
+            assert_eq!(session_index(id, 3), None, "{id}");
+        }
+        assert_eq!(session_index("s1", 0), None);
+    }
+}
