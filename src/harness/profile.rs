@@ -98,14 +98,15 @@ impl HarnessProfile {
     }
 
     /// The agent CLI's version line (`2.1.197 (Claude Code)`), asked once per run; `None` when
-    /// it does not answer `--version` within 10 s.
+    /// it does not answer `--version` within 30 s (a Node.js CLI on a loaded machine can take
+    /// several seconds to start).
     pub async fn cli_version(&self, default_binary: &str) -> Option<String> {
         self.version
             .get_or_init(|| async {
                 let mut command = tokio::process::Command::new(self.binary(default_binary));
                 command.env_clear().envs(self.environment(&[], &[]).from_process([]));
                 command.arg("--version").stdin(std::process::Stdio::null()).kill_on_drop(true);
-                let out = tokio::time::timeout(std::time::Duration::from_secs(10), command.output()).await;
+                let out = tokio::time::timeout(std::time::Duration::from_secs(30), command.output()).await;
                 let out = out.ok()?.ok().filter(|o| o.status.success())?;
                 let text = String::from_utf8_lossy(&out.stdout);
                 text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned)
