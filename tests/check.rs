@@ -1,7 +1,7 @@
 //! `coord check` through the binary: the shipped coordinators are clean; each kind of mistake
 //! is a diagnostic at `file:line:col` with exit 2, found before anything runs.
 
-mod support;
+use crate::support;
 
 use support::TestProject;
 

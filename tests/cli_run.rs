@@ -1,7 +1,7 @@
 //! `coord run` through the binary: the demo, JSON output, script errors, leaf failures,
 //! effects, and the sandbox.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;

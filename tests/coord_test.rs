@@ -1,7 +1,7 @@
 //! `coord test` through the binary: snapshots, diffs, acceptance, expectations, malformed
 //! scenarios and coverage.
 
-mod support;
+use crate::support;
 
 use support::TestProject;
 

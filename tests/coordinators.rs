@@ -2,7 +2,7 @@
 //! way its header says. One case per scenario: the decisions of its result, and the effects
 //! the run performed (kind, target and status), in order.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use support::TestProject;

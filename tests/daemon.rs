@@ -5,7 +5,7 @@
 //! it outlives its deadline). Timing only ever bounds a wait: tests poll for what the daemon
 //! logs and journals, and never assert how fast anything happened.
 
-mod support;
+use crate::support;
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};

@@ -7,7 +7,7 @@
 //! modes, retries, repair, budget, limits, worktrees, redaction, and groom-prs routing the
 //! same on the API harnesses as on mock leaves.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -8,7 +8,7 @@
 //! sleeps last a duration no other test uses), through /proc. It kills only the coord process
 //! it started, and, when a test fails, the processes that carry its own marker.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::process::Child;

@@ -3,7 +3,7 @@
 //! runs; library workflows become visible; a library overrides a built-in stdlib module;
 //! `coord lib` says what is used.
 
-mod support;
+use crate::support;
 
 use support::TestProject;
 

@@ -9,8 +9,8 @@
 //! When `node` is missing the tests that need it say so loudly and pass; when the CLIs are
 //! not installed they fail with the command that installs them.
 
-mod standins;
-mod support;
+use crate::standins;
+use crate::support;
 
 use serde_json::{json, Value};
 use standins::anthropic::AnthropicStandIn;

@@ -1,6 +1,6 @@
 //! Replay, what-if replay, resume and the crash-safe journal, through the binary.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

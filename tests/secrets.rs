@@ -8,7 +8,7 @@
 //! `coord runs`, `coord replay` and `coord report`, run with the variables set and without them.
 //! And a leaf gets none of those credentials unless its workflow passes them by name.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! demo run with what varies (run ids, timestamps, durations) redacted; the HTML report is
 //! opened in headless Chromium.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -2,11 +2,11 @@
 //! kill between a merge's intent and its result followed by `coord resume`, rate limits,
 //! repository selection and the local merge queue.
 
-use crate::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit, OWNER, REPO};
-use crate::fake_receiver::FakeReceiver;
-use crate::merge_queue::{git, repo_with_branches};
+use super::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit, OWNER, REPO};
+use super::fake_receiver::FakeReceiver;
+use super::merge_queue::{git, repo_with_branches};
 use crate::support::{CoordCommand, TestProject};
-use crate::TOKEN;
+use super::TOKEN;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};

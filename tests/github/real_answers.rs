@@ -3,10 +3,10 @@
 //! GitHub sends, a list that shifts while it is paged, drafts, and a 502 HTML page. First
 //! through `LiveWorld` (as the host calls it), then through the `coord` binary as a user runs it.
 
-use crate::binary::{groom_project, journal, live, route, GROOM};
-use crate::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit, REPO_ID};
-use crate::fake_receiver::FakeReceiver;
-use crate::{effect, live_world, live_world_with, runtime, TOKEN};
+use super::binary::{groom_project, journal, live, route, GROOM};
+use super::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit, REPO_ID};
+use super::fake_receiver::FakeReceiver;
+use super::{effect, live_world, live_world_with, runtime, TOKEN};
 use coord::effects::github::GithubSettings;
 use coord::effects::{EffectKind, GithubRead, World};
 use indexmap::IndexMap;

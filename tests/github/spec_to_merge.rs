@@ -2,8 +2,8 @@
 //! tests main before merging, refuses with `main_red`, and the coordinator halts as it does
 //! offline (coordinators/spec-to-merge/scenarios/main-red.toml), reopening no ticket.
 
-use crate::binary::journal;
-use crate::merge_queue::git;
+use super::binary::journal;
+use super::merge_queue::git;
 use crate::support::TestProject;
 use serde_json::json;
 
