@@ -6,8 +6,8 @@
 //! the shared project and command helpers, `standins` the model API stand-ins, `github` the
 //! live world against fakes on 127.0.0.1.
 
-mod support;
 mod standins;
+mod support;
 
 mod check;
 mod cli_run;
