@@ -93,7 +93,7 @@ fn json_summary() {
 fn failed_expectations_say_what_differs() {
     let p = project_with_snapshots();
     let scenario =
-        p.read("coordinators/groom-prs/scenarios/demo.toml").replace("merged = [12, 14]", "merged = [12, 13]");
+        p.read("coordinators/groom-prs/scenarios/demo.toml").replacen("merged = [12, 14]", "merged = [12, 13]", 1);
     p.write("coordinators/groom-prs/scenarios/demo.toml", &scenario);
     let out = p.coord().args(["test"]).run();
     out.code(1).stdout_has("expect.merged: expected [12, 13], the run merged [12, 14]");
