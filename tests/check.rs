@@ -1,7 +1,7 @@
 //! `coord check` through the binary: the shipped coordinators are clean; each kind of mistake
 //! is a diagnostic at `file:line:col` with exit 2, found before anything runs.
 
-mod support;
+use crate::support;
 
 use support::TestProject;
 
@@ -12,7 +12,7 @@ fn check(files: &[(&str, &str)], args: &[&str]) -> (TestProject, support::Outcom
         p.write(path, text);
     }
     let out = p.coord().arg_list(["check"].iter().chain(args)).run();
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out.stderr_lacks("panicked");
     (p, out)
 }
 
@@ -29,12 +29,10 @@ impl ArgList for support::CoordCommand {
 #[test]
 fn the_shipped_coordinators_are_clean() {
     let (_, out) = check(&[], &["coordinators/"]);
-    out.expect_code(0);
-    assert!(out.stdout.contains("checked 8 coordinators"), "{}", out.stdout);
-    assert!(out.stdout.contains("no problems"), "{}", out.stdout);
+    out.code(0).stdout_has("checked 8 coordinators").stdout_has("no problems");
     // No arguments: the project's coordinators/.
     let (_, out) = check(&[], &[]);
-    out.expect_code(0);
+    out.code(0);
 }
 
 #[test]
@@ -43,10 +41,10 @@ fn a_misspelt_host_function_is_found_before_anything_runs() {
         &[("coordinators/typo.rhai", "let prs = github::prs();\nlet h = spawn_sesion(\"mr-review\", #{});\n")],
         &["coordinators/typo.rhai"],
     );
-    out.expect_code(2);
-    assert!(out.stderr.contains("coordinators/typo.rhai:2:9"), "{}", out.stderr);
-    assert!(out.stderr.contains("unknown function `spawn_sesion`"), "{}", out.stderr);
-    assert!(out.stderr.contains("did you mean `spawn_session`"), "{}", out.stderr);
+    out.code(2)
+        .stderr_has("coordinators/typo.rhai:2:9")
+        .stderr_has("unknown function `spawn_sesion`")
+        .stderr_has("did you mean `spawn_session`");
     assert!(p.runs().is_empty(), "check never creates a run");
 }
 
@@ -54,10 +52,10 @@ fn a_misspelt_host_function_is_found_before_anything_runs() {
 fn a_misspelt_workflow_is_found_in_spawn_session_and_in_library_calls() {
     let script = "import \"stdlib/fanout\" as fanout;\nlet a = spawn_session(\"mr-reveiw\", #{});\nlet b = fanout::run(\"coding-tsak\", [1], |n| #{});\n";
     let (_, out) = check(&[("coordinators/wf.rhai", script)], &["coordinators/wf.rhai"]);
-    out.expect_code(2);
-    assert!(out.stderr.contains("coordinators/wf.rhai:2:23: no workflow `mr-reveiw`"), "{}", out.stderr);
-    assert!(out.stderr.contains("did you mean `mr-review`"), "{}", out.stderr);
-    assert!(out.stderr.contains("coordinators/wf.rhai:3:21: no workflow `coding-tsak`"), "{}", out.stderr);
+    out.code(2)
+        .stderr_has("coordinators/wf.rhai:2:23: no workflow `mr-reveiw`")
+        .stderr_has("did you mean `mr-review`")
+        .stderr_has("coordinators/wf.rhai:3:21: no workflow `coding-tsak`");
 }
 
 #[test]
@@ -65,13 +63,11 @@ fn a_missing_import_is_found_by_check_and_stops_run_before_anything_runs() {
     let script =
         "let repo = \"acme/widgets\";\nimport \"team/review\" as review;\nlet r = spawn_session(\"mr-review\", #{});\n";
     let (p, out) = check(&[("coordinators/imports.rhai", script)], &["coordinators/imports.rhai"]);
-    out.expect_code(2);
-    assert!(out.stderr.contains("coordinators/imports.rhai:2:8: cannot import `team/review`"), "{}", out.stderr);
+    out.code(2).stderr_has("coordinators/imports.rhai:2:8: cannot import `team/review`");
     assert!(out.stderr.contains("COORD_PATH"), "the help says where libraries come from: {}", out.stderr);
 
     let out = p.coord().args(["run", "coordinators/imports.rhai", "--json"]).run();
-    out.expect_code(2);
-    assert!(out.stderr.contains("coordinators/imports.rhai:2:8"), "{}", out.stderr);
+    out.code(2).stderr_has("coordinators/imports.rhai:2:8");
     assert!(p.runs().is_empty(), "a script whose imports do not resolve leaves no run behind");
 }
 
@@ -79,13 +75,13 @@ fn a_missing_import_is_found_by_check_and_stops_run_before_anything_runs() {
 fn wrong_arity_and_unknown_module_functions() {
     let script = "import \"stdlib/review\" as review;\nnotify(\"slack:#eng\");\nlet v = review::verdct(#{});\nlet c = review::count([]);\n";
     let (_, out) = check(&[("coordinators/arity.rhai", script)], &["coordinators/arity.rhai"]);
-    out.expect_code(2);
-    assert!(out.stderr.contains("arity.rhai:2:1: `notify` takes 2 arguments, not 1"), "{}", out.stderr);
-    assert!(out.stderr.contains("signature: notify(channel: string"), "{}", out.stderr);
-    assert!(out.stderr.contains("arity.rhai:3:17: unknown function `review::verdct`"), "{}", out.stderr);
-    assert!(out.stderr.contains("did you mean `review::verdict`"), "{}", out.stderr);
-    assert!(out.stderr.contains("arity.rhai:4:17: `review::count` takes 2 arguments, not 1"), "{}", out.stderr);
-    assert!(out.stdout.contains("3 problems"), "{}", out.stdout);
+    out.code(2)
+        .stderr_has("arity.rhai:2:1: `notify` takes 2 arguments, not 1")
+        .stderr_has("signature: notify(channel: string")
+        .stderr_has("arity.rhai:3:17: unknown function `review::verdct`")
+        .stderr_has("did you mean `review::verdict`")
+        .stderr_has("arity.rhai:4:17: `review::count` takes 2 arguments, not 1")
+        .stdout_has("3 problems");
 }
 
 #[test]
@@ -104,7 +100,7 @@ let m = handlers.on_merge(1);
 #{ routes: routes, n: n, has: "a" in ["a"], t: format_time(t), j: to_json(#{}) }
 "#;
     let (_, out) = check(&[("coordinators/fine.rhai", script)], &["coordinators/fine.rhai"]);
-    out.expect_code(0);
+    out.code(0);
 }
 
 #[test]
@@ -116,11 +112,11 @@ fn workflow_templates_and_schemas_point_into_the_workflow_file() {
         )],
         &["coordinators/"],
     );
-    out.expect_code(2);
-    assert!(out.stderr.contains("workflows/summarize.toml:2:"), "{}", out.stderr);
-    assert!(out.stderr.contains("`inputs.audience`, which `[inputs]` does not declare"), "{}", out.stderr);
-    assert!(out.stderr.contains("workflows/summarize.toml:3:10"), "{}", out.stderr);
-    assert!(out.stderr.contains("JSON Schema"), "{}", out.stderr);
+    out.code(2)
+        .stderr_has("workflows/summarize.toml:2:")
+        .stderr_has("`inputs.audience`, which `[inputs]` does not declare")
+        .stderr_has("workflows/summarize.toml:3:10")
+        .stderr_has("JSON Schema");
 }
 
 #[test]
@@ -135,21 +131,20 @@ fn scenarios_must_name_their_coordinator_and_existing_workflows() {
         ],
         &["coordinators/"],
     );
-    out.expect_code(2);
-    assert!(out.stderr.contains("typo.toml:1:15: no coordinator `groom-pr`"), "{}", out.stderr);
-    assert!(out.stderr.contains("typo.toml:3:12: no workflow `mr-reviw`"), "{}", out.stderr);
-    assert!(out.stderr.contains("gone/scenarios/demo.toml:1:1: a scenario of a coordinator"), "{}", out.stderr);
+    out.code(2)
+        .stderr_has("typo.toml:1:15: no coordinator `groom-pr`")
+        .stderr_has("typo.toml:3:12: no workflow `mr-reviw`")
+        .stderr_has("gone/scenarios/demo.toml:1:1: a scenario of a coordinator");
 }
 
 #[test]
 fn a_missing_library_folder_in_coord_toml_is_reported() {
     let (_, out) = check(&[("coord.toml", "[library]\npaths = [\"../nowhere\"]\n")], &["coordinators/"]);
-    out.expect_code(2);
-    assert!(out.stderr.contains("coord.toml:2:10: library folder `../nowhere`"), "{}", out.stderr);
+    out.code(2).stderr_has("coord.toml:2:10: library folder `../nowhere`");
 }
 
 #[test]
 fn nothing_to_check_is_a_usage_error() {
     let p = TestProject::new();
-    p.coord().args(["check", "missing.rhai"]).run().expect_code(2);
+    p.coord().args(["check", "missing.rhai"]).run().code(2);
 }

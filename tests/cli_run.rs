@@ -1,7 +1,7 @@
 //! `coord run` through the binary: the demo, JSON output, script errors, leaf failures,
 //! effects, and the sandbox.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::time::Duration;
@@ -11,11 +11,11 @@ use support::{command_workflow, TestProject};
 fn demo_prints_decisions_and_journals_the_run() {
     let p = TestProject::with_repo_files();
     let out = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run();
-    out.expect_code(0);
-    assert!(out.stdout.contains("merged     #12 #14"), "{}", out.stdout);
-    assert!(out.stdout.contains("fixed      #14"), "{}", out.stdout);
-    assert!(out.stdout.contains("escalated  #15 #17 #16"), "{}", out.stdout);
-    assert!(out.stdout.contains("waiting    #18 #13"), "{}", out.stdout);
+    out.code(0)
+        .stdout_has("merged     #12 #14")
+        .stdout_has("fixed      #14")
+        .stdout_has("escalated  #15 #17 #16")
+        .stdout_has("waiting    #18 #13");
     let runs = p.runs();
     assert_eq!(runs.len(), 1);
     let journal = std::fs::read_to_string(runs[0].join("journal.jsonl")).unwrap();
@@ -28,7 +28,7 @@ fn json_effects_are_identical_on_every_run() {
     let p = TestProject::with_repo_files();
     let run = || p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"]).run();
     let a = run();
-    a.expect_code(0);
+    a.code(0);
     let b = run();
     let (a, b) = (a.json(), b.json());
     assert_eq!(a["effects"], b["effects"]);
@@ -46,7 +46,7 @@ fn script_error(source: &str) -> support::Outcome {
     let p = TestProject::new();
     p.write("bad.rhai", source);
     let out = p.coord().args(["run", "bad.rhai"]).run();
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    out.stderr_lacks("panicked");
     assert!(p.runs().len() <= 1);
     out
 }
@@ -54,48 +54,38 @@ fn script_error(source: &str) -> support::Outcome {
 #[test]
 fn syntax_error_exits_2_with_location() {
     let out = script_error("let x = 1;\nlet y = (x + ;\n");
-    out.expect_code(2);
-    assert!(out.stderr.contains("bad.rhai:2:"), "{}", out.stderr);
-    assert!(out.stderr.contains("syntax error"), "{}", out.stderr);
+    out.code(2).stderr_has("bad.rhai:2:").stderr_has("syntax error");
 }
 
 #[test]
 fn unknown_host_function_exits_2_with_a_suggestion() {
     let out = script_error("let prs = [];\nlet h = spawn_sesion(\"mr-review\", #{});\n");
-    out.expect_code(2);
-    assert!(out.stderr.contains("bad.rhai:2:9"), "{}", out.stderr);
+    out.code(2).stderr_has("bad.rhai:2:9");
     assert!(out.stderr.contains("spawn_session"), "did you mean: {}", out.stderr);
 }
 
 #[test]
 fn wrong_argument_types_name_the_expected_signature() {
     let out = script_error("notify(12, 13);\n");
-    out.expect_code(2);
-    assert!(out.stderr.contains("bad.rhai:1:1"), "{}", out.stderr);
-    assert!(out.stderr.contains("expected: notify(channel: string"), "{}", out.stderr);
+    out.code(2).stderr_has("bad.rhai:1:1").stderr_has("expected: notify(channel: string");
 }
 
 #[test]
 fn endless_loop_is_stopped_by_the_operation_limit() {
     let out = script_error("let n = 0;\nloop {\n  n += 1;\n}\n");
-    out.expect_code(2);
-    assert!(out.stderr.contains("operation limit"), "{}", out.stderr);
-    assert!(out.stderr.contains("bad.rhai:"), "{}", out.stderr);
+    out.code(2).stderr_has("operation limit").stderr_has("bad.rhai:");
 }
 
 #[test]
 fn endless_recursion_is_stopped_without_a_stack_overflow() {
     let out = script_error("fn down(n) { down(n + 1) }\ndown(0);\n");
-    out.expect_code(2);
-    assert!(out.stderr.contains("recursion"), "{}", out.stderr);
-    assert!(out.stderr.contains("bad.rhai:"), "{}", out.stderr);
+    out.code(2).stderr_has("recursion").stderr_has("bad.rhai:");
 }
 
 #[test]
 fn a_throw_fails_the_run_with_exit_1() {
     let out = script_error("throw \"no PRs to groom\";\n");
-    out.expect_code(1);
-    assert!(out.stderr.contains("no PRs to groom"), "{}", out.stderr);
+    out.code(1).stderr_has("no PRs to groom");
 }
 
 #[test]
@@ -104,15 +94,14 @@ fn error_in_an_imported_module_names_the_module_file() {
     p.write("lib/route.rhai", "fn pick(x) {\n  x.no_such_method()\n}\n");
     p.write("main.rhai", "import \"lib/route\" as route;\nroute::pick(1);\n");
     let out = p.coord().args(["run", "main.rhai"]).run();
-    out.expect_code(2);
-    assert!(out.stderr.contains("route.rhai:2:"), "{}", out.stderr);
+    out.code(2).stderr_has("route.rhai:2:");
 }
 
 #[test]
 fn clock_and_sleep_are_not_reachable() {
     for src in ["let t = timestamp();", "sleep(1);"] {
         let out = script_error(src);
-        out.expect_code(2);
+        out.code(2);
         assert!(out.stderr.contains("journaled `now()`"), "{src}: {}", out.stderr);
     }
 }
@@ -122,8 +111,7 @@ fn print_goes_to_the_run_log_not_stdout() {
     let p = TestProject::new();
     p.write("s.rhai", "print(\"hello from the script\");\nlog(#{a: 1});\n#{ ok: true }\n");
     let out = p.coord().args(["run", "s.rhai", "--json"]).run();
-    out.expect_code(0);
-    assert!(!out.stdout.contains("hello from the script"));
+    out.code(0).stdout_lacks("hello from the script");
     assert_eq!(out.json()["result"]["ok"], true);
     let log = std::fs::read_to_string(p.runs()[0].join("run.log")).unwrap();
     assert!(log.contains("hello from the script"), "{log}");
@@ -134,7 +122,7 @@ fn inputs_and_now_are_journaled() {
     let p = TestProject::new();
     p.write("s.rhai", "#{ repo: input(\"repo\"), all: inputs(), t: now() > 0 }\n");
     let out = p.coord().args(["run", "s.rhai", "--json", "--input", "repo=acme/widgets"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(v["result"]["repo"], "acme/widgets");
     assert_eq!(v["result"]["all"]["repo"], "acme/widgets");
@@ -166,7 +154,7 @@ let route = if r.status == "ok" { "merge" } else { "escalate" };
 
 fn run_command_project(p: &TestProject) -> serde_json::Value {
     let out = p.coord().args(["run", "s.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     out.json()["result"].clone()
 }
 
@@ -224,7 +212,7 @@ fn command_leaf_outliving_its_timeout_is_killed_with_its_children() {
 fn dry_run_journals_intents_and_performs_nothing() {
     let p = TestProject::with_repo_files();
     let out = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--json", "--dry-run"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     let effects = v["effects"].as_array().unwrap();
     assert!(!effects.is_empty());
@@ -238,18 +226,17 @@ fn a_live_run_without_a_backend_says_what_to_configure() {
     let p = TestProject::with_repo_files();
     let out = p.coord().env("PATH", "/usr/bin:/bin").args(["run", "coordinators/groom-prs.rhai"]).run();
     // Refused before anything runs: the review leaves' agent is not installed.
-    out.expect_code(2);
+    out.code(2);
     assert!(
         out.stderr.contains("the claude-code harness (workflows coding-task, mr-review) cannot run"),
         "{}",
         out.stderr
     );
-    assert!(out.stderr.contains("Fix: install it (`npm install -g @anthropic-ai/claude-code`)"), "{}", out.stderr);
-    assert!(out.stderr.contains("--demo"), "{}", out.stderr);
+    out.stderr_has("Fix: install it (`npm install -g @anthropic-ai/claude-code`)").stderr_has("--demo");
     assert!(p.runs().is_empty(), "no run directory");
     // `coord check` names the same harness, as a warning: its verdict is about the files.
     let check = p.coord().env("PATH", "/usr/bin:/bin").args(["check", "coordinators/groom-prs.rhai"]).run();
-    check.expect_code(0);
+    check.code(0);
     assert!(
         check.stderr.contains("warning: the claude-code harness (workflows coding-task, mr-review) cannot run"),
         "{}",
@@ -260,18 +247,17 @@ fn a_live_run_without_a_backend_says_what_to_configure() {
 #[test]
 fn usage_errors_exit_2() {
     let p = TestProject::new();
-    p.coord().args(["run"]).run().expect_code(2);
-    p.coord().args(["run", "missing.rhai"]).run().expect_code(2);
+    p.coord().args(["run"]).run().code(2);
+    p.coord().args(["run", "missing.rhai"]).run().code(2);
     p.write("s.rhai", "1");
-    p.coord().args(["run", "s.rhai", "--input", "novalue"]).run().expect_code(2);
-    p.coord().args(["run", "s.rhai", "--demo"]).run().expect_code(2);
+    p.coord().args(["run", "s.rhai", "--input", "novalue"]).run().code(2);
+    p.coord().args(["run", "s.rhai", "--demo"]).run().code(2);
 }
 
 #[test]
 fn runaway_data_growth_is_stopped_by_the_memory_budget() {
     let out = script_error("let s = \"x\";\nloop {\n  s += s;\n}\n");
-    out.expect_code(2);
-    assert!(out.stderr.contains("memory budget"), "{}", out.stderr);
+    out.code(2).stderr_has("memory budget");
     // Copying a gigabyte string a few times; generous for a debug build on a loaded machine.
 }
 
@@ -305,7 +291,7 @@ let r = await_sessions([h])[0];
 "#,
     );
     let out = p.coord().args(["run", "bad.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let r = out.json()["result"].clone();
     let errors: Vec<&str> = r["errors"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()).collect();
     assert_eq!(errors.len(), 3, "{r}");
@@ -320,7 +306,7 @@ let r = await_sessions([h])[0];
 
     // The replay throws where the run threw, so it agrees with the journal.
     let run = p.runs()[0].display().to_string();
-    p.coord().args(["replay", &run, "--json"]).run().expect_code(0);
+    p.coord().args(["replay", &run, "--json"]).run().code(0);
 }
 
 /// A prompt template that fails to render for one leaf's inputs fails that session (the
@@ -345,7 +331,7 @@ let rs = await_sessions([good, bad]);
 "#,
     );
     let out = p.coord().args(["run", "s.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let r = out.json()["result"].clone();
     assert_eq!(r["good"], "ok", "{r}");
     assert_eq!(r["bad"], "failed", "{r}");
@@ -370,7 +356,7 @@ fn mistyped_keys_and_host_api_misuse_are_usage_errors_with_a_position() {
         p.write("typo.rhai", &format!("let x = 1;\n{line}\n"));
         for args in [vec!["check", "typo.rhai"], vec!["run", "typo.rhai", "--demo"]] {
             let out = p.coord().args(&args).run();
-            out.expect_code(2);
+            out.code(2);
             assert!(out.stderr.contains("typo.rhai:2:"), "{args:?}: {}", out.stderr);
             assert!(out.stderr.contains(message) && out.stderr.contains(meant), "{args:?}: {}", out.stderr);
         }
@@ -385,7 +371,7 @@ fn mistyped_keys_and_host_api_misuse_are_usage_errors_with_a_position() {
     // A key made at run time is refused when the call is made.
     p.write("dynamic.rhai", "let opts = #{};\nopts[\"gaol\"] = \"x\";\nspawn_session(\"mr-review\", opts);\n");
     let out = p.coord().args(["run", "dynamic.rhai", "--scenario", "world.toml"]).run();
-    out.expect_code(2);
+    out.code(2);
     assert!(out.stderr.contains("dynamic.rhai:3:") && out.stderr.contains("did you mean `goal`?"), "{}", out.stderr);
 
     // A misspelled host function stops `coord run` before any leaf runs.
@@ -395,7 +381,7 @@ fn mistyped_keys_and_host_api_misuse_are_usage_errors_with_a_position() {
     );
     let runs_before = p.runs().len();
     let out = p.coord().args(["run", "lable.rhai", "--scenario", "world.toml"]).run();
-    out.expect_code(2);
+    out.code(2);
     assert!(out.stderr.contains("lable.rhai:2:") && out.stderr.contains("github::label"), "{}", out.stderr);
     assert_eq!(p.runs().len(), runs_before, "refused before the run started");
 
@@ -413,7 +399,7 @@ fn mistyped_keys_and_host_api_misuse_are_usage_errors_with_a_position() {
         let dynamic = line.replace("\"nope\"", "[\"nope\"][0]");
         p.write("misuse.rhai", &format!("let x = 1;\n{dynamic}\n"));
         let out = p.coord().args(["run", "misuse.rhai", "--scenario", "world.toml"]).run();
-        out.expect_code(2);
+        out.code(2);
         assert!(out.stderr.contains("misuse.rhai:2:"), "{line}: {}", out.stderr);
         assert!(out.stderr.contains(message), "{line}: {}", out.stderr);
         assert!(!out.stderr.contains("the script threw"), "{line}: {}", out.stderr);
@@ -436,21 +422,21 @@ fn typed_inputs_from_the_command_line_and_files() {
         .coord()
         .args(["run", "coordinators/gated-jobs.rhai", "--scenario", "world.toml", "--inputs", "inputs.toml", "--json"])
         .run();
-    from_file.expect_code(0);
+    from_file.code(0);
     let demo_run = p.coord().args(["run", "coordinators/gated-jobs.rhai", "--demo", "--json"]).run();
-    demo_run.expect_code(0);
+    demo_run.code(0);
     assert_eq!(from_file.json()["result"], demo_run.json()["result"]);
     assert_eq!(from_file.json()["effects"], demo_run.json()["effects"]);
 
     // Text read as its declared type; JSON as given.
     let out =
         p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--demo", "--input", "parallel=3", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let out = p
         .coord()
         .args(["run", "coordinators/spec-to-merge.rhai", "--demo", "--input-json", "parallel=1", "--json"])
         .run();
-    out.expect_code(0);
+    out.code(0);
 
     let runs_before = p.runs().len();
     let refused = [
@@ -460,7 +446,7 @@ fn typed_inputs_from_the_command_line_and_files() {
     ];
     for (args, message) in refused {
         let out = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--demo"]).args(&args).run();
-        out.expect_code(2);
+        out.code(2);
         assert!(out.stderr.contains(message), "{args:?}: {}", out.stderr);
     }
     p.write(
@@ -468,13 +454,11 @@ fn typed_inputs_from_the_command_line_and_files() {
         "//! [inputs]\n//! issue = { type = \"integer\", description = \"the issue\" }\ninput(\"issue\")\n",
     );
     let out = p.coord().args(["run", "needs.rhai", "--scenario", "world.toml"]).run();
-    out.expect_code(2);
-    assert!(out.stderr.contains("missing input `issue` (integer, the issue)"), "{}", out.stderr);
+    out.code(2).stderr_has("missing input `issue` (integer, the issue)");
     assert_eq!(p.runs().len(), runs_before, "nothing ran");
 
     let help = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--help-inputs"]).run();
-    help.expect_code(0);
-    assert!(help.stdout.contains("parallel  integer  default 2"), "{}", help.stdout);
+    help.code(0).stdout_has("parallel  integer  default 2");
 }
 
 /// `--dry-run` changes nothing outside the machine: no effect acts, a leaf that could write
@@ -520,7 +504,7 @@ fn a_dry_run_holds_back_writing_leaves_and_credentials() {
             .run()
     };
     let out = run(&["--dry-run"]);
-    out.expect_code(0);
+    out.code(0);
     assert!(!p.path().join("FIXED").exists(), "the fix leaf did not run");
     let v = out.json();
     let leaves = v["leaves"].as_array().unwrap();
@@ -535,17 +519,17 @@ fn a_dry_run_holds_back_writing_leaves_and_credentials() {
         "the leaves got no credentials: {}",
         journal.lines().filter(|l| l.contains("token=")).take(2).collect::<Vec<_>>().join("\n")
     );
-    assert!(out.stderr.contains("held back: coding-task"), "{}", out.stderr);
-    assert!(out.stderr.contains("may run: mr-review (command)"), "{}", out.stderr);
-    assert!(out.stderr.contains("dry run: held back leaves: coding-task ×"), "{}", out.stderr);
+    out.stderr_has("held back: coding-task")
+        .stderr_has("may run: mr-review (command)")
+        .stderr_has("dry run: held back leaves: coding-task ×");
 
     let out = run(&["--dry-run=no-leaves"]);
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert!(v["leaves"].as_array().unwrap().iter().all(|l| l["status"] == "skipped_dry_run"), "{}", v["leaves"]);
 
     // Without --dry-run the same fix does run (the test's own control).
-    run(&[]).expect_code(0);
+    run(&[]).code(0);
     assert!(p.path().join("FIXED").exists(), "the fix leaf runs in a real run");
 }
 
@@ -556,17 +540,17 @@ fn a_dry_run_holds_back_writing_leaves_and_credentials() {
 fn capabilities_can_be_switched_off_and_file_channels_stay_in_the_project() {
     let p = command_project("#!/bin/sh\ncat >/dev/null\necho '{\"verdict\": \"clean\"}'\n", "10s");
     p.write("cmd.rhai", "await_sessions([spawn_session(\"review\", #{ command: [\"./leaf.sh\"] })])[0].status\n");
-    p.coord().args(["run", "cmd.rhai", "--json"]).run().expect_code(0);
+    p.coord().args(["run", "cmd.rhai", "--json"]).run().code(0);
     p.write("coord.toml", "[capabilities]\nspawn_command = false\n");
     let out = p.coord().args(["run", "cmd.rhai"]).run();
-    out.expect_code(2);
+    out.code(2);
     assert!(out.stderr.contains("cmd.rhai:1:") && out.stderr.contains("spawn_command = false"), "{}", out.stderr);
 
     let outside = p.path().parent().unwrap().join("coord-outside-the-project.jsonl");
     p.write("coord.toml", "");
     p.write("note.rhai", "#{ inside: notify(\"file:notes/n.jsonl\", \"hi\").status, outside: notify(\"file:../coord-outside-the-project.jsonl\", \"hi\").status }\n");
     let out = p.coord().args(["run", "note.rhai", "--json"]).run();
-    out.expect_code(4); // an effect failed
+    out.code(4); // an effect failed
     assert_eq!(out.json()["result"], serde_json::json!({"inside": "sent", "outside": "failed"}), "{}", out.stdout);
     assert!(p.path().join("notes/n.jsonl").exists());
     assert!(!outside.exists(), "nothing was written outside the project");

@@ -5,7 +5,7 @@
 //! lines, and bounds how long coord may take to end generously (a debug build on a busy
 //! machine): what is checked is that it ends, not how fast.
 
-mod support;
+use crate::support;
 
 /// The benchmark's generator of groom-prs scenarios (the rest of the benchmark goes unused).
 #[path = "../benches/scale.rs"]

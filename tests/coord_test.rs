@@ -1,7 +1,7 @@
 //! `coord test` through the binary: snapshots, diffs, acceptance, expectations, malformed
 //! scenarios and coverage.
 
-mod support;
+use crate::support;
 
 use support::TestProject;
 
@@ -31,10 +31,9 @@ fn tree_listing(p: &TestProject) -> Vec<(String, Vec<u8>)> {
 fn the_repository_passes_and_testing_twice_changes_nothing() {
     let p = project_with_snapshots();
     let before = tree_listing(&p);
-    p.coord().args(["test"]).run().expect_code(0);
+    p.coord().args(["test"]).run().code(0);
     let out = p.coord().args(["test"]).run();
-    out.expect_code(0);
-    assert!(out.stdout.contains("passed, 0 failed"), "{}", out.stdout);
+    out.code(0).stdout_has("passed, 0 failed");
     assert_eq!(before, tree_listing(&p), "coord test changed the working tree");
 }
 
@@ -45,10 +44,10 @@ fn a_changed_threshold_fails_with_a_diff_naming_the_scenario_then_accept_fixes_i
         p.read("coordinators/groom-prs.rhai").replace("const MAX_FIX_PASSES = 3;", "const MAX_FIX_PASSES = 1;");
     p.write("coordinators/groom-prs.rhai", &script);
     let out = p.coord().args(["test"]).run();
-    out.expect_code(1);
-    assert!(out.stdout.contains("FAILED  groom-prs / demo"), "{}", out.stdout);
-    assert!(out.stdout.contains("routing changed for scenario `demo`"), "{}", out.stdout);
-    assert!(out.stdout.contains("-spawn s11 coding-task"), "{}", out.stdout);
+    out.code(1)
+        .stdout_has("FAILED  groom-prs / demo")
+        .stdout_has("routing changed for scenario `demo`")
+        .stdout_has("-spawn s11 coding-task");
     assert!(
         out.stdout.contains("+comment #16 \"Escalation: PR #16 still has 1 minor finding after 1 fix passes\""),
         "{}",
@@ -56,20 +55,19 @@ fn a_changed_threshold_fails_with_a_diff_naming_the_scenario_then_accept_fixes_i
     );
     assert!(p.path().join("snapshots/groom-prs__demo.snap.new").exists());
 
-    p.coord().args(["test", "--accept"]).run().expect_code(0);
+    p.coord().args(["test", "--accept"]).run().code(0);
     assert!(!p.path().join("snapshots/groom-prs__demo.snap.new").exists());
-    p.coord().args(["test"]).run().expect_code(0);
+    p.coord().args(["test"]).run().code(0);
 }
 
 #[test]
 fn under_ci_a_missing_snapshot_fails_and_nothing_is_written() {
     let p = TestProject::with_repo_files();
     let out = p.coord().args(["test"]).env("CI", "true").run();
-    out.expect_code(1);
-    assert!(out.stdout.contains("no snapshot yet"), "{}", out.stdout);
+    out.code(1).stdout_has("no snapshot yet");
     assert!(!p.path().join("snapshots").exists());
     // Locally the proposal is written for review.
-    p.coord().args(["test"]).run().expect_code(1);
+    p.coord().args(["test"]).run().code(1);
     assert!(p.path().join("snapshots/groom-prs__demo.snap.new").exists());
 }
 
@@ -77,7 +75,7 @@ fn under_ci_a_missing_snapshot_fails_and_nothing_is_written() {
 fn json_summary() {
     let p = project_with_snapshots();
     let out = p.coord().args(["test", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(v["failed"], 0);
     let demo = v["scenarios"]
@@ -95,11 +93,10 @@ fn json_summary() {
 fn failed_expectations_say_what_differs() {
     let p = project_with_snapshots();
     let scenario =
-        p.read("coordinators/groom-prs/scenarios/demo.toml").replace("merged = [12, 14]", "merged = [12, 13]");
+        p.read("coordinators/groom-prs/scenarios/demo.toml").replacen("merged = [12, 14]", "merged = [12, 13]", 1);
     p.write("coordinators/groom-prs/scenarios/demo.toml", &scenario);
     let out = p.coord().args(["test"]).run();
-    out.expect_code(1);
-    assert!(out.stdout.contains("expect.merged: expected [12, 13], the run merged [12, 14]"), "{}", out.stdout);
+    out.code(1).stdout_has("expect.merged: expected [12, 13], the run merged [12, 14]");
 }
 
 fn malformed(edit: impl Fn(String) -> String, expect: &[&str]) {
@@ -107,13 +104,13 @@ fn malformed(edit: impl Fn(String) -> String, expect: &[&str]) {
     let scenario = edit(p.read("coordinators/groom-prs/scenarios/demo.toml"));
     p.write("coordinators/groom-prs/scenarios/demo.toml", &scenario);
     let out = p.coord().args(["test", "coordinators/groom-prs/scenarios/demo.toml"]).run();
-    out.expect_code(1);
+    out.code(1);
     for e in expect {
         assert!(out.stdout.contains(e), "missing `{e}` in:\n{}", out.stdout);
     }
     // `coord run` refuses the same scenario before anything runs.
     let run = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run();
-    run.expect_code(2);
+    run.code(2);
     assert!(p.runs().is_empty());
 }
 
@@ -147,9 +144,7 @@ fn an_output_violating_its_schema_points_at_the_output() {
 fn coverage_reports_no_unreached_branch_in_shipped_coordinators() {
     let p = project_with_snapshots();
     let out = p.coord().args(["test", "--coverage", "--fail-uncovered"]).run();
-    out.expect_code(0);
-    assert!(out.stdout.contains("groom-prs: lines 63/63, branches 17/17"), "{}", out.stdout);
-    assert!(!out.stdout.contains("never taken"), "{}", out.stdout);
+    out.code(0).stdout_has("groom-prs: lines 63/63, branches 17/17").stdout_lacks("never taken");
 }
 
 #[test]
@@ -157,6 +152,5 @@ fn coverage_names_a_branch_no_scenario_takes() {
     let p = project_with_snapshots();
     std::fs::remove_file(p.path().join("coordinators/groom-prs/scenarios/failures.toml")).unwrap();
     let out = p.coord().args(["test", "--coverage", "--fail-uncovered"]).run();
-    out.expect_code(1);
-    assert!(out.stdout.contains("groom-prs.rhai:40: `if` branch never taken by any scenario"), "{}", out.stdout);
+    out.code(1).stdout_has("groom-prs.rhai:40: `if` branch never taken by any scenario");
 }

@@ -5,7 +5,7 @@
 //! it outlives its deadline). Timing only ever bounds a wait: tests poll for what the daemon
 //! logs and journals, and never assert how fast anything happened.
 
-mod support;
+use crate::support;
 
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
@@ -231,7 +231,7 @@ fn a_pipeline_scheduled_every_second_runs_repeatedly() {
 
     // `coord schedule` shows the last run of the pipeline.
     let out = p.coord().args(["schedule", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let last = &out.json()[0]["last_run"];
     let newest = runs.last().unwrap().file_name().unwrap().to_string_lossy().into_owned();
     assert_eq!(last["run_id"], newest.as_str());
@@ -322,7 +322,7 @@ fn sigterm_mid_run_then_coord_resume_finishes_it() {
     // The leaf answers at once now, so the resumed run ends quickly.
     p.write("slow.toml", &scenario(0));
     let out = p.coord().args(["resume", &run_id]).run();
-    out.expect_code(0);
+    out.code(0);
     let journal = journal(&run);
     let last = journal.last().unwrap();
     assert_eq!(last["type"], "run_finished");
@@ -577,8 +577,7 @@ fn a_second_daemon_for_the_same_project_exits_75() {
     let p = project(&pipeline("first", "schedule = \"0 0 1 1 *\""), 0);
     let mut daemon = Daemon::start(&p, &[], &[]);
     let out = p.coord().args(["daemon"]).run();
-    out.expect_code(75);
-    assert!(out.stderr.contains("serves this project; this one stops"), "{}", out.stderr);
+    out.code(75).stderr_has("serves this project; this one stops");
     assert_eq!(daemon.stop(), 0);
 }
 
@@ -587,14 +586,14 @@ fn bad_pipeline_config_is_a_diagnostic_pointing_into_coord_toml() {
     let p = project(&pipeline("groom", "schedule = \"0 9 * * 1-5\"\ntimezone = \"Europe/Berln\""), 0);
     for command in [&["daemon"][..], &["schedule"], &["trigger", "groom"]] {
         let out = p.coord().args(command).run();
-        out.expect_code(2);
+        out.code(2);
         assert!(out.stderr.contains("coord.toml:6:12"), "{command:?}: {}", out.stderr);
-        assert!(out.stderr.contains("not an IANA time zone"), "{}", out.stderr);
+        out.stderr_has("not an IANA time zone");
         assert!(out.stderr.contains("\"Europe/Berln\""), "the source line is shown: {}", out.stderr);
         assert!(p.runs().is_empty());
     }
     let none = TestProject::new();
-    none.coord().args(["daemon"]).run().expect_code(2);
+    none.coord().args(["daemon"]).run().code(2);
 }
 
 #[test]
@@ -610,7 +609,7 @@ fn schedule_lists_next_fire_times_in_each_pipelines_time_zone() {
     );
     // Saturday 10:00 UTC: groom next fires on Monday at 09:00 Berlin time.
     let out = p.coord().args(["schedule", "--now", "2026-11-21T10:00:00Z"]).run();
-    out.expect_code(0);
+    out.code(0);
     let expected = "\
 PIPELINE  SCHEDULE     TIMEZONE       NEXT FIRE                OVERLAP  TRIGGERS  LAST RUN
 groom     0 9 * * 1-5  Europe/Berlin  2026-11-23 09:00:00 CET  queue    cron      —
@@ -620,9 +619,9 @@ hook      —            —              —                        skip     we
     assert_eq!(out.stdout, expected);
 
     // A triggered run shows up as the pipeline's last run.
-    p.coord().args(["trigger", "groom", "--input", "repo=x/y"]).run().expect_code(0);
+    p.coord().args(["trigger", "groom", "--input", "repo=x/y"]).run().code(0);
     let out = p.coord().args(["schedule", "--json", "--now", "2026-11-21T10:00:00Z"]).run();
-    out.expect_code(0);
+    out.code(0);
     let rows = out.json();
     assert_eq!(rows[0]["next_fire"], "2026-11-23T09:00:00+01:00");
     assert_eq!(rows[0]["last_run"]["status"], "succeeded");
@@ -642,9 +641,9 @@ fn two_locked_runs_at_once_exactly_one_runs() {
     );
 
     let second = p.coord().args(["run", "slow.rhai", "--scenario", "slow.toml", "--lock", "x"]).run();
-    second.expect_code(75);
+    second.code(75);
     assert_eq!(second.stderr.lines().count(), 1, "{}", second.stderr);
-    assert!(second.stderr.contains(&format!("lock `x` is held by pid {}", first.id())), "{}", second.stderr);
+    second.stderr_has(&format!("lock `x` is held by pid {}", first.id()));
     assert!(second.stdout.is_empty());
     assert_eq!(p.runs().len(), 1, "the refused run created nothing");
 
@@ -653,7 +652,7 @@ fn two_locked_runs_at_once_exactly_one_runs() {
     assert_eq!(std::fs::read_to_string(&lock).unwrap(), "", "a released lock names no holder");
     // Released: the next run takes it.
     p.write("slow.toml", &scenario(0));
-    p.coord().args(["run", "slow.rhai", "--scenario", "slow.toml", "--lock", "x"]).run().expect_code(0);
+    p.coord().args(["run", "slow.rhai", "--scenario", "slow.toml", "--lock", "x"]).run().code(0);
 }
 
 #[test]
@@ -662,8 +661,7 @@ fn a_pipeline_lock_stops_trigger_and_a_dead_holder_is_taken_over() {
     // A holder that died: its pid is in the file, but no process holds the flock.
     p.write(".coord/locks/groom.lock", "4194999\n");
     let out = p.coord().args(["trigger", "groom"]).run();
-    out.expect_code(0);
-    assert!(out.stderr.contains("taken over from pid 4194999"), "{}", out.stderr);
+    out.code(0).stderr_has("taken over from pid 4194999");
 
     // A live holder: `coord run --lock groom` shares the pipeline's lock.
     p.write("slow.toml", &scenario(4000));
@@ -674,12 +672,12 @@ fn a_pipeline_lock_stops_trigger_and_a_dead_holder_is_taken_over() {
         &|| "the holder to take the lock and start".into(),
     );
     let out = p.coord().args(["trigger", "groom"]).run();
-    out.expect_code(75);
+    out.code(75);
     assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
     assert_eq!(p.runs().len(), 2, "the refused trigger created nothing");
     let holder = holder.wait_with_output().unwrap();
     assert_eq!(holder.status.code(), Some(0));
 
-    p.coord().args(["run", "slow.rhai", "--lock", "../escape"]).run().expect_code(2);
-    p.coord().args(["trigger", "nope"]).run().expect_code(2);
+    p.coord().args(["run", "slow.rhai", "--lock", "../escape"]).run().code(2);
+    p.coord().args(["trigger", "nope"]).run().code(2);
 }

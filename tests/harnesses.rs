@@ -7,7 +7,7 @@
 //! modes, retries, repair, budget, limits, worktrees, redaction, and groom-prs routing the
 //! same on the API harnesses as on mock leaves.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -119,7 +119,7 @@ fn calls(p: &TestProject, agent: &str) -> Vec<String> {
 
 /// The script's result and the first leaf's `--json` line.
 fn result_and_leaf(out: &Outcome) -> (Value, Value) {
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     (v["result"].clone(), v["leaves"][0].clone())
 }
@@ -127,9 +127,9 @@ fn result_and_leaf(out: &Outcome) -> (Value, Value) {
 /// The run stopped on an outage (exit 1): the error line, which journaled no answer for it.
 #[track_caller]
 fn stopped_on_outage(out: &Outcome) -> String {
-    out.expect_code(1);
+    out.code(1);
     let line = out.stderr.lines().find(|l| l.starts_with("error: the ")).unwrap_or_else(|| panic!("{}", out.stderr));
-    assert!(out.stderr.contains("coord resume"), "{}", out.stderr);
+    out.stderr_has("coord resume");
     line.to_owned()
 }
 
@@ -280,7 +280,7 @@ fn schema_repair_resumes_the_claude_session_once() {
 fn verbose_logs_name_the_session_workflow_and_events() {
     let p = review_project("claude-code", "", "");
     let out = p.coord().env("FAKE_STATE", state_dir(&p)).args(["run", "s.rhai", "-v"]).run();
-    out.expect_code(0);
+    out.code(0);
     for needle in ["session=s1", "workflow=review", "harness=claude-code", "tool_use", "leaf finished"] {
         assert!(out.stderr.contains(needle), "{needle} missing from:\n{}", out.stderr);
     }
@@ -625,7 +625,7 @@ rs.map(|r| #{ status: r.status, error: r.error, output: r.output, text: r.text }
             .args(["-vvv", "run", "s.rhai", "--json"]),
     )
     .await;
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(v["result"][0]["status"], "ok", "{}", v["result"]);
     assert_eq!(v["result"][1]["status"], "failed");
@@ -666,7 +666,7 @@ statuses
     );
     let out =
         p.coord().env("FAKE_STATE", state_dir(&p)).args(["run", "s.rhai", "--json", "--budget-usd", "0.02"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(v["result"], json!(["ok", "ok", "skipped_budget", "skipped_budget"]));
     assert_eq!(calls(&p, "claude").len(), 2, "skipped leaves never start");
@@ -720,7 +720,7 @@ fn a_harness_concurrency_limit_holds_beside_max_parallel() {
     p.write("coord.toml", "[harness.command]\nconcurrency = 2\n");
     p.write("s.rhai", "await_sessions([1, 2, 3, 4, 5, 6].map(|i| spawn_session(\"slow\", #{ inputs: #{ i: i } }))).map(|r| r.status)\n");
     let out = p.coord().args(["run", "s.rhai", "--json", "--max-parallel", "8"]).run();
-    out.expect_code(0);
+    out.code(0);
     assert_eq!(out.json()["result"], json!(["ok", "ok", "ok", "ok", "ok", "ok"]));
     let (mut running, mut most) = (0, 0);
     for mark in p.read("marks").lines() {
@@ -754,7 +754,7 @@ fn a_leaf_gets_its_own_worktree_removed_on_success_and_kept_on_failure() {
     git(&["-c", "user.name=t", "-c", "user.email=t@test", "commit", "-qm", "root"]);
     p.write("s.rhai", "await_sessions([spawn_session(\"edit\", #{}), spawn_session(\"broken\", #{})]).map(|r| #{ status: r.status, output: r.output })\n");
     let out = p.coord().args(["run", "s.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     let run_id = v["run_id"].as_str().unwrap();
     let run_dir = p.path().join(v["run_dir"].as_str().unwrap());
@@ -778,13 +778,13 @@ fn a_leaf_gets_its_own_worktree_removed_on_success_and_kept_on_failure() {
 fn config_mistakes_are_usage_errors() {
     let p = review_project("claude-code", "", "[harness.llama]\nbase_url = \"http://localhost:11434\"\n");
     let out = p.coord().args(["run", "s.rhai"]).run();
-    out.expect_code(2);
+    out.code(2);
     assert!(out.stderr.contains("[harness.llama]") && out.stderr.contains("kind"), "{}", out.stderr);
     assert!(p.runs().is_empty(), "nothing ran");
 
     let p = review_project("claude-code", "", "[workflow.review]\nretires = 2\n");
     let out = p.coord().args(["run", "s.rhai"]).run();
-    out.expect_code(2);
+    out.code(2);
     assert!(out.stderr.contains("coord.toml") && out.stderr.contains("retires"), "{}", out.stderr);
 }
 
@@ -841,8 +841,8 @@ fn groom(p: &TestProject, leaf: Option<&str>) -> support::CoordCommand {
 }
 
 fn assert_routes_like_mock(mock: &Outcome, real: &Outcome, harness: &str) {
-    mock.expect_code(0);
-    real.expect_code(0);
+    mock.code(0);
+    real.code(0);
     let (mock, real) = (mock.json(), real.json());
     assert_eq!(real["effects"], mock["effects"], "{harness}: effects differ from the mock run");
     assert_eq!(real["result"], mock["result"], "{harness}: outcome differs");

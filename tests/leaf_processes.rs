@@ -8,7 +8,7 @@
 //! sleeps last a duration no other test uses), through /proc. It kills only the coord process
 //! it started, and, when a test fails, the processes that carry its own marker.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::process::Child;
@@ -251,13 +251,13 @@ fn one_leaf(script: &str, spawn_options: &str) -> TestProject {
 fn exit_codes_and_answers_read_as_before() {
     let ok = one_leaf(r#"cat >/dev/null; echo '{"a": 1}'"#, "");
     let out = ok.coord().args(["run", "s.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let r = out.json()["result"].clone();
     assert_eq!((r["status"].as_str(), r["output"]["a"].as_i64()), (Some("ok"), Some(1)), "{r}");
 
     let three = one_leaf("echo . >> attempts; echo 'model overloaded' >&2; exit 3", "");
     let out = three.coord().args(["run", "s.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let r = out.json()["result"].clone();
     assert_eq!(r["status"], "failed");
     assert_eq!(r["error"], "exited with status 3: model overloaded", "{r}");
@@ -282,12 +282,11 @@ fn transient_exits_signals_and_missing_programs_read_as_before() {
         let p = one_leaf(script, spawn_options);
         p.write("not-executable.sh", "#!/bin/sh\necho '{}'\n");
         let out = p.coord().args(["run", "s.rhai"]).run();
-        out.expect_code(1);
-        assert!(out.stderr.contains("the command harness failed on session s1 (leaf)"), "{}", out.stderr);
+        out.code(1).stderr_has("the command harness failed on session s1 (leaf)");
         assert!(out.stderr.contains(error), "{script}{spawn_options}: {}", out.stderr);
         assert_eq!(p.read("attempts").lines().count(), attempts, "{script}{spawn_options}");
         if attempts == 0 {
-            assert!(out.stderr.contains("cannot start `"), "{}", out.stderr);
+            out.stderr_has("cannot start `");
         }
     }
 }
@@ -296,8 +295,7 @@ fn transient_exits_signals_and_missing_programs_read_as_before() {
 fn the_supervisor_is_not_a_command_a_user_sees() {
     let p = TestProject::new();
     let help = p.coord().args(["--help"]).run();
-    help.expect_code(0);
-    assert!(!help.stdout.contains("supervisor"), "{}", help.stdout);
+    help.code(0).stdout_lacks("supervisor");
     // Started by hand, without the descriptors coord gives it, it refuses and starts nothing.
     // (Descriptors 3 and 4 are closed first: a jobserver's pipes could otherwise be there.)
     let mut by_hand = std::process::Command::new(env!("CARGO_BIN_EXE_coord"));

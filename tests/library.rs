@@ -3,7 +3,7 @@
 //! runs; library workflows become visible; a library overrides a built-in stdlib module;
 //! `coord lib` says what is used.
 
-mod support;
+use crate::support;
 
 use support::TestProject;
 
@@ -61,7 +61,7 @@ fn run_demo(p: &TestProject, coord_path: Option<&std::path::Path>) -> serde_json
         cmd = cmd.env("COORD_PATH", path);
     }
     let out = cmd.run();
-    out.expect_code(0);
+    out.code(0);
     out.json()["result"].clone()
 }
 
@@ -75,8 +75,7 @@ fn team_review_through_coord_toml_library_paths() {
     assert_eq!(result, serde_json::json!({ "verdict": "clean", "action": "merge", "from": "config" }));
     // The check sees the library's module and workflow too.
     let out = p.coord().args(["check", "review-one.rhai"]).run();
-    out.expect_code(0);
-    assert!(out.stdout.contains("no problems"), "{}", out.stdout);
+    out.code(0).stdout_has("no problems");
 }
 
 #[test]
@@ -88,8 +87,7 @@ fn team_review_through_coord_path() {
     assert_eq!(result["action"], "merge");
     // Without the library, the import fails before anything runs, at the import.
     let out = p.coord().args(["run", "review-one.rhai", "--demo"]).run();
-    out.expect_code(2);
-    assert!(out.stderr.contains("review-one.rhai:1:8"), "{}", out.stderr);
+    out.code(2).stderr_has("review-one.rhai:1:8");
     assert!(p.runs().len() == 1, "only the successful run left a run directory");
 }
 
@@ -111,20 +109,19 @@ fn a_library_overrides_a_builtin_stdlib_module_and_lib_list_says_so() {
     let p = TestProject::new();
     p.write("s.rhai", "import \"stdlib/text\" as text;\ntext::plural(2, \"PR\")\n");
     let out = p.coord().args(["run", "s.rhai", "--json"]).env("COORD_PATH", lib.path()).run();
-    out.expect_code(0);
+    out.code(0);
     assert_eq!(out.json()["result"], "2 x PR");
 
     let out = p.coord().args(["lib", "list"]).env("COORD_PATH", lib.path()).run();
-    out.expect_code(0);
+    out.code(0);
     let text_line = out.stdout.lines().find(|l| l.trim_start().starts_with("stdlib/text")).unwrap();
     assert!(text_line.contains("stdlib/text.rhai") && text_line.contains("overrides the built-in"), "{}", out.stdout);
     let review_line = out.stdout.lines().find(|l| l.trim_start().starts_with("stdlib/review")).unwrap();
     assert!(review_line.contains("built-in"), "{}", out.stdout);
-    assert!(out.stdout.contains("team/review"), "{}", out.stdout);
-    assert!(out.stdout.contains("[COORD_PATH]"), "{}", out.stdout);
+    out.stdout_has("team/review").stdout_has("[COORD_PATH]");
 
     let out = p.coord().args(["lib", "list", "--json"]).env("COORD_PATH", lib.path()).run();
-    out.expect_code(0);
+    out.code(0);
     let modules = out.json()["modules"].as_array().unwrap().clone();
     let text = modules.iter().find(|m| m["import"] == "stdlib/text").unwrap();
     assert_eq!(text["builtin"], false);
@@ -135,10 +132,8 @@ fn a_library_overrides_a_builtin_stdlib_module_and_lib_list_says_so() {
 fn lib_show_prints_a_builtin_module() {
     let p = TestProject::new();
     let out = p.coord().args(["lib", "show", "stdlib/review"]).run();
-    out.expect_code(0);
-    assert!(out.stdout.contains("fn until_clean("), "{}", out.stdout);
-    assert!(out.stderr.contains("builtin:stdlib/review.rhai"), "{}", out.stderr);
-    p.coord().args(["lib", "show", "stdlib/nope"]).run().expect_code(2);
+    out.code(0).stdout_has("fn until_clean(").stderr_has("builtin:stdlib/review.rhai");
+    p.coord().args(["lib", "show", "stdlib/nope"]).run().code(2);
 }
 
 #[test]
@@ -146,8 +141,7 @@ fn an_error_inside_a_builtin_module_names_it() {
     let p = TestProject::new();
     p.write("s.rhai", "import \"stdlib/review\" as review;\nreview::count(5, \"minor\")\n");
     let out = p.coord().args(["run", "s.rhai"]).run();
-    out.expect_code(2);
-    assert!(out.stderr.contains("builtin:stdlib/review.rhai:"), "{}", out.stderr);
+    out.code(2).stderr_has("builtin:stdlib/review.rhai:");
 }
 
 /// `path` relative to `base` (both absolute), with `..` as needed.

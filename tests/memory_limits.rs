@@ -5,7 +5,7 @@
 //! trivial script run the same way (the binary, the runtime, the host). Times are bounded
 //! generously (a debug build on a busy machine); docs/performance.md has release figures.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

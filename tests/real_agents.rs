@@ -9,8 +9,8 @@
 //! When `node` is missing the tests that need it say so loudly and pass; when the CLIs are
 //! not installed they fail with the command that installs them.
 
-mod standins;
-mod support;
+use crate::standins;
+use crate::support;
 
 use serde_json::{json, Value};
 use standins::anthropic::AnthropicStandIn;
@@ -272,8 +272,8 @@ async fn groom_prs_on(cli: Cli) {
     let mock = run_async(coord(&p, cli, &home, GOOD_KEY).args(demo)).await;
     let real =
         run_async(coord(&p, cli, &home, GOOD_KEY).args(demo).args(leaves_on(cli)).args(["--max-parallel", "4"])).await;
-    mock.expect_code(0);
-    real.expect_code(0);
+    mock.code(0);
+    real.code(0);
     let (mock, real) = (mock.json(), real.json());
     let leaves = real["leaves"].as_array().unwrap();
     assert_eq!(
@@ -371,7 +371,7 @@ struct OneReview {
 
 impl OneReview {
     fn result(&self) -> Value {
-        self.out.expect_code(0);
+        self.out.code(0);
         self.out.json()["result"].clone()
     }
 
@@ -431,7 +431,7 @@ async fn transient_faults_are_retried(cli: Cli) {
 /// with the fix, journaling no answer for the leaf.
 async fn a_rejected_key_is_configuration_and_not_retried(cli: Cli) {
     let Some(run) = one_review(cli, vec![], "sk-wrong-0000000000000000", None).await else { return };
-    run.out.expect_code(1);
+    run.out.code(1);
     let stderr = &run.out.stderr;
     let error = stderr.lines().find(|l| l.starts_with("error: the ")).unwrap_or_else(|| panic!("{stderr}"));
     assert!(error.contains(&format!("the {} harness failed on session s1 (review)", cli.harness())), "{error}");
@@ -446,7 +446,7 @@ async fn a_rejected_key_is_configuration_and_not_retried(cli: Cli) {
 /// A missing binary is found before the run starts: exit 2, the install command, no run.
 async fn a_missing_binary_is_configuration_with_the_install_command(cli: Cli) {
     let Some(run) = one_review(cli, vec![], GOOD_KEY, Some("/nonexistent/agent")).await else { return };
-    run.out.expect_code(2);
+    run.out.code(2);
     let stderr = &run.out.stderr;
     assert!(
         stderr.contains(&format!(
@@ -533,7 +533,7 @@ async fn doctor_probes_every_real_cli_and_names_a_missing_one() {
 
     let p = doctor_project(&binaries, &urls, &home);
     let out = run_async(keys(p.coord()).args(["doctor", "--probe", "--json"])).await;
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(v["ready"], true, "{v}");
     for report in v["harnesses"].as_array().unwrap() {
@@ -556,10 +556,10 @@ async fn doctor_probes_every_real_cli_and_names_a_missing_one() {
     binaries[0].1 = "/nonexistent/claude".into();
     let p = doctor_project(&binaries, &urls, &home);
     let out = run_async(keys(p.coord()).args(["doctor"])).await;
-    out.expect_code(1);
-    assert!(out.stdout.contains("claude-code: PROBLEM"), "{}", out.stdout);
-    assert!(out.stdout.contains("`/nonexistent/claude` not found"), "{}", out.stdout);
-    assert!(out.stdout.contains("npm install -g @anthropic-ai/claude-code"), "{}", out.stdout);
+    out.code(1)
+        .stdout_has("claude-code: PROBLEM")
+        .stdout_has("`/nonexistent/claude` not found")
+        .stdout_has("npm install -g @anthropic-ai/claude-code");
     assert!(out.stdout.contains("codex: ok") && out.stdout.contains("gemini: ok"), "{}", out.stdout);
 }
 
@@ -579,12 +579,13 @@ async fn a_rejected_key_stops_groom_prs_before_anything_acts_and_resume_finishes
     let p = groom_project(cli, &binary, &standin, &home);
     let args = ["run", "coordinators/groom-prs.rhai", "--demo", "--json", "--max-parallel", "1"];
     let stopped = run_async(coord(&p, cli, &home, "sk-ant-revoked-000000000000").args(args).args(leaves_on(cli))).await;
-    stopped.expect_code(1);
-    assert!(stopped.stderr.contains("error: the claude-code harness failed on session s"), "{}", stopped.stderr);
-    assert!(stopped.stderr.contains("(mr-review): claude: the model API answered 401"), "{}", stopped.stderr);
-    assert!(stopped.stderr.contains("Fix: give the claude-code harness a valid key"), "{}", stopped.stderr);
-    assert!(stopped.stderr.contains("coord resume"), "{}", stopped.stderr);
-    assert!(!stopped.stderr.contains("sk-ant-revoked"), "{}", stopped.stderr);
+    stopped
+        .code(1)
+        .stderr_has("error: the claude-code harness failed on session s")
+        .stderr_has("(mr-review): claude: the model API answered 401")
+        .stderr_has("Fix: give the claude-code harness a valid key")
+        .stderr_has("coord resume")
+        .stderr_lacks("sk-ant-revoked");
     let run_dir = p.runs()[0].clone();
     let journal = std::fs::read_to_string(run_dir.join("journal.jsonl")).unwrap();
     let kinds: Vec<String> = journal
@@ -599,7 +600,7 @@ async fn a_rejected_key_stops_groom_prs_before_anything_acts_and_resume_finishes
 
     let run_id = run_dir.file_name().unwrap().to_str().unwrap().to_owned();
     let resumed = run_async(coord(&p, cli, &home, GOOD_KEY).args(["resume", &run_id, "--json"])).await;
-    resumed.expect_code(0);
+    resumed.code(0);
     let mock =
         run_async(coord(&p, cli, &home, GOOD_KEY).args(["run", "coordinators/groom-prs.rhai", "--demo", "--json"]))
             .await;

@@ -8,7 +8,7 @@
 //! `coord runs`, `coord replay` and `coord report`, run with the variables set and without them.
 //! And a leaf gets none of those credentials unless its workflow passes them by name.
 
-mod support;
+use crate::support;
 
 use serde_json::{json, Value};
 use std::path::Path;
@@ -223,12 +223,12 @@ async fn no_canary_is_written_anywhere() {
     let json_run = run(with_secrets(&p, &s).args(["-vvv", "run", "s.rhai", "--json"])).await;
     assert_clean("run --json -vvv", &json_run);
     // The run did meet every source of leaks: the leaves ran, the stand-ins answered.
-    assert!(json_run.stdout.contains("[redacted]"), "{}", json_run.stdout);
+    json_run.stdout_has("[redacted]");
     let human_run = run(with_secrets(&p, &s).args(["run", "s.rhai"])).await;
     assert_clean("run", &human_run);
     for out in [&json_run, &human_run] {
         assert_eq!(out.code, 1, "github::pr(8) fails the run: {}\n{}", out.stdout, out.stderr);
-        assert!(out.stderr.contains("Bad credentials: got Authorization: Bearer [redacted]"), "{}", out.stderr);
+        out.stderr_has("Bad credentials: got Authorization: Bearer [redacted]");
     }
 
     let runs = p.runs();
@@ -283,7 +283,7 @@ async fn no_canary_is_written_anywhere() {
             assert_clean(&format!("{} {label}", args.join(" ")), &out);
         }
         let report = run(coord(&["report", run_id.as_str(), "-o", "r.html"])).await;
-        report.expect_code(0);
+        report.code(0);
         assert_no_canary(&format!("report {label}"), &p.read("r.html"));
     }
     assert!(assert_files_clean(&p.path().join(".coord")) >= 6, "journals, blobs, logs were checked");

@@ -10,7 +10,7 @@
 //! is bounded by a generous deadline. Processes the tests start are stopped by their own pids
 //! (chromedriver with the browsers it starts, by the process group it leads).
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -1,9 +1,9 @@
 //! Conformance of the Anthropic stand-in with the REAL Claude Code CLI (claude-code 2.1.197,
 //! tests/agents/node_modules/.bin/claude), run directly with the command line and environment
 //! coord should use. Run inside a loopback-only network namespace:
-//!     unshare --net sh -c 'ip link set lo up && cargo test --test standin_claude'
+//!     unshare --net sh -c 'ip link set lo up && cargo test --test integration standin_claude::'
 //! With `STANDIN_CAPTURE=1` the runs also refresh tests/fixtures/wire/claude-code/.
-mod standins;
+use crate::standins;
 
 use serde_json::{json, Value};
 use standins::anthropic::{AnthropicStandIn, REPAIR_PREFIX, STRUCTURED_TOOL};

@@ -4,11 +4,11 @@
 //! `standins::openai_responses` on 127.0.0.1.
 //!
 //! Run inside a loopback-only network namespace so nothing can leave the machine:
-//!     cargo test --test standin_codex --no-run
-//!     unshare --net sh -c 'ip link set lo up && cargo test --test standin_codex'
+//!     cargo test --test integration --no-run
+//!     unshare --net sh -c 'ip link set lo up && cargo test --test integration standin_codex::'
 //! `CODEX_WIRE_CAPTURE=1` rewrites the captured traffic in tests/fixtures/wire/codex/.
 
-mod standins;
+use crate::standins;
 
 use serde_json::{json, Value};
 use standins::openai_responses::{codex_provider_args, ResponsesStandIn, INVALID_PROSE};

@@ -4,10 +4,10 @@
 //! each fault.
 //!
 //! Run it in a loopback-only network namespace:
-//!     unshare --net sh -c 'ip link set lo up && cargo test --test standin_gemini'
+//!     unshare --net sh -c 'ip link set lo up && cargo test --test integration standin_gemini::'
 //! With `GEMINI_WIRE_CAPTURE=1` it rewrites the captures in tests/fixtures/wire/gemini/.
 
-mod standins;
+use crate::standins;
 
 use serde_json::{json, Value};
 use standins::gemini::{write_cli_settings, GeminiOptions, GeminiStandIn, ROUTER_USAGE};

@@ -3,7 +3,7 @@
 //! demo run with what varies (run ids, timestamps, durations) redacted; the HTML report is
 //! opened in headless Chromium.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use support::{Outcome, TestProject};
 /// A project with the demo run of groom-prs recorded in `.coord/runs`.
 fn demo_project() -> TestProject {
     let p = TestProject::with_repo_files();
-    p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run().expect_code(0);
+    p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run().code(0);
     p
 }
 
@@ -42,10 +42,10 @@ macro_rules! assert_stable_snapshot {
 fn show_renders_the_tree_with_verdicts_effects_errors_and_cost() {
     let p = demo_project();
     let out = p.coord().args(["show", "last"]).run();
-    out.expect_code(0);
+    out.code(0);
     // The fix hangs under the review that asked for it, the re-review under the fix.
-    assert!(out.stdout.contains("│   └── s7 coding-task · call 18 · ok · status: fixed"), "{}", out.stdout);
-    assert!(out.stdout.contains("│       └── s9 mr-review · call 23 · ok · verdict: clean"), "{}", out.stdout);
+    out.stdout_has("│   └── s7 coding-task · call 18 · ok · status: fixed")
+        .stdout_has("│       └── s9 mr-review · call 23 · ok · verdict: clean");
     assert_stable_snapshot!("show_demo", out.stdout);
 }
 
@@ -53,12 +53,11 @@ fn show_renders_the_tree_with_verdicts_effects_errors_and_cost() {
 fn show_session_gives_goal_inputs_output_and_transcript() {
     let p = demo_project();
     let out = p.coord().args(["show", "last", "--session", "s4"]).run();
-    out.expect_code(0);
+    out.code(0);
     assert_stable_snapshot!("show_session_s4", out.stdout);
 
     let missing = p.coord().args(["show", "last", "--session", "s99"]).run();
-    missing.expect_code(2);
-    assert!(missing.stderr.contains("no session `s99`"), "{}", missing.stderr);
+    missing.code(2).stderr_has("no session `s99`");
 }
 
 #[test]
@@ -77,15 +76,14 @@ fn show_session_renders_a_transcript_blob() {
         }
     });
     let out = p.coord().args(["show", "last", "--session", "s1"]).run();
-    out.expect_code(0);
-    assert!(out.stdout.contains("Transcript\n  [assistant] Reading the diff.\n  plain tail\n"), "{}", out.stdout);
+    out.code(0).stdout_has("Transcript\n  [assistant] Reading the diff.\n  plain tail\n");
 }
 
 #[test]
 fn show_trace_appends_the_routing_trace() {
     let p = demo_project();
     let out = p.coord().args(["show", "last", "--trace"]).run();
-    out.expect_code(0);
+    out.code(0);
     let trace = out.stdout.split("\nTrace\n").nth(1).expect("a Trace section");
     assert!(trace.contains("await [s1 s2 s3 s4 s5 s6] -> ok ok ok ok ok timeout"), "{trace}");
     assert!(trace.contains("merge PR #12 squash -> merged"), "{trace}");
@@ -95,15 +93,14 @@ fn show_trace_appends_the_routing_trace() {
 fn show_of_an_unknown_run_is_a_usage_error() {
     let p = demo_project();
     let out = p.coord().args(["show", "nope"]).run();
-    out.expect_code(2);
-    assert!(out.stderr.contains("no run `nope`"), "{}", out.stderr);
+    out.code(2).stderr_has("no run `nope`");
 }
 
 #[test]
 fn runs_json_lists_each_run_with_status_sessions_and_cost() {
     let p = demo_project();
     let out = p.coord().args(["runs", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let mut runs = out.json();
     let first = &mut runs[0];
     assert!(first["duration_ms"].is_u64(), "{first}");
@@ -117,17 +114,16 @@ fn runs_json_lists_each_run_with_status_sessions_and_cost() {
 fn runs_table_and_filters() {
     let p = demo_project();
     let table = p.coord().args(["runs"]).run();
-    table.expect_code(0);
+    table.code(0);
     assert!(table.stdout.starts_with("ID "), "{}", table.stdout);
-    assert!(table.stdout.contains("groom-prs    succeeded"), "{}", table.stdout);
-    assert!(table.stdout.contains("14 (1 not ok)"), "{}", table.stdout);
+    table.stdout_has("groom-prs    succeeded").stdout_has("14 (1 not ok)");
 
     let count = |args: &[&str]| p.coord().args(["runs", "--json"]).args(args).run().json().as_array().unwrap().len();
     assert_eq!(count(&["--status", "succeeded"]), 1);
     assert_eq!(count(&["--status", "failed"]), 0);
     assert_eq!(count(&["--coordinator", "groom-prs"]), 1);
     assert_eq!(count(&["--coordinator", "other"]), 0);
-    p.coord().args(["runs", "--status", "bogus"]).run().expect_code(2);
+    p.coord().args(["runs", "--status", "bogus"]).run().code(2);
 }
 
 #[test]
@@ -142,7 +138,7 @@ fn a_run_without_an_end_is_running_while_its_owner_lives_and_interrupted_after()
     std::fs::write(run.join("run.pid"), std::process::id().to_string()).unwrap();
     assert_eq!(status(), "running");
     let show = p.coord().args(["show", "last"]).run();
-    show.expect_code(0);
+    show.code(0);
     assert!(show.stdout.starts_with("groom-prs · running"), "{}", show.stdout);
 }
 
@@ -150,14 +146,11 @@ fn a_run_without_an_end_is_running_while_its_owner_lives_and_interrupted_after()
 fn graph_mermaid_and_dot_snapshots() {
     let p = demo_project();
     let mermaid = p.coord().args(["graph", "last"]).run();
-    mermaid.expect_code(0);
-    assert!(mermaid.stdout.contains("  s3 --> s7\n"), "{}", mermaid.stdout);
-    assert!(mermaid.stdout.contains("  s7 --> s9\n"), "{}", mermaid.stdout);
-    assert!(mermaid.stdout.contains("  s9 --> e27\n"), "{}", mermaid.stdout);
+    mermaid.code(0).stdout_has("  s3 --> s7\n").stdout_has("  s7 --> s9\n").stdout_has("  s9 --> e27\n");
     assert_stable_snapshot!("graph_mermaid_demo", mermaid.stdout);
 
     let dot = p.coord().args(["graph", "last", "--format", "dot"]).run();
-    dot.expect_code(0);
+    dot.code(0);
     assert_stable_snapshot!("graph_dot_demo", dot.stdout);
 }
 
@@ -172,13 +165,11 @@ fn views_redact_secret_values_from_the_environment_and_coord_toml() {
             .env("REVIEWER_PHRASE", "Session fixation risk")
             .args(args)
             .run();
-        out.expect_code(0);
+        out.code(0);
         out
     };
     let show = redacted(&["show", "last"]);
-    assert!(!show.stdout.contains("acme/widgets"), "{}", show.stdout);
-    assert!(!show.stdout.contains("Session fixation risk"), "{}", show.stdout);
-    assert!(show.stdout.contains("groom-prs on [redacted]"), "{}", show.stdout);
+    show.stdout_lacks("acme/widgets").stdout_lacks("Session fixation risk").stdout_has("groom-prs on [redacted]");
     let session = redacted(&["show", "last", "--session", "s4"]);
     assert!(
         !session.stdout.contains("acme/widgets") && !session.stdout.contains("Session fixation risk"),
@@ -195,17 +186,16 @@ fn views_redact_secret_values_from_the_environment_and_coord_toml() {
 fn run_logs_one_line_per_session_start_and_finish_off_a_terminal() {
     let p = TestProject::with_repo_files();
     let out = p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo"]).run();
-    out.expect_code(0);
+    out.code(0);
     assert_eq!(out.stderr.matches("session started").count(), 14, "{}", out.stderr);
     assert_eq!(out.stderr.matches("session finished").count(), 14, "{}", out.stderr);
-    assert!(out.stderr.contains("session=s6 workflow=mr-review status=timeout"), "{}", out.stderr);
+    out.stderr_has("session=s6 workflow=mr-review status=timeout");
 
     let quiet = p.coord().args(["--quiet", "run", "coordinators/groom-prs.rhai", "--demo"]).run();
-    quiet.expect_code(0);
-    assert!(!quiet.stderr.contains("session"), "{}", quiet.stderr);
+    quiet.code(0).stderr_lacks("session");
 
     let json = p.coord().args(["--log-format", "json", "run", "coordinators/groom-prs.rhai", "--demo"]).run();
-    json.expect_code(0);
+    json.code(0);
     let finished: Vec<Value> = json
         .stderr
         .lines()
@@ -237,7 +227,7 @@ fn add_paid_live_run(p: &TestProject) {
         "let r = await_sessions([spawn_session(\"paid-review\", #{ goal: \"look\" })])[0];\nr.status\n",
     );
     let out = p.coord().args(["run", "paid.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     assert_eq!(out.json()["usage"]["cost_usd"], 0.25, "{}", out.stdout);
 }
 
@@ -245,14 +235,14 @@ fn add_paid_live_run(p: &TestProject) {
 fn run_summary_says_a_demo_runs_spend_is_simulated() {
     let p = TestProject::with_repo_files();
     let text = p.coord().args(["--quiet", "run", "coordinators/groom-prs.rhai", "--demo"]).run();
-    text.expect_code(0);
+    text.code(0);
     let first = text.stdout.lines().next().unwrap_or_default();
     assert_eq!(
         first,
         "groom-prs: succeeded — 14 sessions, 9 effects, 322700 tokens, $1.3220 (simulated: mock leaves, no money spent)"
     );
     let json = p.coord().args(["--quiet", "run", "coordinators/groom-prs.rhai", "--demo", "--json"]).run();
-    json.expect_code(0);
+    json.code(0);
     let usage = &json.json()["usage"];
     assert_eq!(usage["simulated"], true, "{usage}");
     assert_eq!(usage["simulated_cost_usd"], 1.322, "{usage}");
@@ -261,11 +251,11 @@ fn run_summary_says_a_demo_runs_spend_is_simulated() {
     // A live run (its script spawns nothing): no marker, and no `simulated` key.
     p.write("s.rhai", "1");
     let live = p.coord().args(["--quiet", "run", "s.rhai"]).run();
-    live.expect_code(0);
+    live.code(0);
     assert!(live.stdout.starts_with("s: succeeded — 0 sessions, 0 effects, 0 tokens, $0.0000\n"), "{}", live.stdout);
-    assert!(!live.stdout.contains("simulated"), "{}", live.stdout);
+    live.stdout_lacks("simulated");
     let live_json = p.coord().args(["--quiet", "run", "s.rhai", "--json"]).run();
-    live_json.expect_code(0);
+    live_json.code(0);
     let usage = &live_json.json()["usage"];
     assert!(usage.get("simulated").is_none() && usage.get("simulated_cost_usd").is_none(), "{usage}");
 }
@@ -275,7 +265,7 @@ fn runs_and_show_mark_a_scenario_run_simulated_and_a_live_run_not() {
     let p = demo_project();
     add_paid_live_run(&p);
     let table = p.coord().args(["runs"]).run();
-    table.expect_code(0);
+    table.code(0);
     let row = |coordinator: &str| {
         table
             .stdout
@@ -298,24 +288,23 @@ fn runs_and_show_mark_a_scenario_run_simulated_and_a_live_run_not() {
     let demo_id = by_name("groom-prs")["id"].as_str().unwrap().to_owned();
     let paid_id = by_name("paid")["id"].as_str().unwrap().to_owned();
     let demo = p.coord().args(["show", &demo_id]).run();
-    demo.expect_code(0);
-    assert!(demo.stdout.contains(" · 322,700 tokens · $1.3220 (simulated)\n"), "{}", demo.stdout);
-    assert!(demo.stdout.contains("\nCost (simulated: mock leaves, no money spent)\n"), "{}", demo.stdout);
+    demo.code(0)
+        .stdout_has(" · 322,700 tokens · $1.3220 (simulated)\n")
+        .stdout_has("\nCost (simulated: mock leaves, no money spent)\n");
     let paid = p.coord().args(["show", &paid_id]).run();
-    paid.expect_code(0);
-    assert!(paid.stdout.contains("  1 session · 0 effects · 1,200 tokens · $0.2500\n"), "{}", paid.stdout);
+    paid.code(0).stdout_has("  1 session · 0 effects · 1,200 tokens · $0.2500\n");
     assert!(
         paid.stdout.contains("  by workflow  paid-review    1 session       1,200 tokens  $0.2500\n"),
         "{}",
         paid.stdout
     );
-    assert!(!paid.stdout.contains("simulated"), "{}", paid.stdout);
+    paid.stdout_lacks("simulated");
 
-    p.coord().args(["report", &demo_id, "-o", "demo.html"]).run().expect_code(0);
+    p.coord().args(["report", &demo_id, "-o", "demo.html"]).run().code(0);
     let html = p.read("demo.html");
     assert!(html.contains("id=\"simulated\""), "the report of a scenario run says its cost is simulated");
     assert!(html.contains("<div class=\"label\">Simulated cost</div>"), "{html}");
-    p.coord().args(["report", &paid_id, "-o", "paid.html"]).run().expect_code(0);
+    p.coord().args(["report", &paid_id, "-o", "paid.html"]).run().code(0);
     let html = p.read("paid.html");
     assert!(!html.contains("simulated") && !html.contains("Simulated"), "a live run's report says nothing simulated");
 }
@@ -325,7 +314,7 @@ fn report_all_keeps_simulated_spend_out_of_the_real_total() {
     let chromium = chromium();
     let p = demo_project();
     add_paid_live_run(&p);
-    p.coord().args(["report", "--all", "-o", "runs.html"]).run().expect_code(0);
+    p.coord().args(["report", "--all", "-o", "runs.html"]).run().code(0);
     let html = p.read("runs.html");
     assert!(html.contains("<span id=\"spend\">real spend $0.2500 · simulated $1.3220</span>"), "{html}");
     assert!(html.contains("<div class=\"label\">Real spend</div><div class=\"value\">$0.2500</div>"), "{html}");
@@ -365,7 +354,7 @@ fn a_scenario_run_with_a_real_leaf_splits_real_and_simulated_spend() {
     );
     let args = ["--quiet", "run", "mixed.rhai", "--scenario", "world.toml", "--leaf", "paid-review=command"];
     let text = p.coord().args(args).run();
-    text.expect_code(0);
+    text.code(0);
     assert!(
         text.stdout.starts_with(
             "mixed: succeeded — 2 sessions, 0 effects, 1310 tokens, $0.7500 (mock leaves simulated $0.5000 of it, no money spent)\n"
@@ -374,7 +363,7 @@ fn a_scenario_run_with_a_real_leaf_splits_real_and_simulated_spend() {
         text.stdout
     );
     let json = p.coord().args(args).args(["--json"]).run();
-    json.expect_code(0);
+    json.code(0);
     // Named by id: `last` cannot tell apart runs started within the same second.
     let run_id = json.json()["run_id"].as_str().unwrap().to_owned();
     let usage = &json.json()["usage"];
@@ -384,14 +373,14 @@ fn a_scenario_run_with_a_real_leaf_splits_real_and_simulated_spend() {
     let table = p.coord().args(["runs", "--coordinator", "mixed"]).run();
     assert!(table.stdout.lines().nth(1).unwrap().ends_with("$0.2500 + $0.5000 simulated"), "{}", table.stdout);
     let show = p.coord().args(["show", &run_id]).run();
-    assert!(show.stdout.contains(" · 1,310 tokens · $0.2500 + $0.5000 simulated\n"), "{}", show.stdout);
+    show.stdout_has(" · 1,310 tokens · $0.2500 + $0.5000 simulated\n");
     assert!(
         show.stdout.contains("\nCost (real $0.2500 · simulated $0.5000 by mock leaves, no money spent)\n"),
         "{}",
         show.stdout
     );
 
-    p.coord().args(["report", "--all", "-o", "runs.html"]).run().expect_code(0);
+    p.coord().args(["report", "--all", "-o", "runs.html"]).run().code(0);
     let html = p.read("runs.html");
     // Two runs of mixed (text and JSON) and one live run of paid: $0.25 real each.
     assert!(html.contains("<span id=\"spend\">real spend $0.7500 · simulated $1.0000</span>"), "{html}");
@@ -425,8 +414,8 @@ fn report_is_self_contained_and_renders_in_chromium_with_every_session_and_effec
             "--json",
         ])
         .run();
-    run.expect_code(0);
-    p.coord().args(["report", "last", "-o", "report.html"]).run().expect_code(0);
+    run.code(0);
+    p.coord().args(["report", "last", "-o", "report.html"]).run().code(0);
     let html = p.read("report.html");
     for external in ["<script", "<link", "src=\"http", "href=\"http", "url(http", "@import"] {
         assert!(!html.contains(external), "the report must be self-contained, found `{external}`");
@@ -455,7 +444,7 @@ fn report_is_self_contained_and_renders_in_chromium_with_every_session_and_effec
     assert!(missing.is_empty(), "the rendered DOM lacks {missing:?}");
     assert_eq!(dom.stdout.matches("class=\"session-row").count(), 14);
     assert_eq!(dom.stdout.matches("class=\"effect-row\"").count(), 9);
-    assert!(dom.stdout.contains("verdict: blocking"));
+    dom.stdout_has("verdict: blocking");
     assert_no_console_errors(&dom);
 
     let shot_dir = tempfile::tempdir().unwrap();
@@ -473,8 +462,8 @@ fn report_is_self_contained_and_renders_in_chromium_with_every_session_and_effec
 fn report_all_indexes_every_run_with_a_cost_chart() {
     let chromium = chromium();
     let p = demo_project();
-    p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--dry-run"]).run().expect_code(0);
-    p.coord().args(["report", "--all", "-o", "runs.html"]).run().expect_code(0);
+    p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--dry-run"]).run().code(0);
+    p.coord().args(["report", "--all", "-o", "runs.html"]).run().code(0);
     let page = p.path().join("runs.html");
     let dom = chromium_run(&chromium, p.path(), &["--dump-dom"], &page);
     assert_no_console_errors(&dom);

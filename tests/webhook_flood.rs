@@ -7,7 +7,7 @@
 //! generously for a loaded machine; the ping latencies under a flood are printed
 //! (`--nocapture`) and recorded in docs/performance.md, not asserted to the millisecond.
 
-mod support;
+use crate::support;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -22,7 +22,7 @@ use support::TestProject;
 
 /// Long enough for a loaded machine; waits end as soon as what they wait for happens.
 const PATIENCE: Duration = Duration::from_secs(90);
-/// The acceptance bound is 1 s; a 2-core CI machine running other test binaries gets room.
+/// The acceptance bound is 1 s; a 2-core CI machine running the other tests alongside gets room.
 const PING_BOUND: Duration = Duration::from_secs(5);
 const SLOW_CONNECTIONS: usize = 1_100;
 const SECRET: &str = "test-hook-secret";

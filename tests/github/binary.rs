@@ -2,11 +2,11 @@
 //! kill between a merge's intent and its result followed by `coord resume`, rate limits,
 //! repository selection and the local merge queue.
 
-use crate::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit, OWNER, REPO};
-use crate::fake_receiver::FakeReceiver;
-use crate::merge_queue::{git, repo_with_branches};
+use super::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit, OWNER, REPO};
+use super::fake_receiver::FakeReceiver;
+use super::merge_queue::{git, repo_with_branches};
+use super::TOKEN;
 use crate::support::{CoordCommand, TestProject};
-use crate::TOKEN;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -100,7 +100,7 @@ fn groom_prs_live_merges_clean_green_prs_escalates_the_rest_and_posts_one_summar
     let p = groom_project();
 
     let out = live(&p, &gh, &slack).args(GROOM).args(["--json", "-vv"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     // GitHub lists newest first; groom-prs keeps that order.
     assert_eq!(
@@ -159,7 +159,7 @@ fn a_dry_run_reads_github_and_changes_nothing() {
     let slack = FakeReceiver::start();
     let p = groom_project();
     let out = live(&p, &gh, &slack).args(GROOM).args(["--dry-run", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let effects = out.json()["effects"].clone();
     assert_eq!(effects.as_array().unwrap().len(), 4, "{effects}");
     assert!(effects.as_array().unwrap().iter().all(|e| e["status"] == "dry_run"));
@@ -198,7 +198,7 @@ fn killed_between_a_merge_intent_and_its_result_resume_does_not_merge_again() {
     assert!(gh.pr(21).merged);
 
     let out = live(&p, &gh, &slack).args(["resume", "last", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(v["result"]["merged"], json!([21]), "{v}");
     assert_eq!(v["result"]["escalated"], json!([23]));
@@ -230,7 +230,7 @@ fn a_rate_limited_live_run_names_the_reset_time_and_never_the_token() {
     let slack = FakeReceiver::start();
     let p = groom_project();
     let out = live(&p, &gh, &slack).args(GROOM).run();
-    out.expect_code(1);
+    out.code(1);
     let expected =
         chrono::DateTime::from_timestamp(reset_at, 0).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     assert!(out.stderr.contains("rate limit") && out.stderr.contains(&expected), "{}", out.stderr);
@@ -249,17 +249,17 @@ fn the_repository_comes_from_repo_then_the_origin_remote() {
     git(p.path(), &["init", "-q", "-b", "main"]);
     git(p.path(), &["remote", "add", "origin", "git@github.com:acme/widgets.git"]);
     let out = live(&p, &gh, &slack).args(["run", "s.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     assert_eq!(out.json()["result"], json!([3]));
 
     let out = live(&p, &gh, &slack).args(["run", "s.rhai", "--json", "--repo", "other/thing"]).run();
-    out.expect_code(1);
+    out.code(1);
     assert!(out.stderr.contains("/repos/other/thing/pulls") && out.stderr.contains("404"), "{}", out.stderr);
     // --repo is an input, recorded in the run header for resume.
     let headers: Vec<Value> = p.runs().iter().map(|r| journal(r)[0]["header"]["inputs"].clone()).collect();
     assert!(headers.contains(&json!({"repo": "other/thing"})), "{headers:?}");
 
-    p.coord().args(["run", "s.rhai", "--repo", "not-a-repo"]).run().expect_code(2);
+    p.coord().args(["run", "s.rhai", "--repo", "not-a-repo"]).run().code(2);
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn merge_of_a_branch_goes_through_the_local_queue() {
     p.write("coord.toml", "[merge]\ntest_command = \"sh test.sh\"\ntest_timeout = \"2m\"\n");
     p.write("s.rhai", "#{ good: merge(\"good\", #{}), bad: merge(\"bad\", #{}) }\n");
     let out = p.coord().args(["run", "s.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(v["result"]["good"]["status"], "merged", "{v}");
     assert_eq!(v["result"]["bad"]["reason"], "tests_failed");
@@ -278,7 +278,7 @@ fn merge_of_a_branch_goes_through_the_local_queue() {
 
     p.write("coord.toml", "[merge]\ntest_timeout = \"soon\"\n");
     let out = p.coord().args(["run", "s.rhai"]).run();
-    out.expect_code(2);
+    out.code(2);
     assert!(out.stderr.contains("coord.toml") && out.stderr.contains("soon"), "{}", out.stderr);
 }
 
@@ -287,10 +287,10 @@ fn the_stdout_channel_keeps_json_output_parseable() {
     let p = TestProject::new();
     p.write("s.rhai", "notify(\"stdout\", #{ title: \"Nightly\", fields: #{ merged: [1, 2] } }).status\n");
     let out = p.coord().args(["run", "s.rhai"]).run();
-    out.expect_code(0);
+    out.code(0);
     assert!(out.stdout.starts_with("Nightly\nmerged: 1, 2\n"), "{}", out.stdout);
     let out = p.coord().args(["run", "s.rhai", "--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     assert_eq!(out.json()["result"], "sent");
-    assert!(out.stderr.contains("Nightly\nmerged: 1, 2"), "{}", out.stderr);
+    out.stderr_has("Nightly\nmerged: 1, 2");
 }

@@ -1,9 +1,9 @@
 //! `notify` channels through `LiveWorld`: Slack blocks, signed webhooks, retries, the file and
 //! GitHub channels and what resume can learn from them.
 
-use crate::fake_github::{FakeGithub, FakePr};
-use crate::fake_receiver::FakeReceiver;
-use crate::{effect, live_world, runtime};
+use super::fake_github::{FakeGithub, FakePr};
+use super::fake_receiver::FakeReceiver;
+use super::{effect, live_world, runtime};
 use coord::effects::notify::{ChannelConfig, FileChannel, GithubChannel, SlackChannel, WebhookChannel, WebhookUrl};
 use coord::effects::{EffectKind, World};
 use hmac::{Hmac, Mac};

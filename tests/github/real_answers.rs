@@ -3,10 +3,10 @@
 //! GitHub sends, a list that shifts while it is paged, drafts, and a 502 HTML page. First
 //! through `LiveWorld` (as the host calls it), then through the `coord` binary as a user runs it.
 
-use crate::binary::{groom_project, journal, live, route, GROOM};
-use crate::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit, REPO_ID};
-use crate::fake_receiver::FakeReceiver;
-use crate::{effect, live_world, live_world_with, runtime, TOKEN};
+use super::binary::{groom_project, journal, live, route, GROOM};
+use super::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit, REPO_ID};
+use super::fake_receiver::FakeReceiver;
+use super::{effect, live_world, live_world_with, runtime, TOKEN};
 use coord::effects::github::GithubSettings;
 use coord::effects::{EffectKind, GithubRead, World};
 use indexmap::IndexMap;
@@ -281,7 +281,7 @@ fn groom_prs_on_a_renamed_repository_merges_comments_and_labels_as_usual() {
     let slack = FakeReceiver::start();
     let p = groom_project();
     let out = live(&p, &gh, &slack).args(GROOM).args(["--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(
         v["result"],
@@ -314,17 +314,17 @@ fn a_run_whose_writes_fail_says_so_and_exits_4_unless_allowed() {
     let slack = FakeReceiver::start();
     let p = groom_project();
     let out = live(&p, &gh, &slack).args(GROOM).run();
-    out.expect_code(4);
+    out.code(4);
     assert!(
         out.stderr.contains("coord: 5 of 6 effects failed: github.comment ×2, github.label ×2, merge ×1; the first: GitHub POST /repos/acme/widgets/issues/24/comments: 403 Forbidden: Resource not accessible by integration"),
         "{}",
         out.stderr
     );
-    assert!(out.stdout.contains("merge PR #21 squash -> failed"), "{}", out.stdout);
+    out.stdout_has("merge PR #21 squash -> failed");
     assert_eq!(slack.deliveries().len(), 1, "the summary still went out");
 
     let out = live(&p, &gh, &slack).args(GROOM).args(["--allow-failed-effects"]).run();
-    out.expect_code(0);
+    out.code(0);
     assert!(out.stderr.contains("coord: 5 of 6 effects failed"), "still said: {}", out.stderr);
 }
 
@@ -342,7 +342,7 @@ fn a_secondary_limit_without_retry_after_is_waited_out_and_the_run_finishes() {
     );
     let started = Instant::now();
     let out = live(&p, &gh, &slack).args(GROOM).args(["--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(out.json()["result"]["merged"], json!([21]));
     let line = out.stderr.lines().find(|l| l.contains("secondary rate limit")).unwrap_or_default();
@@ -362,7 +362,7 @@ fn a_pr_opened_while_groom_prs_pages_the_list_is_reviewed_once() {
     let slack = FakeReceiver::start();
     let p = groom_project();
     let out = live(&p, &gh, &slack).args(GROOM).args(["--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(v["sessions"], 5, "one review per PR listed: {v}");
     assert_eq!(
@@ -391,7 +391,7 @@ fn groom_prs_leaves_a_draft_unreviewed_and_unmerged() {
     let slack = FakeReceiver::start();
     let p = groom_project();
     let out = live(&p, &gh, &slack).args(GROOM).args(["--json"]).run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     assert_eq!(v["result"], json!({"merged": [21], "fixed": [], "escalated": [], "waiting": [27], "drafts": [27]}));
     assert_eq!(v["sessions"], 1, "the draft is not reviewed");
@@ -407,7 +407,7 @@ fn a_502_page_fails_the_run_with_one_line() {
     let slack = FakeReceiver::start();
     let p = groom_project();
     let out = live(&p, &gh, &slack).args(GROOM).run();
-    out.expect_code(1);
+    out.code(1);
     let line = out.stderr.lines().find(|l| l.contains("502")).unwrap_or_default();
     assert!(
         line.ends_with(

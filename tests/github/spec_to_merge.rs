@@ -2,8 +2,8 @@
 //! tests main before merging, refuses with `main_red`, and the coordinator halts as it does
 //! offline (coordinators/spec-to-merge/scenarios/main-red.toml), reopening no ticket.
 
-use crate::binary::journal;
-use crate::merge_queue::git;
+use super::binary::journal;
+use super::merge_queue::git;
 use crate::support::TestProject;
 use serde_json::json;
 
@@ -54,7 +54,7 @@ fn spec_to_merge_halts_on_a_red_main_and_reopens_no_ticket() {
         .args(["--input", "spec=Rename the billing module.", "--input", "parallel=2", "--input", "channel=stdout"])
         .args(["--leaf", "spec-architect=command", "--leaf", "spec-manager=command", "--leaf", "ticket-coding=command"])
         .run();
-    out.expect_code(0);
+    out.code(0);
     let v = out.json();
     let result = &v["result"];
     assert_eq!(result["status"], "halted", "{v}");

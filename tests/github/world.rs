@@ -1,7 +1,7 @@
 //! GitHub reads and effects through `LiveWorld`, against the fake GitHub.
 
-use crate::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit};
-use crate::{effect, live_world, runtime, TOKEN};
+use super::fake_github::{FakeGithub, FakePr, MergeAnswer, RateLimit};
+use super::{effect, live_world, runtime, TOKEN};
 use coord::effects::{EffectKind, GithubRead, World};
 use indexmap::IndexMap;
 use serde_json::{json, Value};

@@ -144,11 +144,46 @@ impl From<Output> for Outcome {
     }
 }
 
+/// Fluent checks of a finished command, each showing the whole stdout and stderr when it fails:
+/// `p.coord().args(["check"]).run().code(2).stderr_has("coord.toml:3:1").stdout_lacks("panicked");`
 impl Outcome {
+    /// The exit code is `code`.
     #[track_caller]
-    pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "exit code\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+    pub fn code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n{}", self.both());
         self
+    }
+
+    /// Stdout contains `text`.
+    #[track_caller]
+    pub fn stdout_has(&self, text: &str) -> &Self {
+        assert!(self.stdout.contains(text), "stdout lacks {text:?}\n{}", self.both());
+        self
+    }
+
+    /// Stdout does not contain `text`.
+    #[track_caller]
+    pub fn stdout_lacks(&self, text: &str) -> &Self {
+        assert!(!self.stdout.contains(text), "stdout has {text:?}\n{}", self.both());
+        self
+    }
+
+    /// Stderr contains `text`.
+    #[track_caller]
+    pub fn stderr_has(&self, text: &str) -> &Self {
+        assert!(self.stderr.contains(text), "stderr lacks {text:?}\n{}", self.both());
+        self
+    }
+
+    /// Stderr does not contain `text`.
+    #[track_caller]
+    pub fn stderr_lacks(&self, text: &str) -> &Self {
+        assert!(!self.stderr.contains(text), "stderr has {text:?}\n{}", self.both());
+        self
+    }
+
+    fn both(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
     }
 
     pub fn json(&self) -> serde_json::Value {

@@ -3,9 +3,6 @@
 //! nothing leaves the machine. World tests call `LiveWorld` directly (as the host does);
 //! `binary` drives the real `coord` binary.
 
-#[path = "../support/mod.rs"]
-mod support;
-
 mod binary;
 mod fake_github;
 mod fake_receiver;
