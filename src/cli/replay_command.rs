@@ -6,6 +6,7 @@ use super::flag_groups::RunStoreArgs;
 use super::run_command::finish;
 use super::{ReplayArgs, ResumeArgs};
 use crate::journal::run_dir::{OwnerLock, RunStore};
+use crate::journal::recorded_options::RecordedOptions;
 use crate::journal::{AnswerIndex, RecordedRun};
 use crate::run::{self, Recording, RunPlan};
 use crate::scheduler::Interrupt;
@@ -159,17 +160,11 @@ fn redo(
 /// The plan of a continued run, once the pre-run check passed.
 fn checked_plan(recorded: &AnswerIndex) -> Result<RunPlan, CliError> {
     let choice = crate::check::run_check::HarnessChoice {
-        overrides: recorded
-            .header
-            .options
-            .get("leaf")
-            .and_then(serde_json::Value::as_object)
-            .map(|leaf| {
-                leaf.iter()
-                    .filter_map(|(w, spec)| Some((w.clone(), spec.as_str()?.split(':').next()?.to_owned())))
-                    .collect()
-            })
-            .unwrap_or_default(),
+        overrides: RecordedOptions::from_header(&recorded.header.options)
+            .leaf
+            .iter()
+            .filter_map(|(workflow, spec)| Some((workflow.clone(), spec.split(':').next()?.to_owned())))
+            .collect(),
         scenario: recorded.header.scenario.is_some(),
     };
     super::run_command::refuse_unless_checked(&recorded_script(recorded), &choice)?;

@@ -270,7 +270,7 @@ fn to_json(node: &NodeView<'_>) -> String {
 
 /// The `--max-parallel` a run was started with, from its header.
 pub fn max_parallel(run: &RecordedRun) -> Option<u64> {
-    run.header.options.get("max_parallel").and_then(Value::as_u64)
+    crate::journal::recorded_options::RecordedOptions::from_header(&run.header.options).max_parallel
 }
 
 /// What a page was last sent of each node.
