@@ -782,3 +782,26 @@ fn a_large_answer_is_kept_in_blobs_and_replays_whole() {
     replay.code(0);
     assert_eq!(replay.json()["result"], result);
 }
+
+/// A journal written before the redesign of issue #23 (typed run phases, one replay decision,
+/// shared script records) replays with today's binary to the result it recorded, and reads
+/// in `coord show`.
+#[test]
+fn a_journal_written_before_the_redesign_replays() {
+    let p = TestProject::with_repo_files();
+    let fixture = support::repo_root().join("tests/fixtures/journals/before-the-redesign");
+    // The script as it was when the journal was written.
+    std::fs::copy(fixture.join("groom-prs.rhai"), p.path().join("coordinators/groom-prs.rhai")).unwrap();
+    let id = "20261207-133435-7775";
+    let run = p.path().join(".coord/runs").join(id);
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::copy(fixture.join("journal.jsonl"), run.join("journal.jsonl")).unwrap();
+
+    let replayed = p.coord().args(["replay", id, "--json"]).run();
+    replayed.code(0);
+    assert_eq!(
+        replayed.json()["result"],
+        serde_json::json!({"drafts": [18], "escalated": [15, 17, 16], "fixed": [14], "merged": [12, 14], "waiting": [18, 13]})
+    );
+    p.coord().args(["show", id]).run().code(0).stdout_has("14 sessions (1 not ok) · 9 effects");
+}
