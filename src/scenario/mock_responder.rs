@@ -5,6 +5,7 @@
 //! Rules are indexed by their first condition, so a call is matched in constant time however
 //! many rules a scenario has.
 
+use super::compact_json::CompactJson;
 use super::{LeafRule, MockResponse};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -19,9 +20,32 @@ struct WorkflowIndex {
     unconditioned: Vec<usize>,
 }
 
+/// A rule as the responder keeps it: each response's output as compact JSON (a scenario may
+/// hold a rule per PR), put back when it answers.
+#[derive(Debug)]
+struct Rule {
+    conditions: Vec<(String, Value)>,
+    goal_contains: Option<String>,
+    responses: Vec<(MockResponse, CompactJson)>,
+}
+
+impl Rule {
+    fn new(rule: LeafRule) -> Self {
+        let responses = rule
+            .responses
+            .into_iter()
+            .map(|mut response| {
+                let output = CompactJson::new(std::mem::take(&mut response.output));
+                (response, output)
+            })
+            .collect();
+        Rule { conditions: rule.conditions, goal_contains: rule.goal_contains, responses }
+    }
+}
+
 #[derive(Debug)]
 pub struct MockResponder {
-    rules: Vec<LeafRule>,
+    rules: Vec<Rule>,
     index: HashMap<String, WorkflowIndex>,
     uses: Vec<usize>,
 }
@@ -42,7 +66,7 @@ impl MockResponder {
             }
         }
         let uses = vec![0; rules.len()];
-        MockResponder { rules, index, uses }
+        MockResponder { rules: rules.into_iter().map(Rule::new).collect(), index, uses }
     }
 
     /// The response for a request, advancing the matched rule's sequence. `None` when no rule
@@ -74,11 +98,12 @@ impl MockResponder {
         let rule = &self.rules[i];
         let n = self.uses[i];
         self.uses[i] += 1;
-        Some(rule.responses[n.min(rule.responses.len() - 1)].clone())
+        let (response, output) = &rule.responses[n.min(rule.responses.len() - 1)];
+        Some(MockResponse { output: output.value(), ..response.clone() })
     }
 }
 
-fn rule_matches(rule: &LeafRule, goal: &str, inputs: &Value) -> bool {
+fn rule_matches(rule: &Rule, goal: &str, inputs: &Value) -> bool {
     if let Some(needle) = &rule.goal_contains {
         if !goal.contains(needle.as_str()) {
             return false;

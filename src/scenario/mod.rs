@@ -5,6 +5,7 @@
 //! matching leaf requests to responses, and the in-memory world the run acts on. It must not
 //! know any coordinator's routing.
 
+mod compact_json;
 pub mod mock_harness;
 pub mod mock_responder;
 pub mod world;
@@ -86,8 +87,7 @@ fn chunks_may_differ(source: &str, first_cut: usize) -> bool {
     let entry_or_inside = |header: &str| {
         let inside = ["github.prs.", "github.issues.", "leaf."];
         let name = header.trim_start_matches('[');
-        inside.iter().any(|p| name.starts_with(p))
-            || ENTRY_HEADERS.contains(&header)
+        inside.iter().any(|p| name.starts_with(p)) || ENTRY_HEADERS.contains(&header)
     };
     let mut offset = 0;
     for line in source.split_inclusive('\n') {
@@ -511,12 +511,7 @@ impl Scenario {
     }
 
     /// A diagnostic pointing at `span` in this scenario's file.
-    pub fn diagnostic(
-        &self,
-        span: std::ops::Range<usize>,
-        message: String,
-        help: Option<String>,
-    ) -> FileDiagnostic {
+    pub fn diagnostic(&self, span: std::ops::Range<usize>, message: String, help: Option<String>) -> FileDiagnostic {
         FileDiagnostic::at(&self.path, &self.source, span, message, help)
     }
 }
@@ -627,7 +622,7 @@ status = "timeout"
         assert!(err.span_start().is_some());
     }
 
-    /// A scenario large enough to be parsed in halves: `n` PRs, then one leaf rule per PR.
+    /// A scenario large enough to be parsed in chunks: `n` PRs, then one leaf rule per PR.
     fn large(n: usize) -> String {
         let mut s =
             String::from("coordinator = \"groom-prs\"\nnow = \"2026-11-21T09:00:00Z\"\n[inputs]\nrepo = \"a/b\"\n");
@@ -648,18 +643,21 @@ status = "timeout"
         let cuts = split_points(&src);
         assert!(cuts.len() > 2, "large enough to cut");
         assert!(!chunks_may_differ(&src, cuts[0]));
-        let halves = parse(&src).unwrap();
+        let chunked = parse(&src).unwrap();
         let whole: ScenarioFile = toml::from_str(&src).unwrap();
-        assert_eq!(halves.prs.len(), 3_000);
-        assert_eq!(halves.rules.len(), whole.leaf.len());
-        assert_eq!(halves.prs[2_999]["number"], 3_000);
-        assert_eq!(halves.prs.iter().map(|p| p["number"].as_u64().unwrap()).collect::<Vec<_>>(), (1..=3_000).collect::<Vec<_>>());
+        assert_eq!(chunked.prs.len(), 3_000);
+        assert_eq!(chunked.rules.len(), whole.leaf.len());
+        assert_eq!(chunked.prs[2_999]["number"], 3_000);
+        assert_eq!(
+            chunked.prs.iter().map(|p| p["number"].as_u64().unwrap()).collect::<Vec<_>>(),
+            (1..=3_000).collect::<Vec<_>>()
+        );
         // Spans in later chunks are offsets into the whole file.
-        for (rule, file_rule) in halves.rules.iter().zip(&whole.leaf) {
+        for (rule, file_rule) in chunked.rules.iter().zip(&whole.leaf) {
             assert_eq!(rule.workflow_span, file_rule.workflow.span());
             assert_eq!(rule.responses[0].output_span, file_rule.output.as_ref().map(Spanned::span));
         }
-        assert_eq!(halves.inputs["repo"], "a/b");
+        assert_eq!(chunked.inputs["repo"], "a/b");
     }
 
     #[test]

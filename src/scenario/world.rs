@@ -1,15 +1,15 @@
 //! The in-memory world of a scenario run: PRs and issues that reads return and effects change.
 //! A merged PR stays merged for the rest of the run; notifications are kept in order.
 
+use super::compact_json::CompactJson;
 use super::Scenario;
 use crate::effects::{EffectKind, EffectRequest, GithubRead, World, WorldError};
 use indexmap::IndexMap;
-use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
 
 pub struct ScenarioWorld {
-    prs: IndexMap<u64, Fixture>,
-    issues: IndexMap<u64, Fixture>,
+    prs: IndexMap<u64, CompactJson>,
+    issues: IndexMap<u64, CompactJson>,
     /// Branch -> what each merge attempt does (the last repeats), attempts so far, merged yet.
     branches: IndexMap<String, BranchState>,
     main_red: bool,
@@ -30,50 +30,6 @@ pub struct GitFixtures {
     /// or a list of those, one per merge attempt (the last repeats).
     #[serde(default)]
     pub branches: IndexMap<String, toml::Spanned<toml::Value>>,
-}
-
-/// A PR or issue as the world keeps it: as its JSON text, a small fraction of the parsed object
-/// (a large scenario holds many thousands), parsed again whenever it is read or changed. One
-/// holding a float stays parsed: a float read back from text may differ in its last bit.
-enum Fixture {
-    Text(Box<RawValue>),
-    Parsed(Value),
-}
-
-impl Fixture {
-    fn new(value: Value) -> Self {
-        if has_float(&value) {
-            return Fixture::Parsed(value);
-        }
-        match serde_json::value::to_raw_value(&value) {
-            Ok(text) => Fixture::Text(text),
-            Err(_) => Fixture::Parsed(value),
-        }
-    }
-
-    fn value(&self) -> Value {
-        match self {
-            Fixture::Text(text) => serde_json::from_str(text.get()).expect("JSON the world wrote parses"),
-            Fixture::Parsed(value) => value.clone(),
-        }
-    }
-
-    /// Changes the fixture through its parsed form, and keeps the result.
-    fn edit<R>(&mut self, change: impl FnOnce(&mut Value) -> R) -> R {
-        let mut value = self.value();
-        let out = change(&mut value);
-        *self = Fixture::new(value);
-        out
-    }
-}
-
-fn has_float(value: &Value) -> bool {
-    match value {
-        Value::Number(n) => n.is_f64(),
-        Value::Array(items) => items.iter().any(has_float),
-        Value::Object(map) => map.values().any(has_float),
-        _ => false,
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -180,8 +136,8 @@ impl ScenarioWorld {
     pub fn new(scenario: &mut Scenario) -> Self {
         let key = |v: &Value| v["number"].as_u64().unwrap_or(0);
         ScenarioWorld {
-            prs: std::mem::take(&mut scenario.prs).into_iter().map(|p| (key(&p), Fixture::new(p))).collect(),
-            issues: std::mem::take(&mut scenario.issues).into_iter().map(|i| (key(&i), Fixture::new(i))).collect(),
+            prs: std::mem::take(&mut scenario.prs).into_iter().map(|p| (key(&p), CompactJson::new(p))).collect(),
+            issues: std::mem::take(&mut scenario.issues).into_iter().map(|i| (key(&i), CompactJson::new(i))).collect(),
             branches: scenario
                 .git
                 .branches
@@ -197,7 +153,10 @@ impl ScenarioWorld {
     }
 
     fn pr(&self, n: u64) -> Result<Value, WorldError> {
-        self.prs.get(&n).map(Fixture::value).ok_or_else(|| WorldError::Failed(format!("no PR #{n} in the scenario")))
+        self.prs
+            .get(&n)
+            .map(CompactJson::value)
+            .ok_or_else(|| WorldError::Failed(format!("no PR #{n} in the scenario")))
     }
 
     /// The local merge queue: merge main into the branch, run its tests, merge on green.
@@ -311,7 +270,7 @@ impl World for ScenarioWorld {
                 Value::Array(
                     self.prs
                         .values()
-                        .map(Fixture::value)
+                        .map(CompactJson::value)
                         .filter(|pr| state_matches(pr, state))
                         .filter(|pr| str_opt(opts, "base").is_none_or(|b| pr["base"].as_str() == Some(b)))
                         .filter(|pr| str_opt(opts, "author").is_none_or(|a| pr["author"].as_str() == Some(a)))
@@ -335,7 +294,7 @@ impl World for ScenarioWorld {
                 Value::Array(
                     self.issues
                         .values()
-                        .map(Fixture::value)
+                        .map(CompactJson::value)
                         .filter(|i| state_matches(i, state))
                         .filter(|i| labels.iter().all(|l| labels_of(i).contains(&l.as_str())))
                         .collect(),
