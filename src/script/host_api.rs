@@ -229,13 +229,17 @@ fn number_arg(n: i64, function: &str) -> RhaiResult<u64> {
 }
 
 pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
-    engine.register_type_with_name::<SessionHandle>("SessionHandle");
-    engine.register_get("id", |h: &mut SessionHandle| h.id.clone());
-    engine.register_get("workflow", |h: &mut SessionHandle| h.workflow.clone());
-    engine.register_fn("to_string", |h: &mut SessionHandle| format!("session {} ({})", h.id, h.workflow));
-    engine.register_fn("to_debug", |h: &mut SessionHandle| format!("session {} ({})", h.id, h.workflow));
+    register_logging_and_pure_helpers(engine, host.clone());
+    register_sessions(engine, host.clone(), main_source.clone());
+    register_classify(engine, host.clone(), main_source.clone());
+    register_effects(engine, host.clone(), main_source.clone());
+    register_values(engine, host.clone(), main_source.clone());
+    engine.register_static_module("github", github_module(host, main_source).into());
+}
 
-    // print/debug and log go to the run log, never to stdout.
+/// `print`, `debug` and `log` (to the run log, never stdout), and the pure helpers, which are
+/// deterministic and so not journaled.
+fn register_logging_and_pure_helpers(engine: &mut Engine, host: SharedHost) {
     {
         let h = host.clone();
         engine.on_print(move |s| {
@@ -265,6 +269,15 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
             .unwrap_or_default()
     });
     engine.register_fn("to_json", |v: Dynamic| -> RhaiResult<String> { Ok(to_json(&v)?.to_string()) });
+}
+
+/// `spawn_session`, `await_sessions` and `await_session`, and the handle they pass around.
+fn register_sessions(engine: &mut Engine, host: SharedHost, main_source: String) {
+    engine.register_type_with_name::<SessionHandle>("SessionHandle");
+    engine.register_get("id", |h: &mut SessionHandle| h.id.clone());
+    engine.register_get("workflow", |h: &mut SessionHandle| h.workflow.clone());
+    engine.register_fn("to_string", |h: &mut SessionHandle| format!("session {} ({})", h.id, h.workflow));
+    engine.register_fn("to_debug", |h: &mut SessionHandle| format!("session {} ({})", h.id, h.workflow));
 
     let ms = main_source.clone();
     let h = host.clone();
@@ -292,9 +305,10 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
         let results = await_results(&h, &site, &[handle.id])?;
         Ok(results.into_iter().next().unwrap_or(Dynamic::UNIT))
     });
+}
 
-    register_classify(engine, host.clone(), main_source.clone());
-
+/// `merge` and `notify`: effects, journaled before they act.
+fn register_effects(engine: &mut Engine, host: SharedHost, main_source: String) {
     let ms = main_source.clone();
     let h = host.clone();
     let merge = move |ctx: NativeCallContext, target: Dynamic, opts: Map| -> RhaiResult<Map> {
@@ -333,7 +347,10 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
         let result = h.call(|host| host.effect(&site, EffectKind::Notify, args))?;
         Ok(to_dynamic(&result).try_cast::<Map>().unwrap_or_default())
     });
+}
 
+/// `input`, `inputs` and `now`: values from outside the script, journaled so replays see them.
+fn register_values(engine: &mut Engine, host: SharedHost, main_source: String) {
     let ms = main_source.clone();
     let h = host.clone();
     engine.register_fn("input", move |ctx: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
@@ -354,8 +371,6 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
         let site = site(&ctx, &ms);
         h.call(|host| host.now(&site))
     });
-
-    engine.register_static_module("github", github_module(host, main_source).into());
 }
 
 fn register_classify(engine: &mut Engine, host: SharedHost, main_source: String) {
