@@ -355,15 +355,20 @@ pub struct Asked<'a> {
     pub source: Option<&'a str>,
 }
 
+impl Asked<'_> {
+    pub fn site(&self) -> CallSite {
+        CallSite::parse(self.pos, self.source)
+    }
+}
+
 impl Entry {
     /// What the script asked, for a call or an effect intent.
     pub fn asked(&self) -> Option<Asked<'_>> {
-        let (function, args, pos, source) = match self {
-            Entry::Call(c) => (&c.function, &c.args, &c.pos, &c.source),
-            Entry::EffectIntent(e) => (&e.function, &e.args, &e.pos, &e.source),
-            _ => return None,
-        };
-        Some(Asked { function, args, pos: pos.as_deref(), source: source.as_deref() })
+        match self {
+            Entry::Call(c) => Some(c.asked()),
+            Entry::EffectIntent(e) => Some(e.asked()),
+            _ => None,
+        }
     }
 
     /// The host call this entry records or answers (a call, an effect's intent or result).
@@ -489,11 +494,21 @@ impl CallEntry {
     pub fn site(&self) -> CallSite {
         CallSite::parse(self.pos.as_deref(), self.source.as_deref())
     }
+
+    pub fn asked(&self) -> Asked<'_> {
+        let (pos, source) = (self.pos.as_deref(), self.source.as_deref());
+        Asked { function: &self.function, args: &self.args, pos, source }
+    }
 }
 
 impl EffectIntentEntry {
     pub fn site(&self) -> CallSite {
         CallSite::parse(self.pos.as_deref(), self.source.as_deref())
+    }
+
+    pub fn asked(&self) -> Asked<'_> {
+        let (pos, source) = (self.pos.as_deref(), self.source.as_deref());
+        Asked { function: &self.function, args: &self.args, pos, source }
     }
 }
 

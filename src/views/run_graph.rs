@@ -275,13 +275,8 @@ impl RunGraph {
                         .as_ref()
                         .map(|r| r.workflow.clone())
                         .unwrap_or_else(|| workflow_from_key(entry).unwrap_or_else(|| "?".into()));
-                    let parent = graph.parent_for(
-                        subject.as_deref(),
-                        &awaited,
-                        &session_index,
-                        (&entry.site(), &entry.function),
-                        &mut site_index,
-                    );
+                    let parent =
+                        graph.parent_for(subject.as_deref(), &awaited, &session_index, entry.asked(), &mut site_index);
                     let simulated =
                         result.as_ref().is_some_and(|r| spend::leaf_simulated(r.harness.as_deref(), graph.scenario));
                     session_index.insert(id.clone(), graph.sessions.len());
@@ -312,13 +307,8 @@ impl RunGraph {
                     }
                     let args = entry.args.clone();
                     let subject = subject_of(&args, "");
-                    let parent = graph.parent_for(
-                        subject.as_deref(),
-                        &awaited,
-                        &session_index,
-                        (&entry.site(), &entry.function),
-                        &mut site_index,
-                    );
+                    let parent =
+                        graph.parent_for(subject.as_deref(), &awaited, &session_index, entry.asked(), &mut site_index);
                     effect_calls.insert(call, graph.effects.len());
                     graph.effects.push(EffectNode {
                         call,
@@ -350,7 +340,7 @@ impl RunGraph {
         subject: Option<&str>,
         awaited: &[String],
         sessions: &IndexMap<String, usize>,
-        (site, function): (&entry::CallSite, &str),
+        asked: entry::Asked<'_>,
         sites: &mut IndexMap<String, usize>,
     ) -> Parent {
         if let Some(subject) = subject {
@@ -362,11 +352,11 @@ impl RunGraph {
                 return Parent::Session(id.clone());
             }
         }
-        let label = site_label(site, &self.script, false);
+        let label = site_label(&asked.site(), &self.script, false);
         let next = self.call_sites.len();
         let index = *sites.entry(label.clone()).or_insert(next);
         if index == next {
-            self.call_sites.push(CallSite { label, function: function.to_owned() });
+            self.call_sites.push(CallSite { label, function: asked.function.to_owned() });
         }
         Parent::CallSite(index)
     }
