@@ -9,7 +9,7 @@
 //!
 //! It must not interpret what a call means: that is the host's business.
 
-use super::entry::{Entry, EntryKind, RunHeader, RunStatus};
+use super::entry::{CallEntry, EffectIntentEntry, Entry, EntryKind, RunHeader, RunStatus};
 use super::reader::{check_header, scan_lines, EntryOrder, EntryPlace, JournalError, LineError, Scanned};
 use super::writer::JOURNAL_FILE;
 use super::CallKey;
@@ -626,23 +626,32 @@ impl AnswerIndex {
 
     /// The whole entry of a recorded call, payloads parsed (for divergence reports).
     pub fn entry(&self, call: &RecordedCall) -> Entry {
-        Entry {
-            seq: call.seq,
-            kind: call.kind,
-            header: None,
-            call: call.call,
-            function: self.text(&call.function).map(str::to_owned),
-            key: self.key(call).map(|k| CallKey(k.to_owned())),
-            pos: self.text(&call.pos).map(str::to_owned),
-            source: self.text(&call.source).map(str::to_owned),
-            args: call.args.as_ref().map(|_| self.args(call)),
-            result: self.result(call),
-            session: self.spawned_session(call).map(str::to_owned),
-            idempotency_key: self.idempotency_key(call).map(str::to_owned),
-            status: None,
-            error: None,
-            at: None,
-            usage: None,
+        let number = call.call.unwrap_or_default();
+        let function = self.text(&call.function).unwrap_or_default().to_owned();
+        let key = CallKey(self.key(call).unwrap_or_default().to_owned());
+        let pos = self.text(&call.pos).map(str::to_owned);
+        let source = self.text(&call.source).map(str::to_owned);
+        let args = call.args.as_ref().map(|_| self.args(call)).unwrap_or_default();
+        match call.kind {
+            EntryKind::EffectIntent => Entry::EffectIntent(EffectIntentEntry {
+                call: number,
+                function,
+                key,
+                pos,
+                source,
+                args,
+                idempotency_key: self.idempotency_key(call).unwrap_or_default().to_owned(),
+            }),
+            _ => Entry::Call(CallEntry {
+                call: number,
+                function,
+                key,
+                pos,
+                source,
+                args,
+                result: self.result(call).unwrap_or_default(),
+                session: self.spawned_session(call).map(str::to_owned),
+            }),
         }
     }
 }
@@ -650,6 +659,7 @@ impl AnswerIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::entry::Line;
     use crate::journal::entry::{CallSite, JOURNAL_VERSION};
     use crate::journal::{JournalWriter, RecordedRun};
     use serde_json::json;
@@ -679,7 +689,7 @@ mod tests {
         assert_eq!(index.calls.len(), full.calls.len());
         for (call, entry) in index.calls.iter().zip(&full.calls) {
             let rebuilt = index.entry(call);
-            assert_eq!(serde_json::to_value(&rebuilt).unwrap(), serde_json::to_value(entry).unwrap());
+            assert_eq!(serde_json::to_value(&rebuilt).unwrap(), serde_json::to_value(&entry.entry).unwrap());
         }
         assert_eq!(index.session::<Value>("s1").unwrap().unwrap(), full.sessions["s1"]);
         assert_eq!(index.take_effect_result(1), full.effect_results.get(&1).cloned());
@@ -693,7 +703,7 @@ mod tests {
     fn escaped_strings_read_as_their_text() {
         let dir = tempfile::tempdir().unwrap();
         let header = RunHeader { version: JOURNAL_VERSION, run_id: "r1".into(), ..Default::default() };
-        let first = serde_json::to_string(&Entry::run_started(header)).unwrap();
+        let first = serde_json::to_string(&Line { seq: 0, entry: Entry::run_started(header) }).unwrap();
         // `\u0069nput` is `input`, `\"` a quote: these strings are copied, the rest borrowed.
         let call = r#"{"seq":1,"type":"call","call":0,"fn":"\u0069nput","key":"input:k\"1","pos":"1:2","args":["a"],"result":"v","session":"s1"}"#;
         std::fs::write(dir.path().join(JOURNAL_FILE), format!("{first}\n{call}\n")).unwrap();
@@ -702,8 +712,8 @@ mod tests {
         assert_eq!(index.key(recorded), Some("input:k\"1"));
         assert_eq!(index.spawned_session(recorded), Some("s1"));
         let entry = index.entry(recorded);
-        assert_eq!(entry.function.as_deref(), Some("input"));
-        assert_eq!(entry.pos.as_deref(), Some("1:2"));
+        assert_eq!(entry.function(), Some("input"));
+        assert_eq!(entry.asked().and_then(|a| a.pos), Some("1:2"));
         assert_eq!(index.result_text(recorded), Some("\"v\""));
     }
 

@@ -1,6 +1,8 @@
-//! One journal line. The wire shape is a single flat record with a `type` tag and optional
-//! fields, rather than a serde-tagged enum, because flat records parse without buffering and
-//! keep replay fast. Constructors below are the only way the runtime builds entries.
+//! Journal entries: the typed [`Entry`] (one variant per entry type) and the [`Line`] that
+//! carries it with its sequence number. A line is read in two steps, a flat [`RawLine`] and
+//! then the typed entry, so that a line missing a field is named by the order check and a
+//! flat record parses without serde buffering the line. Constructors below are the only way
+//! the runtime builds entries.
 
 use super::CallKey;
 use serde::{Deserialize, Serialize};
@@ -113,42 +115,198 @@ impl std::fmt::Display for ParentRun {
     }
 }
 
+/// One journal line: its sequence number, then the entry. The number is written first and the
+/// entry's `type` tag second, then the entry's fields in the order its struct declares them;
+/// that order is the journal's wire format and must not change.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Entry {
+#[serde(try_from = "RawLine")]
+pub struct Line {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub entry: Entry,
+}
+
+/// A journal entry: one variant per entry type, each with the fields that type has.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Entry {
+    /// First line: format version, script, inputs and mode.
+    RunStarted { header: RunHeader },
+    /// A host call the script made and the answer it got.
+    Call(CallEntry),
+    /// A leaf session finished (in completion order; looked up by session id).
+    Session(SessionEntry),
+    /// An effect about to act. Written (and flushed) before acting.
+    EffectIntent(EffectIntentEntry),
+    /// What the effect did.
+    EffectResult(EffectResultEntry),
+    /// Last line of a run that ended.
+    RunFinished(RunFinishedEntry),
+}
+
+/// A host call: its number in script order, what it asked and what it got. A spawn names the
+/// session it started; its result is `null`.
+#[derive(Clone, Debug, Serialize)]
+pub struct CallEntry {
+    pub call: u64,
+    #[serde(rename = "fn")]
+    pub function: String,
+    pub key: CallKey,
+    /// `line:col` of the call in the script (or in `source`, when not the main script).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pos: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub args: Value,
+    pub result: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionEntry {
+    pub result: Value,
+    pub session: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EffectIntentEntry {
+    pub call: u64,
+    #[serde(rename = "fn")]
+    pub function: String,
+    pub key: CallKey,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pos: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    pub args: Value,
+    pub idempotency_key: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EffectResultEntry {
+    pub call: u64,
+    #[serde(rename = "fn")]
+    pub function: String,
+    pub result: Value,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RunFinishedEntry {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    pub status: RunStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub at: String,
+    /// The tokens and cost of every leaf of the run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Value>,
+}
+
+/// A line as read, every field but `seq` and `type` optional: the first of two reading steps,
+/// so that [`EntryOrder`](super::reader::EntryOrder) can say which field a line lacks before
+/// [`Line::try_from`] builds the typed entry.
+#[derive(Deserialize)]
+pub(super) struct RawLine {
     pub seq: u64,
     #[serde(rename = "type")]
     pub kind: EntryKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub header: Option<RunHeader>,
-    /// Index of the host call in script order (calls, effects).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub call: Option<u64>,
-    #[serde(default, rename = "fn", skip_serializing_if = "Option::is_none")]
+    #[serde(default, rename = "fn")]
     pub function: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub key: Option<CallKey>,
-    /// `line:col` of the call in the script (or in `source`, when not the main script).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub pos: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub args: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub result: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub session: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub idempotency_key: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub status: Option<RunStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub error: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub at: Option<String>,
-    /// `run_finished`: the tokens and cost of every leaf of the run.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub usage: Option<Value>,
+}
+
+impl RawLine {
+    /// What the line says about its place in the journal, for the order check.
+    pub(super) fn place(&self) -> super::reader::EntryPlace<'_> {
+        super::reader::EntryPlace {
+            seq: self.seq,
+            kind: self.kind,
+            call: self.call,
+            session: self.session.as_deref(),
+            has_function: self.function.is_some(),
+            has_key: self.key.is_some(),
+            has_result: self.result.is_some(),
+            has_status: self.status.is_some(),
+            has_header: self.header.is_some(),
+        }
+    }
+}
+
+/// The second reading step. The fields [`EntryOrder`](super::reader::EntryOrder) requires are
+/// required here too; the others (a call's `args`, an intent's idempotency key, the finishing
+/// time) read as empty when a line lacks them, as the journal's first readers let them.
+impl TryFrom<RawLine> for Line {
+    type Error = String;
+
+    fn try_from(raw: RawLine) -> Result<Self, String> {
+        let missing = |what: &str| format!("a `{}` entry without its {what}", raw.kind.as_str());
+        let entry = match raw.kind {
+            EntryKind::RunStarted => Entry::RunStarted { header: raw.header.ok_or_else(|| missing("header"))? },
+            EntryKind::Call => Entry::Call(CallEntry {
+                call: raw.call.ok_or_else(|| missing("call"))?,
+                function: raw.function.ok_or_else(|| missing("fn"))?,
+                key: raw.key.ok_or_else(|| missing("key"))?,
+                pos: raw.pos,
+                source: raw.source,
+                args: raw.args.unwrap_or_default(),
+                result: raw.result.unwrap_or_default(),
+                session: raw.session,
+            }),
+            EntryKind::Session => Entry::Session(SessionEntry {
+                result: raw.result.ok_or_else(|| missing("result"))?,
+                session: raw.session.ok_or_else(|| missing("session"))?,
+            }),
+            EntryKind::EffectIntent => Entry::EffectIntent(EffectIntentEntry {
+                call: raw.call.ok_or_else(|| missing("call"))?,
+                function: raw.function.ok_or_else(|| missing("fn"))?,
+                key: raw.key.ok_or_else(|| missing("key"))?,
+                pos: raw.pos,
+                source: raw.source,
+                args: raw.args.unwrap_or_default(),
+                idempotency_key: raw.idempotency_key.unwrap_or_default(),
+            }),
+            EntryKind::EffectResult => Entry::EffectResult(EffectResultEntry {
+                call: raw.call.ok_or_else(|| missing("call"))?,
+                function: raw.function.unwrap_or_default(),
+                result: raw.result.ok_or_else(|| missing("result"))?,
+            }),
+            EntryKind::RunFinished => Entry::RunFinished(RunFinishedEntry {
+                result: raw.result,
+                status: raw.status.ok_or_else(|| missing("status"))?,
+                error: raw.error,
+                at: raw.at.unwrap_or_default(),
+                usage: raw.usage,
+            }),
+        };
+        Ok(Line { seq: raw.seq, entry })
+    }
 }
 
 /// Where in a script a host call was made.
@@ -175,33 +333,88 @@ impl CallSite {
     }
 }
 
+impl EntryKind {
+    /// The spelling of the `type` tag.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::RunStarted => "run_started",
+            EntryKind::Call => "call",
+            EntryKind::Session => "session",
+            EntryKind::EffectIntent => "effect_intent",
+            EntryKind::EffectResult => "effect_result",
+            EntryKind::RunFinished => "run_finished",
+        }
+    }
+}
+
+/// What a call or an effect intent asked, and where in the script.
+pub struct Asked<'a> {
+    pub function: &'a str,
+    pub args: &'a Value,
+    pub pos: Option<&'a str>,
+    pub source: Option<&'a str>,
+}
+
+impl Asked<'_> {
+    pub fn site(&self) -> CallSite {
+        CallSite::parse(self.pos, self.source)
+    }
+}
+
 impl Entry {
-    fn bare(kind: EntryKind) -> Self {
-        Entry {
-            seq: 0,
-            kind,
-            header: None,
-            call: None,
-            function: None,
-            key: None,
-            pos: None,
-            source: None,
-            args: None,
-            result: None,
-            session: None,
-            idempotency_key: None,
-            status: None,
-            error: None,
-            at: None,
-            usage: None,
+    /// What the script asked, for a call or an effect intent.
+    pub fn asked(&self) -> Option<Asked<'_>> {
+        match self {
+            Entry::Call(c) => Some(c.asked()),
+            Entry::EffectIntent(e) => Some(e.asked()),
+            _ => None,
+        }
+    }
+
+    /// The host call this entry records or answers (a call, an effect's intent or result).
+    pub fn call_number(&self) -> Option<u64> {
+        match self {
+            Entry::Call(c) => Some(c.call),
+            Entry::EffectIntent(e) => Some(e.call),
+            Entry::EffectResult(r) => Some(r.call),
+            _ => None,
+        }
+    }
+
+    /// The host function of a call, an effect's intent or its result.
+    pub fn function(&self) -> Option<&str> {
+        match self {
+            Entry::Call(c) => Some(&c.function),
+            Entry::EffectIntent(e) => Some(&e.function),
+            Entry::EffectResult(r) => Some(&r.function),
+            _ => None,
+        }
+    }
+
+    /// The session a spawn started or a `session` entry finished.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            Entry::Call(c) => c.session.as_deref(),
+            Entry::Session(s) => Some(&s.session),
+            _ => None,
+        }
+    }
+
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            Entry::RunStarted { .. } => EntryKind::RunStarted,
+            Entry::Call(_) => EntryKind::Call,
+            Entry::Session(_) => EntryKind::Session,
+            Entry::EffectIntent(_) => EntryKind::EffectIntent,
+            Entry::EffectResult(_) => EntryKind::EffectResult,
+            Entry::RunFinished(_) => EntryKind::RunFinished,
         }
     }
 
     pub fn run_started(header: RunHeader) -> Self {
-        Entry { header: Some(header), ..Entry::bare(EntryKind::RunStarted) }
+        Entry::RunStarted { header }
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn call(
         call: u64,
         function: &str,
@@ -211,21 +424,11 @@ impl Entry {
         result: Value,
         session: Option<String>,
     ) -> Self {
-        Entry {
-            call: Some(call),
-            function: Some(function.to_owned()),
-            key: Some(key),
-            pos: site.pos_string(),
-            source: site.source.clone(),
-            args: Some(args),
-            result: Some(result),
-            session,
-            ..Entry::bare(EntryKind::Call)
-        }
+        Entry::Call(CallEntry::new(call, function, key, site, args, result, session))
     }
 
     pub fn session(session: &str, result: Value) -> Self {
-        Entry { session: Some(session.to_owned()), result: Some(result), ..Entry::bare(EntryKind::Session) }
+        Entry::Session(SessionEntry { result, session: session.to_owned() })
     }
 
     pub fn effect_intent(
@@ -236,37 +439,101 @@ impl Entry {
         args: Value,
         idempotency_key: String,
     ) -> Self {
-        Entry {
-            call: Some(call),
-            function: Some(function.to_owned()),
-            key: Some(key),
+        Entry::EffectIntent(EffectIntentEntry {
+            call,
+            function: function.to_owned(),
+            key,
             pos: site.pos_string(),
             source: site.source.clone(),
-            args: Some(args),
-            idempotency_key: Some(idempotency_key),
-            ..Entry::bare(EntryKind::EffectIntent)
-        }
+            args,
+            idempotency_key,
+        })
     }
 
     pub fn effect_result(call: u64, function: &str, result: Value) -> Self {
-        Entry {
-            call: Some(call),
-            function: Some(function.to_owned()),
-            result: Some(result),
-            ..Entry::bare(EntryKind::EffectResult)
-        }
+        Entry::EffectResult(EffectResultEntry { call, function: function.to_owned(), result })
     }
 
     pub fn run_finished(status: RunStatus, error: Option<String>, result: Option<Value>, at: String) -> Self {
-        Entry { status: Some(status), error, result, at: Some(at), ..Entry::bare(EntryKind::RunFinished) }
+        Entry::RunFinished(RunFinishedEntry { result, status, error, at, usage: None })
     }
+}
 
+impl Entry {
+    /// A `run_finished` entry with the tokens and cost of every leaf; other entries unchanged.
     pub fn with_usage(mut self, usage: &crate::leaf::session::Usage) -> Self {
-        self.usage = Some(serde_json::to_value(usage).expect("usage serializes"));
+        if let Entry::RunFinished(finished) = &mut self {
+            finished.usage = Some(serde_json::to_value(usage).expect("usage serializes"));
+        }
         self
+    }
+}
+
+impl CallEntry {
+    pub fn new(
+        call: u64,
+        function: &str,
+        key: CallKey,
+        site: &CallSite,
+        args: Value,
+        result: Value,
+        session: Option<String>,
+    ) -> Self {
+        CallEntry {
+            call,
+            function: function.to_owned(),
+            key,
+            pos: site.pos_string(),
+            source: site.source.clone(),
+            args,
+            result,
+            session,
+        }
     }
 
     pub fn site(&self) -> CallSite {
         CallSite::parse(self.pos.as_deref(), self.source.as_deref())
+    }
+
+    pub fn asked(&self) -> Asked<'_> {
+        let (pos, source) = (self.pos.as_deref(), self.source.as_deref());
+        Asked { function: &self.function, args: &self.args, pos, source }
+    }
+}
+
+impl EffectIntentEntry {
+    pub fn site(&self) -> CallSite {
+        CallSite::parse(self.pos.as_deref(), self.source.as_deref())
+    }
+
+    pub fn asked(&self) -> Asked<'_> {
+        let (pos, source) = (self.pos.as_deref(), self.source.as_deref());
+        Asked { function: &self.function, args: &self.args, pos, source }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line of a journal written before the typed entries reads into them and writes back
+    /// to the same bytes: the wire format did not move.
+    #[test]
+    fn a_journal_written_before_the_typed_entries_round_trips_byte_for_byte() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journals/before-the-redesign/journal.jsonl");
+        let text = std::fs::read_to_string(path).unwrap();
+        let mut kinds = std::collections::HashSet::new();
+        for (i, original) in text.lines().enumerate() {
+            let line: Line = serde_json::from_str(original).unwrap_or_else(|e| panic!("line {}: {e}", i + 1));
+            kinds.insert(line.entry.kind().as_str());
+            assert_eq!(serde_json::to_string(&line).unwrap(), original, "line {}", i + 1);
+        }
+        assert_eq!(kinds.len(), 6, "the fixture has every entry type");
+    }
+
+    #[test]
+    fn a_line_missing_a_required_field_names_it() {
+        let err = serde_json::from_str::<Line>(r#"{"seq":3,"type":"run_finished","at":"t"}"#).unwrap_err();
+        assert!(err.to_string().contains("a `run_finished` entry without its status"), "{err}");
     }
 }

@@ -17,7 +17,7 @@ pub mod writer;
 
 pub use answer_index::{AnswerIndex, ParseAhead, RecordedSession};
 pub use call_key::CallKey;
-pub use entry::{Entry, EntryKind, RunStatus, JOURNAL_VERSION};
+pub use entry::{Entry, EntryKind, Line, RunStatus, JOURNAL_VERSION};
 pub use reader::{JournalError, RecordedRun};
 pub use recorded_options::RecordedOptions;
 pub use run_mode::RunMode;

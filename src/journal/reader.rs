@@ -1,4 +1,4 @@
-//! Reads a journal back into a [`RecordedRun`].
+//! Reads a journal back into a [`RecordedRun`] of typed entries ([`Line`]s).
 //!
 //! A torn last line (the process died mid-write) is dropped with a warning. A bad line in the
 //! middle, an entry out of its place ([`EntryOrder`]: duplicated, deleted, moved, missing a
@@ -7,7 +7,7 @@
 //! [`EntryOrder`], so replay, resume and the views agree on what a readable journal is.
 //! Reading never panics on any input.
 
-use super::entry::{Entry, EntryKind, RunHeader, RunStatus, JOURNAL_VERSION};
+use super::entry::{Entry, EntryKind, Line, RawLine, RunFinishedEntry, RunHeader, RunStatus, JOURNAL_VERSION};
 use super::writer::JOURNAL_FILE;
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -37,14 +37,14 @@ pub struct RecordedRun {
     pub dir: PathBuf,
     pub header: RunHeader,
     /// All entries in file order.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<Line>,
     /// Call and effect-intent entries in call order (index = call number).
-    pub calls: Vec<Entry>,
+    pub calls: Vec<Line>,
     /// Session results by session id.
     pub sessions: IndexMap<String, Value>,
     /// Effect results by call number.
     pub effect_results: IndexMap<u64, Value>,
-    pub finished: Option<Entry>,
+    pub finished: Option<RunFinishedEntry>,
     /// Byte length of the valid prefix (what a resumed writer keeps).
     pub valid_len: u64,
     /// Byte offset at which each entry starts, parallel to `entries`.
@@ -56,7 +56,7 @@ pub struct RecordedRun {
 
 impl RecordedRun {
     pub fn status(&self) -> RunStatus {
-        self.finished.as_ref().and_then(|e| e.status).unwrap_or(RunStatus::Running)
+        self.finished.as_ref().map_or(RunStatus::Running, |f| f.status)
     }
 
     pub fn next_seq(&self) -> u64 {
@@ -74,50 +74,38 @@ impl RecordedRun {
     }
 
     fn parse(dir: &Path, path: &Path, bytes: &[u8], recover: bool) -> Result<Self, JournalError> {
-        let mut entries: Vec<Entry> = Vec::new();
+        let mut entries: Vec<Line> = Vec::new();
         let mut offsets: Vec<u64> = Vec::new();
         let mut order = EntryOrder::default();
         let scanned = scan_lines(path, bytes, recover, |line, offset| {
-            let entry = serde_json::from_slice::<Entry>(line)?;
-            order.check(&EntryPlace {
-                seq: entry.seq,
-                kind: entry.kind,
-                call: entry.call,
-                session: entry.session.as_deref(),
-                has_function: entry.function.is_some(),
-                has_key: entry.key.is_some(),
-                has_result: entry.result.is_some(),
-                has_status: entry.status.is_some(),
-                has_header: entry.header.is_some(),
-            })?;
-            entries.push(entry);
+            entries.push(parse_line(line, &mut order)?);
             offsets.push(offset as u64);
             Ok(())
         })?;
         let (valid_len, warnings) = (scanned.valid_len, scanned.warnings);
-        let first = entries.first();
-        let header = check_header(path, first.map(|e| e.kind), first.and_then(|e| e.header.clone()))?;
+        let header = match entries.first() {
+            Some(Line { entry: Entry::RunStarted { header }, .. }) => {
+                check_header(path, Some(EntryKind::RunStarted), Some(header.clone()))?
+            }
+            first => check_header(path, first.map(|l| l.entry.kind()), None)?,
+        };
 
         let next_seq = entries.last().map(|e| e.seq + 1).unwrap_or(0);
         let mut calls = Vec::new();
         let mut sessions = IndexMap::new();
         let mut effect_results = IndexMap::new();
         let mut finished = None;
-        for entry in &entries {
-            match entry.kind {
-                EntryKind::RunStarted => {}
-                EntryKind::Call | EntryKind::EffectIntent => calls.push(entry.clone()),
-                EntryKind::Session => {
-                    if let (Some(id), Some(result)) = (&entry.session, &entry.result) {
-                        sessions.insert(id.clone(), result.clone());
-                    }
+        for line in &entries {
+            match &line.entry {
+                Entry::RunStarted { .. } => {}
+                Entry::Call(_) | Entry::EffectIntent(_) => calls.push(line.clone()),
+                Entry::Session(s) => {
+                    sessions.insert(s.session.clone(), s.result.clone());
                 }
-                EntryKind::EffectResult => {
-                    if let (Some(call), Some(result)) = (entry.call, &entry.result) {
-                        effect_results.insert(call, result.clone());
-                    }
+                Entry::EffectResult(r) => {
+                    effect_results.insert(r.call, r.result.clone());
                 }
-                EntryKind::RunFinished => finished = Some(entry.clone()),
+                Entry::RunFinished(f) => finished = Some(f.clone()),
             }
         }
         Ok(RecordedRun {
@@ -134,6 +122,14 @@ impl RecordedRun {
             next_seq,
         })
     }
+}
+
+/// One line read in its two steps: the flat record, checked against the journal's order (whose
+/// messages name what a line lacks), then the typed entry.
+pub(super) fn parse_line(line: &[u8], order: &mut EntryOrder) -> Result<Line, LineError> {
+    let raw = serde_json::from_slice::<RawLine>(line)?;
+    order.check(&raw.place())?;
+    Line::try_from(raw).map_err(LineError::Order)
 }
 
 /// Why a line was refused.

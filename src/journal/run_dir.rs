@@ -184,7 +184,10 @@ pub fn read_header(dir: &Path) -> Option<super::entry::RunHeader> {
     let file = std::fs::File::open(dir.join(super::writer::JOURNAL_FILE)).ok()?;
     let mut first = String::new();
     std::io::BufReader::new(file).read_line(&mut first).ok()?;
-    serde_json::from_str::<super::entry::Entry>(&first).ok()?.header
+    match serde_json::from_str::<super::entry::Line>(&first).ok()?.entry {
+        super::entry::Entry::RunStarted { header } => Some(header),
+        _ => None,
+    }
 }
 
 /// The redos of run `run_id` in `store`, oldest first, with where each branched.

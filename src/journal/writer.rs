@@ -9,7 +9,7 @@
 //! Every line is masked before it is written (`crate::redaction`): no credential reaches the
 //! journal, whatever a result, an effect's error or an input holds.
 
-use super::entry::{CallSite, Entry, EntryKind};
+use super::entry::{CallEntry, CallSite, Entry, EntryKind};
 use super::CallKey;
 use crate::redaction::Redactor;
 use serde_json::Value;
@@ -110,20 +110,33 @@ impl JournalWriter {
         self.next_seq
     }
 
-    /// Appends one entry and hands it back, for a caller that still needs its payload (saves
+    /// Appends a `call` entry the caller keeps, for one that still needs its payload (saves
     /// copying a large read before journaling it).
-    pub fn append_returning(&mut self, entry: Entry) -> io::Result<Entry> {
-        let mut entry = entry;
-        entry.seq = self.next_seq;
-        self.write_entry(&entry)?;
-        Ok(entry)
+    pub fn append_call_entry(&mut self, call: &CallEntry) -> io::Result<u64> {
+        #[derive(serde::Serialize)]
+        struct CallEntryLine<'a> {
+            seq: u64,
+            #[serde(rename = "type")]
+            kind: EntryKind,
+            #[serde(flatten)]
+            call: &'a CallEntry,
+        }
+        let seq = self.next_seq;
+        self.write_line(&CallEntryLine { seq, kind: EntryKind::Call, call })?;
+        Ok(seq)
     }
 
     /// Appends one entry, assigning its sequence number, and returns that number.
-    pub fn append(&mut self, mut entry: Entry) -> io::Result<u64> {
-        entry.seq = self.next_seq;
-        self.write_entry(&entry)?;
-        Ok(entry.seq)
+    pub fn append(&mut self, entry: Entry) -> io::Result<u64> {
+        #[derive(serde::Serialize)]
+        struct EntryLine<'a> {
+            seq: u64,
+            #[serde(flatten)]
+            entry: &'a Entry,
+        }
+        let seq = self.next_seq;
+        self.write_line(&EntryLine { seq, entry: &entry })?;
+        Ok(seq)
     }
 
     /// Appends a `session` entry whose result is serialized straight from `result`: the same
@@ -185,10 +198,6 @@ impl JournalWriter {
             session,
         })?;
         Ok(seq)
-    }
-
-    fn write_entry(&mut self, entry: &Entry) -> io::Result<()> {
-        self.write_line(entry)
     }
 
     fn write_line(&mut self, entry: &impl serde::Serialize) -> io::Result<()> {

@@ -215,16 +215,16 @@ fn site_source(site: &crate::journal::entry::CallSite, script: &Path, source: &s
 
 pub fn describe_divergence(d: &Divergence) -> String {
     let now = format!("{} {}", d.now_function, compact(&d.now_args));
-    match &d.recorded {
-        Some(e) => format!(
-            "the journal recorded: {} {} (at {}{})\nthe script now asks: {now}",
-            e.function.as_deref().unwrap_or("?"),
-            compact(e.args.as_ref().unwrap_or(&Value::Null)),
-            e.source.as_deref().map(|s| format!("{s}:")).unwrap_or_default(),
-            e.pos.as_deref().unwrap_or("?"),
-        ),
-        None => format!("the journal ends here; the script now asks: {now}"),
-    }
+    let Some(asked) = d.recorded.as_ref().and_then(Entry::asked) else {
+        return format!("the journal ends here; the script now asks: {now}");
+    };
+    format!(
+        "the journal recorded: {} {} (at {}{})\nthe script now asks: {now}",
+        asked.function,
+        compact(asked.args),
+        asked.source.map(|s| format!("{s}:")).unwrap_or_default(),
+        asked.pos.unwrap_or("?"),
+    )
 }
 
 fn compact(v: &Value) -> String {

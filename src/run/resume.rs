@@ -50,7 +50,7 @@ pub fn prepare(run_dir: &Path, recover: bool) -> Result<Prepared, ResumeError> {
         return Err(ResumeError::Succeeded(id));
     }
     // The kept prefix ends before a trailing `run_finished`, or where the valid prefix ends.
-    let cut_index = run.entries.iter().rposition(|e| e.kind == EntryKind::RunFinished);
+    let cut_index = run.entries.iter().rposition(|l| l.entry.kind() == EntryKind::RunFinished);
     let journal = run_dir.join(JOURNAL_FILE);
     let cut_at = match cut_index {
         Some(i) => run.offsets[i],

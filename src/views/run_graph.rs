@@ -19,7 +19,7 @@
 use super::spend::{self, Spend};
 use crate::effects::EffectKind;
 use crate::journal::blob_store::BlobStore;
-use crate::journal::entry::{Entry, EntryKind, ParentRun};
+use crate::journal::entry::{self, CallEntry, Entry, ParentRun};
 use crate::journal::run_dir::{owner_alive, RunLookupError, RunStore};
 use crate::journal::{JournalError, RecordedRun, RunStatus};
 use crate::leaf::session::{SessionResult, SessionStatus, Usage};
@@ -165,8 +165,12 @@ pub fn mask_recorded_run(redactor: &Redactor, run: &mut RecordedRun) {
     }
     redactor.mask_value(&mut run.header.inputs);
     redactor.mask_string(&mut run.header.script);
-    for entry in run.entries.iter_mut().chain(run.calls.iter_mut()).chain(run.finished.iter_mut()) {
-        mask_entry(redactor, entry);
+    for line in run.entries.iter_mut().chain(run.calls.iter_mut()) {
+        mask_entry(redactor, &mut line.entry);
+    }
+    if let Some(finished) = &mut run.finished {
+        finished.result.iter_mut().for_each(|v| redactor.mask_value(v));
+        finished.error.iter_mut().for_each(|e| redactor.mask_string(e));
     }
     run.sessions.values_mut().for_each(|v| redactor.mask_value(v));
     run.effect_results.values_mut().for_each(|v| redactor.mask_value(v));
@@ -179,21 +183,32 @@ pub fn mask_entry(redactor: &Redactor, entry: &mut Entry) {
     if redactor.knows_no_values() {
         return;
     }
-    for v in [&mut entry.args, &mut entry.result].into_iter().flatten() {
-        redactor.mask_value(v);
-    }
-    if let Some(h) = &mut entry.header {
-        redactor.mask_value(&mut h.inputs);
-        redactor.mask_string(&mut h.script);
-    }
-    for text in [&mut entry.error, &mut entry.source].into_iter().flatten() {
-        redactor.mask_string(text);
+    match entry {
+        Entry::RunStarted { header } => {
+            redactor.mask_value(&mut header.inputs);
+            redactor.mask_string(&mut header.script);
+        }
+        Entry::Call(c) => {
+            redactor.mask_value(&mut c.args);
+            redactor.mask_value(&mut c.result);
+            c.source.iter_mut().for_each(|s| redactor.mask_string(s));
+        }
+        Entry::EffectIntent(e) => {
+            redactor.mask_value(&mut e.args);
+            e.source.iter_mut().for_each(|s| redactor.mask_string(s));
+        }
+        Entry::Session(s) => redactor.mask_value(&mut s.result),
+        Entry::EffectResult(r) => redactor.mask_value(&mut r.result),
+        Entry::RunFinished(f) => {
+            f.result.iter_mut().for_each(|v| redactor.mask_value(v));
+            f.error.iter_mut().for_each(|e| redactor.mask_string(e));
+        }
     }
 }
 
 /// How a run looks from outside: its last entry, else whether its process still lives.
 pub fn observed_status(run: &RecordedRun) -> RunStatus {
-    match run.finished.as_ref().and_then(|e| e.status) {
+    match run.finished.as_ref().map(|f| f.status) {
         Some(status) => status,
         None if owner_alive(&run.dir) => RunStatus::Running,
         None => RunStatus::Interrupted,
@@ -222,10 +237,10 @@ impl RunGraph {
             scenario: spend::scenario_mode(run.header.mode, run.header.scenario.as_deref()),
             inputs: run.header.inputs.clone(),
             started_at: run.header.started_at.clone(),
-            finished_at: run.finished.as_ref().and_then(|e| e.at.clone()),
+            finished_at: run.finished.as_ref().map(|f| f.at.clone()),
             status,
-            error: run.finished.as_ref().and_then(|e| e.error.clone()),
-            result: run.finished.as_ref().and_then(|e| e.result.clone()),
+            error: run.finished.as_ref().and_then(|f| f.error.clone()),
+            result: run.finished.as_ref().and_then(|f| f.result.clone()),
             call_sites: Vec::new(),
             sessions: Vec::new(),
             effects: Vec::new(),
@@ -240,14 +255,14 @@ impl RunGraph {
         // Sessions whose results reached the script, in the order they did.
         let mut awaited: Vec<String> = Vec::new();
 
-        for entry in &run.entries {
-            match entry.kind {
-                EntryKind::Call if entry.session.is_some() => {
-                    let id = entry.session.clone().unwrap_or_default();
+        for line in &run.entries {
+            match &line.entry {
+                Entry::Call(entry @ CallEntry { session: Some(id), .. }) => {
+                    let id = id.clone();
                     if session_index.contains_key(&id) {
                         continue;
                     }
-                    let args = entry.args.clone().unwrap_or(Value::Null);
+                    let args = entry.args.clone();
                     let goal = args.get("goal").and_then(Value::as_str).unwrap_or("").to_owned();
                     let inputs = args.get("inputs").cloned().unwrap_or_else(|| json!({}));
                     let subject = subject_of(&inputs, &goal);
@@ -260,18 +275,19 @@ impl RunGraph {
                         .as_ref()
                         .map(|r| r.workflow.clone())
                         .unwrap_or_else(|| workflow_from_key(entry).unwrap_or_else(|| "?".into()));
-                    let parent = graph.parent_for(subject.as_deref(), &awaited, &session_index, entry, &mut site_index);
+                    let parent =
+                        graph.parent_for(subject.as_deref(), &awaited, &session_index, entry.asked(), &mut site_index);
                     let simulated =
                         result.as_ref().is_some_and(|r| spend::leaf_simulated(r.harness.as_deref(), graph.scenario));
                     session_index.insert(id.clone(), graph.sessions.len());
                     graph.sessions.push(SessionNode {
                         id,
-                        call: entry.call.unwrap_or(0),
+                        call: entry.call,
                         workflow,
                         goal,
                         prompt: args.get("prompt").and_then(Value::as_str).map(str::to_owned),
                         inputs,
-                        site: site_label(entry, &run.header.script, true),
+                        site: site_label(&entry.site(), &run.header.script, true),
                         subject,
                         result,
                         depth: 0,
@@ -280,25 +296,26 @@ impl RunGraph {
                         simulated,
                     });
                 }
-                EntryKind::Call if entry.function.as_deref() == Some("await_sessions") => {
-                    let ids = entry.args.as_ref().and_then(|a| a.get("sessions")).and_then(Value::as_array);
+                Entry::Call(entry) if entry.function == "await_sessions" => {
+                    let ids = entry.args.get("sessions").and_then(Value::as_array);
                     awaited.extend(ids.into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
                 }
-                EntryKind::EffectIntent => {
-                    let call = entry.call.unwrap_or(0);
+                Entry::EffectIntent(entry) => {
+                    let call = entry.call;
                     if effect_calls.contains_key(&call) {
                         continue;
                     }
-                    let args = entry.args.clone().unwrap_or(Value::Null);
+                    let args = entry.args.clone();
                     let subject = subject_of(&args, "");
-                    let parent = graph.parent_for(subject.as_deref(), &awaited, &session_index, entry, &mut site_index);
+                    let parent =
+                        graph.parent_for(subject.as_deref(), &awaited, &session_index, entry.asked(), &mut site_index);
                     effect_calls.insert(call, graph.effects.len());
                     graph.effects.push(EffectNode {
                         call,
-                        function: entry.function.clone().unwrap_or_default(),
+                        function: entry.function.clone(),
                         result: run.effect_results.get(&call).cloned(),
                         args,
-                        site: site_label(entry, &run.header.script, true),
+                        site: site_label(&entry.site(), &run.header.script, true),
                         subject,
                         parent,
                         depth: 0,
@@ -323,7 +340,7 @@ impl RunGraph {
         subject: Option<&str>,
         awaited: &[String],
         sessions: &IndexMap<String, usize>,
-        entry: &Entry,
+        asked: entry::Asked<'_>,
         sites: &mut IndexMap<String, usize>,
     ) -> Parent {
         if let Some(subject) = subject {
@@ -335,11 +352,11 @@ impl RunGraph {
                 return Parent::Session(id.clone());
             }
         }
-        let label = site_label(entry, &self.script, false);
+        let label = site_label(&asked.site(), &self.script, false);
         let next = self.call_sites.len();
         let index = *sites.entry(label.clone()).or_insert(next);
         if index == next {
-            self.call_sites.push(CallSite { label, function: entry.function.clone().unwrap_or_default() });
+            self.call_sites.push(CallSite { label, function: asked.function.to_owned() });
         }
         Parent::CallSite(index)
     }
@@ -600,8 +617,8 @@ fn session_result(value: &Value, blobs: &BlobStore, redactor: &Redactor) -> Resu
 }
 
 /// `spawn_session:mr-review:4de8…` names the workflow when no result does.
-fn workflow_from_key(entry: &Entry) -> Option<String> {
-    let key = entry.key.as_ref()?;
+fn workflow_from_key(entry: &CallEntry) -> Option<String> {
+    let key = &entry.key;
     let mut parts = key.0.split(':');
     let _function = parts.next();
     let workflow = parts.next()?;
@@ -609,8 +626,7 @@ fn workflow_from_key(entry: &Entry) -> Option<String> {
 }
 
 /// `file:line` (or `file:line:col` with `col`) of an entry's call.
-fn site_label(entry: &Entry, script: &str, col: bool) -> String {
-    let site = entry.site();
+fn site_label(site: &entry::CallSite, script: &str, col: bool) -> String {
     let file = site.source.as_deref().unwrap_or(script);
     match (site.line, col) {
         (0, _) => file.to_owned(),

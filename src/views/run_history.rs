@@ -4,7 +4,7 @@
 //! Owns finding each pipeline's latest run and saying how it stands. It must not write to the
 //! run store.
 
-use crate::journal::entry::{Entry, EntryKind, RunStatus};
+use crate::journal::entry::{Entry, Line, RunStatus};
 use crate::journal::run_dir::{self, RunStore};
 use crate::journal::RecordedRun;
 use indexmap::IndexMap;
@@ -50,6 +50,8 @@ fn read_header(run_dir: &Path) -> Option<crate::journal::entry::RunHeader> {
     let file = std::fs::File::open(run_dir.join(crate::journal::writer::JOURNAL_FILE)).ok()?;
     let mut line = String::new();
     std::io::BufReader::new(file).read_line(&mut line).ok()?;
-    let entry: Entry = serde_json::from_str(&line).ok()?;
-    (entry.kind == EntryKind::RunStarted).then_some(entry.header).flatten()
+    match serde_json::from_str::<Line>(&line).ok()?.entry {
+        Entry::RunStarted { header } => Some(header),
+        _ => None,
+    }
 }

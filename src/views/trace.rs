@@ -5,7 +5,7 @@
 //! run ids, absolute paths or token counts. Snapshot tests compare it, and reviewers read its
 //! diffs, so every line says what was asked and what came back, as briefly as possible.
 
-use crate::journal::entry::{Entry, EntryKind};
+use crate::journal::entry::{CallEntry, Entry};
 use crate::journal::RecordedRun;
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -15,32 +15,28 @@ use std::fmt::Write;
 const MAX_STRING: usize = 72;
 
 pub fn render_trace(run: &RecordedRun) -> String {
-    render_entries(&run.entries, &run.sessions)
+    render_entries(run.entries.iter().map(|l| &l.entry), &run.sessions)
 }
 
-pub fn render_entries(entries: &[Entry], sessions: &IndexMap<String, Value>) -> String {
+pub fn render_entries<'a>(entries: impl IntoIterator<Item = &'a Entry>, sessions: &IndexMap<String, Value>) -> String {
     let mut out = String::new();
-    let mut effect_args: IndexMap<u64, (String, Value)> = IndexMap::new();
+    let mut effect_args: IndexMap<u64, (&str, &Value)> = IndexMap::new();
     for e in entries {
-        match e.kind {
-            EntryKind::RunStarted | EntryKind::Session => {}
-            EntryKind::Call => render_call(&mut out, e, sessions),
-            EntryKind::EffectIntent => {
-                if let (Some(call), Some(f)) = (e.call, &e.function) {
-                    effect_args.insert(call, (f.clone(), e.args.clone().unwrap_or(Value::Null)));
-                }
+        match e {
+            Entry::RunStarted { .. } | Entry::Session(_) => {}
+            Entry::Call(call) => render_call(&mut out, call, sessions),
+            Entry::EffectIntent(intent) => {
+                effect_args.insert(intent.call, (&intent.function, &intent.args));
             }
-            EntryKind::EffectResult => {
-                let Some(call) = e.call else { continue };
-                let Some((function, args)) = effect_args.shift_remove(&call) else {
+            Entry::EffectResult(r) => {
+                let Some((function, args)) = effect_args.shift_remove(&r.call) else {
                     continue;
                 };
-                let result = e.result.clone().unwrap_or(Value::Null);
-                let _ = writeln!(out, "{}", effect_line(&function, &args, &result));
+                let _ = writeln!(out, "{}", effect_line(function, args, &r.result));
             }
-            EntryKind::RunFinished => {
-                let status = e.status.map(|s| s.as_str()).unwrap_or("?");
-                match e.result.as_ref().filter(|r| !r.is_null()) {
+            Entry::RunFinished(f) => {
+                let status = f.status.as_str();
+                match f.result.as_ref().filter(|r| !r.is_null()) {
                     Some(r) => {
                         let _ = writeln!(out, "end {status} {}", value_brief(r, 0));
                     }
@@ -53,19 +49,18 @@ pub fn render_entries(entries: &[Entry], sessions: &IndexMap<String, Value>) -> 
     }
     // An effect whose result never came: the run stopped between intent and result.
     for (_, (function, args)) in effect_args {
-        let _ = writeln!(out, "{} (no result)", effect_line(&function, &args, &Value::Null));
+        let _ = writeln!(out, "{} (no result)", effect_line(function, args, &Value::Null));
     }
     out
 }
 
-fn render_call(out: &mut String, e: &Entry, sessions: &IndexMap<String, Value>) {
-    let function = e.function.as_deref().unwrap_or("?");
-    let args = e.args.clone().unwrap_or(Value::Null);
-    let result = e.result.clone().unwrap_or(Value::Null);
+fn render_call(out: &mut String, e: &CallEntry, sessions: &IndexMap<String, Value>) {
+    let function = e.function.as_str();
+    let (args, result) = (&e.args, &e.result);
     let line = match function {
         "spawn_session" => {
             let id = e.session.as_deref().unwrap_or("?");
-            let workflow = e.key.as_ref().and_then(|k| k.0.split(':').nth(1)).unwrap_or("?");
+            let workflow = e.key.0.split(':').nth(1).unwrap_or("?");
             let goal = args.get("goal").and_then(Value::as_str).filter(|g| !g.is_empty());
             // Inputs the goal already shows (a PR title) would only repeat it.
             let inputs = match (args.get("inputs"), goal) {
@@ -110,9 +105,9 @@ fn render_call(out: &mut String, e: &Entry, sessions: &IndexMap<String, Value>) 
             line
         }
         "input" => {
-            format!("input {} -> {}", args.get(0).and_then(Value::as_str).unwrap_or("?"), value_brief(&result, 0))
+            format!("input {} -> {}", args.get(0).and_then(Value::as_str).unwrap_or("?"), value_brief(result, 0))
         }
-        "inputs" => format!("inputs -> {}", value_brief(&result, 0)),
+        "inputs" => format!("inputs -> {}", value_brief(result, 0)),
         "now" => format!(
             "now -> {}",
             result
@@ -121,8 +116,8 @@ fn render_call(out: &mut String, e: &Entry, sessions: &IndexMap<String, Value>) 
                 .map(|d| d.to_rfc3339())
                 .unwrap_or_default()
         ),
-        f if f.starts_with("github.") => github_read_line(f, &args, &result),
-        other => format!("{other} {} -> {}", value_brief(&args, 0), value_brief(&result, 0)),
+        f if f.starts_with("github.") => github_read_line(f, args, result),
+        other => format!("{other} {} -> {}", value_brief(args, 0), value_brief(result, 0)),
     };
     let _ = writeln!(out, "{line}");
 }

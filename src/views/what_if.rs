@@ -4,7 +4,7 @@
 //! `--json` object with a `what_if` member ([`report_json`]). It only renders: the replay is
 //! the run's.
 
-use crate::journal::entry::EntryKind;
+use crate::journal::entry::Entry;
 use crate::journal::RecordedRun;
 use crate::run::RunOutcome;
 use crate::script::host::EffectRecord;
@@ -45,10 +45,11 @@ fn add(map: &mut EffectsByTarget, target: String, name: String, args: Value) {
 
 pub fn recorded_effects(run: &RecordedRun) -> EffectsByTarget {
     let mut map = EffectsByTarget::new();
-    for e in run.entries.iter().filter(|e| e.kind == EntryKind::EffectIntent) {
-        let function = e.function.as_deref().unwrap_or("?");
-        let args = e.args.clone().unwrap_or(Value::Null);
-        let result = e.call.and_then(|c| run.effect_results.get(&c)).cloned().unwrap_or(Value::Null);
+    for line in &run.entries {
+        let Entry::EffectIntent(e) = &line.entry else { continue };
+        let function = e.function.as_str();
+        let args = e.args.clone();
+        let result = run.effect_results.get(&e.call).cloned().unwrap_or(Value::Null);
         add(&mut map, target_of(&args, function), effect_name(function, &result), args);
     }
     map
@@ -118,7 +119,8 @@ pub fn report_json(report: &WhatIfReport<'_>) -> Value {
         "changes": changes_json(report.changes),
         "first_divergence": outcome.divergence.as_ref().map(|d| json!({
             "index": d.index,
-            "recorded": d.recorded.as_ref().map(|e| json!({"fn": e.function, "args": e.args, "pos": e.pos})),
+            "recorded": d.recorded.as_ref().and_then(Entry::asked)
+                .map(|e| json!({"fn": e.function, "args": e.args, "pos": e.pos})),
             "now": {"fn": d.now_function, "args": d.now_args, "pos": d.now_site.pos_string()},
         })),
         "not_recorded": outcome.unrecorded.iter().map(|u| json!({

@@ -9,7 +9,7 @@ use super::replay_decision::{CallKind, CallPlan, Recorded};
 use super::{Clock, Host, HostError};
 use crate::effects::GithubRead;
 use crate::journal::blob_store::{self, ANSWER_INLINE_LIMIT};
-use crate::journal::entry::{CallSite, Entry};
+use crate::journal::entry::{CallEntry, CallSite, Entry};
 use crate::journal::CallKey;
 use serde_json::{json, Value};
 
@@ -82,8 +82,9 @@ impl Host {
             self.journal.append(Entry::call(index, function, key, site, args, marker, None))?;
             return Ok(Answer::Json(result));
         }
-        let entry = self.journal.append_returning(Entry::call(index, function, key, site, args, result, None))?;
-        Ok(Answer::Json(entry.result.unwrap_or(Value::Null)))
+        let entry = CallEntry::new(index, function, key, site, args, result, None);
+        self.journal.append_call_entry(&entry)?;
+        Ok(Answer::Json(entry.result))
     }
 
     /// A recorded value call's answer: as the journal's reading thread parsed it, else its

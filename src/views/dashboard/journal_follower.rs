@@ -11,7 +11,7 @@
 //! writer appended them, and a line that does not parse sends the follower back to a whole
 //! read, which refuses a corrupt journal as every view does.
 
-use crate::journal::entry::{Entry, EntryKind};
+use crate::journal::entry::{Entry, Line};
 use crate::journal::writer::JOURNAL_FILE;
 use crate::journal::{JournalError, RecordedRun};
 use crate::redaction::Redactor;
@@ -41,7 +41,7 @@ pub struct JournalFollower {
 pub enum Growth {
     Nothing,
     /// New entries (masked), each with the byte offset just past its line.
-    Appended(Vec<(u64, Entry)>),
+    Appended(Vec<(u64, Line)>),
     /// The file shrank or was replaced: the run was read whole again.
     Reread,
 }
@@ -97,11 +97,11 @@ impl JournalFollower {
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let Ok(mut entry) = serde_json::from_slice::<Entry>(line) else {
+            let Ok(mut entry) = serde_json::from_slice::<Line>(line) else {
                 // Whatever it is (a torn write, a corrupt journal), the reader says.
                 return self.reread(redactor);
             };
-            mask_entry(redactor, &mut entry);
+            mask_entry(redactor, &mut entry.entry);
             let end = line_offset + line.len() as u64;
             add_entry(&mut self.run, entry.clone(), line_offset, end);
             appended.push((end, entry));
@@ -130,23 +130,19 @@ fn read_whole(dir: &Path, redactor: &Redactor) -> Result<RecordedRun, JournalErr
 }
 
 /// Adds one entry to `run` as [`RecordedRun::read`] indexes the entries it reads.
-fn add_entry(run: &mut RecordedRun, entry: Entry, offset: u64, end: u64) {
-    match entry.kind {
-        EntryKind::RunStarted => {}
-        EntryKind::Call | EntryKind::EffectIntent => run.calls.push(entry.clone()),
-        EntryKind::Session => {
-            if let (Some(id), Some(result)) = (&entry.session, &entry.result) {
-                run.sessions.insert(id.clone(), result.clone());
-            }
+fn add_entry(run: &mut RecordedRun, line: Line, offset: u64, end: u64) {
+    match &line.entry {
+        Entry::RunStarted { .. } => {}
+        Entry::Call(_) | Entry::EffectIntent(_) => run.calls.push(line.clone()),
+        Entry::Session(s) => {
+            run.sessions.insert(s.session.clone(), s.result.clone());
         }
-        EntryKind::EffectResult => {
-            if let (Some(call), Some(result)) = (entry.call, &entry.result) {
-                run.effect_results.insert(call, result.clone());
-            }
+        Entry::EffectResult(r) => {
+            run.effect_results.insert(r.call, r.result.clone());
         }
-        EntryKind::RunFinished => run.finished = Some(entry.clone()),
+        Entry::RunFinished(f) => run.finished = Some(f.clone()),
     }
-    run.entries.push(entry);
+    run.entries.push(line);
     run.offsets.push(offset);
     run.valid_len = end;
 }
@@ -215,7 +211,7 @@ mod tests {
             Entry::session("s1", json!({"id": "s1", "workflow": "wf", "status": "ok"})),
             Entry::run_finished(RunStatus::Succeeded, None, None, "t".into()),
         ] {
-            let mut line = serde_json::to_vec(&Entry { seq: lines.len() as u64 + 1, ..entry }).unwrap();
+            let mut line = serde_json::to_vec(&Line { seq: lines.len() as u64 + 1, entry }).unwrap();
             line.push(b'\n');
             lines.push(line);
         }

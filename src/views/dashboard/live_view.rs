@@ -25,7 +25,7 @@ use super::super::run_graph::{NodeRef, Parent, RunGraph, SessionNode};
 use super::super::run_tree::outcome_value;
 use super::super::spend::Label;
 use super::super::units;
-use crate::journal::entry::{Entry, EntryKind, ParentRun, RunStatus};
+use crate::journal::entry::{Entry, ParentRun, RunStatus};
 use crate::journal::RecordedRun;
 use serde::Serialize;
 use serde_json::Value;
@@ -308,16 +308,15 @@ pub fn payload(header: &HeaderView, nodes: &[&str]) -> String {
 /// calls and effects, a result line for sessions. Entries that say nothing new alone (an
 /// effect's intent, before its result) have none.
 pub fn activity_line(run: &RecordedRun, entry: &Entry) -> Option<String> {
-    let trace_of = |entries: &[Entry]| {
-        let text = super::super::trace::render_entries(entries, &run.sessions);
+    let trace_of = |entries: &[&Entry]| {
+        let text = super::super::trace::render_entries(entries.iter().copied(), &run.sessions);
         let line = text.lines().next().unwrap_or("").trim().to_owned();
         (!line.is_empty()).then_some(line)
     };
-    match entry.kind {
-        EntryKind::RunStarted => Some(format!("run started: {}", run.header.coordinator)),
-        EntryKind::Session => {
-            let id = entry.session.as_deref().unwrap_or("?");
-            let result = entry.result.as_ref()?;
+    match entry {
+        Entry::RunStarted { .. } => Some(format!("run started: {}", run.header.coordinator)),
+        Entry::Session(session) => {
+            let (id, result) = (&session.session, &session.result);
             let status = result.get("status").and_then(Value::as_str).unwrap_or("?");
             let workflow = result.get("workflow").and_then(Value::as_str).unwrap_or("?");
             let took = result.get("duration_ms").and_then(Value::as_u64).map(units::duration);
@@ -326,12 +325,12 @@ pub fn activity_line(run: &RecordedRun, entry: &Entry) -> Option<String> {
                 None => format!("{id} {workflow} finished: {status}"),
             })
         }
-        EntryKind::EffectIntent => None,
-        EntryKind::EffectResult => {
-            let intent = run.calls.get(usize::try_from(entry.call?).ok()?)?;
-            trace_of(&[intent.clone(), entry.clone()])
+        Entry::EffectIntent(_) => None,
+        Entry::EffectResult(r) => {
+            let intent = run.calls.get(usize::try_from(r.call).ok()?)?;
+            trace_of(&[&intent.entry, entry])
         }
-        EntryKind::Call | EntryKind::RunFinished => trace_of(std::slice::from_ref(entry)),
+        Entry::Call(_) | Entry::RunFinished(_) => trace_of(&[entry]),
     }
 }
 

@@ -17,7 +17,7 @@
 
 use super::journal_follower::{Growth, JournalFollower};
 use super::live_view::{self, RunView, SentNodes};
-use crate::journal::entry::{Entry, ParentRun, RunStatus};
+use crate::journal::entry::{Line, ParentRun, RunStatus};
 use crate::journal::run_dir::{redos_of, RunStore};
 use crate::redaction::Redactor;
 use crate::views::run_graph::{observed_status, RunGraph};
@@ -141,13 +141,14 @@ fn snapshot(redactor: &Redactor, view: &RunView, sent: &mut SentNodes) -> Event 
     Event::default().event("snapshot").data(redactor.mask_json_text(&body))
 }
 
-fn entry_event(redactor: &Redactor, run: &crate::journal::RecordedRun, entry: &Entry, end: u64) -> Event {
+fn entry_event(redactor: &Redactor, run: &crate::journal::RecordedRun, line: &Line, end: u64) -> Event {
+    let entry = &line.entry;
     let body = json!({
-        "seq": entry.seq,
-        "type": entry.kind,
-        "fn": entry.function,
-        "session": entry.session,
-        "call": entry.call,
+        "seq": line.seq,
+        "type": entry.kind(),
+        "fn": entry.function(),
+        "session": entry.session_id(),
+        "call": entry.call_number(),
         "line": live_view::activity_line(run, entry),
     });
     Event::default().event("entry").id(end.to_string()).data(redactor.mask_json_text(&body.to_string()))

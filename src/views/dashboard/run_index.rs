@@ -19,7 +19,7 @@
 
 use super::super::run_listing::RunRow;
 use super::super::spend::{self, Spend};
-use crate::journal::entry::{Entry, EntryKind, RunHeader, RunStatus, JOURNAL_VERSION};
+use crate::journal::entry::{EntryKind, RunHeader, RunStatus, JOURNAL_VERSION};
 use crate::journal::run_dir::{owner_alive, RunStore};
 use crate::journal::writer::JOURNAL_FILE;
 use crate::leaf::session::Usage;
@@ -186,7 +186,14 @@ fn summarise(path: &Path) -> Result<JournalSummary, SummaryError> {
         return Err(SummaryError::Empty { path: path.to_owned() });
     }
     let corrupt = |reason: String| SummaryError::Corrupt { path: path.to_owned(), line: 1, reason };
-    let entry: Entry = serde_json::from_slice(&first).map_err(|e| corrupt(e.to_string()))?;
+    #[derive(Deserialize)]
+    struct FirstLine {
+        #[serde(rename = "type")]
+        kind: EntryKind,
+        #[serde(default)]
+        header: Option<RunHeader>,
+    }
+    let entry: FirstLine = serde_json::from_slice(&first).map_err(|e| corrupt(e.to_string()))?;
     let header = match (entry.kind, entry.header) {
         (EntryKind::RunStarted, Some(header)) => header,
         _ => return Err(SummaryError::NoHeader { path: path.to_owned() }),
@@ -313,7 +320,7 @@ fn duration_ms(start: &str, end: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::entry::CallSite;
+    use crate::journal::entry::{CallSite, Entry};
     use crate::journal::{CallKey, JournalWriter};
     use crate::redaction::Redactor;
     use crate::views::run_graph::RunGraph;
