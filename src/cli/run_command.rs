@@ -105,7 +105,8 @@ fn plan_from_flags(args: &RunArgs) -> Result<RunPlan, CliError> {
 /// What a dry run held back: the leaves it did not run and the effects it did not perform.
 fn held_back(outcome: &RunOutcome) -> String {
     let mut leaves: indexmap::IndexMap<&str, usize> = indexmap::IndexMap::new();
-    for leaf in outcome.leaves.iter().filter(|l| l.status == crate::leaf::session::SessionStatus::SkippedDryRun) {
+    let results = outcome.leaves.iter().map(|l| &l.result);
+    for leaf in results.filter(|l| l.status == crate::leaf::session::SessionStatus::SkippedDryRun) {
         *leaves.entry(leaf.workflow.as_str()).or_default() += 1;
     }
     let mut effects: indexmap::IndexMap<&str, usize> = indexmap::IndexMap::new();

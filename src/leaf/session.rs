@@ -144,6 +144,18 @@ pub struct SessionResult {
     pub repairable: bool,
 }
 
+/// A finished session as a run keeps it: the leaf's result and what its spawn asked for. Held
+/// once behind an `Arc` that the host's session table and the script's result record share,
+/// so a run keeps one copy of every answer however many places read it.
+#[derive(Debug)]
+pub struct FinishedSession {
+    pub result: SessionResult,
+    /// The spawn's `goal`.
+    pub goal: String,
+    /// The spawn's `inputs` (a map; empty when it gave none).
+    pub inputs: Value,
+}
+
 /// What kind of failure a failed leaf had, as its harness read it from structured fields
 /// (status codes, error types, exit codes), never from the wording of a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

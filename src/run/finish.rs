@@ -63,7 +63,7 @@ impl RunEnding<'_> {
             coordinator: self.coordinator,
             status,
             sessions: host.session_count(),
-            leaves: host.take_session_results(),
+            leaves: host.finished_sessions(),
             effects: std::mem::take(&mut host.effects),
             usage: host.usage.clone(),
             result,

@@ -20,7 +20,7 @@ use crate::config::file_diagnostic::FileDiagnostic;
 use crate::journal::entry::{ParentRun, RunHeader, RunStatus};
 use crate::journal::run_dir::{self, RunStore};
 use crate::journal::AnswerIndex;
-use crate::leaf::session::{SessionResult, Usage};
+use crate::leaf::session::{FinishedSession, Usage};
 use crate::scheduler::SchedulerClient;
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::engine::SCRIPT_THREAD_STACK;
@@ -161,8 +161,8 @@ pub struct RunOutcome {
     pub coordinator: String,
     pub status: RunStatus,
     pub sessions: usize,
-    /// Every finished leaf's result, in spawn order.
-    pub leaves: Vec<Box<SessionResult>>,
+    /// Every finished leaf, in spawn order.
+    pub leaves: Vec<Arc<FinishedSession>>,
     pub effects: Vec<EffectRecord>,
     pub usage: Usage,
     /// What the script returned, as JSON.

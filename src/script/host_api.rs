@@ -7,11 +7,10 @@
 use super::host::{json_type, Answer, Host, HostError};
 use crate::effects::{EffectKind, GithubRead};
 use crate::journal::entry::CallSite;
-use crate::leaf::session::{SessionResult, SessionStatus};
 use crate::script::diagnostic::misuse;
 use crate::script::json_value::{to_dynamic, to_json};
 use crate::script::option_keys;
-use crate::script::record::{plain, shared_dynamic, Record};
+use crate::script::record::{plain, session_dynamic, shared_dynamic, Record};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, Map, Module, NativeCallContext, Position};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -106,38 +105,6 @@ fn runtime_error(msg: String) -> Box<EvalAltResult> {
     EvalAltResult::ErrorRuntime(msg.into(), Position::NONE).into()
 }
 
-/// A session's result as the script sees it, a shared record: the result's own fields, and
-/// the spawn's goal and inputs.
-pub fn session_record(result: &SessionResult, goal: &str, inputs: &Value) -> Dynamic {
-    shared_dynamic(Arc::new(session_fields(result, goal, inputs)))
-}
-
-/// The fields of a session's result record, as JSON. Built at its exact size: a large run
-/// keeps a record per session, and `json!` would leave room for six more fields in each.
-fn session_fields(result: &SessionResult, goal: &str, inputs: &Value) -> Value {
-    let mut usage = serde_json::Map::with_capacity(3);
-    usage.insert("input_tokens".into(), json!(result.usage.input_tokens as i64));
-    usage.insert("output_tokens".into(), json!(result.usage.output_tokens as i64));
-    usage.insert("cost_usd".into(), json!(result.usage.cost_usd));
-    let fields: [(&str, Value); 10] = [
-        ("id", json!(result.id)),
-        ("workflow", json!(result.workflow)),
-        ("status", json!(result.status.as_str())),
-        ("ok", json!(result.status == SessionStatus::Ok)),
-        ("output", result.output.clone()),
-        ("text", json!(result.text)),
-        ("usage", Value::Object(usage)),
-        ("error", json!(result.error)),
-        ("goal", json!(goal)),
-        ("inputs", inputs.clone()),
-    ];
-    let mut record = serde_json::Map::with_capacity(fields.len());
-    for (key, value) in fields {
-        record.insert(key.into(), value);
-    }
-    Value::Object(record)
-}
-
 fn handle_ids(handles: &Array) -> RhaiResult<Vec<String>> {
     handles
         .iter()
@@ -163,18 +130,11 @@ fn map_field(value: &Dynamic, key: &str) -> Option<Dynamic> {
     value.read_lock::<Map>().map(|m| m.get(key).cloned().unwrap_or(Dynamic::UNIT))
 }
 
-/// Waits for the sessions and builds their result records straight from the host's records.
+/// Waits for the sessions; their result records share the host's finished sessions.
 fn await_results(host: &SharedHost, site: &CallSite, ids: &[String]) -> RhaiResult<Array> {
     host.call(|h| {
         h.wait_for(site, ids)?;
-        Ok(ids
-            .iter()
-            .map(|id| {
-                let result = h.finished(id);
-                let (_, goal, inputs) = h.spawn_info(id).unwrap_or(("", "", &Value::Null));
-                session_record(result, goal, inputs)
-            })
-            .collect())
+        Ok(ids.iter().map(|id| session_dynamic(h.finished_session(id).clone())).collect())
     })
 }
 
@@ -436,13 +396,14 @@ fn classify_leaf(
     let opts = json!({ "goal": "Classify the input", "inputs": inputs });
     let id = h.call(|host| host.spawn_session(&site, "classify", opts, Some(schema)))?;
     let mut results = h.call(|host| host.await_sessions(&site, &[id]))?;
-    let r = results.pop().expect("one result per awaited session");
+    let session = results.pop().expect("one result per awaited session");
+    let r = &session.result;
     if r.status != crate::leaf::session::SessionStatus::Ok {
-        let line = format!("classify: session {} {}: {}", r.id, r.status.as_str(), r.error.unwrap_or_default());
+        let line = format!("classify: session {} {}: {}", r.id, r.status.as_str(), r.error.as_deref().unwrap_or_default());
         h.with(|host| host.log_line(&line));
         return Ok(None);
     }
-    Ok(Some(r.output))
+    Ok(Some(r.output.clone()))
 }
 
 /// The second argument of a GitHub effect has the type its signature says: labels are a

@@ -1,7 +1,7 @@
 //! Shared read-only records: how PRs, issues and session results reach a script.
 //!
-//! A record is a JSON object held once behind an `Arc` (a GitHub answer, a session's result)
-//! and a path into it. Copying one, which Rhai does for every `let`, loop variable and
+//! A record is a JSON object held once behind an `Arc` (a GitHub answer), or a finished
+//! session the host keeps behind one ([`FinishedSession`]), and a path into it. Copying one, which Rhai does for every `let`, loop variable and
 //! function argument, copies two pointers, so ordinary scripts (`for pr in prs`,
 //! `let pr = item.pr`, `review(pr, repo)`) cost the same whatever a PR holds. The JSON behind
 //! it is plain `Send` data: a journal-reading thread can parse it and hand it over, and the
@@ -18,6 +18,7 @@
 //! must read exactly as the map the same JSON used to become (`json_value::to_dynamic`).
 
 use super::json_value::to_dynamic;
+use crate::leaf::session::{FinishedSession, SessionStatus, Usage};
 use rhai::{Array, Dynamic, Engine, EvalAltResult, FnPtr, ImmutableString, Map, NativeCallContext};
 use serde_json::Value;
 use std::rc::Rc;
@@ -37,9 +38,98 @@ pub struct Record(Body);
 #[derive(Clone, Debug)]
 enum Body {
     /// The object at `path` in `root` (an empty path: the root itself).
-    Shared { root: Arc<Value>, path: Option<Rc<[Step]>> },
+    Shared { root: Root, path: Option<Rc<[Step]>> },
     /// Changed by the script: its own top level, nested records still shared.
     Edited(Map),
+}
+
+/// What a shared record's path starts from.
+#[derive(Clone, Debug)]
+enum Root {
+    Json(Arc<Value>),
+    /// A session's result record: its fields are read from the session, not stored as JSON
+    /// (a large run keeps one per session); a path into it starts at `output` or `inputs`.
+    Session(Arc<FinishedSession>),
+}
+
+impl Root {
+    fn same(&self, other: &Root) -> bool {
+        match (self, other) {
+            (Root::Json(a), Root::Json(b)) => Arc::ptr_eq(a, b),
+            (Root::Session(a), Root::Session(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// The object a shared record shows.
+enum Shown<'a> {
+    Object(&'a serde_json::Map<String, Value>),
+    Session(&'a FinishedSession),
+}
+
+/// A session result record's keys, sorted: the fields of [`session_json`].
+const SESSION_KEYS: [&str; 10] = ["error", "goal", "id", "inputs", "ok", "output", "status", "text", "usage", "workflow"];
+
+/// A finished session as its result record, shared with the host that keeps it.
+pub fn session_dynamic(session: Arc<FinishedSession>) -> Dynamic {
+    Dynamic::from(Record(Body::Shared { root: Root::Session(session), path: None }))
+}
+
+/// A finished session's result record as JSON: the result's own fields, and the spawn's goal
+/// and inputs.
+pub fn session_json(session: &FinishedSession) -> Value {
+    let result = &session.result;
+    let fields: [(&str, Value); 10] = [
+        ("id", Value::from(result.id.as_str())),
+        ("workflow", Value::from(result.workflow.as_str())),
+        ("status", Value::from(result.status.as_str())),
+        ("ok", Value::Bool(result.status == SessionStatus::Ok)),
+        ("output", result.output.clone()),
+        ("text", Value::from(result.text.as_str())),
+        ("usage", usage_json(&result.usage)),
+        ("error", result.error.as_deref().map_or(Value::Null, Value::from)),
+        ("goal", Value::from(session.goal.as_str())),
+        ("inputs", session.inputs.clone()),
+    ];
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+fn usage_json(usage: &Usage) -> Value {
+    let fields = [
+        ("input_tokens", Value::from(usage.input_tokens as i64)),
+        ("output_tokens", Value::from(usage.output_tokens as i64)),
+        ("cost_usd", serde_json::Number::from_f64(usage.cost_usd).map_or(Value::Null, Value::Number)),
+    ];
+    Value::Object(fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// The session record's field `key`, as the script value [`session_json`]'s would read as.
+fn session_field(root: &Root, session: &FinishedSession, key: &str) -> Option<Dynamic> {
+    let result = &session.result;
+    let text = |s: &str| Dynamic::from(ImmutableString::from(s));
+    Some(match key {
+        "id" => text(&result.id),
+        "workflow" => text(&result.workflow),
+        "status" => text(result.status.as_str()),
+        "ok" => Dynamic::from_bool(result.status == SessionStatus::Ok),
+        "output" => child(root, &[], Step::Key("output".into()), &result.output),
+        "text" => text(&result.text),
+        "usage" => shared_dynamic(Arc::new(usage_json(&result.usage))),
+        "error" => result.error.as_deref().map_or(Dynamic::UNIT, text),
+        "goal" => text(&session.goal),
+        "inputs" => child(root, &[], Step::Key("inputs".into()), &session.inputs),
+        _ => return None,
+    })
+}
+
+/// The session field a path into a session record starts at.
+fn session_value<'a>(session: &'a FinishedSession, key: &str) -> &'a Value {
+    match key {
+        "output" => &session.result.output,
+        "inputs" => &session.inputs,
+        _ => unreachable!("a path into a session starts at a JSON field"),
+    }
 }
 
 type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
@@ -48,8 +138,9 @@ type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
 /// script values, everything else what [`to_dynamic`] makes of it.
 pub fn shared_dynamic(root: Arc<Value>) -> Dynamic {
     match &*root {
-        Value::Object(_) => Dynamic::from(Record(Body::Shared { root, path: None })),
+        Value::Object(_) => Dynamic::from(Record(Body::Shared { root: Root::Json(root), path: None })),
         Value::Array(items) => {
+            let root = Root::Json(root.clone());
             Dynamic::from_array((0..items.len()).map(|i| child(&root, &[], Step::Item(i), &items[i])).collect())
         }
         scalar => to_dynamic(scalar),
@@ -57,7 +148,7 @@ pub fn shared_dynamic(root: Arc<Value>) -> Dynamic {
 }
 
 /// The script value for `value`, found at `path` + `step` under `root`.
-fn child(root: &Arc<Value>, path: &[Step], step: Step, value: &Value) -> Dynamic {
+fn child(root: &Root, path: &[Step], step: Step, value: &Value) -> Dynamic {
     match value {
         Value::Object(_) => {
             let path: Rc<[Step]> = path.iter().cloned().chain(std::iter::once(step)).collect();
@@ -75,11 +166,18 @@ fn child(root: &Arc<Value>, path: &[Step], step: Step, value: &Value) -> Dynamic
 
 impl Record {
     /// The shared object this record shows, with its root and path; `None` once edited.
-    fn shared(&self) -> Option<(&Arc<Value>, &[Step], &serde_json::Map<String, Value>)> {
+    fn shared(&self) -> Option<(&Root, &[Step], Shown<'_>)> {
         let Body::Shared { root, path } = &self.0 else { return None };
         let path = path.as_deref().unwrap_or(&[]);
-        let mut node = &**root;
-        for step in path {
+        let (mut node, rest) = match root {
+            Root::Json(value) => (&**value, path),
+            Root::Session(session) => match path.split_first() {
+                None => return Some((root, path, Shown::Session(session))),
+                Some((Step::Key(key), rest)) => (session_value(session, key), rest),
+                Some((Step::Item(_), _)) => unreachable!("a session record is an object"),
+            },
+        };
+        for step in rest {
             node = match (step, node) {
                 (Step::Key(k), Value::Object(fields)) => &fields[k.as_str()],
                 (Step::Item(i), Value::Array(items)) => &items[*i],
@@ -87,36 +185,36 @@ impl Record {
             };
         }
         match node {
-            Value::Object(fields) => Some((root, path, fields)),
+            Value::Object(fields) => Some((root, path, Shown::Object(fields))),
             _ => unreachable!("a record's path ends at an object"),
         }
     }
 
     /// The value of `key`, or `()`.
     pub fn get(&self, key: &str) -> Dynamic {
-        match &self.0 {
-            Body::Edited(map) => map.get(key).cloned().unwrap_or(Dynamic::UNIT),
-            Body::Shared { .. } => {
-                let (root, path, fields) = self.shared().expect("shared");
-                match fields.get_key_value(key) {
-                    Some((k, v)) => child(root, path, Step::Key(k.as_str().into()), v),
-                    None => Dynamic::UNIT,
-                }
-            }
+        match self.shared() {
+            None => self.edited().get(key).cloned().unwrap_or(Dynamic::UNIT),
+            Some((root, path, Shown::Object(fields))) => match fields.get_key_value(key) {
+                Some((k, v)) => child(root, path, Step::Key(k.as_str().into()), v),
+                None => Dynamic::UNIT,
+            },
+            Some((root, _, Shown::Session(session))) => session_field(root, session, key).unwrap_or(Dynamic::UNIT),
         }
     }
 
     pub fn contains(&self, key: &str) -> bool {
-        match &self.0 {
-            Body::Edited(map) => map.contains_key(key),
-            Body::Shared { .. } => self.shared().expect("shared").2.contains_key(key),
+        match self.shared() {
+            None => self.edited().contains_key(key),
+            Some((_, _, Shown::Object(fields))) => fields.contains_key(key),
+            Some((_, _, Shown::Session(_))) => SESSION_KEYS.contains(&key),
         }
     }
 
     pub fn len(&self) -> usize {
-        match &self.0 {
-            Body::Edited(map) => map.len(),
-            Body::Shared { .. } => self.shared().expect("shared").2.len(),
+        match self.shared() {
+            None => self.edited().len(),
+            Some((_, _, Shown::Object(fields))) => fields.len(),
+            Some((_, _, Shown::Session(_))) => SESSION_KEYS.len(),
         }
     }
 
@@ -124,26 +222,38 @@ impl Record {
         self.len() == 0
     }
 
+    /// The script's own map of an edited record.
+    fn edited(&self) -> &Map {
+        match &self.0 {
+            Body::Edited(map) => map,
+            Body::Shared { .. } => unreachable!("asked of an edited record only"),
+        }
+    }
+
     /// The keys in sorted order, as a map lists them.
     fn sorted_keys(&self) -> Vec<ImmutableString> {
-        match &self.0 {
-            Body::Edited(map) => map.keys().map(|k| k.as_str().into()).collect(),
-            Body::Shared { .. } => {
-                let mut keys: Vec<&String> = self.shared().expect("shared").2.keys().collect();
+        match self.shared() {
+            None => self.edited().keys().map(|k| k.as_str().into()).collect(),
+            Some((_, _, Shown::Object(fields))) => {
+                let mut keys: Vec<&String> = fields.keys().collect();
                 keys.sort();
                 keys.into_iter().map(|k| k.as_str().into()).collect()
             }
+            Some((_, _, Shown::Session(_))) => SESSION_KEYS.iter().map(|&k| k.into()).collect(),
         }
     }
 
     /// The top level as a map; nested objects stay shared records.
     pub fn to_map(&self) -> Map {
-        match &self.0 {
-            Body::Edited(map) => map.clone(),
-            Body::Shared { .. } => {
-                let (root, path, fields) = self.shared().expect("shared");
+        match self.shared() {
+            None => self.edited().clone(),
+            Some((root, path, Shown::Object(fields))) => {
                 fields.iter().map(|(k, v)| (k.as_str().into(), child(root, path, Step::Key(k.as_str().into()), v))).collect()
             }
+            Some((root, _, Shown::Session(session))) => SESSION_KEYS
+                .iter()
+                .map(|&k| (k.into(), session_field(root, session, k).expect("a session key")))
+                .collect(),
         }
     }
 
@@ -161,16 +271,18 @@ impl Record {
     /// The record as JSON, exactly as `json_value::to_json` gives the map it reads as: keys
     /// sorted, numbers as the script sees them.
     pub fn to_json(&self) -> RhaiResult<Value> {
-        match &self.0 {
-            Body::Edited(map) => super::json_value::to_json(&Dynamic::from_map(map.clone())),
-            Body::Shared { .. } => Ok(as_script_json(&Value::Object(self.shared().expect("shared").2.clone()))),
+        match self.shared() {
+            None => super::json_value::to_json(&Dynamic::from_map(self.edited().clone())),
+            Some((_, _, Shown::Object(fields))) => Ok(as_script_json(&Value::Object(fields.clone()))),
+            Some((_, _, Shown::Session(session))) => Ok(as_script_json(&session_json(session))),
         }
     }
 
     /// Whether two records show the same object of the same value.
     fn same_as(&self, other: &Record) -> bool {
         match (self.shared(), other.shared()) {
-            (Some((a, _, fa)), Some((b, _, fb))) => Arc::ptr_eq(a, b) && std::ptr::eq(fa, fb),
+            (Some((a, _, Shown::Object(fa))), Some((b, _, Shown::Object(fb)))) => a.same(b) && std::ptr::eq(fa, fb),
+            (Some((a, _, Shown::Session(_))), Some((b, _, Shown::Session(_)))) => a.same(b),
             _ => false,
         }
     }
@@ -373,6 +485,12 @@ mod tests {
     /// Runs `script` twice, with `data` bound as records and as plain maps: both must give
     /// the same text.
     fn same_either_way(data: &Value, script: &str) -> String {
+        same_as_map(shared_dynamic(Arc::new(data.clone())), data, script)
+    }
+
+    /// Runs `script` with `record` bound as `data`, then with the map `data` reads as: both
+    /// must give the same text.
+    fn same_as_map(record: Dynamic, data: &Value, script: &str) -> String {
         let engine = engine();
         let run = |value: Dynamic| {
             let mut scope = rhai::Scope::new();
@@ -382,7 +500,7 @@ mod tests {
                 Err(e) => format!("error: {e}"),
             }
         };
-        let shared = run(shared_dynamic(Arc::new(data.clone())));
+        let shared = run(record);
         let maps = run(to_dynamic(data));
         assert_eq!(shared, maps, "{script}");
         shared
@@ -430,6 +548,53 @@ mod tests {
             "data.big",
         ] {
             same_either_way(&data, script);
+        }
+    }
+
+    #[test]
+    fn session_records_read_as_the_maps_they_replace() {
+        use crate::leaf::session::SessionResult;
+        let mut result = SessionResult::new("s3", "review", SessionStatus::Ok);
+        result.output = json!({"verdict": "minor", "findings": [{"file": "a.rs", "line": 3}], "score": 0.5});
+        result.text = "{\"verdict\":\"minor\"}".into();
+        result.usage.input_tokens = 1200;
+        result.usage.cost_usd = 0.25;
+        let inputs = json!({"pr": 3, "title": "Fix", "nested": {"k": [1, 2]}});
+        let session = Arc::new(FinishedSession { result, goal: "Review PR #3".into(), inputs });
+        let mut failed = SessionResult::new("s4", "fix", SessionStatus::Timeout);
+        failed.error = Some("timed out".into());
+        let failed = Arc::new(FinishedSession { result: failed, goal: String::new(), inputs: json!({}) });
+        for session in [session, failed] {
+            let data = session_json(&session);
+            for script in [
+                "data.id",
+                "data.ok",
+                "data.status",
+                "data.error",
+                "data.output.verdict",
+                "data.output.findings[0].line",
+                "data.output.score",
+                "data.usage.cost_usd",
+                "data.usage",
+                "data.inputs.nested.k",
+                "data.goal",
+                "data.text",
+                "data.missing",
+                "data.keys()",
+                "data.len()",
+                "\"output\" in data",
+                "\"x\" in data",
+                "`${data}`",
+                "data.to_json()",
+                "to_json(#{ r: data })",
+                "data == data",
+                "data.output == data.output",
+                "let d = data; d.status = \"x\"; [d.status, data.status]",
+                "data + #{ q: 1 }",
+                "[data].map(|r| r.output)",
+            ] {
+                same_as_map(session_dynamic(session.clone()), &data, script);
+            }
         }
     }
 

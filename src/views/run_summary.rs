@@ -72,7 +72,7 @@ impl<'a> OutcomeView<'a> {
             sessions: o.sessions,
             effects: o.effects.iter().map(effect_json).collect(),
             usage: UsageView::of_run(o),
-            leaves: o.leaves.iter().map(|r| LeafView::of(r)).collect(),
+            leaves: o.leaves.iter().map(|l| LeafView::of(&l.result)).collect(),
             result: &o.result,
         }
     }
@@ -143,8 +143,8 @@ fn round_micro(x: f64) -> f64 {
 /// its run directory, else (a journal kept in memory) whether any leaf ran on the mock harness.
 fn outcome_spend(o: &RunOutcome) -> (Spend, bool) {
     let scenario = spend::run_dir_scenario(&o.run_dir)
-        .unwrap_or_else(|| o.leaves.iter().any(|l| l.harness.as_deref() == Some(spend::MOCK_HARNESS)));
-    (Spend::of_outcome(o.usage.cost_usd, &o.leaves, scenario), scenario)
+        .unwrap_or_else(|| o.leaves.iter().any(|l| l.result.harness.as_deref() == Some(spend::MOCK_HARNESS)));
+    (Spend::of_outcome(o.usage.cost_usd, o.leaves.iter().map(|l| &l.result), scenario), scenario)
 }
 
 pub fn outcome_text(o: &RunOutcome) -> String {

@@ -92,9 +92,9 @@ impl Spend {
 
     /// A finished run's spend: `total_usd` (the run's usage), of which its mock leaves
     /// simulated what they report. Leaves that name no harness count as mock in a scenario run.
-    pub fn of_outcome(total_usd: f64, leaves: &[Box<SessionResult>], scenario: bool) -> Self {
+    pub fn of_outcome<'a>(total_usd: f64, leaves: impl Iterator<Item = &'a SessionResult>, scenario: bool) -> Self {
         let simulated_usd: f64 =
-            leaves.iter().filter(|l| leaf_simulated(l.harness.as_deref(), scenario)).map(|l| l.usage.cost_usd).sum();
+            leaves.filter(|l| leaf_simulated(l.harness.as_deref(), scenario)).map(|l| l.usage.cost_usd).sum();
         Spend { real_usd: (total_usd - simulated_usd).max(0.0), simulated_usd }
     }
 

@@ -6,11 +6,12 @@
 //! the scheduler.
 
 use super::replay_decision::{CallKind, CallPlan};
-use super::sessions::SessionSlot;
+use super::sessions::Session;
 use super::{Host, HostError};
 use crate::journal::entry::{CallSite, Entry};
-use crate::leaf::session::SessionResult;
+use crate::leaf::session::{FinishedSession, SessionResult};
 use serde_json::json;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl Host {
@@ -61,7 +62,7 @@ impl Host {
 
     fn wait_until_done(&mut self, ids: &[String]) -> Result<(), HostError> {
         loop {
-            let pending = ids.iter().any(|id| matches!(self.session(id).map(|s| &s.slot), Some(SessionSlot::Pending)));
+            let pending = ids.iter().any(|id| matches!(self.session(id), Some(Session::Pending(_))));
             if !pending {
                 return Ok(());
             }
@@ -81,17 +82,22 @@ impl Host {
         }
     }
 
-    /// Blocks until every listed session is done; returns their results in the order given.
-    pub fn await_sessions(&mut self, site: &CallSite, ids: &[String]) -> Result<Vec<SessionResult>, HostError> {
+    /// Blocks until every listed session is done; returns them in the order given.
+    pub fn await_sessions(&mut self, site: &CallSite, ids: &[String]) -> Result<Vec<Arc<FinishedSession>>, HostError> {
         self.wait_for(site, ids)?;
-        Ok(ids.iter().map(|id| self.finished(id).clone()).collect())
+        Ok(ids.iter().map(|id| self.finished_session(id).clone()).collect())
+    }
+
+    /// A session [`Host::wait_for`] has seen finish.
+    pub fn finished_session(&self, id: &str) -> &Arc<FinishedSession> {
+        match self.session(id) {
+            Some(Session::Done(done)) => done,
+            _ => unreachable!("only sessions waited for are asked for"),
+        }
     }
 
     /// The result of a session [`Host::wait_for`] has seen finish.
     pub fn finished(&self, id: &str) -> &SessionResult {
-        match self.session(id).map(|s| &s.slot) {
-            Some(SessionSlot::Done(r)) => r,
-            _ => unreachable!("only sessions waited for are asked for"),
-        }
+        &self.finished_session(id).result
     }
 }

@@ -12,24 +12,18 @@ use super::{Host, HostError, Outage};
 use crate::journal::blob_store::INLINE_LIMIT;
 use crate::journal::entry::{CallSite, Entry};
 use crate::journal::RecordedSession;
-use crate::leaf::session::{SessionResult, SessionStatus};
+use crate::leaf::session::{FinishedSession, SessionResult, SessionStatus};
 use crate::scheduler::run_event::RunEvent;
 use serde_json::{json, Value};
+use std::sync::Arc;
 
-/// A spawned session: what was asked for, and how far it got.
+/// A spawned session: what was asked for until it finishes, then what it gave.
 #[derive(Debug)]
-pub(super) struct Session {
-    pub workflow: String,
-    pub options: SpawnOptions,
-    pub slot: SessionSlot,
-}
-
-#[derive(Debug)]
-pub(super) enum SessionSlot {
-    Pending,
-    /// Boxed: a large run's table holds many sessions, and growing it would otherwise move
-    /// every result's bytes each time it doubled.
-    Done(Box<SessionResult>),
+pub(super) enum Session {
+    Pending(SpawnOptions),
+    /// Shared with the script's result record: the one copy of the answer, its goal and its
+    /// inputs a run keeps.
+    Done(Arc<FinishedSession>),
 }
 
 /// Where session `id` sits in a table of `len` sessions: ids are `s1`, `s2`, ... in spawn order
@@ -117,7 +111,7 @@ impl Host {
         if tell_harness {
             self.note_replayed(workflow_name, &options);
         }
-        self.record_spawn(id, workflow_name, options);
+        self.record_spawn(id, options);
         self.finish_session(result, rejournal)
     }
 
@@ -130,7 +124,7 @@ impl Host {
             "no recorded result for this leaf: replay runs nothing",
         );
         result.harness = Some("replay".into());
-        self.record_spawn(id, workflow_name, options);
+        self.record_spawn(id, options);
         self.finish_session(Box::new(result), false)
     }
 
@@ -150,16 +144,16 @@ impl Host {
                 SessionStatus::SkippedBudget,
                 format!("not run: the run's budget of ${budget:.2} is spent (${:.4} so far)", self.usage.cost_usd),
             );
-            self.record_spawn(id, workflow_name, options);
+            self.record_spawn(id, options);
             return self.finish_session(Box::new(result), true);
         }
         if let Some(why) = self.held_back_by_dry_run(workflow_name, &options) {
             let result = SessionResult::failed(id, workflow_name, SessionStatus::SkippedDryRun, why);
-            self.record_spawn(id, workflow_name, options);
+            self.record_spawn(id, options);
             return self.finish_session(Box::new(result), true);
         }
         let prepared = self.prepare_leaf(id, workflow_name, &options, checked);
-        self.record_spawn(id, workflow_name, options);
+        self.record_spawn(id, options);
         match prepared {
             Ok(mut order) => {
                 if let Some(events) = &self.events {
@@ -184,11 +178,9 @@ impl Host {
     }
 
     /// Adds session `id` to the table, pending until [`Host::finish_session`] records its end.
-    fn record_spawn(&mut self, id: &str, workflow: &str, options: SpawnOptions) -> &mut Session {
+    fn record_spawn(&mut self, id: &str, options: SpawnOptions) {
         debug_assert_eq!(session_index(id, self.sessions.len() + 1), Some(self.sessions.len()));
-        let session = Session { workflow: workflow.to_owned(), options, slot: SessionSlot::Pending };
-        self.sessions.push(session);
-        self.sessions.last_mut().expect("just pushed")
+        self.sessions.push(Session::Pending(options));
     }
 
     pub(super) fn session(&self, id: &str) -> Option<&Session> {
@@ -199,23 +191,13 @@ impl Host {
         self.sessions.len()
     }
 
-    /// A spawn's workflow, goal and inputs.
-    pub fn spawn_info(&self, id: &str) -> Option<(&str, &str, &Value)> {
-        self.session(id).map(|s| (s.workflow.as_str(), s.options.goal(), s.options.inputs()))
-    }
-
-    /// Every finished session's result, in spawn order, moved out of the host (the run is
-    /// over, so nothing is copied).
-    pub fn take_session_results(&mut self) -> Vec<Box<SessionResult>> {
-        let done = self.sessions.iter().filter(|s| matches!(s.slot, SessionSlot::Done(_))).count();
-        let mut results = Vec::with_capacity(done);
-        results.extend(self.sessions.iter_mut().filter_map(|s| {
-            match std::mem::replace(&mut s.slot, SessionSlot::Pending) {
-                SessionSlot::Done(r) => Some(r),
-                SessionSlot::Pending => None,
-            }
-        }));
-        results
+    /// Every finished session, in spawn order.
+    pub fn finished_sessions(&self) -> Vec<Arc<FinishedSession>> {
+        let finished = |s: &Session| match s {
+            Session::Done(done) => Some(done.clone()),
+            Session::Pending(_) => None,
+        };
+        self.sessions.iter().filter_map(finished).collect()
     }
 
     /// Records a finished session. `journal` is false for results taken from the journal.
@@ -235,10 +217,12 @@ impl Host {
         if let Some(events) = &self.events {
             events.send(RunEvent::finished(&result));
         }
-        match session_index(&result.id, self.sessions.len()) {
-            Some(i) => self.sessions[i].slot = SessionSlot::Done(result),
-            None => unreachable!("a session finishes only after its spawn is recorded"),
-        }
+        let Some(slot) = session_index(&result.id, self.sessions.len()).map(|i| &mut self.sessions[i]) else {
+            unreachable!("a session finishes only after its spawn is recorded")
+        };
+        let Session::Pending(options) = slot else { unreachable!("a session finishes once") };
+        let (goal, inputs) = options.take_goal_and_inputs();
+        *slot = Session::Done(Arc::new(FinishedSession { result: *result, goal, inputs }));
         Ok(())
     }
 

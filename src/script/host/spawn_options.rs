@@ -72,6 +72,21 @@ impl SpawnOptions {
         }
     }
 
+    /// Moves `goal` and `inputs` out, once the spawn is journaled and its leaf has its own
+    /// copy: the session's result record keeps them from then on.
+    pub fn take_goal_and_inputs(&mut self) -> (String, Value) {
+        let Some(args) = self.args.as_object_mut() else { return (String::new(), json!({})) };
+        let goal = match args.shift_remove("goal") {
+            Some(Value::String(goal)) => goal,
+            _ => String::new(),
+        };
+        let inputs = match args.shift_remove("inputs") {
+            Some(inputs @ Value::Object(_)) => inputs,
+            _ => json!({}),
+        };
+        (goal, inputs)
+    }
+
     /// `classify`'s per-call schema, when it gave one.
     pub fn schema(&self) -> Option<&Value> {
         self.schema_override.then(|| self.args.get("schema")).flatten()
