@@ -60,6 +60,7 @@ pub fn render_cost_chart(rows: &[RunRow]) -> String {
     let mut line = String::new();
     let mut dots = String::new();
     let mut running = 0.0;
+    let mut last_label: Option<(String, String)> = None;
     for (i, r) in rows.iter().enumerate() {
         let cx = LEFT + slot * (i as f64 + 0.5);
         let h = if max_cost > 0.0 { plot_h * r.cost_usd / max_cost } else { 0.0 };
@@ -99,12 +100,14 @@ pub fn render_cost_chart(rows: &[RunRow]) -> String {
         line.push_str(&format!("{}{cx:.1} {y:.1}", if i == 0 { "M" } else { " L" }));
         let _ = write!(dots, r##"<circle cx="{cx:.1}" cy="{y:.1}" r="3" fill="#7c3aed"/>"##);
         if i % label_every == 0 {
-            let _ = write!(
-                svg,
-                r#"<text x="{cx:.1}" y="{:.1}" class="axis" text-anchor="middle">{}</text>"#,
-                H - BOTTOM + 18.0,
-                xml(&date_label(&r.started_at))
-            );
+            if let Some(label) = axis_label(&r.started_at, &mut last_label) {
+                let _ = write!(
+                    svg,
+                    r#"<text x="{cx:.1}" y="{:.1}" class="axis" text-anchor="middle">{}</text>"#,
+                    H - BOTTOM + 18.0,
+                    xml(&label)
+                );
+            }
         }
     }
     let _ = write!(svg, r##"<path d="{line}" fill="none" stroke="#7c3aed" stroke-width="2"/>{dots}"##);
@@ -134,17 +137,48 @@ fn short_cost(usd: f64) -> String {
     }
 }
 
-/// `11-21 08:00` from an RFC 3339 start.
-fn date_label(started_at: &str) -> String {
-    match chrono::DateTime::parse_from_rfc3339(started_at) {
-        Ok(t) => t.with_timezone(&chrono::Utc).format("%m-%d %H:%M").to_string(),
-        Err(_) => started_at.chars().take(10).collect(),
-    }
+/// The x-axis label of a run started at `started_at` (RFC 3339), given the last label drawn
+/// (its day and its minute): `11-21 08:00` on a new day, `08:05` later that day, and nothing
+/// when it would repeat the last label (runs started within the same minute).
+fn axis_label(started_at: &str, last: &mut Option<(String, String)>) -> Option<String> {
+    let (day, minute) = match chrono::DateTime::parse_from_rfc3339(started_at) {
+        Ok(t) => {
+            let t = t.with_timezone(&chrono::Utc);
+            (t.format("%m-%d").to_string(), t.format("%H:%M").to_string())
+        }
+        Err(_) => (started_at.chars().take(10).collect(), String::new()),
+    };
+    let label = match last.as_ref() {
+        Some((d, m)) if *d == day && *m == minute => return None,
+        Some((d, _)) if *d == day && !minute.is_empty() => minute.clone(),
+        _ if minute.is_empty() => day.clone(),
+        _ => format!("{day} {minute}"),
+    };
+    *last = Some((day, minute));
+    Some(label)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn axis_labels_name_a_day_once_and_never_repeat() {
+        let mut last = None;
+        let labels: Vec<Option<String>> = [
+            "2026-11-21T08:00:05Z",
+            "2026-11-21T08:00:40Z",
+            "2026-11-21T08:05:00Z",
+            "2026-11-22T08:05:00Z",
+            "not a time",
+            "not a time",
+        ]
+        .iter()
+        .map(|t| axis_label(t, &mut last))
+        .collect();
+        let want = [Some("11-21 08:00"), None, Some("08:05"), Some("11-22 08:05"), Some("not a time"), None];
+        assert_eq!(labels, want.map(|l| l.map(str::to_owned)));
+    }
 
     #[test]
     fn nice_ceilings() {
