@@ -1,12 +1,15 @@
-//! JSON a scenario run keeps for long but reads rarely (the world's PRs and issues, the mock
-//! leaves' canned outputs), held as its text: a parsed `serde_json` object costs several times
-//! its text (an entry of a map is over 100 bytes, and maps leave room to grow), and a scenario
-//! may hold many thousands. It is parsed again whenever it is read.
+//! JSON a run keeps for long but reads rarely (a scenario world's PRs and issues, the mock
+//! leaves' canned outputs, the effects a run performed), held as its text: a parsed
+//! `serde_json` object costs several times its text (an entry of a map is over 100 bytes, and
+//! maps leave room to grow), and a large run holds many thousands. It is parsed again whenever
+//! it is read.
+//!
+//! It imports nothing of coord, so every layer may use it.
 
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum CompactJson {
     Text(Box<RawValue>),
     /// Scalars (nothing to save), and values holding a float: a float read back from text may

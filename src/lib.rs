@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod compact_json;
 pub mod config;
 pub mod daemon;
 pub mod effects;

@@ -86,9 +86,15 @@ impl FailedEffects {
     fn of(outcome: &RunOutcome) -> Option<FailedEffects> {
         let mut kinds: indexmap::IndexMap<String, usize> = indexmap::IndexMap::new();
         let mut first_error = None;
-        for effect in outcome.effects.iter().filter(|e| e.result["status"] == "failed") {
+        for effect in &outcome.effects {
+            let result = effect.result();
+            if result["status"] != "failed" {
+                continue;
+            }
             *kinds.entry(effect.kind.function().to_owned()).or_default() += 1;
-            first_error = first_error.or_else(|| effect.result["error"].as_str().or(effect.result["reason"].as_str()));
+            if first_error.is_none() {
+                first_error = result["error"].as_str().or(result["reason"].as_str()).map(str::to_owned);
+            }
         }
         if kinds.is_empty() {
             return None;

@@ -5,7 +5,7 @@
 //! Rules are indexed by their first condition, so a call is matched in constant time however
 //! many rules a scenario has.
 
-use super::compact_json::CompactJson;
+use crate::compact_json::CompactJson;
 use super::{LeafRule, MockResponse};
 use serde_json::Value;
 use std::collections::HashMap;

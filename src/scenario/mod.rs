@@ -5,7 +5,6 @@
 //! matching leaf requests to responses, and the in-memory world the run acts on. It must not
 //! know any coordinator's routing.
 
-mod compact_json;
 pub mod mock_harness;
 pub mod mock_responder;
 pub mod world;

@@ -1,7 +1,7 @@
 //! The in-memory world of a scenario run: PRs and issues that reads return and effects change.
 //! A merged PR stays merged for the rest of the run; notifications are kept in order.
 
-use super::compact_json::CompactJson;
+use crate::compact_json::CompactJson;
 use super::Scenario;
 use crate::effects::{EffectKind, EffectRequest, GithubRead, World, WorldError};
 use indexmap::IndexMap;

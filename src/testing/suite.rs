@@ -283,8 +283,11 @@ pub fn check_expectations(expect: &Expectations, o: &RunOutcome) -> Vec<String> 
     let merged: Vec<Value> = o
         .effects
         .iter()
-        .filter(|e| e.kind == EffectKind::Merge && e.result["status"] == "merged")
-        .map(|e| e.args.get("pr").or_else(|| e.args.get("branch")).cloned().unwrap_or(Value::Null))
+        .filter(|e| e.kind == EffectKind::Merge && e.result()["status"] == "merged")
+        .map(|e| {
+            let args = e.args();
+            args.get("pr").or_else(|| args.get("branch")).cloned().unwrap_or(Value::Null)
+        })
         .collect();
     let show = |v: &[String]| format!("[{}]", v.join(", "));
     if let Some(want) = &expect.merged {
@@ -305,7 +308,7 @@ pub fn check_expectations(expect: &Expectations, o: &RunOutcome) -> Vec<String> 
             .effects
             .iter()
             .filter(|e| e.kind == EffectKind::Notify)
-            .filter_map(|e| e.args["channel"].as_str().map(str::to_owned))
+            .filter_map(|e| e.args()["channel"].as_str().map(str::to_owned))
             .collect();
         got.sort();
         got.dedup();

@@ -6,6 +6,7 @@ use crate::script::host::EffectRecord;
 use serde_json::{json, Map, Value};
 
 pub fn effect_json(e: &EffectRecord) -> Value {
+    let (args, result) = (e.args(), e.result());
     let mut m = Map::new();
     let kind = match e.kind {
         EffectKind::Merge => "merge",
@@ -17,15 +18,15 @@ pub fn effect_json(e: &EffectRecord) -> Value {
     };
     m.insert("kind".into(), json!(kind));
     for field in ["pr", "branch", "number", "channel", "method", "labels", "label"] {
-        if let Some(v) = e.args.get(field) {
+        if let Some(v) = args.get(field) {
             m.insert(field.into(), v.clone());
         }
     }
     if e.kind == EffectKind::Notify {
-        m.insert("message".into(), message_headline(&e.args["message"]).into());
+        m.insert("message".into(), message_headline(&args["message"]).into());
     }
     for field in ["status", "reason"] {
-        if let Some(v) = e.result.get(field) {
+        if let Some(v) = result.get(field) {
             m.insert(field.into(), v.clone());
         }
     }
@@ -50,9 +51,10 @@ pub fn message_headline(message: &Value) -> String {
 
 /// `merge PR #12 (squash) -> merged`
 pub fn effect_line(e: &EffectRecord) -> String {
-    let status = e.result.get("status").and_then(Value::as_str).unwrap_or("?");
-    let reason = e.result.get("reason").and_then(Value::as_str).map(|r| format!(" ({r})")).unwrap_or_default();
-    let target = match (e.args.get("pr"), e.args.get("branch"), e.args.get("number")) {
+    let (args, result) = (e.args(), e.result());
+    let status = result.get("status").and_then(Value::as_str).unwrap_or("?");
+    let reason = result.get("reason").and_then(Value::as_str).map(|r| format!(" ({r})")).unwrap_or_default();
+    let target = match (args.get("pr"), args.get("branch"), args.get("number")) {
         (Some(pr), _, _) => format!("PR #{pr}"),
         (_, Some(Value::String(b)), _) => format!("branch {b}"),
         (_, _, Some(n)) => format!("#{n}"),
@@ -60,17 +62,17 @@ pub fn effect_line(e: &EffectRecord) -> String {
     };
     match e.kind {
         EffectKind::Merge => {
-            let method = e.args.get("method").and_then(Value::as_str).unwrap_or("squash");
+            let method = args.get("method").and_then(Value::as_str).unwrap_or("squash");
             format!("merge {target} {method} -> {status}{reason}")
         }
         EffectKind::Notify => format!(
             "notify {} {:?} -> {status}{reason}",
-            e.args["channel"].as_str().unwrap_or("?"),
-            message_headline(&e.args["message"])
+            args["channel"].as_str().unwrap_or("?"),
+            message_headline(&args["message"])
         ),
         EffectKind::Comment => format!("comment {target} -> {status}{reason}"),
-        EffectKind::Label => format!("label {target} {} -> {status}{reason}", e.args["labels"]),
-        EffectKind::Unlabel => format!("unlabel {target} {} -> {status}{reason}", e.args["label"]),
+        EffectKind::Label => format!("label {target} {} -> {status}{reason}", args["labels"]),
+        EffectKind::Unlabel => format!("unlabel {target} {} -> {status}{reason}", args["label"]),
         EffectKind::Close => format!("close {target} -> {status}{reason}"),
     }
 }

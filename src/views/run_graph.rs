@@ -576,13 +576,8 @@ impl EffectNode {
         let Some(kind) = self.kind() else {
             return format!("{} {} -> {}", self.function, self.args, self.status());
         };
-        let record = EffectRecord {
-            call: self.call,
-            kind,
-            args: self.args.clone(),
-            result: self.result.clone().unwrap_or_else(|| json!({ "status": "unfinished" })),
-            site: Default::default(),
-        };
+        let result = self.result.clone().unwrap_or_else(|| json!({ "status": "unfinished" }));
+        let record = EffectRecord::new(self.call, kind, self.args.clone(), result, Default::default());
         let mut line = super::effect_view::effect_line(&record);
         if kind == EffectKind::Comment {
             if let Some(body) = self.args.get("body").and_then(Value::as_str) {

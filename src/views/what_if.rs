@@ -59,7 +59,8 @@ pub fn new_effects(effects: &[EffectRecord]) -> EffectsByTarget {
     let mut map = EffectsByTarget::new();
     for e in effects {
         let function = e.kind.function();
-        add(&mut map, target_of(&e.args, function), effect_name(function, &e.result), e.args.clone());
+        let args = e.args();
+        add(&mut map, target_of(&args, function), effect_name(function, &e.result()), args.clone());
     }
     map
 }

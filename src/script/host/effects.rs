@@ -48,7 +48,7 @@ impl Host {
         if let Some(events) = &self.events {
             events.send(RunEvent::effect_done(function, &args, &result));
         }
-        self.effects.push(EffectRecord { call: index, kind, args, result: result.clone(), site: site.clone() });
+        self.effects.push(EffectRecord::new(index, kind, args, result.clone(), site.clone()));
         Ok(result)
     }
 

@@ -24,6 +24,7 @@ mod spawn_options;
 pub use reads::{Answer, PARSED_AHEAD};
 pub use spawn_options::SpawnOptions;
 
+use crate::compact_json::CompactJson;
 use crate::effects::{EffectKind, World};
 use crate::harness::HarnessSet;
 use crate::journal::blob_store::BlobStore;
@@ -140,14 +141,31 @@ pub struct HostSetup {
     pub keep_worktrees: bool,
 }
 
-/// One effect the run performed (or would have, in a dry or what-if run).
+/// One effect the run performed (or would have, in a dry or what-if run). A run keeps one per
+/// effect until it ends, so its arguments and result are kept as their JSON text.
 #[derive(Clone, Debug)]
 pub struct EffectRecord {
     pub call: u64,
     pub kind: EffectKind,
-    pub args: Value,
-    pub result: Value,
+    args: CompactJson,
+    result: CompactJson,
     pub site: CallSite,
+}
+
+impl EffectRecord {
+    pub fn new(call: u64, kind: EffectKind, args: Value, result: Value, site: CallSite) -> Self {
+        EffectRecord { call, kind, args: CompactJson::new(args), result: CompactJson::new(result), site }
+    }
+
+    /// The effect's arguments, as the script gave them.
+    pub fn args(&self) -> Value {
+        self.args.value()
+    }
+
+    /// What the world answered.
+    pub fn result(&self) -> Value {
+        self.result.value()
+    }
 }
 
 /// A call the what-if replay had no recorded answer for.
