@@ -198,6 +198,10 @@ pub struct Turn {
     pub kind: TurnKind,
     pub start_ms: u64,
     pub end_ms: u64,
+    /// How long it was blocked waiting for its permits (its harness's, then `--max-parallel`)
+    /// before `start_ms`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waited_ms: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,12 +214,6 @@ pub enum TurnKind {
     Repair,
 }
 
-impl SessionTiming {
-    /// Milliseconds the leaf waited for its first permit.
-    pub fn waited_ms(&self) -> u64 {
-        self.started_ms.unwrap_or(self.ended_ms).saturating_sub(self.queued_ms)
-    }
-}
 
 /// Why a failed leaf may succeed if run again, and how long the provider asked us to wait.
 #[derive(Clone, Debug, Default, PartialEq)]

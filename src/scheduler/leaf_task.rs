@@ -198,16 +198,20 @@ async fn attempt(
     kind: TurnKind,
     turns: &std::sync::Mutex<Vec<Turn>>,
 ) -> SessionResult {
+    let asked = Instant::now();
     // The harness's own limit first: a leaf waiting for it must not hold a run-wide slot.
     let _harness_permit = match permits.harness {
         Some(p) => Some(p.clone().acquire_owned().await.expect("semaphore never closes")),
         None => None,
     };
     let _run_permit = permits.run.clone().acquire_owned().await.expect("semaphore never closes");
-    let start_ms = clock.run.now_ms();
+    let started = Instant::now();
+    let start_ms = clock.run.at_ms(started);
     clock.mark_started(start_ms);
+    // Measured between instants, so a permit taken at once is a wait of 0, not a rounding.
+    let waited_ms = u64::try_from(started.duration_since(asked).as_millis()).unwrap_or(u64::MAX);
     let result = run_turn(leaf, request, harness, permits.breaker).await;
-    turns.lock().expect("turns poisoned").push(Turn { kind, start_ms, end_ms: clock.run.now_ms() });
+    turns.lock().expect("turns poisoned").push(Turn { kind, start_ms, end_ms: clock.run.now_ms(), waited_ms });
     result
 }
 

@@ -10,8 +10,10 @@
 //!
 //! **The critical path** ends at the session that ended last and walks back: a session that
 //! waited for a permit follows the session whose turn ended last before it started (the one
-//! that freed the permit); one that started as soon as it was queued follows the dependency
-//! that ended last before it was queued. The walk stops at a session with neither.
+//! that freed the permit); one that started as soon as it was queued follows, of its
+//! dependencies and the sessions that ended just before it was queued (the script spawned it
+//! when the await that returned them did), the one that ended last. The walk stops at a
+//! session with none.
 
 use super::dag_svg::xml;
 use super::run_graph::{Parent, RunGraph, SessionNode};
@@ -24,6 +26,10 @@ const TEXT_WIDTH: usize = 60;
 /// Slack when matching a permit's release to the start it allowed: the waiting task wakes a
 /// little after the turn that freed the permit ended, and both are rounded to milliseconds.
 const RELEASE_SLACK_MS: u64 = 5;
+/// How soon after a result came back a spawn counts as gated by it: the script spawns as soon
+/// as the `await_sessions` that returned the result does, so a session queued this soon after
+/// another ended was waiting for it, whatever the dependency edges say.
+const SPAWN_SLACK_MS: u64 = 50;
 
 /// One session on the timeline.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,9 +51,27 @@ impl Row {
         self.started_ms.unwrap_or(self.ended_ms)
     }
 
-    /// Milliseconds it waited for a permit.
+    /// Milliseconds it was blocked waiting for permits, over all its turns (for one that
+    /// never got a permit, from its queueing to its end).
     pub fn waited_ms(&self) -> u64 {
-        self.start_ms().saturating_sub(self.queued_ms)
+        match self.started_ms {
+            None => self.ended_ms.saturating_sub(self.queued_ms),
+            Some(_) => self.turns.iter().map(|t| t.waited_ms).sum(),
+        }
+    }
+
+    /// Whether it waited for a permit before its first turn: then what it followed is the
+    /// session that freed the permit.
+    fn waited_to_start(&self) -> bool {
+        self.started_ms.is_none() || self.turns.first().is_some_and(|t| t.waited_ms > 0)
+    }
+
+    /// The spans it waited for permits, `[from, to)`.
+    fn waits(&self) -> Vec<(u64, u64)> {
+        match self.started_ms {
+            None => vec![(self.queued_ms, self.ended_ms)],
+            Some(_) => self.turns.iter().map(|t| (t.start_ms.saturating_sub(t.waited_ms), t.start_ms)).collect(),
+        }
     }
 
     /// When it gave its last permit back: the end of its last turn, else its end.
@@ -121,7 +145,7 @@ impl Timeline {
             wall_ms: g.duration_ms().unwrap_or(0).max(last_end),
             busy_ms: union_ms(rows.iter().map(|r| (r.start_ms(), r.ended_ms))),
             waited_ms: rows.iter().map(Row::waited_ms).sum(),
-            contended_ms: union_ms(rows.iter().map(|r| (r.queued_ms, r.start_ms()))),
+            contended_ms: union_ms(rows.iter().flat_map(Row::waits)),
             untimed: g.sessions.len() - rows.len(),
             rows,
         };
@@ -160,6 +184,10 @@ impl Timeline {
 
 /// See the module's header: the chain that ends last, walked back.
 pub fn critical_path(rows: &[Row], deps: &[Vec<usize>]) -> Vec<usize> {
+    let gated_by = |current: usize, j: usize, end: u64| {
+        let r = &rows[current];
+        deps[current].contains(&j) || (end + SPAWN_SLACK_MS >= r.queued_ms)
+    };
     let Some(mut current) = (0..rows.len()).max_by_key(|&i| (rows[i].ended_ms, std::cmp::Reverse(i))) else {
         return Vec::new();
     };
@@ -167,12 +195,15 @@ pub fn critical_path(rows: &[Row], deps: &[Vec<usize>]) -> Vec<usize> {
     loop {
         let r = &rows[current];
         let before = |j: usize, at: u64, end: u64| j != current && end <= at && rows[j].start_ms() < r.start_ms();
-        let candidates: Vec<(usize, u64)> = if r.waited_ms() > 0 {
+        let candidates: Vec<(usize, u64)> = if r.waited_to_start() {
             let at = r.start_ms() + RELEASE_SLACK_MS;
             (0..rows.len()).map(|j| (j, rows[j].released_ms())).filter(|&(j, end)| before(j, at, end)).collect()
         } else {
             let at = r.queued_ms + RELEASE_SLACK_MS;
-            deps[current].iter().map(|&j| (j, rows[j].ended_ms)).filter(|&(j, end)| before(j, at, end)).collect()
+            (0..rows.len())
+                .map(|j| (j, rows[j].ended_ms))
+                .filter(|&(j, end)| before(j, at, end) && gated_by(current, j, end))
+                .collect()
         };
         // The latest to end; the earliest spawned of equals, so the path is stable.
         let Some((next, _)) = candidates.into_iter().max_by_key(|&(j, end)| (end, std::cmp::Reverse(j))) else {
@@ -220,8 +251,10 @@ pub fn render_text(t: &Timeline) -> String {
             let (a, b) = (col(from), col(to).max(col(from) + 1).min(TEXT_WIDTH));
             bar.iter_mut().take(b).skip(a.min(TEXT_WIDTH - 1)).for_each(|x| *x = c);
         };
-        if r.waited_ms() > 0 {
-            paint(r.queued_ms, r.start_ms(), '░');
+        for (from, to) in r.waits() {
+            if to > from {
+                paint(from, to, '░');
+            }
         }
         if r.started_ms.is_some() {
             paint(r.start_ms(), r.ended_ms, '·');
@@ -306,17 +339,17 @@ pub fn render_svg(t: &Timeline) -> String {
             ty = y + 14.0,
             label = xml(&super::run_graph::one_line(&label, 26)),
         );
-        if r.waited_ms() > 0 {
+        for (from, to) in r.waits().into_iter().filter(|(from, to)| to > from) {
             let _ = write!(
                 svg,
                 r#"<rect class="tl-wait" x="{:.1}" y="{:.1}" width="{:.1}" height="12" fill="url(#tl-wait)"/>"#,
-                x(r.queued_ms),
+                x(from),
                 y + 4.0,
-                (x(r.start_ms()) - x(r.queued_ms)).max(1.0),
+                (x(to) - x(from)).max(1.0),
             );
         }
         let turns = if r.turns.is_empty() && r.started_ms.is_some() {
-            vec![Turn { kind: TurnKind::First, start_ms: r.start_ms(), end_ms: r.ended_ms }]
+            vec![Turn { kind: TurnKind::First, start_ms: r.start_ms(), end_ms: r.ended_ms, waited_ms: 0 }]
         } else {
             r.turns.clone()
         };
@@ -378,7 +411,7 @@ mod tests {
             queued_ms: queued,
             started_ms: Some(started),
             ended_ms: ended,
-            turns: vec![Turn { kind: TurnKind::First, start_ms: started, end_ms: ended }],
+            turns: vec![Turn { kind: TurnKind::First, start_ms: started, end_ms: ended, waited_ms: started - queued }],
             critical: false,
         }
     }
@@ -392,11 +425,14 @@ mod tests {
 
     #[test]
     fn the_critical_path_follows_dependencies_when_nothing_waited() {
-        // s3 is spawned when s1 (its dependency) came back; s2 ran beside them, shorter.
-        let rows = [row("s1", 0, 0, 1000), row("s2", 0, 0, 400), row("s3", 1003, 1003, 2500)];
+        // s3 depends on s1 and is spawned a while after it came back; s2 ran beside them.
+        let rows = [row("s1", 0, 0, 1000), row("s2", 0, 0, 400), row("s3", 1500, 1500, 2500)];
         assert_eq!(critical_path(&rows, &[vec![], vec![], vec![0]]), [0, 2]);
         // Without the edge, s3 starts the path: nothing says what it waited for.
         assert_eq!(critical_path(&rows, &[vec![], vec![], vec![]]), [2]);
+        // Spawned as s1 came back, it waited for s1 (the await that returned it), edge or not.
+        let rows = [row("s1", 0, 0, 1000), row("s2", 0, 0, 400), row("s3", 1003, 1003, 2500)];
+        assert_eq!(critical_path(&rows, &[vec![], vec![], vec![]]), [0, 2]);
         assert!(critical_path(&[], &[]).is_empty());
     }
 
@@ -407,13 +443,13 @@ mod tests {
         let rows = [row("s1", 0, 0, 1000), row("s2", 0, 1000, 2000), row("s3", 0, 1000, 2000)];
         let waited: u64 = rows.iter().map(Row::waited_ms).sum();
         assert_eq!(waited, 2000);
-        assert_eq!(union_ms(rows.iter().map(|r| (r.queued_ms, r.start_ms()))), 1000);
+        assert_eq!(union_ms(rows.iter().flat_map(Row::waits)), 1000);
     }
 
     #[test]
     fn the_text_gantt_draws_waiting_apart_from_running_and_marks_the_path() {
         let mut rows = vec![row("s1", 0, 0, 1000), row("s2", 0, 1000, 2000)];
-        rows[1].turns.push(Turn { kind: TurnKind::Repair, start_ms: 1800, end_ms: 2000 });
+        rows[1].turns.push(Turn { kind: TurnKind::Repair, start_ms: 1800, end_ms: 2000, waited_ms: 0 });
         rows[1].turns[0].end_ms = 1700;
         let critical = critical_path(&rows, &[vec![], vec![]]);
         for &i in &critical {
