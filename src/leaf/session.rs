@@ -214,7 +214,6 @@ pub enum TurnKind {
     Repair,
 }
 
-
 /// Why a failed leaf may succeed if run again, and how long the provider asked us to wait.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RetryHint {

@@ -89,7 +89,12 @@ pub struct SchedulerClient {
 
 impl SchedulerClient {
     /// Starts the dispatcher on `runtime`; `clock` times the leaves for the timeline.
-    pub fn start(runtime: &tokio::runtime::Handle, max_parallel: usize, interrupt: &Interrupt, clock: RunClock) -> Self {
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        max_parallel: usize,
+        interrupt: &Interrupt,
+        clock: RunClock,
+    ) -> Self {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         interrupt.register(cmd_tx.clone());

@@ -135,9 +135,7 @@ impl Timeline {
         }
         let deps: Vec<Vec<usize>> = timed
             .iter()
-            .map(|s| {
-                dependencies_of(g, s).iter().filter_map(|id| rows.iter().position(|r| r.id == *id)).collect()
-            })
+            .map(|s| dependencies_of(g, s).iter().filter_map(|id| rows.iter().position(|r| r.id == *id)).collect())
             .collect();
         let last_end = rows.iter().map(|r| r.ended_ms).max().unwrap_or(0);
         let mut timeline = Timeline {
@@ -455,15 +453,8 @@ mod tests {
         for &i in &critical {
             rows[i].critical = true;
         }
-        let t = Timeline {
-            critical,
-            wall_ms: 2000,
-            busy_ms: 2000,
-            waited_ms: 1000,
-            contended_ms: 1000,
-            untimed: 1,
-            rows,
-        };
+        let t =
+            Timeline { critical, wall_ms: 2000, busy_ms: 2000, waited_ms: 1000, contended_ms: 1000, untimed: 1, rows };
         let text = render_text(&t);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("* s1 wf |██████"), "{text}");
