@@ -26,6 +26,7 @@ mod replay_resume;
 mod routing;
 mod secrets;
 mod serve;
+mod timeline;
 mod standin_claude;
 mod standin_codex;
 mod standin_gemini;

@@ -9,7 +9,7 @@ use super::flag_groups::{JsonOutputArgs, RunStoreArgs};
 use crate::redaction::Redactor;
 use crate::views::console::{stderrln, stdout, stdoutln};
 use crate::views::run_graph::{open_run, OpenRunError};
-use crate::views::{graph_export, html_report, run_listing, run_tree, session_view, trace};
+use crate::views::{graph_export, html_report, run_listing, run_tree, session_view, timeline, trace};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
 
@@ -50,6 +50,10 @@ pub struct ShowArgs {
     /// Add the routing trace: every host call in script order.
     #[arg(long, conflicts_with = "session")]
     pub trace: bool,
+    /// Add the timeline: each session's wait for a permit, turns (retries, repair) and end as
+    /// a text Gantt, with the critical path and the time lost to `--max-parallel`.
+    #[arg(long, conflicts_with = "session")]
+    pub timeline: bool,
     #[command(flatten)]
     pub store: RunStoreArgs,
 }
@@ -163,6 +167,10 @@ pub fn show(args: &ShowArgs) -> Result<(), CliError> {
         },
         None => {
             let mut text = run_tree::render_show(&graph);
+            if args.timeline {
+                text.push_str("\nTimeline\n");
+                text.push_str(&timeline::render_text(&timeline::Timeline::of(&graph)));
+            }
             if args.trace {
                 text.push_str("\nTrace\n");
                 text.push_str(&trace::render_trace(&run));
@@ -193,8 +201,9 @@ pub fn report(args: &ReportArgs) -> Result<(), CliError> {
         (html_report::render_runs_index(&rows, &warnings), "runs.html")
     } else {
         let run = args.run.as_deref().unwrap_or("last");
-        let (_, graph) = open(run, &args.store, &redactor)?;
-        (html_report::render_run_report(&graph), "report.html")
+        let (recorded, graph) = open(run, &args.store, &redactor)?;
+        let trace = trace::render_trace(&recorded);
+        (html_report::render_run_report_with_trace(&graph, Some(&trace)), "report.html")
     };
     let html = redactor.mask(&html.map_err(|e| CliError::Failed(e.to_string()))?).into_owned();
     let path = args.output.clone().unwrap_or_else(|| PathBuf::from(default_name));

@@ -134,6 +134,11 @@ pub struct SessionResult {
     /// The agent CLI's own version (`claude --version`), for the CLI harnesses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_version: Option<String>,
+    /// When the leaf waited, ran and ended, on the run's clock: an observation for the
+    /// timeline, set by the scheduler, never shown to the script or the routing trace.
+    /// Absent in journals written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<SessionTiming>,
     /// Set by a harness when the failure is transient (rate limit, 5xx, a crash before any
     /// result), so the scheduler may retry. Never journaled.
     #[serde(skip)]
@@ -182,6 +187,45 @@ impl FailureClass {
     }
 }
 
+/// When a leaf waited, ran and ended: milliseconds since the run started (a resumed run keeps
+/// counting from its first start, downtime included).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionTiming {
+    /// Handed to the scheduler (the script's `spawn_session`, seen by the dispatcher).
+    pub queued_ms: u64,
+    /// Got its first run-wide permit (`--max-parallel`); absent when it never got one (it was
+    /// cancelled while it waited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
+    /// Its result was ready.
+    pub ended_ms: u64,
+    /// Each turn of the harness under its permits: the first attempt, retries, the repair.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<Turn>,
+}
+
+/// One turn of a leaf's harness, from getting its permits to its answer (or timeout).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Turn {
+    pub kind: TurnKind,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// How long it was blocked waiting for its permits (its harness's, then `--max-parallel`)
+    /// before `start_ms`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub waited_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnKind {
+    First,
+    /// Another attempt after a transient failure.
+    Retry,
+    /// The one repair turn after an answer that did not fit its schema.
+    Repair,
+}
+
 /// Why a failed leaf may succeed if run again, and how long the provider asked us to wait.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RetryHint {
@@ -212,6 +256,7 @@ impl SessionResult {
             attempts: 1,
             failure: None,
             agent_version: None,
+            timing: None,
             retry: None,
             repairable: false,
         }

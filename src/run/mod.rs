@@ -216,14 +216,14 @@ fn execute_on_script_thread(
     let world = world_choice::choose_world(&plan, &sources, recorded.as_ref(), &runtime)?;
     let directory = run_directory::open_run_directory(&mut plan, &sources, &world, recorded)?;
     let Sources { script, source, project, coordinator, config, engine, ast, cell } = sources;
-    let RunDirectory { run_id, run_dir, journal, recorded, owner, log, offline } = directory;
+    let RunDirectory { run_id, run_dir, journal, recorded, owner, log, offline, clock: run_clock } = directory;
     cell.install(Host::new(HostSetup {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
         project_root: project.root,
         journal,
         world: world.world,
-        scheduler: SchedulerClient::start(&runtime, plan.max_parallel, &interrupt),
+        scheduler: SchedulerClient::start(&runtime, plan.max_parallel, &interrupt, run_clock),
         workflows: world.workflows,
         harnesses: world.harnesses,
         default_harness: world.default_harness,

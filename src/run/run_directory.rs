@@ -11,6 +11,7 @@ use super::{now_rfc3339, Recording, RunPlan, SetupError};
 use crate::journal::entry::{Entry, ParentRun, RunHeader, JOURNAL_VERSION};
 use crate::journal::run_dir::{self, OwnerLock};
 use crate::journal::{AnswerIndex, JournalWriter};
+use crate::scheduler::run_clock::RunClock;
 use crate::script::recorded_calls::{RecordedCalls, ReplayMode};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub(super) struct RunDirectory {
     pub log: Option<std::fs::File>,
     /// A replay or a what-if: nothing is written, nothing finished.
     pub offline: bool,
+    /// The run's clock for its leaves' timeline: from zero, or for a resume from the run's
+    /// first start.
+    pub clock: RunClock,
 }
 
 /// Opens the run directory `plan` asks for (see the module's header).
@@ -39,6 +43,7 @@ pub(super) fn open_run_directory(
 ) -> Result<RunDirectory, SetupError> {
     let offline = plan.recording.is_offline();
     let mut owner = plan.owner.take();
+    let mut clock = RunClock::default();
     let (run_id, run_dir, journal, recorded) = match (&plan.recording, recorded) {
         (Recording::From { run_dir, mode, .. }, Some(rec)) => {
             if !offline && owner.is_none() {
@@ -50,6 +55,7 @@ pub(super) fn open_run_directory(
                 JournalWriter::append_to(run_dir, rec.valid_len, rec.next_seq)?
             };
             let run_id = rec.header.run_id.clone();
+            clock = RunClock::already_at(time_since(&rec.header.started_at));
             (run_id, run_dir.clone(), journal, Some(RecordedCalls::new(rec, *mode)))
         }
         (Recording::Branch { parent_dir, link, .. }, Some(rec)) => {
@@ -84,7 +90,15 @@ pub(super) fn open_run_directory(
         true => None,
         false => std::fs::OpenOptions::new().create(true).append(true).open(run_dir.join("run.log")).ok(),
     };
-    Ok(RunDirectory { run_id, run_dir, journal, recorded, owner, log, offline })
+    Ok(RunDirectory { run_id, run_dir, journal, recorded, owner, log, offline, clock })
+}
+
+/// How long ago `started_at` (a header's RFC 3339 time) was; zero when unreadable or ahead.
+fn time_since(started_at: &str) -> std::time::Duration {
+    chrono::DateTime::parse_from_rfc3339(started_at)
+        .ok()
+        .and_then(|start| (chrono::Utc::now() - start.with_timezone(&chrono::Utc)).to_std().ok())
+        .unwrap_or_default()
 }
 
 /// A redo's answers: its parent's journal, less the sessions it retries and the calls from

@@ -7,9 +7,11 @@
 //! validation stays in one place; a harness only says whether a failure is transient and how
 //! to continue its conversation. This must not journal or route.
 
+use super::run_clock::RunClock;
 use crate::harness::{Harness, LeafFuture};
-use crate::leaf::session::{LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::leaf::session::{LeafRequest, SessionResult, SessionStatus, SessionTiming, Turn, TurnKind, Usage};
 use crate::workflow;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -46,24 +48,53 @@ pub struct LeafTask {
     pub run_permits: Arc<Semaphore>,
     pub harness_permits: Option<Arc<Semaphore>>,
     pub breaker: Arc<Breaker>,
+    /// When it was queued and started, on the run's clock (the timeline).
+    pub clock: LeafClock,
+}
+
+/// A leaf's times as the scheduler sees them: when it was queued, and (shared with the
+/// dispatcher, which reports a leaf it cancels) when it got its first permit.
+#[derive(Clone, Debug)]
+pub struct LeafClock {
+    pub run: RunClock,
+    pub queued_ms: u64,
+    started_ms: Arc<AtomicU64>,
+}
+
+impl LeafClock {
+    /// Not started yet.
+    const NOT_STARTED: u64 = u64::MAX;
+
+    pub fn queued_now(run: RunClock) -> Self {
+        LeafClock { run, queued_ms: run.now_ms(), started_ms: Arc::new(AtomicU64::new(Self::NOT_STARTED)) }
+    }
+
+    fn mark_started(&self, at_ms: u64) {
+        let _ = self.started_ms.compare_exchange(Self::NOT_STARTED, at_ms, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    pub fn started_ms(&self) -> Option<u64> {
+        Some(self.started_ms.load(Ordering::SeqCst)).filter(|&ms| ms != Self::NOT_STARTED)
+    }
+
+    /// The timing of a leaf ending now, after `turns`.
+    pub fn ended_now(&self, turns: Vec<Turn>) -> SessionTiming {
+        SessionTiming { queued_ms: self.queued_ms, started_ms: self.started_ms(), ended_ms: self.run.now_ms(), turns }
+    }
 }
 
 impl LeafTask {
     pub async fn run(self) -> SessionResult {
-        let LeafTask { request, harness, validator, first, run_permits, harness_permits, breaker } = self;
+        let LeafTask { request, harness, validator, first, run_permits, harness_permits, breaker, clock } = self;
         let started = Instant::now();
         let id = request.session_id.clone();
         let wf = request.workflow.name.clone();
 
         if let Some(plan) = &request.worktree {
             if let Err(e) = plan.create().await {
-                return finalize(
-                    SessionResult::failed(&id, &wf, SessionStatus::Failed, e),
-                    &request,
-                    &*harness,
-                    started,
-                    1,
-                );
+                let mut result = SessionResult::failed(&id, &wf, SessionStatus::Failed, e);
+                result.timing = Some(clock.ended_now(Vec::new()));
+                return finalize(result, &request, &*harness, started, 1);
             }
         }
 
@@ -74,14 +105,18 @@ impl LeafTask {
             .map(|n| n.min(u64::from(u32::MAX)) as u32)
             .unwrap_or(request.workflow.retries);
         let backoff = harness.limits().retry_backoff;
-        let attempt_once =
-            |leaf: LeafFuture| attempt(leaf, &request, &*harness, &run_permits, harness_permits.as_ref(), &breaker);
+        let turns = std::sync::Mutex::new(Vec::new());
+        let attempt_once = |leaf: LeafFuture, kind: TurnKind| {
+            let permits = Permits { run: &run_permits, harness: harness_permits.as_ref(), breaker: &breaker };
+            attempt(leaf, &request, &*harness, permits, &clock, kind, &turns)
+        };
 
         let mut attempts = 1;
         let mut spent = Usage::default();
         let mut leaf = first;
         let mut result = loop {
-            let result = attempt_once(leaf).await;
+            let kind = if attempts == 1 { TurnKind::First } else { TurnKind::Retry };
+            let result = attempt_once(leaf, kind).await;
             match &result.retry {
                 Some(hint) if attempts <= retries => {
                     let delay = retry_delay(attempts, backoff, hint.after);
@@ -111,7 +146,7 @@ impl LeafTask {
                     tracing::info!(error = %violation, "the answer does not fit its schema; one repair attempt");
                     spent.add(&result.usage);
                     attempts += 1;
-                    result = attempt_once(repair).await;
+                    result = attempt_once(repair, TurnKind::Repair).await;
                     if result.status == SessionStatus::Ok {
                         if let Err(again) = workflow::validate(&validator, &result.output) {
                             result.status = SessionStatus::Failed;
@@ -140,26 +175,48 @@ impl LeafTask {
         if let Some(plan) = &request.worktree {
             plan.finish(result.status == SessionStatus::Ok).await;
         }
+        result.timing = Some(clock.ended_now(turns.into_inner().expect("turns poisoned")));
         finalize(result, &request, &*harness, started, attempts)
     }
 }
 
-/// One run of the harness under the permits and the timeout; none when the harness had an
-/// outage meanwhile.
+/// What a turn waits for before it runs: its harness's permit, the run's, and no outage.
+struct Permits<'a> {
+    run: &'a Arc<Semaphore>,
+    harness: Option<&'a Arc<Semaphore>>,
+    breaker: &'a Breaker,
+}
+
+/// One run of the harness under the permits and the timeout, logged in `turns`; none when
+/// the harness had an outage meanwhile.
 async fn attempt(
     leaf: LeafFuture,
     request: &LeafRequest,
     harness: &dyn Harness,
-    run_permits: &Arc<Semaphore>,
-    harness_permits: Option<&Arc<Semaphore>>,
-    breaker: &Breaker,
+    permits: Permits<'_>,
+    clock: &LeafClock,
+    kind: TurnKind,
+    turns: &std::sync::Mutex<Vec<Turn>>,
 ) -> SessionResult {
+    let asked = Instant::now();
     // The harness's own limit first: a leaf waiting for it must not hold a run-wide slot.
-    let _harness_permit = match harness_permits {
+    let _harness_permit = match permits.harness {
         Some(p) => Some(p.clone().acquire_owned().await.expect("semaphore never closes")),
         None => None,
     };
-    let _run_permit = run_permits.clone().acquire_owned().await.expect("semaphore never closes");
+    let _run_permit = permits.run.clone().acquire_owned().await.expect("semaphore never closes");
+    let started = Instant::now();
+    let start_ms = clock.run.at_ms(started);
+    clock.mark_started(start_ms);
+    // Measured between instants, so a permit taken at once is a wait of 0, not a rounding.
+    let waited_ms = u64::try_from(started.duration_since(asked).as_millis()).unwrap_or(u64::MAX);
+    let result = run_turn(leaf, request, harness, permits.breaker).await;
+    turns.lock().expect("turns poisoned").push(Turn { kind, start_ms, end_ms: clock.run.now_ms(), waited_ms });
+    result
+}
+
+/// The turn itself, once its permits are held.
+async fn run_turn(leaf: LeafFuture, request: &LeafRequest, harness: &dyn Harness, breaker: &Breaker) -> SessionResult {
     if let Some(first) = breaker.tripped(harness.name()) {
         let mut r = SessionResult::failed(
             &request.session_id,
@@ -292,6 +349,7 @@ mod tests {
             run_permits: Arc::new(Semaphore::new(1)),
             harness_permits: None,
             breaker: Arc::default(),
+            clock: LeafClock::queued_now(RunClock::default()),
         };
         task.run().await
     }

@@ -8,11 +8,13 @@
 //! script thread receives them, and results reach the script in handle order.
 
 pub mod leaf_task;
+pub mod run_clock;
 pub mod run_event;
 
 use crate::harness::Harness;
 use crate::leaf::session::{LeafRequest, SessionResult, SessionStatus};
-use leaf_task::{Breaker, LeafTask};
+use leaf_task::{Breaker, LeafClock, LeafTask};
+use run_clock::RunClock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, Semaphore};
@@ -86,12 +88,17 @@ pub struct SchedulerClient {
 }
 
 impl SchedulerClient {
-    /// Starts the dispatcher on `runtime`.
-    pub fn start(runtime: &tokio::runtime::Handle, max_parallel: usize, interrupt: &Interrupt) -> Self {
+    /// Starts the dispatcher on `runtime`; `clock` times the leaves for the timeline.
+    pub fn start(
+        runtime: &tokio::runtime::Handle,
+        max_parallel: usize,
+        interrupt: &Interrupt,
+        clock: RunClock,
+    ) -> Self {
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         interrupt.register(cmd_tx.clone());
-        runtime.spawn(dispatch(cmd_rx, done_tx, max_parallel.max(1)));
+        runtime.spawn(dispatch(cmd_rx, done_tx, max_parallel.max(1), clock));
         SchedulerClient { commands: cmd_tx, completions: done_rx }
     }
 
@@ -125,6 +132,7 @@ async fn dispatch(
     mut commands: mpsc::UnboundedReceiver<Command>,
     done: std::sync::mpsc::Sender<Completion>,
     max_parallel: usize,
+    clock: RunClock,
 ) {
     let permits = Arc::new(Semaphore::new(max_parallel));
     let breaker = Arc::new(Breaker::default());
@@ -132,12 +140,13 @@ async fn dispatch(
     let mut harness_limits: HashMap<String, Option<Arc<Semaphore>>> = HashMap::new();
     let mut running = JoinSet::new();
     // Which session each task runs, so a cancellation can report every one of them.
-    let mut sessions: HashMap<tokio::task::Id, (String, String)> = Default::default();
+    let mut sessions: HashMap<tokio::task::Id, (String, String, LeafClock)> = Default::default();
     loop {
         tokio::select! {
             cmd = commands.recv() => match cmd {
                 Some(Command::Spawn(order)) => {
                     let SpawnOrder { mut request, harness, validator } = *order;
+                    let leaf_clock = LeafClock::queued_now(clock);
                     // The prompt is rendered here rather than on the script thread, which
                     // spawns thousands of leaves at a time; a template that fails to render
                     // fails its session, as a leaf's failure does.
@@ -145,13 +154,13 @@ async fn dispatch(
                         Ok(prompt) => request.prompt = prompt,
                         Err(msg) => {
                             let (id, wf) = (&request.session_id, &request.workflow.name);
-                            let _ = done.send(Completion {
-                                result: SessionResult::failed(id, wf, SessionStatus::Failed, msg),
-                            });
+                            let mut result = SessionResult::failed(id, wf, SessionStatus::Failed, msg);
+                            result.timing = Some(leaf_clock.ended_now(Vec::new()));
+                            let _ = done.send(Completion { result });
                             continue;
                         }
                     }
-                    let task_session = (request.session_id.clone(), request.workflow.name.clone());
+                    let task_session = (request.session_id.clone(), request.workflow.name.clone(), leaf_clock.clone());
                     let span = tracing::info_span!(
                         "leaf",
                         session = %request.session_id,
@@ -172,6 +181,7 @@ async fn dispatch(
                         run_permits: permits.clone(),
                         harness_permits,
                         breaker: breaker.clone(),
+                        clock: leaf_clock,
                     };
                     let done = done.clone();
                     let handle = running.spawn(
@@ -188,10 +198,8 @@ async fn dispatch(
                 }
                 Some(Command::CancelAll) => {
                     running.abort_all();
-                    for (_, (id, wf)) in sessions.drain() {
-                        let _ = done.send(Completion {
-                            result: SessionResult::failed(&id, &wf, SessionStatus::Cancelled, "cancelled: the run is stopping"),
-                        });
+                    for (_, (id, wf, leaf_clock)) in sessions.drain() {
+                        let _ = done.send(Completion { result: cancelled(&id, &wf, &leaf_clock) });
                     }
                 }
                 None => break,
@@ -202,10 +210,12 @@ async fn dispatch(
                 // A task that panicked sent no completion, and the script would wait for it
                 // forever: its leaf fails instead. (A cancelled one was reported as it was
                 // cancelled, and is no longer in `sessions`.)
-                if let (Err(e), Some((id, wf))) = (&joined, session) {
+                if let (Err(e), Some((id, wf, leaf_clock))) = (&joined, session) {
                     if e.is_panic() {
                         let error = format!("coord: the leaf's {e} (a bug in coord)");
-                        let _ = done.send(Completion { result: SessionResult::failed(&id, &wf, SessionStatus::Failed, error) });
+                        let mut result = SessionResult::failed(&id, &wf, SessionStatus::Failed, error);
+                        result.timing = Some(leaf_clock.ended_now(Vec::new()));
+                        let _ = done.send(Completion { result });
                     }
                 }
             }
@@ -213,6 +223,16 @@ async fn dispatch(
     }
     // The run is over: dropping the tasks kills any leaf still running.
     running.abort_all();
+}
+
+/// A leaf stopped with the run: it took as long as it had been queued and running, as a leaf
+/// that finished does (its `duration_ms` counts from its spawn).
+fn cancelled(id: &str, workflow: &str, clock: &LeafClock) -> SessionResult {
+    let mut result = SessionResult::failed(id, workflow, SessionStatus::Cancelled, "cancelled: the run is stopping");
+    let timing = clock.ended_now(Vec::new());
+    result.duration_ms = timing.ended_ms.saturating_sub(timing.queued_ms);
+    result.timing = Some(timing);
+    result
 }
 
 #[cfg(test)]
@@ -237,7 +257,7 @@ mod tests {
     #[test]
     fn a_leaf_whose_task_panics_fails_rather_than_leaving_the_script_waiting() {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let scheduler = SchedulerClient::start(runtime.handle(), 2, &Interrupt::default());
+        let scheduler = SchedulerClient::start(runtime.handle(), 2, &Interrupt::default(), RunClock::default());
         let workflow = Workflow::new("review", "panicking", "", serde_json::json!({"type": "object"})).unwrap();
         let request = LeafRequest::sample(workflow, Duration::from_secs(5));
         let validator = Arc::new(crate::workflow::compile_schema(&request.schema).unwrap());

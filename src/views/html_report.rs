@@ -17,6 +17,7 @@ use super::run_graph::{CostLine, NodeRef, Parent, RunGraph};
 use super::run_listing::RunRow;
 use super::run_tree::outcome_value;
 use super::spend::{Label, Spend};
+use super::timeline::{self, Timeline};
 use super::units;
 use minijinja::{context, Environment};
 use serde::Serialize;
@@ -127,15 +128,45 @@ fn environment() -> Environment<'static> {
     env
 }
 
+/// The run's report without its routing trace (for callers that hold only the graph).
 pub fn render_run_report(g: &RunGraph) -> Result<String, ReportError> {
+    render_run_report_with_trace(g, None)
+}
+
+/// The run's report; `trace` is its routing trace ([`super::trace::render_trace`]), shown
+/// in a section of its own.
+pub fn render_run_report_with_trace(g: &RunGraph, trace: Option<&str>) -> Result<String, ReportError> {
     let page = run_page(g);
+    let timeline = Timeline::of(g);
     let env = environment();
     let html = env.get_template("run_report.html")?.render(context! {
         page => page,
         style => minijinja::Value::from_safe_string(STYLE.to_owned()),
         dag => minijinja::Value::from_safe_string(render_dag(g)),
+        timeline => (!timeline.rows.is_empty()).then(|| TimelineSection::of(&timeline)),
+        trace => trace,
     })?;
     Ok(html)
+}
+
+/// The report's timeline: the SVG Gantt and the totals beside it.
+#[derive(Serialize)]
+struct TimelineSection {
+    svg: minijinja::Value,
+    totals: String,
+    critical_path: String,
+    untimed: Option<String>,
+}
+
+impl TimelineSection {
+    fn of(t: &Timeline) -> Self {
+        TimelineSection {
+            svg: minijinja::Value::from_safe_string(timeline::render_svg(t)),
+            totals: t.totals_text(),
+            critical_path: t.critical_text(),
+            untimed: (t.untimed > 0).then(|| units::count(t.untimed, "session")),
+        }
+    }
 }
 
 fn run_page(g: &RunGraph) -> RunPage {

@@ -23,6 +23,7 @@ pub mod session_view;
 pub mod spend;
 pub mod stderr_batch;
 pub mod test_report;
+pub mod timeline;
 pub mod trace;
 pub mod units;
 pub mod what_if;

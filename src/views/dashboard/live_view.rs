@@ -80,7 +80,15 @@ pub struct HeaderView {
     pub redo_of: Option<String>,
     pub redone_as: Vec<String>,
     pub warnings: Vec<String>,
+    /// The timeline of the finished sessions as SVG (`views::timeline`), while it is small
+    /// enough to send with every update; it grows as sessions finish.
+    pub timeline_svg: Option<String>,
+    /// Its totals and critical path, whenever a session has finished with timing.
+    pub timeline_totals: Option<String>,
 }
+
+/// The most sessions the live page draws on its timeline: the SVG goes out with every update.
+const LIVE_TIMELINE_ROWS: usize = 300;
 
 /// One node of the tree.
 #[derive(Serialize)]
@@ -142,6 +150,7 @@ pub fn run_view(g: &RunGraph, max_parallel: Option<u64>) -> RunView {
         }
     }
     let usage = g.usage();
+    let timeline = super::super::timeline::Timeline::of(g);
     let header = HeaderView {
         run_id: g.run_id.clone(),
         coordinator: g.coordinator.clone(),
@@ -175,6 +184,10 @@ pub fn run_view(g: &RunGraph, max_parallel: Option<u64>) -> RunView {
             .map(|(id, link)| ParentRun { run_id: id.clone(), ..link.clone() }.to_string())
             .collect(),
         warnings: g.warnings.clone(),
+        timeline_svg: (!timeline.rows.is_empty() && timeline.rows.len() <= LIVE_TIMELINE_ROWS)
+            .then(|| super::super::timeline::render_svg(&timeline)),
+        timeline_totals: (!timeline.rows.is_empty())
+            .then(|| format!("{} · critical path: {}", timeline.totals_text(), timeline.critical_text())),
     };
     let mut nodes = Vec::with_capacity(g.call_sites.len() + g.sessions.len() + g.effects.len());
     for (i, site) in g.call_sites.iter().enumerate() {

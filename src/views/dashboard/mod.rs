@@ -212,9 +212,10 @@ async fn read_graph(d: &Dashboard, id: &str) -> Result<(RecordedRun, RunGraph), 
 }
 
 async fn run_report(State(d): State<Dashboard>, Path(id): Path<String>) -> Result<Response, Refusal> {
-    let (_, graph) = read_graph(&d, &id).await?;
-    let html =
-        html_report::render_run_report(&graph).map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let (run, graph) = read_graph(&d, &id).await?;
+    let trace = crate::views::trace::render_trace(&run);
+    let html = html_report::render_run_report_with_trace(&graph, Some(&trace))
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(masked_html(&html))
 }
 

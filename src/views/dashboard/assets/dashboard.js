@@ -144,7 +144,20 @@
       warnings.hidden = h.warnings.length === 0;
       warnings.replaceChildren();
       h.warnings.forEach(function (w) { warnings.append(el("div", null, "warning: " + w)); });
+      drawTimeline(h);
       if (h.ended) setConnection("ended", "run " + h.status);
+    }
+
+    // The server draws the timeline (the report's SVG, its text escaped there); the page only
+    // puts it in place when it changed.
+    var drawnTimeline = null;
+    function drawTimeline(h) {
+      byId("timeline").hidden = !h.timeline_totals;
+      byId("timeline-totals").textContent = h.timeline_totals || "";
+      if (h.timeline_svg !== drawnTimeline) {
+        byId("timeline-chart").innerHTML = h.timeline_svg || "";
+        drawnTimeline = h.timeline_svg;
+      }
     }
 
     function drawCards(h) {
