@@ -20,7 +20,8 @@ use std::sync::Arc;
 /// A spawned session: what was asked for until it finishes, then what it gave.
 #[derive(Debug)]
 pub(super) enum Session {
-    Pending(SpawnOptions),
+    /// Boxed, so the table's slots are two words: a large run has hundreds of thousands.
+    Pending(Box<SpawnOptions>),
     /// Shared with the script's result record: the one copy of the answer, its goal and its
     /// inputs a run keeps.
     Done(Arc<FinishedSession>),
@@ -180,7 +181,7 @@ impl Host {
     /// Adds session `id` to the table, pending until [`Host::finish_session`] records its end.
     fn record_spawn(&mut self, id: &str, options: SpawnOptions) {
         debug_assert_eq!(session_index(id, self.sessions.len() + 1), Some(self.sessions.len()));
-        self.sessions.push(Session::Pending(options));
+        self.sessions.push(Session::Pending(Box::new(options)));
     }
 
     pub(super) fn session(&self, id: &str) -> Option<&Session> {
