@@ -10,12 +10,19 @@
 //!   `await_sessions` that returned X came earlier in the journal) and X has the same subject.
 //!   When several qualify, the most recently awaited wins: the fix hangs under the review that
 //!   asked for it, the re-review under the fix.
+//! - Otherwise a session hangs under the latest session it took a value from (its
+//!   dependencies, [`super::provenance`], and the sessions its `after` option names).
 //! - Otherwise (no subject, or nothing awaited about it) its parent is the script call site
 //!   `file:line` that made it.
+//!
+//! Every node also carries its *item* (`pr#13`, [`super::item_outcomes`]), and the graph the
+//! outcomes the script declared with `item_outcome`.
 //!
 //! It only reads: the journal, the blobs (large outputs), and the run's pid file (is the owner
 //! alive). It must not write, and it must not guess anything the rule above does not say.
 
+use super::item_outcomes;
+use super::provenance::Provenance;
 use super::spend::{self, Spend};
 use crate::effects::EffectKind;
 use crate::journal::blob_store::BlobStore;
@@ -64,6 +71,11 @@ pub struct SessionNode {
     /// `file:line:col` of the `spawn_session` (or `classify`) call.
     pub site: String,
     pub subject: Option<String>,
+    /// The item it is about: `pr#13` ([`super::item_outcomes`]).
+    pub item: Option<String>,
+    /// Sessions a value of its goal or inputs came from, or that its `after` option names, in
+    /// the order their results reached the script.
+    pub deps: Vec<String>,
     /// None while it runs, or when the run stopped before it finished.
     pub result: Option<SessionResult>,
     pub parent: Parent,
@@ -84,8 +96,19 @@ pub struct EffectNode {
     pub result: Option<Value>,
     pub site: String,
     pub subject: Option<String>,
+    /// The item it is about: `pr#13` ([`super::item_outcomes`]).
+    pub item: Option<String>,
     pub parent: Parent,
     pub depth: usize,
+}
+
+/// What the script said became of an item: `item_outcome(item, outcome, reason)`.
+#[derive(Clone, Debug)]
+pub struct DeclaredOutcome {
+    pub call: u64,
+    pub item: String,
+    pub outcome: String,
+    pub reason: Option<String>,
 }
 
 /// A node of the graph, in the order the script made them.
@@ -117,6 +140,10 @@ pub struct RunGraph {
     pub sessions: Vec<SessionNode>,
     /// In call order.
     pub effects: Vec<EffectNode>,
+    /// `item_outcome` calls, in call order.
+    pub declared: Vec<DeclaredOutcome>,
+    /// The repository the run worked on (`owner/name`), when its inputs say.
+    pub repo: Option<String>,
     pub warnings: Vec<String>,
     /// The `coord.toml` pipeline the run belongs to (daemon, `coord trigger`).
     pub pipeline: Option<String>,
@@ -244,6 +271,8 @@ impl RunGraph {
             call_sites: Vec::new(),
             sessions: Vec::new(),
             effects: Vec::new(),
+            declared: Vec::new(),
+            repo: item_outcomes::repo_of(&run.header.inputs),
             warnings: Vec::new(),
             pipeline: run.header.pipeline.clone(),
             parent: run.header.parent.clone(),
@@ -254,6 +283,7 @@ impl RunGraph {
         let mut effect_calls: IndexMap<u64, usize> = IndexMap::new();
         // Sessions whose results reached the script, in the order they did.
         let mut awaited: Vec<String> = Vec::new();
+        let mut provenance = Provenance::default();
 
         for line in &run.entries {
             match &line.entry {
@@ -266,6 +296,8 @@ impl RunGraph {
                     let goal = args.get("goal").and_then(Value::as_str).unwrap_or("").to_owned();
                     let inputs = args.get("inputs").cloned().unwrap_or_else(|| json!({}));
                     let subject = subject_of(&inputs, &goal);
+                    let item = item_outcomes::item_of(&inputs, args.get("subject"), &goal);
+                    let deps = dependencies(&provenance, &awaited, &goal, &inputs, args.get("after"));
                     let result = run.sessions.get(&id).and_then(|v| {
                         session_result(v, &blobs, redactor)
                             .map_err(|e| warnings.push(format!("session {id}: {e}")))
@@ -275,8 +307,13 @@ impl RunGraph {
                         .as_ref()
                         .map(|r| r.workflow.clone())
                         .unwrap_or_else(|| workflow_from_key(entry).unwrap_or_else(|| "?".into()));
-                    let parent =
-                        graph.parent_for(subject.as_deref(), &awaited, &session_index, entry.asked(), &mut site_index);
+                    let parent = graph.parent_for(
+                        (subject.as_deref(), &deps),
+                        &awaited,
+                        &session_index,
+                        entry.asked(),
+                        &mut site_index,
+                    );
                     let simulated =
                         result.as_ref().is_some_and(|r| spend::leaf_simulated(r.harness.as_deref(), graph.scenario));
                     session_index.insert(id.clone(), graph.sessions.len());
@@ -289,6 +326,8 @@ impl RunGraph {
                         inputs,
                         site: site_label(&entry.site(), &run.header.script, true),
                         subject,
+                        item,
+                        deps,
                         result,
                         depth: 0,
                         parent,
@@ -298,7 +337,21 @@ impl RunGraph {
                 }
                 Entry::Call(entry) if entry.function == "await_sessions" => {
                     let ids = entry.args.get("sessions").and_then(Value::as_array);
-                    awaited.extend(ids.into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
+                    for id in ids.into_iter().flatten().filter_map(Value::as_str) {
+                        if let Some(s) = session_index.get(id).map(|&i| &graph.sessions[i]) {
+                            if let Some(r) = &s.result {
+                                provenance.awaited(id, &r.output, &r.text, &[&json!(s.goal), &s.inputs]);
+                            }
+                        }
+                        awaited.push(id.to_owned());
+                    }
+                }
+                Entry::Call(entry) if entry.function == "item_outcome" => {
+                    let text = |key: &str| entry.args.get(key).and_then(Value::as_str).map(str::to_owned);
+                    if let (Some(item), Some(outcome)) = (text("item"), text("outcome")) {
+                        let reason = text("reason");
+                        graph.declared.push(DeclaredOutcome { call: entry.call, item, outcome, reason });
+                    }
                 }
                 Entry::EffectIntent(entry) => {
                     let call = entry.call;
@@ -307,8 +360,14 @@ impl RunGraph {
                     }
                     let args = entry.args.clone();
                     let subject = subject_of(&args, "");
-                    let parent =
-                        graph.parent_for(subject.as_deref(), &awaited, &session_index, entry.asked(), &mut site_index);
+                    let item = item_outcomes::item_of(&args, args.get("subject"), "");
+                    let parent = graph.parent_for(
+                        (subject.as_deref(), &[]),
+                        &awaited,
+                        &session_index,
+                        entry.asked(),
+                        &mut site_index,
+                    );
                     effect_calls.insert(call, graph.effects.len());
                     graph.effects.push(EffectNode {
                         call,
@@ -317,6 +376,7 @@ impl RunGraph {
                         args,
                         site: site_label(&entry.site(), &run.header.script, true),
                         subject,
+                        item,
                         parent,
                         depth: 0,
                     });
@@ -331,13 +391,31 @@ impl RunGraph {
         for i in 0..graph.effects.len() {
             graph.effects[i].depth = graph.depth_under(&graph.effects[i].parent);
         }
+        graph.resolve_bare_items();
         graph.warnings = warnings;
         graph
     }
 
+    /// A bare `#N` (a comment's number) joins the PR or issue seen with that number.
+    fn resolve_bare_items(&mut self) {
+        let mut known: Vec<String> = Vec::new();
+        let tags = self.sessions.iter().filter_map(|s| s.item.clone());
+        let tags = tags.chain(self.effects.iter().filter_map(|e| e.item.clone()));
+        for tag in tags.chain(self.declared.iter().map(|d| d.item.clone())) {
+            if !tag.starts_with('#') && !known.contains(&tag) {
+                known.push(tag);
+            }
+        }
+        let items = self.sessions.iter_mut().map(|s| &mut s.item).chain(self.effects.iter_mut().map(|e| &mut e.item));
+        for item in items.flatten() {
+            *item = item_outcomes::resolve_bare(item, &known);
+        }
+    }
+
+    /// `about`: the node's subject and the sessions it took values from.
     fn parent_for(
         &mut self,
-        subject: Option<&str>,
+        (subject, deps): (Option<&str>, &[String]),
         awaited: &[String],
         sessions: &IndexMap<String, usize>,
         asked: entry::Asked<'_>,
@@ -351,6 +429,9 @@ impl RunGraph {
             if let Some(id) = found {
                 return Parent::Session(id.clone());
             }
+        }
+        if let Some(id) = deps.last() {
+            return Parent::Session(id.clone());
         }
         let label = site_label(&asked.site(), &self.script, false);
         let next = self.call_sites.len();
@@ -614,6 +695,31 @@ fn session_result(value: &Value, blobs: &BlobStore, redactor: &Redactor) -> Resu
         result.output = output;
     }
     Ok(result)
+}
+
+/// The sessions a spawn took values from ([`Provenance`]) and those its `after` option names
+/// (when their results had reached the script), in the order their results did.
+fn dependencies(
+    provenance: &Provenance,
+    awaited: &[String],
+    goal: &str,
+    inputs: &Value,
+    after: Option<&Value>,
+) -> Vec<String> {
+    let mut deps = provenance.sources(goal, inputs);
+    let named: Vec<&str> = match after {
+        Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(id)) => vec![id.as_str()],
+        _ => Vec::new(),
+    };
+    for id in named {
+        if !deps.iter().any(|d| d == id) && awaited.iter().any(|a| a == id) {
+            deps.push(id.to_owned());
+        }
+    }
+    // In the order the results came back, so the last is the latest.
+    deps.sort_by_key(|d| awaited.iter().rposition(|a| a == d));
+    deps
 }
 
 /// `spawn_session:mr-review:4de8…` names the workflow when no result does.
