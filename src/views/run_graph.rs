@@ -255,29 +255,7 @@ impl RunGraph {
         let blobs = BlobStore::new(&run.dir);
         let status = observed_status(run);
         let mut warnings = run.warnings.clone();
-        let mut graph = RunGraph {
-            dir: run.dir.clone(),
-            run_id: run.header.run_id.clone(),
-            coordinator: run.header.coordinator.clone(),
-            script: run.header.script.clone(),
-            mode: run.header.mode.to_string(),
-            scenario: spend::scenario_mode(run.header.mode, run.header.scenario.as_deref()),
-            inputs: run.header.inputs.clone(),
-            started_at: run.header.started_at.clone(),
-            finished_at: run.finished.as_ref().map(|f| f.at.clone()),
-            status,
-            error: run.finished.as_ref().and_then(|f| f.error.clone()),
-            result: run.finished.as_ref().and_then(|f| f.result.clone()),
-            call_sites: Vec::new(),
-            sessions: Vec::new(),
-            effects: Vec::new(),
-            declared: Vec::new(),
-            repo: item_outcomes::repo_of(&run.header.inputs),
-            warnings: Vec::new(),
-            pipeline: run.header.pipeline.clone(),
-            parent: run.header.parent.clone(),
-            redos,
-        };
+        let mut graph = RunGraph::empty(run, status, redos);
         let mut site_index: IndexMap<String, usize> = IndexMap::new();
         let mut session_index: IndexMap<String, usize> = IndexMap::new();
         let mut effect_calls: IndexMap<u64, usize> = IndexMap::new();
@@ -336,23 +314,9 @@ impl RunGraph {
                     });
                 }
                 Entry::Call(entry) if entry.function == "await_sessions" => {
-                    let ids = entry.args.get("sessions").and_then(Value::as_array);
-                    for id in ids.into_iter().flatten().filter_map(Value::as_str) {
-                        if let Some(s) = session_index.get(id).map(|&i| &graph.sessions[i]) {
-                            if let Some(r) = &s.result {
-                                provenance.awaited(id, &r.output, &r.text, &[&json!(s.goal), &s.inputs]);
-                            }
-                        }
-                        awaited.push(id.to_owned());
-                    }
+                    graph.note_awaited(entry, &session_index, &mut awaited, &mut provenance);
                 }
-                Entry::Call(entry) if entry.function == "item_outcome" => {
-                    let text = |key: &str| entry.args.get(key).and_then(Value::as_str).map(str::to_owned);
-                    if let (Some(item), Some(outcome)) = (text("item"), text("outcome")) {
-                        let reason = text("reason");
-                        graph.declared.push(DeclaredOutcome { call: entry.call, item, outcome, reason });
-                    }
-                }
+                Entry::Call(entry) if entry.function == "item_outcome" => graph.note_declared(entry),
                 Entry::EffectIntent(entry) => {
                     let call = entry.call;
                     if effect_calls.contains_key(&call) {
@@ -394,6 +358,60 @@ impl RunGraph {
         graph.resolve_bare_items();
         graph.warnings = warnings;
         graph
+    }
+
+    /// An `await_sessions`: its sessions' results reached the script, in this order.
+    fn note_awaited(
+        &self,
+        entry: &CallEntry,
+        sessions: &IndexMap<String, usize>,
+        awaited: &mut Vec<String>,
+        provenance: &mut Provenance,
+    ) {
+        let ids = entry.args.get("sessions").and_then(Value::as_array);
+        for id in ids.into_iter().flatten().filter_map(Value::as_str) {
+            if let Some(s) = sessions.get(id).map(|&i| &self.sessions[i]) {
+                if let Some(r) = &s.result {
+                    provenance.awaited(id, &r.output, &r.text, &[&json!(s.goal), &s.inputs]);
+                }
+            }
+            awaited.push(id.to_owned());
+        }
+    }
+
+    /// An `item_outcome` call: what the script said became of an item.
+    fn note_declared(&mut self, entry: &CallEntry) {
+        let text = |key: &str| entry.args.get(key).and_then(Value::as_str).map(str::to_owned);
+        if let (Some(item), Some(outcome)) = (text("item"), text("outcome")) {
+            self.declared.push(DeclaredOutcome { call: entry.call, item, outcome, reason: text("reason") });
+        }
+    }
+
+    /// The graph's header, from the run's, before any node.
+    fn empty(run: &RecordedRun, status: RunStatus, redos: Vec<(String, ParentRun)>) -> Self {
+        RunGraph {
+            dir: run.dir.clone(),
+            run_id: run.header.run_id.clone(),
+            coordinator: run.header.coordinator.clone(),
+            script: run.header.script.clone(),
+            mode: run.header.mode.to_string(),
+            scenario: spend::scenario_mode(run.header.mode, run.header.scenario.as_deref()),
+            inputs: run.header.inputs.clone(),
+            started_at: run.header.started_at.clone(),
+            finished_at: run.finished.as_ref().map(|f| f.at.clone()),
+            status,
+            error: run.finished.as_ref().and_then(|f| f.error.clone()),
+            result: run.finished.as_ref().and_then(|f| f.result.clone()),
+            call_sites: Vec::new(),
+            sessions: Vec::new(),
+            effects: Vec::new(),
+            declared: Vec::new(),
+            repo: item_outcomes::repo_of(&run.header.inputs),
+            warnings: Vec::new(),
+            pipeline: run.header.pipeline.clone(),
+            parent: run.header.parent.clone(),
+            redos,
+        }
     }
 
     /// A bare `#N` (a comment's number) joins the PR or issue seen with that number.
@@ -837,6 +855,23 @@ mod tests {
         assert_eq!(effect_parents, ["s1", "s3", "c.rhai:18"]);
         assert_eq!(g.session("s3").unwrap().depth, 2);
         assert_eq!(g.child_sessions("s1"), ["s3"]);
+    }
+
+    #[test]
+    fn a_session_without_a_subject_hangs_under_what_it_follows() {
+        let g = graph_of(&[
+            ("spawn", json!({"goal": "Classify", "inputs": {}})),
+            ("await", json!(["s1"])),
+            // `after` names s1: nothing in its inputs shows it.
+            ("spawn", json!({"goal": "Discover", "inputs": {}, "after": ["s1"]})),
+            // Named but never awaited: no dependency.
+            ("spawn", json!({"goal": "Design", "inputs": {}, "after": ["s3"]})),
+            ("spawn", json!({"goal": "Code", "inputs": {}, "subject": "task#dark-mode"})),
+        ]);
+        assert_eq!(parent(&g, "s2"), "s1");
+        assert_eq!(g.session("s2").unwrap().deps, ["s1"]);
+        assert_eq!(parent(&g, "s3"), "c.rhai:13");
+        assert_eq!(g.session("s4").unwrap().item.as_deref(), Some("task#dark-mode"));
     }
 
     #[test]
