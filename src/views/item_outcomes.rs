@@ -67,14 +67,6 @@ pub fn item_of(fields: &Value, subject: Option<&Value>, goal: &str) -> Option<St
     Some(format!("{kind}#{digits}"))
 }
 
-/// A bare `#N` is the PR or issue already seen with that number, when there is one.
-pub fn resolve_bare(item: &str, known: &[String]) -> String {
-    if !item.starts_with('#') {
-        return item.to_owned();
-    }
-    known.iter().find(|k| !k.starts_with('#') && k.ends_with(item)).cloned().unwrap_or_else(|| item.to_owned())
-}
-
 /// `pr#13` as people write it: `PR #13`; `issue#7` as `issue #7`; `task#x` as `task x`.
 pub fn item_label(item: &str) -> String {
     match item.split_once('#') {
@@ -201,8 +193,6 @@ mod tests {
         assert_eq!(item_of(&json!({}), None, "Fix PR #13: x"), Some("pr#13".into()));
         assert_eq!(item_of(&json!({}), None, "Tidy # things"), None);
         assert_eq!(item_of(&json!({"channel": "slack:#eng"}), None, ""), None);
-        assert_eq!(resolve_bare("#4", &["pr#14".into(), "issue#4".into()]), "issue#4");
-        assert_eq!(resolve_bare("#5", &["pr#14".into()]), "#5");
     }
 
     #[test]

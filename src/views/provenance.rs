@@ -37,6 +37,8 @@ pub struct Provenance {
     recent: VecDeque<(usize, Vec<String>)>,
     /// Session ids in the order their results reached the script.
     ids: Vec<String>,
+    /// Where each id is in `ids`.
+    order: HashMap<String, usize>,
 }
 
 impl Provenance {
@@ -54,6 +56,7 @@ impl Provenance {
         }
         let order = self.ids.len();
         self.ids.push(id.to_owned());
+        self.order.insert(id.to_owned(), order);
         let handed_keys: std::collections::HashSet<String> = handed.keys().into_iter().collect();
         for key in made.keys() {
             if !handed_keys.contains(&key) {
@@ -67,6 +70,11 @@ impl Provenance {
                 self.recent.pop_front();
             }
         }
+    }
+
+    /// When session `id`'s result reached the script (its place among those that did).
+    pub fn order(&self, id: &str) -> Option<usize> {
+        self.order.get(id).copied()
     }
 
     /// The sessions a spawn with `goal` and `inputs` took values from, most recent last.

@@ -275,7 +275,9 @@ impl RunGraph {
                     let inputs = args.get("inputs").cloned().unwrap_or_else(|| json!({}));
                     let subject = subject_of(&inputs, &goal);
                     let item = item_outcomes::item_of(&inputs, args.get("subject"), &goal);
-                    let deps = dependencies(&provenance, &awaited, &goal, &inputs, args.get("after"));
+                    let mut deps = dependencies(&provenance, &goal, &inputs, args.get("after"));
+                    // A value shared by sessions about different items is a coincidence.
+                    deps.retain(|d| graph.same_item(d, item.as_deref(), &session_index));
                     let result = run.sessions.get(&id).and_then(|v| {
                         session_result(v, &blobs, redactor)
                             .map_err(|e| warnings.push(format!("session {id}: {e}")))
@@ -379,6 +381,12 @@ impl RunGraph {
         }
     }
 
+    /// Session `id` is about `item`, or one of the two is about no item in particular.
+    fn same_item(&self, id: &str, item: Option<&str>, sessions: &IndexMap<String, usize>) -> bool {
+        let theirs = sessions.get(id).and_then(|&i| self.sessions[i].item.as_deref());
+        matches!((theirs, item), (Some(a), Some(b)) if a == b) || theirs.is_none() || item.is_none()
+    }
+
     /// An `item_outcome` call: what the script said became of an item.
     fn note_declared(&mut self, entry: &CallEntry) {
         let text = |key: &str| entry.args.get(key).and_then(Value::as_str).map(str::to_owned);
@@ -414,19 +422,21 @@ impl RunGraph {
         }
     }
 
-    /// A bare `#N` (a comment's number) joins the PR or issue seen with that number.
+    /// A bare `#N` (a comment's number) joins the PR or issue first seen with that number.
     fn resolve_bare_items(&mut self) {
-        let mut known: Vec<String> = Vec::new();
-        let tags = self.sessions.iter().filter_map(|s| s.item.clone());
-        let tags = tags.chain(self.effects.iter().filter_map(|e| e.item.clone()));
-        for tag in tags.chain(self.declared.iter().map(|d| d.item.clone())) {
-            if !tag.starts_with('#') && !known.contains(&tag) {
-                known.push(tag);
+        let mut known: std::collections::HashMap<String, String> = Default::default();
+        let tags = self.sessions.iter().filter_map(|s| s.item.as_deref());
+        let tags = tags.chain(self.effects.iter().filter_map(|e| e.item.as_deref()));
+        for tag in tags.chain(self.declared.iter().map(|d| d.item.as_str())) {
+            if let Some(at) = tag.find('#').filter(|&at| at > 0) {
+                known.entry(tag[at..].to_owned()).or_insert_with(|| tag.to_owned());
             }
         }
         let items = self.sessions.iter_mut().map(|s| &mut s.item).chain(self.effects.iter_mut().map(|e| &mut e.item));
         for item in items.flatten() {
-            *item = item_outcomes::resolve_bare(item, &known);
+            if let Some(tag) = known.get(item.as_str()) {
+                *item = tag.clone();
+            }
         }
     }
 
@@ -717,26 +727,23 @@ fn session_result(value: &Value, blobs: &BlobStore, redactor: &Redactor) -> Resu
 
 /// The sessions a spawn took values from ([`Provenance`]) and those its `after` option names
 /// (when their results had reached the script), in the order their results did.
-fn dependencies(
-    provenance: &Provenance,
-    awaited: &[String],
-    goal: &str,
-    inputs: &Value,
-    after: Option<&Value>,
-) -> Vec<String> {
+fn dependencies(provenance: &Provenance, goal: &str, inputs: &Value, after: Option<&Value>) -> Vec<String> {
     let mut deps = provenance.sources(goal, inputs);
     let named: Vec<&str> = match after {
         Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_str).collect(),
         Some(Value::String(id)) => vec![id.as_str()],
         _ => Vec::new(),
     };
+    if named.is_empty() {
+        return deps;
+    }
     for id in named {
-        if !deps.iter().any(|d| d == id) && awaited.iter().any(|a| a == id) {
+        if !deps.iter().any(|d| d == id) && provenance.order(id).is_some() {
             deps.push(id.to_owned());
         }
     }
     // In the order the results came back, so the last is the latest.
-    deps.sort_by_key(|d| awaited.iter().rposition(|a| a == d));
+    deps.sort_by_key(|d| provenance.order(d));
     deps
 }
 
