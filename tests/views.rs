@@ -661,3 +661,34 @@ fn a_journal_written_before_items_still_shows_its_items_inferred() {
     p.coord().args(["report", id, "-o", "old.html"]).run().code(0);
     assert!(p.read("old.html").contains("class=\"item-row\""));
 }
+
+#[test]
+fn after_and_subject_label_a_spawn_without_changing_its_call_key() {
+    let p = TestProject::with_repo_files();
+    let labelled = r#"
+let a = spawn_session("discovery", #{ goal: "Gather", inputs: #{ task: "x" } });
+await_session(a);
+let b = spawn_session("ux-design", #{ goal: "Design", inputs: #{ task: "x" }, after: [a], subject: item("task", "x") });
+await_session(b);
+item_outcome(item("task", "x"), "designed");
+"#;
+    p.write("coordinators/after-demo.rhai", labelled);
+    p.write(
+        "after.toml",
+        r#"coordinator = "after-demo"
+[[leaf]]
+workflow = "discovery"
+output = { summary = "Settings live in src/settings.", files = ["a"], invariants = ["b"] }
+[[leaf]]
+workflow = "ux-design"
+output = { spec = "A toggle.", components = ["T"] }
+"#,
+    );
+    p.coord().args(["run", "coordinators/after-demo.rhai", "--scenario", "after.toml"]).run().code(0);
+    let show = p.coord().args(["show", "last"]).run();
+    // Nothing of s1's output reached s2: `after` alone connects them.
+    show.code(0).stdout_has("    └── s2 ux-design · call 2").stdout_has("  task x  designed  (s2)\n");
+    // The labels are left out of the call key: the run replays without them.
+    p.write("coordinators/after-demo.rhai", &labelled.replace(", after: [a], subject: item(\"task\", \"x\")", ""));
+    p.coord().args(["replay", "last"]).run().code(0);
+}
