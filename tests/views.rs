@@ -628,10 +628,13 @@ fn implement_features_graph_connects_its_phases() {
     let scenario = "coordinators/implement-feature/scenarios/demo.toml";
     p.coord().args(["run", "coordinators/implement-feature.rhai", "--scenario", scenario]).run().code(0);
     let mermaid = p.coord().args(["graph", "last"]).run();
-    // Coding took discovery's summary (a dotted `uses` edge) and hangs under the UX design it
-    // also took; the review takes the PR number coding produced, and the fix its findings.
+    // The classification decided discovery and UX design; coding took discovery's summary (a
+    // dotted `uses` edge) and hangs under the UX design it also took; the review takes the PR
+    // number coding produced, and the fix its findings.
     mermaid
         .code(0)
+        .stdout_has("  s1 --> s2\n")
+        .stdout_has("  s1 --> s3\n")
         .stdout_has("  s2 -. uses .-> s4\n")
         .stdout_has("  s3 --> s4\n")
         .stdout_has("  s4 --> s5\n")

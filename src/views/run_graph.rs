@@ -11,7 +11,10 @@
 //!   When several qualify, the most recently awaited wins: the fix hangs under the review that
 //!   asked for it, the re-review under the fix.
 //! - Otherwise a session hangs under the latest session it took a value from (its
-//!   dependencies, [`super::provenance`], and the sessions its `after` option names).
+//!   dependencies, [`super::provenance`], and the sessions its `after` option names), else
+//!   under the latest `classify` about the same item (or about none) whose answer reached the
+//!   script before it: a classification's labels are too short to be traced as values, but
+//!   what the script spawns next is what they decided.
 //! - Otherwise (no subject, or nothing awaited about it) its parent is the script call site
 //!   `file:line` that made it.
 //!
@@ -34,6 +37,7 @@ use crate::redaction::Redactor;
 use crate::script::host::EffectRecord;
 use indexmap::IndexMap;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Output fields that carry a session's decision, in the order they are looked for.
@@ -262,6 +266,8 @@ impl RunGraph {
         // Sessions whose results reached the script, in the order they did.
         let mut awaited: Vec<String> = Vec::new();
         let mut provenance = Provenance::default();
+        // The latest `classify` result that reached the script, per item: a routing decision.
+        let mut decisions: HashMap<Option<String>, String> = HashMap::new();
 
         for line in &run.entries {
             match &line.entry {
@@ -287,8 +293,9 @@ impl RunGraph {
                         .as_ref()
                         .map(|r| r.workflow.clone())
                         .unwrap_or_else(|| workflow_from_key(entry).unwrap_or_else(|| "?".into()));
+                    let decision = decisions.get(&item).filter(|_| deps.is_empty());
                     let parent = graph.parent_for(
-                        (subject.as_deref(), &deps),
+                        (subject.as_deref(), &deps, decision),
                         &awaited,
                         &session_index,
                         entry.asked(),
@@ -316,7 +323,7 @@ impl RunGraph {
                     });
                 }
                 Entry::Call(entry) if entry.function == "await_sessions" => {
-                    graph.note_awaited(entry, &session_index, &mut awaited, &mut provenance);
+                    graph.note_awaited(entry, &session_index, &mut awaited, (&mut provenance, &mut decisions));
                 }
                 Entry::Call(entry) if entry.function == "item_outcome" => graph.note_declared(entry),
                 Entry::EffectIntent(entry) => {
@@ -328,7 +335,7 @@ impl RunGraph {
                     let subject = subject_of(&args, "");
                     let item = item_outcomes::item_of(&args, args.get("subject"), "");
                     let parent = graph.parent_for(
-                        (subject.as_deref(), &[]),
+                        (subject.as_deref(), &[], None),
                         &awaited,
                         &session_index,
                         entry.asked(),
@@ -368,13 +375,16 @@ impl RunGraph {
         entry: &CallEntry,
         sessions: &IndexMap<String, usize>,
         awaited: &mut Vec<String>,
-        provenance: &mut Provenance,
+        (provenance, decisions): (&mut Provenance, &mut HashMap<Option<String>, String>),
     ) {
         let ids = entry.args.get("sessions").and_then(Value::as_array);
         for id in ids.into_iter().flatten().filter_map(Value::as_str) {
             if let Some(s) = sessions.get(id).map(|&i| &self.sessions[i]) {
                 if let Some(r) = &s.result {
                     provenance.awaited(id, &r.output, &r.text, &[&json!(s.goal), &s.inputs]);
+                }
+                if s.workflow == "classify" {
+                    decisions.insert(s.item.clone(), id.to_owned());
                 }
             }
             awaited.push(id.to_owned());
@@ -440,10 +450,11 @@ impl RunGraph {
         }
     }
 
-    /// `about`: the node's subject and the sessions it took values from.
+    /// `about`: the node's subject, the sessions it took values from, and the classification
+    /// that decided it.
     fn parent_for(
         &mut self,
-        (subject, deps): (Option<&str>, &[String]),
+        (subject, deps, decision): (Option<&str>, &[String], Option<&String>),
         awaited: &[String],
         sessions: &IndexMap<String, usize>,
         asked: entry::Asked<'_>,
@@ -458,7 +469,7 @@ impl RunGraph {
                 return Parent::Session(id.clone());
             }
         }
-        if let Some(id) = deps.last() {
+        if let Some(id) = deps.last().or(decision) {
             return Parent::Session(id.clone());
         }
         let label = site_label(&asked.site(), &self.script, false);
