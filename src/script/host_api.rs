@@ -369,7 +369,8 @@ fn register_effects(engine: &mut Engine, host: SharedHost, main_source: String) 
     });
 }
 
-/// `input`, `inputs` and `now`: values from outside the script, journaled so replays see them.
+/// `input`, `inputs` and `now`: values from outside the script, journaled so replays see them;
+/// and `item_outcome`, journaled (acting on nothing) so views see what became of each item.
 fn register_values(engine: &mut Engine, host: SharedHost, main_source: String) {
     let ms = main_source.clone();
     let h = host.clone();
