@@ -144,7 +144,7 @@ fn an_output_violating_its_schema_points_at_the_output() {
 fn coverage_reports_no_unreached_branch_in_shipped_coordinators() {
     let p = project_with_snapshots();
     let out = p.coord().args(["test", "--coverage", "--fail-uncovered"]).run();
-    out.code(0).stdout_has("groom-prs: lines 63/63, branches 17/17").stdout_lacks("never taken");
+    out.code(0).stdout_has("groom-prs: lines 70/70, branches 17/17").stdout_lacks("never taken");
 }
 
 #[test]
@@ -152,5 +152,5 @@ fn coverage_names_a_branch_no_scenario_takes() {
     let p = project_with_snapshots();
     std::fs::remove_file(p.path().join("coordinators/groom-prs/scenarios/failures.toml")).unwrap();
     let out = p.coord().args(["test", "--coverage", "--fail-uncovered"]).run();
-    out.code(1).stdout_has("groom-prs.rhai:40: `if` branch never taken by any scenario");
+    out.code(1).stdout_has("groom-prs.rhai:44: `if` branch never taken by any scenario");
 }

@@ -157,7 +157,7 @@ fn what_if_names_the_changed_prs_and_the_first_divergent_call() {
     let id = run.json()["run_id"].as_str().unwrap().to_owned();
     let original = p.read("coordinators/groom-prs.rhai");
     // Minor findings are no longer fixed: they escalate as blocking ones do.
-    let edited = original.replace("\"fix\" => to_fix.push(item),", "\"never\" => to_fix.push(item),");
+    let edited = original.replace("\"fix\" => to_fix.push(entry),", "\"never\" => to_fix.push(entry),");
     assert_ne!(edited, original, "the edit no longer applies to groom-prs");
     p.write("edited.rhai", &edited);
     let leaves_before = std::fs::read_dir(p.path().join(".coord/runs")).unwrap().count();

@@ -325,6 +325,10 @@ fn runs_list_run_json_and_event_stream_follow_a_live_run() {
     assert_eq!(fix["parent"], "s2", "a fix hangs under the review that asked for it: {fix}");
     let merges = whole["nodes"].as_array().unwrap().iter().filter(|n| n["kind"] == "effect").count();
     assert_eq!(merges, 5, "4 merges and a notification");
+    // Each PR's outcome, read from its merge since the script declares none.
+    let items = whole["header"]["items"].as_array().unwrap();
+    assert_eq!(items.len(), 4, "{items:?}");
+    assert!(items.iter().all(|i| i["outcome"] == "merged" && i["declared"] == false), "{items:?}");
     let listed = get_json(&server, "/api/runs");
     assert_eq!(listed["runs"][0]["status"], "succeeded");
     assert_eq!(listed["runs"][0]["sessions"], 6);

@@ -44,8 +44,8 @@ fn show_renders_the_tree_with_verdicts_effects_errors_and_cost() {
     let out = p.coord().args(["show", "last"]).run();
     out.code(0);
     // The fix hangs under the review that asked for it, the re-review under the fix.
-    out.stdout_has("│   └── s7 coding-task · call 18 · ok · status: fixed")
-        .stdout_has("│       └── s9 mr-review · call 23 · ok · verdict: clean");
+    out.stdout_has("│   └── s7 coding-task · call 23 · ok · status: fixed")
+        .stdout_has("│       └── s9 mr-review · call 28 · ok · verdict: clean");
     assert_stable_snapshot!("show_demo", out.stdout);
 }
 
@@ -146,7 +146,7 @@ fn a_run_without_an_end_is_running_while_its_owner_lives_and_interrupted_after()
 fn graph_mermaid_and_dot_snapshots() {
     let p = demo_project();
     let mermaid = p.coord().args(["graph", "last"]).run();
-    mermaid.code(0).stdout_has("  s3 --> s7\n").stdout_has("  s7 --> s9\n").stdout_has("  s9 --> e27\n");
+    mermaid.code(0).stdout_has("  s3 --> s7\n").stdout_has("  s7 --> s9\n").stdout_has("  s9 --> e32\n");
     assert_stable_snapshot!("graph_mermaid_demo", mermaid.stdout);
 
     let dot = p.coord().args(["graph", "last", "--format", "dot"]).run();
@@ -417,6 +417,8 @@ fn report_is_self_contained_and_renders_in_chromium_with_every_session_and_effec
     run.code(0);
     p.coord().args(["report", "last", "-o", "report.html"]).run().code(0);
     let html = p.read("report.html");
+    // Item links go to the PRs on GitHub: navigation, not an asset the page loads.
+    let html = html.replace("href=\"https://github.com/acme/widgets/pull/", "href=\"#pull/");
     for external in ["<script", "<link", "src=\"http", "href=\"http", "url(http", "@import"] {
         assert!(!html.contains(external), "the report must be self-contained, found `{external}`");
     }
@@ -593,4 +595,103 @@ fn rewrite_journal(run: &Path, edit: impl Fn(&str) -> String) {
         }
     }
     std::fs::write(&path, out).unwrap();
+}
+
+#[test]
+fn show_and_report_give_every_demo_pr_its_outcome_and_reason() {
+    let p = demo_project();
+    let out = p.coord().args(["show", "last"]).run();
+    out.code(0)
+        .stdout_has("Items (outcome: reason; sessions, effects)\n")
+        .stdout_has("  PR #18  waiting: draft, not reviewed\n")
+        .stdout_has("  PR #12  merged: review clean, checks green  (s1; 1 effect)\n")
+        .stdout_has("  PR #13  waiting: review clean, checks red  (s2)\n")
+        .stdout_has("  PR #14  merged: review clean after fix pass 1  (s3 s7 s9; 1 effect)\n")
+        .stdout_has("  PR #15  escalated: blocking (2 blocking findings)  (s4; 2 effects)\n")
+        .stdout_has("  PR #16  escalated: still has 1 minor finding after 3 fix passes")
+        .stdout_has("  PR #17  escalated: review did not finish (timeout)");
+
+    p.coord().args(["report", "last", "-o", "report.html"]).run().code(0);
+    let html = p.read("report.html");
+    assert!(html.contains("<h2 id=\"items\">Items"), "the report has the item table");
+    assert_eq!(html.matches("class=\"item-row\"").count(), 7, "one row per demo PR");
+    assert!(html.contains("<a href=\"https://github.com/acme/widgets/pull/13\">PR #13</a>"));
+    assert!(html.contains("review clean, checks red"));
+
+    let trace = p.coord().args(["show", "last", "--trace"]).run();
+    trace.code(0).stdout_has("outcome pr#13 waiting \"review clean, checks red\"\n");
+}
+
+#[test]
+fn implement_features_graph_connects_its_phases() {
+    let p = TestProject::with_repo_files();
+    let scenario = "coordinators/implement-feature/scenarios/demo.toml";
+    p.coord().args(["run", "coordinators/implement-feature.rhai", "--scenario", scenario]).run().code(0);
+    let mermaid = p.coord().args(["graph", "last"]).run();
+    // The classification decided discovery and UX design; coding took discovery's summary (a
+    // dotted `uses` edge) and hangs under the UX design it also took; the review takes the PR
+    // number coding produced, and the fix its findings.
+    mermaid
+        .code(0)
+        .stdout_has("  s1 --> s2\n")
+        .stdout_has("  s1 --> s3\n")
+        .stdout_has("  s2 -. uses .-> s4\n")
+        .stdout_has("  s3 --> s4\n")
+        .stdout_has("  s4 --> s5\n")
+        .stdout_has("  s5 --> s6\n")
+        .stdout_has("s5[\"s5 mr-review · PR #35;301<br/>Review PR #35;301: Add a dark mode toggle…");
+    let dot = p.coord().args(["graph", "last", "--format", "dot"]).run();
+    dot.code(0).stdout_has("  s2 -> s4 [style=dotted, label=\"uses\"];\n").stdout_has("  s3 -> s4;\n");
+    let show = p.coord().args(["show", "last"]).run();
+    show.code(0).stdout_has("  PR #301  merged: review clean  (s5 s6 s7; 1 effect)\n");
+}
+
+#[test]
+fn a_journal_written_before_items_still_shows_its_items_inferred() {
+    let p = TestProject::with_repo_files();
+    let fixture = support::repo_root().join("tests/fixtures/journals/before-the-redesign");
+    let id = "20261207-133435-7775";
+    let run = p.path().join(".coord/runs").join(id);
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::copy(fixture.join("journal.jsonl"), run.join("journal.jsonl")).unwrap();
+    // No `item_outcome` in it: outcomes come from each PR's last effect, else its review.
+    let show = p.coord().args(["show", id]).run();
+    show.code(0)
+        .stdout_has("  PR #12  merged  (s1; 1 effect)\n")
+        .stdout_has("  PR #13  mr-review clean: Routine bump.  (s2)\n")
+        .stdout_has("  PR #15  labelled: Escalation: PR #15 blocking (2 blocking findings)  (s4; 2 effects)\n");
+    p.coord().args(["graph", id]).run().code(0);
+    p.coord().args(["report", id, "-o", "old.html"]).run().code(0);
+    assert!(p.read("old.html").contains("class=\"item-row\""));
+}
+
+#[test]
+fn after_and_subject_label_a_spawn_without_changing_its_call_key() {
+    let p = TestProject::with_repo_files();
+    let labelled = r#"
+let a = spawn_session("discovery", #{ goal: "Gather", inputs: #{ task: "x" } });
+await_session(a);
+let b = spawn_session("ux-design", #{ goal: "Design", inputs: #{ task: "x" }, after: [a], subject: item("task", "x") });
+await_session(b);
+item_outcome(item("task", "x"), "designed");
+"#;
+    p.write("coordinators/after-demo.rhai", labelled);
+    p.write(
+        "after.toml",
+        r#"coordinator = "after-demo"
+[[leaf]]
+workflow = "discovery"
+output = { summary = "Settings live in src/settings.", files = ["a"], invariants = ["b"] }
+[[leaf]]
+workflow = "ux-design"
+output = { spec = "A toggle.", components = ["T"] }
+"#,
+    );
+    p.coord().args(["run", "coordinators/after-demo.rhai", "--scenario", "after.toml"]).run().code(0);
+    let show = p.coord().args(["show", "last"]).run();
+    // Nothing of s1's output reached s2: `after` alone connects them.
+    show.code(0).stdout_has("    └── s2 ux-design · call 2").stdout_has("  task x  designed  (s2)\n");
+    // The labels are left out of the call key: the run replays without them.
+    p.write("coordinators/after-demo.rhai", &labelled.replace(", after: [a], subject: item(\"task\", \"x\")", ""));
+    p.coord().args(["replay", "last"]).run().code(0);
 }

@@ -79,6 +79,8 @@ pub const HOST_FUNCTIONS: &[(&str, &str)] = &[
     ("parse_time", "parse_time(rfc3339: string) -> int | ()"),
     ("format_time", "format_time(unix_seconds: int) -> string"),
     ("to_json", "to_json(value) -> string"),
+    ("item", "item(kind: string, id: int | string) -> string"),
+    ("item_outcome", "item_outcome(item: string, outcome: string, reason: string) -> ()"),
     ("github::prs", "github::prs(opts: map) -> array"),
     ("github::pr", "github::pr(number: int) -> map"),
     ("github::checks", "github::checks(pr: int) -> map"),
@@ -229,6 +231,10 @@ fn register_logging_and_pure_helpers(engine: &mut Engine, host: SharedHost) {
             .unwrap_or_default()
     });
     engine.register_fn("to_json", |v: Dynamic| -> RhaiResult<String> { Ok(to_json(&v)?.to_string()) });
+    // item("pr", 13) is `pr#13`: the tag views group a run's sessions, effects and declared
+    // outcomes by (`subject` option, `item_outcome`).
+    engine.register_fn("item", |kind: &str, id: i64| -> String { format!("{kind}#{id}") });
+    engine.register_fn("item", |kind: &str, id: &str| -> String { format!("{kind}#{id}") });
 }
 
 /// `spawn_session`, `await_sessions` and `await_session`, and the handle they pass around.
@@ -243,7 +249,7 @@ fn register_sessions(engine: &mut Engine, host: SharedHost, main_source: String)
     let h = host.clone();
     let spawn = move |ctx: NativeCallContext, workflow: &str, opts: Map| -> RhaiResult<SessionHandle> {
         refuse_unknown_keys("spawn_session", "option", &opts, option_keys::SPAWN_SESSION)?;
-        let opts = to_json(&Dynamic::from_map(opts))?;
+        let opts = to_json(&Dynamic::from_map(after_as_ids(opts)?))?;
         let site = site(&ctx, &ms);
         let id = h.call(|host| host.spawn_session(&site, workflow, opts, None))?;
         Ok(SessionHandle { id, workflow: workflow.to_owned() })
@@ -265,6 +271,20 @@ fn register_sessions(engine: &mut Engine, host: SharedHost, main_source: String)
         let results = await_results(&h, &site, &[handle.id])?;
         Ok(results.into_iter().next().unwrap_or(Dynamic::UNIT))
     });
+}
+
+/// A spawn's `after` option (handles of the sessions it follows) as their ids, which is what
+/// the journal keeps and views draw as dependencies.
+fn after_as_ids(mut opts: Map) -> RhaiResult<Map> {
+    if let Some(after) = opts.get_mut("after") {
+        let handles = match after.clone().try_cast::<Array>() {
+            Some(list) => list,
+            None => vec![after.clone()],
+        };
+        let ids = handle_ids(&handles).map_err(|_| misuse("spawn_session: `after` takes session handles"))?;
+        *after = Dynamic::from_array(ids.into_iter().map(Dynamic::from).collect());
+    }
+    Ok(opts)
 }
 
 /// `merge` and `notify`: effects, journaled before they act.
@@ -309,7 +329,8 @@ fn register_effects(engine: &mut Engine, host: SharedHost, main_source: String) 
     });
 }
 
-/// `input`, `inputs` and `now`: values from outside the script, journaled so replays see them.
+/// `input`, `inputs` and `now`: values from outside the script, journaled so replays see them;
+/// and `item_outcome`, journaled (acting on nothing) so views see what became of each item.
 fn register_values(engine: &mut Engine, host: SharedHost, main_source: String) {
     let ms = main_source.clone();
     let h = host.clone();
@@ -330,6 +351,21 @@ fn register_values(engine: &mut Engine, host: SharedHost, main_source: String) {
     engine.register_fn("now", move |ctx: NativeCallContext| -> RhaiResult<i64> {
         let site = site(&ctx, &ms);
         h.call(|host| host.now(&site))
+    });
+    let ms = main_source.clone();
+    let h = host.clone();
+    let declare = move |ctx: NativeCallContext, item: &str, outcome: &str, reason: Dynamic| -> RhaiResult<()> {
+        let reason = to_json(&reason)?;
+        let reason = match reason {
+            Value::String(_) | Value::Null => reason,
+            other => Value::String(other.to_string()),
+        };
+        let site = site(&ctx, &ms);
+        h.call(|host| host.item_outcome(&site, item, outcome, reason))
+    };
+    engine.register_fn("item_outcome", declare.clone());
+    engine.register_fn("item_outcome", move |ctx: NativeCallContext, item: &str, outcome: &str| {
+        declare(ctx, item, outcome, Dynamic::UNIT)
     });
 }
 

@@ -23,10 +23,17 @@ pub const SPAWN_SESSION: &[&str] = &[
     "permission_mode",
     "sandbox",
     "approval_mode",
+    "subject",
+    "after",
 ];
 
 /// `merge(pr, opts)`.
-pub const MERGE: &[&str] = &["method", "sha", "require_green", "require_approval", "into"];
+pub const MERGE: &[&str] = &["method", "sha", "require_green", "require_approval", "into", "subject"];
+
+/// Options that only label a call for the views (`subject`: the item it is about; `after`: the
+/// sessions it follows): they change nothing the call does, so its call key leaves them out and
+/// a journal recorded before a script added them still replays.
+pub const LABELS: &[&str] = &["subject", "after"];
 
 /// `notify(channel, message)` with a map message.
 pub const NOTIFY_MESSAGE: &[&str] = &["title", "body", "text", "fields", "links"];

@@ -1,11 +1,14 @@
 //! `coord graph RUN --format mermaid|dot`: the run's DAG as text another tool draws. Nodes are
-//! the call sites, sessions and effects; edges follow the parent rule of [`super::run_graph`]
-//! (which result led to which spawn or effect); colours say each node's status.
+//! the call sites, sessions and effects, labelled with their item and a short goal; edges follow
+//! the parent rule of [`super::run_graph`] (which result led to which spawn or effect), and a
+//! dotted `uses` edge joins a session to each other session it took a value from; colours say
+//! each node's status.
 //!
 //! Output is deterministic for a given journal: no durations, timestamps or run ids. A
 //! scenario run's graph says its costs are simulated (a Mermaid comment, a DOT graph label).
 
-use super::run_graph::{NodeRef, Parent, RunGraph};
+use super::item_outcomes::item_label;
+use super::run_graph::{one_line, NodeRef, Parent, RunGraph};
 use super::units;
 
 /// Fill and stroke colours of a status, shared with the HTML report.
@@ -41,11 +44,19 @@ pub fn node_lines(g: &RunGraph, node: NodeRef) -> (Vec<String>, String) {
     match node {
         NodeRef::Session(i) => {
             let s = &g.sessions[i];
+            let mut first = format!("{} {}", s.id, s.workflow);
+            if let Some(item) = &s.item {
+                first.push_str(&format!(" · {}", item_label(item)));
+            }
             let mut second = s.state().to_owned();
             if let Some((_, v)) = s.verdict() {
                 second.push_str(&format!(" · {v}"));
             }
-            let mut lines = vec![format!("{} {}", s.id, s.workflow), second];
+            let mut lines = vec![first];
+            if !s.goal.is_empty() {
+                lines.push(one_line(&s.goal, 40));
+            }
+            lines.push(second);
             if s.result.is_some() {
                 lines.push(format!("{} tokens · {}", units::tokens(s.tokens()), units::cost(s.cost_usd())));
             }
@@ -68,6 +79,19 @@ fn all_nodes(g: &RunGraph) -> Vec<NodeRef> {
         .collect();
     nodes.sort_by_key(|(call, _)| *call);
     nodes.into_iter().map(|(_, n)| n).collect()
+}
+
+/// Dependencies the parent edges do not already draw: `(from, to)` session ids.
+fn extra_dependencies(g: &RunGraph) -> Vec<(&str, &str)> {
+    let mut edges = Vec::new();
+    for s in &g.sessions {
+        for dep in &s.deps {
+            if s.parent != Parent::Session(dep.clone()) {
+                edges.push((dep.as_str(), s.id.as_str()));
+            }
+        }
+    }
+    edges
 }
 
 fn parent_of(g: &RunGraph, node: NodeRef) -> &Parent {
@@ -95,6 +119,9 @@ pub fn mermaid(g: &RunGraph) -> String {
     for &n in &nodes {
         let arrow = if matches!(parent_of(g, n), Parent::CallSite(_)) { "-.->" } else { "-->" };
         out.push_str(&format!("  {} {arrow} {}\n", parent_id(parent_of(g, n)), node_id(g, n)));
+    }
+    for (from, to) in extra_dependencies(g) {
+        out.push_str(&format!("  {from} -. uses .-> {to}\n"));
     }
     let mut classes: Vec<String> = nodes.iter().map(|&n| node_lines(g, n).1).collect();
     classes.sort();
@@ -149,6 +176,9 @@ pub fn dot(g: &RunGraph) -> String {
     for &n in &nodes {
         let style = if matches!(parent_of(g, n), Parent::CallSite(_)) { " [style=dashed]" } else { "" };
         out.push_str(&format!("  {} -> {}{style};\n", parent_id(parent_of(g, n)), node_id(g, n)));
+    }
+    for (from, to) in extra_dependencies(g) {
+        out.push_str(&format!("  {from} -> {to} [style=dotted, label=\"uses\"];\n"));
     }
     out.push_str("}\n");
     out

@@ -1,4 +1,5 @@
-//! `coord report`: one self-contained HTML file per run (summary, decisions and the verdicts
+//! `coord report`: one self-contained HTML file per run (summary, each item's outcome with a
+//! link to GitHub when the repository is known, decisions and the verdicts
 //! behind them, the DAG as inline SVG, sessions with expandable inputs and outputs, effects,
 //! errors, cost by workflow and model), and an index of all runs with a cost-over-time chart.
 //!
@@ -13,6 +14,7 @@
 
 use super::cost_chart::render_cost_chart;
 use super::dag_svg::render_dag;
+use super::item_outcomes::{item_rows, ItemRow};
 use super::run_graph::{CostLine, NodeRef, Parent, RunGraph};
 use super::run_listing::RunRow;
 use super::run_tree::outcome_value;
@@ -111,6 +113,8 @@ struct RunPage {
     started: String,
     cards: Vec<Card>,
     outcome: Vec<(String, String)>,
+    /// What became of each item the run routed ([`super::item_outcomes`]).
+    items: Vec<ItemRow>,
     decisions: Vec<Decision>,
     sessions: Vec<SessionRow>,
     errors: Vec<ErrorRow>,
@@ -187,6 +191,7 @@ fn run_page(g: &RunGraph) -> RunPage {
         started: units::timestamp(&g.started_at),
         cards: summary_cards(g),
         outcome,
+        items: item_rows(g),
         decisions: decision_rows(g),
         sessions: session_rows(g, spent.label(g.scenario) == Label::Mixed),
         errors: error_rows(g),

@@ -10,12 +10,22 @@
 //!   `await_sessions` that returned X came earlier in the journal) and X has the same subject.
 //!   When several qualify, the most recently awaited wins: the fix hangs under the review that
 //!   asked for it, the re-review under the fix.
+//! - Otherwise a session hangs under the latest session it took a value from (its
+//!   dependencies, [`super::provenance`], and the sessions its `after` option names), else
+//!   under the latest `classify` about the same item (or about none) whose answer reached the
+//!   script before it: a classification's labels are too short to be traced as values, but
+//!   what the script spawns next is what they decided.
 //! - Otherwise (no subject, or nothing awaited about it) its parent is the script call site
 //!   `file:line` that made it.
+//!
+//! Every node also carries its *item* (`pr#13`, [`super::item_outcomes`]), and the graph the
+//! outcomes the script declared with `item_outcome`.
 //!
 //! It only reads: the journal, the blobs (large outputs), and the run's pid file (is the owner
 //! alive). It must not write, and it must not guess anything the rule above does not say.
 
+use super::item_outcomes;
+use super::provenance::Provenance;
 use super::spend::{self, Spend};
 use crate::effects::EffectKind;
 use crate::journal::blob_store::BlobStore;
@@ -27,6 +37,7 @@ use crate::redaction::Redactor;
 use crate::script::host::EffectRecord;
 use indexmap::IndexMap;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Output fields that carry a session's decision, in the order they are looked for.
@@ -64,6 +75,11 @@ pub struct SessionNode {
     /// `file:line:col` of the `spawn_session` (or `classify`) call.
     pub site: String,
     pub subject: Option<String>,
+    /// The item it is about: `pr#13` ([`super::item_outcomes`]).
+    pub item: Option<String>,
+    /// Sessions a value of its goal or inputs came from, or that its `after` option names, in
+    /// the order their results reached the script.
+    pub deps: Vec<String>,
     /// None while it runs, or when the run stopped before it finished.
     pub result: Option<SessionResult>,
     pub parent: Parent,
@@ -84,8 +100,19 @@ pub struct EffectNode {
     pub result: Option<Value>,
     pub site: String,
     pub subject: Option<String>,
+    /// The item it is about: `pr#13` ([`super::item_outcomes`]).
+    pub item: Option<String>,
     pub parent: Parent,
     pub depth: usize,
+}
+
+/// What the script said became of an item: `item_outcome(item, outcome, reason)`.
+#[derive(Clone, Debug)]
+pub struct DeclaredOutcome {
+    pub call: u64,
+    pub item: String,
+    pub outcome: String,
+    pub reason: Option<String>,
 }
 
 /// A node of the graph, in the order the script made them.
@@ -117,6 +144,10 @@ pub struct RunGraph {
     pub sessions: Vec<SessionNode>,
     /// In call order.
     pub effects: Vec<EffectNode>,
+    /// `item_outcome` calls, in call order.
+    pub declared: Vec<DeclaredOutcome>,
+    /// The repository the run worked on (`owner/name`), when its inputs say.
+    pub repo: Option<String>,
     pub warnings: Vec<String>,
     /// The `coord.toml` pipeline the run belongs to (daemon, `coord trigger`).
     pub pipeline: Option<String>,
@@ -228,7 +259,155 @@ impl RunGraph {
         let blobs = BlobStore::new(&run.dir);
         let status = observed_status(run);
         let mut warnings = run.warnings.clone();
-        let mut graph = RunGraph {
+        let mut graph = RunGraph::empty(run, status, redos);
+        let mut site_index: IndexMap<String, usize> = IndexMap::new();
+        let mut session_index: IndexMap<String, usize> = IndexMap::new();
+        let mut effect_calls: IndexMap<u64, usize> = IndexMap::new();
+        // Sessions whose results reached the script, in the order they did.
+        let mut awaited: Vec<String> = Vec::new();
+        let mut provenance = Provenance::default();
+        // The latest `classify` result that reached the script, per item: a routing decision.
+        let mut decisions: HashMap<Option<String>, String> = HashMap::new();
+
+        for line in &run.entries {
+            match &line.entry {
+                Entry::Call(entry @ CallEntry { session: Some(id), .. }) => {
+                    let id = id.clone();
+                    if session_index.contains_key(&id) {
+                        continue;
+                    }
+                    let args = entry.args.clone();
+                    let goal = args.get("goal").and_then(Value::as_str).unwrap_or("").to_owned();
+                    let inputs = args.get("inputs").cloned().unwrap_or_else(|| json!({}));
+                    let subject = subject_of(&inputs, &goal);
+                    let item = item_outcomes::item_of(&inputs, args.get("subject"), &goal);
+                    let mut deps = dependencies(&provenance, &goal, &inputs, args.get("after"));
+                    // A value shared by sessions about different items is a coincidence.
+                    deps.retain(|d| graph.same_item(d, item.as_deref(), &session_index));
+                    let result = run.sessions.get(&id).and_then(|v| {
+                        session_result(v, &blobs, redactor)
+                            .map_err(|e| warnings.push(format!("session {id}: {e}")))
+                            .ok()
+                    });
+                    let workflow = result
+                        .as_ref()
+                        .map(|r| r.workflow.clone())
+                        .unwrap_or_else(|| workflow_from_key(entry).unwrap_or_else(|| "?".into()));
+                    let decision = decisions.get(&item).filter(|_| deps.is_empty());
+                    let parent = graph.parent_for(
+                        (subject.as_deref(), &deps, decision),
+                        &awaited,
+                        &session_index,
+                        entry.asked(),
+                        &mut site_index,
+                    );
+                    let simulated =
+                        result.as_ref().is_some_and(|r| spend::leaf_simulated(r.harness.as_deref(), graph.scenario));
+                    session_index.insert(id.clone(), graph.sessions.len());
+                    graph.sessions.push(SessionNode {
+                        id,
+                        call: entry.call,
+                        workflow,
+                        goal,
+                        prompt: args.get("prompt").and_then(Value::as_str).map(str::to_owned),
+                        inputs,
+                        site: site_label(&entry.site(), &run.header.script, true),
+                        subject,
+                        item,
+                        deps,
+                        result,
+                        depth: 0,
+                        parent,
+                        run_alive: status == RunStatus::Running,
+                        simulated,
+                    });
+                }
+                Entry::Call(entry) if entry.function == "await_sessions" => {
+                    graph.note_awaited(entry, &session_index, &mut awaited, (&mut provenance, &mut decisions));
+                }
+                Entry::Call(entry) if entry.function == "item_outcome" => graph.note_declared(entry),
+                Entry::EffectIntent(entry) => {
+                    let call = entry.call;
+                    if effect_calls.contains_key(&call) {
+                        continue;
+                    }
+                    let args = entry.args.clone();
+                    let subject = subject_of(&args, "");
+                    let item = item_outcomes::item_of(&args, args.get("subject"), "");
+                    let parent = graph.parent_for(
+                        (subject.as_deref(), &[], None),
+                        &awaited,
+                        &session_index,
+                        entry.asked(),
+                        &mut site_index,
+                    );
+                    effect_calls.insert(call, graph.effects.len());
+                    graph.effects.push(EffectNode {
+                        call,
+                        function: entry.function.clone(),
+                        result: run.effect_results.get(&call).cloned(),
+                        args,
+                        site: site_label(&entry.site(), &run.header.script, true),
+                        subject,
+                        item,
+                        parent,
+                        depth: 0,
+                    });
+                }
+                _ => {}
+            }
+        }
+        // Parents always come first in the journal, so one pass sets every depth.
+        for i in 0..graph.sessions.len() {
+            graph.sessions[i].depth = graph.depth_under(&graph.sessions[i].parent);
+        }
+        for i in 0..graph.effects.len() {
+            graph.effects[i].depth = graph.depth_under(&graph.effects[i].parent);
+        }
+        graph.resolve_bare_items();
+        graph.warnings = warnings;
+        graph
+    }
+
+    /// An `await_sessions`: its sessions' results reached the script, in this order.
+    fn note_awaited(
+        &self,
+        entry: &CallEntry,
+        sessions: &IndexMap<String, usize>,
+        awaited: &mut Vec<String>,
+        (provenance, decisions): (&mut Provenance, &mut HashMap<Option<String>, String>),
+    ) {
+        let ids = entry.args.get("sessions").and_then(Value::as_array);
+        for id in ids.into_iter().flatten().filter_map(Value::as_str) {
+            if let Some(s) = sessions.get(id).map(|&i| &self.sessions[i]) {
+                if let Some(r) = &s.result {
+                    provenance.awaited(id, &r.output, &r.text, &[&json!(s.goal), &s.inputs]);
+                }
+                if s.workflow == "classify" {
+                    decisions.insert(s.item.clone(), id.to_owned());
+                }
+            }
+            awaited.push(id.to_owned());
+        }
+    }
+
+    /// Session `id` is about `item`, or one of the two is about no item in particular.
+    fn same_item(&self, id: &str, item: Option<&str>, sessions: &IndexMap<String, usize>) -> bool {
+        let theirs = sessions.get(id).and_then(|&i| self.sessions[i].item.as_deref());
+        matches!((theirs, item), (Some(a), Some(b)) if a == b) || theirs.is_none() || item.is_none()
+    }
+
+    /// An `item_outcome` call: what the script said became of an item.
+    fn note_declared(&mut self, entry: &CallEntry) {
+        let text = |key: &str| entry.args.get(key).and_then(Value::as_str).map(str::to_owned);
+        if let (Some(item), Some(outcome)) = (text("item"), text("outcome")) {
+            self.declared.push(DeclaredOutcome { call: entry.call, item, outcome, reason: text("reason") });
+        }
+    }
+
+    /// The graph's header, from the run's, before any node.
+    fn empty(run: &RecordedRun, status: RunStatus, redos: Vec<(String, ParentRun)>) -> Self {
+        RunGraph {
             dir: run.dir.clone(),
             run_id: run.header.run_id.clone(),
             coordinator: run.header.coordinator.clone(),
@@ -244,100 +423,38 @@ impl RunGraph {
             call_sites: Vec::new(),
             sessions: Vec::new(),
             effects: Vec::new(),
+            declared: Vec::new(),
+            repo: item_outcomes::repo_of(&run.header.inputs),
             warnings: Vec::new(),
             pipeline: run.header.pipeline.clone(),
             parent: run.header.parent.clone(),
             redos,
-        };
-        let mut site_index: IndexMap<String, usize> = IndexMap::new();
-        let mut session_index: IndexMap<String, usize> = IndexMap::new();
-        let mut effect_calls: IndexMap<u64, usize> = IndexMap::new();
-        // Sessions whose results reached the script, in the order they did.
-        let mut awaited: Vec<String> = Vec::new();
-
-        for line in &run.entries {
-            match &line.entry {
-                Entry::Call(entry @ CallEntry { session: Some(id), .. }) => {
-                    let id = id.clone();
-                    if session_index.contains_key(&id) {
-                        continue;
-                    }
-                    let args = entry.args.clone();
-                    let goal = args.get("goal").and_then(Value::as_str).unwrap_or("").to_owned();
-                    let inputs = args.get("inputs").cloned().unwrap_or_else(|| json!({}));
-                    let subject = subject_of(&inputs, &goal);
-                    let result = run.sessions.get(&id).and_then(|v| {
-                        session_result(v, &blobs, redactor)
-                            .map_err(|e| warnings.push(format!("session {id}: {e}")))
-                            .ok()
-                    });
-                    let workflow = result
-                        .as_ref()
-                        .map(|r| r.workflow.clone())
-                        .unwrap_or_else(|| workflow_from_key(entry).unwrap_or_else(|| "?".into()));
-                    let parent =
-                        graph.parent_for(subject.as_deref(), &awaited, &session_index, entry.asked(), &mut site_index);
-                    let simulated =
-                        result.as_ref().is_some_and(|r| spend::leaf_simulated(r.harness.as_deref(), graph.scenario));
-                    session_index.insert(id.clone(), graph.sessions.len());
-                    graph.sessions.push(SessionNode {
-                        id,
-                        call: entry.call,
-                        workflow,
-                        goal,
-                        prompt: args.get("prompt").and_then(Value::as_str).map(str::to_owned),
-                        inputs,
-                        site: site_label(&entry.site(), &run.header.script, true),
-                        subject,
-                        result,
-                        depth: 0,
-                        parent,
-                        run_alive: status == RunStatus::Running,
-                        simulated,
-                    });
-                }
-                Entry::Call(entry) if entry.function == "await_sessions" => {
-                    let ids = entry.args.get("sessions").and_then(Value::as_array);
-                    awaited.extend(ids.into_iter().flatten().filter_map(Value::as_str).map(str::to_owned));
-                }
-                Entry::EffectIntent(entry) => {
-                    let call = entry.call;
-                    if effect_calls.contains_key(&call) {
-                        continue;
-                    }
-                    let args = entry.args.clone();
-                    let subject = subject_of(&args, "");
-                    let parent =
-                        graph.parent_for(subject.as_deref(), &awaited, &session_index, entry.asked(), &mut site_index);
-                    effect_calls.insert(call, graph.effects.len());
-                    graph.effects.push(EffectNode {
-                        call,
-                        function: entry.function.clone(),
-                        result: run.effect_results.get(&call).cloned(),
-                        args,
-                        site: site_label(&entry.site(), &run.header.script, true),
-                        subject,
-                        parent,
-                        depth: 0,
-                    });
-                }
-                _ => {}
-            }
         }
-        // Parents always come first in the journal, so one pass sets every depth.
-        for i in 0..graph.sessions.len() {
-            graph.sessions[i].depth = graph.depth_under(&graph.sessions[i].parent);
-        }
-        for i in 0..graph.effects.len() {
-            graph.effects[i].depth = graph.depth_under(&graph.effects[i].parent);
-        }
-        graph.warnings = warnings;
-        graph
     }
 
+    /// A bare `#N` (a comment's number) joins the PR or issue first seen with that number.
+    fn resolve_bare_items(&mut self) {
+        let mut known: std::collections::HashMap<String, String> = Default::default();
+        let tags = self.sessions.iter().filter_map(|s| s.item.as_deref());
+        let tags = tags.chain(self.effects.iter().filter_map(|e| e.item.as_deref()));
+        for tag in tags.chain(self.declared.iter().map(|d| d.item.as_str())) {
+            if let Some(at) = tag.find('#').filter(|&at| at > 0) {
+                known.entry(tag[at..].to_owned()).or_insert_with(|| tag.to_owned());
+            }
+        }
+        let items = self.sessions.iter_mut().map(|s| &mut s.item).chain(self.effects.iter_mut().map(|e| &mut e.item));
+        for item in items.flatten() {
+            if let Some(tag) = known.get(item.as_str()) {
+                *item = tag.clone();
+            }
+        }
+    }
+
+    /// `about`: the node's subject, the sessions it took values from, and the classification
+    /// that decided it.
     fn parent_for(
         &mut self,
-        subject: Option<&str>,
+        (subject, deps, decision): (Option<&str>, &[String], Option<&String>),
         awaited: &[String],
         sessions: &IndexMap<String, usize>,
         asked: entry::Asked<'_>,
@@ -351,6 +468,9 @@ impl RunGraph {
             if let Some(id) = found {
                 return Parent::Session(id.clone());
             }
+        }
+        if let Some(id) = deps.last().or(decision) {
+            return Parent::Session(id.clone());
         }
         let label = site_label(&asked.site(), &self.script, false);
         let next = self.call_sites.len();
@@ -611,6 +731,28 @@ fn session_result(value: &Value, blobs: &BlobStore, redactor: &Redactor) -> Resu
     Ok(result)
 }
 
+/// The sessions a spawn took values from ([`Provenance`]) and those its `after` option names
+/// (when their results had reached the script), in the order their results did.
+fn dependencies(provenance: &Provenance, goal: &str, inputs: &Value, after: Option<&Value>) -> Vec<String> {
+    let mut deps = provenance.sources(goal, inputs);
+    let named: Vec<&str> = match after {
+        Some(Value::Array(ids)) => ids.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(id)) => vec![id.as_str()],
+        _ => Vec::new(),
+    };
+    if named.is_empty() {
+        return deps;
+    }
+    for id in named {
+        if !deps.iter().any(|d| d == id) && provenance.order(id).is_some() {
+            deps.push(id.to_owned());
+        }
+    }
+    // In the order the results came back, so the last is the latest.
+    deps.sort_by_key(|d| provenance.order(d));
+    deps
+}
+
 /// `spawn_session:mr-review:4de8…` names the workflow when no result does.
 fn workflow_from_key(entry: &CallEntry) -> Option<String> {
     let key = &entry.key;
@@ -726,6 +868,23 @@ mod tests {
         assert_eq!(effect_parents, ["s1", "s3", "c.rhai:18"]);
         assert_eq!(g.session("s3").unwrap().depth, 2);
         assert_eq!(g.child_sessions("s1"), ["s3"]);
+    }
+
+    #[test]
+    fn a_session_without_a_subject_hangs_under_what_it_follows() {
+        let g = graph_of(&[
+            ("spawn", json!({"goal": "Classify", "inputs": {}})),
+            ("await", json!(["s1"])),
+            // `after` names s1: nothing in its inputs shows it.
+            ("spawn", json!({"goal": "Discover", "inputs": {}, "after": ["s1"]})),
+            // Named but never awaited: no dependency.
+            ("spawn", json!({"goal": "Design", "inputs": {}, "after": ["s3"]})),
+            ("spawn", json!({"goal": "Code", "inputs": {}, "subject": "task#dark-mode"})),
+        ]);
+        assert_eq!(parent(&g, "s2"), "s1");
+        assert_eq!(g.session("s2").unwrap().deps, ["s1"]);
+        assert_eq!(parent(&g, "s3"), "c.rhai:13");
+        assert_eq!(g.session("s4").unwrap().item.as_deref(), Some("task#dark-mode"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! `coord show RUN`: a run for people, as text. A header (status, totals, outcome, the longest
-//! session), the tree of sessions and effects under the call sites that started them (the
+//! session), each item's outcome ([`super::item_outcomes`]), the tree of sessions and effects under the call sites that started them (the
 //! parent rule is in [`super::run_graph`]), then the effects in order with the verdict that led
 //! to each, the errors, and the cost by workflow and model.
 //!
@@ -7,6 +7,7 @@
 //! apart from its id, timestamps and durations. What mock leaves simulated is marked in the
 //! header's cost and the cost section's title ([`super::spend`]).
 
+use super::item_outcomes::item_rows;
 use super::run_graph::{NodeRef, Parent, RunGraph, SessionNode};
 use super::units;
 use crate::journal::entry::ParentRun;
@@ -16,6 +17,7 @@ use std::fmt::Write;
 pub fn render_show(g: &RunGraph) -> String {
     let mut out = String::new();
     render_header(g, &mut out);
+    render_items(g, &mut out);
     let _ = writeln!(out, "\nSessions and effects (each under the session whose result led to it)");
     for (i, site) in g.call_sites.iter().enumerate() {
         let _ = writeln!(out, "{}  {}", site.label, site.function);
@@ -106,6 +108,28 @@ fn render_header(g: &RunGraph, out: &mut String) {
     }
     if let Some(s) = g.longest_session() {
         let _ = writeln!(out, "  longest session: {} {} {}", s.id, s.workflow, units::duration(s.duration_ms()));
+    }
+}
+
+/// `  PR #13  waiting: checks red  (s2 · 0 effects)`, one line per item in first-seen order.
+fn render_items(g: &RunGraph, out: &mut String) {
+    let rows = item_rows(g);
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nItems (outcome: reason; sessions, effects)");
+    let width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0);
+    for r in &rows {
+        let reason = r.reason.as_deref().map(|why| format!(": {why}")).unwrap_or_default();
+        let mut did: Vec<String> = Vec::new();
+        if !r.sessions.is_empty() {
+            did.push(r.sessions.join(" "));
+        }
+        if !r.effects.is_empty() {
+            did.push(units::count(r.effects.len(), "effect"));
+        }
+        let did = if did.is_empty() { String::new() } else { format!("  ({})", did.join("; ")) };
+        let _ = writeln!(out, "  {:<width$}  {}{reason}{did}", r.label, r.outcome);
     }
 }
 

@@ -109,10 +109,19 @@ pub struct Timeline {
 /// The sessions `s` depended on: the one place the timeline reads the graph's edges, so
 /// truer edges change the critical path here and nowhere else.
 pub fn dependencies_of<'g>(g: &'g RunGraph, s: &SessionNode) -> Vec<&'g str> {
-    match &s.parent {
-        Parent::Session(id) => g.session(id).map(|p| vec![p.id.as_str()]).unwrap_or_default(),
-        Parent::CallSite(_) => Vec::new(),
+    let parent = match &s.parent {
+        Parent::Session(id) => g.session(id).map(|p| p.id.as_str()),
+        Parent::CallSite(_) => None,
+    };
+    let mut deps: Vec<&'g str> = parent.into_iter().collect();
+    for dep in &s.deps {
+        if let Some(d) = g.session(dep).map(|d| d.id.as_str()) {
+            if !deps.contains(&d) {
+                deps.push(d);
+            }
+        }
     }
+    deps
 }
 
 impl Timeline {

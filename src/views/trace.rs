@@ -83,6 +83,9 @@ fn render_call(out: &mut String, e: &CallEntry, sessions: &IndexMap<String, Valu
             if let Some(goal) = goal {
                 let _ = write!(line, " {}", quoted(goal));
             }
+            if let Some(subject) = args.get("subject").and_then(Value::as_str) {
+                let _ = write!(line, " for {subject}");
+            }
             line
         }
         "await_sessions" => {
@@ -116,6 +119,14 @@ fn render_call(out: &mut String, e: &CallEntry, sessions: &IndexMap<String, Valu
                 .map(|d| d.to_rfc3339())
                 .unwrap_or_default()
         ),
+        "item_outcome" => {
+            let text = |key: &str| args.get(key).and_then(Value::as_str).unwrap_or("?");
+            let mut line = format!("outcome {} {}", text("item"), quoted_if_needed(text("outcome")));
+            if let Some(reason) = args.get("reason").and_then(Value::as_str) {
+                let _ = write!(line, " {}", quoted(reason));
+            }
+            line
+        }
         f if f.starts_with("github.") => github_read_line(f, args, result),
         other => format!("{other} {} -> {}", value_brief(args, 0), value_brief(result, 0)),
     };

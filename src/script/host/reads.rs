@@ -1,4 +1,4 @@
-//! Value calls: `now`, `input`, `inputs` and the GitHub reads. Each is answered as its
+//! Value calls: `now`, `input`, `inputs`, `item_outcome` and the GitHub reads. Each is answered as its
 //! [`CallPlan`] says, and a live answer is journaled (a large one as a blob) before the
 //! script sees it.
 //!
@@ -130,6 +130,17 @@ impl Host {
             Ok(Value::Object(h.inputs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
         })
         .map(Answer::into_json)
+    }
+
+    /// `item_outcome(item, outcome, reason)`: what the script decided about one item. It acts
+    /// on nothing; it is journaled (and answered from the journal on replay) so views can show
+    /// every item's outcome, a PR left waiting included.
+    pub fn item_outcome(&mut self, site: &CallSite, item: &str, outcome: &str, reason: Value) -> Result<(), HostError> {
+        let mut args = json!({ "item": item, "outcome": outcome });
+        if !reason.is_null() {
+            args["reason"] = reason;
+        }
+        self.value_call("item_outcome", args, site, |_| Ok(Value::Null)).map(|_| ())
     }
 
     pub fn github_read(&mut self, site: &CallSite, read: GithubRead) -> Result<Answer, HostError> {

@@ -126,7 +126,7 @@ impl Host {
         self.drain_completions()?;
         let index = self.next_call;
         self.next_call += 1;
-        let key = CallKey::new(function, workflow, args);
+        let key = call_key(function, workflow, args);
         let recorded = match &mut self.recorded {
             None => None,
             Some(rec) => {
@@ -160,9 +160,24 @@ impl Host {
     }
 }
 
+/// A call's key: its arguments' hash, without the options that only label it for the views
+/// ([`crate::script::option_keys::LABELS`]), so adding a `subject` to a script keeps its
+/// journals replayable.
+fn call_key(function: &str, workflow: Option<&str>, args: &Value) -> CallKey {
+    use crate::script::option_keys::LABELS;
+    match args {
+        Value::Object(o) if matches!(function, "spawn_session" | "merge") && LABELS.iter().any(|l| o.contains_key(*l)) => {
+            let kept: serde_json::Map<String, Value> =
+                o.iter().filter(|(k, _)| !LABELS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
+            CallKey::new(function, workflow, &Value::Object(kept))
+        }
+        _ => CallKey::new(function, workflow, args),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{decide, CallKind, CallPlan, Recorded};
+    use super::{call_key, decide, CallKind, CallPlan, Recorded};
     use crate::script::recorded_calls::{RecordedAnswer, ReplayMode};
     use serde_json::json;
 
@@ -233,5 +248,15 @@ mod tests {
         assert_eq!(half(ReplayMode::WhatIf, CallKind::Effect), "not_recorded(listed=false,started=true)");
         assert_eq!(half(ReplayMode::Resume, CallKind::Spawn), "unfinished(rejournal=false)");
         assert_eq!(half(ReplayMode::Branch, CallKind::Effect), "unfinished(rejournal=true)");
+    }
+
+    #[test]
+    fn labels_are_left_out_of_the_call_key() {
+        let plain = json!({"goal": "Review", "inputs": {"pr": 13}});
+        let labelled = json!({"goal": "Review", "inputs": {"pr": 13}, "subject": "pr#13", "after": ["s1"]});
+        assert_eq!(call_key("spawn_session", Some("w"), &labelled), call_key("spawn_session", Some("w"), &plain));
+        assert_eq!(call_key("spawn_session", Some("w"), &plain).0, crate::journal::CallKey::new("spawn_session", Some("w"), &plain).0);
+        // Only spawns and merges take labels: elsewhere the key covers every argument.
+        assert_ne!(call_key("item_outcome", None, &json!({"subject": 1})), call_key("item_outcome", None, &json!({})));
     }
 }

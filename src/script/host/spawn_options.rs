@@ -93,12 +93,12 @@ impl SpawnOptions {
     }
 
     /// What a harness reads per call: the opts without goal, inputs and schema, which travel
-    /// on their own.
+    /// on their own, and without the labels only views read (`subject`, `after`).
     pub fn harness_overrides(&self) -> Value {
         match &self.args {
             Value::Object(o) => Value::Object(
                 o.iter()
-                    .filter(|(k, _)| *k != "inputs" && *k != "goal" && *k != "schema")
+                    .filter(|(k, _)| !matches!(k.as_str(), "inputs" | "goal" | "schema" | "subject" | "after"))
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
             ),

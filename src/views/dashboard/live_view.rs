@@ -22,6 +22,7 @@
 
 use super::super::html_report::{cost_card, Card};
 use super::super::run_graph::{NodeRef, Parent, RunGraph, SessionNode};
+use super::super::item_outcomes::{item_rows, ItemRow};
 use super::super::run_tree::outcome_value;
 use super::super::spend::Label;
 use super::super::units;
@@ -30,6 +31,9 @@ use crate::journal::RecordedRun;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::HashMap;
+
+/// How many items the header lists.
+pub const ITEMS_SHOWN: usize = 200;
 
 /// Sessions by phase.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -76,6 +80,11 @@ pub struct HeaderView {
     pub error: Option<String>,
     /// What the script returned, as `[name, value]` pairs.
     pub outcome: Vec<(String, String)>,
+    /// What became of each item, the first [`ITEMS_SHOWN`] in first-seen order.
+    pub items: Vec<ItemRow>,
+    /// Items past the first [`ITEMS_SHOWN`], counted only: the header is sent whole on every
+    /// change.
+    pub items_more: usize,
     /// `redo of run ... from s7 (call 12)`.
     pub redo_of: Option<String>,
     pub redone_as: Vec<String>,
@@ -151,6 +160,9 @@ pub fn run_view(g: &RunGraph, max_parallel: Option<u64>) -> RunView {
     }
     let usage = g.usage();
     let timeline = super::super::timeline::Timeline::of(g);
+    let mut items = item_rows(g);
+    let items_more = items.len().saturating_sub(ITEMS_SHOWN);
+    items.truncate(ITEMS_SHOWN);
     let header = HeaderView {
         run_id: g.run_id.clone(),
         coordinator: g.coordinator.clone(),
@@ -177,6 +189,8 @@ pub fn run_view(g: &RunGraph, max_parallel: Option<u64>) -> RunView {
             Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), outcome_value(v))).collect(),
             _ => Vec::new(),
         },
+        items,
+        items_more,
         redo_of: g.parent.as_ref().map(ToString::to_string),
         redone_as: g
             .redos

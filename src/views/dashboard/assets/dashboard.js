@@ -139,6 +139,7 @@
         chip.append(el("b", null, pair[0]), text(pair[1]));
         outcome.append(chip);
       });
+      drawItems(h);
       if (h.error) showError(h.error); else byId("run-error").hidden = true;
       var warnings = byId("warnings");
       warnings.hidden = h.warnings.length === 0;
@@ -158,6 +159,34 @@
         byId("timeline-chart").innerHTML = h.timeline_svg || "";
         drawnTimeline = h.timeline_svg;
       }
+    }
+
+    // One row per item: its outcome and why, linked to GitHub when the repository is known.
+    function drawItems(h) {
+      byId("items").hidden = h.items.length === 0;
+      var body = byId("items-body");
+      body.replaceChildren();
+      h.items.forEach(function (i) {
+        var row = el("tr", "item-row");
+        var name = el("td", "nowrap");
+        if (i.link) {
+          var a = el("a", null, i.label);
+          a.href = i.link;
+          name.append(a);
+        } else {
+          name.textContent = i.label;
+        }
+        var outcome = el("td", "nowrap");
+        outcome.append(el("span", "badge", i.outcome));
+        if (!i.declared) outcome.append(text(" "), el("span", "hint", "inferred"));
+        var did = i.sessions.join(" ");
+        if (i.effects.length) did += (did ? " · " : "") + i.effects.length + (i.effects.length === 1 ? " effect" : " effects");
+        row.append(name, outcome, el("td", "why", i.reason || ""), el("td", "why", did));
+        body.append(row);
+      });
+      var more = byId("items-more");
+      more.hidden = h.items_more === 0;
+      more.textContent = "and " + h.items_more + " more items (coord show lists them all)";
     }
 
     function drawCards(h) {
