@@ -147,14 +147,44 @@ fn kill_coord(coord: &mut Child, signal: i32) -> Instant {
     Instant::now()
 }
 
+/// The parent of `pid`, from `/proc/PID/stat`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+fn argv_of(pid: i32) -> String {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&cmdline).replace('\0', " ").trim_end().to_owned()
+}
+
+/// The argv of the leaf's supervisor: the parent of the leaf's `sh -c` (a supervisor the host
+/// forked shows the host's argv, `coord __leaf-supervisor-host`).
+fn supervisor_argv(marker: &str) -> Option<String> {
+    let (leaf, _) = marked_processes(marker).into_iter().find(|(_, argv)| argv.starts_with("sh -c"))?;
+    Some(argv_of(parent_of(leaf)?))
+}
+
+/// The supervisor host the coord process `coord` started, if one runs.
+fn host_of(coord: u32) -> Option<i32> {
+    std::fs::read_dir("/proc").unwrap().flatten().find_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+        let ours = parent_of(pid) == Some(coord as i32) && support::process_alive(pid);
+        (ours && argv_of(pid).contains("__leaf-supervisor-host")).then_some(pid)
+    })
+}
+
 fn coord_dies_by(signal: i32, what: &str) {
     let m = unique_marker();
     let p = project(&leaf_leaving_processes(&m, &format!("sleep {m}4")), "1h");
     let mut coord = start_and_wait_for_leaf(&p, &m, 4);
-    let supervisor = marked_processes(&m).into_iter().any(|(_, argv)| argv.contains("__leaf-supervisor"));
+    let supervisor = supervisor_argv(&m);
     let died = kill_coord(&mut coord, signal);
     assert_gone_within_bound(&m, died, what);
-    assert!(supervisor, "the leaf ran under coord's leaf supervisor");
+    assert!(
+        supervisor.as_deref().is_some_and(|argv| argv.contains("__leaf-supervisor-host")),
+        "the leaf ran under a supervisor coord's supervisor host forked: {supervisor:?}"
+    );
 }
 
 #[test]
@@ -275,6 +305,7 @@ fn transient_exits_signals_and_missing_programs_read_as_before() {
         ("echo . >> attempts; kill -HUP $$", "", "was killed by a signal", 2),
         ("", ", command: [\"./not-here.sh\"]", "not-here.sh`: No such file or directory (os error 2)", 0),
         ("", ", command: [\"./not-executable.sh\"]", "not-executable.sh`: Permission denied (os error 13)", 0),
+        ("", ", command: [\"coord-no-such-program\"]", "coord-no-such-program`: No such file or directory (os error 2)", 0),
     ];
     for (script, spawn_options, error, attempts) in cases {
         // The preflight refuses a workflow whose program is missing; a script's `command`
@@ -312,4 +343,115 @@ fn the_supervisor_is_not_a_command_a_user_sees() {
     assert_eq!(by_hand.code, 2, "{by_hand:?}");
     assert!(by_hand.stderr.contains("started by coord for its leaves"), "{by_hand:?}");
     assert!(!p.path().join("started").exists());
+    // Nor is the host: without its socket it refuses.
+    let mut host_by_hand = std::process::Command::new(env!("CARGO_BIN_EXE_coord"));
+    host_by_hand.args(["__leaf-supervisor-host"]).current_dir(p.path());
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        host_by_hand.pre_exec(|| {
+            libc::close(3);
+            Ok(())
+        });
+    }
+    let host_by_hand = support::Outcome::from(host_by_hand.output().unwrap());
+    assert_eq!(host_by_hand.code, 2, "{host_by_hand:?}");
+    assert!(host_by_hand.stderr.contains("started by coord for its leaves"), "{host_by_hand:?}");
+}
+
+/// The supervisor host killed while a leaf runs: that leaf's supervisor goes on (it still dies
+/// with coord), and leaves started afterwards start, under a new host.
+#[test]
+fn the_supervisor_host_killed_while_a_leaf_runs_leaves_it_supervised_and_new_leaves_start() {
+    let m = unique_marker();
+    let p = project(&leaf_leaving_processes(&m, &format!("sleep {m}4")), "1h");
+    let (go, after_ran) = (p.path().join("go"), p.path().join("after-ran"));
+    let workflow = |script: String| {
+        format!("harness = \"command\"\ncommand = [\"sh\", \"-c\", '''{script}''']\nprompt = \"x\"\nschema = {{ type = \"object\" }}\n")
+    };
+    p.write("workflows/waiter.toml", &workflow(format!("while [ ! -e {} ]; do sleep 0.02; done; echo {{}}", go.display())));
+    p.write("workflows/after.toml", &workflow(format!("touch {}; echo {{}}", after_ran.display())));
+    p.write(
+        "s.rhai",
+        "let a = spawn_session(\"linger\", #{ goal: \"x\" });\nawait_sessions([spawn_session(\"waiter\", #{ goal: \"w\" })]);\nawait_sessions([spawn_session(\"after\", #{ goal: \"y\" })]);\nawait_sessions([a]);\n",
+    );
+    let mut coord = start_and_wait_for_leaf(&p, &m, 4);
+    let host = host_of(coord.id()).expect("coord started a supervisor host");
+    unsafe {
+        libc::kill(host, libc::SIGKILL);
+    }
+    let until = Instant::now() + Duration::from_secs(10);
+    while support::process_alive(host) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(sleeps(&marked_processes(&m)), 4, "the leaf runs on without the host");
+    std::fs::write(&go, "").unwrap();
+    let until = Instant::now() + Duration::from_secs(30);
+    while !after_ran.exists() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let new_host = host_of(coord.id());
+    let died = kill_coord(&mut coord, libc::SIGKILL);
+    assert!(after_ran.exists(), "a leaf started after the host's death ran");
+    assert!(new_host.is_some_and(|h| h != host), "a new host started: {new_host:?} (the killed one was {host})");
+    assert_gone_within_bound(&m, died, "SIGKILL after the host's death");
+}
+
+/// Many leaves at once through one host: each gets its own stdin, environment and stdout
+/// (nothing of one request reaches another leaf), and every one ends ok.
+#[test]
+fn many_leaves_at_once_each_get_their_own_request_environment_and_answer() {
+    let p = TestProject::new();
+    p.write(
+        "workflows/echo.toml",
+        "harness = \"command\"\ncommand = [\"sh\", \"-c\", '''printf '{\"session\": \"%s\", \"request\": %s}' \"$COORD_SESSION_ID\" \"$(cat)\"''']\nprompt = \"x\"\nschema = { type = \"object\" }\n",
+    );
+    p.write(
+        "s.rhai",
+        "let hs = [];\nfor i in 0..80 { hs.push(spawn_session(\"echo\", #{ goal: `g${i}` })); }\nawait_sessions(hs).map(|r| #{ status: r.status, output: r.output })\n",
+    );
+    let out = p.coord().args(["run", "s.rhai", "--json", "--max-parallel", "40"]).run();
+    out.code(0);
+    let results = out.json()["result"].as_array().cloned().unwrap_or_default();
+    assert_eq!(results.len(), 80, "{}", out.stdout);
+    let mut goals = Vec::new();
+    for r in &results {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(r["output"]["session"], r["output"]["request"]["session"], "{r}");
+        goals.push(r["output"]["request"]["goal"].as_str().unwrap().to_owned());
+    }
+    goals.sort();
+    let mut expected: Vec<String> = (0..80).map(|i| format!("g{i}")).collect();
+    expected.sort();
+    assert_eq!(goals, expected);
+}
+
+/// The leaf starts with the signal mask and ignored signals coord was started with, through
+/// the host as without any supervisor.
+#[test]
+fn a_leaf_gets_the_signals_coord_was_given() {
+    let p = one_leaf(r#"grep -E "^Sig(Blk|Ign)" /proc/self/status > "signals-$COORD_LEAF_MODE"; echo '{}'"#, "");
+    let mut seen = Vec::new();
+    for mode in ["on", "off"] {
+        p.write(
+            "coord.toml",
+            &format!("[harness.command]\nretry_backoff = \"10ms\"\nenv = {{ COORD_LEAF_MODE = \"{mode}\" }}\n"),
+        );
+        let mut coord = std::process::Command::new(env!("CARGO_BIN_EXE_coord"));
+        coord.args(["-q", "run", "s.rhai"]).current_dir(p.path()).env("COORD_LEAF_SUPERVISOR", mode);
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            coord.pre_exec(|| {
+                libc::signal(libc::SIGUSR2, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+        let out = support::Outcome::from(coord.output().unwrap());
+        assert_eq!(out.code, 0, "{out:?}");
+        seen.push(p.read(&format!("signals-{mode}")));
+    }
+    assert_eq!(seen[0], seen[1], "with the supervisor host, then without a supervisor");
+    let ignored = seen[0].lines().find_map(|l| l.strip_prefix("SigIgn:")).unwrap().trim().to_owned();
+    let ignored = u64::from_str_radix(&ignored, 16).unwrap();
+    assert_ne!(ignored & (1 << (libc::SIGUSR2 - 1)), 0, "SIGUSR2 stays ignored: {seen:?}");
 }

@@ -7,7 +7,6 @@
 //! Owns the process lifecycle only. It must not interpret events: the harness's reader does.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::time::Instant;
@@ -104,10 +103,9 @@ impl AgentTurn {
 }
 
 pub async fn run(cmd: AgentCommand, timeout: Duration, reader: &mut dyn StreamReader) -> AgentOutput {
-    let mut command = super::process_group::leaf_command(&cmd.program);
-    command.args(&cmd.args).current_dir(&cmd.cwd).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.env_clear().envs(cmd.env.iter().map(|(k, v)| (k, v)));
-    let (mut child, mut group) = match super::process_group::spawn_leaf(&mut command).await {
+    let mut command = super::process_group::LeafCommand::new(&cmd.program);
+    command.args(&cmd.args).current_dir(&cmd.cwd).envs(cmd.env.iter().map(|(k, v)| (k, v)));
+    let (mut child, mut group) = match super::process_group::spawn_leaf(&command).await {
         Ok(started) => started,
         Err(e) => {
             return AgentOutput {

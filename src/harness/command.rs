@@ -17,7 +17,6 @@ use crate::config::leaf_settings::HarnessSettings;
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::Stdio;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Exit status a command leaf uses to say "try me again" (sysexits' `EX_TEMPFAIL`).
@@ -84,7 +83,7 @@ async fn run(req: LeafRequest, settings: std::sync::Arc<HarnessSettings>) -> Ses
     };
     let program_path = resolve_program(program, &req.project_root);
 
-    let mut cmd = super::process_group::leaf_command(&program_path);
+    let mut cmd = super::process_group::LeafCommand::new(&program_path);
     // Not coord's environment: only what every leaf needs and what is passed by name.
     let environment = LeafEnvironment {
         kind: "command",
@@ -92,16 +91,14 @@ async fn run(req: LeafRequest, settings: std::sync::Arc<HarnessSettings>) -> Ses
         workflow_pass_env: &req.workflow.pass_env,
         withheld: &req.withheld_env,
     };
-    cmd.env_clear().envs(environment.from_process([]));
+    cmd.envs(environment.from_process([]));
     cmd.args(args)
         .current_dir(&req.workdir)
         .env("COORD_SESSION_ID", &id)
         .env("COORD_WORKFLOW", &wf)
         .env("COORD_RUN_DIR", std::path::absolute(&req.run_dir).unwrap_or_else(|_| req.run_dir.clone()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let (mut child, mut group) = match super::process_group::spawn_leaf(&mut cmd).await {
+        .stdin_piped();
+    let (mut child, mut group) = match super::process_group::spawn_leaf(&cmd).await {
         Ok(started) => started,
         Err(e) => {
             return SessionResult::failed_as(
@@ -157,7 +154,7 @@ async fn run(req: LeafRequest, settings: std::sync::Arc<HarnessSettings>) -> Ses
 }
 
 /// Writes the leaf's request to its stdin and closes it, on a task of its own.
-fn feed_request(child: &mut tokio::process::Child, req: &LeafRequest) -> tokio::task::JoinHandle<()> {
+fn feed_request(child: &mut super::process_group::LeafProcess, req: &LeafRequest) -> tokio::task::JoinHandle<()> {
     let request = json!({
         "session": req.session_id,
         "workflow": req.workflow.name,

@@ -40,6 +40,9 @@ pub const START_REPORT_LEN: usize = 5;
 pub const STARTED: u8 = 1;
 /// Tag of a start report whose number is the errno the leaf could not start with.
 pub const NOT_STARTED: u8 = 2;
+/// Tag of the report a supervisor the host started ends with: its number is the leaf's wait
+/// status (coord cannot wait for a leaf that is not its child's).
+pub const EXITED: u8 = 3;
 
 /// Exit status when the leaf could not start (as a shell's "command not found"); coord reads
 /// the start report, not this.
@@ -116,9 +119,37 @@ pub fn main() -> ExitCode {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
         take_signals()
     };
-
     let mut command = std::process::Command::new(program);
-    command.args(leaf_args).process_group(0);
+    command.args(leaf_args);
+    let descriptors = Descriptors { lifeline: LIFELINE_FD, report: START_REPORT_FD };
+    match supervise(command, &as_given, descriptors) {
+        None => ExitCode::from(EXIT_NOT_STARTED),
+        Some(status) if libc::WIFSIGNALED(status) => die_by(libc::WTERMSIG(status)),
+        Some(status) => ExitCode::from(libc::WEXITSTATUS(status) as u8),
+    }
+}
+
+/// The descriptors a supervisor watches and reports on: the lifeline's read end and the
+/// report pipe's write end, both close-on-exec.
+#[derive(Clone, Copy)]
+pub(super) struct Descriptors {
+    pub lifeline: i32,
+    pub report: i32,
+}
+
+/// The supervisor's work, once it is a child subreaper with its signals taken
+/// ([`take_signals`]): starts `command` (the leaf, with everything but its process group and
+/// signals already set) in a group of its own, writes the start report, waits for the leaf's
+/// end, its lifeline's hang-up or a stop signal, and kills everything. Returns the wait status
+/// the leaf is reported with (a stop signal's, or SIGKILL's when it was never reaped), or
+/// `None` when it could not start. `as_given` is what the leaf's signals are restored to.
+pub(super) fn supervise(
+    mut command: std::process::Command,
+    as_given: &SignalsAsGiven,
+    descriptors: Descriptors,
+) -> Option<libc::c_int> {
+    let as_given = *as_given;
+    command.process_group(0);
     // SAFETY: prctl, sigaction and sigprocmask are async-signal-safe. This process has one
     // thread, so the parent-death signal fires when the supervisor dies, not when some thread
     // of it ends.
@@ -129,14 +160,17 @@ pub fn main() -> ExitCode {
             Ok(())
         });
     }
-    let leaf = match command.spawn() {
+    let spawned = command.spawn();
+    // The command holds the leaf's stdio when it was given as descriptors: let go of it.
+    drop(command);
+    let leaf = match spawned {
         Ok(child) => child.id() as libc::pid_t,
         Err(e) => {
-            report_start(NOT_STARTED, e.raw_os_error().unwrap_or(libc::EINVAL));
-            return ExitCode::from(EXIT_NOT_STARTED);
+            write_report(descriptors.report, NOT_STARTED, e.raw_os_error().unwrap_or(libc::EINVAL));
+            return None;
         }
     };
-    report_start(STARTED, leaf);
+    write_report(descriptors.report, STARTED, leaf);
     let_go_of_stdio();
 
     let waiting_mask = as_given.mask_without_watched();
@@ -150,19 +184,19 @@ pub fn main() -> ExitCode {
         if stop != 0 {
             break Some(stop);
         }
-        if wait_for_event(&waiting_mask, Some(LIFELINE_FD), None) {
+        if wait_for_event(&waiting_mask, Some(descriptors.lifeline), None) {
             // coord is gone, or has given up on the leaf.
             break None;
         }
     };
     kill_everything(leaf, &mut leaf_status, &waiting_mask);
-    match (stop_signal, leaf_status) {
-        (Some(signal), _) => die_by(signal),
-        (None, Some(status)) if libc::WIFSIGNALED(status) => die_by(libc::WTERMSIG(status)),
-        (None, Some(status)) => ExitCode::from(libc::WEXITSTATUS(status) as u8),
+    // A raw wait status of a death by signal is the signal's number.
+    Some(match (stop_signal, leaf_status) {
+        (Some(signal), _) => signal,
+        (None, Some(status)) => status,
         // Never reaped within the cleanup limit: it was killed.
-        (None, None) => die_by(libc::SIGKILL),
-    }
+        (None, None) => libc::SIGKILL,
+    })
 }
 
 /// The signals the supervisor waits on: a child's exit, and a request to stop.
@@ -172,12 +206,26 @@ const WATCHED_SIGNALS: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::S
 /// which the leaf gets back: it starts as it would have without a supervisor (std resets
 /// neither the mask nor an ignored signal in a child; a caught one resets at exec).
 #[derive(Clone, Copy)]
-struct SignalsAsGiven {
+pub(super) struct SignalsAsGiven {
     mask: libc::sigset_t,
     actions: [libc::sigaction; WATCHED_SIGNALS.len()],
 }
 
 impl SignalsAsGiven {
+    /// How this process has the watched signals now, changing nothing: what the supervisor
+    /// host was started with, kept for the leaves of the supervisors it forks.
+    pub(super) fn current() -> Self {
+        // SAFETY: queries into locals; a null new set or action changes nothing.
+        unsafe {
+            let mut now: SignalsAsGiven = std::mem::zeroed();
+            libc::sigprocmask(libc::SIG_BLOCK, std::ptr::null(), &mut now.mask);
+            for (signal, action) in WATCHED_SIGNALS.iter().zip(now.actions.iter_mut()) {
+                libc::sigaction(*signal, std::ptr::null(), action);
+            }
+            now
+        }
+    }
+
     /// In the leaf's child before exec: async-signal-safe calls only.
     unsafe fn restore(&self) {
         for (signal, action) in WATCHED_SIGNALS.iter().zip(&self.actions) {
@@ -187,7 +235,7 @@ impl SignalsAsGiven {
     }
 
     /// The mask to wait with: as given, but taking the watched signals.
-    fn mask_without_watched(&self) -> libc::sigset_t {
+    pub(super) fn mask_without_watched(&self) -> libc::sigset_t {
         let mut mask = self.mask;
         for signal in WATCHED_SIGNALS {
             // SAFETY: edits a local signal set.
@@ -209,7 +257,7 @@ fn is_pipe(fd: i32) -> bool {
 
 /// Blocks the watched signals and handles them, returning how they were. They are taken only
 /// inside `ppoll` ([`wait_for_event`]), so none is lost between a check and the wait.
-unsafe fn take_signals() -> SignalsAsGiven {
+pub(super) unsafe fn take_signals() -> SignalsAsGiven {
     let mut as_given: SignalsAsGiven = std::mem::zeroed();
     let mut blocked: libc::sigset_t = std::mem::zeroed();
     libc::sigemptyset(&mut blocked);
@@ -232,16 +280,16 @@ unsafe fn take_signals() -> SignalsAsGiven {
     as_given
 }
 
-/// Writes the start report and closes it: coord's `spawn_leaf` waits for it.
-fn report_start(tag: u8, number: i32) {
+/// Writes one report (a tag, then a number) to coord: the start report, and for a supervisor
+/// the host started, the leaf's wait status at the end.
+pub(super) fn write_report(fd: i32, tag: u8, number: i32) {
     let mut report = [0u8; START_REPORT_LEN];
     report[0] = tag;
     report[1..].copy_from_slice(&number.to_ne_bytes());
     // SAFETY: writes a local buffer to a descriptor this process owns. Shorter than PIPE_BUF,
     // so written whole or not at all; a coord that is gone makes it fail, which is fine.
     unsafe {
-        libc::write(START_REPORT_FD, report.as_ptr().cast(), report.len());
-        libc::close(START_REPORT_FD);
+        libc::write(fd, report.as_ptr().cast(), report.len());
     }
 }
 

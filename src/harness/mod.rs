@@ -28,6 +28,7 @@ pub mod readiness;
 pub mod redacting_harness;
 pub mod schema_form;
 pub mod structured_text;
+pub mod supervisor_host;
 
 use crate::redaction::masked_tail;
 use crate::config::Config;
