@@ -49,7 +49,7 @@ fn a_changed_threshold_fails_with_a_diff_naming_the_scenario_then_accept_fixes_i
         .stdout_has("routing changed for scenario `demo`")
         .stdout_has("-spawn s11 coding-task");
     assert!(
-        out.stdout.contains("+comment #16 \"Escalation: PR #16 still has 1 minor finding after 1 fix passes\""),
+        out.stdout.contains("+comment #16 \"Escalation: PR #16 still has 1 minor finding after 1 fix pass\""),
         "{}",
         out.stdout
     );
