@@ -314,9 +314,20 @@ fn report_all_keeps_simulated_spend_out_of_the_real_total() {
     let chromium = chromium();
     let p = demo_project();
     add_paid_live_run(&p);
-    p.coord().args(["report", "--all", "-o", "runs.html"]).run().code(0);
+    p.coord().args(["report", "--all", "-o", "runs.html"]).run().code(0).stdout_has("wrote runs.html and 2 run reports in runs/");
     let html = p.read("runs.html");
     assert!(html.contains("<span id=\"spend\">real spend $0.2500 · simulated $1.3220</span>"), "{html}");
+    // Each run links to its own report, written beside the index.
+    let pages: Vec<String> = std::fs::read_dir(p.path().join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(pages.len(), 2, "{pages:?}");
+    for page in pages {
+        let id = page.strip_suffix(".html").expect("an HTML page");
+        assert!(html.contains(&format!("<a href=\"runs&#x2f;{id}.html\">{id}</a>")), "{html}");
+        assert!(p.read(&format!("runs/{page}")).contains("Routing trace"), "the run's report, trace included");
+    }
     assert!(html.contains("<div class=\"label\">Real spend</div><div class=\"value\">$0.2500</div>"), "{html}");
     assert!(html.contains("<div class=\"label\">Simulated spend</div><div class=\"value\">$1.3220</div>"), "{html}");
     // Nowhere is mock money added to real money.

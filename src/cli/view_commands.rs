@@ -195,21 +195,50 @@ pub fn graph(args: &GraphArgs) -> Result<(), CliError> {
 
 pub fn report(args: &ReportArgs) -> Result<(), CliError> {
     let redactor = redactor();
-    let (html, default_name) = if args.all {
-        let (graphs, warnings) = run_listing::read_runs(&args.store.store(), &redactor);
-        let rows = run_listing::rows(&graphs, &Default::default());
-        (html_report::render_runs_index(&rows, &warnings), "runs.html")
-    } else {
-        let run = args.run.as_deref().unwrap_or("last");
-        let (recorded, graph) = open(run, &args.store, &redactor)?;
-        let trace = trace::render_trace(&recorded);
-        (html_report::render_run_report_with_trace(&graph, Some(&trace)), "report.html")
-    };
-    let html = redactor.mask(&html.map_err(|e| CliError::Failed(e.to_string()))?).into_owned();
-    let path = args.output.clone().unwrap_or_else(|| PathBuf::from(default_name));
-    std::fs::write(&path, html).map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))?;
+    if args.all {
+        return report_all(args, &redactor);
+    }
+    let run = args.run.as_deref().unwrap_or("last");
+    let (recorded, graph) = open(run, &args.store, &redactor)?;
+    let trace = trace::render_trace(&recorded);
+    let path = args.output.clone().unwrap_or_else(|| PathBuf::from("report.html"));
+    write_report(&path, html_report::render_run_report_with_trace(&graph, Some(&trace)), &redactor)?;
     stdout!("wrote {}\n", path.display());
     Ok(())
+}
+
+/// `coord report --all`: the index (`runs.html`), and beside it a folder named after it
+/// (`runs/`) holding every run's report, which the index links to.
+fn report_all(args: &ReportArgs, redactor: &Redactor) -> Result<(), CliError> {
+    let path = args.output.clone().unwrap_or_else(|| PathBuf::from("runs.html"));
+    let folder_name = path.file_stem().map_or_else(|| "runs".into(), |s| s.to_string_lossy().into_owned());
+    let folder = path.with_file_name(&folder_name);
+    std::fs::create_dir_all(&folder)
+        .map_err(|e| CliError::Failed(format!("cannot create {}: {e}", folder.display())))?;
+    let mut written = Ok(());
+    let (graphs, warnings) = run_listing::read_runs_with(&args.store.store(), redactor, |recorded, graph| {
+        if written.is_ok() {
+            let trace = trace::render_trace(recorded);
+            let page = folder.join(format!("{}.html", graph.run_id));
+            written = write_report(&page, html_report::render_run_report_with_trace(graph, Some(&trace)), redactor);
+        }
+    });
+    written?;
+    let rows = run_listing::rows(&graphs, &Default::default());
+    let hrefs: Vec<String> = rows.iter().map(|r| format!("{folder_name}/{}.html", r.id)).collect();
+    write_report(&path, html_report::render_runs_index(&rows, &hrefs, &warnings), redactor)?;
+    let reports = crate::views::units::count(rows.len(), "run report");
+    stdout!("wrote {} and {reports} in {}/\n", path.display(), folder.display());
+    Ok(())
+}
+
+fn write_report(
+    path: &std::path::Path,
+    html: Result<String, html_report::ReportError>,
+    redactor: &Redactor,
+) -> Result<(), CliError> {
+    let html = redactor.mask(&html.map_err(|e| CliError::Failed(e.to_string()))?).into_owned();
+    std::fs::write(path, html).map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))
 }
 
 fn open(

@@ -401,9 +401,10 @@ struct IndexPage {
     served: bool,
 }
 
-/// The index of all runs as one self-contained file (`coord report --all`).
-pub fn render_runs_index(rows: &[RunRow], warnings: &[String]) -> Result<String, ReportError> {
-    render_index(rows, &[], warnings, None)
+/// The index of all runs as a self-contained file (`coord report --all`), each run linked to
+/// `hrefs[i]` (parallel to `rows`: its report written beside the index), with no script.
+pub fn render_runs_index(rows: &[RunRow], hrefs: &[String], warnings: &[String]) -> Result<String, ReportError> {
+    render_index(rows, hrefs, warnings, None)
 }
 
 /// The index as `coord serve` serves it: each run linked to `hrefs[i]` (parallel to `rows`),
@@ -573,15 +574,19 @@ mod tests {
     }
 
     #[test]
-    fn the_index_shows_mode_and_pipeline_and_links_runs_only_where_served() {
+    fn the_index_shows_mode_and_pipeline_and_links_each_run_to_its_page() {
         let rows = [row("r1", Some("nightly")), row("r2", None)];
-        let file = render_runs_index(&rows, &[]).unwrap();
+        let file = render_runs_index(&rows, &[], &[]).unwrap();
         assert!(
             file.contains("<td class=\"mono nowrap\">r1</td><td>groom-prs</td><td>live</td><td>nightly</td>"),
             "{file}"
         );
         assert!(file.contains("<td class=\"mono nowrap\">r2</td><td>groom-prs</td><td>live</td><td>—</td>"), "{file}");
-        assert!(!file.contains("<script") && !file.contains("<a href"), "a file links nowhere and runs no script");
+        assert!(!file.contains("<script") && !file.contains("<a href"), "no pages, no links, no script");
+        let pages = ["runs/r1.html".to_owned(), "runs/r2.html".to_owned()];
+        let file = render_runs_index(&rows, &pages, &[]).unwrap();
+        assert!(file.contains("<a href=\"runs&#x2f;r1.html\">r1</a>"), "{file}");
+        assert!(!file.contains("<script"), "a file runs no script");
 
         let hrefs = ["/runs/r1".to_owned(), "/runs/r2".to_owned()];
         let served = render_served_runs_index(&rows, &hrefs, &[], "/assets/dashboard.js").unwrap();

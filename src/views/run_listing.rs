@@ -111,13 +111,25 @@ impl RunFilter {
 
 /// Every run's graph in `store`, oldest first, and a warning per run that could not be read.
 pub fn read_runs(store: &RunStore, redactor: &Redactor) -> (Vec<RunGraph>, Vec<String>) {
+    read_runs_with(store, redactor, |_, _| {})
+}
+
+/// [`read_runs`], handing each run's masked journal and graph to `each` as it is read (what
+/// needs the journal itself, the routing trace, is made there, one run at a time).
+pub fn read_runs_with(
+    store: &RunStore,
+    redactor: &Redactor,
+    mut each: impl FnMut(&RecordedRun, &RunGraph),
+) -> (Vec<RunGraph>, Vec<String>) {
     let mut graphs = Vec::new();
     let mut warnings = Vec::new();
     for (id, dir) in store.list() {
         match RecordedRun::read(&dir) {
             Ok(mut run) => {
                 mask_recorded_run(redactor, &mut run);
-                graphs.push(RunGraph::build(&run, redactor));
+                let graph = RunGraph::build(&run, redactor);
+                each(&run, &graph);
+                graphs.push(graph);
             }
             Err(e) => warnings.push(format!("skipped run {id}: {e}")),
         }
