@@ -329,6 +329,11 @@ fn runs_list_run_json_and_event_stream_follow_a_live_run() {
     let items = whole["header"]["items"].as_array().unwrap();
     assert_eq!(items.len(), 4, "{items:?}");
     assert!(items.iter().all(|i| i["outcome"] == "merged" && i["declared"] == false), "{items:?}");
+    // The timeline of the six sessions, its totals and critical path.
+    let totals = whole["header"]["timeline_totals"].as_str().unwrap();
+    assert!(totals.starts_with("wall ") && totals.contains("critical path"), "{totals}");
+    let svg = whole["header"]["timeline_svg"].as_str().unwrap();
+    assert!(svg.matches("<title>s").count() >= 6, "a bar per session: {svg}");
     let listed = get_json(&server, "/api/runs");
     assert_eq!(listed["runs"][0]["status"], "succeeded");
     assert_eq!(listed["runs"][0]["sessions"], 6);
