@@ -1,16 +1,17 @@
-//! A journal read for answering a script's calls again (replay, what-if, resume).
+//! The journal's one reader: a journal read for answering a script's calls again (replay,
+//! what-if, resume), and the lines every other reader of a journal takes its entries from
+//! ([`AnswerIndex::read_every_line`], [`RecordedRun`](super::RecordedRun)).
 //!
-//! Every line is checked exactly as [`RecordedRun`](super::RecordedRun) checks it (torn last
-//! line dropped, corrupt middle refused or recovered, unknown version refused), but only the
-//! small fields are parsed: call keys, positions, session ids. Arguments and results stay as
-//! byte ranges of the file and are parsed when a call asks for them, once. A 10,000-PR run's
-//! journal is 22 MB of mostly payload; parsing all of it into JSON values up front cost more
-//! than the replay itself and held ten times the file size in memory.
+//! Every line is read and checked here (torn last line dropped, corrupt middle refused or
+//! recovered, unknown version refused), but only the small fields are parsed: call keys,
+//! positions, session ids. Arguments and results stay as byte ranges of the file and are
+//! parsed when a call asks for them, once: a large run's journal is mostly payload, and
+//! parsing all of it up front cost more than the replay itself.
 //!
 //! It must not interpret what a call means: that is the host's business.
 
 use super::entry::{CallEntry, EffectIntentEntry, Entry, EntryKind, RunHeader, RunStatus};
-use super::reader::{check_header, scan_lines, EntryOrder, EntryPlace, JournalError, LineError, Scanned};
+use super::reader::{check_header, read_line, scan_lines, EntryOrder, JournalError, LineError, Scanned};
 use super::writer::JOURNAL_FILE;
 use super::CallKey;
 use crate::leaf::session::SessionResult;
@@ -23,36 +24,6 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
-
-/// One line, with its payloads borrowed from the file rather than parsed.
-#[derive(Deserialize)]
-struct LineFields<'a> {
-    seq: u64,
-    #[serde(rename = "type")]
-    kind: EntryKind,
-    #[serde(default)]
-    header: Option<RunHeader>,
-    #[serde(default)]
-    call: Option<u64>,
-    #[serde(default, rename = "fn", borrow)]
-    function: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    key: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pos: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    source: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    args: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    result: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    session: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    idempotency_key: Option<Cow<'a, str>>,
-    #[serde(default)]
-    status: Option<RunStatus>,
-}
 
 /// A string field of a line: where its text sits in the file or, when JSON escapes make the
 /// text differ from its bytes, a copy. Nearly every field is the former, so reading a 56,000-call
@@ -178,6 +149,8 @@ struct Lines {
     effect_results: Vec<(u64, Range<usize>, Option<Value>)>,
     finished: Option<RunStatus>,
     last_seq: Option<u64>,
+    /// Where every line is, when the reader asked for them ([`AnswerIndex::read_every_line`]).
+    spans: Option<Vec<Range<usize>>>,
 }
 
 impl Lines {
@@ -196,18 +169,10 @@ impl Lines {
         on_reader: Option<ParseAhead>,
     ) -> Result<(), LineError> {
         let parse_payloads = on_reader.is_some();
-        let f: LineFields<'_> = serde_json::from_slice(line)?;
-        order.check(&EntryPlace {
-            seq: f.seq,
-            kind: f.kind,
-            call: f.call,
-            session: f.session.as_deref(),
-            has_function: f.function.is_some(),
-            has_key: f.key.is_some(),
-            has_result: f.result.is_some(),
-            has_status: f.status.is_some(),
-            has_header: f.header.is_some(),
-        })?;
+        let f = read_line(line, order)?;
+        if let Some(spans) = &mut self.spans {
+            spans.push(start..start + line.len());
+        }
         self.first_kind.get_or_insert(f.kind);
         self.last_seq = Some(f.seq);
         match f.kind {
@@ -295,6 +260,8 @@ pub struct AnswerIndex {
     /// Warnings met while reading (a dropped torn line, a recovered prefix).
     pub warnings: Vec<String>,
     bytes: Arc<Vec<u8>>,
+    /// Where every line is, in file order, when read with [`AnswerIndex::read_every_line`].
+    line_spans: Vec<Range<usize>>,
     /// The reading thread of a streamed index, until it has sent its end. (Behind a lock
     /// only so that the index can be shared before it is used; it is read from one thread.)
     reading: Option<Mutex<Receiver<Batch>>>,
@@ -346,6 +313,7 @@ impl AnswerIndex {
             next_seq: 0,
             warnings: Vec::new(),
             bytes,
+            line_spans: Vec::new(),
             reading: None,
             error: None,
         }
@@ -359,8 +327,18 @@ impl AnswerIndex {
 
     /// Reads the whole journal now.
     pub fn read(dir: &Path, recover: bool) -> Result<Self, JournalError> {
+        Self::read_whole(dir, recover, false)
+    }
+
+    /// Reads the whole journal now, keeping where every line is ([`AnswerIndex::lines`]), for
+    /// a reader of every entry ([`RecordedRun`](super::RecordedRun)).
+    pub fn read_every_line(dir: &Path, recover: bool) -> Result<Self, JournalError> {
+        Self::read_whole(dir, recover, true)
+    }
+
+    fn read_whole(dir: &Path, recover: bool, every_line: bool) -> Result<Self, JournalError> {
         let (path, bytes) = Self::read_bytes(dir)?;
-        let mut lines = Lines::default();
+        let mut lines = Lines { spans: every_line.then(Vec::new), ..Lines::default() };
         let mut order = EntryOrder::default();
         let scanned = scan_lines(&path, &bytes, recover, |line, start| lines.add(line, start, &mut order, None))?;
         let header = check_header(&path, lines.first_kind, lines.header.take())?;
@@ -446,6 +424,9 @@ impl AnswerIndex {
             self.next_seq = seq + 1;
         }
         self.calls.push_chunk(lines.calls, lines.parsed_calls);
+        if let Some(spans) = lines.spans {
+            self.line_spans.extend(spans);
+        }
         self.sessions.extend(lines.sessions.into_iter().map(|(id, span, parsed)| (id, (span, parsed))));
         self.effect_results.extend(lines.effect_results.into_iter().map(|(call, span, parsed)| (call, (span, parsed))));
         if lines.finished.is_some() {
@@ -498,6 +479,12 @@ impl AnswerIndex {
     /// The error of a journal that turned out unreadable part-way, taken out.
     pub fn take_error(&mut self) -> Option<JournalError> {
         self.error.take()
+    }
+
+    /// Every line of a journal read with [`AnswerIndex::read_every_line`], in file order, each
+    /// with the byte offset it starts at; none otherwise.
+    pub fn lines(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.line_spans.iter().map(|span| (span.start as u64, &self.bytes[span.clone()]))
     }
 
     /// Calls and effect intents read so far, in call order (all of them once read whole).

@@ -1,12 +1,15 @@
 //! Journal entries: the typed [`Entry`] (one variant per entry type) and the [`Line`] that
-//! carries it with its sequence number. A line is read in two steps, a flat [`RawLine`] and
-//! then the typed entry, so that a line missing a field is named by the order check and a
-//! flat record parses without serde buffering the line. Constructors below are the only way
+//! carries it with its sequence number. A line is read in two steps, its flat [`LineFields`]
+//! (strings and payloads borrowed from the line) and then the typed entry, so that a line
+//! missing a field is named by the order check and a flat record parses without serde
+//! buffering the line. Constructors below are the only way
 //! the runtime builds entries.
 
 use super::CallKey;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::borrow::Cow;
 
 /// Bumped whenever a reader of the previous version would misread a journal of this one.
 pub const JOURNAL_VERSION: u32 = 1;
@@ -118,8 +121,7 @@ impl std::fmt::Display for ParentRun {
 /// One journal line: its sequence number, then the entry. The number is written first and the
 /// entry's `type` tag second, then the entry's fields in the order its struct declares them;
 /// that order is the journal's wire format and must not change.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(try_from = "RawLine")]
+#[derive(Clone, Debug, Serialize)]
 pub struct Line {
     pub seq: u64,
     #[serde(flatten)]
@@ -204,11 +206,13 @@ pub struct RunFinishedEntry {
     pub usage: Option<Value>,
 }
 
-/// A line as read, every field but `seq` and `type` optional: the first of two reading steps,
-/// so that [`EntryOrder`](super::reader::EntryOrder) can say which field a line lacks before
-/// [`Line::try_from`] builds the typed entry.
+/// One journal line as read, every field but `seq` and `type` optional, its strings and
+/// payloads borrowed from the line wherever they can be: the one way a line is read. The order
+/// check ([`EntryOrder`](super::reader::EntryOrder)) reads its place first, so that a line
+/// missing a field is named; [`Line::try_from`] then builds the typed entry, parsing only the
+/// payloads it keeps, and the replay index keeps the payloads' places instead.
 #[derive(Deserialize)]
-pub(super) struct RawLine {
+pub(super) struct LineFields<'a> {
     pub seq: u64,
     #[serde(rename = "type")]
     pub kind: EntryKind,
@@ -216,33 +220,33 @@ pub(super) struct RawLine {
     pub header: Option<RunHeader>,
     #[serde(default)]
     pub call: Option<u64>,
-    #[serde(default, rename = "fn")]
-    pub function: Option<String>,
-    #[serde(default)]
-    pub key: Option<CallKey>,
-    #[serde(default)]
-    pub pos: Option<String>,
-    #[serde(default)]
-    pub source: Option<String>,
-    #[serde(default)]
-    pub args: Option<Value>,
-    #[serde(default)]
-    pub result: Option<Value>,
-    #[serde(default)]
-    pub session: Option<String>,
-    #[serde(default)]
-    pub idempotency_key: Option<String>,
+    #[serde(default, rename = "fn", borrow)]
+    pub function: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub key: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub pos: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub source: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub args: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub result: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub session: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub idempotency_key: Option<Cow<'a, str>>,
     #[serde(default)]
     pub status: Option<RunStatus>,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub at: Option<String>,
-    #[serde(default)]
-    pub usage: Option<Value>,
+    #[serde(default, borrow)]
+    pub error: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub at: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub usage: Option<&'a RawValue>,
 }
 
-impl RawLine {
+impl LineFields<'_> {
     /// What the line says about its place in the journal, for the order check.
     pub(super) fn place(&self) -> super::reader::EntryPlace<'_> {
         super::reader::EntryPlace {
@@ -259,50 +263,66 @@ impl RawLine {
     }
 }
 
+/// A payload read whole (`null` where the line has none).
+fn payload(raw: Option<&RawValue>) -> Result<Value, String> {
+    raw.map_or(Ok(Value::Null), |raw| serde_json::from_str(raw.get()).map_err(|e| e.to_string()))
+}
+
+fn owned(text: Option<Cow<'_, str>>) -> Option<String> {
+    text.map(Cow::into_owned)
+}
+
+impl<'de> Deserialize<'de> for Line {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let fields = LineFields::deserialize(deserializer)?;
+        Line::try_from(fields).map_err(serde::de::Error::custom)
+    }
+}
+
 /// The second reading step. The fields [`EntryOrder`](super::reader::EntryOrder) requires are
 /// required here too; the others (a call's `args`, an intent's idempotency key, the finishing
 /// time) read as empty when a line lacks them, as the journal's first readers let them.
-impl TryFrom<RawLine> for Line {
+impl TryFrom<LineFields<'_>> for Line {
     type Error = String;
 
-    fn try_from(raw: RawLine) -> Result<Self, String> {
+    fn try_from(raw: LineFields<'_>) -> Result<Self, String> {
         let missing = |what: &str| format!("a `{}` entry without its {what}", raw.kind.as_str());
         let entry = match raw.kind {
             EntryKind::RunStarted => Entry::RunStarted { header: raw.header.ok_or_else(|| missing("header"))? },
             EntryKind::Call => Entry::Call(CallEntry {
                 call: raw.call.ok_or_else(|| missing("call"))?,
-                function: raw.function.ok_or_else(|| missing("fn"))?,
-                key: raw.key.ok_or_else(|| missing("key"))?,
-                pos: raw.pos,
-                source: raw.source,
-                args: raw.args.unwrap_or_default(),
-                result: raw.result.unwrap_or_default(),
-                session: raw.session,
+                function: owned(raw.function).ok_or_else(|| missing("fn"))?,
+                key: CallKey(owned(raw.key).ok_or_else(|| missing("key"))?),
+                pos: owned(raw.pos),
+                source: owned(raw.source),
+                args: payload(raw.args)?,
+                result: payload(raw.result)?,
+                session: owned(raw.session),
             }),
             EntryKind::Session => Entry::Session(SessionEntry {
-                result: raw.result.ok_or_else(|| missing("result"))?,
-                session: raw.session.ok_or_else(|| missing("session"))?,
+                result: payload(Some(raw.result.ok_or_else(|| missing("result"))?))?,
+                session: owned(raw.session).ok_or_else(|| missing("session"))?,
             }),
             EntryKind::EffectIntent => Entry::EffectIntent(EffectIntentEntry {
                 call: raw.call.ok_or_else(|| missing("call"))?,
-                function: raw.function.ok_or_else(|| missing("fn"))?,
-                key: raw.key.ok_or_else(|| missing("key"))?,
-                pos: raw.pos,
-                source: raw.source,
-                args: raw.args.unwrap_or_default(),
-                idempotency_key: raw.idempotency_key.unwrap_or_default(),
+                function: owned(raw.function).ok_or_else(|| missing("fn"))?,
+                key: CallKey(owned(raw.key).ok_or_else(|| missing("key"))?),
+                pos: owned(raw.pos),
+                source: owned(raw.source),
+                args: payload(raw.args)?,
+                idempotency_key: owned(raw.idempotency_key).unwrap_or_default(),
             }),
             EntryKind::EffectResult => Entry::EffectResult(EffectResultEntry {
                 call: raw.call.ok_or_else(|| missing("call"))?,
-                function: raw.function.unwrap_or_default(),
-                result: raw.result.ok_or_else(|| missing("result"))?,
+                function: owned(raw.function).unwrap_or_default(),
+                result: payload(Some(raw.result.ok_or_else(|| missing("result"))?))?,
             }),
             EntryKind::RunFinished => Entry::RunFinished(RunFinishedEntry {
-                result: raw.result,
+                result: raw.result.map(|r| payload(Some(r))).transpose()?,
                 status: raw.status.ok_or_else(|| missing("status"))?,
-                error: raw.error,
-                at: raw.at.unwrap_or_default(),
-                usage: raw.usage,
+                error: owned(raw.error),
+                at: owned(raw.at).unwrap_or_default(),
+                usage: raw.usage.map(|u| payload(Some(u))).transpose()?,
             }),
         };
         Ok(Line { seq: raw.seq, entry })

@@ -1,13 +1,16 @@
-//! Reads a journal back into a [`RecordedRun`] of typed entries ([`Line`]s).
+//! What a readable journal is, and a [`RecordedRun`]: every entry of one, typed ([`Line`]s).
 //!
-//! A torn last line (the process died mid-write) is dropped with a warning. A bad line in the
-//! middle, an entry out of its place ([`EntryOrder`]: duplicated, deleted, moved, missing a
+//! A journal has one reader, [`AnswerIndex`](super::AnswerIndex): it walks the lines
+//! ([`scan_lines`]), reads each one ([`read_line`]: its flat fields, then its place in the
+//! [`EntryOrder`]) and indexes what replay asks for. A [`RecordedRun`] is built from an index
+//! that kept where every line is, so replay, resume and the views agree on what a readable
+//! journal is. A torn last line (the process died mid-write) is dropped with a warning. A bad
+//! line in the middle, an entry out of its place (duplicated, deleted, moved, missing a
 //! field), or a journal of a newer format version, is refused with a clear error unless the
-//! caller asks to recover the valid prefix. Every reader goes through [`scan_lines`] and
-//! [`EntryOrder`], so replay, resume and the views agree on what a readable journal is.
-//! Reading never panics on any input.
+//! caller asks to recover the valid prefix. Reading never panics on any input.
 
-use super::entry::{Entry, EntryKind, Line, RawLine, RunFinishedEntry, RunHeader, RunStatus, JOURNAL_VERSION};
+use super::answer_index::AnswerIndex;
+use super::entry::{Entry, EntryKind, Line, LineFields, RunFinishedEntry, RunHeader, RunStatus, JOURNAL_VERSION};
 use super::writer::JOURNAL_FILE;
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -67,30 +70,24 @@ impl RecordedRun {
         Self::read_with(dir, false)
     }
 
+    /// Reads a journal through the one reader, [`AnswerIndex`] (which checks every line's place
+    /// and drops a torn tail), then builds each entry's typed form.
     pub fn read_with(dir: &Path, recover: bool) -> Result<Self, JournalError> {
-        let path = dir.join(JOURNAL_FILE);
-        let bytes = std::fs::read(&path).map_err(|source| JournalError::Missing { path: path.clone(), source })?;
-        Self::parse(dir, &path, &bytes, recover)
-    }
-
-    fn parse(dir: &Path, path: &Path, bytes: &[u8], recover: bool) -> Result<Self, JournalError> {
+        let index = AnswerIndex::read_every_line(dir, recover)?;
         let mut entries: Vec<Line> = Vec::new();
         let mut offsets: Vec<u64> = Vec::new();
-        let mut order = EntryOrder::default();
-        let scanned = scan_lines(path, bytes, recover, |line, offset| {
-            entries.push(parse_line(line, &mut order)?);
-            offsets.push(offset as u64);
-            Ok(())
-        })?;
-        let (valid_len, warnings) = (scanned.valid_len, scanned.warnings);
-        let header = match entries.first() {
-            Some(Line { entry: Entry::RunStarted { header }, .. }) => {
-                check_header(path, Some(EntryKind::RunStarted), Some(header.clone()))?
-            }
-            first => check_header(path, first.map(|l| l.entry.kind()), None)?,
-        };
-
-        let next_seq = entries.last().map(|e| e.seq + 1).unwrap_or(0);
+        for (number, (offset, bytes)) in index.lines().enumerate() {
+            // Every line was read and placed by the index; building its typed form can only
+            // fail on a payload the index did not parse, which makes the line corrupt too.
+            let line = serde_json::from_slice::<Line>(bytes).map_err(|e| JournalError::Corrupt {
+                path: dir.join(JOURNAL_FILE),
+                line: number + 1,
+                reason: e.to_string(),
+                valid: number,
+            })?;
+            entries.push(line);
+            offsets.push(offset);
+        }
         let mut calls = Vec::new();
         let mut sessions = IndexMap::new();
         let mut effect_results = IndexMap::new();
@@ -110,26 +107,26 @@ impl RecordedRun {
         }
         Ok(RecordedRun {
             dir: dir.to_owned(),
-            header,
+            header: index.header.clone(),
             entries,
             calls,
             sessions,
             effect_results,
             finished,
-            valid_len,
+            valid_len: index.valid_len,
             offsets,
-            warnings,
-            next_seq,
+            warnings: index.warnings.clone(),
+            next_seq: index.next_seq,
         })
     }
 }
 
-/// One line read in its two steps: the flat record, checked against the journal's order (whose
-/// messages name what a line lacks), then the typed entry.
-pub(super) fn parse_line(line: &[u8], order: &mut EntryOrder) -> Result<Line, LineError> {
-    let raw = serde_json::from_slice::<RawLine>(line)?;
-    order.check(&raw.place())?;
-    Line::try_from(raw).map_err(LineError::Order)
+/// Reads one line: its flat fields, then its place in the journal's order. Every reader reads
+/// lines through this.
+pub(super) fn read_line<'a>(line: &'a [u8], order: &mut EntryOrder) -> Result<LineFields<'a>, LineError> {
+    let fields: LineFields<'a> = serde_json::from_slice(line)?;
+    order.check(&fields.place())?;
+    Ok(fields)
 }
 
 /// Why a line was refused.
