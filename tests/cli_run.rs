@@ -458,7 +458,7 @@ fn typed_inputs_from_the_command_line_and_files() {
     assert_eq!(p.runs().len(), runs_before, "nothing ran");
 
     let help = p.coord().args(["run", "coordinators/spec-to-merge.rhai", "--help-inputs"]).run();
-    help.code(0).stdout_has("parallel  integer  default 2");
+    help.code(0).stdout_has("parallel   integer  default 2").stdout_has("spec_file  string   default \"spec.md\"");
 }
 
 /// `--dry-run` changes nothing outside the machine: no effect acts, a leaf that could write

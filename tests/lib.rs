@@ -25,6 +25,7 @@ mod real_agents;
 mod replay_resume;
 mod routing;
 mod secrets;
+mod state;
 mod serve;
 mod timeline;
 mod standin_claude;

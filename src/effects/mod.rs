@@ -13,6 +13,7 @@ pub mod git_merge_queue;
 pub mod github;
 pub mod live_world;
 pub mod notify;
+pub mod project_store;
 
 use serde_json::Value;
 

@@ -223,6 +223,7 @@ fn execute_on_script_thread(
         project_root: project.root,
         journal,
         world: world.world,
+        store: world.store,
         scheduler: SchedulerClient::start(&runtime, plan.max_parallel, &interrupt, run_clock),
         workflows: world.workflows,
         harnesses: world.harnesses,

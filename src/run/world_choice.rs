@@ -7,6 +7,7 @@
 use super::sources::Sources;
 use super::{recorded_path, RunPlan, SetupError};
 use crate::effects::live_world::LiveWorld;
+use crate::effects::project_store::{DiskStore, MemoryStore, ProjectStore};
 use crate::effects::{UnconfiguredWorld, World};
 use crate::harness::HarnessSet;
 use crate::journal::{AnswerIndex, RunMode};
@@ -22,6 +23,8 @@ use std::sync::Arc;
 /// The world a run acts on, and what comes with it.
 pub(super) struct ChosenWorld {
     pub world: Box<dyn World>,
+    /// The project's files and state: the scenario's, the disk's, or none for a replay.
+    pub store: ProjectStore,
     pub clock: Clock,
     /// The harness every workflow uses unless overridden (a scenario's mock).
     pub default_harness: Option<String>,
@@ -58,20 +61,32 @@ pub(super) fn choose_world(
     let mut harnesses =
         HarnessSet::configured(&sources.config, &sources.project.root).map_err(|e| SetupError::Usage(e.to_string()))?;
     // The scenario is taken apart into the world and the mock leaves, not copied into them.
-    let (world, clock, default_harness, mode): (Box<dyn World>, _, _, _) = match scenario {
+    let (world, store, clock, default_harness, mode): (Box<dyn World>, _, _, _, _) = match scenario {
         Some(mut s) => {
             harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(std::mem::take(&mut s.rules)))));
-            (Box::new(ScenarioWorld::new(&mut s)), Clock::Fixed(s.now_unix), Some("mock".into()), RunMode::Scenario)
+            let store =
+                ProjectStore::Memory(MemoryStore::new(std::mem::take(&mut s.files), std::mem::take(&mut s.state)));
+            let world = Box::new(ScenarioWorld::new(&mut s));
+            (world, store, Clock::Fixed(s.now_unix), Some("mock".into()), RunMode::Scenario)
         }
-        None if offline => (Box::new(UnconfiguredWorld), Clock::System, None, RunMode::Replay),
+        None if offline => (Box::new(UnconfiguredWorld), ProjectStore::None, Clock::System, None, RunMode::Replay),
         None => {
             let world = LiveWorld::from_config(&sources.config, &sources.project.root, &inputs, runtime.clone())
                 .with_stdout_is_json(plan.stdout_is_json);
-            (Box::new(world), Clock::System, None, RunMode::Live)
+            let store =
+                ProjectStore::Disk(DiskStore::new(&sources.project.root, &state_namespace(plan, sources, recorded)));
+            (Box::new(world), store, Clock::System, None, RunMode::Live)
         }
     };
     let mode = if plan.dry_run { RunMode::DryRun } else { mode };
-    Ok(ChosenWorld { world, clock, default_harness, mode, scenario_path, inputs, workflows, harnesses })
+    Ok(ChosenWorld { world, store, clock, default_harness, mode, scenario_path, inputs, workflows, harnesses })
+}
+
+/// Whose state a live run keeps: its pipeline's (a resume's is the recorded run's), else its
+/// coordinator's.
+fn state_namespace(plan: &RunPlan, sources: &Sources, recorded: Option<&AnswerIndex>) -> String {
+    let recorded_pipeline = recorded.and_then(|rec| rec.header.pipeline.clone());
+    plan.pipeline.clone().or(recorded_pipeline).unwrap_or_else(|| sources.coordinator.clone())
 }
 
 /// The scenario a run names: given, the script's demo, or the recorded run's.

@@ -39,6 +39,12 @@ struct ScenarioFile {
     git: world::GitFixtures,
     #[serde(default)]
     leaf: Vec<LeafRuleFile>,
+    /// Repository files `read_file` finds: path -> text.
+    #[serde(default)]
+    files: IndexMap<String, String>,
+    /// The state a previous run left (`state::get`): key -> value.
+    #[serde(default)]
+    state: toml::Table,
     #[serde(default)]
     expect: Option<Spanned<Expectations>>,
 }
@@ -337,6 +343,10 @@ pub struct Scenario {
     /// `[git]`: branches the local merge queue knows, and whether main is red.
     pub git: world::GitFixtures,
     pub rules: Vec<LeafRule>,
+    /// `[files]`: the repository files `read_file` finds.
+    pub files: IndexMap<String, String>,
+    /// `[state]`: what `state::get` finds, as a previous run left it.
+    pub state: IndexMap<String, Value>,
     pub expect: Option<Expectations>,
     pub expect_span: Option<std::ops::Range<usize>>,
 }
@@ -465,6 +475,12 @@ impl Scenario {
             issues,
             git: file.git,
             rules,
+            files: std::mem::take(&mut file.files),
+            state: file
+                .state
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
+                .collect(),
             expect_span: file.expect.as_ref().map(|e| e.span()),
             expect: file.expect.map(|e| e.into_inner()),
             source: String::new(),

@@ -81,6 +81,9 @@ pub const HOST_FUNCTIONS: &[(&str, &str)] = &[
     ("to_json", "to_json(value) -> string"),
     ("item", "item(kind: string, id: int | string) -> string"),
     ("item_outcome", "item_outcome(item: string, outcome: string, reason: string) -> ()"),
+    ("read_file", "read_file(path: string) -> string | ()"),
+    ("state::get", "state::get(key: string) -> value | ()"),
+    ("state::put", "state::put(key: string, value) -> ()"),
     ("github::prs", "github::prs(opts: map) -> array"),
     ("github::pr", "github::pr(number: int) -> map"),
     ("github::checks", "github::checks(pr: int) -> map"),
@@ -196,6 +199,8 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     register_classify(engine, host.clone(), main_source.clone());
     register_effects(engine, host.clone(), main_source.clone());
     register_values(engine, host.clone(), main_source.clone());
+    register_read_file(engine, host.clone(), main_source.clone());
+    engine.register_static_module("state", state_module(host.clone(), main_source.clone()).into());
     engine.register_static_module("github", github_module(host, main_source).into());
 }
 
@@ -369,6 +374,35 @@ fn register_values(engine: &mut Engine, host: SharedHost, main_source: String) {
     });
 }
 
+/// `read_file(path)`: a repository file, journaled so a replay reads the text the run read.
+fn register_read_file(engine: &mut Engine, host: SharedHost, main_source: String) {
+    engine.register_fn("read_file", move |ctx: NativeCallContext, path: &str| -> RhaiResult<Dynamic> {
+        let site = site(&ctx, &main_source);
+        let v = host.call(|host| host.read_file(&site, path))?;
+        Ok(to_dynamic(&v))
+    });
+}
+
+/// `state::get` and `state::put`: the keyed store a pipeline keeps between runs.
+fn state_module(host: SharedHost, main_source: String) -> Module {
+    let mut m = Module::new();
+    let (h, ms) = (host.clone(), main_source.clone());
+    m.set_native_fn("get", move |ctx: NativeCallContext, key: &str| -> RhaiResult<Dynamic> {
+        let site = site(&ctx, &ms);
+        let v = h.call(|host| host.state_get(&site, key))?;
+        Ok(to_dynamic(&v))
+    });
+    m.set_native_fn("put", move |ctx: NativeCallContext, key: &str, value: Dynamic| -> RhaiResult<()> {
+        if key.is_empty() {
+            return Err(at_call(misuse("state::put: the key is empty"), &ctx));
+        }
+        let value = to_json(&value)?;
+        let site = site(&ctx, &main_source);
+        host.call(|host| host.state_put(&site, key, value)).map(|_| ())
+    });
+    m
+}
+
 fn register_classify(engine: &mut Engine, host: SharedHost, main_source: String) {
     // classify(input, labels): one label from a cheap leaf; () when the leaf fails.
     let ms = main_source.clone();
@@ -435,7 +469,8 @@ fn classify_leaf(
     let session = results.pop().expect("one result per awaited session");
     let r = &session.result;
     if r.status != crate::leaf::session::SessionStatus::Ok {
-        let line = format!("classify: session {} {}: {}", r.id, r.status.as_str(), r.error.as_deref().unwrap_or_default());
+        let line =
+            format!("classify: session {} {}: {}", r.id, r.status.as_str(), r.error.as_deref().unwrap_or_default());
         h.with(|host| host.log_line(&line));
         return Ok(None);
     }

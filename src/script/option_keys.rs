@@ -18,6 +18,7 @@ pub const SPAWN_SESSION: &[&str] = &[
     "model",
     "command",
     "worktree",
+    "branch",
     "max_budget_usd",
     "max_tokens",
     "permission_mode",

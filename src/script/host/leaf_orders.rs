@@ -141,7 +141,12 @@ impl Host {
         };
         let wants_worktree = options.worktree.unwrap_or(wf.worktree);
         let worktree = (wants_worktree && harness.runs_in_workdir()).then(|| {
-            WorktreePlan::for_session(&self.run_dir, &self.run_id, id, &self.project_root, self.keep_worktrees)
+            let mut plan =
+                WorktreePlan::for_session(&self.run_dir, &self.run_id, id, &self.project_root, self.keep_worktrees);
+            if let Some(branch) = &options.branch {
+                plan.branch = branch.clone();
+            }
+            plan
         });
         let workdir = worktree.as_ref().map(|w| w.workdir.clone()).unwrap_or_else(|| self.project_root.clone());
         Ok(SpawnOrder {

@@ -4,7 +4,7 @@
 //! ([`replay_decision`]) says how it is answered: from the recorded journal (replay, resume,
 //! what-if, redo), journaled again, live, not at all, or not past the journal's end. One
 //! executor per kind of call acts on that decision: value calls and GitHub reads
-//! ([`reads`]), leaf sessions ([`sessions`], with what a leaf is given in [`leaf_orders`]) and
+//! ([`reads`]), the project's files and state ([`project_calls`]), leaf sessions ([`sessions`], with what a leaf is given in [`leaf_orders`]) and
 //! effects ([`effects`]). Every answer is journaled before the script sees it; effects are
 //! journaled as an intent before they act and as a result after.
 //!
@@ -16,6 +16,7 @@ mod awaits;
 mod effects;
 mod leaf_orders;
 mod payload_size;
+mod project_calls;
 mod reads;
 mod replay_decision;
 mod sessions;
@@ -25,6 +26,7 @@ pub use reads::{Answer, PARSED_AHEAD};
 pub use spawn_options::SpawnOptions;
 
 use crate::compact_json::CompactJson;
+use crate::effects::project_store::ProjectStore;
 use crate::effects::{EffectKind, World};
 use crate::harness::HarnessSet;
 use crate::journal::blob_store::BlobStore;
@@ -119,6 +121,8 @@ pub struct HostSetup {
     pub project_root: PathBuf,
     pub journal: JournalWriter,
     pub world: Box<dyn World>,
+    /// The project's files and the state kept between runs (`read_file`, `state::*`).
+    pub store: ProjectStore,
     pub scheduler: SchedulerClient,
     pub workflows: Arc<WorkflowSet>,
     pub harnesses: HarnessSet,
@@ -184,6 +188,7 @@ pub struct Host {
     journal: JournalWriter,
     blobs: BlobStore,
     world: Box<dyn World>,
+    store: ProjectStore,
     scheduler: SchedulerClient,
     workflows: Arc<WorkflowSet>,
     harnesses: HarnessSet,
@@ -229,6 +234,7 @@ impl Host {
             project_root: s.project_root,
             journal: s.journal,
             world: s.world,
+            store: s.store,
             scheduler: s.scheduler,
             workflows: s.workflows,
             harnesses: s.harnesses,

@@ -1,4 +1,5 @@
-//! Value calls: `now`, `input`, `inputs`, `item_outcome` and the GitHub reads. Each is answered as its
+//! Value calls: `now`, `input`, `inputs`, `item_outcome` and the GitHub reads (the project's
+//! files and state are in `project_calls`). Each is answered as its
 //! [`CallPlan`] says, and a live answer is journaled (a large one as a blob) before the
 //! script sees it.
 //!
@@ -37,7 +38,7 @@ impl Answer {
 
 impl Host {
     /// A call whose live answer is computed by `live`; journaled, or answered from the journal.
-    fn value_call(
+    pub(super) fn value_call(
         &mut self,
         function: &str,
         args: Value,

@@ -26,6 +26,10 @@ pub struct SpawnOptions {
     pub model: Option<String>,
     /// `worktree`: whether the leaf works in its own git worktree; none means the workflow's.
     pub worktree: Option<bool>,
+    /// `branch`: the branch the leaf's worktree is on (`ticket/T1`); none means its session's
+    /// own, `coord/<run>/<session>`. An existing branch is checked out, so a later run's leaf
+    /// continues where an earlier one stopped.
+    pub branch: Option<String>,
 }
 
 impl SpawnOptions {
@@ -45,12 +49,13 @@ impl SpawnOptions {
         let text = |key: &str| opts.get(key).and_then(Value::as_str).map(str::to_owned);
         let (harness, model) = (text("harness"), text("model"));
         let worktree = opts.get("worktree").and_then(Value::as_bool);
+        let branch = opts.get("branch").map_or(Ok(None), branch_of)?;
         let mut args = opts;
         let schema_override = schema.is_some();
         if let (Some(obj), Some(schema)) = (args.as_object_mut(), schema) {
             obj.insert("schema".into(), schema);
         }
-        Ok(SpawnOptions { args, schema_override, timeout, harness, model, worktree })
+        Ok(SpawnOptions { args, schema_override, timeout, harness, model, worktree, branch })
     }
 
     /// The call's arguments, as journaled.
@@ -121,6 +126,24 @@ fn timeout_of(v: &Value) -> Result<Option<Duration>, String> {
     }
 }
 
+/// A `branch` option: a name git takes for a branch (checked here, so a bad one is the script's
+/// mistake at the call, not a failed leaf).
+fn branch_of(v: &Value) -> Result<Option<String>, String> {
+    let Value::String(name) = v else { return Err(format!("`branch` must be a string, not {}", json_type(v))) };
+    let refused = name.is_empty()
+        || name.starts_with(['-', '/'])
+        || name.ends_with(['/', '.'])
+        || name.ends_with(".lock")
+        || name.contains("..")
+        || name.contains("//")
+        || name.contains("@{")
+        || name.chars().any(|c| c.is_whitespace() || c.is_control() || "~^:?*[\\".contains(c));
+    if refused {
+        return Err(format!("`branch` is not a branch name git takes: {name:?}"));
+    }
+    Ok(Some(name.clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::SpawnOptions;
@@ -158,5 +181,11 @@ mod tests {
         assert_eq!(refused(json!({"inputs": [1]}), true), "`inputs` must be a map, not an array");
         assert!(refused(json!({"timeout": -1}), true).contains("non-negative"));
         assert!(refused(json!({"timeout": true}), true).contains("not a bool"));
+        for bad in ["", "a b", "../x", "-x", "x.lock", "a:b", "x/"] {
+            assert!(refused(json!({"branch": bad}), true).contains("not a branch name"), "{bad}");
+        }
+        assert!(refused(json!({"branch": 5}), true).contains("must be a string"));
+        let ok = SpawnOptions::parse(json!({"branch": "ticket/T1"}), None, true).unwrap();
+        assert_eq!(ok.branch.as_deref(), Some("ticket/T1"));
     }
 }
