@@ -12,7 +12,7 @@ use crate::harness::HarnessSet;
 use crate::journal::{AnswerIndex, RunMode};
 use crate::scenario::mock_harness::MockHarness;
 use crate::scenario::{MockResponder, Scenario, ScenarioWorld};
-use crate::script::host::Clock;
+use crate::script::host::{Clock, SignalSource};
 use crate::workflow::WorkflowSet;
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -23,6 +23,8 @@ use std::sync::Arc;
 pub(super) struct ChosenWorld {
     pub world: Box<dyn World>,
     pub clock: Clock,
+    /// Where `wait_signal` finds deliveries: the scenario's, else the run directory's.
+    pub signals: SignalSource,
     /// The harness every workflow uses unless overridden (a scenario's mock).
     pub default_harness: Option<String>,
     pub mode: RunMode,
@@ -57,11 +59,14 @@ pub(super) fn choose_world(
     let inputs = run_inputs(plan, sources, recorded, scenario.as_ref())?;
     let mut harnesses =
         HarnessSet::configured(&sources.config, &sources.project.root).map_err(|e| SetupError::Usage(e.to_string()))?;
+    let mut signals = SignalSource::RunDirectory;
     // The scenario is taken apart into the world and the mock leaves, not copied into them.
     let (world, clock, default_harness, mode): (Box<dyn World>, _, _, _) = match scenario {
         Some(mut s) => {
             harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(std::mem::take(&mut s.rules)))));
-            (Box::new(ScenarioWorld::new(&mut s)), Clock::Fixed(s.now_unix), Some("mock".into()), RunMode::Scenario)
+            signals = SignalSource::Scenario(std::mem::take(&mut s.signals));
+            let clock = Clock::Fixed(s.now_unix * 1000);
+            (Box::new(ScenarioWorld::new(&mut s)), clock, Some("mock".into()), RunMode::Scenario)
         }
         None if offline => (Box::new(UnconfiguredWorld), Clock::System, None, RunMode::Replay),
         None => {
@@ -71,7 +76,7 @@ pub(super) fn choose_world(
         }
     };
     let mode = if plan.dry_run { RunMode::DryRun } else { mode };
-    Ok(ChosenWorld { world, clock, default_harness, mode, scenario_path, inputs, workflows, harnesses })
+    Ok(ChosenWorld { world, clock, signals, default_harness, mode, scenario_path, inputs, workflows, harnesses })
 }
 
 /// The scenario a run names: given, the script's demo, or the recorded run's.
