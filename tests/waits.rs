@@ -53,6 +53,9 @@ fn a_sleep_killed_midway_resumes_for_the_time_left_and_replays_at_once() {
     let p = TestProject::new();
     p.write("sleepy.rhai", "log(\"before\");\nsleep(\"5s\");\nlog(\"after\");\n\"woke\"\n");
     let (child, dir) = run_until_waiting(&p, "sleepy.rhai", "sleep");
+    // The views say what it waits for.
+    p.coord().args(["show", "last"]).run().code(0).stdout_has("running, waiting until 20");
+    p.coord().args(["runs"]).run().code(0).stdout_has("running, waiting until 20");
     std::thread::sleep(Duration::from_millis(2500));
     kill_9(child);
     let sleep = calls(&dir, "sleep").remove(0);
@@ -107,6 +110,7 @@ fn a_gate_killed_while_waiting_consumes_the_signal_on_resume_once() {
     let (child, dir) = run_until_waiting(&p, "gate.rhai", "wait_signal");
     kill_9(child);
     let run_id = dir.file_name().unwrap().to_string_lossy().into_owned();
+    p.coord().args(["show", &run_id]).run().code(0).stdout_has("interrupted, waiting for signal `agreement` until 20");
     p.coord()
         .args(["signal", &run_id, "agreement", "--data", r#"{"agreed":true}"#])
         .run()
