@@ -14,6 +14,7 @@ mod lib_command;
 mod replay_command;
 mod run_command;
 mod schedule_command;
+mod signal_command;
 mod test_command;
 mod view_commands;
 
@@ -56,6 +57,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// Continue an interrupted run: replay its journal, then go on live.
     Resume(ResumeArgs),
+    /// Deliver a signal to a run: its `wait_signal(NAME)` returns the --data payload.
+    Signal(signal_command::SignalArgs),
     /// Run every scenario offline and compare its routing trace with its snapshot.
     Test(TestArgs),
     /// Run the pipelines of coord.toml on their schedules and webhooks until SIGTERM (SIGHUP reloads).
@@ -313,6 +316,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => replay_command::replay(args, runtime.handle(), interrupt),
         Command::Resume(args) => replay_command::resume(args, runtime.handle(), interrupt),
         Command::Test(args) => test_command::test(args, runtime.handle()),
+        Command::Signal(args) => signal_command::run(args),
         Command::Daemon(args) => daemon_command::run(args, runtime.handle()),
         Command::Schedule(args) => schedule_command::list(args),
         Command::Trigger(args) => schedule_command::trigger(args, runtime.handle(), interrupt),

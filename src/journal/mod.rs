@@ -13,6 +13,7 @@ pub mod reader;
 pub mod recorded_options;
 pub mod run_dir;
 pub mod run_mode;
+pub mod signal_box;
 pub mod writer;
 
 pub use answer_index::{AnswerIndex, ParseAhead, RecordedSession};

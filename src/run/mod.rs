@@ -231,6 +231,7 @@ fn execute_on_script_thread(
         leaf_overrides: plan.leaf_overrides.clone(),
         inputs: world.inputs,
         clock: world.clock,
+        signals: world.signals,
         dry_run: plan.dry_run,
         dry_run_no_leaves: plan.dry_run_no_leaves,
         // A dry run's leaves get none of the credentials its effects would use.

@@ -13,7 +13,7 @@ use crate::harness::HarnessSet;
 use crate::journal::{AnswerIndex, RunMode};
 use crate::scenario::mock_harness::MockHarness;
 use crate::scenario::{MockResponder, Scenario, ScenarioWorld};
-use crate::script::host::Clock;
+use crate::script::host::{Clock, SignalSource};
 use crate::workflow::WorkflowSet;
 use indexmap::IndexMap;
 use serde_json::Value;
@@ -26,6 +26,8 @@ pub(super) struct ChosenWorld {
     /// The project's files and state: the scenario's, the disk's, or none for a replay.
     pub store: ProjectStore,
     pub clock: Clock,
+    /// Where `wait_signal` finds deliveries: the scenario's, else the run directory's.
+    pub signals: SignalSource,
     /// The harness every workflow uses unless overridden (a scenario's mock).
     pub default_harness: Option<String>,
     pub mode: RunMode,
@@ -60,14 +62,17 @@ pub(super) fn choose_world(
     let inputs = run_inputs(plan, sources, recorded, scenario.as_ref())?;
     let mut harnesses =
         HarnessSet::configured(&sources.config, &sources.project.root).map_err(|e| SetupError::Usage(e.to_string()))?;
+    let mut signals = SignalSource::RunDirectory;
     // The scenario is taken apart into the world and the mock leaves, not copied into them.
     let (world, store, clock, default_harness, mode): (Box<dyn World>, _, _, _, _) = match scenario {
         Some(mut s) => {
             harnesses.insert(Arc::new(MockHarness::new(MockResponder::new(std::mem::take(&mut s.rules)))));
             let store =
                 ProjectStore::Memory(MemoryStore::new(std::mem::take(&mut s.files), std::mem::take(&mut s.state)));
+            signals = SignalSource::Scenario(std::mem::take(&mut s.signals));
+            let clock = Clock::Fixed(s.now_unix * 1000);
             let world = Box::new(ScenarioWorld::new(&mut s));
-            (world, store, Clock::Fixed(s.now_unix), Some("mock".into()), RunMode::Scenario)
+            (world, store, clock, Some("mock".into()), RunMode::Scenario)
         }
         None if offline => (Box::new(UnconfiguredWorld), ProjectStore::None, Clock::System, None, RunMode::Replay),
         None => {
@@ -79,7 +84,7 @@ pub(super) fn choose_world(
         }
     };
     let mode = if plan.dry_run { RunMode::DryRun } else { mode };
-    Ok(ChosenWorld { world, store, clock, default_harness, mode, scenario_path, inputs, workflows, harnesses })
+    Ok(ChosenWorld { world, store, clock, signals, default_harness, mode, scenario_path, inputs, workflows, harnesses })
 }
 
 /// Whose state a live run keeps: its pipeline's (a resume's is the recorded run's), else its

@@ -46,7 +46,30 @@ struct ScenarioFile {
     #[serde(default)]
     state: toml::Table,
     #[serde(default)]
+    signal: Vec<Spanned<SignalFile>>,
+    #[serde(default)]
     expect: Option<Spanned<Expectations>>,
+}
+
+/// `[[signal]]`: a signal the scenario delivers to its run, `after` this long on the run's
+/// virtual clock (at its start when absent).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignalFile {
+    name: String,
+    #[serde(default)]
+    data: Option<toml::Value>,
+    #[serde(default)]
+    after: Option<toml::Value>,
+}
+
+/// A signal a scenario delivers: what `wait_signal` consumes in a scenario run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScenarioSignal {
+    pub name: String,
+    pub data: Value,
+    /// Milliseconds after the scenario's `now` at which it is delivered.
+    pub after_ms: u64,
 }
 
 /// Scenarios at least this large are parsed in chunks (see `Scenario::parse`).
@@ -347,6 +370,8 @@ pub struct Scenario {
     pub files: IndexMap<String, String>,
     /// `[state]`: what `state::get` finds, as a previous run left it.
     pub state: IndexMap<String, Value>,
+    /// `[[signal]]` entries, in file order (the order deliveries of one name are consumed in).
+    pub signals: Vec<ScenarioSignal>,
     pub expect: Option<Expectations>,
     pub expect_span: Option<std::ops::Range<usize>>,
 }
@@ -461,6 +486,7 @@ impl Scenario {
         let (prs, issues) = convert_fixtures(path, source, &mut file.github)?;
         file.git.validate().map_err(|(span, msg, help)| FileDiagnostic::at(path, source, span, msg, Some(help)))?;
         let rules = convert_rules(path, source, std::mem::take(&mut file.leaf))?;
+        let signals = convert_signals(path, source, std::mem::take(&mut file.signal))?;
 
         Ok(Scenario {
             path: path.to_owned(),
@@ -481,6 +507,7 @@ impl Scenario {
                 .iter()
                 .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
                 .collect(),
+            signals,
             expect_span: file.expect.as_ref().map(|e| e.span()),
             expect: file.expect.map(|e| e.into_inner()),
             source: String::new(),
@@ -569,6 +596,53 @@ fn response_from(
         delay_ms: fields.delay_ms.unwrap_or(0),
         invalid: fields.invalid,
     })
+}
+
+/// `[[signal]]` entries as signals: a name a run can wait for, and an `after` that reads as a
+/// duration (`"30m"`, or seconds).
+fn convert_signals(
+    path: &Path,
+    source: &str,
+    signals: Vec<Spanned<SignalFile>>,
+) -> Result<Vec<ScenarioSignal>, FileDiagnostic> {
+    signals
+        .into_iter()
+        .map(|spanned| {
+            let span = spanned.span();
+            let file = spanned.into_inner();
+            let fail = |message: String, help: &str| {
+                FileDiagnostic::at(path, source, span.clone(), message, Some(help.into()))
+            };
+            if !crate::journal::signal_box::valid_name(&file.name) {
+                return Err(fail(
+                    format!("`{}` is not a signal name", file.name),
+                    "a signal name is 1 to 64 letters, digits, `_`, `-` or `.`",
+                ));
+            }
+            let after_ms = match &file.after {
+                None => 0,
+                Some(toml::Value::Integer(n)) if *n >= 0 => (*n as u64).saturating_mul(1000),
+                Some(toml::Value::String(s)) => match humantime::parse_duration(s) {
+                    Ok(d) => d.as_millis() as u64,
+                    Err(e) => {
+                        return Err(fail(
+                            format!("`after = \"{s}\"` is not a duration: {e}"),
+                            "write e.g. after = \"30m\"",
+                        ))
+                    }
+                },
+                Some(other) => {
+                    return Err(fail(
+                        format!("`after` must be a duration, not `{other}`"),
+                        "write e.g. after = \"30m\"",
+                    ))
+                }
+            };
+            let data =
+                file.data.map(|v| serde_json::to_value(v).expect("TOML converts to JSON")).unwrap_or(Value::Null);
+            Ok(ScenarioSignal { name: file.name, data, after_ms })
+        })
+        .collect()
 }
 
 pub fn parse_time(s: &str) -> Option<i64> {

@@ -122,6 +122,15 @@ impl SchedulerClient {
         self.completions.recv().ok()
     }
 
+    /// A completion if one arrives within `wait`; `Err` once the dispatcher is gone.
+    pub fn completion_within(&self, wait: std::time::Duration) -> Result<Option<Completion>, ()> {
+        match self.completions.recv_timeout(wait) {
+            Ok(c) => Ok(Some(c)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Ok(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(()),
+        }
+    }
+
     /// A completion if one is already waiting.
     pub fn try_completion(&self) -> Option<Completion> {
         self.completions.try_recv().ok()

@@ -75,6 +75,9 @@ pub const HOST_FUNCTIONS: &[(&str, &str)] = &[
     ("input", "input(name: string) -> value | ()"),
     ("inputs", "inputs() -> map"),
     ("now", "now() -> int (Unix seconds)"),
+    ("sleep", "sleep(duration: string | int) -> ()"),
+    ("sleep_until", "sleep_until(time: int | string) -> ()"),
+    ("wait_signal", "wait_signal(name: string, opts: map) -> value"),
     ("log", "log(value)"),
     ("parse_time", "parse_time(rfc3339: string) -> int | ()"),
     ("format_time", "format_time(unix_seconds: int) -> string"),
@@ -201,6 +204,7 @@ pub fn register(engine: &mut Engine, host: SharedHost, main_source: String) {
     register_values(engine, host.clone(), main_source.clone());
     register_read_file(engine, host.clone(), main_source.clone());
     engine.register_static_module("state", state_module(host.clone(), main_source.clone()).into());
+    register_waits(engine, host.clone(), main_source.clone());
     engine.register_static_module("github", github_module(host, main_source).into());
 }
 
@@ -401,6 +405,45 @@ fn state_module(host: SharedHost, main_source: String) -> Module {
         host.call(|host| host.state_put(&site, key, value)).map(|_| ())
     });
     m
+}
+
+/// `sleep`, `sleep_until` and `wait_signal`: durable waits, journaled before they wait (see
+/// docs/host-api.md, "Timers and signals").
+fn register_waits(engine: &mut Engine, host: SharedHost, main_source: String) {
+    let ms = main_source.clone();
+    let h = host.clone();
+    let sleep = move |ctx: NativeCallContext, duration: Dynamic| -> RhaiResult<()> {
+        let given = to_json(&duration)?;
+        let site = site(&ctx, &ms);
+        h.call(|host| host.sleep_for(&site, given)).map_err(|e| at_call(e, &ctx))
+    };
+    // Exact parameter types, so these win over the engine's sandboxed `sleep(INT)` and
+    // `sleep(FLOAT)` (Rhai's own sleep, which would wait unjournaled).
+    let s = sleep.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, secs: rhai::INT| s(ctx, Dynamic::from(secs)));
+    let s = sleep.clone();
+    engine.register_fn("sleep", move |ctx: NativeCallContext, secs: rhai::FLOAT| s(ctx, Dynamic::from(secs)));
+    engine.register_fn("sleep", sleep);
+    let ms = main_source.clone();
+    let h = host.clone();
+    engine.register_fn("sleep_until", move |ctx: NativeCallContext, time: Dynamic| -> RhaiResult<()> {
+        let given = to_json(&time)?;
+        let site = site(&ctx, &ms);
+        h.call(|host| host.sleep_until(&site, given)).map_err(|e| at_call(e, &ctx))
+    });
+    let ms = main_source;
+    let wait = move |ctx: NativeCallContext, name: &str, opts: Map| -> RhaiResult<Dynamic> {
+        // The default is `on_timeout` (`default` is a reserved word in Rhai).
+        refuse_unknown_keys("wait_signal", "option", &opts, &["timeout", "on_timeout"])
+            .map_err(|e| at_call(e, &ctx))?;
+        let timeout = opts.get("timeout").map(to_json).transpose()?;
+        let default = opts.get("on_timeout").map(to_json).transpose()?.unwrap_or(Value::Null);
+        let site = site(&ctx, &ms);
+        let v = host.call(|h| h.wait_signal(&site, name, timeout, default)).map_err(|e| at_call(e, &ctx))?;
+        Ok(to_dynamic(&v))
+    };
+    engine.register_fn("wait_signal", wait.clone());
+    engine.register_fn("wait_signal", move |ctx: NativeCallContext, name: &str| wait(ctx, name, Map::new()));
 }
 
 fn register_classify(engine: &mut Engine, host: SharedHost, main_source: String) {

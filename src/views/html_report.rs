@@ -559,6 +559,7 @@ mod tests {
             id: id.into(),
             coordinator: "groom-prs".into(),
             status: "succeeded".into(),
+            waiting: None,
             mode: "live".into(),
             pipeline: pipeline.map(str::to_owned),
             scenario: false,

@@ -136,6 +136,8 @@ pub struct RunGraph {
     pub started_at: String,
     pub finished_at: Option<String>,
     pub status: RunStatus,
+    /// What an unfinished run is waiting for (`waiting until <time>`), from its last call.
+    pub waiting: Option<String>,
     pub error: Option<String>,
     /// What the script returned.
     pub result: Option<Value>,
@@ -243,6 +245,25 @@ pub fn observed_status(run: &RecordedRun) -> RunStatus {
         Some(status) => status,
         None if owner_alive(&run.dir) => RunStatus::Running,
         None => RunStatus::Interrupted,
+    }
+}
+
+/// What an unfinished run waits for, when its last call is a wait (`sleep`, `sleep_until`,
+/// `wait_signal` not yet answered by its `signal` call): `waiting until <time>`, or
+/// `waiting for signal <name> until <time>`. None for a finished run.
+pub fn waiting_for(run: &RecordedRun) -> Option<String> {
+    if run.finished.is_some() {
+        return None;
+    }
+    let Entry::Call(call) = &run.calls.last()?.entry else { return None };
+    let until = call.result.get("until").and_then(Value::as_str).map(|t| format!(" until {t}"));
+    match call.function.as_str() {
+        "sleep" | "sleep_until" => until.map(|u| format!("waiting{u}")),
+        "wait_signal" => {
+            let name = call.args.get("name").and_then(Value::as_str).unwrap_or("?");
+            Some(format!("waiting for signal `{name}`{}", until.unwrap_or_default()))
+        }
+        _ => None,
     }
 }
 
@@ -429,6 +450,7 @@ impl RunGraph {
             pipeline: run.header.pipeline.clone(),
             parent: run.header.parent.clone(),
             redos,
+            waiting: waiting_for(run),
         }
     }
 

@@ -25,6 +25,8 @@ pub struct RunRow {
     pub id: String,
     pub coordinator: String,
     pub status: String,
+    /// What an unfinished run waits for (`waiting until <time>`), shown beside its status.
+    pub waiting: Option<String>,
     pub mode: String,
     /// The `coord.toml` pipeline it ran for (daemon, `coord trigger`).
     pub pipeline: Option<String>,
@@ -48,6 +50,7 @@ impl RunRow {
             id: g.run_id.clone(),
             coordinator: g.coordinator.clone(),
             status: g.status.as_str().to_owned(),
+            waiting: g.waiting.clone(),
             mode: g.mode.clone(),
             pipeline: g.pipeline.clone(),
             scenario: g.scenario,
@@ -161,7 +164,10 @@ pub fn rows_table(rows: &[RunRow]) -> String {
             [
                 r.id.clone(),
                 r.coordinator.clone(),
-                r.status.clone(),
+                match &r.waiting {
+                    Some(w) => format!("{}, {w}", r.status),
+                    None => r.status.clone(),
+                },
                 units::timestamp(&r.started_at),
                 r.duration_ms.map(units::duration).unwrap_or_else(|| "—".into()),
                 sessions,

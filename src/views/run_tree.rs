@@ -79,7 +79,8 @@ pub fn render_show(g: &RunGraph) -> String {
 
 fn render_header(g: &RunGraph, out: &mut String) {
     let usage = g.usage();
-    let _ = writeln!(out, "{} · {} · run {}", g.coordinator, g.status, g.run_id);
+    let waiting = g.waiting.as_ref().map(|w| format!(", {w}")).unwrap_or_default();
+    let _ = writeln!(out, "{} · {}{waiting} · run {}", g.coordinator, g.status, g.run_id);
     let took = g.duration_ms().map(|ms| format!(" · took {}", units::duration(ms))).unwrap_or_default();
     let _ =
         writeln!(out, "  script {} · mode {} · started {}{took}", g.script, g.mode, units::timestamp(&g.started_at));

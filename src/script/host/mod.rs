@@ -21,9 +21,11 @@ mod reads;
 mod replay_decision;
 mod sessions;
 mod spawn_options;
+mod waits;
 
 pub use reads::{Answer, PARSED_AHEAD};
 pub use spawn_options::SpawnOptions;
+pub use waits::{duration_ms, WAIT_FUNCTIONS};
 
 use crate::compact_json::CompactJson;
 use crate::effects::project_store::ProjectStore;
@@ -87,7 +89,18 @@ impl std::fmt::Display for Outage {
 #[derive(Clone, Debug)]
 pub enum Clock {
     System,
+    /// A scenario's virtual clock, in Unix milliseconds: it starts at the scenario's `now` and
+    /// moves only when the script sleeps or waits for a signal, so scenario runs never wait.
     Fixed(i64),
+}
+
+/// Where `wait_signal` finds deliveries.
+#[derive(Clone, Debug)]
+pub enum SignalSource {
+    /// The run directory's signal box, filled by `coord signal` and the daemon.
+    RunDirectory,
+    /// A scenario's `[[signal]]` entries, delivered on its virtual clock.
+    Scenario(Vec<crate::scenario::ScenarioSignal>),
 }
 
 /// A per-workflow harness (and model) swap, from `--leaf WORKFLOW=HARNESS[:MODEL]`.
@@ -131,6 +144,7 @@ pub struct HostSetup {
     pub leaf_overrides: IndexMap<String, LeafOverride>,
     pub inputs: IndexMap<String, Value>,
     pub clock: Clock,
+    pub signals: SignalSource,
     pub dry_run: bool,
     pub dry_run_no_leaves: bool,
     pub withheld_env: Vec<String>,
@@ -196,6 +210,11 @@ pub struct Host {
     leaf_overrides: IndexMap<String, LeafOverride>,
     inputs: IndexMap<String, Value>,
     clock: Clock,
+    /// The virtual clock's start (a scenario's `now`), which `[[signal]]` times count from.
+    clock_start_ms: i64,
+    signals: SignalSource,
+    /// Signal deliveries this run has consumed (recorded or live): never consumed twice.
+    consumed_signals: std::collections::HashSet<String>,
     dry_run: bool,
     /// A dry run that runs no leaf at all (`--dry-run=no-leaves`).
     dry_run_no_leaves: bool,
@@ -241,7 +260,13 @@ impl Host {
             default_harness: s.default_harness,
             leaf_overrides: s.leaf_overrides,
             inputs: s.inputs,
+            clock_start_ms: match s.clock {
+                Clock::Fixed(ms) => ms,
+                Clock::System => 0,
+            },
             clock: s.clock,
+            signals: s.signals,
+            consumed_signals: Default::default(),
             dry_run: s.dry_run,
             dry_run_no_leaves: s.dry_run_no_leaves,
             spawn_command: s.spawn_command,

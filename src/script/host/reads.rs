@@ -90,7 +90,7 @@ impl Host {
 
     /// A recorded value call's answer: as the journal's reading thread parsed it, else its
     /// text (read back from its blob when the journal holds only a marker).
-    fn recorded_answer(&self, recorded: Recorded) -> Result<Answer, HostError> {
+    pub(super) fn recorded_answer(&self, recorded: Recorded) -> Result<Answer, HostError> {
         let answer = recorded.answer;
         if let Some(value) = answer.parsed {
             return match blob_store::marked_hash_of(&value) {
@@ -114,7 +114,7 @@ impl Host {
     pub fn now(&mut self, site: &CallSite) -> Result<i64, HostError> {
         let v = self.value_call("now", json!([]), site, |h| {
             Ok(json!(match h.clock {
-                Clock::Fixed(t) => t,
+                Clock::Fixed(ms) => ms.div_euclid(1000),
                 Clock::System => chrono::Utc::now().timestamp(),
             }))
         })?;

@@ -296,6 +296,7 @@ fn row_of(summary: &JournalSummary, dir: &Path) -> RunRow {
         id: header.run_id.clone(),
         coordinator: header.coordinator.clone(),
         status: status.as_str().to_owned(),
+        waiting: None,
         mode: header.mode.to_string(),
         pipeline: header.pipeline.clone(),
         scenario: spend::scenario_mode(header.mode, header.scenario.as_deref()),
