@@ -15,12 +15,13 @@ cat >/dev/null
 echo '{"tickets":[{"id":"B1","title":"Rename the package","description":"billing -> invoicing"},{"id":"B2","title":"Update imports","description":"Every importer."},{"id":"B3","title":"Update the docs","description":"docs/billing.md"}]}'
 "#;
 
-/// Commits one file on the ticket's branch in the leaf's own worktree, and submits it.
+/// Commits one file on the ticket's branch (coord starts the leaf's own worktree on it), and
+/// submits it.
 const CODER: &str = r#"#!/bin/sh
 req=$(cat)
 branch=$(printf '%s' "$req" | sed -n 's/.*"branch":"\([^"]*\)".*/\1/p')
 export GIT_AUTHOR_NAME=Coder GIT_AUTHOR_EMAIL=coder@example.com GIT_COMMITTER_NAME=Coder GIT_COMMITTER_EMAIL=coder@example.com
-git checkout -q -b "$branch" >&2 || exit 1
+[ "$(git rev-parse --abbrev-ref HEAD)" = "$branch" ] || { echo "on $(git rev-parse --abbrev-ref HEAD), not $branch" >&2; exit 1; }
 echo "$branch" > "work-$(printf '%s' "$branch" | tr / -).txt"
 git add -A >&2 && git commit -q -m "$branch" >&2 || exit 1
 echo '{"status":"submitted","summary":"Done."}'
