@@ -157,6 +157,10 @@ pub struct RunGraph {
     pub parent: Option<ParentRun>,
     /// The redos of this run found beside it, oldest first.
     pub redos: Vec<(String, ParentRun)>,
+    /// The nodes under each parent, in call order: made on the first [`RunGraph::children`]
+    /// (a graph is built whole and never changed after), so a view walking the tree reads
+    /// each node's children without scanning every node.
+    children_by_parent: std::sync::OnceLock<HashMap<Parent, Vec<NodeRef>>>,
 }
 
 /// Sessions, tokens and cost of a group of sessions (a workflow, a model).
@@ -284,8 +288,8 @@ impl RunGraph {
         let mut site_index: IndexMap<String, usize> = IndexMap::new();
         let mut session_index: IndexMap<String, usize> = IndexMap::new();
         let mut effect_calls: IndexMap<u64, usize> = IndexMap::new();
-        // Sessions whose results reached the script, in the order they did.
-        let mut awaited: Vec<String> = Vec::new();
+        // Per subject, the session about it whose result reached the script last.
+        let mut awaited: HashMap<String, String> = HashMap::new();
         let mut provenance = Provenance::default();
         // The latest `classify` result that reached the script, per item: a routing decision.
         let mut decisions: HashMap<Option<String>, String> = HashMap::new();
@@ -318,7 +322,6 @@ impl RunGraph {
                     let parent = graph.parent_for(
                         (subject.as_deref(), &deps, decision),
                         &awaited,
-                        &session_index,
                         entry.asked(),
                         &mut site_index,
                     );
@@ -358,7 +361,6 @@ impl RunGraph {
                     let parent = graph.parent_for(
                         (subject.as_deref(), &[], None),
                         &awaited,
-                        &session_index,
                         entry.asked(),
                         &mut site_index,
                     );
@@ -395,7 +397,7 @@ impl RunGraph {
         &self,
         entry: &CallEntry,
         sessions: &IndexMap<String, usize>,
-        awaited: &mut Vec<String>,
+        awaited: &mut HashMap<String, String>,
         (provenance, decisions): (&mut Provenance, &mut HashMap<Option<String>, String>),
     ) {
         let ids = entry.args.get("sessions").and_then(Value::as_array);
@@ -407,8 +409,10 @@ impl RunGraph {
                 if s.workflow == "classify" {
                     decisions.insert(s.item.clone(), id.to_owned());
                 }
+                if let Some(subject) = &s.subject {
+                    awaited.insert(subject.clone(), id.to_owned());
+                }
             }
-            awaited.push(id.to_owned());
         }
     }
 
@@ -451,6 +455,7 @@ impl RunGraph {
             parent: run.header.parent.clone(),
             redos,
             waiting: waiting_for(run),
+            children_by_parent: Default::default(),
         }
     }
 
@@ -477,19 +482,12 @@ impl RunGraph {
     fn parent_for(
         &mut self,
         (subject, deps, decision): (Option<&str>, &[String], Option<&String>),
-        awaited: &[String],
-        sessions: &IndexMap<String, usize>,
+        awaited: &HashMap<String, String>,
         asked: entry::Asked<'_>,
         sites: &mut IndexMap<String, usize>,
     ) -> Parent {
-        if let Some(subject) = subject {
-            let found = awaited
-                .iter()
-                .rev()
-                .find(|id| sessions.get(*id).is_some_and(|&i| self.sessions[i].subject.as_deref() == Some(subject)));
-            if let Some(id) = found {
-                return Parent::Session(id.clone());
-            }
+        if let Some(id) = subject.and_then(|subject| awaited.get(subject)) {
+            return Parent::Session(id.clone());
         }
         if let Some(id) = deps.last().or(decision) {
             return Parent::Session(id.clone());
@@ -511,27 +509,32 @@ impl RunGraph {
     }
 
     pub fn session(&self, id: &str) -> Option<&SessionNode> {
-        self.sessions.iter().find(|s| s.id == id)
+        // Sessions are in spawn order, so `sN` is nearly always the N-th.
+        let at = id.strip_prefix('s').and_then(|n| n.parse::<usize>().ok()).and_then(|n| n.checked_sub(1));
+        match at.and_then(|i| self.sessions.get(i)) {
+            Some(s) if s.id == id => Some(s),
+            _ => self.sessions.iter().find(|s| s.id == id),
+        }
     }
 
     /// The nodes hung directly under `parent`, in the order the script made them.
     pub fn children(&self, parent: &Parent) -> Vec<NodeRef> {
-        let mut nodes: Vec<(u64, NodeRef)> = self
-            .sessions
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| &s.parent == parent)
-            .map(|(i, s)| (s.call, NodeRef::Session(i)))
-            .chain(
-                self.effects
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, e)| &e.parent == parent)
-                    .map(|(i, e)| (e.call, NodeRef::Effect(i))),
-            )
-            .collect();
-        nodes.sort_by_key(|(call, _)| *call);
-        nodes.into_iter().map(|(_, n)| n).collect()
+        let by_parent = self.children_by_parent.get_or_init(|| {
+            let mut nodes: Vec<(u64, &Parent, NodeRef)> = self
+                .sessions
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.call, &s.parent, NodeRef::Session(i)))
+                .chain(self.effects.iter().enumerate().map(|(i, e)| (e.call, &e.parent, NodeRef::Effect(i))))
+                .collect();
+            nodes.sort_by_key(|(call, _, _)| *call);
+            let mut by_parent: HashMap<Parent, Vec<NodeRef>> = HashMap::new();
+            for (_, parent, node) in nodes {
+                by_parent.entry(parent.clone()).or_default().push(node);
+            }
+            by_parent
+        });
+        by_parent.get(parent).cloned().unwrap_or_default()
     }
 
     pub fn usage(&self) -> Usage {
