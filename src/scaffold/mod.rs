@@ -42,6 +42,8 @@ pub enum FileOutcome {
     Unchanged,
     /// It existed with other contents and was left alone (no `--force`).
     Kept,
+    /// Lines were added at its end (`.gitignore`).
+    Appended,
 }
 
 impl FileOutcome {
@@ -51,6 +53,7 @@ impl FileOutcome {
             FileOutcome::Overwrote => "overwrote",
             FileOutcome::Unchanged => "unchanged",
             FileOutcome::Kept => "kept",
+            FileOutcome::Appended => "appended",
         }
     }
 }
@@ -86,6 +89,8 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
     for (path, contents) in &files {
         outcomes.push((path.clone(), write_one(&opts.dir.join(path), contents, opts.force)?));
     }
+    outcomes.push((PathBuf::from(".gitignore"), ignore_run_store(&opts.dir)?));
+    outcomes.sort_by(|a, b| a.0.cmp(&b.0));
     let first = chosen[0].name;
     let next =
         vec!["coord check".to_owned(), "coord test".to_owned(), format!("coord run coordinators/{first}.rhai --demo")];
@@ -195,6 +200,20 @@ pub fn coord_toml(remote: Option<&origin::RemoteRepo>) -> String {
 # concurrency = 4
 "#
     )
+}
+
+/// Runs are recorded under `.coord/` at the project root: a team does not commit them.
+fn ignore_run_store(dir: &Path) -> Result<FileOutcome, InitError> {
+    let path = dir.join(".gitignore");
+    let existing = std::fs::read_to_string(&path).unwrap_or_default();
+    if existing.lines().any(|l| matches!(l.trim(), ".coord" | ".coord/" | "/.coord" | "/.coord/")) {
+        return Ok(FileOutcome::Unchanged);
+    }
+    let separator = if existing.is_empty() || existing.ends_with('\n') { "" } else { "\n" };
+    let outcome = if path.exists() { FileOutcome::Appended } else { FileOutcome::Wrote };
+    let text = format!("{existing}{separator}# coord's run store: journals and reports of each run\n/.coord/\n");
+    std::fs::write(&path, text).map_err(|source| InitError::Write { path, source })?;
+    Ok(outcome)
 }
 
 fn write_one(path: &Path, contents: &str, force: bool) -> Result<FileOutcome, InitError> {
