@@ -17,6 +17,7 @@ pub mod run;
 pub mod scenario;
 pub mod scheduler;
 pub mod script;
+pub mod scaffold;
 pub mod testing;
 pub mod views;
 pub mod workflow;

@@ -17,6 +17,7 @@ mod coordinators;
 mod daemon;
 mod github;
 mod harnesses;
+mod init;
 mod layering;
 mod leaf_processes;
 mod library;

@@ -5,7 +5,9 @@ pub const SUCCESS: u8 = 0;
 /// The run failed: the script threw, a read failed, or a test did not pass.
 pub const RUN_FAILED: u8 = 1;
 /// Usage or script error: bad flags, a script that does not compile or misuses the host API,
-/// a malformed scenario or workflow, a runaway script stopped by a limit.
+/// a malformed scenario or workflow, a runaway script stopped by a limit; `coord init` of an
+/// unknown coordinator or into a folder that is not there; `coord test --review` with no
+/// answer on stdin (no terminal, nothing piped).
 pub const USAGE: u8 = 2;
 /// Replay diverged from the journal, or a journal is unreadable.
 pub const DIVERGED: u8 = 3;

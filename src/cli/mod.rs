@@ -8,6 +8,7 @@ mod check_command;
 pub mod cli_error;
 mod daemon_command;
 mod doctor_command;
+mod init_command;
 pub mod exit_code;
 pub mod flag_groups;
 mod lib_command;
@@ -85,6 +86,9 @@ pub enum Command {
     /// Whether each harness the project's workflows use can run here: binary and version,
     /// credentials, schemas; with --probe, one tiny real call each. Exit 0 when all are ready.
     Doctor(DoctorArgs),
+    /// Scaffold coord into an existing repository: coord.toml, shipped coordinators, the
+    /// workflows they name and a first scenario; prints the next three commands.
+    Init(init_command::InitArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -101,9 +105,16 @@ pub struct DoctorArgs {
 pub struct TestArgs {
     /// Coordinators (.rhai), scenarios (.toml) or folders of them [default: coordinators].
     pub paths: Vec<PathBuf>,
-    /// Write the new traces as the snapshots.
-    #[arg(long)]
+    /// Write the new traces as the snapshots (with --review: accept every pending one).
+    #[arg(long, conflicts_with = "reject")]
     pub accept: bool,
+    /// With --review: reject every pending snapshot (delete the .snap.new files).
+    #[arg(long, requires = "review")]
+    pub reject: bool,
+    /// After the run, go through each pending snapshot (.snap.new): show its diff, then accept,
+    /// reject or skip it (answers on stdin: a, r, s, A accept all, q quit).
+    #[arg(long, conflicts_with = "json")]
+    pub review: bool,
     /// Report the script lines and if/switch branches no scenario executed.
     #[arg(long)]
     pub coverage: bool,
@@ -328,6 +339,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check_command::run(args),
         Command::Lib(args) => lib_command::run(args),
         Command::Doctor(args) => doctor_command::run(args, runtime.handle()),
+        Command::Init(args) => init_command::run(args),
     };
     let code = exit_with(result);
     // Leaves still running belong to a run that is over: do not wait for them.

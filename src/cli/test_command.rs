@@ -5,6 +5,8 @@ use super::cli_error::CliError;
 use super::{exit_code, TestArgs};
 use crate::run;
 use crate::script::coverage::{self, CoverageReport, Hits, SharedHits};
+use crate::testing::snapshot;
+use crate::testing::snapshot_review::{self, PendingSnapshot, ReviewError, ReviewSummary};
 use crate::testing::suite::{self, CaseResult, ScenarioCase, SnapshotState, SuiteOptions};
 use crate::views::console::{stdout, stdoutln};
 use crate::views::test_report::{self, ScenarioRow, SnapshotOutcome};
@@ -24,7 +26,8 @@ pub fn test(args: &TestArgs, runtime: &tokio::runtime::Handle) -> Result<(), Cli
         stdout!("{}", test_report::report_text(&rows, coverage.as_deref()));
     }
     let uncovered = coverage.iter().flatten().any(|(_, r)| !r.missed_branches.is_empty());
-    if results.iter().any(|r| !r.passed()) {
+    let reviewed = if args.review { review(&cases, args)? } else { Default::default() };
+    if results.iter().any(|r| !r.passed() && !passes_after_review(r, &reviewed)) {
         Err(CliError::Reported { what: "scenarios failed", code: exit_code::RUN_FAILED })
     } else if args.fail_uncovered && uncovered {
         Err(CliError::Reported { what: "routing branches never taken", code: exit_code::RUN_FAILED })
@@ -56,13 +59,57 @@ fn run_cases(
         .iter()
         .map(|case| {
             let snapshots_dir = run::project::Project::discover(&case.script).root.join("snapshots");
-            let opts = SuiteOptions { accept: args.accept, ci, snapshots_dir };
+            // A review decides pending snapshots: it needs them written, in CI as well.
+            let opts = SuiteOptions { accept: args.accept, ci: ci && !args.review, snapshots_dir };
             let recorder = args.coverage.then(|| {
                 hits.entry(case.script.clone()).or_insert_with(|| Arc::new(Mutex::new(Hits::default()))).clone()
             });
             suite::run_and_compare(case, runtime, &opts, recorder)
         })
         .collect()
+}
+
+/// `--review`: each pending snapshot of the cases run, decided by `--accept`/`--reject` or
+/// answered on stdin. Running out of answers (no terminal, nothing piped) is a usage error:
+/// the review cannot go on, and it does not wait.
+fn review(cases: &[ScenarioCase], args: &TestArgs) -> Result<ReviewSummary, CliError> {
+    let mut pending: Vec<PendingSnapshot> = cases
+        .iter()
+        .filter_map(|case| {
+            let snapshots_dir = run::project::Project::discover(&case.script).root.join("snapshots");
+            PendingSnapshot::of(&snapshot::snapshot_path(&snapshots_dir, &case.coordinator, &case.name))
+        })
+        .collect();
+    pending.sort_by(|a, b| a.snap.cmp(&b.snap));
+    pending.dedup();
+    if pending.is_empty() {
+        stdoutln!("no pending snapshots to review");
+        return Ok(ReviewSummary::default());
+    }
+    let decided = if args.reject {
+        snapshot_review::decide_all(&pending, false)
+    } else {
+        let stdin = std::io::stdin();
+        snapshot_review::review(&pending, &mut stdin.lock(), &mut std::io::stdout())
+    };
+    match decided {
+        Ok(summary) => {
+            stdoutln!("{}", summary.line());
+            Ok(summary)
+        }
+        Err(e @ ReviewError::NoAnswer { .. }) => Err(CliError::Usage(e.to_string())),
+        Err(e @ ReviewError::Io { .. }) => Err(CliError::Failed(e.to_string())),
+    }
+}
+
+/// A case that failed only on its snapshot, whose proposal the review accepted.
+fn passes_after_review(r: &CaseResult, reviewed: &ReviewSummary) -> bool {
+    let snapshot_only = r.error.is_none() && r.expectation_failures.is_empty();
+    let snap = r.snapshot.as_ref().and_then(|s| match s {
+        SnapshotState::Missing { pending: Some(p) } | SnapshotState::Changed { pending: Some(p), .. } => Some(p),
+        _ => None,
+    });
+    snapshot_only && snap.is_some_and(|p| reviewed.accepted.iter().any(|a| snapshot::pending_path(a) == *p))
 }
 
 /// A case's result as the report shows it.

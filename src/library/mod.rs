@@ -15,6 +15,7 @@
 //!
 //! This module only finds files; it must not compile or evaluate them (the script layer does).
 
+pub mod shipped;
 pub mod stdlib;
 
 use crate::config::Config;

@@ -6,4 +6,5 @@
 //! accept.
 
 pub mod snapshot;
+pub mod snapshot_review;
 pub mod suite;
