@@ -16,6 +16,7 @@ pub enum ChannelConfig {
     Github(GithubChannel),
     File(FileChannel),
     Stdout(StdoutChannel),
+    PagerDuty(PagerDutyChannel),
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -57,6 +58,45 @@ impl TryFrom<WebhookTable> for WebhookChannel {
             _ => return Err("a webhook channel needs exactly one of `url` and `url_env`".into()),
         };
         Ok(WebhookChannel { url, secret_env: t.secret_env })
+    }
+}
+
+/// `type = "pagerduty"`: an alert through PagerDuty's Events API v2.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyChannel {
+    /// The environment variable holding the service integration's routing key (a credential).
+    pub routing_key_env: String,
+    /// The Events API endpoint [default: PagerDuty's, [`PAGERDUTY_EVENTS_URL`]].
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The alert's severity [default: `error`].
+    #[serde(default)]
+    pub severity: PagerDutySeverity,
+}
+
+/// PagerDuty's Events API v2 endpoint.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// The severities the Events API v2 takes.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PagerDutySeverity {
+    Critical,
+    #[default]
+    Error,
+    Warning,
+    Info,
+}
+
+impl PagerDutySeverity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PagerDutySeverity::Critical => "critical",
+            PagerDutySeverity::Error => "error",
+            PagerDutySeverity::Warning => "warning",
+            PagerDutySeverity::Info => "info",
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 use super::fake_github::{FakeGithub, FakePr};
 use super::fake_receiver::FakeReceiver;
 use super::{effect, live_world, runtime};
-use coord::effects::notify::{ChannelConfig, FileChannel, GithubChannel, SlackChannel, WebhookChannel, WebhookUrl};
+use coord::effects::notify::{
+    ChannelConfig, FileChannel, GithubChannel, PagerDutyChannel, PagerDutySeverity, SlackChannel, WebhookChannel, WebhookUrl,
+};
 use coord::effects::{EffectKind, World};
 use hmac::{Hmac, Mac};
 use indexmap::IndexMap;
@@ -69,6 +71,65 @@ fn slack_gets_blocks_and_the_idempotency_key_and_retries_server_errors() {
 
     // Slack cannot be asked what it received: resume delivers again, with the same key.
     assert_eq!(w.already_done(&notify("slack:#eng", summary()), "run-c:12").unwrap(), None);
+}
+
+#[test]
+fn pagerduty_gets_an_events_api_v2_trigger_deduplicated_by_the_idempotency_key() {
+    let pd = FakeReceiver::start();
+    let routing_key = "R0UT1NGkeyR0UT1NGkeyR0UT1NGkey12";
+    set_env("COORD_TEST_PD_KEY", routing_key);
+    let channel = ChannelConfig::PagerDuty(PagerDutyChannel {
+        routing_key_env: "COORD_TEST_PD_KEY".into(),
+        url: Some(format!("{}/v2/enqueue", pd.url)),
+        severity: PagerDutySeverity::Critical,
+    });
+    let channels = IndexMap::from([("pagerduty:oncall".to_owned(), channel)]);
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = live_world(&rt, "http://127.0.0.1:9", dir.path(), channels);
+
+    // PagerDuty answers an accepted event with 202.
+    pd.answer_with(&[202]);
+    let page = json!({"title": "INC-7: checkout 5xx at 12%", "body": "Paging the on-call.", "fields": {"service": "checkout"}, "links": ["https://runbooks.example/checkout"]});
+    let r = w.act(&notify("pagerduty:oncall", page), "run-p:4").unwrap();
+    assert_eq!(r, json!({"status": "sent", "channel": "pagerduty:oncall"}));
+    let d = &pd.deliveries()[0];
+    assert_eq!(d.path, "/v2/enqueue");
+    assert_eq!(
+        d.json(),
+        json!({
+            "routing_key": routing_key,
+            "event_action": "trigger",
+            "dedup_key": "run-p:4",
+            "payload": {
+                "summary": "INC-7: checkout 5xx at 12%",
+                "source": "coord",
+                "severity": "critical",
+                "custom_details": {"body": "Paging the on-call.", "service": "checkout"},
+            },
+            "links": [{"href": "https://runbooks.example/checkout", "text": "https://runbooks.example/checkout"}],
+        })
+    );
+
+    // Rate limited, then accepted: the same event again, so PagerDuty opens one alert.
+    pd.answer_with(&[429, 202]);
+    assert_eq!(w.act(&notify("pagerduty:oncall", json!("disk full on db-2")), "run-p:5").unwrap()["status"], "sent");
+    let [.., first, second] = &pd.deliveries()[..] else { panic!("two more deliveries") };
+    assert_eq!(first.json(), second.json());
+    assert_eq!(second.json()["payload"]["summary"], "disk full on db-2");
+    assert_eq!(second.json()["dedup_key"], "run-p:5");
+
+    // An event PagerDuty refuses is a failed result that does not show the routing key.
+    pd.answer_with(&[400]);
+    let r = w.act(&notify("pagerduty:oncall", json!("x")), "run-p:6").unwrap();
+    assert_eq!(r["status"], "failed", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("PagerDuty: HTTP 400"), "{r}");
+    assert!(!r.to_string().contains(routing_key), "{r}");
+
+    // Without its key the channel says which variable to set.
+    std::env::remove_var("COORD_TEST_PD_KEY");
+    let r = w.act(&notify("pagerduty:oncall", json!("x")), "run-p:7").unwrap();
+    assert!(r["error"].as_str().unwrap().contains("COORD_TEST_PD_KEY (the PagerDuty routing key) is not set"), "{r}");
 }
 
 #[test]

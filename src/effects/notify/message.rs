@@ -101,6 +101,37 @@ pub fn markdown(message: &Value) -> String {
     blocks.join("\n\n")
 }
 
+/// The longest `summary` PagerDuty's Events API v2 takes.
+const PAGERDUTY_SUMMARY_MAX: usize = 1024;
+
+/// A PagerDuty Events API v2 `trigger` event: the message's title (or first line) as the
+/// summary, its body, fields and links as custom details, and `dedup_key` so a trigger sent
+/// twice opens one alert.
+pub fn pagerduty_event(message: &Value, routing_key: &str, dedup_key: &str, severity: &str) -> Value {
+    let p = parts(message);
+    let text = plain_text(message);
+    let first_line = text.lines().next().unwrap_or("coord notification");
+    let summary = clip(p.title.as_deref().unwrap_or(first_line), PAGERDUTY_SUMMARY_MAX);
+    let mut details = serde_json::Map::new();
+    if let Some(body) = &p.body {
+        details.insert("body".into(), json!(body));
+    }
+    for (k, v) in &p.fields {
+        details.insert(k.clone(), json!(v));
+    }
+    let links: Vec<Value> = p.links.iter().map(|(t, u)| json!({ "href": u, "text": t })).collect();
+    let mut event = json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key,
+        "payload": { "summary": summary, "source": "coord", "severity": severity, "custom_details": details },
+    });
+    if !links.is_empty() {
+        event["links"] = Value::Array(links);
+    }
+    event
+}
+
 /// A Slack incoming-webhook payload: `text` (the notification fallback) and, for a map message,
 /// Block Kit blocks (header, body section, field sections, links).
 pub fn slack_payload(message: &Value) -> Value {

@@ -14,7 +14,8 @@ pub mod http_delivery;
 pub mod message;
 
 pub use crate::config::effect_settings::{
-    ChannelConfig, FileChannel, GithubChannel, SlackChannel, StdoutChannel, WebhookChannel, WebhookUrl,
+    ChannelConfig, FileChannel, GithubChannel, PagerDutyChannel, PagerDutySeverity, SlackChannel, StdoutChannel,
+    WebhookChannel, WebhookUrl, PAGERDUTY_EVENTS_URL,
 };
 use crate::effects::github::GithubAccess;
 use crate::effects::WorldError;
@@ -94,7 +95,7 @@ impl Notifier {
             return Ok(ChannelConfig::Github(GithubChannel { issue: n }));
         }
         Err(format!(
-            "channel `{name}` is not configured: add [channels.\"{name}\"] to coord.toml with type = \"slack\", \"webhook\", \"github\", \"file\" or \"stdout\" (`stdout`, `file:PATH` and `github:#N` work without configuration)"
+            "channel `{name}` is not configured: add [channels.\"{name}\"] to coord.toml with type = \"slack\", \"webhook\", \"pagerduty\", \"github\", \"file\" or \"stdout\" (`stdout`, `file:PATH` and `github:#N` work without configuration)"
         ))
     }
 
@@ -197,6 +198,22 @@ impl Notifier {
                     Err(e) => failed(format!("channel `{channel}`: cannot append to {}: {e}", path.display())),
                 }
             }
+            ChannelConfig::PagerDuty(pd) => {
+                let Some(routing_key) = env_value(&pd.routing_key_env) else {
+                    return failed(format!(
+                        "channel `{channel}`: environment variable {} (the PagerDuty routing key) is not set",
+                        pd.routing_key_env
+                    ));
+                };
+                // The idempotency key is the event's dedup key: PagerDuty folds a trigger sent
+                // again after a crash into the alert the first one opened.
+                let event = message::pagerduty_event(message, &routing_key, key, pd.severity.as_str());
+                let url = pd.url.as_deref().unwrap_or(PAGERDUTY_EVENTS_URL);
+                match runtime.block_on(self.http.post_json(url, &event, key, None)) {
+                    Ok(_) => sent(),
+                    Err(e) => failed(format!("channel `{channel}`: PagerDuty: {e}")),
+                }
+            }
             ChannelConfig::Stdout(_) => {
                 let text = crate::redaction::mask(&message::plain_text(message));
                 let written = match self.console {
@@ -295,9 +312,20 @@ type = "file"
 path = "notes.jsonl"
 [channels.console]
 type = "stdout"
+[channels."pagerduty:oncall"]
+type = "pagerduty"
+routing_key_env = "PD_KEY"
+[channels.pager]
+type = "pagerduty"
+routing_key_env = "PD_KEY"
+severity = "warning"
+url = "http://127.0.0.1:9/v2/enqueue"
 "#,
         )
         .unwrap();
+        let default_pd = PagerDutyChannel { routing_key_env: "PD_KEY".into(), url: None, severity: PagerDutySeverity::Error };
+        assert_eq!(c["pagerduty:oncall"], ChannelConfig::PagerDuty(default_pd));
+        assert!(matches!(&c["pager"], ChannelConfig::PagerDuty(p) if p.severity == PagerDutySeverity::Warning && p.url.is_some()));
         assert_eq!(c["slack:#eng"], ChannelConfig::Slack(SlackChannel { webhook_env: "SLACK_WEBHOOK_URL".into() }));
         assert_eq!(
             c["ops"],
@@ -313,6 +341,8 @@ type = "stdout"
     fn bad_channel_tables_are_rejected() {
         assert!(channels("[channels.x]\ntype = \"pager\"\n").unwrap_err().contains("pager"));
         assert!(channels("[channels.x]\ntype = \"slack\"\n").unwrap_err().contains("webhook_env"));
+        let bad_severity = "[channels.x]\ntype = \"pagerduty\"\nrouting_key_env = \"K\"\nseverity = \"sev1\"\n";
+        assert!(channels(bad_severity).unwrap_err().contains("sev1"));
         assert!(channels("[channels.x]\ntype = \"slack\"\nwebhook_env = \"A\"\nurl = \"u\"\n")
             .unwrap_err()
             .contains("url"));
