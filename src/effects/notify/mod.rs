@@ -198,22 +198,10 @@ impl Notifier {
                     Err(e) => failed(format!("channel `{channel}`: cannot append to {}: {e}", path.display())),
                 }
             }
-            ChannelConfig::PagerDuty(pd) => {
-                let Some(routing_key) = env_value(&pd.routing_key_env) else {
-                    return failed(format!(
-                        "channel `{channel}`: environment variable {} (the PagerDuty routing key) is not set",
-                        pd.routing_key_env
-                    ));
-                };
-                // The idempotency key is the event's dedup key: PagerDuty folds a trigger sent
-                // again after a crash into the alert the first one opened.
-                let event = message::pagerduty_event(message, &routing_key, key, pd.severity.as_str());
-                let url = pd.url.as_deref().unwrap_or(PAGERDUTY_EVENTS_URL);
-                match runtime.block_on(self.http.post_json(url, &event, key, None)) {
-                    Ok(_) => sent(),
-                    Err(e) => failed(format!("channel `{channel}`: PagerDuty: {e}")),
-                }
-            }
+            ChannelConfig::PagerDuty(pd) => match self.page(&pd, message, key, runtime) {
+                Ok(()) => sent(),
+                Err(e) => failed(format!("channel `{channel}`: {e}")),
+            },
             ChannelConfig::Stdout(_) => {
                 let text = crate::redaction::mask(&message::plain_text(message));
                 let written = match self.console {
@@ -229,6 +217,23 @@ impl Notifier {
                 }
             }
         }
+    }
+
+    /// Triggers a PagerDuty alert. The idempotency key is the event's dedup key: PagerDuty
+    /// folds a trigger sent again after a crash into the alert the first one opened.
+    fn page(
+        &self,
+        pd: &PagerDutyChannel,
+        message: &Value,
+        key: &str,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(), String> {
+        let Some(routing_key) = env_value(&pd.routing_key_env) else {
+            return Err(format!("environment variable {} (the PagerDuty routing key) is not set", pd.routing_key_env));
+        };
+        let event = message::pagerduty_event(message, &routing_key, key, pd.severity.as_str());
+        let url = pd.url.as_deref().unwrap_or(PAGERDUTY_EVENTS_URL);
+        runtime.block_on(self.http.post_json(url, &event, key, None)).map(drop).map_err(|e| format!("PagerDuty: {e}"))
     }
 
     /// On resume: the `sent` result if the channel can tell this notification was delivered.
