@@ -92,6 +92,10 @@ fn every_shipped_coordinator_scaffolds_a_project_that_passes_check_and_test() {
         p.coord().args(["check"]).run().code(0).stdout_has("no problems");
         p.coord().args(["test"]).run().code(0).stdout_has("1 passed, 0 failed");
     }
+    // groom-backlog comes with its weekly pipeline, which `coord daemon` would run.
+    let p = fresh_repository();
+    p.coord().args(["init", "groom-backlog"]).run().code(0);
+    p.coord().args(["schedule"]).run().code(0).stdout_has("groom-backlog").stdout_has("0 8 * * 1");
 }
 
 #[test]

@@ -151,7 +151,8 @@ fn plan(
     remote: Option<&origin::RemoteRepo>,
 ) -> BTreeMap<PathBuf, String> {
     let mut files = BTreeMap::new();
-    files.insert(PathBuf::from("coord.toml"), coord_toml(remote));
+    let names: Vec<&str> = chosen.iter().map(|c| c.name).collect();
+    files.insert(PathBuf::from("coord.toml"), coord_toml(remote, &names));
     for c in chosen {
         let dir = Path::new("coordinators");
         files.insert(dir.join(format!("{}.rhai", c.name)), c.source.to_owned());
@@ -169,8 +170,35 @@ fn plan(
     files
 }
 
-/// A commented `coord.toml`: every line a team changes first, most of them commented out.
-pub fn coord_toml(remote: Option<&origin::RemoteRepo>) -> String {
+/// When a shipped coordinator runs on its own (`coord daemon`), as its seed pipeline did: the
+/// cron schedule and what it says. Coordinators without one are started by a person, a webhook
+/// or `coord trigger`.
+fn shipped_schedule(coordinator: &str) -> Option<(&'static str, &'static str)> {
+    match coordinator {
+        "groom-prs" => Some(("0 9 * * 1-5", "weekdays at 09:00")),
+        "groom-backlog" => Some(("0 8 * * 1", "weekly, Mondays at 08:00")),
+        _ => None,
+    }
+}
+
+/// The `[[pipeline]]` tables of the chosen coordinators that run on a schedule.
+fn pipelines(coordinators: &[&str]) -> String {
+    let mut text = String::new();
+    for name in coordinators {
+        let Some((schedule, when)) = shipped_schedule(name) else { continue };
+        if text.is_empty() {
+            text.push_str("\n# Scheduled runs, started by `coord daemon` (docs/cron.md):\n");
+        }
+        text.push_str(&format!(
+            "[[pipeline]]\nname = \"{name}\"\nscript = \"coordinators/{name}.rhai\"\nschedule = \"{schedule}\"   # {when}\ntimezone = \"UTC\"\n"
+        ));
+    }
+    text
+}
+
+/// A commented `coord.toml`: every line a team changes first, most of them commented out, and
+/// the schedules of the chosen coordinators that run on their own.
+pub fn coord_toml(remote: Option<&origin::RemoteRepo>, coordinators: &[&str]) -> String {
     let github = match remote {
         Some(r) => {
             let mut s = format!("repo = \"{}\"   # guessed from the `origin` remote\n", r.repo);
@@ -198,7 +226,8 @@ pub fn coord_toml(remote: Option<&origin::RemoteRepo>) -> String {
 # At most this many leaves of a harness at once:
 # [harness.claude-code]
 # concurrency = 4
-"#
+{pipelines}"#,
+        pipelines = pipelines(coordinators)
     )
 }
 
@@ -264,9 +293,13 @@ mod tests {
     #[test]
     fn the_config_parses_with_and_without_a_remote() {
         let remote = origin::RemoteRepo { repo: "acme/widgets".into(), enterprise_host: Some("git.acme.io".into()) };
-        for text in [coord_toml(None), coord_toml(Some(&remote))] {
+        for text in [coord_toml(None, &[]), coord_toml(Some(&remote), &["groom-prs", "fix-bug", "groom-backlog"])] {
             let _: toml::Table = toml::from_str(&text).unwrap();
         }
-        assert!(coord_toml(Some(&remote)).contains("repo = \"acme/widgets\""));
+        assert!(coord_toml(Some(&remote), &[]).contains("repo = \"acme/widgets\""));
+        let file: crate::config::ConfigFile = toml::from_str(&coord_toml(None, &["groom-backlog", "fix-bug"])).unwrap();
+        let names: Vec<&str> = file.pipeline.iter().map(|p| p.name.get_ref().as_str()).collect();
+        assert_eq!(names, ["groom-backlog"], "only the coordinators that run on a schedule");
+        assert_eq!(file.pipeline[0].schedule.as_ref().map(|s| s.get_ref().as_str()), Some("0 8 * * 1"));
     }
 }
