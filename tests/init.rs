@@ -107,6 +107,10 @@ fn init_into_another_folder_and_refusals() {
     let out = p.coord().args(["init", "fix-bug", "groom-prs", "--dir", "svc"]).run();
     out.code(0).stdout_has("  cd svc\n  coord check").stdout_has("coord run coordinators/fix-bug.rhai --demo");
     assert!(target.join("coordinators/groom-prs.rhai").is_file() && target.join("workflows/bug-fix.toml").is_file());
+    // fix-bug's regression-test workflow runs a shipped program: it comes along, executable.
+    let program = std::fs::metadata(target.join("scripts/regression-test")).expect("scripts/regression-test written");
+    assert!(std::os::unix::fs::PermissionsExt::mode(&program.permissions()) & 0o111 != 0, "executable");
+    crate::support::CoordCommand::new(&target).args(["check"]).run().code(0).stderr_lacks("regression-test");
     p.coord().args(["init", "no-such-coordinator"]).run().code(2).stderr_has("choose from: fix-bug,");
 }
 

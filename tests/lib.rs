@@ -24,6 +24,7 @@ mod library;
 mod memory_limits;
 mod real_agents;
 mod replay_resume;
+mod regression_test_leaf;
 mod routing;
 mod secrets;
 mod state;

@@ -98,6 +98,22 @@ pub static WORKFLOWS: &[ShippedWorkflow] = &[
     workflow!("workshop-job"),
 ];
 
+/// A program a shipped `command` workflow runs, by its path in the repository (the path the
+/// workflow's `command` names).
+#[derive(Debug)]
+pub struct ShippedScript {
+    pub path: &'static str,
+    pub source: &'static str,
+}
+
+pub static SCRIPTS: &[ShippedScript] =
+    &[ShippedScript { path: "scripts/regression-test", source: include_str!("../../scripts/regression-test") }];
+
+/// The shipped program at `path`, if one is.
+pub fn script(path: &str) -> Option<&'static ShippedScript> {
+    SCRIPTS.iter().find(|s| s.path == path)
+}
+
 /// The coordinator `coord init` scaffolds when none is named.
 pub const DEFAULT_COORDINATOR: &str = "groom-prs";
 

@@ -87,7 +87,11 @@ pub fn init(opts: &InitOptions) -> Result<InitReport, InitError> {
     let files = plan(&chosen, &workflows, remote.as_ref());
     let mut outcomes = Vec::new();
     for (path, contents) in &files {
-        outcomes.push((path.clone(), write_one(&opts.dir.join(path), contents, opts.force)?));
+        let written = write_one(&opts.dir.join(path), contents, opts.force)?;
+        if shipped::script(&path.to_string_lossy()).is_some() && written != FileOutcome::Kept {
+            make_executable(&opts.dir.join(path))?;
+        }
+        outcomes.push((path.clone(), written));
     }
     outcomes.push((PathBuf::from(".gitignore"), ignore_run_store(&opts.dir)?));
     outcomes.sort_by(|a, b| a.0.cmp(&b.0));
@@ -166,8 +170,17 @@ fn plan(
         if let Some(schema) = w.schema {
             files.insert(dir.join(format!("{name}.schema.json")), schema.to_owned());
         }
+        if let Some(script) = command_program(w.toml).and_then(|program| shipped::script(&program)) {
+            files.insert(PathBuf::from(script.path), script.source.to_owned());
+        }
     }
     files
+}
+
+/// The program a `command` workflow runs (the first word of its `command`), if it names one.
+fn command_program(workflow_toml: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(workflow_toml).ok()?;
+    Some(table.get("command")?.as_array()?.first()?.as_str()?.to_owned())
 }
 
 /// When a shipped coordinator runs on its own (`coord daemon`), as its seed pipeline did: the
@@ -243,6 +256,13 @@ fn ignore_run_store(dir: &Path) -> Result<FileOutcome, InitError> {
     let text = format!("{existing}{separator}# coord's run store: journals and reports of each run\n/.coord/\n");
     std::fs::write(&path, text).map_err(|source| InitError::Write { path, source })?;
     Ok(outcome)
+}
+
+/// A shipped program is written executable, as the workflow that runs it needs.
+fn make_executable(path: &Path) -> Result<(), InitError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .map_err(|source| InitError::Write { path: path.to_owned(), source })
 }
 
 fn write_one(path: &Path, contents: &str, force: bool) -> Result<FileOutcome, InitError> {
