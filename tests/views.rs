@@ -639,22 +639,24 @@ fn implement_features_graph_connects_its_phases() {
     let scenario = "coordinators/implement-feature/scenarios/demo.toml";
     p.coord().args(["run", "coordinators/implement-feature.rhai", "--scenario", scenario]).run().code(0);
     let mermaid = p.coord().args(["graph", "last"]).run();
-    // The classification decided discovery and UX design; coding took discovery's summary (a
-    // dotted `uses` edge) and hangs under the UX design it also took; the review takes the PR
+    // The classification decided discovery (two lenses) and UX design; coding took
+    // discovery's summary (a dotted `uses` edge: the demo's two lenses answer alike, and the
+    // later one is taken) and hangs under the UX design it also took; the review takes the PR
     // number coding produced, and the fix its findings.
     mermaid
         .code(0)
         .stdout_has("  s1 --> s2\n")
         .stdout_has("  s1 --> s3\n")
-        .stdout_has("  s2 -. uses .-> s4\n")
-        .stdout_has("  s3 --> s4\n")
+        .stdout_has("  s1 --> s4\n")
+        .stdout_has("  s3 -. uses .-> s5\n")
         .stdout_has("  s4 --> s5\n")
         .stdout_has("  s5 --> s6\n")
-        .stdout_has("s5[\"s5 mr-review · PR #35;301<br/>Review PR #35;301: Add a dark mode toggle…");
+        .stdout_has("  s6 --> s7\n")
+        .stdout_has("s6[\"s6 mr-review · PR #35;301<br/>Review PR #35;301: Add a dark mode toggle…");
     let dot = p.coord().args(["graph", "last", "--format", "dot"]).run();
-    dot.code(0).stdout_has("  s2 -> s4 [style=dotted, label=\"uses\"];\n").stdout_has("  s3 -> s4;\n");
+    dot.code(0).stdout_has("  s3 -> s5 [style=dotted, label=\"uses\"];\n").stdout_has("  s4 -> s5;\n");
     let show = p.coord().args(["show", "last"]).run();
-    show.code(0).stdout_has("  PR #301  merged: review clean  (s5 s6 s7; 1 effect)\n");
+    show.code(0).stdout_has("  PR #301  merged: review clean  (s6 s7 s8; 1 effect)\n");
 }
 
 #[test]
