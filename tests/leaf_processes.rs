@@ -305,7 +305,12 @@ fn transient_exits_signals_and_missing_programs_read_as_before() {
         ("echo . >> attempts; kill -HUP $$", "", "was killed by a signal", 2),
         ("", ", command: [\"./not-here.sh\"]", "not-here.sh`: No such file or directory (os error 2)", 0),
         ("", ", command: [\"./not-executable.sh\"]", "not-executable.sh`: Permission denied (os error 13)", 0),
-        ("", ", command: [\"coord-no-such-program\"]", "coord-no-such-program`: No such file or directory (os error 2)", 0),
+        (
+            "",
+            ", command: [\"coord-no-such-program\"]",
+            "coord-no-such-program`: No such file or directory (os error 2)",
+            0,
+        ),
     ];
     for (script, spawn_options, error, attempts) in cases {
         // The preflight refuses a workflow whose program is missing; a script's `command`
@@ -368,7 +373,10 @@ fn the_supervisor_host_killed_while_a_leaf_runs_leaves_it_supervised_and_new_lea
     let workflow = |script: String| {
         format!("harness = \"command\"\ncommand = [\"sh\", \"-c\", '''{script}''']\nprompt = \"x\"\nschema = {{ type = \"object\" }}\n")
     };
-    p.write("workflows/waiter.toml", &workflow(format!("while [ ! -e {} ]; do sleep 0.02; done; echo {{}}", go.display())));
+    p.write(
+        "workflows/waiter.toml",
+        &workflow(format!("while [ ! -e {} ]; do sleep 0.02; done; echo {{}}", go.display())),
+    );
     p.write("workflows/after.toml", &workflow(format!("touch {}; echo {{}}", after_ran.display())));
     p.write(
         "s.rhai",

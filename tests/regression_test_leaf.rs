@@ -44,7 +44,9 @@ fn project_with_two_prs() -> TestProject {
     git(&work, &["commit", "-q", "-m", "base"]);
     git(&work, &["remote", "add", "origin", origin.to_str().unwrap()]);
     git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
-    for (pr, check) in [("7", "echo 'test dates ... FAILED: \"export\" shifts by a day'\nexit 1\n"), ("8", "echo fixed\n")] {
+    for (pr, check) in
+        [("7", "echo 'test dates ... FAILED: \"export\" shifts by a day'\nexit 1\n"), ("8", "echo fixed\n")]
+    {
         git(&work, &["checkout", "-q", "-b", &format!("pr{pr}"), "main"]);
         std::fs::write(work.join("check.sh"), check).unwrap();
         git(&work, &["commit", "-q", "-am", &format!("PR {pr}")]);
@@ -59,7 +61,8 @@ fn run_leaf(p: &TestProject, pr: &str) -> Value {
     let out = crate::support::CoordCommand::new(&work)
         .args(["run", "leaf.rhai", "--input", &format!("pr={pr}"), "--json", "--runs-dir", "runs"])
         .run();
-    let outcome: Value = serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
+    let outcome: Value =
+        serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", out.stdout, out.stderr));
     outcome["result"].clone()
 }
 
@@ -81,7 +84,11 @@ fn the_regression_test_leaf_runs_the_prs_tests_in_its_own_checkout() {
     assert!(missing["error"].as_str().unwrap().contains("cannot fetch PR #9"), "{missing}");
 
     // The project's own checkout was never moved.
-    let head = Command::new("git").current_dir(p.path().join("work")).args(["rev-parse", "--abbrev-ref", "HEAD"]).output().unwrap();
+    let head = Command::new("git")
+        .current_dir(p.path().join("work"))
+        .args(["rev-parse", "--abbrev-ref", "HEAD"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&head.stdout).trim(), "main");
     assert_eq!(std::fs::read_to_string(p.path().join("work/check.sh")).unwrap(), "echo all good\n");
 }

@@ -314,7 +314,11 @@ fn report_all_keeps_simulated_spend_out_of_the_real_total() {
     let chromium = chromium();
     let p = demo_project();
     add_paid_live_run(&p);
-    p.coord().args(["report", "--all", "-o", "runs.html"]).run().code(0).stdout_has("wrote runs.html and 2 run reports in runs/");
+    p.coord()
+        .args(["report", "--all", "-o", "runs.html"])
+        .run()
+        .code(0)
+        .stdout_has("wrote runs.html and 2 run reports in runs/");
     let html = p.read("runs.html");
     assert!(html.contains("<span id=\"spend\">real spend $0.2500 · simulated $1.3220</span>"), "{html}");
     // Each run links to its own report, written beside the index.

@@ -96,14 +96,10 @@ impl CliError {
         match self {
             CliError::Usage(_) | CliError::File(_) | CliError::NotStarted(_) => exit_code::USAGE,
             CliError::Journal(_) => exit_code::DIVERGED,
-            CliError::Lock(LockError::Held { .. }) | CliError::Owned(OwnerLockError::Held { .. }) => {
-                exit_code::LOCKED
-            }
+            CliError::Lock(LockError::Held { .. }) | CliError::Owned(OwnerLockError::Held { .. }) => exit_code::LOCKED,
             CliError::Lock(LockError::BadName(_)) => exit_code::USAGE,
             CliError::Daemon(DaemonError::AlreadyRunning { .. }) => exit_code::LOCKED,
-            CliError::Lock(_) | CliError::Owned(_) | CliError::Daemon(_) | CliError::Failed(_) => {
-                exit_code::RUN_FAILED
-            }
+            CliError::Lock(_) | CliError::Owned(_) | CliError::Daemon(_) | CliError::Failed(_) => exit_code::RUN_FAILED,
             CliError::Run(e) => run_exit_code(e),
             CliError::Reported { code, .. } => *code,
         }

@@ -4,18 +4,17 @@
 
 use super::cli_error::CliError;
 use super::{exit_code, DoctorArgs};
-use crate::views::console::{stdout, stdoutln};
 use crate::config::Config;
 use crate::harness::{readiness, HarnessSet};
 use crate::run::project::Project;
+use crate::views::console::{stdout, stdoutln};
 use crate::workflow::WorkflowSet;
 
 pub fn run(args: &DoctorArgs, runtime: &tokio::runtime::Handle) -> Result<(), CliError> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let project = Project::containing(&cwd);
     let config = Config::load(&project.root).map_err(Box::new)?;
-    let harnesses =
-        HarnessSet::configured(&config, &project.root).map_err(|e| CliError::Usage(e.to_string()))?;
+    let harnesses = HarnessSet::configured(&config, &project.root).map_err(|e| CliError::Usage(e.to_string()))?;
     let workflows = WorkflowSet::new(project.workflow_dirs()).with_overrides(config.file.workflow.clone());
     let in_use = readiness::harnesses_in_use(&workflows);
     let reports = runtime.block_on(readiness::examine(&harnesses, &config, &in_use, args.probe));

@@ -87,9 +87,7 @@ fn show(project: &Project, module: &str) -> Result<(), CliError> {
         .library
         .locate(module, &cwd)
         .map_err(|missing| CliError::Usage(format!("no module `{module}`\n{}", missing.help())))?;
-    let text = location
-        .text()
-        .map_err(|e| CliError::Failed(format!("cannot read {}: {e}", location.source_name())))?;
+    let text = location.text().map_err(|e| CliError::Failed(format!("cannot read {}: {e}", location.source_name())))?;
     // Where it came from on stderr, so stdout is the module's text alone.
     stderrln!("// {}", location.source_name());
     stdout!("{text}");

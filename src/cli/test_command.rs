@@ -39,9 +39,9 @@ pub fn test(args: &TestArgs, runtime: &tokio::runtime::Handle) -> Result<(), Cli
 /// The scenarios the paths name (the project's coordinators when none are given).
 fn discover(args: &TestArgs) -> Result<Vec<ScenarioCase>, CliError> {
     match suite::discover(&args.paths) {
-        Ok(c) if c.is_empty() => Err(CliError::Usage(
-            "no scenarios found (convention: coordinators/<name>/scenarios/*.toml)".into(),
-        )),
+        Ok(c) if c.is_empty() => {
+            Err(CliError::Usage("no scenarios found (convention: coordinators/<name>/scenarios/*.toml)".into()))
+        }
         Ok(c) => Ok(c),
         Err(e) => Err(CliError::Usage(e.to_string())),
     }

@@ -104,11 +104,10 @@ impl Config {
     }
 
     pub fn load_file(path: &Path) -> Result<Self, FileDiagnostic> {
-        let source = std::fs::read_to_string(path)
-            .map_err(|e| FileDiagnostic::io(path, &format!("cannot read config: {e}")))?;
-        let file: ConfigFile = toml::from_str(&source).map_err(|e| {
-            FileDiagnostic::at(path, &source, e.span().unwrap_or(0..0), e.message().to_owned(), None)
-        })?;
+        let source =
+            std::fs::read_to_string(path).map_err(|e| FileDiagnostic::io(path, &format!("cannot read config: {e}")))?;
+        let file: ConfigFile = toml::from_str(&source)
+            .map_err(|e| FileDiagnostic::at(path, &source, e.span().unwrap_or(0..0), e.message().to_owned(), None))?;
         Ok(Config { path: Some(path.to_owned()), source, file })
     }
 

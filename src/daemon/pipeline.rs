@@ -9,11 +9,11 @@
 use super::lock;
 use super::schedule::{Schedule, ScheduleError};
 use super::webhook::PayloadPath;
+use crate::config::file_diagnostic::FileDiagnostic;
 use crate::config::pipeline::{Overlap, PipelineSection};
 use crate::config::Config;
 use crate::journal::run_dir::RunStore;
 use crate::run::RunPlan;
-use crate::config::file_diagnostic::FileDiagnostic;
 use indexmap::IndexMap;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -8,10 +8,10 @@
 
 use super::http_api::{self, ApiFailure};
 use super::profile::HarnessProfile;
-use crate::redaction::masked_tail;
 use super::{Harness, HarnessLimits, LeafFuture};
 use crate::journal::blob_store::BlobStore;
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::redaction::masked_tail;
 use serde_json::{json, Value};
 use std::sync::Arc;
 

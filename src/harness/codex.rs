@@ -17,9 +17,9 @@ use super::agent_process::{self, AgentCommand, AgentOutput, AgentTurn, StreamRea
 use super::profile::HarnessProfile;
 use super::schema_form;
 use super::structured_text::json_in_text;
-use crate::redaction::masked_tail;
 use super::{class_of_status, readable, Harness, HarnessLimits, LeafFuture};
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::redaction::masked_tail;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -11,10 +11,10 @@
 //! not coord's (`leaf_environment.rs`): a command that needs a credential has it passed by name.
 
 use super::leaf_environment::LeafEnvironment;
-use crate::redaction::masked_tail;
 use super::{Harness, HarnessLimits, LeafFuture};
 use crate::config::leaf_settings::HarnessSettings;
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::redaction::masked_tail;
 use serde_json::{json, Value};
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -191,8 +191,11 @@ fn exited_unsuccessfully(id: &str, wf: &str, status: std::process::ExitStatus, s
     let detail = masked_tail(stderr, 400);
     let msg = if detail.is_empty() { how } else { format!("{how}: {detail}") };
     let mut result = SessionResult::failed(id, wf, SessionStatus::Failed, msg);
-    let class =
-        if matches!(status.code(), None | Some(EXIT_TRANSIENT)) { FailureClass::Transient } else { FailureClass::Permanent };
+    let class = if matches!(status.code(), None | Some(EXIT_TRANSIENT)) {
+        FailureClass::Transient
+    } else {
+        FailureClass::Permanent
+    };
     result.set_failure(class, None);
     result
 }

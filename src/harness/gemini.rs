@@ -18,9 +18,9 @@ use super::agent_outcome;
 use super::agent_process::{self, AgentCommand, AgentOutput, ProcessEnd, StreamReader};
 use super::profile::HarnessProfile;
 use super::structured_text::json_in_text;
-use crate::redaction::masked_tail;
 use super::{class_of_status, readable, Harness, HarnessLimits, LeafFuture};
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::redaction::masked_tail;
 use serde_json::Value;
 use std::sync::Arc;
 

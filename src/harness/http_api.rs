@@ -7,8 +7,8 @@
 //! It must not log headers (they carry keys).
 
 use crate::harness::class_of_status;
-use crate::redaction::masked_tail;
 use crate::leaf::session::FailureClass;
+use crate::redaction::masked_tail;
 use serde_json::Value;
 use std::time::Duration;
 

@@ -105,7 +105,6 @@ impl LeafEnvironment<'_> {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,9 +30,9 @@ pub mod schema_form;
 pub mod structured_text;
 pub mod supervisor_host;
 
-use crate::redaction::masked_tail;
 use crate::config::Config;
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult};
+use crate::redaction::masked_tail;
 use crate::redaction::Redactor;
 use profile::HarnessProfile;
 use redacting_harness::RedactingHarness;

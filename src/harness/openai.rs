@@ -10,9 +10,9 @@ use super::http_api::{self, ApiFailure};
 use super::profile::HarnessProfile;
 use super::schema_form;
 use super::structured_text::json_in_text;
-use crate::redaction::masked_tail;
 use super::{repair_prompt, Harness, HarnessLimits, LeafFuture};
 use crate::leaf::session::{FailureClass, LeafRequest, SessionResult, SessionStatus, Usage};
+use crate::redaction::masked_tail;
 use serde_json::{json, Value};
 use std::sync::Arc;
 

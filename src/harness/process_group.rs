@@ -44,7 +44,13 @@ pub struct LeafCommand {
 
 impl LeafCommand {
     pub fn new(program: impl AsRef<OsStr>) -> Self {
-        LeafCommand { program: program.as_ref().to_owned(), args: Vec::new(), env: Vec::new(), cwd: None, stdin_piped: false }
+        LeafCommand {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+            stdin_piped: false,
+        }
     }
 
     pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
@@ -250,7 +256,8 @@ async fn spawn_through_host(
         Some(cwd) => cwd.clone().into_os_string(),
         None => std::env::current_dir()?.into_os_string(),
     };
-    let request = StartRequest { program: command.program.clone(), args: command.args.clone(), env: command.env.clone(), cwd };
+    let request =
+        StartRequest { program: command.program.clone(), args: command.args.clone(), env: command.env.clone(), cwd };
     let (lifeline_read, lifeline) = pipe_pair()?;
     let (report, report_write) = pipe_pair()?;
     let [stdin, stdout, stderr] = &stdio.leaf_ends;

@@ -277,9 +277,7 @@ impl ControlBuffer {
 
 /// The host's `main`.
 pub fn main() -> ExitCode {
-    if !is_socket(HOST_SOCKET_FD)
-        || unsafe { libc::fcntl(HOST_SOCKET_FD, libc::F_SETFD, libc::FD_CLOEXEC) } != 0
-    {
+    if !is_socket(HOST_SOCKET_FD) || unsafe { libc::fcntl(HOST_SOCKET_FD, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
         eprintln!("coord: `{SUBCOMMAND}` is started by coord for its leaves, not by hand");
         return ExitCode::from(EXIT_USAGE);
     }
@@ -419,7 +417,11 @@ fn start_supervisor(request: StartRequest, fds: [OwnedFd; REQUEST_FDS], as_given
     // SAFETY: fork of a single-threaded process: the child may run any code.
     match unsafe { libc::fork() } {
         0 => run_supervisor(request, fds, as_given),
-        -1 => leaf_supervisor::write_report(report, NOT_STARTED, io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN)),
+        -1 => leaf_supervisor::write_report(
+            report,
+            NOT_STARTED,
+            io::Error::last_os_error().raw_os_error().unwrap_or(libc::EAGAIN),
+        ),
         _ => {}
     }
     // The descriptors close here, in the host: only the child holds them now.

@@ -792,9 +792,6 @@ mod tests {
 
         // A torn first line cannot give a header: refused as a whole read refuses it.
         std::fs::write(&path, "{\"seq\": 0, \"type\": \"run_sta").unwrap();
-        assert!(matches!(
-            AnswerIndex::read_streaming(dir.path(), false, &[]),
-            Err(JournalError::Empty { .. })
-        ));
+        assert!(matches!(AnswerIndex::read_streaming(dir.path(), false, &[]), Err(JournalError::Empty { .. })));
     }
 }

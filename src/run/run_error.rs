@@ -47,10 +47,7 @@ impl RunError {
     /// How a run ended: a run that never started is the error; one that did is its outcome
     /// (its `failure` taken out) and what went wrong, if anything. `signal` is the signal that
     /// stopped it (the run's `Interrupt`), or 0.
-    pub fn of(
-        result: Result<RunOutcome, SetupError>,
-        signal: i32,
-    ) -> Result<(RunOutcome, Option<RunError>), RunError> {
+    pub fn of(result: Result<RunOutcome, SetupError>, signal: i32) -> Result<(RunOutcome, Option<RunError>), RunError> {
         let mut outcome = result?;
         let error = match outcome.failure.take() {
             None => FailedEffects::of(&outcome).map(RunError::EffectsFailed),

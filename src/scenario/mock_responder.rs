@@ -5,8 +5,8 @@
 //! Rules are indexed by their first condition, so a call is matched in constant time however
 //! many rules a scenario has.
 
-use crate::compact_json::CompactJson;
 use super::{LeafRule, MockResponse};
+use crate::compact_json::CompactJson;
 use serde_json::Value;
 use std::collections::HashMap;
 

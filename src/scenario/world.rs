@@ -1,8 +1,8 @@
 //! The in-memory world of a scenario run: PRs and issues that reads return and effects change.
 //! A merged PR stays merged for the rest of the run; notifications are kept in order.
 
-use crate::compact_json::CompactJson;
 use super::Scenario;
+use crate::compact_json::CompactJson;
 use crate::effects::{EffectKind, EffectRequest, GithubRead, World, WorldError};
 use indexmap::IndexMap;
 use serde_json::{json, Map, Value};

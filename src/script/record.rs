@@ -69,7 +69,8 @@ enum Shown<'a> {
 }
 
 /// A session result record's keys, sorted: the fields of [`session_json`].
-const SESSION_KEYS: [&str; 10] = ["error", "goal", "id", "inputs", "ok", "output", "status", "text", "usage", "workflow"];
+const SESSION_KEYS: [&str; 10] =
+    ["error", "goal", "id", "inputs", "ok", "output", "status", "text", "usage", "workflow"];
 
 /// A finished session as its result record, shared with the host that keeps it.
 pub fn session_dynamic(session: Arc<FinishedSession>) -> Dynamic {
@@ -247,9 +248,10 @@ impl Record {
     pub fn to_map(&self) -> Map {
         match self.shared() {
             None => self.edited().clone(),
-            Some((root, path, Shown::Object(fields))) => {
-                fields.iter().map(|(k, v)| (k.as_str().into(), child(root, path, Step::Key(k.as_str().into()), v))).collect()
-            }
+            Some((root, path, Shown::Object(fields))) => fields
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), child(root, path, Step::Key(k.as_str().into()), v)))
+                .collect(),
             Some((root, _, Shown::Session(session))) => SESSION_KEYS
                 .iter()
                 .map(|&k| (k.into(), session_field(root, session, k).expect("a session key")))
@@ -604,7 +606,10 @@ mod tests {
         let record = shared_dynamic(Arc::new(data.clone()));
         let via_map = crate::script::json_value::to_json(&to_dynamic(&data)).unwrap();
         assert_eq!(crate::script::json_value::to_json(&record).unwrap(), via_map);
-        assert_eq!(serde_json::to_string(&crate::script::json_value::to_json(&record).unwrap()).unwrap(), via_map.to_string());
+        assert_eq!(
+            serde_json::to_string(&crate::script::json_value::to_json(&record).unwrap()).unwrap(),
+            via_map.to_string()
+        );
     }
 
     #[test]

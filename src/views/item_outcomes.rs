@@ -125,7 +125,10 @@ pub fn item_rows(g: &RunGraph) -> Vec<ItemRow> {
         entry.3 = Some(i);
     }
     items.sort_by(|_, a, _, b| a.0.cmp(&b.0));
-    items.into_iter().map(|(item, (_, sessions, effects, declared))| item_row(g, item, sessions, effects, declared)).collect()
+    items
+        .into_iter()
+        .map(|(item, (_, sessions, effects, declared))| item_row(g, item, sessions, effects, declared))
+        .collect()
 }
 
 fn item_row(g: &RunGraph, item: &str, sessions: Vec<usize>, effects: Vec<usize>, declared: Option<usize>) -> ItemRow {

@@ -91,9 +91,11 @@ impl Provenance {
             }
         }
         for text in &asked.texts {
-            let holder = self.recent.iter().rev().find(|(_, theirs)| {
-                theirs.iter().any(|t| t.contains(text.as_str()) || text.contains(t.as_str()))
-            });
+            let holder = self
+                .recent
+                .iter()
+                .rev()
+                .find(|(_, theirs)| theirs.iter().any(|t| t.contains(text.as_str()) || text.contains(t.as_str())));
             if let Some((order, _)) = holder {
                 found.push(*order);
             }

@@ -358,12 +358,8 @@ impl RunGraph {
                     let args = entry.args.clone();
                     let subject = subject_of(&args, "");
                     let item = item_outcomes::item_of(&args, args.get("subject"), "");
-                    let parent = graph.parent_for(
-                        (subject.as_deref(), &[], None),
-                        &awaited,
-                        entry.asked(),
-                        &mut site_index,
-                    );
+                    let parent =
+                        graph.parent_for((subject.as_deref(), &[], None), &awaited, entry.asked(), &mut site_index);
                     effect_calls.insert(call, graph.effects.len());
                     graph.effects.push(EffectNode {
                         call,

@@ -27,8 +27,13 @@ pub enum SnapshotOutcome<'a> {
     Matched,
     Accepted,
     /// No snapshot yet; `pending` is the proposed one, when it was written.
-    Missing { pending: Option<&'a Path> },
-    Changed { diff: &'a str, pending: Option<&'a Path> },
+    Missing {
+        pending: Option<&'a Path>,
+    },
+    Changed {
+        diff: &'a str,
+        pending: Option<&'a Path>,
+    },
 }
 
 /// Each coordinator's routing coverage, by name.

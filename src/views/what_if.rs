@@ -156,7 +156,10 @@ pub fn report_text(report: &WhatIfReport<'_>) -> String {
         }
     }
     if !outcome.unrecorded.is_empty() {
-        out.push_str(&format!("\nCalls with no recorded answer ({}), answered `not_recorded`:\n", outcome.unrecorded.len()));
+        out.push_str(&format!(
+            "\nCalls with no recorded answer ({}), answered `not_recorded`:\n",
+            outcome.unrecorded.len()
+        ));
         for u in &outcome.unrecorded {
             let pos = u.site.pos_string().unwrap_or_default();
             out.push_str(&format!("  call {} {} {} ({script}:{pos})\n", u.index, u.function, compact(&u.args)));

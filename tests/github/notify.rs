@@ -5,7 +5,8 @@ use super::fake_github::{FakeGithub, FakePr};
 use super::fake_receiver::FakeReceiver;
 use super::{effect, live_world, runtime};
 use coord::effects::notify::{
-    ChannelConfig, FileChannel, GithubChannel, PagerDutyChannel, PagerDutySeverity, SlackChannel, WebhookChannel, WebhookUrl,
+    ChannelConfig, FileChannel, GithubChannel, PagerDutyChannel, PagerDutySeverity, SlackChannel, WebhookChannel,
+    WebhookUrl,
 };
 use coord::effects::{EffectKind, World};
 use hmac::{Hmac, Mac};

@@ -124,7 +124,10 @@ impl CoordCommand {
     /// Runs it with `input` on its stdin (a pipe, not a terminal), then closes it.
     pub fn run_with_stdin(mut self, input: &str) -> Outcome {
         use std::io::Write;
-        self.cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        self.cmd
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
         let mut child = self.cmd.spawn().expect("coord starts");
         child.stdin.take().expect("stdin piped").write_all(input.as_bytes()).expect("stdin written");
         Outcome::from(child.wait_with_output().expect("coord runs"))

@@ -328,9 +328,12 @@ url = "http://127.0.0.1:9/v2/enqueue"
 "#,
         )
         .unwrap();
-        let default_pd = PagerDutyChannel { routing_key_env: "PD_KEY".into(), url: None, severity: PagerDutySeverity::Error };
+        let default_pd =
+            PagerDutyChannel { routing_key_env: "PD_KEY".into(), url: None, severity: PagerDutySeverity::Error };
         assert_eq!(c["pagerduty:oncall"], ChannelConfig::PagerDuty(default_pd));
-        assert!(matches!(&c["pager"], ChannelConfig::PagerDuty(p) if p.severity == PagerDutySeverity::Warning && p.url.is_some()));
+        assert!(
+            matches!(&c["pager"], ChannelConfig::PagerDuty(p) if p.severity == PagerDutySeverity::Warning && p.url.is_some())
+        );
         assert_eq!(c["slack:#eng"], ChannelConfig::Slack(SlackChannel { webhook_env: "SLACK_WEBHOOK_URL".into() }));
         assert_eq!(
             c["ops"],

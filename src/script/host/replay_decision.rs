@@ -166,7 +166,9 @@ impl Host {
 fn call_key(function: &str, workflow: Option<&str>, args: &Value) -> CallKey {
     use crate::script::option_keys::LABELS;
     match args {
-        Value::Object(o) if matches!(function, "spawn_session" | "merge") && LABELS.iter().any(|l| o.contains_key(*l)) => {
+        Value::Object(o)
+            if matches!(function, "spawn_session" | "merge") && LABELS.iter().any(|l| o.contains_key(*l)) =>
+        {
             let kept: serde_json::Map<String, Value> =
                 o.iter().filter(|(k, _)| !LABELS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
             CallKey::new(function, workflow, &Value::Object(kept))
@@ -255,7 +257,10 @@ mod tests {
         let plain = json!({"goal": "Review", "inputs": {"pr": 13}});
         let labelled = json!({"goal": "Review", "inputs": {"pr": 13}, "subject": "pr#13", "after": ["s1"]});
         assert_eq!(call_key("spawn_session", Some("w"), &labelled), call_key("spawn_session", Some("w"), &plain));
-        assert_eq!(call_key("spawn_session", Some("w"), &plain).0, crate::journal::CallKey::new("spawn_session", Some("w"), &plain).0);
+        assert_eq!(
+            call_key("spawn_session", Some("w"), &plain).0,
+            crate::journal::CallKey::new("spawn_session", Some("w"), &plain).0
+        );
         // Only spawns and merges take labels: elsewhere the key covers every argument.
         assert_ne!(call_key("item_outcome", None, &json!({"subject": 1})), call_key("item_outcome", None, &json!({})));
     }

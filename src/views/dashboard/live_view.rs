@@ -21,8 +21,8 @@
 //! the JSON before serving it.
 
 use super::super::html_report::{cost_card, Card};
-use super::super::run_graph::{NodeRef, Parent, RunGraph, SessionNode};
 use super::super::item_outcomes::{item_rows, ItemRow};
+use super::super::run_graph::{NodeRef, Parent, RunGraph, SessionNode};
 use super::super::run_tree::outcome_value;
 use super::super::spend::Label;
 use super::super::units;
