@@ -30,6 +30,20 @@ pub struct HarnessChoice {
     pub scenario: bool,
 }
 
+impl HarnessChoice {
+    /// The recorded run's choice, for a resume or a redo of it.
+    pub fn of_recorded(recorded: &crate::journal::AnswerIndex) -> Self {
+        HarnessChoice {
+            overrides: crate::journal::recorded_options::RecordedOptions::from_header(&recorded.header.options)
+                .leaf
+                .iter()
+                .filter_map(|(workflow, spec)| Some((workflow.clone(), spec.split(':').next()?.to_owned())))
+                .collect(),
+            scenario: recorded.header.scenario.is_some(),
+        }
+    }
+}
+
 /// What the check found: problems in the user's files, and harnesses that cannot run here.
 #[derive(Debug, Default)]
 pub struct RunCheck {

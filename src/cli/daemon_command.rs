@@ -51,13 +51,8 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
 }
 
 pub fn run(args: &DaemonArgs, runtime: &tokio::runtime::Handle) -> Result<(), CliError> {
+    // With no [[pipeline]], the daemon still wakes parked runs and serves signal webhooks.
     let pipelines = PipelineSet::load(&args.config).map_err(Box::new)?;
-    if pipelines.is_empty() {
-        return Err(CliError::Usage(format!(
-            "{} defines no [[pipeline]]: the daemon has nothing to run",
-            args.config.display()
-        )));
-    }
     let options = DaemonOptions {
         runs: args.store.store(),
         listen: args.listen,

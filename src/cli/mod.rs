@@ -170,6 +170,16 @@ pub struct ResumeArgs {
     pub store: RunStoreArgs,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
+    /// Park the run at a wait (`sleep`, `wait_signal`) that has lasted this long with no leaf
+    /// running: the process exits, and `coord daemon` resumes it when its time comes or its
+    /// signal arrives (e.g. `0s`, `5m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_park_after)]
+    pub park_after: Option<std::time::Duration>,
+}
+
+/// `--park-after`: a duration, zero included (park at the first wait).
+pub fn parse_park_after(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. `0s`, `30s`, `5m`)"))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -250,6 +260,11 @@ pub struct RunArgs {
     /// `skipped_budget`).
     #[arg(long, value_name = "USD", value_parser = parse_budget)]
     pub budget_usd: Option<f64>,
+    /// Park the run at a wait (`sleep`, `wait_signal`) that has lasted this long with no leaf
+    /// running: the process exits, and `coord daemon` resumes it when its time comes or its
+    /// signal arrives (e.g. `0s`, `5m`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_park_after)]
+    pub park_after: Option<std::time::Duration>,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
     /// Heap budget of the script, like `2GiB` or `512MiB` (default: `[run] max_heap` in

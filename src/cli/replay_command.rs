@@ -5,7 +5,6 @@ use super::cli_error::CliError;
 use super::flag_groups::RunStoreArgs;
 use super::run_command::finish;
 use super::{ReplayArgs, ResumeArgs};
-use crate::journal::recorded_options::RecordedOptions;
 use crate::journal::run_dir::{OwnerLock, RunStore};
 use crate::journal::{AnswerIndex, RecordedRun};
 use crate::run::{self, Recording, RunPlan};
@@ -111,7 +110,7 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
     if args.from.is_some() || args.retry_failed {
         return redo(args, dir, owner, runtime, interrupt);
     }
-    let prepared = run::resume::prepare(&dir, args.recover).map_err(|e| match e {
+    let (plan, prepared) = run::resume::continue_plan(&dir, args.recover, owner).map_err(|e| match e {
         run::resume::ResumeError::Journal(_) => CliError::Journal(e.to_string()),
         _ => CliError::Usage(e.to_string()),
     })?;
@@ -121,15 +120,7 @@ pub fn resume(args: &ResumeArgs, runtime: &tokio::runtime::Handle, interrupt: Ar
     if let Some(a) = prepared.archived {
         stderrln!("resume: kept the previous journal as {} ({} entries redone)", a.display(), prepared.discarded);
     }
-    let recorded = read(&dir, args.recover)?;
-    let mut plan = checked_plan(&recorded)?;
-    plan.recording = Recording::From {
-        run_dir: dir,
-        mode: ReplayMode::Resume,
-        recover: args.recover,
-        preloaded: Some(Arc::new(recorded)),
-    };
-    plan.owner = Some(owner);
+    refuse_unless_checked(&plan)?;
     execute_resume(plan, args, runtime, interrupt)
 }
 
@@ -147,7 +138,8 @@ fn redo(
     drop(parent_owner);
     let link = run::resume::branch_point(&recorded, args.from.as_deref(), args.retry_failed)
         .map_err(|e| CliError::Usage(e.to_string()))?;
-    let mut plan = checked_plan(&recorded)?;
+    let mut plan = RunPlan::new(recorded_script(&recorded));
+    refuse_unless_checked_recorded(&recorded)?;
     stderrln!("resume: redoing run {link} as a new run; its journal is left as it is");
     // The redo lives beside its parent.
     if let Some(root) = parent_dir.parent() {
@@ -157,18 +149,17 @@ fn redo(
     execute_resume(plan, args, runtime, interrupt)
 }
 
-/// The plan of a continued run, once the pre-run check passed.
-fn checked_plan(recorded: &AnswerIndex) -> Result<RunPlan, CliError> {
-    let choice = crate::check::run_check::HarnessChoice {
-        overrides: RecordedOptions::from_header(&recorded.header.options)
-            .leaf
-            .iter()
-            .filter_map(|(workflow, spec)| Some((workflow.clone(), spec.split(':').next()?.to_owned())))
-            .collect(),
-        scenario: recorded.header.scenario.is_some(),
-    };
-    super::run_command::refuse_unless_checked(&recorded_script(recorded), &choice)?;
-    Ok(RunPlan::new(recorded_script(recorded)))
+/// The pre-run check of a continued run: the recorded script with the recorded harness choice.
+fn refuse_unless_checked_recorded(recorded: &AnswerIndex) -> Result<(), CliError> {
+    let choice = crate::check::run_check::HarnessChoice::of_recorded(recorded);
+    super::run_command::refuse_unless_checked(&recorded_script(recorded), &choice)
+}
+
+fn refuse_unless_checked(plan: &RunPlan) -> Result<(), CliError> {
+    match &plan.recording {
+        Recording::From { preloaded: Some(recorded), .. } => refuse_unless_checked_recorded(recorded),
+        _ => Ok(()),
+    }
 }
 
 fn execute_resume(
@@ -180,6 +171,7 @@ fn execute_resume(
     plan.max_parallel = args.parallelism.leaves_at_once();
     plan.stdout_is_json = args.output.json;
     plan.process_exits_after = true;
+    plan.park_after = args.park_after;
     args.limits.apply(&mut plan.limits);
     let outcome = run::execute(plan, runtime, interrupt.clone());
     finish(outcome, args.output.json, &interrupt)

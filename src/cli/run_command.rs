@@ -85,6 +85,7 @@ fn plan_from_flags(args: &RunArgs) -> Result<RunPlan, CliError> {
     plan.process_exits_after = true;
     plan.journal_in_memory = args.journal_in_memory;
     plan.budget_usd = args.budget_usd;
+    plan.park_after = args.park_after;
     args.limits.apply(&mut plan.limits);
     let heap_mib = args.max_heap_mib.map(|mib| usize::try_from(mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024));
     plan.limits.max_heap = args.max_heap.or(heap_mib);

@@ -8,6 +8,7 @@ use super::cli_error::CliError;
 use super::flag_groups::RunStoreArgs;
 use crate::journal::run_dir::owner_alive;
 use crate::journal::signal_box;
+use crate::journal::wait_index;
 use clap::Args;
 use serde_json::Value;
 use std::path::Path;
@@ -50,13 +51,18 @@ pub fn run(args: &SignalArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Failed(format!("cannot deliver to run {run_id}: {e}")))?;
     println!("delivered signal `{}` to run {run_id} (delivery {})", args.name, delivery.id);
     if !owner_alive(&run_dir) {
-        println!("run {run_id} is not running: `coord resume {run_id}` goes on and consumes it");
+        let parked = run_dir.parent().and_then(|root| wait_index::get(root, &run_id)).is_some_and(|w| w.parked);
+        if parked {
+            println!("run {run_id} is parked: `coord daemon` resumes it now, or `coord resume {run_id}` does");
+        } else {
+            println!("run {run_id} is not running: `coord resume {run_id}` goes on and consumes it");
+        }
     }
     Ok(())
 }
 
 /// `succeeded` or `failed` when the journal's last entry finishes the run for good; an
-/// interrupted run is resumed, and consumes signals then.
+/// interrupted or parked run is resumed, and consumes signals then.
 fn final_status(run_dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(run_dir.join(crate::journal::writer::JOURNAL_FILE)).ok()?;
     let last: Value = serde_json::from_str(text.lines().rev().find(|l| !l.trim().is_empty())?).ok()?;
@@ -64,5 +70,5 @@ fn final_status(run_dir: &Path) -> Option<String> {
         return None;
     }
     let status = last.get("status")?.as_str()?;
-    (status != "interrupted").then(|| status.to_owned())
+    (!matches!(status, "interrupted" | "parked")).then(|| status.to_owned())
 }

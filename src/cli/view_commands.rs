@@ -24,7 +24,7 @@ pub struct RunsArgs {
     #[arg(long, value_name = "NAME")]
     pub coordinator: Option<String>,
     /// Only the runs with this status.
-    #[arg(long, value_name = "STATUS", value_parser = ["running", "succeeded", "failed", "interrupted"])]
+    #[arg(long, value_name = "STATUS", value_parser = ["running", "succeeded", "failed", "interrupted", "parked"])]
     pub status: Option<String>,
     #[command(flatten)]
     pub store: RunStoreArgs,

@@ -13,6 +13,7 @@
 use super::accepted_deliveries::{AcceptedDeliveries, DELIVERIES_FILE, MOST_REMEMBERED, REMEMBERED_FOR};
 use super::listener::{self, ListenerLimits};
 use super::lock::{LockError, RunLock};
+use super::parked_runs::{self, ParkedRuns, WokenEnded};
 use super::pipeline::{Pipeline, PipelineSet};
 use super::schedule::Schedule;
 use super::state::{DaemonState, STATE_FILE};
@@ -144,6 +145,8 @@ struct Dispatcher {
     deliveries_path: PathBuf,
     max_parallel: usize,
     ended: mpsc::UnboundedSender<RunEnded>,
+    /// Runs parked at a wait, which the daemon resumes when their time comes.
+    parked: ParkedRuns,
     stopping: bool,
 }
 
@@ -159,6 +162,7 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
     let (published, watched) = watch::channel(pipelines.clone());
     let (fires_tx, mut fires) = mpsc::channel::<WebhookFire>(64);
     let (ended_tx, mut ended) = mpsc::unbounded_channel::<RunEnded>();
+    let (woken_tx, mut woken) = mpsc::unbounded_channel::<WokenEnded>();
     let (stop_server, server_stopped) = oneshot::channel::<()>();
     let server = match options.listen {
         None => None,
@@ -168,7 +172,7 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
     };
     let dashboard = options.serve.map(|addr| start_dashboard(addr, &options)).transpose()?;
 
-    let mut dispatcher = Dispatcher::remembering(&coord, &options, pipelines, ended_tx);
+    let mut dispatcher = Dispatcher::remembering(&coord, &options, pipelines, ended_tx, woken_tx);
     dispatcher.start_up(Utc::now());
     announce(format_args!("daemon: ready ({})", listed(&dispatcher.pipelines)));
 
@@ -181,12 +185,16 @@ pub async fn serve(options: DaemonOptions, pipelines: PipelineSet) -> Result<(),
         }
         let nap = dispatcher.nap(Utc::now());
         tokio::select! {
-            _ = tokio::time::sleep(nap), if !dispatcher.stopping => dispatcher.fire_due(Utc::now()),
+            _ = tokio::time::sleep(nap), if !dispatcher.stopping => {
+                dispatcher.fire_due(Utc::now());
+                dispatcher.parked.wake_due(Utc::now().timestamp_millis());
+            }
             Some(fire) = fires.recv() => {
                 let action = dispatcher.fire_webhook(&fire.pipeline, fire.delivery, fire.inputs, Utc::now());
                 let _ = fire.reply.send(action);
             }
             Some(run) = ended.recv() => dispatcher.run_ended(run),
+            Some(run) = woken.recv() => dispatcher.woken_run_ended(run),
             _ = sighup.recv() => {
                 if !dispatcher.stopping {
                     dispatcher.reload(&published, Utc::now());
@@ -286,6 +294,7 @@ impl Dispatcher {
         options: &DaemonOptions,
         pipelines: Arc<PipelineSet>,
         ended: mpsc::UnboundedSender<RunEnded>,
+        woken: mpsc::UnboundedSender<WokenEnded>,
     ) -> Self {
         let state_path = coord.join("daemon").join(STATE_FILE);
         let state = DaemonState::load(&state_path).unwrap_or_else(|e| {
@@ -309,6 +318,7 @@ impl Dispatcher {
             deliveries_path,
             max_parallel: options.max_parallel,
             ended,
+            parked: ParkedRuns::new(options.runs.clone(), options.max_parallel, woken),
             stopping: false,
         }
     }
@@ -348,14 +358,41 @@ impl Dispatcher {
 
     fn nap(&self, now: DateTime<Utc>) -> Duration {
         let next = self.slots.values().filter_map(|s| s.next_fire).min();
-        match next {
+        let nap = match next {
             Some(t) => (t - now).to_std().unwrap_or(Duration::ZERO).min(MAX_NAP),
             None => MAX_NAP,
+        };
+        if self.parked.any_parked() {
+            nap.min(parked_runs::LOOK_EVERY)
+        } else {
+            nap
         }
     }
 
     fn in_flight(&self) -> usize {
-        self.slots.values().filter(|s| s.running.is_some()).count()
+        self.slots.values().filter(|s| s.running.is_some()).count() + self.parked.in_flight()
+    }
+
+    /// A run the daemon woke has ended (finished, failed, parked again, or stopped).
+    fn woken_run_ended(&mut self, run: WokenEnded) {
+        self.parked.forget(&run.run_id);
+        let id = run.run_id;
+        match report_of(run.result, run.signal) {
+            RunReport::Finished { status: RunStatus::Parked, .. } => {
+                announce(format_args!("run {id}: parked again"))
+            }
+            RunReport::Finished { status: RunStatus::Interrupted, .. } => {
+                announce(format_args!("run {id}: interrupted; `coord resume {id}` finishes it"))
+            }
+            RunReport::Finished { status, problem: Some(problem), .. } => {
+                announce(format_args!("run {id}: {status}: {problem}"))
+            }
+            RunReport::Finished { status, problem: None, .. } => announce(format_args!("run {id}: {status}")),
+            RunReport::NotStarted(why) => {
+                announce(format_args!("run {id}: could not be resumed: {why}; `coord resume {id}` tries again"))
+            }
+            RunReport::Panicked => announce(format_args!("run {id}: the resume panicked (a bug in coord)")),
+        }
     }
 
     /// Fires every pipeline whose fire time has come. Fire times passed over while the loop
@@ -618,6 +655,7 @@ impl Dispatcher {
         for (name, cause) in dropped {
             self.unaccept(&name, cause.delivery().map(str::to_owned));
         }
+        interrupted += self.parked.stop(signal);
         announce(format_args!("daemon: {signal_name}: stopping; interrupting {interrupted} run(s)"));
     }
 
@@ -652,6 +690,9 @@ impl FireCause {
 
 /// `1 pipeline: groom`, `2 pipelines: groom, triage`.
 fn listed(pipelines: &PipelineSet) -> String {
+    if pipelines.is_empty() {
+        return "no pipelines; it wakes parked runs".to_owned();
+    }
     let noun = if pipelines.len() == 1 { "pipeline" } else { "pipelines" };
     format!("{} {noun}: {}", pipelines.len(), pipelines.names().join(", "))
 }
@@ -686,7 +727,12 @@ fn unchecked(plan: &run::RunPlan) -> Option<String> {
         overrides: plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), o.harness.clone())).collect(),
         scenario: plan.scenario.is_some() || plan.demo,
     };
-    let check = crate::check::run_check::check_for_run(&plan.script, &choice);
+    unchecked_script(&plan.script, &choice)
+}
+
+/// [`unchecked`] of a script run with `choice` (a woken run's recorded choice).
+pub(super) fn unchecked_script(script: &Path, choice: &crate::check::run_check::HarnessChoice) -> Option<String> {
+    let check = crate::check::run_check::check_for_run(script, choice);
     for warning in &check.warnings {
         crate::views::console::stderrln!("warning: {warning}");
     }

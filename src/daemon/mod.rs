@@ -12,6 +12,7 @@ pub mod accepted_deliveries;
 pub mod dispatcher;
 pub mod listener;
 pub mod lock;
+pub mod parked_runs;
 pub mod pipeline;
 pub mod schedule;
 pub mod state;

@@ -38,6 +38,9 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Interrupted,
+    /// Stopped at a durable wait on purpose (`--park-after`): its process exited, and
+    /// `coord resume` (or `coord daemon`, when its time comes) goes on with it.
+    Parked,
 }
 
 impl RunStatus {
@@ -47,6 +50,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Interrupted => "interrupted",
+            RunStatus::Parked => "parked",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod recorded_options;
 pub mod run_dir;
 pub mod run_mode;
 pub mod signal_box;
+pub mod wait_index;
 pub mod writer;
 
 pub use answer_index::{AnswerIndex, ParseAhead, RecordedSession};

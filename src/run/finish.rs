@@ -6,6 +6,7 @@
 use super::{RunFailure, RunOutcome, SetupError};
 use crate::journal::entry::{Entry, RunStatus};
 use crate::journal::run_dir::{self, OwnerLock};
+use crate::journal::wait_index;
 use crate::script::diagnostic::ScriptErrorKind;
 use crate::script::host::HostError;
 use crate::script::recorded_calls::Divergence;
@@ -49,12 +50,18 @@ impl RunEnding<'_> {
             host.cancel_leaves();
         }
         let divergence = host.recorded().and_then(|r| r.divergence.clone());
+        let runs_root = self.run_dir.parent().map(Path::to_path_buf).unwrap_or_default();
         if !self.offline {
             if let Err(e) = finish_journal(&mut host, status, failure.as_ref(), &result) {
                 warnings.push(format!("could not finish the journal: {e}"));
             }
             run_dir::clear_pid(&self.run_dir);
+            // A run that ended for good waits for nothing; a stopped or parked one still does.
+            if matches!(status, RunStatus::Succeeded | RunStatus::Failed) {
+                wait_index::remove(&runs_root, &self.run_id);
+            }
         }
+        let parked = (status == RunStatus::Parked).then(|| wait_index::get(&runs_root, &self.run_id)).flatten();
         // Released once the journal's last entry is written: a resume may take the run now.
         drop(self.owner);
         let outcome = RunOutcome {
@@ -70,6 +77,7 @@ impl RunEnding<'_> {
             failure,
             unrecorded: std::mem::take(&mut host.unrecorded),
             divergence,
+            parked,
             warnings,
         };
         if self.exits_after {
@@ -84,6 +92,10 @@ impl RunEnding<'_> {
         evaluated: Result<rhai::Dynamic, Box<rhai::EvalAltResult>>,
         host: &mut Host,
     ) -> (RunStatus, Option<RunFailure>, Value) {
+        // Parking stops the script as a signal would; it is no failure.
+        if self.interrupt.is_parking() {
+            return (RunStatus::Parked, None, Value::Null);
+        }
         match evaluated {
             Ok(value) => {
                 let result = crate::script::json_value::to_json(&value).unwrap_or(Value::Null);
@@ -162,7 +174,7 @@ fn classify_failure(
 /// A failure the host stopped the script with, kept typed on the host.
 fn host_failure(fatal: HostError, err: &rhai::EvalAltResult, script: &Path, source: &str) -> RunFailure {
     match fatal {
-        HostError::Interrupted | HostError::Outage(_) => RunFailure::Interrupted,
+        HostError::Interrupted | HostError::Parked | HostError::Outage(_) => RunFailure::Interrupted,
         HostError::Divergence(d) => {
             let (file, text) = site_source(&d.now_site, script, source);
             let diag = ScriptDiagnostic::at(

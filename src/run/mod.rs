@@ -88,6 +88,9 @@ pub struct RunPlan {
     /// A resume's hold on the run, taken before its journal was prepared (a fresh run takes
     /// its own as it creates its directory).
     pub owner: Option<Arc<run_dir::OwnerLock>>,
+    /// `--park-after`: a wait this long, with no leaf running, parks the run (its process
+    /// exits; `coord resume` or the daemon goes on with it).
+    pub park_after: Option<std::time::Duration>,
 }
 
 impl RunPlan {
@@ -112,6 +115,7 @@ impl RunPlan {
             budget_usd: None,
             process_exits_after: false,
             owner: None,
+            park_after: None,
         }
     }
 }
@@ -171,6 +175,8 @@ pub struct RunOutcome {
     pub unrecorded: Vec<UnrecordedCall>,
     /// What-if and resume: the first call where the script left the recorded path.
     pub divergence: Option<Divergence>,
+    /// A parked run's wait, as the wait index lists it.
+    pub parked: Option<crate::journal::wait_index::WaitEntry>,
     pub warnings: Vec<String>,
 }
 
@@ -242,6 +248,7 @@ fn execute_on_script_thread(
         log,
         budget_usd: plan.budget_usd,
         keep_worktrees: config.file.worktrees.keep,
+        park_after: plan.park_after,
     }));
     if let Some(events) = plan.events.clone() {
         cell.with(|host| host.report_events_to(events));

@@ -65,6 +65,27 @@ pub fn prepare(run_dir: &Path, recover: bool) -> Result<Prepared, ResumeError> {
     Ok(Prepared { archived: Some(archived), discarded, warnings: run.warnings })
 }
 
+/// The plan that continues the run in `run_dir` in its own journal, which `owner` holds:
+/// [`prepare`]s the journal, reads it, and answers from it. The caller sets what is its own
+/// (parallelism, limits, `--park-after`) and checks the script before it runs.
+pub fn continue_plan(
+    run_dir: &Path,
+    recover: bool,
+    owner: std::sync::Arc<run_dir::OwnerLock>,
+) -> Result<(super::RunPlan, Prepared), ResumeError> {
+    let prepared = prepare(run_dir, recover)?;
+    let recorded = AnswerIndex::read(run_dir, recover)?;
+    let mut plan = super::RunPlan::new(super::recorded_path(&recorded.header.script, &recorded.header));
+    plan.recording = super::Recording::From {
+        run_dir: run_dir.to_owned(),
+        mode: crate::script::recorded_calls::ReplayMode::Resume,
+        recover,
+        preloaded: Some(std::sync::Arc::new(recorded)),
+    };
+    plan.owner = Some(owner);
+    Ok((plan, prepared))
+}
+
 /// Where a redo of `parent` branches: `--from` a session (`s7`, its spawn) or a call index,
 /// and/or `--retry-failed` (the parent's leaves that did not end `ok` run again).
 pub fn branch_point(parent: &AnswerIndex, from: Option<&str>, retry_failed: bool) -> Result<ParentRun, ResumeError> {

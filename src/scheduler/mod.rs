@@ -51,6 +51,8 @@ pub struct Completion {
 pub struct Interrupt {
     flag: std::sync::atomic::AtomicBool,
     signal: std::sync::atomic::AtomicI32,
+    /// The stop is the script parking itself at a wait (`--park-after`), not a signal.
+    parking: std::sync::atomic::AtomicBool,
     cancellers: std::sync::Mutex<Vec<mpsc::UnboundedSender<Command>>>,
 }
 
@@ -62,6 +64,19 @@ impl Interrupt {
         for c in self.cancellers.lock().expect("interrupt poisoned").iter() {
             let _ = c.send(Command::CancelAll);
         }
+    }
+
+    /// Stops the script where it waits, to park the run: the engine stops as for a signal, but
+    /// no leaf is running (a run parks only then), so nothing is cancelled.
+    pub fn park(&self) {
+        use std::sync::atomic::Ordering;
+        self.parking.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the stop in progress is a park ([`Interrupt::park`]).
+    pub fn is_parking(&self) -> bool {
+        self.parking.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn is_set(&self) -> bool {

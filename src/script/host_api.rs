@@ -4,7 +4,7 @@
 //! Each function turns Rhai values into JSON, asks the [`Host`], and turns the answer back.
 //! Wrong argument types are reported with the function's expected signature.
 
-use super::host::{json_type, Answer, Host, HostError};
+use super::host::{json_type, Answer, Host, HostError, SignalWait};
 use crate::effects::{EffectKind, GithubRead};
 use crate::journal::entry::CallSite;
 use crate::script::diagnostic::misuse;
@@ -434,12 +434,15 @@ fn register_waits(engine: &mut Engine, host: SharedHost, main_source: String) {
     let ms = main_source;
     let wait = move |ctx: NativeCallContext, name: &str, opts: Map| -> RhaiResult<Dynamic> {
         // The default is `on_timeout` (`default` is a reserved word in Rhai).
-        refuse_unknown_keys("wait_signal", "option", &opts, &["timeout", "on_timeout"])
+        refuse_unknown_keys("wait_signal", "option", &opts, &["timeout", "on_timeout", "key"])
             .map_err(|e| at_call(e, &ctx))?;
-        let timeout = opts.get("timeout").map(to_json).transpose()?;
-        let default = opts.get("on_timeout").map(to_json).transpose()?.unwrap_or(Value::Null);
+        let wait = SignalWait {
+            timeout: opts.get("timeout").map(to_json).transpose()?,
+            default: opts.get("on_timeout").map(to_json).transpose()?.unwrap_or(Value::Null),
+            key: opts.get("key").map(to_json).transpose()?,
+        };
         let site = site(&ctx, &ms);
-        let v = host.call(|h| h.wait_signal(&site, name, timeout, default)).map_err(|e| at_call(e, &ctx))?;
+        let v = host.call(|h| h.wait_signal(&site, name, wait)).map_err(|e| at_call(e, &ctx))?;
         Ok(to_dynamic(&v))
     };
     engine.register_fn("wait_signal", wait.clone());

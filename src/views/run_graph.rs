@@ -254,9 +254,9 @@ pub fn observed_status(run: &RecordedRun) -> RunStatus {
 
 /// What an unfinished run waits for, when its last call is a wait (`sleep`, `sleep_until`,
 /// `wait_signal` not yet answered by its `signal` call): `waiting until <time>`, or
-/// `waiting for signal <name> until <time>`. None for a finished run.
+/// `waiting for signal <name> until <time>`. None for a finished run (a parked one still waits).
 pub fn waiting_for(run: &RecordedRun) -> Option<String> {
-    if run.finished.is_some() {
+    if run.finished.as_ref().is_some_and(|f| f.status != RunStatus::Parked) {
         return None;
     }
     let Entry::Call(call) = &run.calls.last()?.entry else { return None };

@@ -28,6 +28,17 @@ pub struct OutcomeView<'a> {
     usage: UsageView,
     leaves: Vec<LeafView<'a>>,
     result: &'a Value,
+    /// A parked run's wait: until when, for which signal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parked: Option<ParkedView<'a>>,
+}
+
+#[derive(Serialize)]
+struct ParkedView<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -74,8 +85,29 @@ impl<'a> OutcomeView<'a> {
             usage: UsageView::of_run(o),
             leaves: o.leaves.iter().map(|l| LeafView::of(&l.result)).collect(),
             result: &o.result,
+            parked: o.parked.as_ref().map(|w| ParkedView {
+                until: w.until_ms.and_then(rfc3339_ms),
+                signal: w.signal.as_deref(),
+            }),
         }
     }
+}
+
+fn rfc3339_ms(ms: i64) -> Option<String> {
+    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// `Parked: waiting for signal `x` until T; ...`: what a parked run waits for, and who wakes it.
+fn parked_text(o: &RunOutcome) -> Option<String> {
+    let w = o.parked.as_ref()?;
+    let what = match (&w.signal, w.until_ms.and_then(rfc3339_ms)) {
+        (Some(signal), Some(until)) => format!("waiting for signal `{signal}` until {until}"),
+        (Some(signal), None) => format!("waiting for signal `{signal}`"),
+        (None, Some(until)) => format!("waiting until {until}"),
+        (None, None) => "waiting".to_owned(),
+    };
+    let id = &o.run_id;
+    Some(format!("Parked: {what}; `coord daemon` resumes it then, or `coord resume {id}` goes on now"))
 }
 
 impl UsageView {
@@ -183,6 +215,9 @@ pub fn outcome_text(o: &RunOutcome) -> String {
         for e in &o.effects {
             let _ = writeln!(s, "  {}", effect_line(e));
         }
+    }
+    if let Some(parked) = parked_text(o) {
+        let _ = writeln!(s, "\n{parked}");
     }
     let _ = writeln!(s, "\nRun {} in {}", o.run_id, o.run_dir.display());
     s

@@ -25,7 +25,7 @@ mod waits;
 
 pub use reads::{Answer, PARSED_AHEAD};
 pub use spawn_options::SpawnOptions;
-pub use waits::{duration_ms, WAIT_FUNCTIONS};
+pub use waits::{duration_ms, SignalWait, WAIT_FUNCTIONS};
 
 use crate::compact_json::CompactJson;
 use crate::effects::project_store::ProjectStore;
@@ -64,6 +64,9 @@ pub enum HostError {
     World(String),
     #[error("interrupted")]
     Interrupted,
+    /// The run parked at a wait (`--park-after`): its process exits, its journal says so.
+    #[error("parked")]
+    Parked,
     #[error("{}", .0)]
     Outage(Box<Outage>),
 }
@@ -157,6 +160,8 @@ pub struct HostSetup {
     pub budget_usd: Option<f64>,
     /// `[worktrees] keep`: keep the worktrees of leaves that succeeded too.
     pub keep_worktrees: bool,
+    /// `--park-after`: a live wait this long, with no leaf running, parks the run.
+    pub park_after: Option<std::time::Duration>,
 }
 
 /// One effect the run performed (or would have, in a dry or what-if run). A run keeps one per
@@ -226,6 +231,7 @@ pub struct Host {
     log: Option<std::io::BufWriter<std::fs::File>>,
     budget_usd: Option<f64>,
     keep_worktrees: bool,
+    park_after: Option<std::time::Duration>,
     next_call: u64,
     next_session: u64,
     /// Sessions in spawn order: `s{n}` is `sessions[n - 1]`.
@@ -276,6 +282,7 @@ impl Host {
             log: s.log.map(std::io::BufWriter::new),
             budget_usd: s.budget_usd,
             keep_worktrees: s.keep_worktrees,
+            park_after: s.park_after,
             next_call: 0,
             next_session: 0,
             sessions: Vec::new(),

@@ -188,6 +188,12 @@ impl Host {
         session_index(id, self.sessions.len()).map(|i| &self.sessions[i])
     }
 
+    /// Whether a spawned leaf has not finished yet (a run with one must not park: the leaf
+    /// would be lost with the process, and run again, spending again, on resume).
+    pub(super) fn has_running_leaves(&self) -> bool {
+        self.sessions.iter().any(|s| matches!(s, Session::Pending(_)))
+    }
+
     pub fn session_count(&self) -> usize {
         self.sessions.len()
     }

@@ -7,6 +7,12 @@
 //! default, on timeout), so a replay returns it without the delivery's file, and a delivery
 //! the journal names is never consumed again.
 //!
+//! A live wait is listed in the run store's wait index (`journal::wait_index`) while it lasts.
+//! With `--park-after`, a wait that has lasted that long with no leaf running parks the run:
+//! the index marks it parked and the script stops as for a signal, so the run's process exits
+//! and its journal ends `parked`; `coord resume` (or `coord daemon`, once its deadline passes
+//! or its signal arrives) replays up to the wait and waits only what is left.
+//!
 //! Replay never waits. In a scenario the clock is virtual: a wait moves it on instead of
 //! waiting, and signals come from the scenario's `[[signal]]` entries. Leaves keep running and
 //! are journaled as they finish while the script waits. It must not write the signal box's
@@ -16,6 +22,7 @@ use super::replay_decision::{CallKind, CallPlan};
 use super::{Clock, Host, HostError, SignalSource};
 use crate::journal::entry::{CallSite, Entry};
 use crate::journal::signal_box;
+use crate::journal::wait_index::{self, WaitEntry};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -73,6 +80,16 @@ impl WaitWindow {
     }
 }
 
+/// What `wait_signal` was asked for beyond the signal's name.
+pub struct SignalWait {
+    /// How long to wait, as the script wrote it; none: for ever.
+    pub timeout: Option<Value>,
+    /// What a timed-out wait returns (`on_timeout`).
+    pub default: Value,
+    /// A key a signal webhook must name to reach this wait (e.g. a pull request's number).
+    pub key: Option<Value>,
+}
+
 /// A consumed delivery (or a timeout), as the `signal` call journals it.
 fn received(delivery: Option<&str>, data: Value, at_ms: i64) -> Value {
     json!({ "delivery": delivery, "data": data, "at_ms": at_ms, "timed_out": delivery.is_none() })
@@ -103,9 +120,55 @@ impl Host {
 
     fn wait_out(&mut self, window: Option<WaitWindow>) -> Result<(), HostError> {
         match window {
-            Some(WaitWindow { until_ms: Some(until), live }) => self.wait_until(until, live),
+            Some(WaitWindow { until_ms: Some(until), live }) => {
+                let listed = self.enter_wait(live, Some(until), None, None);
+                self.wait_until(until, live, listed.as_ref())?;
+                self.leave_wait(listed);
+                Ok(())
+            }
             _ => Ok(()),
         }
+    }
+
+    /// Lists a live wait in the run store's wait index (only a run that really waits: not a
+    /// replay, not a scenario's virtual clock). Returns the entry, to park or remove it.
+    fn enter_wait(&self, live: bool, until_ms: Option<i64>, signal: Option<&str>, key: Option<String>) -> Option<WaitEntry> {
+        if !live || matches!(self.clock, Clock::Fixed(_)) || !matches!(self.signals, SignalSource::RunDirectory) {
+            return None;
+        }
+        let entry = WaitEntry {
+            run_id: self.run_id.clone(),
+            until_ms,
+            signal: signal.map(str::to_owned),
+            key,
+            parked: false,
+            park_after_ms: self.park_after.map(|d| d.as_millis() as u64),
+        };
+        let root = self.run_dir.parent()?;
+        // The index only helps the daemon find the run; the wait goes on without it.
+        wait_index::record(root, &entry).ok()?;
+        Some(entry)
+    }
+
+    fn leave_wait(&self, listed: Option<WaitEntry>) {
+        if let (Some(entry), Some(root)) = (listed, self.run_dir.parent()) {
+            wait_index::remove(root, &entry.run_id);
+        }
+    }
+
+    /// Parks the run when `--park-after` asks for it: the wait has lasted that long (since
+    /// `since`, this process's start of it) and no leaf is running, whose result would be
+    /// lost with the process.
+    fn park_if_due(&mut self, listed: Option<&WaitEntry>, since: std::time::Instant) -> Result<(), HostError> {
+        let (Some(after), Some(entry)) = (self.park_after, listed) else { return Ok(()) };
+        if since.elapsed() < after || self.has_running_leaves() {
+            return Ok(());
+        }
+        let root = self.run_dir.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        wait_index::record(&root, &WaitEntry { parked: true, ..entry.clone() })?;
+        self.journal.flush()?;
+        self.interrupt.park();
+        Err(HostError::Parked)
     }
 
     /// Journals a wait's start (its deadline, from `deadline(now)`) and syncs it, or takes it
@@ -150,7 +213,7 @@ impl Host {
 
     /// Waits until `until_ms` on the run's clock: a virtual clock moves on to it; a live run
     /// waits what is left (nothing, if it is past); a replay does not wait.
-    fn wait_until(&mut self, until_ms: i64, live: bool) -> Result<(), HostError> {
+    fn wait_until(&mut self, until_ms: i64, live: bool, listed: Option<&WaitEntry>) -> Result<(), HostError> {
         if let Clock::Fixed(now) = self.clock {
             self.clock = Clock::Fixed(now.max(until_ms));
             return Ok(());
@@ -158,12 +221,14 @@ impl Host {
         if !live {
             return Ok(());
         }
+        let since = std::time::Instant::now();
         loop {
             self.check_interrupt()?;
             let left = until_ms - self.clock_ms();
             if left <= 0 {
                 return Ok(());
             }
+            self.park_if_due(listed, since)?;
             self.wait_a_moment(POLL.min(Duration::from_millis(left as u64)))?;
         }
     }
@@ -186,27 +251,34 @@ impl Host {
         }
     }
 
-    /// `wait_signal(name, #{ timeout, default })`: the payload of the next delivery of `name`
-    /// this run has not consumed, or `default` once `timeout` has passed.
-    pub fn wait_signal(
-        &mut self,
-        site: &CallSite,
-        name: &str,
-        timeout: Option<Value>,
-        default: Value,
-    ) -> Result<Value, HostError> {
+    /// `wait_signal(name, #{ timeout, on_timeout, key })`: the payload of the next delivery of
+    /// `name` this run has not consumed, or the default once `timeout` has passed.
+    pub fn wait_signal(&mut self, site: &CallSite, name: &str, wait: SignalWait) -> Result<Value, HostError> {
         if !signal_box::valid_name(name) {
             return Err(HostError::Script(format!(
                 "wait_signal: `{name}` is not a signal name (1 to 64 letters, digits, `_`, `-` or `.`)"
             )));
         }
+        let SignalWait { timeout, default, key } = wait;
         let timeout_ms = match &timeout {
             Some(t) => Some(duration_ms(t).map_err(|e| HostError::Script(format!("wait_signal: timeout: {e}")))?),
             None => None,
         };
+        let key = match key {
+            None | Some(Value::Null) => None,
+            Some(Value::String(k)) => Some(k),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(other) => {
+                let got = super::json_type(&other);
+                return Err(HostError::Script(format!("wait_signal: `key` is a string or a number, not {got}")));
+            }
+        };
         let mut args = json!({ "name": name });
         if let Some(t) = timeout {
             args["timeout"] = t;
+        }
+        if let Some(k) = &key {
+            args["key"] = json!(k);
         }
         let window = self.begin_wait("wait_signal", args, site, |now| timeout_ms.map(|t| now + t as i64))?;
         let args = json!({ "name": name });
@@ -214,9 +286,11 @@ impl Host {
         let answer = match call.plan {
             CallPlan::Live => {
                 let window = window.unwrap_or(WaitWindow { until_ms: None, live: true });
-                let answer = self.receive_signal(name, &window, default)?;
+                let listed = self.enter_wait(window.live, window.until_ms, Some(name), key);
+                let answer = self.receive_signal(name, &window, default, listed.as_ref())?;
                 self.journal.append(Entry::call(call.index, "signal", call.key, site, args, answer.clone(), None))?;
                 self.journal.sync()?;
+                self.leave_wait(listed);
                 answer
             }
             CallPlan::Recorded { recorded, .. } => {
@@ -258,7 +332,13 @@ impl Host {
     }
 
     /// Waits live for the next unconsumed delivery of `name`, until the window's deadline.
-    fn receive_signal(&mut self, name: &str, window: &WaitWindow, default: Value) -> Result<Value, HostError> {
+    fn receive_signal(
+        &mut self,
+        name: &str,
+        window: &WaitWindow,
+        default: Value,
+        listed: Option<&WaitEntry>,
+    ) -> Result<Value, HostError> {
         if let SignalSource::Scenario(signals) = &self.signals {
             let next = signals
                 .iter()
@@ -286,6 +366,7 @@ impl Host {
                 ))),
             };
         }
+        let since = std::time::Instant::now();
         loop {
             self.check_interrupt()?;
             let pending = signal_box::pending(&self.run_dir, name)?;
@@ -298,6 +379,7 @@ impl Host {
             if left.is_some_and(|l| l <= 0) {
                 return Ok(received(None, default, now));
             }
+            self.park_if_due(listed, since)?;
             let moment = left.map_or(POLL, |l| POLL.min(Duration::from_millis(l as u64)));
             self.wait_a_moment(moment)?;
         }
