@@ -681,3 +681,119 @@ fn a_pipeline_lock_stops_trigger_and_a_dead_holder_is_taken_over() {
     p.coord().args(["run", "slow.rhai", "--lock", "../escape"]).run().code(2);
     p.coord().args(["trigger", "nope"]).run().code(2);
 }
+
+/// A coordinator that sleeps 2 s, then waits for `agreement`, and returns what it got.
+const PARKING: &str = r#"
+sleep("2s");
+let answer = wait_signal("agreement", #{ key: 7 });
+#{ agreed: answer.agreed }
+"#;
+
+fn wait_index(p: &TestProject) -> Vec<Value> {
+    let Ok(dir) = std::fs::read_dir(p.path().join(".coord/runs/.waits")) else { return Vec::new() };
+    dir.flatten().filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok()).collect()
+}
+
+#[test]
+fn a_parked_run_is_woken_by_the_daemon_at_its_time_and_by_its_signal() {
+    let p = TestProject::new();
+    p.write("coord.toml", "");
+    p.write("gate.rhai", PARKING);
+    // Parked at once: the process exits before the 2 s are up, saying so.
+    let out = p.coord().args(["run", "gate.rhai", "--park-after", "0s", "--json"]).run();
+    out.code(0);
+    let parked = out.json();
+    assert_eq!(parked["status"], "parked", "{parked}");
+    assert!(parked["parked"]["until"].as_str().unwrap().ends_with('Z'), "{parked}");
+    let run = p.runs().pop().unwrap();
+    let run_id = run.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(finished(&run).unwrap()["status"], "parked");
+    let listed = wait_index(&p);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["parked"], true);
+    let until_ms = listed[0]["until_ms"].as_i64().unwrap();
+    p.coord().args(["runs", "--status", "parked"]).run().code(0).stdout_has("parked, waiting until 20");
+
+    let mut daemon = Daemon::start(&p, &[], &[]);
+    // Woken once its 2 s are up, it parks again at the gate, not before the wake time.
+    daemon.wait_for(|l| l == format!("run {run_id}: woken (its time came); resuming"));
+    daemon.wait_for(|l| l == format!("run {run_id}: parked again"));
+    let sleep_until = journal(&run).iter().find(|e| e["fn"] == "sleep").unwrap()["result"]["until_ms"].as_i64();
+    assert_eq!(sleep_until, Some(until_ms), "the sleep is journaled once, with its first deadline");
+    let gate = wait_index(&p);
+    assert_eq!((gate[0]["signal"].as_str(), gate[0]["key"].as_str()), (Some("agreement"), Some("7")));
+
+    p.coord()
+        .args(["signal", &run_id, "agreement", "--data", r#"{"agreed":true}"#])
+        .run()
+        .code(0)
+        .stdout_has("is parked");
+    daemon.wait_for(|l| l == format!("run {run_id}: woken (signal `agreement` arrived); resuming"));
+    daemon.wait_for(|l| l == format!("run {run_id}: succeeded"));
+    let done = finished(&run).unwrap();
+    assert_eq!(done["result"], json!({ "agreed": true }));
+    let woke_at = chrono::DateTime::parse_from_rfc3339(done["at"].as_str().unwrap()).unwrap().timestamp_millis();
+    assert!(woke_at >= until_ms, "it finished before its sleep was over");
+    assert!(wait_index(&p).is_empty(), "a finished run waits for nothing");
+    // One wait each, journaled once: the resumes replayed them.
+    let fns: Vec<_> = journal(&run).iter().filter_map(|e| e["fn"].as_str().map(str::to_owned)).collect();
+    assert_eq!(fns, ["sleep", "wait_signal", "signal"]);
+    p.coord().args(["signal", &run_id, "agreement"]).run().code(1).stderr_has("has finished (succeeded)");
+    assert_eq!(daemon.stop(), 0, "{}", daemon.log());
+}
+
+fn post_delivery(addr: &str, path: &str, delivery: &str, payload: &Value) -> (u16, String) {
+    let body = payload.to_string().into_bytes();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Hub-Signature-256: {}\r\nX-GitHub-Delivery: {delivery}\r\n",
+        body.len(),
+        sign(&body)
+    );
+    http(addr, &head, &body)
+}
+
+#[test]
+fn a_signed_approve_comment_becomes_the_signal_of_the_parked_run_with_its_key_once() {
+    let p = TestProject::new();
+    p.write(
+        "coord.toml",
+        r#"[[signal_hook]]
+name = "approve"
+secret_env = "TEST_HOOK_SECRET"
+signal = "agreement"
+key = "issue.number"
+match = { "comment.body" = "/approve" }
+data = "comment.user"
+"#,
+    );
+    p.write("gate.rhai", "let who = wait_signal(\"agreement\", #{ key: input(\"pr\") });\n#{ approved_by: who.login }\n");
+    let run_of = |pr: &str| {
+        let out = p.coord().args(["run", "gate.rhai", "--input", &format!("pr={pr}"), "--park-after", "0s", "--json"]).run();
+        out.code(0);
+        assert_eq!(out.json()["status"], "parked");
+        out.json()["run_id"].as_str().unwrap().to_owned()
+    };
+    let (seven, eight) = (run_of("7"), run_of("8"));
+    let mut daemon = Daemon::start(&p, &["--listen", "127.0.0.1:0"], &[("TEST_HOOK_SECRET", SECRET)]);
+    let addr = daemon.address();
+    let comment = |body: &str| json!({ "issue": { "number": 7 }, "comment": { "body": body, "user": { "login": "ana" } } });
+
+    // A comment that is no approval is answered and ignored.
+    let (status, body) = post_delivery(&addr, "/signals/approve", "d-0", &comment("looks good"));
+    assert_eq!((status, body.contains("\"ignored\"")), (200, true), "{body}");
+    // The approval reaches the run waiting with key 7 only, which the daemon wakes.
+    let (status, body) = post_delivery(&addr, "/signals/approve", "d-1", &comment("/approve ship it"));
+    assert_eq!(status, 202, "{body}\n{}", daemon.log());
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["delivered_to"], json!([seven]));
+    daemon.wait_for(|l| l == format!("run {seven}: succeeded"));
+    let done = finished(&p.path().join(".coord/runs").join(&seven)).unwrap();
+    assert_eq!(done["result"], json!({ "approved_by": "ana" }));
+    // A redelivery of the same id reaches nobody; run 8 still waits, parked.
+    let (status, body) = post_delivery(&addr, "/signals/approve", "d-1", &comment("/approve ship it"));
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["delivered_to"], json!([]), "{status} {body}");
+    assert_eq!(finished(&p.path().join(".coord/runs").join(&eight)).unwrap()["status"], "parked");
+    assert_eq!(post_delivery(&addr, "/signals/nope", "d-2", &comment("/approve")).0, 404);
+    let unsigned = comment("/approve").to_string().into_bytes();
+    assert_eq!(post(&addr, "/signals/approve", None, &unsigned).0, 401);
+    assert_eq!(daemon.stop(), 0, "{}", daemon.log());
+}

@@ -89,7 +89,7 @@ fn with_room_for_both_leaves_nothing_waits() {
 #[test]
 fn a_leaf_cancelled_by_sigint_keeps_the_time_it_ran() {
     let p = slow_project("30");
-    let mut child = p.coord().args(["--log-format", "json", "run", "slow.rhai"]).spawn();
+    let child = p.coord().args(["--log-format", "json", "run", "slow.rhai"]).spawn();
     std::thread::sleep(Duration::from_millis(1500));
     // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

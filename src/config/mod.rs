@@ -45,6 +45,9 @@ pub struct ConfigFile {
     pub limits: toml::Table,
     #[serde(default)]
     pub pipeline: Vec<pipeline::PipelineSection>,
+    /// Webhooks the daemon turns into signals for waiting runs.
+    #[serde(default)]
+    pub signal_hook: Vec<pipeline::SignalHookSection>,
     /// What coordinator scripts may do beyond routing leaves.
     #[serde(default)]
     pub capabilities: Capabilities,
@@ -133,7 +136,7 @@ impl Config {
                         }
                     }
                 }
-                // `[[pipeline]]` tables.
+                // `[[pipeline]]` and `[[signal_hook]]` tables.
                 toml::Value::Array(items) => items.iter().for_each(|v| walk(v, vars)),
                 _ => {}
             }

@@ -65,3 +65,27 @@ pub struct WebhookSection {
     #[serde(default)]
     pub inputs: IndexMap<String, Spanned<String>>,
 }
+
+/// A `[[signal_hook]]`: a signed webhook (`POST /signals/<name>`) that the daemon turns into a
+/// signal for the runs waiting on it, e.g. a GitHub comment `/approve` into `agreement`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalHookSection {
+    /// Names the hook in its URL and in logs.
+    pub name: Spanned<String>,
+    /// The environment variable holding the HMAC secret (never the secret itself).
+    pub secret_env: Spanned<String>,
+    /// The signal delivered: what the waiting script's `wait_signal(NAME)` names.
+    pub signal: Spanned<String>,
+    /// Where in the payload the key is that a wait's `key` must equal (e.g. `issue.number`);
+    /// none: every run waiting for the signal gets it.
+    #[serde(default)]
+    pub key: Option<Spanned<String>>,
+    /// Payload path -> the text its value must start with; a payload that does not match is
+    /// answered and ignored (e.g. `"comment.body" = "/approve"`).
+    #[serde(default, rename = "match")]
+    pub matches: IndexMap<String, Spanned<String>>,
+    /// Where in the payload the signal's data is; none: the whole payload.
+    #[serde(default)]
+    pub data: Option<Spanned<String>>,
+}

@@ -266,7 +266,7 @@ fn start_webhook_listener(
         ));
     }
     announce(format_args!("daemon: listening on {bound}"));
-    let router = webhook::router(pipelines, fires, options.body_timeout);
+    let router = webhook::router(pipelines, fires, options.body_timeout, options.runs.root.clone());
     Ok(tokio::spawn(listener::serve(listener, router, limits, stop)))
 }
 
@@ -690,11 +690,13 @@ impl FireCause {
 
 /// `1 pipeline: groom`, `2 pipelines: groom, triage`.
 fn listed(pipelines: &PipelineSet) -> String {
+    let hooks = pipelines.signal_hook_names();
+    let hooks = if hooks.is_empty() { String::new() } else { format!("; signal hooks: {}", hooks.join(", ")) };
     if pipelines.is_empty() {
-        return "no pipelines; it wakes parked runs".to_owned();
+        return format!("no pipelines; it wakes parked runs{hooks}");
     }
     let noun = if pipelines.len() == 1 { "pipeline" } else { "pipelines" };
-    format!("{} {noun}: {}", pipelines.len(), pipelines.names().join(", "))
+    format!("{} {noun}: {}{hooks}", pipelines.len(), pipelines.names().join(", "))
 }
 
 fn same_schedule(a: Option<&Schedule>, b: Option<&Schedule>) -> bool {

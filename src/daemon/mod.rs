@@ -15,6 +15,7 @@ pub mod lock;
 pub mod parked_runs;
 pub mod pipeline;
 pub mod schedule;
+pub mod signal_hook;
 pub mod state;
 pub mod webhook;
 

@@ -56,11 +56,25 @@ impl Pipeline {
     }
 }
 
-/// Every pipeline of one `coord.toml`, in file order.
+/// A `[[signal_hook]]`, validated (`signal_hook::validate`).
+#[derive(Clone, Debug)]
+pub struct SignalHook {
+    pub name: String,
+    /// The environment variable holding the HMAC secret, read on every request.
+    pub secret_env: String,
+    pub signal: String,
+    pub key: Option<PayloadPath>,
+    /// (the path as written, the path, the text its value must start with)
+    pub matches: Vec<(String, PayloadPath, String)>,
+    pub data: Option<PayloadPath>,
+}
+
+/// Every pipeline of one `coord.toml`, in file order, and its signal hooks.
 #[derive(Debug, Default)]
 pub struct PipelineSet {
     pub config_path: PathBuf,
     pipelines: IndexMap<String, Arc<Pipeline>>,
+    signal_hooks: IndexMap<String, SignalHook>,
 }
 
 impl PipelineSet {
@@ -90,7 +104,24 @@ impl PipelineSet {
             }
             pipelines.insert(pipeline.name.clone(), Arc::new(pipeline));
         }
-        Ok(PipelineSet { config_path: path, pipelines })
+        let mut signal_hooks = IndexMap::new();
+        for section in &config.file.signal_hook {
+            let hook = super::signal_hook::validate(section, &at)?;
+            if signal_hooks.contains_key(&hook.name) {
+                let help = "signal hook names must be unique: they name webhook URLs";
+                return Err(at(section.name.span(), format!("a second signal hook named `{}`", hook.name), Some(help)));
+            }
+            signal_hooks.insert(hook.name.clone(), hook);
+        }
+        Ok(PipelineSet { config_path: path, pipelines, signal_hooks })
+    }
+
+    pub fn signal_hook(&self, name: &str) -> Option<&SignalHook> {
+        self.signal_hooks.get(name)
+    }
+
+    pub fn signal_hook_names(&self) -> Vec<&str> {
+        self.signal_hooks.keys().map(String::as_str).collect()
     }
 
     pub fn get(&self, name: &str) -> Option<&Arc<Pipeline>> {

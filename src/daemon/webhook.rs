@@ -1,4 +1,5 @@
-//! Webhook triggers: `POST /hooks/<pipeline>` on the daemon's `--listen` address.
+//! Webhook triggers: `POST /hooks/<pipeline>` on the daemon's `--listen` address (and the
+//! checks every webhook passes, which `POST /signals/<hook>` shares: `super::signal_hook`).
 //!
 //! Owns the requests: size and body-time limits, GitHub-style signatures (`X-Hub-Signature-256:
 //! sha256=<hex>`, HMAC-SHA256 with a secret read from the environment on each request,
@@ -131,18 +132,21 @@ struct HookState {
     body_timeout: Duration,
 }
 
-/// The webhook routes. `pipelines` follows reloads; fires go to the dispatcher; a body not
-/// read within `body_timeout` is answered 408.
+/// The webhook routes: pipeline triggers, and signal hooks (`super::signal_hook`) that deliver
+/// to the runs in `runs_root`. `pipelines` follows reloads; fires go to the dispatcher; a body
+/// not read within `body_timeout` is answered 408.
 pub fn router(
     pipelines: watch::Receiver<Arc<PipelineSet>>,
     fires: mpsc::Sender<WebhookFire>,
     body_timeout: Duration,
+    runs_root: std::path::PathBuf,
 ) -> Router {
-    Router::new().route("/hooks/{pipeline}", post(hook)).fallback(unknown_path).with_state(HookState {
-        pipelines,
-        fires,
-        body_timeout,
-    })
+    let signals = super::signal_hook::SignalHookState { hooks: pipelines.clone(), runs_root, body_timeout };
+    Router::new()
+        .route("/hooks/{pipeline}", post(hook))
+        .with_state(HookState { pipelines, fires, body_timeout })
+        .merge(Router::new().route("/signals/{hook}", post(super::signal_hook::handle)).with_state(signals))
+        .fallback(unknown_path)
 }
 
 async fn unknown_path(request: Request) -> Response {
@@ -150,7 +154,7 @@ async fn unknown_path(request: Request) -> Response {
         request.method().as_str(),
         request.uri().path(),
         StatusCode::NOT_FOUND,
-        "no such route (webhooks are POST /hooks/<pipeline>)",
+        "no such route (webhooks are POST /hooks/<pipeline> and POST /signals/<hook>)",
     )
 }
 
@@ -170,35 +174,12 @@ async fn hook(
             None => return refused(StatusCode::NOT_FOUND, "no pipeline with a webhook by that name"),
         }
     };
-    let body = match read_body(&headers, request.into_body(), state.body_timeout).await {
-        Ok(b) => b,
-        Err((status, why)) => return refused(status, &why),
-    };
-    let secret = match std::env::var(&secret_env) {
-        Ok(s) if !s.is_empty() => s,
-        _ => {
-            return refused(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("the webhook secret is not configured (set {secret_env} in the daemon's environment)"),
-            )
-        }
-    };
-    let signature = headers.get(SIGNATURE_HEADER).map(|v| v.to_str().unwrap_or(""));
-    if let Err(e) = verify_signature(secret.as_bytes(), &body, signature) {
-        return refused(StatusCode::UNAUTHORIZED, &e.to_string());
-    }
-    let delivery = match delivery_id(&headers) {
-        Ok(d) => d,
-        Err(why) => return refused(StatusCode::BAD_REQUEST, &why),
-    };
-    // GitHub pings a new hook once; answer without running anything.
-    if headers.get("x-github-event").and_then(|v| v.to_str().ok()) == Some("ping") {
-        return (StatusCode::OK, axum::Json(json!({ "pipeline": name, "action": "pong" }))).into_response();
-    }
-    let payload: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return refused(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")),
-    };
+    let (payload, delivery) =
+        match verified_payload(&headers, request, &secret_env, state.body_timeout, &route, json!({ "pipeline": name })).await
+        {
+            Ok(verified) => verified,
+            Err(answered) => return answered,
+        };
     let trigger = pipeline.webhook.as_ref().expect("chosen for having a webhook");
     let inputs = match payload_inputs(trigger, &payload) {
         Ok(i) => i,
@@ -235,6 +216,42 @@ async fn hook(
     (status, axum::Json(body)).into_response()
 }
 
+/// A request's JSON payload and delivery id, once its body arrived in time, its signature
+/// checks out under the secret in `secret_env`, and it is no ping; otherwise the answer it
+/// got (a ping is answered `pong`, with `who` naming what it was for).
+pub(super) async fn verified_payload(
+    headers: &HeaderMap,
+    request: Request,
+    secret_env: &str,
+    body_timeout: Duration,
+    route: &str,
+    who: Value,
+) -> Result<(Value, Option<String>), Response> {
+    let refused = |status, why: &str| refuse("POST", route, status, why);
+    let body = read_body(headers, request.into_body(), body_timeout).await.map_err(|(status, why)| refused(status, &why))?;
+    let secret = match std::env::var(secret_env) {
+        Ok(s) if !s.is_empty() => s,
+        _ => {
+            let why = format!("the webhook secret is not configured (set {secret_env} in the daemon's environment)");
+            return Err(refused(StatusCode::INTERNAL_SERVER_ERROR, &why));
+        }
+    };
+    let signature = headers.get(SIGNATURE_HEADER).map(|v| v.to_str().unwrap_or(""));
+    if let Err(e) = verify_signature(secret.as_bytes(), &body, signature) {
+        return Err(refused(StatusCode::UNAUTHORIZED, &e.to_string()));
+    }
+    let delivery = delivery_id(headers).map_err(|why| refused(StatusCode::BAD_REQUEST, &why))?;
+    // GitHub pings a new hook once; answer without doing anything.
+    if headers.get("x-github-event").and_then(|v| v.to_str().ok()) == Some("ping") {
+        let mut pong = who;
+        pong["action"] = json!("pong");
+        return Err((StatusCode::OK, axum::Json(pong)).into_response());
+    }
+    let payload = serde_json::from_slice(&body)
+        .map_err(|e| refused(StatusCode::BAD_REQUEST, &format!("the body is not JSON: {e}")))?;
+    Ok((payload, delivery))
+}
+
 /// Reads a body of at most [`MAX_BODY_BYTES`] within `timeout` (all of it, however it trickles
 /// in): a larger declared length is refused before reading anything, a larger streamed one as
 /// soon as it passes the limit.
@@ -261,7 +278,7 @@ async fn read_body(headers: &HeaderMap, body: Body, timeout: Duration) -> Result
     }
 }
 
-fn refuse(method: &str, path: &str, status: StatusCode, why: &str) -> Response {
+pub(super) fn refuse(method: &str, path: &str, status: StatusCode, why: &str) -> Response {
     super::announce(format_args!("webhook: {method} {path}: {} {why}", status.as_u16()));
     (status, axum::Json(json!({ "error": why }))).into_response()
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 const SIGNALS_DIR: &str = "signals";
 const CONSUMED_DIR: &str = "consumed";
+const TAKEN_DIR: &str = "taken";
 
 /// One delivery of a signal, as `coord signal` left it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +57,24 @@ pub fn deliver(run_dir: &Path, name: &str, data: Value) -> std::io::Result<Deliv
         let _ = d.sync_all();
     }
     Ok(delivery)
+}
+
+/// [`deliver`], at most once per `once` id (a webhook's delivery id): a second delivery with
+/// the same id is not left (None). Each id is remembered in `signals/taken/` by its digest,
+/// created exclusively, so two processes delivering the same id at once leave one.
+pub fn deliver_once(run_dir: &Path, name: &str, data: Value, once: Option<&str>) -> std::io::Result<Option<Delivery>> {
+    if let Some(id) = once {
+        use sha2::Digest;
+        let taken = signals_dir(run_dir).join(TAKEN_DIR);
+        std::fs::create_dir_all(&taken)?;
+        let digest = hex::encode(sha2::Sha256::digest(id.as_bytes()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(taken.join(&digest[..32])) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    deliver(run_dir, name, data).map(Some)
 }
 
 /// The deliveries of `name` not yet moved to `consumed/`, in delivery order. A file that does
