@@ -766,9 +766,13 @@ match = { "comment.body" = "/approve" }
 data = "comment.user"
 "#,
     );
-    p.write("gate.rhai", "let who = wait_signal(\"agreement\", #{ key: input(\"pr\") });\n#{ approved_by: who.login }\n");
+    p.write(
+        "gate.rhai",
+        "let who = wait_signal(\"agreement\", #{ key: input(\"pr\") });\n#{ approved_by: who.login }\n",
+    );
     let run_of = |pr: &str| {
-        let out = p.coord().args(["run", "gate.rhai", "--input", &format!("pr={pr}"), "--park-after", "0s", "--json"]).run();
+        let out =
+            p.coord().args(["run", "gate.rhai", "--input", &format!("pr={pr}"), "--park-after", "0s", "--json"]).run();
         out.code(0);
         assert_eq!(out.json()["status"], "parked");
         out.json()["run_id"].as_str().unwrap().to_owned()
@@ -776,7 +780,8 @@ data = "comment.user"
     let (seven, eight) = (run_of("7"), run_of("8"));
     let mut daemon = Daemon::start(&p, &["--listen", "127.0.0.1:0"], &[("TEST_HOOK_SECRET", SECRET)]);
     let addr = daemon.address();
-    let comment = |body: &str| json!({ "issue": { "number": 7 }, "comment": { "body": body, "user": { "login": "ana" } } });
+    let comment =
+        |body: &str| json!({ "issue": { "number": 7 }, "comment": { "body": body, "user": { "login": "ana" } } });
 
     // A comment that is no approval is answered and ignored.
     let (status, body) = post_delivery(&addr, "/signals/approve", "d-0", &comment("looks good"));

@@ -215,3 +215,69 @@ let late = wait_signal("agreement", #{ timeout: "1h" });
         .run()
         .stderr_has("the scenario delivers no `never` signal");
 }
+
+/// The shipped gated-jobs coordinator, live, with command leaves standing in for the agents:
+/// the job reports evidence, the verifier passes it. A is agreed; B and C (after A) are not.
+fn gated_jobs_project() -> TestProject {
+    let p = TestProject::new();
+    std::fs::create_dir_all(p.path().join("coordinators")).unwrap();
+    std::fs::copy(
+        support::repo_root().join("coordinators/gated-jobs.rhai"),
+        p.path().join("coordinators/gated-jobs.rhai"),
+    )
+    .unwrap();
+    p.write_executable("job.sh", "#!/bin/sh\necho '{\"evidence\":[\"out.md\"],\"revision\":1}'\n");
+    p.write_executable("verify.sh", "#!/bin/sh\necho '{\"truth\":{\"status\":\"pass\"},\"reward\":{\"score\":0.9}}'\n");
+    p.write("workflows/workshop-job.toml", &support::command_workflow("./job.sh", "1m", "{ type = \"object\" }"));
+    p.write("workflows/workshop-verify.toml", &support::command_workflow("./verify.sh", "1m", "{ type = \"object\" }"));
+    p.write(
+        "inputs.json",
+        r#"{ "project": "Gate", "channel": "stdout",
+             "workstreams": [{ "id": "W", "title": "W", "jobs": [
+               { "id": "A", "title": "Agreed", "agreement": "agreed" },
+               { "id": "B", "title": "Needs a yes", "depends_on": ["A"], "agreement": "pending" },
+               { "id": "C", "title": "Needs a yes too", "depends_on": ["A"], "agreement": "pending" } ] }] }"#,
+    );
+    p
+}
+
+#[test]
+fn gated_jobs_waits_at_its_agreement_gate_across_a_kill_and_consumes_each_answer_once() {
+    let p = gated_jobs_project();
+    let child = p.coord().args(["run", "coordinators/gated-jobs.rhai", "--inputs", "inputs.json"]).spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let dir = loop {
+        if let Some(dir) = p.runs().pop().filter(|d| !calls(d, "wait_signal").is_empty()) {
+            break dir;
+        }
+        assert!(Instant::now() < deadline, "gated-jobs never reached its agreement gate");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    // Waiting at B's gate, A's job and its independent verification done: killed there.
+    kill_9(child);
+    let run_id = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let spawned: Vec<String> = calls(&dir, "spawn_session").iter().map(|e| e["key"].to_string()).collect();
+    assert!(spawned.iter().any(|k| k.contains("workshop-verify")), "A was not verified before the gate: {spawned:?}");
+    p.coord().args(["show", &run_id]).run().code(0).stdout_has("waiting for signal `agreement` until 20");
+
+    // One yes: B consumes it; C's gate waits on, so the resume parks there instead of
+    // consuming the same delivery twice.
+    p.coord().args(["signal", &run_id, "agreement", "--data", r#"{"agreed":true}"#]).run().code(0);
+    let out = p.coord().args(["resume", &run_id, "--park-after", "0s", "--json"]).run();
+    out.code(0);
+    assert_eq!(out.json()["status"], "parked", "{}", out.stdout);
+    assert_eq!(calls(&dir, "signal").len(), 1, "one delivery, consumed once");
+    assert_eq!(calls(&dir, "wait_signal").len(), 2);
+
+    // A no for C: the run goes on and ends, B done and C blocked.
+    p.coord().args(["signal", &run_id, "agreement", "--data", r#"{"agreed":false,"reason":"not now"}"#]).run().code(0);
+    let out = p.coord().args(["resume", &run_id, "--json"]).run();
+    out.code(0);
+    let result = &out.json()["result"];
+    assert_eq!(result["done"], serde_json::json!(["A", "B"]), "{result}");
+    assert_eq!(result["blocked"]["C"], "agreement: scope not agreed (pending); not now");
+    let received = calls(&dir, "signal");
+    assert_eq!(received.len(), 2);
+    assert_ne!(received[0]["result"]["delivery"], received[1]["result"]["delivery"]);
+    assert_eq!(dir.join("signals/consumed").read_dir().unwrap().count(), 2);
+}

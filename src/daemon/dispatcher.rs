@@ -378,9 +378,7 @@ impl Dispatcher {
         self.parked.forget(&run.run_id);
         let id = run.run_id;
         match report_of(run.result, run.signal) {
-            RunReport::Finished { status: RunStatus::Parked, .. } => {
-                announce(format_args!("run {id}: parked again"))
-            }
+            RunReport::Finished { status: RunStatus::Parked, .. } => announce(format_args!("run {id}: parked again")),
             RunReport::Finished { status: RunStatus::Interrupted, .. } => {
                 announce(format_args!("run {id}: interrupted; `coord resume {id}` finishes it"))
             }

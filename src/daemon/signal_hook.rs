@@ -138,7 +138,13 @@ pub(super) async fn handle(
 
 /// Delivers `data` as `signal` to every run the wait index lists as waiting for it (with `key`,
 /// when given); a run that took delivery `once` before is skipped. Returns the runs reached.
-fn deliver(runs_root: &std::path::Path, signal: &str, key: Option<&str>, data: Value, once: Option<&str>) -> Vec<String> {
+fn deliver(
+    runs_root: &std::path::Path,
+    signal: &str,
+    key: Option<&str>,
+    data: Value,
+    once: Option<&str>,
+) -> Vec<String> {
     let mut reached = Vec::new();
     for waiting in wait_index::list(runs_root) {
         if waiting.signal.as_deref() != Some(signal) || key.is_some_and(|k| waiting.key.as_deref() != Some(k)) {
@@ -164,7 +170,10 @@ mod tests {
             secret_env: "S".into(),
             signal: "agreement".into(),
             key: key.map(|k| PayloadPath::parse(k).unwrap()),
-            matches: matches.iter().map(|(p, m)| (p.to_string(), PayloadPath::parse(p).unwrap(), m.to_string())).collect(),
+            matches: matches
+                .iter()
+                .map(|(p, m)| (p.to_string(), PayloadPath::parse(p).unwrap(), m.to_string()))
+                .collect(),
             data: data.map(|d| PayloadPath::parse(d).unwrap()),
         }
     }
@@ -181,7 +190,10 @@ mod tests {
         assert!(matches!(read_payload(&approve, &other), Reading::Ignored(why) if why.contains("comment.body")));
         let keyless = json!({ "comment": { "body": "/approve" } });
         assert!(matches!(read_payload(&approve, &keyless), Reading::Ignored(_)));
-        assert_eq!(read_payload(&hook(None, &[], None), &keyless), Reading::Deliver { key: None, data: keyless.clone() });
+        assert_eq!(
+            read_payload(&hook(None, &[], None), &keyless),
+            Reading::Deliver { key: None, data: keyless.clone() }
+        );
     }
 
     #[test]

@@ -175,7 +175,8 @@ async fn hook(
         }
     };
     let (payload, delivery) =
-        match verified_payload(&headers, request, &secret_env, state.body_timeout, &route, json!({ "pipeline": name })).await
+        match verified_payload(&headers, request, &secret_env, state.body_timeout, &route, json!({ "pipeline": name }))
+            .await
         {
             Ok(verified) => verified,
             Err(answered) => return answered,
@@ -228,7 +229,8 @@ pub(super) async fn verified_payload(
     who: Value,
 ) -> Result<(Value, Option<String>), Response> {
     let refused = |status, why: &str| refuse("POST", route, status, why);
-    let body = read_body(headers, request.into_body(), body_timeout).await.map_err(|(status, why)| refused(status, &why))?;
+    let body =
+        read_body(headers, request.into_body(), body_timeout).await.map_err(|(status, why)| refused(status, &why))?;
     let secret = match std::env::var(secret_env) {
         Ok(s) if !s.is_empty() => s,
         _ => {

@@ -97,7 +97,8 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         assert!(list(root.path()).is_empty());
         let sleeping = WaitEntry { run_id: "r2".into(), until_ms: Some(1_000), ..Default::default() };
-        let signalled = WaitEntry { run_id: "r1".into(), signal: Some("agreement".into()), parked: true, ..Default::default() };
+        let signalled =
+            WaitEntry { run_id: "r1".into(), signal: Some("agreement".into()), parked: true, ..Default::default() };
         record(root.path(), &sleeping).unwrap();
         record(root.path(), &signalled).unwrap();
         std::fs::write(root.path().join(WAITS_DIR).join("stray.txt"), "x").unwrap();

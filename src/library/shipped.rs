@@ -96,6 +96,7 @@ pub static WORKFLOWS: &[ShippedWorkflow] = &[
     workflow!("triage-alert"),
     workflow!("ux-design"),
     workflow!("workshop-job"),
+    workflow!("workshop-verify"),
 ];
 
 /// A program a shipped `command` workflow runs, by its path in the repository (the path the

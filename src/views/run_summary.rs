@@ -85,10 +85,10 @@ impl<'a> OutcomeView<'a> {
             usage: UsageView::of_run(o),
             leaves: o.leaves.iter().map(|l| LeafView::of(&l.result)).collect(),
             result: &o.result,
-            parked: o.parked.as_ref().map(|w| ParkedView {
-                until: w.until_ms.and_then(rfc3339_ms),
-                signal: w.signal.as_deref(),
-            }),
+            parked: o
+                .parked
+                .as_ref()
+                .map(|w| ParkedView { until: w.until_ms.and_then(rfc3339_ms), signal: w.signal.as_deref() }),
         }
     }
 }

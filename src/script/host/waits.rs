@@ -132,7 +132,13 @@ impl Host {
 
     /// Lists a live wait in the run store's wait index (only a run that really waits: not a
     /// replay, not a scenario's virtual clock). Returns the entry, to park or remove it.
-    fn enter_wait(&self, live: bool, until_ms: Option<i64>, signal: Option<&str>, key: Option<String>) -> Option<WaitEntry> {
+    fn enter_wait(
+        &self,
+        live: bool,
+        until_ms: Option<i64>,
+        signal: Option<&str>,
+        key: Option<String>,
+    ) -> Option<WaitEntry> {
         if !live || matches!(self.clock, Clock::Fixed(_)) || !matches!(self.signals, SignalSource::RunDirectory) {
             return None;
         }
