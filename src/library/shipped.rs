@@ -25,13 +25,14 @@ impl ShippedCoordinator {
     }
 }
 
-/// One shipped workflow: `workflows/<name>.toml` and, when its schema is a file,
-/// `workflows/<name>.schema.json`.
+/// One shipped workflow: `workflows/<name>.toml` and, when its schema is a file, that file:
+/// `workflows/<schema_name>.schema.json` (its own name, unless workflows share one schema).
 #[derive(Debug)]
 pub struct ShippedWorkflow {
     pub name: &'static str,
     pub toml: &'static str,
     pub schema: Option<&'static str>,
+    pub schema_name: &'static str,
 }
 
 macro_rules! coordinator {
@@ -47,14 +48,23 @@ macro_rules! coordinator {
 
 macro_rules! workflow {
     ($name:literal) => {
+        workflow!($name, schema = $name)
+    };
+    ($name:literal, schema = $schema:literal) => {
         ShippedWorkflow {
             name: $name,
             toml: include_str!(concat!("../../workflows/", $name, ".toml")),
-            schema: Some(include_str!(concat!("../../workflows/", $name, ".schema.json"))),
+            schema: Some(include_str!(concat!("../../workflows/", $schema, ".schema.json"))),
+            schema_name: $schema,
         }
     };
     ($name:literal, inline_schema) => {
-        ShippedWorkflow { name: $name, toml: include_str!(concat!("../../workflows/", $name, ".toml")), schema: None }
+        ShippedWorkflow {
+            name: $name,
+            toml: include_str!(concat!("../../workflows/", $name, ".toml")),
+            schema: None,
+            schema_name: $name,
+        }
     };
 }
 
@@ -87,7 +97,11 @@ pub static WORKFLOWS: &[ShippedWorkflow] = &[
     workflow!("incident-investigation"),
     workflow!("mr-review"),
     workflow!("pm-decision"),
-    workflow!("pm-job"),
+    workflow!("pm-document", schema = "pm-job"),
+    workflow!("pm-implement", schema = "pm-job"),
+    workflow!("pm-plan", schema = "pm-job"),
+    workflow!("pm-review", schema = "pm-job"),
+    workflow!("pm-uat", schema = "pm-job"),
     workflow!("production-risk-audit"),
     workflow!("regression-test"),
     workflow!("spec-architect"),

@@ -130,7 +130,7 @@ pub fn needed_workflows(chosen: &[&ShippedCoordinator]) -> Result<BTreeSet<Strin
     for w in shipped::WORKFLOWS {
         std::fs::write(workflows_dir.join(format!("{}.toml", w.name)), w.toml).map_err(InitError::Scratch)?;
         if let Some(schema) = w.schema {
-            std::fs::write(workflows_dir.join(format!("{}.schema.json", w.name)), schema)
+            std::fs::write(workflows_dir.join(format!("{}.schema.json", w.schema_name)), schema)
                 .map_err(InitError::Scratch)?;
         }
     }
@@ -168,7 +168,7 @@ fn plan(
         let dir = Path::new("workflows");
         files.insert(dir.join(format!("{name}.toml")), w.toml.to_owned());
         if let Some(schema) = w.schema {
-            files.insert(dir.join(format!("{name}.schema.json")), schema.to_owned());
+            files.insert(dir.join(format!("{}.schema.json", w.schema_name)), schema.to_owned());
         }
         if let Some(script) = command_program(w.toml).and_then(|program| shipped::script(&program)) {
             files.insert(PathBuf::from(script.path), script.source.to_owned());
