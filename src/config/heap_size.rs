@@ -28,13 +28,18 @@ pub fn parse_heap_size(text: &str) -> Result<usize, HeapSizeError> {
     bytes.filter(|b| *b > 0).and_then(|b| usize::try_from(b).ok()).ok_or_else(refuse)
 }
 
-/// `[run]` in `coord.toml`: settings of every run of the project.
+/// `[run]` in `coord.toml`: settings of every run of the project (its heap budget, where its
+/// report is published).
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunSettings {
     /// The script's heap budget (`--max-heap` wins over it).
     #[serde(default, deserialize_with = "heap_size_option")]
     pub max_heap: Option<usize>,
+    /// Where a run's report is published, `{run}` standing for the run's id (e.g.
+    /// `https://ci.example.com/coord/{run}.html`): what `run_info().url` answers.
+    #[serde(default)]
+    pub url: Option<String>,
 }
 
 fn heap_size_option<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {

@@ -249,6 +249,7 @@ fn execute_on_script_thread(
         budget_usd: plan.budget_usd,
         keep_worktrees: config.file.worktrees.keep,
         park_after: plan.park_after,
+        run_info: run_info(&run_id, world.scenario_path.is_some(), world.run_url.as_deref()),
     }));
     if let Some(events) = plan.events.clone() {
         cell.with(|host| host.report_events_to(events));
@@ -269,6 +270,15 @@ fn execute_on_script_thread(
         exits_after: plan.process_exits_after,
     };
     ending.finish(evaluated, host)
+}
+
+/// A scenario run's id as `run_info()` gives it: the same in every run, so snapshots are too.
+pub const SCENARIO_RUN_ID: &str = "scenario";
+
+/// What `run_info()` answers: `#{ id, url }`, the url from `[run] url` with `{run}` filled in.
+fn run_info(run_id: &str, scenario: bool, url: Option<&str>) -> Value {
+    let id = if scenario { SCENARIO_RUN_ID } else { run_id };
+    serde_json::json!({ "id": id, "url": url.map(|u| u.replace("{run}", id)) })
 }
 
 /// Why the engine's progress callback stopped a script.

@@ -36,6 +36,9 @@ pub(super) struct ChosenWorld {
     pub inputs: IndexMap<String, Value>,
     pub workflows: Arc<WorkflowSet>,
     pub harnesses: HarnessSet,
+    /// Where the run's report is published (`{run}` for its id): the scenario's `run_url`,
+    /// else `[run] url`.
+    pub run_url: Option<String>,
 }
 
 /// Chooses the world: a scenario (given, demo, or the recorded run's), else live; none at all
@@ -63,6 +66,7 @@ pub(super) fn choose_world(
     let mut harnesses =
         HarnessSet::configured(&sources.config, &sources.project.root).map_err(|e| SetupError::Usage(e.to_string()))?;
     let mut signals = SignalSource::RunDirectory;
+    let mut run_url = sources.config.file.run.url.clone();
     // The scenario is taken apart into the world and the mock leaves, not copied into them.
     let (world, store, clock, default_harness, mode): (Box<dyn World>, _, _, _, _) = match scenario {
         Some(mut s) => {
@@ -70,6 +74,7 @@ pub(super) fn choose_world(
             let store =
                 ProjectStore::Memory(MemoryStore::new(std::mem::take(&mut s.files), std::mem::take(&mut s.state)));
             signals = SignalSource::Scenario(std::mem::take(&mut s.signals));
+            run_url = s.run_url.take().or(run_url);
             let clock = Clock::Fixed(s.now_unix * 1000);
             let world = Box::new(ScenarioWorld::new(&mut s));
             (world, store, clock, Some("mock".into()), RunMode::Scenario)
@@ -84,7 +89,19 @@ pub(super) fn choose_world(
         }
     };
     let mode = if plan.dry_run { RunMode::DryRun } else { mode };
-    Ok(ChosenWorld { world, store, clock, signals, default_harness, mode, scenario_path, inputs, workflows, harnesses })
+    Ok(ChosenWorld {
+        world,
+        store,
+        clock,
+        signals,
+        default_harness,
+        mode,
+        scenario_path,
+        inputs,
+        workflows,
+        harnesses,
+        run_url,
+    })
 }
 
 /// Whose state a live run keeps: its pipeline's (a resume's is the recorded run's), else its

@@ -47,6 +47,10 @@ struct ScenarioFile {
     state: toml::Table,
     #[serde(default)]
     signal: Vec<Spanned<SignalFile>>,
+    /// Where the run's report is published, as `[run] url` in coord.toml says it (`{run}`
+    /// stands for the run id, `scenario` in a scenario run).
+    #[serde(default)]
+    run_url: Option<String>,
     #[serde(default)]
     expect: Option<Spanned<Expectations>>,
 }
@@ -372,6 +376,8 @@ pub struct Scenario {
     pub state: IndexMap<String, Value>,
     /// `[[signal]]` entries, in file order (the order deliveries of one name are consumed in).
     pub signals: Vec<ScenarioSignal>,
+    /// `run_url`: what `[run] url` would be for this run.
+    pub run_url: Option<String>,
     pub expect: Option<Expectations>,
     pub expect_span: Option<std::ops::Range<usize>>,
 }
@@ -508,6 +514,7 @@ impl Scenario {
                 .map(|(k, v)| (k.clone(), serde_json::to_value(v).expect("TOML converts to JSON")))
                 .collect(),
             signals,
+            run_url: file.run_url.take(),
             expect_span: file.expect.as_ref().map(|e| e.span()),
             expect: file.expect.map(|e| e.into_inner()),
             source: String::new(),

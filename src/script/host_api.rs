@@ -73,6 +73,7 @@ pub const HOST_FUNCTIONS: &[(&str, &str)] = &[
     ("merge", "merge(pr: int | branch: string, opts: map) -> map"),
     ("notify", "notify(channel: string, message: string | map) -> map"),
     ("input", "input(name: string) -> value | ()"),
+    ("run_info", "run_info() -> #{ id: string, url: string | () }"),
     ("inputs", "inputs() -> map"),
     ("now", "now() -> int (Unix seconds)"),
     ("sleep", "sleep(duration: string | int) -> ()"),
@@ -346,6 +347,13 @@ fn register_values(engine: &mut Engine, host: SharedHost, main_source: String) {
     engine.register_fn("input", move |ctx: NativeCallContext, name: &str| -> RhaiResult<Dynamic> {
         let site = site(&ctx, &ms);
         let v = h.call(|host| host.input(&site, name))?;
+        Ok(to_dynamic(&v))
+    });
+    let ms = main_source.clone();
+    let h = host.clone();
+    engine.register_fn("run_info", move |ctx: NativeCallContext| -> RhaiResult<Dynamic> {
+        let site = site(&ctx, &ms);
+        let v = h.call(|host| host.run_info(&site))?;
         Ok(to_dynamic(&v))
     });
     let ms = main_source.clone();

@@ -162,6 +162,8 @@ pub struct HostSetup {
     pub keep_worktrees: bool,
     /// `--park-after`: a live wait this long, with no leaf running, parks the run.
     pub park_after: Option<std::time::Duration>,
+    /// What `run_info()` answers: the run's id and its report's address.
+    pub run_info: Value,
 }
 
 /// One effect the run performed (or would have, in a dry or what-if run). A run keeps one per
@@ -232,6 +234,7 @@ pub struct Host {
     budget_usd: Option<f64>,
     keep_worktrees: bool,
     park_after: Option<std::time::Duration>,
+    run_info: Value,
     next_call: u64,
     next_session: u64,
     /// Sessions in spawn order: `s{n}` is `sessions[n - 1]`.
@@ -283,6 +286,7 @@ impl Host {
             budget_usd: s.budget_usd,
             keep_worktrees: s.keep_worktrees,
             park_after: s.park_after,
+            run_info: s.run_info,
             next_call: 0,
             next_session: 0,
             sessions: Vec::new(),

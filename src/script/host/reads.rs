@@ -133,6 +133,12 @@ impl Host {
         .map(Answer::into_json)
     }
 
+    /// `run_info()`: the run's id and its report's address (`[run] url`), journaled so a
+    /// replay names the run it replays.
+    pub fn run_info(&mut self, site: &CallSite) -> Result<Value, HostError> {
+        self.value_call("run_info", json!([]), site, |h| Ok(h.run_info.clone())).map(Answer::into_json)
+    }
+
     /// `item_outcome(item, outcome, reason)`: what the script decided about one item. It acts
     /// on nothing; it is journaled (and answered from the journal on replay) so views can show
     /// every item's outcome, a PR left waiting included.
