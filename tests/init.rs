@@ -111,6 +111,16 @@ fn init_into_another_folder_and_refusals() {
     let program = std::fs::metadata(target.join("scripts/regression-test")).expect("scripts/regression-test written");
     assert!(std::os::unix::fs::PermissionsExt::mode(&program.permissions()) & 0o111 != 0, "executable");
     crate::support::CoordCommand::new(&target).args(["check"]).run().code(0).stderr_lacks("regression-test");
+    // Without the program, the project is broken, and `coord check` says where.
+    std::fs::rename(target.join("scripts/regression-test"), target.join("regression-test.bak")).unwrap();
+    crate::support::CoordCommand::new(&target)
+        .args(["check"])
+        .run()
+        .code(2)
+        .stderr_has("workflow `regression-test` runs `scripts/regression-test`, which is not in the project")
+        .stderr_has("regression-test.toml:5:12");
+    std::fs::rename(target.join("regression-test.bak"), target.join("scripts/regression-test")).unwrap();
+    crate::support::CoordCommand::new(&target).args(["check"]).run().code(0);
     p.coord().args(["init", "no-such-coordinator"]).run().code(2).stderr_has("choose from: fix-bug,");
 }
 

@@ -20,6 +20,8 @@ struct WorkflowSpans {
     schema: Option<Spanned<toml::Value>>,
     #[serde(default)]
     inputs: IndexMap<String, toml::Value>,
+    #[serde(default)]
+    command: Option<Vec<Spanned<String>>>,
 }
 
 /// Template globals minijinja provides, which are not undeclared fields.
@@ -81,7 +83,51 @@ pub fn check_workflow(name: &str, path: &Path, config: &Config, problems: &mut V
     }
     if let Ok(workflow) = Workflow::load(name, path) {
         check_schema_fits(&workflow, config, path, &text, spans.schema.as_ref().map(Spanned::span), problems);
+        if config.harness_kind(&workflow.harness) == "command" {
+            check_command_program(name, path, &text, spans.command.as_ref().and_then(|c| c.first()), problems);
+        }
     }
+}
+
+/// A `command` workflow whose program is a path in the project (`scripts/regression-test`,
+/// `./lint.sh`) names a file that is there and executable: the project ships it, so a missing
+/// one is the project's problem, not the machine's (a bare name such as `make` is looked up on
+/// the PATH when the run starts, and the pre-run check reports it there).
+fn check_command_program(
+    name: &str,
+    path: &Path,
+    text: &str,
+    program: Option<&Spanned<String>>,
+    problems: &mut Vec<Problem>,
+) {
+    let Some(program) = program else { return };
+    let given = program.get_ref();
+    if !given.contains('/') || Path::new(given).is_absolute() {
+        return;
+    }
+    // Workflows live in `<project>/workflows/`.
+    let root = path.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    let file = root.join(given);
+    let executable = std::fs::metadata(&file).is_ok_and(|m| {
+        use std::os::unix::fs::PermissionsExt;
+        m.is_file() && m.permissions().mode() & 0o111 != 0
+    });
+    if executable {
+        return;
+    }
+    let (what, help) = if file.is_file() {
+        ("is not executable", format!("`chmod +x {given}`"))
+    } else {
+        (
+            "is not in the project",
+            format!(
+                "add it (`coord init` writes the programs shipped workflows run), or fix `command` in {}",
+                path.display()
+            ),
+        )
+    };
+    let message = format!("workflow `{name}` runs `{given}`, which {what}");
+    problems.push(Problem::at("coord::check::command", path, text, program.span(), message, Some(help)));
 }
 
 /// The schema can be sent to the provider of the harness the workflow runs on (after
@@ -237,6 +283,32 @@ mod tests {
         let p = problems_for("harness = \"claude-code\"\nprompt = \"x\"\nschema = { type = \"array\" }\n");
         assert!(p.len() == 1 && p[0].contains("JSON object"), "{p:?}");
         assert!(problems_for("harness = \"gemini\"\nprompt = \"x\"\nschema = { type = \"array\" }\n").is_empty());
+    }
+
+    #[test]
+    fn a_command_the_project_should_ship_must_be_there_and_executable() {
+        let project = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(project.path().join("workflows")).unwrap();
+        std::fs::create_dir_all(project.path().join("scripts")).unwrap();
+        let path = project.path().join("workflows/t.toml");
+        let check = |command: &str| {
+            let body = format!("harness = \"command\"\ncommand = [\"{command}\", \"--fast\"]\nprompt = \"x\"\nschema = {{ type = \"object\" }}\n");
+            std::fs::write(&path, body).unwrap();
+            let mut problems = Vec::new();
+            check_workflow("t", &path, &Config::default(), &mut problems);
+            problems.into_iter().map(|p| p.message).collect::<Vec<_>>()
+        };
+        let p = check("scripts/test");
+        assert!(p.len() == 1 && p[0].contains("t.toml:2:12") && p[0].contains("is not in the project"), "{p:?}");
+        std::fs::write(project.path().join("scripts/test"), "#!/bin/sh\n").unwrap();
+        assert!(check("scripts/test")[0].contains("is not executable"));
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(project.path().join("scripts/test"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(check("scripts/test").is_empty());
+        assert!(check("./scripts/test").is_empty());
+        // On the PATH, or absolute: the machine's business, checked before a run.
+        assert!(check("make").is_empty());
+        assert!(check("/no/such/program").is_empty());
     }
 
     #[test]

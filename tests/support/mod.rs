@@ -20,7 +20,7 @@ impl TestProject {
     /// A copy of the repository's coordinators, workflows and stdlib.
     pub fn with_repo_files() -> Self {
         let p = TestProject::new();
-        for folder in ["coordinators", "workflows", "stdlib"] {
+        for folder in ["coordinators", "workflows", "stdlib", "scripts"] {
             let from = repo_root().join(folder);
             if from.is_dir() {
                 copy_dir(&from, &p.path().join(folder));
