@@ -560,14 +560,15 @@ async fn malformed_stream() {
 }
 
 /// A model that never answers: the CLI waits (no request timeout of its own within this
-/// window) and must be killed.
+/// window) and must be killed. The window leaves a loaded machine time to start Node and the
+/// CLI before its one request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hang_needs_a_kill() {
     let Some(bin) = gemini_bin() else { return };
     let standin = GeminiStandIn::start(Behaviour::new(Arc::new(|_| Answer::Hang))).await;
     let opts = Opts {
         args: vec!["--model".into(), "gemini-2.5-pro".into()],
-        timeout: Duration::from_secs(6),
+        timeout: Duration::from_secs(15),
         ..Opts::default()
     };
     let run = run_gemini(&standin, &bin, &review_prompt(), "json", opts).await;
