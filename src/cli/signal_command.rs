@@ -49,6 +49,10 @@ pub fn run(args: &SignalArgs) -> Result<(), CliError> {
     }
     let delivery = signal_box::deliver(&run_dir, &args.name, data)
         .map_err(|e| CliError::Failed(format!("cannot deliver to run {run_id}: {e}")))?;
+    if let Some(root) = run_dir.parent() {
+        // Tells the daemon a parked run waiting for it is due; the delivery stands without.
+        let _ = wait_index::mark_delivered(root, &run_id, &args.name);
+    }
     println!("delivered signal `{}` to run {run_id} (delivery {})", args.name, delivery.id);
     if !owner_alive(&run_dir) {
         let parked = run_dir.parent().and_then(|root| wait_index::get(root, &run_id)).is_some_and(|w| w.parked);

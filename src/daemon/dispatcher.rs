@@ -362,11 +362,8 @@ impl Dispatcher {
             Some(t) => (t - now).to_std().unwrap_or(Duration::ZERO).min(MAX_NAP),
             None => MAX_NAP,
         };
-        if self.parked.any_parked() {
-            nap.min(parked_runs::LOOK_EVERY)
-        } else {
-            nap
-        }
+        // Another process may park a run at any moment.
+        nap.min(parked_runs::LOOK_EVERY)
     }
 
     fn in_flight(&self) -> usize {

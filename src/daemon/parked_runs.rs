@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-/// How often the daemon looks at its parked runs while there are any: the latest a parked run
-/// wakes after its deadline or its signal.
+/// How often the daemon looks at the wait index (any process may park a run at any time): the
+/// latest a parked run wakes after its deadline or its signal.
 pub const LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// A woken run's end, as its thread reports it.
@@ -37,16 +37,12 @@ pub struct ParkedRuns {
     /// The runs this daemon has woken and that have not ended, by run id.
     woken: IndexMap<String, Arc<Interrupt>>,
     ended: mpsc::UnboundedSender<WokenEnded>,
+    index: wait_index::IndexReader,
 }
 
 impl ParkedRuns {
     pub fn new(runs: RunStore, max_parallel: usize, ended: mpsc::UnboundedSender<WokenEnded>) -> Self {
-        ParkedRuns { runs, max_parallel, woken: IndexMap::new(), ended }
-    }
-
-    /// Whether any run in the store is parked (the daemon then looks every [`LOOK_EVERY`]).
-    pub fn any_parked(&self) -> bool {
-        wait_index::list(&self.runs.root).iter().any(|w| w.parked)
+        ParkedRuns { runs, max_parallel, woken: IndexMap::new(), ended, index: Default::default() }
     }
 
     pub fn in_flight(&self) -> usize {
@@ -55,7 +51,7 @@ impl ParkedRuns {
 
     /// Resumes every parked run that is due at `now_ms` and that nobody owns.
     pub fn wake_due(&mut self, now_ms: i64) {
-        for entry in wait_index::list(&self.runs.root) {
+        for entry in self.index.look(&self.runs.root) {
             if !entry.parked || self.woken.contains_key(&entry.run_id) {
                 continue;
             }
@@ -65,7 +61,7 @@ impl ParkedRuns {
                 wait_index::remove(&self.runs.root, &entry.run_id);
                 continue;
             }
-            if owner_alive(&dir) || !entry.due(&dir, now_ms) {
+            if !entry.due(now_ms) || owner_alive(&dir) {
                 continue;
             }
             self.wake(entry, dir);
@@ -83,10 +79,8 @@ impl ParkedRuns {
             announce(format_args!("run {run_id}: cannot mark it woken ({e}); left parked"));
             return;
         }
-        let why = match (&entry.signal, entry.until_ms) {
-            (Some(signal), _) if entry.until_ms.is_none_or(|u| u > chrono::Utc::now().timestamp_millis()) => {
-                format!("signal `{signal}` arrived")
-            }
+        let why = match &entry.signal {
+            Some(signal) if entry.delivered => format!("signal `{signal}` arrived"),
             _ => "its time came".to_owned(),
         };
         let interrupt = Arc::new(Interrupt::default());

@@ -152,7 +152,11 @@ fn deliver(
         }
         let run_dir = runs_root.join(&waiting.run_id);
         match signal_box::deliver_once(&run_dir, signal, data.clone(), once) {
-            Ok(Some(_)) => reached.push(waiting.run_id),
+            Ok(Some(_)) => {
+                // A parked run is then due: the daemon wakes it.
+                let _ = wait_index::mark_delivered(runs_root, &waiting.run_id, signal);
+                reached.push(waiting.run_id);
+            }
             Ok(None) => {}
             Err(e) => super::announce(format_args!("run {}: cannot deliver `{signal}`: {e}", waiting.run_id)),
         }

@@ -33,19 +33,29 @@ pub struct WaitEntry {
     /// The `--park-after` the run was started with, in ms, for the resume that wakes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub park_after_ms: Option<u64>,
+    /// A delivery of `signal` has been left in the run's signal box since the wait began
+    /// ([`mark_delivered`]), so a parked run is due without a look into its signal box.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delivered: bool,
 }
 
 impl WaitEntry {
     /// Whether a parked run should be woken at `now_ms`: its deadline has passed, or a delivery
-    /// of its signal is waiting in its signal box.
-    pub fn due(&self, run_dir: &Path, now_ms: i64) -> bool {
-        if self.until_ms.is_some_and(|u| u <= now_ms) {
-            return true;
+    /// of its signal has arrived.
+    pub fn due(&self, now_ms: i64) -> bool {
+        self.delivered || self.until_ms.is_some_and(|u| u <= now_ms)
+    }
+}
+
+/// Notes on `run_id`'s entry, if it waits for `signal`, that a delivery of it arrived. Whoever
+/// delivers calls it after the delivery is durable; a run parking checks its signal box after
+/// its entry says parked, so a delivery is either seen by the run or noted here.
+pub fn mark_delivered(runs_root: &Path, run_id: &str, signal: &str) -> std::io::Result<()> {
+    match get(runs_root, run_id) {
+        Some(entry) if entry.signal.as_deref() == Some(signal) && !entry.delivered => {
+            record(runs_root, &WaitEntry { delivered: true, ..entry })
         }
-        match &self.signal {
-            Some(name) => super::signal_box::pending(run_dir, name).is_ok_and(|p| !p.is_empty()),
-            None => false,
-        }
+        _ => Ok(()),
     }
 }
 
@@ -88,6 +98,45 @@ pub fn list(runs_root: &Path) -> Vec<WaitEntry> {
     entries
 }
 
+/// The index as one reader sees it over time (the daemon, every second): each look lists the
+/// folder and reads again only the entries whose file changed since the last look.
+#[derive(Debug, Default)]
+pub struct IndexReader {
+    seen: std::collections::HashMap<std::ffi::OsString, (std::time::SystemTime, u64, WaitEntry)>,
+}
+
+impl IndexReader {
+    /// Every entry now, by run id.
+    pub fn look(&mut self, runs_root: &Path) -> Vec<WaitEntry> {
+        let Ok(dir) = std::fs::read_dir(waits_dir(runs_root)) else {
+            self.seen.clear();
+            return Vec::new();
+        };
+        let mut fresh = std::collections::HashMap::with_capacity(self.seen.len());
+        for file in dir.flatten() {
+            let name = file.file_name();
+            if !name.to_string_lossy().ends_with(".json") {
+                continue;
+            }
+            let Ok(meta) = file.metadata() else { continue };
+            let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
+            let known = self.seen.remove(&name).filter(|(at, len, _)| (*at, *len) == stamp).map(|(_, _, e)| e);
+            let entry = match known {
+                Some(entry) => entry,
+                None => match std::fs::read(file.path()).ok().and_then(|b| serde_json::from_slice(&b).ok()) {
+                    Some(entry) => entry,
+                    None => continue,
+                },
+            };
+            fresh.insert(name, (stamp.0, stamp.1, entry));
+        }
+        self.seen = fresh;
+        let mut entries: Vec<WaitEntry> = self.seen.values().map(|(_, _, e)| e.clone()).collect();
+        entries.sort_by(|a, b| a.run_id.cmp(&b.run_id));
+        entries
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,16 +159,36 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_sees_every_change_between_looks() {
+        let root = tempfile::tempdir().unwrap();
+        let mut reader = IndexReader::default();
+        assert!(reader.look(root.path()).is_empty());
+        let entry = WaitEntry { run_id: "r1".into(), signal: Some("go".into()), ..Default::default() };
+        record(root.path(), &entry).unwrap();
+        assert_eq!(reader.look(root.path()), vec![entry.clone()]);
+        assert_eq!(reader.look(root.path()), vec![entry.clone()]);
+        // A rewrite of the same length within the same clock tick still differs in mtime or
+        // length here: `delivered` adds bytes.
+        mark_delivered(root.path(), "r1", "go").unwrap();
+        assert!(reader.look(root.path())[0].delivered);
+        remove(root.path(), "r1");
+        assert!(reader.look(root.path()).is_empty());
+    }
+
+    #[test]
     fn a_parked_run_is_due_at_its_deadline_or_on_a_delivery() {
-        let run = tempfile::tempdir().unwrap();
-        let sleeping = WaitEntry { run_id: "r".into(), until_ms: Some(1_000), parked: true, ..Default::default() };
-        assert!(!sleeping.due(run.path(), 999));
-        assert!(sleeping.due(run.path(), 1_000));
+        let root = tempfile::tempdir().unwrap();
+        let sleeping = WaitEntry { run_id: "s".into(), until_ms: Some(1_000), parked: true, ..Default::default() };
+        assert!(!sleeping.due(999));
+        assert!(sleeping.due(1_000));
         let waiting = WaitEntry { run_id: "r".into(), signal: Some("go".into()), parked: true, ..Default::default() };
-        assert!(!waiting.due(run.path(), i64::MAX));
-        super::super::signal_box::deliver(run.path(), "other", serde_json::Value::Null).unwrap();
-        assert!(!waiting.due(run.path(), 0));
-        super::super::signal_box::deliver(run.path(), "go", serde_json::Value::Null).unwrap();
-        assert!(waiting.due(run.path(), 0));
+        record(root.path(), &waiting).unwrap();
+        assert!(!get(root.path(), "r").unwrap().due(i64::MAX));
+        mark_delivered(root.path(), "r", "other").unwrap();
+        mark_delivered(root.path(), "nobody", "go").unwrap();
+        assert!(!get(root.path(), "r").unwrap().due(0));
+        mark_delivered(root.path(), "r", "go").unwrap();
+        assert!(get(root.path(), "r").unwrap().due(0));
+        assert!(get(root.path(), "nobody").is_none());
     }
 }

@@ -149,6 +149,7 @@ impl Host {
             key,
             parked: false,
             park_after_ms: self.park_after.map(|d| d.as_millis() as u64),
+            delivered: false,
         };
         let root = self.run_dir.parent()?;
         // The index only helps the daemon find the run; the wait goes on without it.
@@ -172,6 +173,13 @@ impl Host {
         }
         let root = self.run_dir.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
         wait_index::record(&root, &WaitEntry { parked: true, ..entry.clone() })?;
+        // A delivery that came before the entry said parked went unnoted there: take it now.
+        if let Some(signal) = &entry.signal {
+            if signal_box::pending(&self.run_dir, signal)?.iter().any(|d| !self.consumed_signals.contains(&d.id)) {
+                wait_index::record(&root, entry)?;
+                return Ok(());
+            }
+        }
         self.journal.flush()?;
         self.interrupt.park();
         Err(HostError::Parked)
