@@ -499,8 +499,13 @@ fn index_cards(rows: &[RunRow], total: &Spend) -> Vec<Card> {
         },
         Card {
             label: "Unfinished",
-            value: (count("running") + count("interrupted")).to_string(),
-            note: format!("{} running · {} interrupted", count("running"), count("interrupted")),
+            value: (count("running") + count("interrupted") + count("parked")).to_string(),
+            note: format!(
+                "{} running · {} interrupted · {} parked",
+                count("running"),
+                count("interrupted"),
+                count("parked")
+            ),
         },
         Card {
             label: "Sessions",
