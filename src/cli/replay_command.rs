@@ -178,6 +178,7 @@ fn execute_resume(
     interrupt: Arc<Interrupt>,
 ) -> Result<(), CliError> {
     plan.max_parallel = args.parallelism.leaves_at_once();
+    plan.executor = args.executor.executor.clone();
     plan.stdout_is_json = args.output.json;
     plan.process_exits_after = true;
     args.limits.apply(&mut plan.limits);

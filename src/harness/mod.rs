@@ -188,6 +188,11 @@ impl HarnessSet {
         self.by_name.insert(wrapped.name().to_owned(), wrapped);
     }
 
+    /// `harness` behind this set's redactor, as every harness of the set is.
+    pub fn wrap(&self, harness: Arc<dyn Harness>) -> Arc<dyn Harness> {
+        Arc::new(RedactingHarness::new(harness, self.redactor.clone()))
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<dyn Harness>> {
         self.by_name.get(name).cloned()
     }

@@ -6,6 +6,7 @@
 //! entry says how the run ended). It must not decide routing or render output.
 
 mod finish;
+pub mod leaf_exec;
 pub mod project;
 mod recording;
 pub mod resume;
@@ -88,6 +89,8 @@ pub struct RunPlan {
     /// A resume's hold on the run, taken before its journal was prepared (a fresh run takes
     /// its own as it creates its directory).
     pub owner: Option<Arc<run_dir::OwnerLock>>,
+    /// `--executor KIND`: where every leaf runs, over `coord.toml`'s `[executor]`.
+    pub executor: Option<String>,
 }
 
 impl RunPlan {
@@ -112,6 +115,7 @@ impl RunPlan {
             budget_usd: None,
             process_exits_after: false,
             owner: None,
+            executor: None,
         }
     }
 }
@@ -214,9 +218,18 @@ fn execute_on_script_thread(
     let sources = Sources::load(&plan, &interrupt)?;
     let recorded = recording::open_recording(&mut plan)?;
     let world = world_choice::choose_world(&plan, &sources, recorded.as_ref(), &runtime)?;
+    let executor_plan = crate::executor::ExecutorPlan::new(&sources.config, plan.executor.as_deref())
+        .map_err(|e| SetupError::Usage(e.to_string()))?;
+    let resumed = matches!(plan.recording, Recording::From { mode: ReplayMode::Resume, .. });
     let directory = run_directory::open_run_directory(&mut plan, &sources, &world, recorded)?;
     let Sources { script, source, project, coordinator, config, engine, ast, cell } = sources;
     let RunDirectory { run_id, run_dir, journal, recorded, owner, log, offline, clock: run_clock } = directory;
+    let executors = match offline {
+        true => crate::executor::Executors::local(),
+        false => executor_plan
+            .open(&run_id, &run_dir, &project.root, resumed)
+            .map_err(|e| SetupError::Usage(e.to_string()))?,
+    };
     cell.install(Host::new(HostSetup {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
@@ -242,6 +255,7 @@ fn execute_on_script_thread(
         log,
         budget_usd: plan.budget_usd,
         keep_worktrees: config.file.worktrees.keep,
+        executors,
     }));
     if let Some(events) = plan.events.clone() {
         cell.with(|host| host.report_events_to(events));

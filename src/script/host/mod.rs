@@ -157,6 +157,8 @@ pub struct HostSetup {
     pub budget_usd: Option<f64>,
     /// `[worktrees] keep`: keep the worktrees of leaves that succeeded too.
     pub keep_worktrees: bool,
+    /// Where each workflow's leaves run: here, or as jobs on an engine.
+    pub executors: crate::executor::Executors,
 }
 
 /// One effect the run performed (or would have, in a dry or what-if run). A run keeps one per
@@ -226,6 +228,7 @@ pub struct Host {
     log: Option<std::io::BufWriter<std::fs::File>>,
     budget_usd: Option<f64>,
     keep_worktrees: bool,
+    executors: crate::executor::Executors,
     next_call: u64,
     next_session: u64,
     /// Sessions in spawn order: `s{n}` is `sessions[n - 1]`.
@@ -276,6 +279,7 @@ impl Host {
             log: s.log.map(std::io::BufWriter::new),
             budget_usd: s.budget_usd,
             keep_worktrees: s.keep_worktrees,
+            executors: s.executors,
             next_call: 0,
             next_session: 0,
             sessions: Vec::new(),
