@@ -268,7 +268,15 @@ fn project(times: &Path) -> TestProject {
          #{ merged: merged, changes: changes }\n",
     );
     p.write("slow.rhai", "let rs = await_sessions([spawn_session(\"slow\", #{})]);\nrs[0].status\n");
-    p.write("hold.rhai", "await_sessions([1, 2, 3].map(|n| spawn_session(\"hold\", #{ inputs: #{ n: n } })));\n");
+    p.write("workflows/quick.toml", &support::command_workflow("scripts/hold.sh", "1s", schema));
+    p.write(
+        "hold.rhai",
+        "let held = [1, 2, 3].map(|n| spawn_session(\"hold\", #{ inputs: #{ n: n } }));\n\
+         wait_signal(\"go\");\n\
+         let q = await_sessions([spawn_session(\"quick\", #{})]);\n\
+         notify(\"stdout\", `quick: ${q[0].status}`);\n\
+         await_sessions(held);\n",
+    );
     p.write("sleepy.rhai", "let rs = await_sessions([1, 2, 3, 4].map(|n| spawn_session(\"sleepy\", #{ inputs: #{ n: n } })));\nrs.map(|r| r.status)\n");
     let git = |args: &[&str]| {
         let ok = Command::new("git").current_dir(p.path()).args(args).output().unwrap().status.success();
@@ -371,6 +379,8 @@ fn a_leaf_past_its_deadline_is_timeout(p: &TestProject, times: &Path) {
     std::fs::remove_file(times.join("hold-s1.pid")).unwrap();
 }
 
+/// Three leaves hold the three slots; a fourth, spawned then, stays pending past its deadline
+/// and is stopped as `timeout`; SIGINT then stops the three jobs and their leaves' processes.
 fn sigint_stops_every_job_and_its_leaf(ray: &RayCluster, p: &TestProject, times: &Path) {
     let before = p.runs().len();
     let child = p.coord().args(["run", "hold.rhai", "--executor", "ray"]).spawn();
@@ -378,23 +388,47 @@ fn sigint_stops_every_job_and_its_leaf(ray: &RayCluster, p: &TestProject, times:
     wait_until("3 leaves running", Duration::from_secs(30), || pid_files.iter().all(|f| f.is_file()));
     let pids: Vec<i32> =
         pid_files.iter().map(|f| std::fs::read_to_string(f).unwrap().trim().parse().unwrap()).collect();
+    let run_dir = p.runs().into_iter().nth(before).expect("the run's directory");
+    let run_id = run_dir.file_name().unwrap().to_str().unwrap().to_owned();
+    p.coord().args(["signal".as_ref(), run_dir.as_os_str(), "go".as_ref()]).run().code(0);
+    // The fourth leaf waits for a slot past its deadline (1 s + the 5 s start allowance).
+    let journal = run_dir.join("journal.jsonl");
+    wait_until("the pending leaf's result", Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&journal).unwrap_or_default();
+        text.lines().any(|l| l.contains(r#""type":"session""#) && l.contains(r#""id":"s4""#))
+    });
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let line = text.lines().find(|l| l.contains(r#""type":"session""#) && l.contains(r#""id":"s4""#)).unwrap();
+    assert!(line.contains(r#""status":"timeout""#), "{line}");
+    assert!(!times.join("hold-s4.pid").exists(), "the pending leaf never ran");
+
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let stopping = Instant::now();
     let out = child.wait_with_output().unwrap();
-    // The one await returns the cancelled leaves and the script ends there: 0 (or 130 when the
-    // interrupt reaches a host call first).
-    assert!(matches!(out.status.code(), Some(0 | 130)), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("status=cancelled"));
-    eprintln!("ray: coord stopped 3 jobs and exited {:?} after SIGINT", stopping.elapsed());
-    let run_dir = p.runs().into_iter().nth(before).expect("the run's directory");
-    let run_id = run_dir.file_name().unwrap().to_str().unwrap().to_owned();
-    wait_until("every job stopped", Duration::from_secs(10), || {
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("quick: timeout"), "{stdout}\n{stderr}");
+    // The last await returns the cancelled leaves and the script ends there: 0 (or 130 when
+    // the interrupt reaches a host call first).
+    assert!(matches!(out.status.code(), Some(0 | 130)), "{stderr}");
+    assert!(stderr.contains("status=cancelled"), "{stderr}");
+    eprintln!("ray: coord exited {:?} after SIGINT", stopping.elapsed());
+    let held: Vec<String> = (1..=3).map(|n| format!("coord-{run_id}-s{n}-a1")).collect();
+    wait_until("every running job stopped", Duration::from_secs(10), || {
         let jobs = ray.jobs_of(&run_id);
-        jobs.len() == 3 && jobs.iter().all(|j| j["status"] == "STOPPED")
+        held.iter().all(|name| jobs.iter().any(|j| j["submission_id"] == name.as_str() && j["status"] == "STOPPED"))
     });
+    eprintln!("ray: 3 running jobs stopped {:?} after SIGINT", stopping.elapsed());
     wait_until("every leaf's process gone", Duration::from_secs(10), || {
         pids.iter().all(|p| !support::process_alive(*p))
     });
+    // The pending job, stopped while it waited, ends once it gets a slot, having run nothing.
+    let pending = format!("coord-{run_id}-s4-a1");
+    wait_until("the pending job ended", Duration::from_secs(20), || {
+        ray.jobs_of(&run_id)
+            .iter()
+            .any(|j| j["submission_id"] == pending.as_str() && j["status"] != "PENDING" && j["status"] != "RUNNING")
+    });
+    assert!(!times.join("hold-s4.pid").exists(), "the pending leaf never ran");
 }
 
 fn kill_9_then_resume_adopts_and_creates_no_second_job(ray: &RayCluster, p: &TestProject) {

@@ -35,6 +35,11 @@ pub struct LeafSpec {
     pub overrides: Value,
     /// The checkout a leaf that works in a worktree gets; none for a leaf that does not.
     pub checkout: Option<CheckoutSpec>,
+    /// When the coordinator gives up on this job (Unix milliseconds): a job that starts later
+    /// (it waited for a slot, and the engine's stop reached it only then) runs nothing, and
+    /// one that starts earlier gets no more than the time left.
+    #[serde(default)]
+    pub not_after_ms: Option<u64>,
 }
 
 /// What leaf-exec needs of a workflow besides its rendered prompt and schema.
@@ -94,11 +99,23 @@ impl LeafSpec {
             harness_settings,
             overrides: request.overrides.clone(),
             checkout,
+            not_after_ms: None,
         }
     }
 
+    /// The leaf's timeout, no longer than the time left before `not_after_ms`.
     pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
+        let timeout = Duration::from_millis(self.timeout_ms);
+        match self.time_left() {
+            Some(left) => timeout.min(left),
+            None => timeout,
+        }
+    }
+
+    /// The time left before the coordinator gives up on the job; `None` without a deadline.
+    pub fn time_left(&self) -> Option<Duration> {
+        let now = chrono::Utc::now().timestamp_millis().max(0) as u64;
+        self.not_after_ms.map(|at| Duration::from_millis(at.saturating_sub(now)))
     }
 
     /// The workflow as the harness reads it (its prompt is already rendered).

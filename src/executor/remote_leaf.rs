@@ -158,7 +158,10 @@ impl RemoteLeaves {
             None => None,
         };
         let settings = self.setup.harness_settings.get(harness).cloned().unwrap_or_default();
-        let spec = LeafSpec::of(&self.setup.run_id, request, attempt, harness, settings, checkout);
+        let mut spec = LeafSpec::of(&self.setup.run_id, request, attempt, harness, settings, checkout);
+        let deadline = request.timeout + self.setup.start_allowance;
+        let deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
+        spec.not_after_ms = Some((chrono::Utc::now().timestamp_millis().max(0) as u64).saturating_add(deadline_ms));
         let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
         let entrypoint = format!(
             "{} leaf-exec --spec-json {}",
@@ -412,7 +415,10 @@ impl Harness for RemoteHarness {
     }
 
     fn limits(&self) -> HarnessLimits {
-        self.inner.limits()
+        // The job's own deadline (timeout + start allowance) comes first: it stops the job and
+        // keeps its log.
+        let grace = self.leaves.setup.start_allowance + Duration::from_secs(5);
+        HarnessLimits { timeout_grace: grace, ..self.inner.limits() }
     }
 
     fn runs_in_workdir(&self) -> bool {

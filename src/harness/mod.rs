@@ -84,11 +84,18 @@ pub struct HarnessLimits {
     pub concurrency: Option<usize>,
     /// First delay of the exponential backoff between retries.
     pub retry_backoff: Duration,
+    /// How long past its timeout the scheduler waits for a leaf before giving up on it (a
+    /// remote leaf's job also needs time to be scheduled and started).
+    pub timeout_grace: Duration,
 }
 
 impl Default for HarnessLimits {
     fn default() -> Self {
-        HarnessLimits { concurrency: None, retry_backoff: Duration::from_secs(1) }
+        HarnessLimits {
+            concurrency: None,
+            retry_backoff: Duration::from_secs(1),
+            timeout_grace: Duration::from_secs(5),
+        }
     }
 }
 

@@ -11,7 +11,7 @@
 use crate::config::Config;
 use crate::executor::leaf_spec::{CheckoutSpec, LeafSpec};
 use crate::harness::HarnessSet;
-use crate::leaf::session::{FailureClass, SessionResult};
+use crate::leaf::session::{FailureClass, SessionResult, SessionStatus};
 use crate::scheduler::leaf_task::{LeafClock, LeafTask};
 use crate::scheduler::run_clock::RunClock;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,10 @@ use std::sync::Arc;
 /// Runs the leaf `spec` describes to its result.
 pub async fn execute(spec: LeafSpec) -> SessionResult {
     let fail = |class, error: String| SessionResult::failed_as(&spec.session, &spec.workflow.name, class, error, None);
+    if spec.time_left().is_some_and(|left| left.is_zero()) {
+        let error = "leaf-exec: the job started after the coordinator's deadline; nothing ran";
+        return SessionResult::failed(&spec.session, &spec.workflow.name, SessionStatus::Timeout, error);
+    }
     let scratch = match tempfile::Builder::new().prefix("coord-leaf-").tempdir() {
         Ok(dir) => dir,
         Err(e) => return fail(FailureClass::Transient, format!("leaf-exec: no scratch folder: {e}")),
@@ -42,7 +46,7 @@ pub async fn execute(spec: LeafSpec) -> SessionResult {
     let mut result = run_leaf(&spec, &workdir, &run_dir).await;
     if let Some(CheckoutSpec { branch: Some(branch), repository, base_commit, .. }) = &spec.checkout {
         if let Err(e) = push_if_committed(&checkout_dir, repository, base_commit, branch).await {
-            result.status = crate::leaf::session::SessionStatus::Failed;
+            result.status = SessionStatus::Failed;
             result.set_failure(FailureClass::Transient, None);
             result.error = Some(format!("leaf-exec: the leaf's commits were not pushed: {e}"));
         }
