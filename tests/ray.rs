@@ -254,9 +254,13 @@ fn project(times: &Path) -> TestProject {
              case \"$in\" in *'\"pr\":2'*|*'\"pr\":4'*|*'\"pr\":6'*) echo '{{\"verdict\":\"changes\"}}';; *) echo '{{\"verdict\":\"clean\"}}';; esac\n"
         ),
     );
+    // Holds its slot; run again for the same session (a resumed run's next attempt), it answers.
     p.write_executable(
         "scripts/hold.sh",
-        &format!("#!/bin/sh\ncat >/dev/null\necho $$ > {t}/hold-$COORD_SESSION_ID.pid\nexec sleep 300\n"),
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\nf={t}/hold-$COORD_SESSION_ID.pid\n\
+             if [ -f $f ]; then echo '{{\"verdict\":\"again\"}}'; exit 0; fi\necho $$ > $f\nexec sleep 300\n"
+        ),
     );
     p.write_executable("scripts/sleepy.sh", "#!/bin/sh\ncat >/dev/null\nsleep 3\necho '{\"verdict\":\"clean\"}'\n");
     p.write(
@@ -275,7 +279,8 @@ fn project(times: &Path) -> TestProject {
          wait_signal(\"go\");\n\
          let q = await_sessions([spawn_session(\"quick\", #{})]);\n\
          notify(\"stdout\", `quick: ${q[0].status}`);\n\
-         await_sessions(held);\n",
+         await_sessions(held);\n\
+         notify(\"stdout\", \"held\");\n",
     );
     p.write("sleepy.rhai", "let rs = await_sessions([1, 2, 3, 4].map(|n| spawn_session(\"sleepy\", #{ inputs: #{ n: n } })));\nrs.map(|r| r.status)\n");
     let git = |args: &[&str]| {
@@ -407,9 +412,7 @@ fn sigint_stops_every_job_and_its_leaf(ray: &RayCluster, p: &TestProject, times:
     let out = child.wait_with_output().unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("quick: timeout"), "{stdout}\n{stderr}");
-    // The last await returns the cancelled leaves and the script ends there: 0 (or 130 when
-    // the interrupt reaches a host call first).
-    assert!(matches!(out.status.code(), Some(0 | 130)), "{stderr}");
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
     assert!(stderr.contains("status=cancelled"), "{stderr}");
     eprintln!("ray: coord exited {:?} after SIGINT", stopping.elapsed());
     let held: Vec<String> = (1..=3).map(|n| format!("coord-{run_id}-s{n}-a1")).collect();
@@ -429,6 +432,18 @@ fn sigint_stops_every_job_and_its_leaf(ray: &RayCluster, p: &TestProject, times:
             .any(|j| j["submission_id"] == pending.as_str() && j["status"] != "PENDING" && j["status"] != "RUNNING")
     });
     assert!(!times.join("hold-s4.pid").exists(), "the pending leaf never ran");
+
+    // Resumed, the run starts the stopped leaves again as their next attempt (its journal
+    // holds no answer for them); the timed-out one keeps its journaled result.
+    p.coord().args(["resume".as_ref(), run_dir.as_os_str()]).run().code(0);
+    let mut names: Vec<String> =
+        ray.jobs_of(&run_id).iter().map(|j| j["submission_id"].as_str().unwrap().to_owned()).collect();
+    names.sort();
+    let mut expected: Vec<String> =
+        (1..=3).flat_map(|n| [format!("coord-{run_id}-s{n}-a1"), format!("coord-{run_id}-s{n}-a2")]).collect();
+    expected.push(pending);
+    expected.sort();
+    assert_eq!(names, expected);
 }
 
 fn kill_9_then_resume_adopts_and_creates_no_second_job(ray: &RayCluster, p: &TestProject) {

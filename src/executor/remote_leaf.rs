@@ -76,7 +76,7 @@ enum Adoption {
     Nothing,
     /// A job of this session still runs: watch it.
     Watch(String),
-    /// It ended: this is its result.
+    /// It ended with an answer: this is its result.
     Result(SessionResult),
 }
 
@@ -186,7 +186,8 @@ impl RemoteLeaves {
     }
 
     /// A resumed run's first look at a session: the newest attempt the engine knows is
-    /// adopted (watched while it runs, its result read once it ended); a job the submission
+    /// adopted (watched while it runs, its answer read once it ended, the next attempt
+    /// started when it ended without one); a job the submission
     /// log holds but the engine forgot is looked for by its pushed branch before it starts
     /// again.
     async fn adopt(&self, request: &LeafRequest, checkout: Option<&CheckoutPlan>) -> Adoption {
@@ -199,9 +200,13 @@ impl RemoteLeaves {
             if !job.status.is_finished() {
                 return Adoption::Watch(job.name.clone());
             }
-            let mut result = self.finished(job, request).await;
-            if job.attempt() > retries_of(request) {
-                result.retry = None;
+            let result = self.finished(job, request).await;
+            // A job stopped with its run (SIGINT), or one that ended in an outage, gave no
+            // answer to route on: the run did not journal it, and runs it again, as the next
+            // attempt after the engine's.
+            if result.status == SessionStatus::Cancelled || result.is_outage() {
+                tracing::info!(job = %job.name, "the adopted job gave no answer; starting the next attempt");
+                return Adoption::Nothing;
             }
             return Adoption::Result(result);
         }
@@ -330,16 +335,6 @@ impl RemoteLeaves {
     fn failed(&self, request: &LeafRequest, class: FailureClass, error: String) -> SessionResult {
         SessionResult::failed_as(&request.session_id, &request.workflow.name, class, error, None)
     }
-}
-
-/// The retries a leaf gets, as the scheduler reads them.
-fn retries_of(request: &LeafRequest) -> u32 {
-    request
-        .overrides
-        .get("retries")
-        .and_then(|v| v.as_u64())
-        .map(|n| n.min(u64::from(u32::MAX)) as u32)
-        .unwrap_or(request.workflow.retries)
 }
 
 /// The session result `coord leaf-exec` printed: the last log line that reads as one. A
