@@ -40,6 +40,9 @@ pub struct LeafSpec {
     /// one that starts earlier gets no more than the time left.
     #[serde(default)]
     pub not_after_ms: Option<u64>,
+    /// Variables the leaf must not get even when passed by name (a dry run's credentials).
+    #[serde(default)]
+    pub withheld_env: Vec<String>,
 }
 
 /// What leaf-exec needs of a workflow besides its rendered prompt and schema.
@@ -100,6 +103,7 @@ impl LeafSpec {
             overrides: request.overrides.clone(),
             checkout,
             not_after_ms: None,
+            withheld_env: request.withheld_env.to_vec(),
         }
     }
 
@@ -161,7 +165,7 @@ impl LeafSpec {
             overrides: Value::Object(overrides),
             workdir: workdir.to_owned(),
             worktree: None,
-            withheld_env: Arc::from(Vec::<String>::new()),
+            withheld_env: Arc::from(self.withheld_env.clone()),
         }
     }
 }

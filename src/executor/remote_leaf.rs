@@ -27,7 +27,17 @@ use std::time::{Duration, Instant};
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(90);
 
 /// How often a running job's log is copied to `<run_dir>/jobs/<job>.log`.
-const LOG_COPY_EVERY: Duration = Duration::from_secs(2);
+const LOG_COPY_EVERY: Duration = Duration::from_secs(10);
+
+/// The longest wait between two reads of a job's state.
+const MAX_POLL: Duration = Duration::from_secs(2);
+
+/// The wait before the next read of a job's state, `age` after it was watched first: `poll`
+/// at first, then a twentieth of its age (a leaf's end is seen at most 5 % of its run late),
+/// at most [`MAX_POLL`], so hundreds of long leaves do not flood the engine's API.
+pub fn poll_interval(poll: Duration, age: Duration) -> Duration {
+    (age / 20).clamp(poll, MAX_POLL.max(poll))
+}
 
 pub struct RemoteSetup {
     pub engine: Engine,
@@ -252,7 +262,7 @@ impl RemoteLeaves {
         let mut unreachable_since: Option<Instant> = None;
         let mut last_copy = Instant::now();
         loop {
-            tokio::time::sleep(self.setup.poll).await;
+            tokio::time::sleep(poll_interval(self.setup.poll, started.elapsed())).await;
             match self.setup.engine.status(job).await {
                 Ok(Some(info)) if info.status.is_finished() => {
                     guard.armed = false;
@@ -434,6 +444,15 @@ mod tests {
         let log = serde_json::to_string(&failed).unwrap();
         assert!(last_result(&log).unwrap().retry.is_some());
         assert!(last_result("Traceback ...\n").is_none());
+    }
+
+    #[test]
+    fn polling_slows_with_a_job_s_age_within_bounds() {
+        let poll = Duration::from_millis(200);
+        assert_eq!(poll_interval(poll, Duration::ZERO), poll);
+        assert_eq!(poll_interval(poll, Duration::from_secs(10)), Duration::from_millis(500));
+        assert_eq!(poll_interval(poll, Duration::from_secs(3600)), MAX_POLL);
+        assert_eq!(poll_interval(Duration::from_secs(5), Duration::from_secs(3600)), Duration::from_secs(5));
     }
 
     #[test]
