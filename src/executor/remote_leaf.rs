@@ -148,7 +148,12 @@ impl RemoteLeaves {
         match self.setup.engine.submit(&submission).await {
             Ok(Submitted::Created) => tracing::info!(job = %job, "job submitted"),
             Ok(Submitted::AlreadyExists) => tracing::info!(job = %job, "job exists already: adopted"),
-            Err(e) => return self.failed(&request, FailureClass::Transient, format!("cannot submit job {job}: {e}")),
+            Err(e) => {
+                // The job may exist all the same (an answer lost on the way): a retry asks for the
+                // same name again, and adopts it if it does.
+                self.set_attempt(&session, attempt - 1);
+                return self.failed(&request, FailureClass::Transient, format!("cannot submit job {job}: {e}"));
+            }
         }
         self.watch(&job, &request).await
     }
