@@ -87,4 +87,14 @@ mod tests {
         assert_eq!(ray.kind(), Ok(ExecutorKind::Ray));
         assert!(ExecutorKind::parse("k8s").unwrap_err().to_string().contains("local, ray"));
     }
+
+    #[test]
+    fn the_section_reads_and_refuses_unknown_keys() {
+        let text =
+            "kind = \"ray\"\naddress = \"http://127.0.0.1:8265\"\nresources = { coord_leaf = 1 }\npoll = \"50ms\"\n";
+        let settings: ExecutorSettings = toml::from_str(text).unwrap();
+        assert_eq!(settings.kind(), Ok(ExecutorKind::Ray));
+        assert_eq!(settings.resources.unwrap()["coord_leaf"], 1.0);
+        assert!(toml::from_str::<ExecutorSettings>("image = \"x\"").is_err());
+    }
 }
