@@ -8,6 +8,7 @@ pub mod compact_json;
 pub mod config;
 pub mod daemon;
 pub mod effects;
+pub mod executor;
 pub mod harness;
 pub mod journal;
 pub mod leaf;

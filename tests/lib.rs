@@ -22,6 +22,7 @@ mod layering;
 mod leaf_processes;
 mod library;
 mod memory_limits;
+mod ray;
 mod real_agents;
 mod regression_test_leaf;
 mod replay_resume;

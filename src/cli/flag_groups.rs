@@ -36,6 +36,16 @@ pub struct JsonOutputArgs {
     pub json: bool,
 }
 
+/// `--executor`: where a run's leaves run.
+#[derive(Args, Debug, Clone)]
+pub struct ExecutorArgs {
+    /// Where every leaf of the run runs: `local` (this machine) or `ray` (jobs on the Ray
+    /// cluster of `[executor] address`) [default: `[executor] kind` in coord.toml, else local;
+    /// a resume keeps the run's own].
+    #[arg(long, value_name = "KIND", value_parser = ["local", "ray"])]
+    pub executor: Option<String>,
+}
+
 /// `--max-parallel`: how many leaves a run starts at once.
 #[derive(Args, Debug, Clone)]
 pub struct ParallelismArgs {

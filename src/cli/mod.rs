@@ -11,6 +11,7 @@ mod doctor_command;
 pub mod exit_code;
 pub mod flag_groups;
 mod init_command;
+mod leaf_exec_command;
 mod lib_command;
 mod replay_command;
 mod run_command;
@@ -21,7 +22,9 @@ mod view_commands;
 
 use clap::{Args, Parser, Subcommand};
 use cli_error::CliError;
-use flag_groups::{JsonOutputArgs, OperationLimitArgs, ParallelismArgs, RunStoreArgs, RUNS_DIR_FOR_NEW_RUNS};
+use flag_groups::{
+    ExecutorArgs, JsonOutputArgs, OperationLimitArgs, ParallelismArgs, RunStoreArgs, RUNS_DIR_FOR_NEW_RUNS,
+};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -89,6 +92,9 @@ pub enum Command {
     /// Scaffold coord into an existing repository: coord.toml, shipped coordinators, the
     /// workflows they name and a first scenario; prints the next three commands.
     Init(init_command::InitArgs),
+    /// Run one leaf from a leaf spec (what a remote job runs: docs/scale-out.md) and print its
+    /// session result as the last line of stdout.
+    LeafExec(leaf_exec_command::LeafExecArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -167,6 +173,8 @@ pub struct ResumeArgs {
     #[command(flatten)]
     pub parallelism: ParallelismArgs,
     #[command(flatten)]
+    pub executor: ExecutorArgs,
+    #[command(flatten)]
     pub store: RunStoreArgs,
     #[command(flatten)]
     pub limits: OperationLimitArgs,
@@ -242,6 +250,8 @@ pub struct RunArgs {
     pub demo: bool,
     #[command(flatten)]
     pub parallelism: ParallelismArgs,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
     #[command(flatten)]
     pub store: RunStoreArgs,
     /// Change nothing outside this machine: journal every effect's intent but perform none,
@@ -334,7 +344,9 @@ pub fn main() -> ExitCode {
     };
     let interrupt = Arc::new(crate::scheduler::Interrupt::default());
     // The daemon handles its own signals: SIGTERM stops it, SIGHUP reloads its config.
-    if !matches!(cli.command, Command::Daemon(_)) {
+    // leaf-exec keeps the default SIGTERM: an engine stopping its job kills it, and its
+    // leaf's supervisor then kills the leaf's process tree.
+    if !matches!(cli.command, Command::Daemon(_) | Command::LeafExec(_)) {
         watch_signals(&runtime, interrupt.clone());
     }
     let result = match &cli.command {
@@ -355,7 +367,10 @@ pub fn main() -> ExitCode {
         Command::Lib(args) => lib_command::run(args),
         Command::Doctor(args) => doctor_command::run(args, runtime.handle()),
         Command::Init(args) => init_command::run(args),
+        Command::LeafExec(args) => leaf_exec_command::run(args, runtime.handle()),
     };
+    // A cancelled run's remote jobs are being stopped: wait for the engine's answers.
+    crate::executor::stops::wait_for_stops(std::time::Duration::from_secs(10));
     let code = exit_with(result);
     // Leaves still running belong to a run that is over: do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(200));

@@ -169,6 +169,7 @@ fn execute_resume(
     interrupt: Arc<Interrupt>,
 ) -> Result<(), CliError> {
     plan.max_parallel = args.parallelism.leaves_at_once();
+    plan.executor = args.executor.executor.clone();
     plan.stdout_is_json = args.output.json;
     plan.process_exits_after = true;
     plan.park_after = args.park_after;

@@ -78,6 +78,7 @@ fn plan_from_flags(args: &RunArgs) -> Result<RunPlan, CliError> {
     plan.scenario = args.scenario.clone();
     plan.demo = args.demo;
     plan.max_parallel = args.parallelism.leaves_at_once();
+    plan.executor = args.executor.executor.clone();
     plan.runs = args.store.store();
     plan.dry_run = args.dry_run.is_some();
     plan.dry_run_no_leaves = args.dry_run.as_deref() == Some("no-leaves");

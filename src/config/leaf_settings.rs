@@ -7,11 +7,11 @@
 //! when a leaf runs.
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// One `[harness.<name>]` table. `<name>` is a built-in harness (`claude-code`, `codex`,
 /// `gemini`, `anthropic`, `openai`, `command`) or a new name with a `kind` naming one of them.
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HarnessSettings {
     /// Which built-in harness this one is an instance of (defaults to the table's name).
@@ -58,7 +58,7 @@ pub struct HarnessSettings {
 }
 
 /// Prices of one model in US dollars per million tokens.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelRates {
     pub input: f64,
@@ -90,6 +90,9 @@ pub struct WorkflowSettings {
     /// workflow file's own `pass_env`.
     #[serde(default)]
     pub pass_env: Vec<String>,
+    /// Where this workflow's leaves run (`local` or `ray`), over `[executor] kind`.
+    #[serde(default)]
+    pub executor: Option<String>,
 }
 
 /// `[worktrees]`: what happens to a leaf's git worktree when it ends.

@@ -6,6 +6,7 @@
 //! names environment variables, and values are read from the environment when used.
 
 pub mod effect_settings;
+pub mod executor_settings;
 pub mod file_diagnostic;
 pub mod heap_size;
 pub mod leaf_settings;
@@ -54,6 +55,9 @@ pub struct ConfigFile {
     /// Settings of every run: the script's heap budget.
     #[serde(default)]
     pub run: heap_size::RunSettings,
+    /// Where leaves run: this machine, or a Ray cluster (docs/scale-out.md).
+    #[serde(default)]
+    pub executor: executor_settings::ExecutorSettings,
 }
 
 /// `[capabilities]`: powers a project may take away from its coordinators.

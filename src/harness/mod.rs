@@ -84,11 +84,18 @@ pub struct HarnessLimits {
     pub concurrency: Option<usize>,
     /// First delay of the exponential backoff between retries.
     pub retry_backoff: Duration,
+    /// How long past its timeout the scheduler waits for a leaf before giving up on it (a
+    /// remote leaf's job also needs time to be scheduled and started).
+    pub timeout_grace: Duration,
 }
 
 impl Default for HarnessLimits {
     fn default() -> Self {
-        HarnessLimits { concurrency: None, retry_backoff: Duration::from_secs(1) }
+        HarnessLimits {
+            concurrency: None,
+            retry_backoff: Duration::from_secs(1),
+            timeout_grace: Duration::from_secs(5),
+        }
     }
 }
 
@@ -186,6 +193,11 @@ impl HarnessSet {
     pub fn insert(&mut self, harness: Arc<dyn Harness>) {
         let wrapped = Arc::new(RedactingHarness::new(harness, self.redactor.clone()));
         self.by_name.insert(wrapped.name().to_owned(), wrapped);
+    }
+
+    /// `harness` behind this set's redactor, as every harness of the set is.
+    pub fn wrap(&self, harness: Arc<dyn Harness>) -> Arc<dyn Harness> {
+        Arc::new(RedactingHarness::new(harness, self.redactor.clone()))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Harness>> {

@@ -1,5 +1,5 @@
 //! The run options a journal header records (`run_started`'s `options`) so that a resume or a
-//! redo keeps them: `--leaf` swaps, `--dry-run` and `--max-parallel`.
+//! redo keeps them: `--leaf` swaps, `--dry-run`, `--max-parallel` and `--executor`.
 //!
 //! It owns their on-disk shape (field names and order, as every journal since the first has
 //! written them); it must not apply them to a run (the run does).
@@ -22,6 +22,9 @@ pub struct RecordedOptions {
     pub dry_run_no_leaves: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_parallel: Option<u64>,
+    /// `--executor KIND`: where the run's leaves run, so a resume adopts its jobs there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<String>,
 }
 
 impl RecordedOptions {
@@ -50,6 +53,7 @@ mod tests {
             dry_run: true,
             dry_run_no_leaves: false,
             max_parallel: Some(8),
+            executor: None,
         };
         assert_eq!(
             options.to_header().to_string(),

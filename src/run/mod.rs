@@ -6,6 +6,7 @@
 //! entry says how the run ended). It must not decide routing or render output.
 
 mod finish;
+pub mod leaf_exec;
 pub mod project;
 mod recording;
 pub mod resume;
@@ -91,6 +92,8 @@ pub struct RunPlan {
     /// `--park-after`: a wait this long, with no leaf running, parks the run (its process
     /// exits; `coord resume` or the daemon goes on with it).
     pub park_after: Option<std::time::Duration>,
+    /// `--executor KIND`: where every leaf runs, over `coord.toml`'s `[executor]`.
+    pub executor: Option<String>,
 }
 
 impl RunPlan {
@@ -116,6 +119,7 @@ impl RunPlan {
             process_exits_after: false,
             owner: None,
             park_after: None,
+            executor: None,
         }
     }
 }
@@ -220,9 +224,18 @@ fn execute_on_script_thread(
     let sources = Sources::load(&plan, &interrupt)?;
     let recorded = recording::open_recording(&mut plan)?;
     let world = world_choice::choose_world(&plan, &sources, recorded.as_ref(), &runtime)?;
+    let executor_plan = crate::executor::ExecutorPlan::new(&sources.config, plan.executor.as_deref())
+        .map_err(|e| SetupError::Usage(e.to_string()))?;
+    let resumed = matches!(plan.recording, Recording::From { mode: ReplayMode::Resume, .. });
     let directory = run_directory::open_run_directory(&mut plan, &sources, &world, recorded)?;
     let Sources { script, source, project, coordinator, config, engine, ast, cell } = sources;
     let RunDirectory { run_id, run_dir, journal, recorded, owner, log, offline, clock: run_clock } = directory;
+    let executors = match offline {
+        true => crate::executor::Executors::local(),
+        false => executor_plan
+            .open(&run_id, &run_dir, &project.root, resumed)
+            .map_err(|e| SetupError::Usage(e.to_string()))?,
+    };
     cell.install(Host::new(HostSetup {
         run_id: run_id.clone(),
         run_dir: run_dir.clone(),
@@ -250,6 +263,7 @@ fn execute_on_script_thread(
         keep_worktrees: config.file.worktrees.keep,
         park_after: plan.park_after,
         run_info: run_info(&run_id, world.scenario_path.is_some(), world.run_url.as_deref()),
+        executors,
     }));
     if let Some(events) = plan.events.clone() {
         cell.with(|host| host.report_events_to(events));

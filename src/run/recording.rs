@@ -43,6 +43,9 @@ fn apply_recorded_options(plan: &mut RunPlan, options: &RecordedOptions) {
     }
     plan.dry_run |= options.dry_run;
     plan.dry_run_no_leaves |= options.dry_run_no_leaves;
+    if plan.executor.is_none() {
+        plan.executor = options.executor.clone();
+    }
 }
 
 impl RunPlan {
@@ -53,6 +56,7 @@ impl RunPlan {
             dry_run: self.dry_run,
             dry_run_no_leaves: self.dry_run_no_leaves,
             max_parallel: Some(self.max_parallel as u64),
+            executor: self.executor.clone(),
         }
     }
 }

@@ -16,9 +16,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
-/// Extra time a harness gets past its own timeout before the scheduler gives up on it.
-pub const TIMEOUT_GRACE: Duration = Duration::from_secs(5);
-
 /// The longest wait between two attempts (unless the provider asks for longer).
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -227,7 +224,7 @@ async fn run_turn(leaf: LeafFuture, request: &LeafRequest, harness: &dyn Harness
         r.failure = Some(crate::leaf::session::FailureClass::Configuration);
         return r;
     }
-    match tokio::time::timeout(request.timeout + TIMEOUT_GRACE, leaf).await {
+    match tokio::time::timeout(request.timeout + harness.limits().timeout_grace, leaf).await {
         Ok(r) => r,
         Err(_) => SessionResult::failed(
             &request.session_id,
@@ -313,7 +310,7 @@ mod tests {
             Some(self.next())
         }
         fn limits(&self) -> crate::harness::HarnessLimits {
-            crate::harness::HarnessLimits { concurrency: None, retry_backoff: Duration::from_millis(1) }
+            crate::harness::HarnessLimits { retry_backoff: Duration::from_millis(1), ..Default::default() }
         }
     }
 

@@ -107,6 +107,31 @@ impl Host {
         }
     }
 
+    /// The harness a leaf runs through and its local worktree: unchanged for a leaf that runs
+    /// here; for one that runs as a job, the remote harness, which clones the repository
+    /// where the job runs (no worktree here). A scenario's mock leaves always run here: their
+    /// answers live in this process.
+    fn remote_or_local(
+        &self,
+        workflow: &str,
+        harness_name: &str,
+        harness: Arc<dyn crate::harness::Harness>,
+        worktree: Option<WorktreePlan>,
+    ) -> (Arc<dyn crate::harness::Harness>, Option<WorktreePlan>) {
+        let Some(remote) = self.executors.remote_for(workflow).filter(|_| harness_name != "mock") else {
+            return (harness, worktree);
+        };
+        let checkout = harness.runs_in_workdir().then(|| {
+            let repo = self.project_root.ancestors().find(|d| d.join(".git").exists());
+            let subdir = repo.and_then(|r| self.project_root.strip_prefix(r).ok()).map(|p| p.display().to_string());
+            crate::executor::remote_leaf::CheckoutPlan {
+                branch: worktree.as_ref().map(|w| w.branch.clone()),
+                subdir: subdir.unwrap_or_default(),
+            }
+        });
+        (self.harnesses.wrap(remote.harness(harness, checkout)), None)
+    }
+
     /// The scheduler's order for a live leaf.
     pub(super) fn prepare_leaf(
         &mut self,
@@ -149,6 +174,7 @@ impl Host {
             plan
         });
         let workdir = worktree.as_ref().map(|w| w.workdir.clone()).unwrap_or_else(|| self.project_root.clone());
+        let (harness, worktree) = self.remote_or_local(&wf.name, &harness_name, harness, worktree);
         Ok(SpawnOrder {
             request: LeafRequest {
                 session_id: id.to_owned(),

@@ -164,6 +164,8 @@ pub struct HostSetup {
     pub park_after: Option<std::time::Duration>,
     /// What `run_info()` answers: the run's id and its report's address.
     pub run_info: Value,
+    /// Where each workflow's leaves run: here, or as jobs on an engine.
+    pub executors: crate::executor::Executors,
 }
 
 /// One effect the run performed (or would have, in a dry or what-if run). A run keeps one per
@@ -235,6 +237,7 @@ pub struct Host {
     keep_worktrees: bool,
     park_after: Option<std::time::Duration>,
     run_info: Value,
+    executors: crate::executor::Executors,
     next_call: u64,
     next_session: u64,
     /// Sessions in spawn order: `s{n}` is `sessions[n - 1]`.
@@ -287,6 +290,7 @@ impl Host {
             keep_worktrees: s.keep_worktrees,
             park_after: s.park_after,
             run_info: s.run_info,
+            executors: s.executors,
             next_call: 0,
             next_session: 0,
             sessions: Vec::new(),

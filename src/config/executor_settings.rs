@@ -1,0 +1,100 @@
+//! `[executor]` in `coord.toml`: where leaves run. `kind = "local"` (the default) runs them on
+//! this machine; `kind = "ray"` runs each leaf as a Ray job through the Ray Jobs REST API at
+//! `address`, whose entrypoint is `coord leaf-exec` (docs/scale-out.md). A workflow may
+//! override the kind (`[workflow.<name>] executor = "local"`), and `--executor` overrides both
+//! for one run.
+//!
+//! Owns only the shape of the section and the names of the kinds. It holds no secret: a remote
+//! leaf's keys come from the environment of the machine that runs it.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// The kinds of executor, by the name `kind` and `--executor` take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExecutorKind {
+    Local,
+    Ray,
+}
+
+impl ExecutorKind {
+    pub const NAMES: [&'static str; 2] = ["local", "ray"];
+
+    pub fn parse(name: &str) -> Result<Self, ExecutorKindError> {
+        match name {
+            "local" => Ok(ExecutorKind::Local),
+            "ray" => Ok(ExecutorKind::Ray),
+            _ => Err(ExecutorKindError(name.to_owned())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutorKind::Local => "local",
+            ExecutorKind::Ray => "ray",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown executor `{0}`: expected one of local, ray")]
+pub struct ExecutorKindError(pub String);
+
+/// `[executor]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecutorSettings {
+    /// `local` (default) or `ray`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// The Ray dashboard's address, e.g. `http://127.0.0.1:8265` (the Jobs API lives there).
+    #[serde(default)]
+    pub address: Option<String>,
+    /// The coord binary a job's entrypoint runs on the worker (default: this coord's own path).
+    #[serde(default)]
+    pub coord: Option<String>,
+    /// The repository a leaf with a checkout clones and pushes its branch to (default: the
+    /// project's own repository folder, which only a worker on this machine can reach).
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// Resources each leaf's job asks the engine for (default `{ coord_leaf = 1 }`).
+    #[serde(default)]
+    pub resources: Option<IndexMap<String, f64>>,
+    /// How often a running job's state is asked for, e.g. "200ms" (default 200ms).
+    #[serde(default)]
+    pub poll: Option<String>,
+    /// Extra time a job gets past its leaf's timeout for being scheduled and started
+    /// (default "10s"); past it, the job is stopped and the leaf is `timeout`.
+    #[serde(default)]
+    pub start_allowance: Option<String>,
+}
+
+impl ExecutorSettings {
+    /// The configured kind; local when none.
+    pub fn kind(&self) -> Result<ExecutorKind, ExecutorKindError> {
+        self.kind.as_deref().map(ExecutorKind::parse).unwrap_or(Ok(ExecutorKind::Local))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_parse_and_default_to_local() {
+        assert_eq!(ExecutorSettings::default().kind(), Ok(ExecutorKind::Local));
+        let ray = ExecutorSettings { kind: Some("ray".into()), ..Default::default() };
+        assert_eq!(ray.kind(), Ok(ExecutorKind::Ray));
+        assert!(ExecutorKind::parse("k8s").unwrap_err().to_string().contains("local, ray"));
+    }
+
+    #[test]
+    fn the_section_reads_and_refuses_unknown_keys() {
+        let text =
+            "kind = \"ray\"\naddress = \"http://127.0.0.1:8265\"\nresources = { coord_leaf = 1 }\npoll = \"50ms\"\n";
+        let settings: ExecutorSettings = toml::from_str(text).unwrap();
+        assert_eq!(settings.kind(), Ok(ExecutorKind::Ray));
+        assert_eq!(settings.resources.unwrap()["coord_leaf"], 1.0);
+        assert!(toml::from_str::<ExecutorSettings>("image = \"x\"").is_err());
+    }
+}
