@@ -20,6 +20,7 @@
 //! runtime, no logging, one thread. It must never read or write a leaf's stdio, and never
 //! keep a descriptor of one leaf when it forks the supervisor of another.
 
+use super::leaf_spawn::LeafSpawn;
 use super::leaf_supervisor::{self, Descriptors, SignalsAsGiven, EXITED, NOT_STARTED};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
@@ -439,16 +440,9 @@ fn run_supervisor(request: StartRequest, fds: [OwnedFd; REQUEST_FDS], as_given: 
     }
     let [stdin, stdout, stderr, lifeline, report] = fds;
     let descriptors = Descriptors { lifeline: lifeline.as_raw_fd(), report: report.as_raw_fd() };
-    let mut command = std::process::Command::new(&request.program);
-    command
-        .args(&request.args)
-        .env_clear()
-        .envs(request.env.iter().map(|(name, value)| (name, value)))
-        .current_dir(&request.cwd)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr);
-    if let Some(status) = leaf_supervisor::supervise(command, as_given, descriptors) {
+    let mut leaf = LeafSpawn::new(&request.program, &request.args);
+    leaf.env(&request.env).cwd(&request.cwd).stdio([stdin, stdout, stderr]);
+    if let Some(status) = leaf_supervisor::supervise(leaf, as_given, descriptors) {
         leaf_supervisor::write_report(descriptors.report, EXITED, status);
     }
     // SAFETY: ends the child without running the host's exit handlers.
