@@ -415,8 +415,7 @@ fn start_supervisor(request: StartRequest, fds: [OwnedFd; REQUEST_FDS], as_given
     unsafe {
         libc::write(report, [ACCEPTED].as_ptr().cast(), 1);
     }
-    // SAFETY: fork of a single-threaded process: the child may run any code.
-    match unsafe { libc::fork() } {
+    match fork_without_handlers() {
         0 => run_supervisor(request, fds, as_given),
         -1 => leaf_supervisor::write_report(
             report,
@@ -426,6 +425,28 @@ fn start_supervisor(request: StartRequest, fds: [OwnedFd; REQUEST_FDS], as_given
         _ => {}
     }
     // The descriptors close here, in the host: only the child holds them now.
+}
+
+/// `fork` without the fork handlers, by glibc's `_Fork` (2.34 on; plain `fork` where it is
+/// missing). jemalloc's handlers lock every one of its mutexes before each fork and unlock or
+/// re-create them after it, in the host and again in the child (about a tenth of the host's
+/// CPU, docs/performance.md), for nothing here: the host has one thread and forks from its own
+/// loop, never inside an allocation, so the child's allocator is consistent as it is.
+fn fork_without_handlers() -> libc::pid_t {
+    type Fork = unsafe extern "C" fn() -> libc::pid_t;
+    static FORK: std::sync::OnceLock<Fork> = std::sync::OnceLock::new();
+    let fork = FORK.get_or_init(|| {
+        // SAFETY: looks a symbol up; `_Fork` has `fork`'s signature.
+        let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Fork".as_ptr()) };
+        if found.is_null() {
+            libc::fork as Fork
+        } else {
+            // SAFETY: a non-null address of the function `_Fork`, as above.
+            unsafe { std::mem::transmute::<*mut libc::c_void, Fork>(found) }
+        }
+    });
+    // SAFETY: fork of a single-threaded process holding no lock: the child may run any code.
+    unsafe { fork() }
 }
 
 /// In the forked child: becomes the leaf's supervisor, reports the leaf's wait status, exits.
