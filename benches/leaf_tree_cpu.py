@@ -12,8 +12,9 @@ faults of them all. Each run is measured in a fresh process, so its rusage is th
 
 One round runs the workload of benches/parallel_efficiency.sh (200 `command` leaves of
 `sh -c "sleep 0.1; echo '{}'"`, --max-parallel 20) once per coord binary given, alternating so
-all see the same load. Prints per round the wall time, CPU ms per leaf (user + system) and minor
-faults per leaf of each, then the medians.
+all see the same load, then `xargs -P 20` running the same leaf 200 times (what the leaves
+themselves cost, with no coord). Prints per round the wall time, CPU ms per leaf (user +
+system) and minor faults per leaf of each, then the medians.
 
 Usage: benches/leaf_tree_cpu.py ROUNDS COORD [COORD...]
 """
@@ -59,9 +60,15 @@ print(code, wall, usage.ru_utime + usage.ru_stime, usage.ru_minflt)
 """
 
 
+XARGS = ["sh", "-c", "seq 200 | xargs -P 20 -I{} sh -c \"sleep 0.1; echo '{}'\""]
+
+
 def one_run(coord, work):
-    command = [sys.executable, "-c", MEASURE, coord, "-q", "run", f"{work}/leaves.rhai",
-               "--max-parallel", "20", "--runs-dir", f"{work}/runs"]
+    if coord == "xargs":
+        command = [sys.executable, "-c", MEASURE] + XARGS
+    else:
+        command = [sys.executable, "-c", MEASURE, coord, "-q", "run", f"{work}/leaves.rhai",
+                   "--max-parallel", "20", "--runs-dir", f"{work}/runs"]
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=work).stdout.split()
     code, wall, cpu, faults = int(out[0]), float(out[1]), float(out[2]), int(out[3])
     if code != 0:
@@ -72,7 +79,7 @@ def one_run(coord, work):
 def main():
     if len(sys.argv) < 3:
         sys.exit(f"usage: {sys.argv[0]} ROUNDS COORD [COORD...]")
-    rounds, coords = int(sys.argv[1]), sys.argv[2:]
+    rounds, coords = int(sys.argv[1]), sys.argv[2:] + ["xargs"]
     with tempfile.TemporaryDirectory() as work:
         os.mkdir(f"{work}/workflows")
         with open(f"{work}/workflows/sleepy.toml", "w") as f:
@@ -86,11 +93,13 @@ def main():
             for i, coord in enumerate(coords, 1):
                 wall, cpu, faults = one_run(coord, work)
                 results[coord].append((wall, cpu, faults))
-                line += f"  coord#{i} {wall:.3f} s {cpu:.2f} CPU ms/leaf {faults:.0f} faults/leaf"
+                name = "xargs" if coord == "xargs" else f"coord#{i}"
+                line += f"  {name} {wall:.3f} s {cpu:.2f} CPU ms/leaf {faults:.0f} faults/leaf"
             print(line, flush=True)
         for i, coord in enumerate(coords, 1):
             walls, cpus, faults = zip(*results[coord])
-            print(f"coord#{i} ({coord}): median {statistics.median(walls):.3f} s, "
+            name = "xargs -P 20" if coord == "xargs" else f"coord#{i} ({coord})"
+            print(f"{name}: median {statistics.median(walls):.3f} s, "
                   f"{statistics.median(cpus):.2f} CPU ms/leaf, {statistics.median(faults):.0f} minor faults/leaf")
         print(f"load after: {' '.join(open('/proc/loadavg').read().split()[:3])}")
 
