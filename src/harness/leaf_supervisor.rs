@@ -5,12 +5,13 @@
 //! ([`super::process_group::spawn_leaf`]) with two pipes at fixed descriptors: the *lifeline*
 //! ([`LIFELINE_FD`]), whose write end only coord holds, and the *start report*
 //! ([`START_REPORT_FD`]). The supervisor makes itself a child subreaper, starts the leaf in a
-//! process group of its own with the stdio it was given, reports the leaf's pid (or the errno
-//! it could not start with) and waits for the first of: the leaf exits; the lifeline hangs up
-//! (coord died, by any signal, or dropped the leaf: timeout, cancellation); SIGTERM, SIGINT or
-//! SIGHUP reaches the supervisor. Then it SIGKILLs the leaf's group and every descendant left
-//! (an orphan reparents to the subreaper, whatever session or group it moved to), reaps them,
-//! and exits as the leaf did: with its exit code, or by its terminating signal.
+//! process group of its own with the stdio it was given (without copying its own memory:
+//! `leaf_spawn.rs`), reports the leaf's pid (or the errno it could not start with) and waits
+//! for the first of: the leaf exits; the lifeline hangs up (coord died, by any signal, or
+//! dropped the leaf: timeout, cancellation); SIGTERM, SIGINT or SIGHUP reaches the supervisor.
+//! Then it SIGKILLs the leaf's group and every descendant left (an orphan reparents to the
+//! subreaper, whatever session or group it moved to), reaps them, and exits as the leaf did:
+//! with its exit code, or by its terminating signal.
 //!
 //! It runs before coord parses its command line: no async runtime, no config, no logging, one
 //! thread. It must never outlive its leaf or its lifeline, and never read or write the leaf's

@@ -7,9 +7,10 @@
 //! leaf coord sends one frame: the leaf's program, arguments, whole environment and working
 //! directory, with five descriptors attached by `SCM_RIGHTS`: the leaf's stdin, stdout and
 //! stderr, the lifeline's read end and a report pipe's write end. The host writes
-//! [`ACCEPTED`] on the report pipe, forks, and lets go of the descriptors; the child is
-//! exactly a per-leaf supervisor ([`super::leaf_supervisor::supervise`]): it writes the start
-//! report on the same pipe, and at the end the leaf's wait status ([`EXITED`]).
+//! [`ACCEPTED`] on the report pipe, forks (without the fork handlers:
+//! `fork_without_handlers`), and lets go of the descriptors; the child is exactly a per-leaf
+//! supervisor ([`super::leaf_supervisor::supervise`]): it writes the start report on the same
+//! pipe, and at the end the leaf's wait status ([`EXITED`]).
 //!
 //! A report pipe that ends before [`ACCEPTED`] means the host never forked for that leaf, so
 //! coord may start it another way without starting it twice. The host reaps its children and
