@@ -20,7 +20,7 @@
 use super::leaf_supervisor::SignalsAsGiven;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -100,6 +100,17 @@ impl LeafSpawn {
         self
     }
 
+    /// Moves a stdio descriptor numbered 0 to 2 out of the way (as `std` does), so that the
+    /// child's `dup2` of one stream cannot overwrite the source of another.
+    fn stdio_above_standard(&mut self) -> io::Result<()> {
+        for fd in self.stdio.iter_mut().flatten() {
+            if fd.as_raw_fd() <= libc::STDERR_FILENO {
+                *fd = fd.as_fd().try_clone_to_owned()?;
+            }
+        }
+        Ok(())
+    }
+
     /// The leaf's `PATH`: from its environment when it has one of its own.
     fn search_path(&self) -> Option<Vec<u8>> {
         match &self.env {
@@ -135,10 +146,11 @@ impl LeafSpawn {
 
     /// Starts the leaf as described in the module header. Returns its pid, or the errno it
     /// could not start with. Either way the leaf's stdio is closed here on return.
-    pub(super) fn spawn(self, as_given: &SignalsAsGiven) -> io::Result<libc::pid_t> {
+    pub(super) fn spawn(mut self, as_given: &SignalsAsGiven) -> io::Result<libc::pid_t> {
         if self.saw_nul {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
+        self.stdio_above_standard()?;
         let paths = self.exec_paths();
         let path_ptrs: Vec<*const libc::c_char> = paths.iter().map(|p| p.as_ptr()).collect();
         let argv = null_terminated(&self.argv);
@@ -243,6 +255,8 @@ unsafe fn set_up_and_exec(plan: &ChildPlan) -> libc::c_int {
     let default: libc::sigaction = std::mem::zeroed();
     libc::sigaction(libc::SIGPIPE, &default, std::ptr::null_mut());
     plan.as_given.restore();
+    // Fires when the thread that started the leaf ends: the supervisor's only thread, so when
+    // the supervisor dies.
     libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     if libc::getppid() != plan.parent {
         // The supervisor died before the signal was set: nothing may start unsupervised.
