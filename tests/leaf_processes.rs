@@ -405,6 +405,44 @@ fn the_supervisor_host_killed_while_a_leaf_runs_leaves_it_supervised_and_new_lea
     assert_gone_within_bound(&m, died, "SIGKILL after the host's death");
 }
 
+/// A leaf's supervisor killed outright (SIGKILL: no cleanup of its own) takes the leaf with it,
+/// by the parent-death signal the leaf starts with.
+#[test]
+fn a_leaf_dies_with_its_supervisor_killed_outright() {
+    let m = unique_marker();
+    // The leaf is the sleep itself: nothing of it outlives it, with or without a supervisor.
+    let p = project(&format!("exec sleep {m}1"), "1h");
+    let mut coord = start_and_wait_for_leaf(&p, &m, 1);
+    let (leaf, _) = marked_processes(&m).into_iter().find(|(_, argv)| argv.starts_with("sleep ")).expect("the leaf");
+    let supervisor = parent_of(leaf).expect("the leaf's supervisor");
+    assert!(argv_of(supervisor).contains("__leaf-supervisor-host"), "forked by the host: {}", argv_of(supervisor));
+    assert_ne!(Some(supervisor), host_of(coord.id()), "the leaf's own supervisor, not the host");
+    // coord stopped cannot kill the leaf's group on reading of its supervisor's death: only the
+    // parent-death signal can end the leaf.
+    unsafe {
+        libc::kill(coord.id() as i32, libc::SIGSTOP);
+    }
+    let stat = || std::fs::read_to_string(format!("/proc/{}/stat", coord.id())).unwrap_or_default();
+    while !stat().rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('T')) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let killed = Instant::now();
+    unsafe {
+        libc::kill(supervisor, libc::SIGKILL);
+    }
+    while support::process_alive(leaf) && killed.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = killed.elapsed();
+    let died = kill_coord(&mut coord, libc::SIGKILL);
+    eprintln!("the leaf went {took:?} after its supervisor's SIGKILL");
+    if took > GONE_WITHIN {
+        kill_marked(&m);
+        panic!("the leaf outlived its supervisor by {took:?}");
+    }
+    assert_gone_within_bound(&m, died, "SIGKILL after the supervisor's");
+}
+
 /// Many leaves at once through one host: each gets its own stdin, environment and stdout
 /// (nothing of one request reaches another leaf), and every one ends ok.
 #[test]

@@ -5,19 +5,20 @@
 //! ([`super::process_group::spawn_leaf`]) with two pipes at fixed descriptors: the *lifeline*
 //! ([`LIFELINE_FD`]), whose write end only coord holds, and the *start report*
 //! ([`START_REPORT_FD`]). The supervisor makes itself a child subreaper, starts the leaf in a
-//! process group of its own with the stdio it was given, reports the leaf's pid (or the errno
-//! it could not start with) and waits for the first of: the leaf exits; the lifeline hangs up
-//! (coord died, by any signal, or dropped the leaf: timeout, cancellation); SIGTERM, SIGINT or
-//! SIGHUP reaches the supervisor. Then it SIGKILLs the leaf's group and every descendant left
-//! (an orphan reparents to the subreaper, whatever session or group it moved to), reaps them,
-//! and exits as the leaf did: with its exit code, or by its terminating signal.
+//! process group of its own with the stdio it was given (without copying its own memory:
+//! `leaf_spawn.rs`), reports the leaf's pid (or the errno it could not start with) and waits
+//! for the first of: the leaf exits; the lifeline hangs up (coord died, by any signal, or
+//! dropped the leaf: timeout, cancellation); SIGTERM, SIGINT or SIGHUP reaches the supervisor.
+//! Then it SIGKILLs the leaf's group and every descendant left (an orphan reparents to the
+//! subreaper, whatever session or group it moved to), reaps them, and exits as the leaf did:
+//! with its exit code, or by its terminating signal.
 //!
 //! It runs before coord parses its command line: no async runtime, no config, no logging, one
 //! thread. It must never outlive its leaf or its lifeline, and never read or write the leaf's
 //! stdio (it hands it over, then lets go of its own copies).
 
+use super::leaf_spawn::LeafSpawn;
 use std::ffi::{OsStr, OsString};
-use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -119,10 +120,11 @@ pub fn main() -> ExitCode {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1);
         take_signals()
     };
-    let mut command = std::process::Command::new(program);
-    command.args(leaf_args);
+    // The leaf inherits the supervisor's stdio, environment and working directory: coord set
+    // them for the leaf.
+    let leaf = LeafSpawn::new(program, leaf_args);
     let descriptors = Descriptors { lifeline: LIFELINE_FD, report: START_REPORT_FD };
-    match supervise(command, &as_given, descriptors) {
+    match supervise(leaf, &as_given, descriptors) {
         None => ExitCode::from(EXIT_NOT_STARTED),
         Some(status) if libc::WIFSIGNALED(status) => die_by(libc::WTERMSIG(status)),
         Some(status) => ExitCode::from(libc::WEXITSTATUS(status) as u8),
@@ -138,33 +140,15 @@ pub(super) struct Descriptors {
 }
 
 /// The supervisor's work, once it is a child subreaper with its signals taken
-/// ([`take_signals`]): starts `command` (the leaf, with everything but its process group and
-/// signals already set) in a group of its own, writes the start report, waits for the leaf's
-/// end, its lifeline's hang-up or a stop signal, and kills everything. Returns the wait status
-/// the leaf is reported with (a stop signal's, or SIGKILL's when it was never reaped), or
-/// `None` when it could not start. `as_given` is what the leaf's signals are restored to.
-pub(super) fn supervise(
-    mut command: std::process::Command,
-    as_given: &SignalsAsGiven,
-    descriptors: Descriptors,
-) -> Option<libc::c_int> {
-    let as_given = *as_given;
-    command.process_group(0);
-    // SAFETY: prctl, sigaction and sigprocmask are async-signal-safe. This process has one
-    // thread, so the parent-death signal fires when the supervisor dies, not when some thread
-    // of it ends.
-    unsafe {
-        command.pre_exec(move || {
-            as_given.restore();
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let spawned = command.spawn();
-    // The command holds the leaf's stdio when it was given as descriptors: let go of it.
-    drop(command);
-    let leaf = match spawned {
-        Ok(child) => child.id() as libc::pid_t,
+/// ([`take_signals`]): starts `leaf` (a process group of its own, its signals restored to
+/// `as_given`, the parent-death signal set: [`super::leaf_spawn`]), writes the start report,
+/// waits for the leaf's end, its lifeline's hang-up or a stop signal, and kills everything.
+/// Returns the wait status the leaf is reported with (a stop signal's, or SIGKILL's when it
+/// was never reaped), or `None` when it could not start.
+pub(super) fn supervise(leaf: LeafSpawn, as_given: &SignalsAsGiven, descriptors: Descriptors) -> Option<libc::c_int> {
+    // Lets go of the leaf's stdio, when it was given as descriptors, either way.
+    let leaf = match leaf.spawn(as_given) {
+        Ok(pid) => pid,
         Err(e) => {
             write_report(descriptors.report, NOT_STARTED, e.raw_os_error().unwrap_or(libc::EINVAL));
             return None;
@@ -227,7 +211,7 @@ impl SignalsAsGiven {
     }
 
     /// In the leaf's child before exec: async-signal-safe calls only.
-    unsafe fn restore(&self) {
+    pub(super) unsafe fn restore(&self) {
         for (signal, action) in WATCHED_SIGNALS.iter().zip(&self.actions) {
             libc::sigaction(*signal, action, std::ptr::null_mut());
         }

@@ -19,6 +19,7 @@ pub mod command;
 pub mod gemini;
 pub mod http_api;
 pub mod leaf_environment;
+mod leaf_spawn;
 pub mod leaf_supervisor;
 pub mod openai;
 pub mod process_group;

@@ -7,9 +7,10 @@
 //! leaf coord sends one frame: the leaf's program, arguments, whole environment and working
 //! directory, with five descriptors attached by `SCM_RIGHTS`: the leaf's stdin, stdout and
 //! stderr, the lifeline's read end and a report pipe's write end. The host writes
-//! [`ACCEPTED`] on the report pipe, forks, and lets go of the descriptors; the child is
-//! exactly a per-leaf supervisor ([`super::leaf_supervisor::supervise`]): it writes the start
-//! report on the same pipe, and at the end the leaf's wait status ([`EXITED`]).
+//! [`ACCEPTED`] on the report pipe, forks (without the fork handlers:
+//! `fork_without_handlers`), and lets go of the descriptors; the child is exactly a per-leaf
+//! supervisor ([`super::leaf_supervisor::supervise`]): it writes the start report on the same
+//! pipe, and at the end the leaf's wait status ([`EXITED`]).
 //!
 //! A report pipe that ends before [`ACCEPTED`] means the host never forked for that leaf, so
 //! coord may start it another way without starting it twice. The host reaps its children and
@@ -20,6 +21,7 @@
 //! runtime, no logging, one thread. It must never read or write a leaf's stdio, and never
 //! keep a descriptor of one leaf when it forks the supervisor of another.
 
+use super::leaf_spawn::LeafSpawn;
 use super::leaf_supervisor::{self, Descriptors, SignalsAsGiven, EXITED, NOT_STARTED};
 use std::ffi::{OsStr, OsString};
 use std::io::{self, Read};
@@ -414,8 +416,7 @@ fn start_supervisor(request: StartRequest, fds: [OwnedFd; REQUEST_FDS], as_given
     unsafe {
         libc::write(report, [ACCEPTED].as_ptr().cast(), 1);
     }
-    // SAFETY: fork of a single-threaded process: the child may run any code.
-    match unsafe { libc::fork() } {
+    match fork_without_handlers() {
         0 => run_supervisor(request, fds, as_given),
         -1 => leaf_supervisor::write_report(
             report,
@@ -425,6 +426,28 @@ fn start_supervisor(request: StartRequest, fds: [OwnedFd; REQUEST_FDS], as_given
         _ => {}
     }
     // The descriptors close here, in the host: only the child holds them now.
+}
+
+/// `fork` without the fork handlers, by glibc's `_Fork` (2.34 on; plain `fork` where it is
+/// missing). jemalloc's handlers lock every one of its mutexes before each fork and unlock or
+/// re-create them after it, in the host and again in the child (about a tenth of the host's
+/// CPU, docs/performance.md), for nothing here: the host has one thread and forks from its own
+/// loop, never inside an allocation, so the child's allocator is consistent as it is.
+fn fork_without_handlers() -> libc::pid_t {
+    type Fork = unsafe extern "C" fn() -> libc::pid_t;
+    static FORK: std::sync::OnceLock<Fork> = std::sync::OnceLock::new();
+    let fork = FORK.get_or_init(|| {
+        // SAFETY: looks a symbol up; `_Fork` has `fork`'s signature.
+        let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_Fork".as_ptr()) };
+        if found.is_null() {
+            libc::fork as Fork
+        } else {
+            // SAFETY: a non-null address of the function `_Fork`, as above.
+            unsafe { std::mem::transmute::<*mut libc::c_void, Fork>(found) }
+        }
+    });
+    // SAFETY: fork of a single-threaded process holding no lock: the child may run any code.
+    unsafe { fork() }
 }
 
 /// In the forked child: becomes the leaf's supervisor, reports the leaf's wait status, exits.
@@ -439,16 +462,9 @@ fn run_supervisor(request: StartRequest, fds: [OwnedFd; REQUEST_FDS], as_given: 
     }
     let [stdin, stdout, stderr, lifeline, report] = fds;
     let descriptors = Descriptors { lifeline: lifeline.as_raw_fd(), report: report.as_raw_fd() };
-    let mut command = std::process::Command::new(&request.program);
-    command
-        .args(&request.args)
-        .env_clear()
-        .envs(request.env.iter().map(|(name, value)| (name, value)))
-        .current_dir(&request.cwd)
-        .stdin(stdin)
-        .stdout(stdout)
-        .stderr(stderr);
-    if let Some(status) = leaf_supervisor::supervise(command, as_given, descriptors) {
+    let mut leaf = LeafSpawn::new(&request.program, &request.args);
+    leaf.env(&request.env).cwd(&request.cwd).stdio([stdin, stdout, stderr]);
+    if let Some(status) = leaf_supervisor::supervise(leaf, as_given, descriptors) {
         leaf_supervisor::write_report(descriptors.report, EXITED, status);
     }
     // SAFETY: ends the child without running the host's exit handlers.
