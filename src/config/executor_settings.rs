@@ -120,7 +120,8 @@ mod tests {
         assert_eq!(settings.kind(), Ok(ExecutorKind::Ray));
         assert_eq!(settings.resources.unwrap()["coord_leaf"], 1.0);
         assert!(toml::from_str::<ExecutorSettings>("imag = \"x\"").is_err());
-        let text = "kind = \"kubernetes\"\nnamespace = \"leaves\"\nimage = \"ghcr.io/acme/leaf:1\"\nsecret = \"coord-keys\"\n";
+        let text =
+            "kind = \"kubernetes\"\nnamespace = \"leaves\"\nimage = \"ghcr.io/acme/leaf:1\"\nsecret = \"coord-keys\"\n";
         let settings: ExecutorSettings = toml::from_str(text).unwrap();
         assert_eq!(settings.kind(), Ok(ExecutorKind::Kubernetes));
         assert_eq!(settings.secret.as_deref(), Some("coord-keys"));

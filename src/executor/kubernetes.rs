@@ -56,11 +56,7 @@ impl std::fmt::Debug for KubernetesEngine {
 
 impl KubernetesEngine {
     pub fn new(settings: KubernetesSettings) -> Self {
-        KubernetesEngine {
-            settings: Arc::new(settings),
-            config: Arc::default(),
-            client: Arc::default(),
-        }
+        KubernetesEngine { settings: Arc::new(settings), config: Arc::default(), client: Arc::default() }
     }
 
     async fn config(&self) -> Result<&kube::Config, EngineError> {
@@ -87,10 +83,7 @@ impl KubernetesEngine {
 
     async fn shared_client(&self) -> Result<kube::Client, EngineError> {
         let config = self.config().await?.clone();
-        self.client
-            .get_or_try_init(|| async { kube::Client::try_from(config).map_err(unreachable) })
-            .await
-            .cloned()
+        self.client.get_or_try_init(|| async { kube::Client::try_from(config).map_err(unreachable) }).await.cloned()
     }
 
     async fn api<K>(&self) -> Result<Api<K>, EngineError>
@@ -233,8 +226,10 @@ fn termination_message(pod: &Pod) -> Option<String> {
 /// `value` as a valid label value: at most 63 characters of `[A-Za-z0-9._-]`, beginning and
 /// ending with a letter or digit (others made `_`, the ends trimmed).
 pub fn label_value(value: &str) -> String {
-    let made: String =
-        value.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' }).collect();
+    let made: String = value
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+        .collect();
     let cut: String = made.chars().take(63).collect();
     cut.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned()
 }

@@ -305,9 +305,10 @@ impl ExecutorPlan {
                 std::env::current_exe().map_err(|e| ExecutorError::Invalid { field: "coord", reason: e.to_string() })?
             }
         };
-        let repository = s.repository.clone().or_else(|| {
-            project_root.ancestors().find(|d| d.join(".git").exists()).map(|d| d.display().to_string())
-        });
+        let repository = s
+            .repository
+            .clone()
+            .or_else(|| project_root.ancestors().find(|d| d.join(".git").exists()).map(|d| d.display().to_string()));
         Ok(remote_leaf::RemoteSetup {
             engine,
             run_id: run_id.to_owned(),
