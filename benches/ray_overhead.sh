@@ -2,12 +2,12 @@
 # Remote leaves on Ray: what coord adds per leaf, and how busy it keeps the slots. Method and
 # figures in docs/performance.md ("Remote leaves on Ray").
 #
-#  1. Per-leaf overhead. One leaf at a time (N of them), a `command` leaf that answers at once
-#     (in a clone of the project, as a remote command leaf runs). coord's time per leaf (the
-#     journaled `duration_ms`: submission, watching, log and result) is set against Ray's own
-#     time for the very same job: its entrypoint (`coord leaf-exec --spec-json ...`, taken from
-#     the jobs coord made) resubmitted straight to the Jobs API and polled every 10 ms until it
-#     SUCCEEDED. The difference is coord's own overhead per remote leaf.
+#  1. Per-leaf overhead. N pairs, one leaf at a time: a `command` leaf that answers at once (in a
+#     clone of the project, as a remote command leaf runs) through `coord run` (its journaled
+#     `duration_ms`: submission, watching, log and result), then Ray's own time for the very
+#     same job: its entrypoint (`coord leaf-exec --spec-json ...`, read back from the job coord
+#     made) resubmitted straight to the Jobs API and polled every 10 ms until it SUCCEEDED.
+#     Alternated, so both see the same load. The median difference is coord's own overhead.
 #  2. Queue of 100. 100 leaves of 1 s at 3 slots (`coord_leaf: 3`), --max-parallel 6. Ideal given
 #     the engine's per-job cost c (measured in 1: Ray's time for a leaf that answers at once):
 #     ceil(100 / 3) * (1 s + c). Efficiency = ideal / actual wall time.
@@ -116,27 +116,31 @@ RHAI
 git -C "$p" init -q && git -C "$p" add . && git -C "$p" -c user.name=b -c user.email=b@b commit -qm bench
 
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-# 1. coord's time per leaf, then Ray's time for the same entrypoints.
-(cd "$p" && "$COORD" run one_by_one.rhai --input "n=$N" --json >"$work/one.json")
-run_dir=$p/$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_dir"])' "$work/one.json")
-coord_ms=$(python3 - "$run_dir/journal.jsonl" <<'PY'
-import json, sys, statistics
-d = [json.loads(l)["result"]["duration_ms"] for l in open(sys.argv[1]) if '"type":"session"' in l]
-print(statistics.median(d))
+# 1. Alternately: one leaf through coord (its journaled duration_ms), then the very job coord
+#    made resubmitted straight to Ray, so both see the same load.
+pairs=$work/pairs
+for i in $(seq 1 "$N"); do
+    (cd "$p" && "$COORD" run one_by_one.rhai --input n=1 --json >"$work/one.json" 2>/dev/null)
+    run_dir=$p/$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_dir"])' "$work/one.json")
+    run_id=$(basename "$run_dir")
+    coord_ms=$(python3 -c 'import json,sys; print([json.loads(l)["result"]["duration_ms"] for l in open(sys.argv[1]) if "\"type\":\"session\"" in l][0])' "$run_dir/journal.jsonl")
+    entry=$(curl -sf "$API/api/jobs/coord-$run_id-s1-a1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["entrypoint"])')
+    ray_s=$(ray_time "bench-raw-$i" "$entry")
+    echo "$coord_ms $ray_s" >>"$pairs"
+done
+read -r coord_ms ray_ms overhead_ms <<<"$(python3 - "$pairs" <<'PY'
+import sys, statistics
+rows = [l.split() for l in open(sys.argv[1])]
+coord = [float(c) for c, _ in rows]
+ray = [float(r) * 1000 for _, r in rows]
+print(statistics.median(coord), statistics.median(ray), statistics.median(c - r for c, r in zip(coord, ray)))
 PY
-)
-entries=$(curl -sf "$API/api/jobs/" | python3 -c 'import json,sys; [print(j["entrypoint"]) for j in json.load(sys.stdin) if j["submission_id"].startswith("coord-")]')
-times=()
-i=0
-while IFS= read -r entry; do
-    i=$((i + 1))
-    times+=("$(ray_time "bench-raw-$i" "$entry")")
-done <<<"$entries"
-ray_ms=$(printf '%s\n' "${times[@]}" | python3 -c 'import sys, statistics; print(statistics.median(float(l) * 1000 for l in sys.stdin))')
-printf 'per leaf (median of %s): coord %.0f ms, Ray alone %.0f ms, coord overhead %.0f ms (ratio %.3f)\n' \
-    "$N" "$coord_ms" "$ray_ms" "$(echo "$coord_ms - $ray_ms" | bc -l)" "$(echo "$coord_ms / $ray_ms" | bc -l)"
+)"
+printf 'per leaf (median of %s pairs): coord %.0f ms, Ray alone %.0f ms, coord overhead %.0f ms (median of differences; ratio of medians %.3f)\n' \
+    "$N" "$coord_ms" "$ray_ms" "$overhead_ms" "$(echo "$coord_ms / $ray_ms" | bc -l)"
 
-# 2. Q leaves of 1 s at 3 slots.
+# 2. Q leaves of 1 s at 3 slots (QUEUE=0 skips 2 and 3).
+[ "$Q" -gt 0 ] || exit 0
 start=$(date +%s.%N)
 (cd "$p" && "$COORD" run queue.rhai --input "n=$Q" --max-parallel 6 --json >"$work/queue.json")
 wall=$(echo "$(date +%s.%N) - $start" | bc -l)

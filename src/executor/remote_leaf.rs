@@ -33,10 +33,10 @@ const LOG_COPY_EVERY: Duration = Duration::from_secs(10);
 const MAX_POLL: Duration = Duration::from_secs(2);
 
 /// The wait before the next read of a job's state, `age` after it was watched first: `poll`
-/// at first, then a twentieth of its age (a leaf's end is seen at most 5 % of its run late),
+/// at first, then a fiftieth of its age (a leaf's end is seen at most 2 % of its run late),
 /// at most [`MAX_POLL`], so hundreds of long leaves do not flood the engine's API.
 pub fn poll_interval(poll: Duration, age: Duration) -> Duration {
-    (age / 20).clamp(poll, MAX_POLL.max(poll))
+    (age / 50).clamp(poll, MAX_POLL.max(poll))
 }
 
 pub struct RemoteSetup {
@@ -473,7 +473,7 @@ mod tests {
     fn polling_slows_with_a_job_s_age_within_bounds() {
         let poll = Duration::from_millis(200);
         assert_eq!(poll_interval(poll, Duration::ZERO), poll);
-        assert_eq!(poll_interval(poll, Duration::from_secs(10)), Duration::from_millis(500));
+        assert_eq!(poll_interval(poll, Duration::from_secs(25)), Duration::from_millis(500));
         assert_eq!(poll_interval(poll, Duration::from_secs(3600)), MAX_POLL);
         assert_eq!(poll_interval(Duration::from_secs(5), Duration::from_secs(3600)), Duration::from_secs(5));
     }
