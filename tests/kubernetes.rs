@@ -287,7 +287,10 @@ fn the_engine_speaks_the_api() {
         let listed = engine.list("r/1", Some("coord-r-1-s1-a1")).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].labels["coord_run"], "r/1", "the exact value, from the annotations");
-        assert_eq!(engine.list("r/1", None).await.unwrap().len(), 3);
+        let mut other = job("coord-r-1-s9-a1", "true", 60);
+        other.labels.insert("coord_run".into(), "r_1".into());
+        engine.submit(&other).await.unwrap();
+        assert_eq!(engine.list("r/1", None).await.unwrap().len(), 3, "r_1 has r/1's label value, not its run");
         engine.stop("coord-r-1-s1-a1").await.unwrap();
         engine.stop("coord-r-1-s1-a1").await.unwrap();
         assert!(engine.status("coord-r-1-s1-a1").await.unwrap().is_none(), "stop deletes the Job");

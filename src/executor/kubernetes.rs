@@ -182,7 +182,13 @@ impl KubernetesEngine {
         let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={}", label_value(v))).collect();
         let params = ListParams::default().labels(&selector.join(","));
         let jobs = self.api::<Job>().await?.list(&params).await.map_err(refused)?;
-        Ok(jobs.items.iter().map(job_info).collect())
+        // Two values may be made the same label value: the annotations tell them apart.
+        Ok(jobs
+            .items
+            .iter()
+            .map(job_info)
+            .filter(|job| labels.iter().all(|(k, v)| job.labels.get(*k).map(String::as_str) == Some(*v)))
+            .collect())
     }
 }
 
