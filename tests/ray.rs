@@ -495,3 +495,48 @@ fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `coord leaf-exec` without Ray: a spec on stdin, a clone at the base commit, the leaf's commit
+/// pushed on its session branch, the result as the last line of stdout; an answer that does
+/// not fit the schema is a failed result (after leaf-exec's own validation), still printed.
+#[test]
+fn leaf_exec_runs_a_spec_in_a_clone_and_pushes_its_branch() {
+    let p = TestProject::new();
+    p.write("README", "base\n");
+    let git = |args: &[&str]| {
+        let out = Command::new("git").current_dir(p.path()).args(args).output().unwrap();
+        assert!(out.status.success(), "git {args:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]);
+    let base = git(&["rev-parse", "HEAD"]);
+    let leaf = "cat >/dev/null; echo leaf > made && git add made && \
+                git -c user.name=leaf -c user.email=leaf@t commit -qm leaf && echo '{\"verdict\":\"fixed\"}'";
+    let spec = |command: &str, schema: Value| {
+        json!({
+            "run_id": "r1", "session": "s1", "attempt": 1,
+            "workflow": {"name": "fix", "harness": "command", "command": ["sh", "-c", command],
+                         "max_turns": null, "pass_env": [], "options": {}},
+            "goal": "", "inputs": {}, "prompt": "fix it", "schema": schema, "model": null,
+            "timeout_ms": 20000, "harness": "command", "harness_settings": {}, "overrides": {},
+            "checkout": {"repository": p.path().display().to_string(), "base_commit": base,
+                         "branch": "coord/r1/s1", "subdir": ""}
+        })
+        .to_string()
+    };
+    let schema = json!({"type": "object", "required": ["verdict"]});
+    let out = p.coord().args(["leaf-exec", "--spec", "-"]).run_with_stdin(&spec(leaf, schema.clone()));
+    out.code(0);
+    let last: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((last["status"].as_str(), &last["output"]), (Some("ok"), &json!({"verdict": "fixed"})));
+    assert_eq!(git(&["log", "--format=%s", "coord/r1/s1"]), "leaf\nbase", "the branch was pushed");
+    assert_eq!(git(&["rev-parse", "HEAD"]), base, "the project's own checkout is untouched");
+
+    let out = p.coord().args(["leaf-exec", "--spec-json", &spec("cat >/dev/null; echo '{}'", schema)]).run();
+    out.code(0);
+    let last: Value = serde_json::from_str(out.stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["status"], "failed");
+    assert!(last["error"].as_str().unwrap().contains("verdict"), "{last}");
+}
