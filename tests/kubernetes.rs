@@ -31,15 +31,17 @@ fn project(api: &KubeApi, times: &Path) -> TestProject {
         ),
     );
     let schema = r#"{ type = "object", required = ["verdict"] }"#;
-    p.write("workflows/review.toml", &support::command_workflow("scripts/review.sh", "30s", schema));
+    let review = support::command_workflow("scripts/review.sh", "30s", schema) + "pass_env = [\"STANDIN_KEY\"]\n";
+    p.write("workflows/review.toml", &review);
     p.write("workflows/slow.toml", &support::command_workflow("scripts/hold.sh", "2s", schema));
     p.write("workflows/hold.toml", &support::command_workflow("scripts/hold.sh", "60s", schema));
     p.write("workflows/sleepy.toml", &support::command_workflow("scripts/sleepy.sh", "30s", schema));
     let t = times.display();
     p.write_executable(
         "scripts/review.sh",
-        "#!/bin/sh\nin=$(cat)\nsleep 1\necho review of $COORD_SESSION_ID >&2\n\
-         case \"$in\" in *'\"pr\":2'*|*'\"pr\":4'*|*'\"pr\":6'*) echo '{\"verdict\":\"changes\"}';; *) echo '{\"verdict\":\"clean\"}';; esac\n",
+        &format!("#!/bin/sh\nin=$(cat)\nsleep 1\necho review of $COORD_SESSION_ID >&2\n\
+         [ \"$STANDIN_KEY\" = {KEY} ] && touch {t}/key-$COORD_SESSION_ID\n\
+         case \"$in\" in *'\"pr\":2'*|*'\"pr\":4'*|*'\"pr\":6'*) echo '{{\"verdict\":\"changes\"}}';; *) echo '{{\"verdict\":\"clean\"}}';; esac\n"),
     );
     p.write_executable(
         "scripts/hold.sh",
@@ -105,6 +107,7 @@ fn reviews_route_as_a_local_run_one_job_each() {
     let p = project(&api, times.path());
     let local = p.coord().args(["run", "review.rhai", "--json", "--executor", "local"]).run();
     local.code(0);
+    assert!(!times.path().join("key-s1").exists(), "no key here");
     let remote = p.coord().args(["run", "review.rhai", "--json", "--executor", "kubernetes"]).run();
     remote.code(0);
     let (local, remote) = (local.json(), remote.json());
@@ -130,6 +133,8 @@ fn reviews_route_as_a_local_run_one_job_each() {
         assert_eq!(pod["containers"][0]["command"][1], "leaf-exec");
         assert!(!job.to_string().contains(KEY), "no key in the Job's spec");
     }
+    let seen = (1..=6).filter(|n| times.path().join(format!("key-s{n}")).exists()).count();
+    assert_eq!(seen, 6, "every leaf got the Secret's key through envFrom");
     let run_dir = p.path().join(remote["run_dir"].as_str().unwrap());
     for (n, name) in expected.iter().enumerate() {
         let log = std::fs::read_to_string(run_dir.join("jobs").join(format!("{name}.log"))).unwrap();
