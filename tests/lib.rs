@@ -18,6 +18,7 @@ mod daemon;
 mod github;
 mod harnesses;
 mod init;
+mod kubernetes;
 mod layering;
 mod leaf_processes;
 mod library;

@@ -474,6 +474,9 @@ fn a_duplicate_submission_is_adopted(ray: &RayCluster) {
     let job = JobSubmission {
         name: "coord-dup-s1-a1".into(),
         entrypoint: "echo once".into(),
+        program: "coord".into(),
+        spec: String::new(),
+        deadline: Duration::from_secs(60),
         labels: [("coord_run".to_owned(), "dup".to_owned())].into(),
         resources: [("coord_leaf".to_owned(), 1.0)].into(),
     };

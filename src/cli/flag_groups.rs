@@ -39,10 +39,10 @@ pub struct JsonOutputArgs {
 /// `--executor`: where a run's leaves run.
 #[derive(Args, Debug, Clone)]
 pub struct ExecutorArgs {
-    /// Where every leaf of the run runs: `local` (this machine) or `ray` (jobs on the Ray
-    /// cluster of `[executor] address`) [default: `[executor] kind` in coord.toml, else local;
-    /// a resume keeps the run's own].
-    #[arg(long, value_name = "KIND", value_parser = ["local", "ray"])]
+    /// Where every leaf of the run runs: `local` (this machine), `ray` (jobs on the Ray
+    /// cluster of `[executor] address`) or `kubernetes` (Jobs in `[executor] namespace`)
+    /// [default: `[executor] kind` in coord.toml, else local; a resume keeps the run's own].
+    #[arg(long, value_name = "KIND", value_parser = ["local", "ray", "kubernetes"])]
     pub executor: Option<String>,
 }
 

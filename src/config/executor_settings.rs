@@ -1,6 +1,8 @@
 //! `[executor]` in `coord.toml`: where leaves run. `kind = "local"` (the default) runs them on
 //! this machine; `kind = "ray"` runs each leaf as a Ray job through the Ray Jobs REST API at
-//! `address`, whose entrypoint is `coord leaf-exec` (docs/scale-out.md). A workflow may
+//! `address`, whose entrypoint is `coord leaf-exec`; `kind = "kubernetes"` runs each leaf as a
+//! Kubernetes Job in `namespace`, from `image`, with its keys from the Secret `secret`
+//! (docs/scale-out.md). A workflow may
 //! override the kind (`[workflow.<name>] executor = "local"`), and `--executor` overrides both
 //! for one run.
 //!
@@ -15,15 +17,17 @@ use serde::Deserialize;
 pub enum ExecutorKind {
     Local,
     Ray,
+    Kubernetes,
 }
 
 impl ExecutorKind {
-    pub const NAMES: [&'static str; 2] = ["local", "ray"];
+    pub const NAMES: [&'static str; 3] = ["local", "ray", "kubernetes"];
 
     pub fn parse(name: &str) -> Result<Self, ExecutorKindError> {
         match name {
             "local" => Ok(ExecutorKind::Local),
             "ray" => Ok(ExecutorKind::Ray),
+            "kubernetes" => Ok(ExecutorKind::Kubernetes),
             _ => Err(ExecutorKindError(name.to_owned())),
         }
     }
@@ -32,19 +36,20 @@ impl ExecutorKind {
         match self {
             ExecutorKind::Local => "local",
             ExecutorKind::Ray => "ray",
+            ExecutorKind::Kubernetes => "kubernetes",
         }
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("unknown executor `{0}`: expected one of local, ray")]
+#[error("unknown executor `{0}`: expected one of local, ray, kubernetes")]
 pub struct ExecutorKindError(pub String);
 
 /// `[executor]`.
 #[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecutorSettings {
-    /// `local` (default) or `ray`.
+    /// `local` (default), `ray` or `kubernetes`.
     #[serde(default)]
     pub kind: Option<String>,
     /// The Ray dashboard's address, e.g. `http://127.0.0.1:8265` (the Jobs API lives there).
@@ -63,6 +68,25 @@ pub struct ExecutorSettings {
     /// How often a running job's state is asked for, e.g. "200ms" (default 200ms).
     #[serde(default)]
     pub poll: Option<String>,
+    /// Kubernetes: the namespace the Jobs go to (default: the kubeconfig context's, or the
+    /// service account's in a cluster).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Kubernetes: the leaf image (git, the agent CLIs, coord at `coord`, default `coord` on
+    /// its PATH).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Kubernetes: the Secret every leaf's container gets as environment variables
+    /// (`envFrom`), so keys never appear in a Job's spec.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Kubernetes: the service account the leaves' pods run as.
+    #[serde(default)]
+    pub service_account: Option<String>,
+    /// Kubernetes: a kubeconfig file (default: `KUBECONFIG`, `~/.kube/config`, then the
+    /// in-cluster service account, as kube's `Config::infer`).
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
     /// Extra time a job gets past its leaf's timeout for being scheduled and started
     /// (default "10s"); past it, the job is stopped and the leaf is `timeout`.
     #[serde(default)]
@@ -95,6 +119,11 @@ mod tests {
         let settings: ExecutorSettings = toml::from_str(text).unwrap();
         assert_eq!(settings.kind(), Ok(ExecutorKind::Ray));
         assert_eq!(settings.resources.unwrap()["coord_leaf"], 1.0);
-        assert!(toml::from_str::<ExecutorSettings>("image = \"x\"").is_err());
+        assert!(toml::from_str::<ExecutorSettings>("imag = \"x\"").is_err());
+        let text =
+            "kind = \"kubernetes\"\nnamespace = \"leaves\"\nimage = \"ghcr.io/acme/leaf:1\"\nsecret = \"coord-keys\"\n";
+        let settings: ExecutorSettings = toml::from_str(text).unwrap();
+        assert_eq!(settings.kind(), Ok(ExecutorKind::Kubernetes));
+        assert_eq!(settings.secret.as_deref(), Some("coord-keys"));
     }
 }

@@ -8,10 +8,11 @@
 //! `coord leaf-exec` printed as the job's last log line. A resumed run adopts the jobs its
 //! first process started instead of starting them again.
 //!
-//! The engines are an enum ([`Engine`]): Ray today, Kubernetes next, each with the same five
+//! The engines are an enum ([`Engine`]): Ray and Kubernetes, each with the same five
 //! operations (submit, status, logs, stop, list by label). It must not route, journal or
 //! validate.
 
+pub mod kubernetes;
 pub mod leaf_spec;
 pub mod ray;
 pub mod remote_leaf;
@@ -63,12 +64,14 @@ pub enum JobStatus {
     Running,
     Succeeded,
     Failed,
+    /// The engine's own deadline ended it (Kubernetes' `activeDeadlineSeconds`).
+    DeadlineExceeded,
     Stopped,
 }
 
 impl JobStatus {
     pub fn is_finished(&self) -> bool {
-        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::Stopped)
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed | JobStatus::DeadlineExceeded | JobStatus::Stopped)
     }
 }
 
@@ -91,42 +94,53 @@ impl JobInfo {
 #[derive(Clone, Debug)]
 pub struct JobSubmission {
     pub name: String,
-    /// The shell command the job runs (`coord leaf-exec --spec-json '…'`).
+    /// The shell command the job runs (`coord leaf-exec --spec-json '…'`: Ray's entrypoint).
     pub entrypoint: String,
+    /// The coord binary where the job runs, and the leaf spec (JSON) it runs, for an engine
+    /// that runs a command line of its own (Kubernetes).
+    pub program: String,
+    pub spec: String,
+    /// The job's own deadline, from its start (the leaf's timeout plus the start allowance).
+    pub deadline: Duration,
     pub labels: BTreeMap<String, String>,
     pub resources: indexmap::IndexMap<String, f64>,
 }
 
-/// A distributed engine coord runs leaves on. Kubernetes fits as a second variant: a Job per
-/// leaf under the same derived name (409 AlreadyExists = adopt), `activeDeadlineSeconds`, keys
-/// from a Secret through `envFrom` (docs/scale-out.md).
+/// A distributed engine coord runs leaves on: Ray jobs, or Kubernetes Jobs (a Job per leaf
+/// under the same derived name, 409 AlreadyExists = adopt, `activeDeadlineSeconds`, keys from
+/// a Secret through `envFrom`; docs/scale-out.md).
 #[derive(Clone, Debug)]
 pub enum Engine {
     Ray(ray::RayEngine),
+    Kubernetes(kubernetes::KubernetesEngine),
 }
 
 impl Engine {
     pub async fn submit(&self, job: &JobSubmission) -> Result<Submitted, EngineError> {
         match self {
             Engine::Ray(ray) => ray.submit(job).await,
+            Engine::Kubernetes(k8s) => k8s.submit(job).await,
         }
     }
 
     pub async fn status(&self, name: &str) -> Result<Option<JobInfo>, EngineError> {
         match self {
             Engine::Ray(ray) => ray.status(name).await,
+            Engine::Kubernetes(k8s) => k8s.status(name).await,
         }
     }
 
     pub async fn logs(&self, name: &str) -> Result<String, EngineError> {
         match self {
             Engine::Ray(ray) => ray.logs(name).await,
+            Engine::Kubernetes(k8s) => k8s.logs(name).await,
         }
     }
 
     pub async fn stop(&self, name: &str) -> Result<(), EngineError> {
         match self {
             Engine::Ray(ray) => ray.stop(name).await,
+            Engine::Kubernetes(k8s) => k8s.stop(name).await,
         }
     }
 
@@ -136,6 +150,7 @@ impl Engine {
         labels.extend(session.map(|s| (LABEL_SESSION, s)));
         match self {
             Engine::Ray(ray) => ray.list(&labels).await,
+            Engine::Kubernetes(k8s) => k8s.list(&labels).await,
         }
     }
 }
@@ -150,7 +165,9 @@ pub enum ExecutorError {
     NoAddress,
     #[error("coord.toml [executor] {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
-    #[error("the Ray client: {0}")]
+    #[error("coord.toml [executor]: kind = \"kubernetes\" needs `image` (the leaf image: git, the agent CLIs, coord)")]
+    NoImage,
+    #[error("the engine's client: {0}")]
     Engine(#[from] EngineError),
 }
 
@@ -191,6 +208,9 @@ impl ExecutorPlan {
         };
         if plan.uses(ExecutorKind::Ray) && plan.settings.address.is_none() {
             return Err(ExecutorError::NoAddress);
+        }
+        if plan.uses(ExecutorKind::Kubernetes) && plan.settings.image.is_none() {
+            return Err(ExecutorError::NoImage);
         }
         plan.durations()?;
         Ok(plan)
@@ -241,55 +261,88 @@ impl ExecutorPlan {
         project_root: &Path,
         resumed: bool,
     ) -> Result<Executors, ExecutorError> {
-        if !self.uses(ExecutorKind::Ray) {
-            return Ok(Executors { plan: self.clone(), remote: None });
+        let mut remote = BTreeMap::new();
+        for kind in [ExecutorKind::Ray, ExecutorKind::Kubernetes] {
+            if self.uses(kind) {
+                let setup = self.remote_setup(kind, run_id, run_dir, project_root, resumed)?;
+                remote.insert(kind.as_str(), Arc::new(remote_leaf::RemoteLeaves::new(setup)));
+            }
         }
-        let address = self.settings.address.as_deref().ok_or(ExecutorError::NoAddress)?;
+        Ok(Executors { plan: self.clone(), remote })
+    }
+
+    fn remote_setup(
+        &self,
+        kind: ExecutorKind,
+        run_id: &str,
+        run_dir: &Path,
+        project_root: &Path,
+        resumed: bool,
+    ) -> Result<remote_leaf::RemoteSetup, ExecutorError> {
         let (poll, start_allowance) = self.durations()?;
-        let coord = match &self.settings.coord {
-            Some(path) => PathBuf::from(path),
-            None => {
+        let s = &self.settings;
+        let engine = match kind {
+            ExecutorKind::Kubernetes => {
+                if let Some(path) = &s.kubeconfig {
+                    kube::config::Kubeconfig::read_from(path)
+                        .map_err(|e| ExecutorError::Invalid { field: "kubeconfig", reason: e.to_string() })?;
+                }
+                Engine::Kubernetes(kubernetes::KubernetesEngine::new(kubernetes::KubernetesSettings {
+                    namespace: s.namespace.clone(),
+                    image: s.image.clone().ok_or(ExecutorError::NoImage)?,
+                    secret: s.secret.clone(),
+                    service_account: s.service_account.clone(),
+                    kubeconfig: s.kubeconfig.clone(),
+                }))
+            }
+            _ => Engine::Ray(ray::RayEngine::new(s.address.as_deref().ok_or(ExecutorError::NoAddress)?)?),
+        };
+        let coord = match (&s.coord, kind) {
+            (Some(path), _) => PathBuf::from(path),
+            // A pod runs the image's own coord.
+            (None, ExecutorKind::Kubernetes) => PathBuf::from("coord"),
+            (None, _) => {
                 std::env::current_exe().map_err(|e| ExecutorError::Invalid { field: "coord", reason: e.to_string() })?
             }
         };
-        let repository =
-            self.settings.repository.clone().or_else(|| {
-                project_root.ancestors().find(|d| d.join(".git").exists()).map(|d| d.display().to_string())
-            });
-        let remote = remote_leaf::RemoteLeaves::new(remote_leaf::RemoteSetup {
-            engine: Engine::Ray(ray::RayEngine::new(address)?),
+        let repository = s
+            .repository
+            .clone()
+            .or_else(|| project_root.ancestors().find(|d| d.join(".git").exists()).map(|d| d.display().to_string()));
+        Ok(remote_leaf::RemoteSetup {
+            engine,
             run_id: run_id.to_owned(),
             run_dir: run_dir.to_owned(),
             project_root: project_root.to_owned(),
             coord,
             repository,
-            resources: self.settings.resources.clone().unwrap_or_else(|| [("coord_leaf".to_owned(), 1.0)].into()),
+            resources: s.resources.clone().unwrap_or_else(|| [("coord_leaf".to_owned(), 1.0)].into()),
             poll,
             start_allowance,
             resumed,
             harness_settings: self.harness_settings.clone(),
-        });
-        Ok(Executors { plan: self.clone(), remote: Some(Arc::new(remote)) })
+        })
     }
 }
 
-/// The executors of one run: which workflows run remotely, and the remote leaves' state.
+/// The executors of one run: which workflows run remotely, and the remote leaves' state, by
+/// kind.
 #[derive(Clone)]
 pub struct Executors {
     plan: ExecutorPlan,
-    remote: Option<Arc<remote_leaf::RemoteLeaves>>,
+    remote: BTreeMap<&'static str, Arc<remote_leaf::RemoteLeaves>>,
 }
 
 impl Executors {
     pub fn local() -> Self {
-        Executors { plan: ExecutorPlan::local(), remote: None }
+        Executors { plan: ExecutorPlan::local(), remote: BTreeMap::new() }
     }
 
     /// The remote executor `workflow`'s leaves run on; `None` when they run here.
     pub fn remote_for(&self, workflow: &str) -> Option<Arc<remote_leaf::RemoteLeaves>> {
         match self.plan.kind_for(workflow) {
             ExecutorKind::Local => None,
-            ExecutorKind::Ray => self.remote.clone(),
+            kind => self.remote.get(kind.as_str()).cloned(),
         }
     }
 }
@@ -321,5 +374,7 @@ mod tests {
         config.file.executor.address = None;
         assert!(matches!(ExecutorPlan::new(&config, None), Err(ExecutorError::NoAddress)));
         assert!(ExecutorPlan::new(&Config::default(), Some("k8s")).is_err());
+        let kubernetes = ExecutorPlan::new(&Config::default(), Some("kubernetes"));
+        assert!(matches!(kubernetes, Err(ExecutorError::NoImage)), "a Job needs an image");
     }
 }

@@ -178,18 +178,23 @@ impl RemoteLeaves {
         let deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         spec.not_after_ms = Some((chrono::Utc::now().timestamp_millis().max(0) as u64).saturating_add(deadline_ms));
         let json = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
-        let entrypoint = format!(
-            "{} leaf-exec --spec-json {}",
-            shell_quote(&self.setup.coord.display().to_string()),
-            shell_quote(&json)
-        );
+        let program = self.setup.coord.display().to_string();
+        let entrypoint = format!("{} leaf-exec --spec-json {}", shell_quote(&program), shell_quote(&json));
         let labels = BTreeMap::from([
             (super::LABEL_RUN.to_owned(), self.setup.run_id.clone()),
             (super::LABEL_SESSION.to_owned(), request.session_id.clone()),
             (super::LABEL_ATTEMPT.to_owned(), attempt.to_string()),
             (super::LABEL_WORKFLOW.to_owned(), request.workflow.name.clone()),
         ]);
-        Ok(JobSubmission { name: job.to_owned(), entrypoint, labels, resources: self.setup.resources.clone() })
+        Ok(JobSubmission {
+            name: job.to_owned(),
+            entrypoint,
+            program,
+            spec: json,
+            deadline,
+            labels,
+            resources: self.setup.resources.clone(),
+        })
     }
 
     async fn checkout_spec(&self, plan: &CheckoutPlan) -> Result<CheckoutSpec, String> {
@@ -322,6 +327,19 @@ impl RemoteLeaves {
                 &request.workflow.name,
                 SessionStatus::Cancelled,
                 format!("job {} was stopped", job.name),
+            ),
+            // The engine's own deadline (Kubernetes' activeDeadlineSeconds) ended it before
+            // leaf-exec answered: the leaf timed out, as when coord stops it past its deadline.
+            (None, JobStatus::DeadlineExceeded) => SessionResult::failed(
+                &request.session_id,
+                &request.workflow.name,
+                SessionStatus::Timeout,
+                format!(
+                    "timed out after {}; job {} ended past its deadline ({})",
+                    humantime::format_duration(request.timeout),
+                    job.name,
+                    job.message
+                ),
             ),
             (None, status) => self.failed(
                 request,

@@ -10,6 +10,7 @@
 
 pub mod anthropic;
 pub mod gemini;
+pub mod kubernetes;
 pub mod openai_responses;
 
 use serde_json::Value;
