@@ -180,6 +180,77 @@ fn kill_9_at_random_moments_then_resume_creates_no_job_twice() {
     }
 }
 
+/// The repository's groom-prs and its offline demo, with an `[executor]` pointing at `api`.
+fn groom_prs_project(api: &KubeApi) -> TestProject {
+    let p = TestProject::with_repo_files();
+    p.write(
+        "coord.toml",
+        &format!(
+            "[executor]\nkind = \"local\"\nnamespace = \"{NAMESPACE}\"\nimage = \"ghcr.io/acme/coord-leaf:test\"\n\
+             kubeconfig = \"{}\"\ncoord = \"{}\"\npoll = \"100ms\"\n",
+            api.kubeconfig(NAMESPACE).display(),
+            env!("CARGO_BIN_EXE_coord"),
+        ),
+    );
+    p
+}
+
+/// `coord run groom-prs --demo --executor kubernetes`: the demo's leaves, answered by its
+/// scenario, each run as a Job, and the run routes and acts exactly as the local demo; kill -9
+/// during the reviews, then `coord resume`, creates no Job twice.
+#[test]
+fn groom_prs_demo_on_kubernetes_routes_as_the_local_demo_and_resumes_without_a_second_job() {
+    let api = KubeApi::start();
+    let p = groom_prs_project(&api);
+    let demo = ["run", "coordinators/groom-prs.rhai", "--demo", "--json"];
+    let local = p.coord().args(demo).run();
+    local.code(0);
+    let remote = p.coord().args(demo).args(["--executor", "kubernetes"]).run();
+    remote.code(0);
+    let (local, remote) = (local.json(), remote.json());
+    assert_eq!(remote["result"], local["result"], "the same routing as the local demo");
+    assert_eq!(effects(&remote), effects(&local), "the same effects as the local demo");
+    let run_id = remote["run_id"].as_str().unwrap();
+    let sessions = remote["sessions"].as_u64().unwrap();
+    assert!(sessions >= 6, "{remote}");
+    let expected: Vec<String> = (1..=sessions).map(|n| format!("coord-{}-s{n}-a1", run_id.to_lowercase())).collect();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(names_of(&jobs_of(&api, run_id)), expected_sorted, "one Job per leaf, under its derived name");
+    let creates = api.creates();
+    assert!(expected.iter().all(|n| creates.get(n) == Some(&1)), "{creates:?}");
+
+    // kill -9 while the reviews run as Jobs, then resume: the same outcome, no Job twice.
+    let before = p.runs().len();
+    let mut child =
+        p.coord().args(["run", "coordinators/groom-prs.rhai", "--demo", "--executor", "kubernetes"]).spawn();
+    let run_dir = || p.runs().into_iter().nth(before);
+    wait_until("the run's first submission", Duration::from_secs(60), || {
+        run_dir().is_some_and(|d| d.join("jobs.jsonl").exists())
+    });
+    std::thread::sleep(Duration::from_millis(fastrand::u64(0..400)));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_dir = run_dir().unwrap();
+    let run_id = run_dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let out = p.coord().args(["resume".as_ref(), run_dir.as_os_str(), "--json".as_ref()]).run();
+    out.code(0);
+    assert_eq!(out.json()["result"], local["result"], "{}", out.stderr);
+    assert_eq!(effects(&out.json()), effects(&local));
+    let jobs = jobs_of(&api, &run_id);
+    let creates = api.creates();
+    for job in &jobs {
+        let name = job["metadata"]["name"].as_str().unwrap();
+        assert_eq!(creates.get(name), Some(&1), "{name} created once: {creates:?}");
+    }
+    let mut per_session: Vec<&str> =
+        jobs.iter().map(|j| j["metadata"]["annotations"]["coord_session"].as_str().unwrap()).collect();
+    per_session.sort();
+    let before_dedup = per_session.len();
+    per_session.dedup();
+    assert_eq!(per_session.len(), before_dedup, "one Job per session: {:?}", names_of(&jobs));
+}
+
 #[test]
 fn a_leaf_past_its_deadline_is_timeout() {
     let api = KubeApi::start();

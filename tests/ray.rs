@@ -330,6 +330,7 @@ fn leaves_run_as_ray_jobs() {
     let p = project(times.path());
 
     routing_slots_and_logs(&ray, &p, times.path());
+    groom_prs_demo_routes_as_the_local_demo(&ray);
     a_leaf_past_its_deadline_is_timeout(&p, times.path());
     sigint_stops_every_job_and_its_leaf(&ray, &p, times.path());
     kill_9_then_resume_adopts_and_creates_no_second_job(&ray, &p);
@@ -373,6 +374,36 @@ fn routing_slots_and_logs(ray: &RayCluster, p: &TestProject, times: &Path) {
     }
     let submitted = std::fs::read_to_string(run_dir.join("jobs.jsonl")).unwrap();
     assert_eq!(submitted.lines().count(), 6, "every submission recorded: {submitted}");
+}
+
+/// `coord run groom-prs --demo --executor ray`: the demo's leaves (answered by its scenario,
+/// carried in each job's spec) run as Ray jobs, and the run routes and acts as the local demo.
+fn groom_prs_demo_routes_as_the_local_demo(ray: &RayCluster) {
+    let p = TestProject::with_repo_files();
+    p.write("coord.toml", &format!("[executor]\nkind = \"local\"\naddress = \"{}\"\npoll = \"100ms\"\n", address()));
+    let demo = ["run", "coordinators/groom-prs.rhai", "--demo", "--json"];
+    let local = p.coord().args(demo).run();
+    local.code(0);
+    let t = Instant::now();
+    let remote = p.coord().args(demo).args(["--executor", "ray"]).run();
+    remote.code(0);
+    let (local, remote) = (local.json(), remote.json());
+    eprintln!("ray: groom-prs's demo, {} leaves, in {:?}", remote["sessions"], t.elapsed());
+    assert_eq!(remote["result"], local["result"], "the same routing as the local demo");
+    let effects = |o: &Value| -> Vec<Value> {
+        let mut list = o["effects"].as_array().cloned().unwrap_or_default();
+        list.iter_mut().for_each(|e| {
+            if let Some(map) = e.as_object_mut() {
+                map.remove("idempotency_key");
+            }
+        });
+        list
+    };
+    assert_eq!(effects(&remote), effects(&local), "the same effects as the local demo");
+    let run_id = remote["run_id"].as_str().unwrap();
+    let jobs = ray.jobs_of(run_id);
+    assert_eq!(jobs.len() as u64, remote["sessions"].as_u64().unwrap(), "one job per leaf");
+    assert!(jobs.iter().all(|j| j["status"] == "SUCCEEDED"), "{jobs:?}");
 }
 
 fn a_leaf_past_its_deadline_is_timeout(p: &TestProject, times: &Path) {

@@ -43,6 +43,10 @@ pub struct LeafSpec {
     /// Variables the leaf must not get even when passed by name (a dry run's credentials).
     #[serde(default)]
     pub withheld_env: Vec<String>,
+    /// A scenario's mock answer, worked out by the coordinator (where the scenario lives): the
+    /// job gives it back instead of running a harness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canned: Option<crate::leaf::session::SessionResult>,
 }
 
 /// What leaf-exec needs of a workflow besides its rendered prompt and schema.
@@ -104,6 +108,7 @@ impl LeafSpec {
             checkout,
             not_after_ms: None,
             withheld_env: request.withheld_env.to_vec(),
+            canned: None,
         }
     }
 

@@ -338,6 +338,12 @@ impl Executors {
         Executors { plan: ExecutorPlan::local(), remote: BTreeMap::new() }
     }
 
+    /// Whether `--executor` chose where leaves run for this run (not only `coord.toml`): a
+    /// scenario's mock leaves then run as jobs too, so a demo exercises the engine.
+    pub fn forced(&self) -> bool {
+        self.plan.forced
+    }
+
     /// The remote executor `workflow`'s leaves run on; `None` when they run here.
     pub fn remote_for(&self, workflow: &str) -> Option<Arc<remote_leaf::RemoteLeaves>> {
         match self.plan.kind_for(workflow) {

@@ -126,6 +126,7 @@ impl RemoteLeaves {
         request: LeafRequest,
         harness: String,
         checkout: Option<CheckoutPlan>,
+        canned: Option<SessionResult>,
     ) -> SessionResult {
         let session = request.session_id.clone();
         if self.setup.resumed && !self.seen(&session) {
@@ -137,7 +138,7 @@ impl RemoteLeaves {
         }
         let attempt = self.next_attempt(&session);
         let job = job_name(&self.setup.run_id, &session, attempt);
-        let submission = match self.submission(&request, &harness, attempt, &job, checkout.as_ref()).await {
+        let submission = match self.submission(&request, &harness, attempt, &job, checkout.as_ref(), canned).await {
             Ok(s) => s,
             Err(e) => return self.failed(&request, FailureClass::Configuration, e),
         };
@@ -167,6 +168,7 @@ impl RemoteLeaves {
         attempt: u32,
         job: &str,
         checkout: Option<&CheckoutPlan>,
+        canned: Option<SessionResult>,
     ) -> Result<JobSubmission, String> {
         let checkout = match checkout {
             Some(plan) => Some(self.checkout_spec(plan).await?),
@@ -174,6 +176,7 @@ impl RemoteLeaves {
         };
         let settings = self.setup.harness_settings.get(harness).cloned().unwrap_or_default();
         let mut spec = LeafSpec::of(&self.setup.run_id, request, attempt, harness, settings, checkout);
+        spec.canned = canned;
         let deadline = request.timeout + self.setup.start_allowance;
         let deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX);
         spec.not_after_ms = Some((chrono::Utc::now().timestamp_millis().max(0) as u64).saturating_add(deadline_ms));
@@ -432,6 +435,9 @@ pub struct RemoteHarness {
     checkout: Option<CheckoutPlan>,
 }
 
+/// The scenario harness, whose answers only the coordinator's process knows.
+const MOCK_HARNESS: &str = "mock";
+
 impl Harness for RemoteHarness {
     fn name(&self) -> &str {
         self.inner.name()
@@ -439,7 +445,17 @@ impl Harness for RemoteHarness {
 
     fn start(&self, request: LeafRequest) -> LeafFuture {
         let harness = self.inner.name().to_owned();
-        Box::pin(self.leaves.clone().run_leaf(request, harness, self.checkout.clone()))
+        // A scenario's answer is matched now, in spawn order, as a local mock leaf's would be.
+        let canned = (harness == MOCK_HARNESS).then(|| self.inner.start(request.clone()));
+        let leaves = self.leaves.clone();
+        let checkout = self.checkout.clone();
+        Box::pin(async move {
+            let canned = match canned {
+                Some(answer) => Some(answer.await),
+                None => None,
+            };
+            leaves.run_leaf(request, harness, checkout, canned).await
+        })
     }
 
     fn limits(&self) -> HarnessLimits {

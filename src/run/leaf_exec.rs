@@ -5,8 +5,9 @@
 //!
 //! A leaf that works in a checkout gets a clone of the spec's repository at its base commit; a
 //! worktree leaf works on its branch, pushed back (`coord/<run>/<session>`) when it made
-//! commits. Keys come from this process's environment, never from the spec. It must not
-//! journal: the result goes back as the last line of stdout.
+//! commits. Keys come from this process's environment, never from the spec. A scenario's mock
+//! leaf carries its answer in the spec, and that answer is given back. It must not journal:
+//! the result goes back as the last line of stdout.
 
 use crate::config::Config;
 use crate::executor::leaf_spec::{CheckoutSpec, LeafSpec};
@@ -23,6 +24,10 @@ pub async fn execute(spec: LeafSpec) -> SessionResult {
     if spec.time_left().is_some_and(|left| left.is_zero()) {
         let error = "leaf-exec: the job started after the coordinator's deadline; nothing ran";
         return SessionResult::failed(&spec.session, &spec.workflow.name, SessionStatus::Timeout, error);
+    }
+    if let Some(answer) = spec.canned {
+        // A scenario's answer, worked out where the scenario is: given back as it came.
+        return answer;
     }
     let scratch = match tempfile::Builder::new().prefix("coord-leaf-").tempdir() {
         Ok(dir) => dir,

@@ -56,12 +56,13 @@ impl TestProject {
         CoordCommand::new(self.path())
     }
 
-    /// Run directories, oldest first.
+    /// Run directories, oldest first (not the store's own `.waits/` index).
     pub fn runs(&self) -> Vec<PathBuf> {
         let mut runs: Vec<PathBuf> = std::fs::read_dir(self.path().join(".coord/runs"))
             .into_iter()
             .flatten()
             .flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
             .map(|e| e.path())
             .collect();
         runs.sort();

@@ -109,8 +109,9 @@ impl Host {
 
     /// The harness a leaf runs through and its local worktree: unchanged for a leaf that runs
     /// here; for one that runs as a job, the remote harness, which clones the repository
-    /// where the job runs (no worktree here). A scenario's mock leaves always run here: their
-    /// answers live in this process.
+    /// where the job runs (no worktree here). A scenario's mock leaves run here unless
+    /// `--executor` asked for an engine: their answers are then worked out here, in spawn
+    /// order, and carried to the job, which gives them back (`coord run --demo --executor`).
     fn remote_or_local(
         &self,
         workflow: &str,
@@ -118,7 +119,8 @@ impl Host {
         harness: Arc<dyn crate::harness::Harness>,
         worktree: Option<WorktreePlan>,
     ) -> (Arc<dyn crate::harness::Harness>, Option<WorktreePlan>) {
-        let Some(remote) = self.executors.remote_for(workflow).filter(|_| harness_name != "mock") else {
+        let remote = self.executors.remote_for(workflow).filter(|_| harness_name != "mock" || self.executors.forced());
+        let Some(remote) = remote else {
             return (harness, worktree);
         };
         let checkout = harness.runs_in_workdir().then(|| {
