@@ -137,6 +137,11 @@ impl RemoteLeaves {
             }
         }
         let attempt = self.next_attempt(&session);
+        if attempt > most_attempts(&request) {
+            // A resumed run counts its retries afresh; the engine remembers the attempts.
+            let error = format!("the leaf's {} attempts are spent (counted across a resume)", attempt - 1);
+            return self.failed(&request, FailureClass::Permanent, error);
+        }
         let job = job_name(&self.setup.run_id, &session, attempt);
         let submission = match self.submission(&request, &harness, attempt, &job, checkout.as_ref(), canned).await {
             Ok(s) => s,
@@ -371,6 +376,17 @@ impl RemoteLeaves {
     fn failed(&self, request: &LeafRequest, class: FailureClass, error: String) -> SessionResult {
         SessionResult::failed_as(&request.session_id, &request.workflow.name, class, error, None)
     }
+}
+
+/// The most jobs one session may be: its first attempt, its retries (the call's `retries`, else
+/// its workflow's) and the scheduler's one repair.
+fn most_attempts(request: &LeafRequest) -> u32 {
+    let retries = request
+        .overrides
+        .get("retries")
+        .and_then(|v| v.as_u64())
+        .map_or(request.workflow.retries, |n| n.min(u64::from(u32::MAX)) as u32);
+    retries.saturating_add(2)
 }
 
 /// The session result `coord leaf-exec` printed: the last log line that reads as one. A
