@@ -17,8 +17,9 @@ use crate::config::leaf_settings::HarnessSettings;
 use crate::harness::{Harness, HarnessLimits, LeafFuture};
 use crate::journal::blob_store::BlobStore;
 use crate::leaf::session::{FailureClass, LeafRequest, RetryHint, SessionResult, SessionStatus};
+use crate::leaf::worktree::git;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -209,7 +210,7 @@ impl RemoteLeaves {
         let Some(repository) = self.setup.repository.clone() else {
             return Err("the leaf needs a checkout, but the project is in no git repository and [executor] repository is not set".into());
         };
-        let base_commit = git(&self.setup.project_root, &["rev-parse", "HEAD"]).await?;
+        let base_commit = git(&self.setup.project_root, &["rev-parse", "HEAD"]).await?.trim().to_owned();
         Ok(CheckoutSpec { repository, base_commit, branch: plan.branch.clone(), subdir: plan.subdir.clone() })
     }
 
@@ -424,22 +425,6 @@ impl Drop for StopGuard {
 /// `text` as one word for `sh`.
 pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
-}
-
-async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run git: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-    } else {
-        Err(format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
 }
 
 /// The harness of a remotely run workflow, as the scheduler sees it: `inner`'s name and

@@ -78,7 +78,8 @@ impl WorktreePlan {
     }
 }
 
-async fn git(repo: &Path, args: &[&str]) -> Result<String, String> {
+/// Runs `git -C repo ARGS` (stdin closed) and returns its stdout, or its stderr as the error.
+pub async fn git(repo: &Path, args: &[&str]) -> Result<String, String> {
     let out = tokio::process::Command::new("git")
         .arg("-C")
         .arg(repo)

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::executor::leaf_spec::{CheckoutSpec, LeafSpec};
 use crate::harness::HarnessSet;
 use crate::leaf::session::{FailureClass, SessionResult, SessionStatus};
+use crate::leaf::worktree::git;
 use crate::scheduler::leaf_task::{LeafClock, LeafTask};
 use crate::scheduler::run_clock::RunClock;
 use std::path::{Path, PathBuf};
@@ -116,22 +117,6 @@ async fn push_if_committed(dir: &Path, repository: &str, base: &str, branch: &st
     git(dir, &["push", "--quiet", "--force", repository, &format!("HEAD:refs/heads/{branch}")]).await?;
     tracing::info!(branch, commits = ahead.trim(), "pushed the leaf's branch");
     Ok(())
-}
-
-async fn git(dir: &Path, args: &[&str]) -> Result<String, String> {
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run git: {e}"))?;
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    } else {
-        Err(format!("git {} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
-    }
 }
 
 /// Where a spec comes from: a file, `-` for stdin.
