@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::TestProject;
+use support::{journal_lines as journal, TestProject};
 
 /// Long enough for a loaded machine; waits end as soon as what they wait for happens.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -170,14 +170,6 @@ fn wait_until(mut done: impl FnMut() -> bool, what: &dyn Fn() -> String) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn journal(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
 }
 
 fn header(run: &Path) -> Value {

@@ -66,13 +66,7 @@ fn project(api: &KubeApi, times: &Path) -> TestProject {
         "sleepy.rhai",
         "let rs = await_sessions([1, 2, 3, 4].map(|n| spawn_session(\"sleepy\", #{ inputs: #{ n: n } })));\nrs.map(|r| r.status)\n",
     );
-    let git = |args: &[&str]| {
-        let ok = Command::new("git").current_dir(p.path()).args(args).output().unwrap().status.success();
-        assert!(ok, "git {args:?}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "."]);
-    git(&["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project"]);
+    p.commit_all();
     p
 }
 

@@ -5,15 +5,7 @@ use crate::support;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::{command_workflow, TestProject};
-
-fn journal_lines(run_dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run_dir.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
+use support::{command_workflow, journal_lines, TestProject};
 
 fn last_status(run_dir: &Path) -> Option<String> {
     journal_lines(run_dir)

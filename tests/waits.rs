@@ -7,15 +7,7 @@ use crate::support;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use support::TestProject;
-
-fn journal_lines(run_dir: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run_dir.join("journal.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
+use support::{journal_lines, TestProject};
 
 fn calls(run_dir: &Path, function: &str) -> Vec<Value> {
     journal_lines(run_dir).into_iter().filter(|e| e["type"] == "call" && e["fn"] == function).collect()

@@ -436,9 +436,6 @@ pub struct RemoteHarness {
     checkout: Option<CheckoutPlan>,
 }
 
-/// The scenario harness, whose answers only the coordinator's process knows.
-const MOCK_HARNESS: &str = "mock";
-
 impl Harness for RemoteHarness {
     fn name(&self) -> &str {
         self.inner.name()
@@ -447,7 +444,7 @@ impl Harness for RemoteHarness {
     fn start(&self, request: LeafRequest) -> LeafFuture {
         let harness = self.inner.name().to_owned();
         // A scenario's answer is matched now, in spawn order, as a local mock leaf's would be.
-        let canned = (harness == MOCK_HARNESS).then(|| self.inner.start(request.clone()));
+        let canned = self.inner.answers_in_process().then(|| self.inner.start(request.clone()));
         let leaves = self.leaves.clone();
         let checkout = self.checkout.clone();
         Box::pin(async move {

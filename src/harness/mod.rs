@@ -77,6 +77,12 @@ pub trait Harness: Send + Sync {
     fn runs_in_workdir(&self) -> bool {
         false
     }
+
+    /// True when the answers live in this process (a scenario's mock leaves): a leaf run as a
+    /// job elsewhere takes its answer along, worked out here.
+    fn answers_in_process(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -61,6 +61,10 @@ impl Harness for RedactingHarness {
         self.inner.limits()
     }
 
+    fn answers_in_process(&self) -> bool {
+        self.inner.answers_in_process()
+    }
+
     fn runs_in_workdir(&self) -> bool {
         self.inner.runs_in_workdir()
     }

@@ -88,14 +88,7 @@ pub fn get(runs_root: &Path, run_id: &str) -> Option<WaitEntry> {
 
 /// Every entry, by run id (ids sort by start time). Files that are not entries are skipped.
 pub fn list(runs_root: &Path) -> Vec<WaitEntry> {
-    let Ok(dir) = std::fs::read_dir(waits_dir(runs_root)) else { return Vec::new() };
-    let mut entries: Vec<WaitEntry> = dir
-        .flatten()
-        .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
-        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
-        .collect();
-    entries.sort_by(|a, b| a.run_id.cmp(&b.run_id));
-    entries
+    IndexReader::default().look(runs_root)
 }
 
 /// The index as one reader sees it over time (the daemon, every second): each look lists the

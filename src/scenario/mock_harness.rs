@@ -22,6 +22,10 @@ impl Harness for MockHarness {
         "mock"
     }
 
+    fn answers_in_process(&self) -> bool {
+        true
+    }
+
     fn replayed(&self, workflow: &str, goal: &str, inputs: &serde_json::Value) {
         // The recorded run had this answer: advance the matched rule's sequence past it.
         let _ = self.responder.lock().expect("mock responder poisoned").respond(workflow, goal, inputs);

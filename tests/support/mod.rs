@@ -56,6 +56,24 @@ impl TestProject {
         CoordCommand::new(self.path())
     }
 
+    /// `git init` and one commit of everything in the project, as a repository leaves clone.
+    pub fn commit_all(&self) {
+        for args in [
+            &["init", "-q"][..],
+            &["add", "."],
+            &["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project"],
+        ] {
+            let ok = std::process::Command::new("git")
+                .current_dir(self.path())
+                .args(args)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "git {args:?}");
+        }
+    }
+
     /// Run directories, oldest first (not the store's own `.waits/` index).
     pub fn runs(&self) -> Vec<PathBuf> {
         let mut runs: Vec<PathBuf> = std::fs::read_dir(self.path().join(".coord/runs"))
@@ -68,6 +86,15 @@ impl TestProject {
         runs.sort();
         runs
     }
+}
+
+/// Every entry of a run's journal, as JSON (a torn last line left out).
+pub fn journal_lines(run_dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run_dir.join("journal.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 pub fn repo_root() -> PathBuf {

@@ -115,11 +115,11 @@ impl Host {
     fn remote_or_local(
         &self,
         workflow: &str,
-        harness_name: &str,
         harness: Arc<dyn crate::harness::Harness>,
         worktree: Option<WorktreePlan>,
     ) -> (Arc<dyn crate::harness::Harness>, Option<WorktreePlan>) {
-        let remote = self.executors.remote_for(workflow).filter(|_| harness_name != "mock" || self.executors.forced());
+        let remote =
+            self.executors.remote_for(workflow).filter(|_| !harness.answers_in_process() || self.executors.forced());
         let Some(remote) = remote else {
             return (harness, worktree);
         };
@@ -176,7 +176,7 @@ impl Host {
             plan
         });
         let workdir = worktree.as_ref().map(|w| w.workdir.clone()).unwrap_or_else(|| self.project_root.clone());
-        let (harness, worktree) = self.remote_or_local(&wf.name, &harness_name, harness, worktree);
+        let (harness, worktree) = self.remote_or_local(&wf.name, harness, worktree);
         Ok(SpawnOrder {
             request: LeafRequest {
                 session_id: id.to_owned(),
