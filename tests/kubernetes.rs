@@ -174,6 +174,65 @@ fn kill_9_at_random_moments_then_resume_creates_no_job_twice() {
     }
 }
 
+/// A worktree leaf's Job ends, its branch pushed, while coord is dead; then the Job is gone
+/// (deleted after it finished). `coord resume` finds the run's submission but no Job, sees the
+/// leaf's branch in the repository, and does not start the leaf again: the session fails
+/// with a message saying why, and no second Job is created.
+#[test]
+fn a_forgotten_job_whose_branch_was_pushed_is_not_started_again() {
+    let api = KubeApi::start();
+    let times = tempfile::tempdir().unwrap();
+    let p = project(&api, times.path());
+    let repository = p.path().display().to_string();
+    let config = std::fs::read_to_string(p.path().join("coord.toml")).unwrap();
+    p.write("coord.toml", &format!("{config}repository = \"{repository}\"\n"));
+    let schema = r#"{ type = "object", required = ["verdict"] }"#;
+    p.write("workflows/fix.toml", &(support::command_workflow("scripts/fix.sh", "30s", schema) + "worktree = true\n"));
+    p.write_executable(
+        "scripts/fix.sh",
+        &format!(
+            "#!/bin/sh\ncat >/dev/null\necho run >> {}/fix-starts\nsleep 1\necho fixed > FIXED\ngit add FIXED\n\
+             git -c user.name=leaf -c user.email=leaf@example.com commit -qm fix\necho '{{\"verdict\":\"fixed\"}}'\n",
+            times.path().display()
+        ),
+    );
+    p.write(
+        "fix.rhai",
+        "let rs = await_sessions([spawn_session(\"fix\", #{})]);\n#{ status: rs[0].status, error: rs[0].error }\n",
+    );
+    p.commit_all();
+
+    let before = p.runs().len();
+    let mut child = p.coord().args(["run", "fix.rhai", "--executor", "kubernetes"]).spawn();
+    let run_dir = || p.runs().into_iter().nth(before);
+    wait_until("the fix's submission", Duration::from_secs(30), || {
+        run_dir().is_some_and(|d| d.join("jobs.jsonl").is_file())
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_dir = run_dir().unwrap();
+    let run_id = run_dir.file_name().unwrap().to_str().unwrap().to_owned();
+    let job = format!("coord-{run_id}-s1-a1");
+    wait_until("the fix's Job finished", Duration::from_secs(30), || {
+        jobs_of(&api, &run_id).iter().any(|j| j["status"]["succeeded"] == 1)
+    });
+    let branch = format!("coord/{run_id}/s1");
+    let shown =
+        Command::new("git").current_dir(p.path()).args(["rev-parse", "--verify", "-q", &branch]).output().unwrap();
+    assert!(shown.status.success(), "leaf-exec pushed {branch}");
+    api.forget_job(&job);
+
+    let out = p.coord().args(["resume".as_ref(), run_dir.as_os_str(), "--json".as_ref()]).run();
+    out.code(0);
+    let result = &out.json()["result"];
+    assert_eq!(result["status"], "failed", "{}", out.stderr);
+    let error = result["error"].as_str().unwrap();
+    assert!(error.contains(&format!("{branch} was pushed: not started again")), "{error}");
+    assert_eq!(api.creates(), [(job, 1)].into(), "no Job created again");
+    let starts = std::fs::read_to_string(times.path().join("fix-starts")).unwrap();
+    assert_eq!(starts.lines().count(), 1, "the leaf ran once");
+}
+
 /// The repository's groom-prs and its offline demo, with an `[executor]` pointing at `api`.
 fn groom_prs_project(api: &KubeApi) -> TestProject {
     let p = TestProject::with_repo_files();

@@ -9,10 +9,14 @@
 //! one); without it the suite prints a note and passes. With it, it refuses to run outside a
 //! namespace whose only interface is `lo`: Ray probes cloud metadata addresses.
 //!
+//! The head keeps its state in a Redis server (`redis-server`, started here on 127.0.0.2), as
+//! production Ray must for jobs to survive a head restart (docs/scale-out.md).
+//!
 //! One test, in phases sharing one cluster (a head takes ≈ 10 s to start): routing as a local
 //! run, 3 leaves at a time, whole logs in the run's blobs; a leaf past its deadline; SIGINT
 //! stops every job and its leaf's process tree; kill -9 of coord then `coord resume` adopts
-//! and creates no second job; a duplicate submission is answered "already exists".
+//! and creates no second job; a duplicate submission is answered "already exists"; the head
+//! SIGKILLed and restarted while leaves run loses none of them.
 
 use crate::support::{self, TestProject};
 use serde_json::{json, Value};
@@ -23,14 +27,51 @@ use std::time::{Duration, Instant};
 const HEAD_IP: &str = "127.0.0.2";
 const WORKER_IP: &str = "127.0.0.3";
 const DASHBOARD_PORT: u16 = 48265;
+const REDIS_PORT: u16 = 46390;
 
 struct RayCluster {
     dir: tempfile::TempDir,
-    /// The `ray start --block` processes, each the leader of a process group of its own.
-    leaders: Vec<Child>,
+    venv: PathBuf,
+    /// Redis and the `ray start --block` processes, by name, each the leader of a process
+    /// group of its own.
+    leaders: Vec<(&'static str, Child)>,
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
 }
+
+const HEAD_ARGS: &[&str] = &[
+    "--head",
+    "--node-ip-address",
+    HEAD_IP,
+    "--port",
+    "46380",
+    "--num-cpus",
+    "0",
+    "--include-dashboard",
+    "true",
+    "--dashboard-host",
+    HEAD_IP,
+    "--dashboard-port",
+    "48265",
+    "--node-manager-port",
+    "46381",
+    "--object-manager-port",
+    "46382",
+    "--min-worker-port",
+    "46400",
+    "--max-worker-port",
+    "46420",
+    "--dashboard-agent-listen-port",
+    "46383",
+    "--dashboard-agent-grpc-port",
+    "46384",
+    "--runtime-env-agent-port",
+    "46385",
+    "--metrics-export-port",
+    "46386",
+    "--ray-client-server-port",
+    "46387",
+];
 
 fn address() -> String {
     format!("http://{HEAD_IP}:{DASHBOARD_PORT}")
@@ -42,42 +83,11 @@ impl RayCluster {
         std::fs::write(dir.path().join("ray_bootstrap_config.yaml"), "provider: {type: local}\n").unwrap();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(10)).build().unwrap();
-        let mut cluster = RayCluster { dir, leaders: Vec::new(), runtime, client };
-        let head = [
-            "--head",
-            "--node-ip-address",
-            HEAD_IP,
-            "--port",
-            "46380",
-            "--num-cpus",
-            "0",
-            "--include-dashboard",
-            "true",
-            "--dashboard-host",
-            HEAD_IP,
-            "--dashboard-port",
-            "48265",
-            "--node-manager-port",
-            "46381",
-            "--object-manager-port",
-            "46382",
-            "--min-worker-port",
-            "46400",
-            "--max-worker-port",
-            "46420",
-            "--dashboard-agent-listen-port",
-            "46383",
-            "--dashboard-agent-grpc-port",
-            "46384",
-            "--runtime-env-agent-port",
-            "46385",
-            "--metrics-export-port",
-            "46386",
-            "--ray-client-server-port",
-            "46387",
-        ];
-        cluster.spawn(venv, "head", &head);
-        cluster.wait_for("the head's Jobs API", Duration::from_secs(60), |c| c.get("/api/version").is_some());
+        let mut cluster = RayCluster { dir, venv: venv.to_owned(), leaders: Vec::new(), runtime, client };
+        cluster.start_redis();
+        cluster.start_head();
+        let venv = cluster.venv.clone();
+        let venv = venv.as_path();
         let resources = r#"{"coord_leaf": 3}"#;
         let worker = [
             "--address",
@@ -105,7 +115,7 @@ impl RayCluster {
             "--metrics-export-port",
             "46486",
         ];
-        cluster.spawn(venv, "worker", &worker);
+        cluster.spawn(venv, "worker", &worker, &[]);
         // Ready once a job that needs the worker's resource has run.
         let warmup =
             json!({"entrypoint": "true", "submission_id": "warmup", "entrypoint_resources": {"coord_leaf": 1}});
@@ -116,9 +126,54 @@ impl RayCluster {
         cluster
     }
 
-    fn spawn(&mut self, venv: &Path, name: &str, args: &[&str]) {
-        use std::os::unix::process::CommandExt;
-        let log = std::fs::File::create(self.dir.path().join(format!("{name}.log"))).unwrap();
+    /// The head's state store: a Redis server with nothing on disk (it outlives the head, not
+    /// the suite).
+    fn start_redis(&mut self) {
+        let port = REDIS_PORT.to_string();
+        let args = ["--bind", HEAD_IP, "--port", &port, "--save", "", "--appendonly", "no"];
+        let mut cmd = Command::new("redis-server");
+        cmd.args(args).current_dir(self.dir.path());
+        let child = self.start_leader("redis", cmd).unwrap_or_else(|e| {
+            panic!("redis-server does not start ({e}): the Ray suite keeps the head's state in Redis (`apt-get install redis-server`; .ci/run does)")
+        });
+        self.leaders.push(("redis", child));
+        self.wait_for("redis", Duration::from_secs(10), |_| {
+            std::net::TcpStream::connect((HEAD_IP, REDIS_PORT)).is_ok()
+        });
+    }
+
+    /// The head, its state in Redis, and its Jobs API answering.
+    fn start_head(&mut self) {
+        let redis = format!("{HEAD_IP}:{REDIS_PORT}");
+        let venv = self.venv.clone();
+        let env = [("RAY_REDIS_ADDRESS", redis.as_str()), ("RAY_external_storage_namespace", "coord-suite")];
+        self.spawn(&venv, "head", HEAD_ARGS, &env);
+        self.wait_for("the head's Jobs API", Duration::from_secs(60), |c| c.get("/api/version").is_some());
+    }
+
+    /// SIGKILLs every process of the head (GCS, dashboard, its raylet), then starts it again
+    /// as a restarted head container would: the same ports and state store, no files of the
+    /// old one's cluster. Returns how long the head was gone.
+    fn restart_head(&mut self) -> Duration {
+        let at = self.leaders.iter().position(|(name, _)| *name == "head").expect("a head");
+        let (_, mut head) = self.leaders.remove(at);
+        let killed = Instant::now();
+        let family = processes_of(&[head.id() as i32]);
+        for pid in &family {
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+        let _ = head.wait();
+        wait_until("the head's processes gone", Duration::from_secs(10), || {
+            family.iter().all(|pid| !support::process_alive(*pid))
+        });
+        // A new head's container has no record of the cluster the old one ran (else `ray start`
+        // takes the worker's processes for a head still running).
+        let _ = std::fs::remove_file(self.dir.path().join("rt/ray_current_cluster"));
+        self.start_head();
+        killed.elapsed()
+    }
+
+    fn spawn(&mut self, venv: &Path, name: &'static str, args: &[&str], env: &[(&str, &str)]) {
         let mut cmd = Command::new(venv.join("bin/ray"));
         cmd.arg("start").arg("--block").args(args);
         if name == "head" {
@@ -128,17 +183,25 @@ impl RayCluster {
             .env("HOME", self.dir.path())
             .env("RAY_USAGE_STATS_ENABLED", "0")
             .env("RAY_USAGE_STATS_REPORT_URL", "http://127.0.0.1:9/")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        // A process group of its own, so every process it starts can be found and stopped.
+            .envs(env.iter().copied());
+        let child = self.start_leader(name, cmd).expect("ray starts");
+        self.leaders.push((name, child));
+    }
+
+    /// Starts `cmd` as the leader of a session of its own (so every process it starts can be
+    /// found and stopped), its output in `<name>.log`.
+    fn start_leader(&self, name: &str, mut cmd: Command) -> std::io::Result<Child> {
+        use std::os::unix::process::CommandExt;
+        let log =
+            std::fs::File::options().create(true).append(true).open(self.dir.path().join(format!("{name}.log")))?;
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         unsafe {
             cmd.pre_exec(|| {
                 libc::setsid();
                 Ok(())
             });
         }
-        self.leaders.push(cmd.spawn().expect("ray starts"));
+        cmd.spawn()
     }
 
     fn wait_for(&self, what: &str, limit: Duration, ready: impl Fn(&Self) -> bool) {
@@ -176,7 +239,7 @@ impl RayCluster {
 
 impl Drop for RayCluster {
     fn drop(&mut self) {
-        let roots: Vec<i32> = self.leaders.iter().map(|c| c.id() as i32).collect();
+        let roots: Vec<i32> = self.leaders.iter().map(|(_, c)| c.id() as i32).collect();
         let family = || processes_of(&roots);
         for pid in family() {
             unsafe { libc::kill(pid, libc::SIGTERM) };
@@ -188,7 +251,7 @@ impl Drop for RayCluster {
         for pid in family() {
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        for child in &mut self.leaders {
+        for (_, child) in &mut self.leaders {
             let _ = child.wait();
         }
     }
@@ -282,6 +345,21 @@ fn project(times: &Path) -> TestProject {
          await_sessions(held);\n\
          notify(\"stdout\", \"held\");\n",
     );
+    p.write("workflows/long.toml", &support::command_workflow("scripts/long.sh", "60s", schema));
+    // Each start is one line of long.log, `<tag>-<session>`: a leaf run twice shows twice.
+    p.write_executable(
+        "scripts/long.sh",
+        &format!(
+            "#!/bin/sh\nin=$(cat)\ntag=$(printf '%s' \"$in\" | grep -o '\"tag\":\"[a-z]*\"' | cut -d'\"' -f4)\n\
+             echo \"$tag-$COORD_SESSION_ID\" >> {t}/long.log\nsleep 20\necho '{{\"verdict\":\"clean\"}}'\n"
+        ),
+    );
+    for (tag, leaves) in [("watched", "[1]"), ("resumed", "[1, 2]")] {
+        p.write(
+            &format!("long-{tag}.rhai"),
+            &format!("let rs = await_sessions({leaves}.map(|n| spawn_session(\"long\", #{{ inputs: #{{ tag: \"{tag}\", n: n }} }})));\nrs.map(|r| r.status)\n"),
+        );
+    }
     p.write("sleepy.rhai", "let rs = await_sessions([1, 2, 3, 4].map(|n| spawn_session(\"sleepy\", #{ inputs: #{ n: n } })));\nrs.map(|r| r.status)\n");
     p.commit_all();
     p
@@ -318,7 +396,7 @@ fn leaves_run_as_ray_jobs() {
         "the Ray suite runs only where `lo` is the one interface: `unshare --net sh -c 'ip link set lo up && …'`"
     );
     let started = Instant::now();
-    let ray = RayCluster::start(&venv);
+    let mut ray = RayCluster::start(&venv);
     eprintln!("ray: cluster ready in {:?}", started.elapsed());
     let times = tempfile::tempdir().unwrap();
     let p = project(times.path());
@@ -329,6 +407,7 @@ fn leaves_run_as_ray_jobs() {
     sigint_stops_every_job_and_its_leaf(&ray, &p, times.path());
     kill_9_then_resume_adopts_and_creates_no_second_job(&ray, &p);
     a_duplicate_submission_is_adopted(&ray);
+    a_head_restart_loses_no_job(&mut ray, &p, times.path());
     eprintln!("ray: suite done in {:?}", started.elapsed());
 }
 
@@ -511,6 +590,74 @@ fn a_duplicate_submission_is_adopted(ray: &RayCluster) {
     assert_eq!(ray.jobs_of("dup").len(), 1);
     let missing = ray.runtime.block_on(engine.status("coord-nope-s1-a1")).unwrap();
     assert!(missing.is_none(), "a job the head does not know is a 404, not an error");
+}
+
+/// The head SIGKILLed while three leaves run, and with it the coord of one of their two runs;
+/// restarted at once, its state kept in Redis. The other run's coord waits the outage out and
+/// ends as if nothing happened; `coord resume` of the killed one adopts its jobs, still
+/// running, and reads their answers. One job per session, each leaf started once.
+fn a_head_restart_loses_no_job(ray: &mut RayCluster, p: &TestProject, times: &Path) {
+    let before = p.runs().len();
+    let watched = p.coord().args(["run", "long-watched.rhai", "--json", "--executor", "ray"]).spawn();
+    let mut resumed = p.coord().args(["run", "long-resumed.rhai", "--executor", "ray"]).spawn();
+    let starts = || std::fs::read_to_string(times.join("long.log")).unwrap_or_default();
+    let running = Instant::now();
+    while starts().lines().count() < 3 && running.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if starts().lines().count() < 3 {
+        let jobs = ray.get("/api/jobs/").unwrap_or(Value::Null);
+        let open: Vec<String> = jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|j| j["status"] != "SUCCEEDED" && j["status"] != "STOPPED" && j["status"] != "FAILED")
+            .map(|j| format!("{} {} {}", j["submission_id"], j["status"], j["message"]))
+            .collect();
+        let _ = (watched, resumed);
+        panic!("3 long leaves not running within 30 s: {:?}; open jobs: {open:#?}", starts());
+    }
+    resumed.kill().unwrap();
+    resumed.wait().unwrap();
+    let gone = ray.restart_head();
+    eprintln!("ray: head SIGKILLed and back in {gone:?}");
+    assert!(gone < Duration::from_secs(60), "the head restarts within the worker's 60 s reconnect window");
+
+    let runs: Vec<PathBuf> = p.runs().into_iter().skip(before).collect();
+    let run_of = |script: &str| -> PathBuf {
+        let dir = runs.iter().find(|d| {
+            std::fs::read_to_string(d.join("journal.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or("")
+                .contains(script)
+        });
+        dir.unwrap_or_else(|| panic!("no run of {script}")).clone()
+    };
+    let resumed_dir = run_of("long-resumed");
+    let out = p.coord().args(["-v".as_ref(), "resume".as_ref(), resumed_dir.as_os_str(), "--json".as_ref()]).run();
+    out.code(0);
+    assert_eq!(out.json()["result"], json!(["ok", "ok"]), "{}", out.stderr);
+    assert!(out.stderr.contains("adopting the job an earlier process started"), "{}", out.stderr);
+    let watched = watched.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&watched.stderr);
+    assert_eq!(watched.status.code(), Some(0), "{stderr}");
+    let json: Value = serde_json::from_slice(&watched.stdout).unwrap();
+    assert_eq!(json["result"], json!(["ok"]), "{stderr}");
+    assert!(stderr.contains("the engine answers again"), "the outage was noticed and waited out: {stderr}");
+
+    for (dir, sessions) in [(run_of("long-watched"), 1), (resumed_dir, 2)] {
+        let run_id = dir.file_name().unwrap().to_str().unwrap().to_owned();
+        let mut names: Vec<String> =
+            ray.jobs_of(&run_id).iter().map(|j| j["submission_id"].as_str().unwrap().to_owned()).collect();
+        names.sort();
+        let expected: Vec<String> = (1..=sessions).map(|n| format!("coord-{run_id}-s{n}-a1")).collect();
+        assert_eq!(names, expected, "one job per session across the head's restart");
+    }
+    let mut started: Vec<String> = starts().lines().map(str::to_owned).collect();
+    started.sort();
+    assert_eq!(started, ["resumed-s1", "resumed-s2", "watched-s1"], "each leaf started once");
 }
 
 fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {

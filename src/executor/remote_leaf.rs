@@ -12,7 +12,7 @@
 
 use super::leaf_spec::{CheckoutSpec, LeafSpec};
 use super::submission_log::{Submission, SubmissionLog};
-use super::{job_name, Engine, JobInfo, JobStatus, JobSubmission, Submitted};
+use super::{job_name, Engine, EngineError, JobInfo, JobStatus, JobSubmission, Submitted};
 use crate::config::leaf_settings::HarnessSettings;
 use crate::harness::{Harness, HarnessLimits, LeafFuture};
 use crate::journal::blob_store::BlobStore;
@@ -23,9 +23,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How long the engine may be unreachable while a job runs (a head restarting) before the
-/// leaf fails, transiently.
+/// How long the engine may be unreachable (a head restarting) before the leaf fails,
+/// transiently: the scheduler's retries then wait again, and an engine that never comes back
+/// stops the run as an outage.
 const UNREACHABLE_LIMIT: Duration = Duration::from_secs(90);
+
+/// How often an unreachable engine is asked again outside a job's watch.
+const OUTAGE_POLL: Duration = Duration::from_millis(500);
 
 /// How often a running job's log is copied to `<run_dir>/jobs/<job>.log`.
 const LOG_COPY_EVERY: Duration = Duration::from_secs(10);
@@ -133,7 +137,7 @@ impl RemoteLeaves {
         if self.setup.resumed && !self.seen(&session) {
             match self.adopt(&request, checkout.as_ref()).await {
                 Adoption::Result(result) => return result,
-                Adoption::Watch(job) => return self.watch(&job, &request).await,
+                Adoption::Watch(job) => return self.watch(&job, &request, checkout.as_ref()).await,
                 Adoption::Nothing => {}
             }
         }
@@ -162,7 +166,7 @@ impl RemoteLeaves {
                 return self.failed(&request, FailureClass::Transient, format!("cannot submit job {job}: {e}"));
             }
         }
-        self.watch(&job, &request).await
+        self.watch(&job, &request, checkout.as_ref()).await
     }
 
     /// The job of one attempt: its spec as `coord leaf-exec`'s entrypoint, its labels and
@@ -216,11 +220,18 @@ impl RemoteLeaves {
 
     /// A resumed run's first look at a session: the newest attempt the engine knows is
     /// adopted (watched while it runs, its answer read once it ended, the next attempt
-    /// started when it ended without one); a job the submission
-    /// log holds but the engine forgot is looked for by its pushed branch before it starts
-    /// again.
+    /// started when it ended without one); a job the submission log holds but the engine
+    /// does not know is looked for by its pushed branch, then created again under its own
+    /// name.
     async fn adopt(&self, request: &LeafRequest, checkout: Option<&CheckoutPlan>) -> Adoption {
-        let earlier = self.earlier.get_or_init(|| self.read_earlier()).await;
+        let earlier = match self.earlier.get_or_try_init(|| self.read_earlier()).await {
+            Ok(earlier) => earlier,
+            // Not knowing what runs is not "nothing runs": start nothing, fail transiently.
+            Err(e) => {
+                let error = format!("cannot list the engine's jobs of this run, so cannot tell what still runs: {e}");
+                return Adoption::Result(self.failed(request, FailureClass::Transient, error));
+            }
+        };
         let session = &request.session_id;
         let newest = earlier.jobs.get(session).and_then(|jobs| jobs.iter().max_by_key(|j| j.attempt()));
         if let Some(job) = newest {
@@ -242,66 +253,94 @@ impl RemoteLeaves {
         let Some(forgotten) = earlier.submitted.get(session).and_then(|s| s.iter().max_by_key(|s| s.attempt)) else {
             return Adoption::Nothing;
         };
-        self.set_attempt(session, forgotten.attempt);
-        tracing::warn!(job = %forgotten.job, "the engine does not know a job this run submitted (a head restarted without persisted state?)");
-        let branch = checkout.and_then(|c| c.branch.clone());
-        if let (Some(branch), Some(repository)) = (branch, &self.setup.repository) {
-            let reference = format!("refs/heads/{branch}");
-            if git(&self.setup.project_root, &["ls-remote", "--exit-code", repository, &reference]).await.is_ok() {
-                let error = format!(
-                    "job {} was submitted but the engine forgot it, and its branch {branch} was pushed: not started again",
-                    forgotten.job
-                );
-                return Adoption::Result(self.failed(request, FailureClass::Permanent, error));
+        match self.forgotten(&forgotten.job, request, checkout).await {
+            Some(result) => {
+                self.set_attempt(session, forgotten.attempt);
+                Adoption::Result(result)
+            }
+            // Created again under its own name: it was never created (coord died between
+            // recording and creating it), or the engine forgot it; either way that attempt
+            // did not run to an answer.
+            None => {
+                self.set_attempt(session, forgotten.attempt - 1);
+                Adoption::Nothing
             }
         }
-        Adoption::Nothing
     }
 
-    async fn read_earlier(&self) -> Earlier {
+    /// A job this run submitted that the engine does not know (a head restarted without
+    /// persisted state): its leaf may have done its work all the same. `Some(failure)` when its
+    /// branch was pushed (it must not start again), `None` when it may.
+    async fn forgotten(
+        &self,
+        job: &str,
+        request: &LeafRequest,
+        checkout: Option<&CheckoutPlan>,
+    ) -> Option<SessionResult> {
+        tracing::warn!(job = %job, "the engine does not know a job this run submitted (a head restarted without persisted state?)");
+        let branch = checkout.and_then(|c| c.branch.clone())?;
+        let repository = self.setup.repository.as_ref()?;
+        let reference = format!("refs/heads/{branch}");
+        git(&self.setup.project_root, &["ls-remote", "--exit-code", repository, &reference]).await.ok()?;
+        let error = format!(
+            "job {job} was submitted but the engine forgot it, and its branch {branch} was pushed: not started again"
+        );
+        Some(self.failed(request, FailureClass::Permanent, error))
+    }
+
+    /// The engine's jobs of this run, by session, and the run's own submissions; waits out an
+    /// engine that does not answer for a while (a resume started while its head restarts).
+    async fn read_earlier(&self) -> Result<Earlier, EngineError> {
         let mut earlier = Earlier { submitted: self.log.read(), ..Default::default() };
-        match self.setup.engine.list(&self.setup.run_id, None).await {
-            Ok(jobs) => {
-                for job in jobs {
-                    if let Some(session) = job.labels.get(super::LABEL_SESSION).cloned() {
-                        earlier.jobs.entry(session).or_default().push(job);
-                    }
+        let mut outage = Outage::default();
+        let jobs = loop {
+            match self.setup.engine.list(&self.setup.run_id, None).await {
+                Ok(jobs) => break jobs,
+                Err(e) if passing(&e) && !outage.too_long("(listing this run's jobs)", &e) => {
+                    tokio::time::sleep(OUTAGE_POLL).await
                 }
+                Err(e) => return Err(e),
             }
-            Err(e) => tracing::warn!("cannot list the engine's jobs of this run: {e}"),
+        };
+        outage.ended("(listing this run's jobs)");
+        for job in jobs {
+            if let Some(session) = job.labels.get(super::LABEL_SESSION).cloned() {
+                earlier.jobs.entry(session).or_default().push(job);
+            }
         }
-        earlier
+        Ok(earlier)
     }
 
-    /// Follows `job` until it ends or passes its deadline.
-    async fn watch(&self, job: &str, request: &LeafRequest) -> SessionResult {
+    /// Follows `job` until it ends or passes its deadline. An engine that stops answering (a
+    /// head restarting) is waited for, up to [`UNREACHABLE_LIMIT`]: a job on a worker node
+    /// survives its head's restart when the head state is persisted.
+    async fn watch(&self, job: &str, request: &LeafRequest, checkout: Option<&CheckoutPlan>) -> SessionResult {
         let mut guard = StopGuard { engine: self.setup.engine.clone(), job: job.to_owned(), armed: true };
         let started = Instant::now();
         let deadline = request.timeout + self.setup.start_allowance;
-        let mut unreachable_since: Option<Instant> = None;
+        let mut outage = Outage::default();
         let mut last_copy = Instant::now();
         loop {
             tokio::time::sleep(poll_interval(self.setup.poll, started.elapsed())).await;
             match self.setup.engine.status(job).await {
                 Ok(Some(info)) if info.status.is_finished() => {
+                    outage.ended(job);
                     guard.armed = false;
                     return self.finished(&info, request).await;
                 }
-                Ok(Some(_)) => unreachable_since = None,
+                Ok(Some(_)) => outage.ended(job),
                 Ok(None) => {
                     guard.armed = false;
+                    if let Some(result) = self.forgotten(job, request, checkout).await {
+                        return result;
+                    }
                     let error = format!(
                         "the engine does not know job {job} (HTTP 404): its head restarted without persisted state?"
                     );
                     return self.failed(request, FailureClass::Transient, error);
                 }
-                Err(e) => {
-                    let since = *unreachable_since.get_or_insert_with(Instant::now);
-                    tracing::warn!(job = %job, "cannot read the job's state: {e}");
-                    if since.elapsed() > UNREACHABLE_LIMIT {
-                        return self.failed(request, FailureClass::Transient, format!("job {job}: {e}"));
-                    }
-                }
+                Err(e) if passing(&e) && !outage.too_long(job, &e) => {}
+                Err(e) => return self.failed(request, FailureClass::Transient, format!("job {job}: {e}")),
             }
             if started.elapsed() > deadline {
                 let _ = self.setup.engine.stop(job).await;
@@ -326,7 +365,14 @@ impl RemoteLeaves {
 
     /// The result of a job that ended: its last log line, else a failure saying how it ended.
     async fn finished(&self, job: &JobInfo, request: &LeafRequest) -> SessionResult {
-        let log = self.setup.engine.logs(&job.name).await.unwrap_or_default();
+        let log = match self.log_of(&job.name).await {
+            Ok(log) => log,
+            // The answer may be in the log: fail transiently, and a retry adopts the job again.
+            Err(e) => {
+                let error = format!("job {} ended, but its log cannot be read: {e}", job.name);
+                return self.failed(request, FailureClass::Transient, error);
+            }
+        };
         self.copy_log(&job.name, &log);
         let blob = self.blobs.put(log.as_bytes()).ok();
         let mut result = match (last_result(&log), &job.status) {
@@ -358,6 +404,18 @@ impl RemoteLeaves {
         };
         result.transcript = blob;
         result
+    }
+
+    /// `job`'s whole log, waiting out an engine that does not answer for a while.
+    async fn log_of(&self, job: &str) -> Result<String, EngineError> {
+        let mut outage = Outage::default();
+        loop {
+            match self.setup.engine.logs(job).await {
+                Ok(log) => return Ok(log),
+                Err(e) if passing(&e) && !outage.too_long(job, &e) => tokio::time::sleep(OUTAGE_POLL).await,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     async fn keep_log(&self, job: &str) -> Option<String> {
@@ -405,6 +463,42 @@ pub fn last_result(log: &str) -> Option<SessionResult> {
         }
         result
     })
+}
+
+/// An engine error that may pass: no answer, or a 5xx (an API server or head restarting).
+fn passing(e: &EngineError) -> bool {
+    match e {
+        EngineError::Unreachable(_) => true,
+        EngineError::Refused { status, .. } => *status >= 500,
+        EngineError::Unreadable(_) => false,
+    }
+}
+
+/// A spell in which the engine does not answer: logged when it starts and when it ends (not at
+/// every poll), and given up after [`UNREACHABLE_LIMIT`].
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+}
+
+impl Outage {
+    /// Notes a failed call; true once the engine has not answered for too long.
+    fn too_long(&mut self, job: &str, e: &EngineError) -> bool {
+        let since = *self.since.get_or_insert_with(|| {
+            let limit = humantime::format_duration(UNREACHABLE_LIMIT);
+            tracing::warn!(job = %job, "the engine does not answer ({e}); waiting for it up to {limit}");
+            Instant::now()
+        });
+        since.elapsed() > UNREACHABLE_LIMIT
+    }
+
+    fn ended(&mut self, job: &str) {
+        if let Some(since) = self.since.take() {
+            let after = humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()));
+            // As loud as the warning it ends: the reader needs both.
+            tracing::warn!(job = %job, "the engine answers again, after {after}");
+        }
+    }
 }
 
 /// Stops the job when the leaf's future is dropped before it ended (a cancelled run).

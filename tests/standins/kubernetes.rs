@@ -139,6 +139,14 @@ impl KubeApi {
         cluster.jobs.values().map(|j| job_json(j, cluster.version)).collect()
     }
 
+    /// Forgets a Job as a `ttlSecondsAfterFinished` controller or `kubectl delete job` does:
+    /// its record is gone.
+    pub fn forget_job(&self, name: &str) {
+        let mut cluster = self.state.lock().unwrap();
+        cluster.jobs.retain(|(_, n), _| n != name);
+        cluster.version += 1;
+    }
+
     /// Running pods' process groups.
     pub fn running_groups(&self) -> Vec<i32> {
         self.state.lock().unwrap().groups.values().copied().collect()
