@@ -52,7 +52,7 @@ impl LiveWorld {
     }
 
     /// The live world a project's coord.toml, the run's inputs and the environment describe.
-    /// Nothing is contacted yet.
+    /// Nothing is contacted yet, not even git for the `origin` remote.
     pub fn from_config(
         config: &Config,
         project_root: &Path,
@@ -61,9 +61,13 @@ impl LiveWorld {
     ) -> Self {
         let file = &config.file;
         let working_dir = std::env::current_dir().unwrap_or_else(|_| project_root.to_owned());
-        let repo = select_repository(inputs, file.github.repo.as_deref(), &working_dir);
+        let (repo_input, configured) = (inputs.get("repo").cloned(), file.github.repo.clone());
+        let repo = Box::new(move || {
+            let inputs: IndexMap<String, Value> = repo_input.into_iter().map(|v| ("repo".to_owned(), v)).collect();
+            select_repository(&inputs, configured.as_deref(), &working_dir)
+        });
         let endpoint = GithubEndpoint::from_env(&file.github);
-        let github = GithubAccess::new(endpoint, repo, file.github.clone());
+        let github = GithubAccess::deferred(endpoint, repo, file.github.clone());
         let merge_queue = GitMergeQueue::new(project_root, file.merge.clone());
         let channels = file.channels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let notifier =

@@ -227,6 +227,11 @@ impl ExecutorPlan {
         }
     }
 
+    /// Some leaf may run on this machine.
+    pub fn may_run_here(&self) -> bool {
+        self.uses(ExecutorKind::Local)
+    }
+
     fn uses(&self, kind: ExecutorKind) -> bool {
         self.default == kind || (!self.forced && self.per_workflow.values().any(|k| *k == kind))
     }

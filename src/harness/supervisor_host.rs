@@ -2,7 +2,7 @@
 //! starting a leaf costs a fork of a small single-threaded process instead of an exec of
 //! coord's whole binary (docs/harnesses.md, "Leaf processes never outlive coord").
 //!
-//! coord starts it once, at its first leaf, as `coord __leaf-supervisor-host` with one end of
+//! coord starts it once, when a live run begins ([`start_early`]) or else at its first leaf, as `coord __leaf-supervisor-host` with one end of
 //! a unix stream socket at [`HOST_SOCKET_FD`] ([`send_request`] starts and keeps it). For each
 //! leaf coord sends one frame: the leaf's program, arguments, whole environment and working
 //! directory, with five descriptors attached by `SCM_RIGHTS`: the leaf's stdin, stdout and
@@ -148,28 +148,45 @@ static HOST: Mutex<HostState> = Mutex::new(HostState { link: None, broken: false
 /// runtime (the host is a tokio child, reaped by it).
 pub fn send_request(frame: &[u8], fds: &[RawFd; REQUEST_FDS]) -> bool {
     let mut state = HOST.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    if state.broken {
+    let Some(link) = state.started() else {
         return false;
-    }
-    if state.link.as_mut().is_some_and(|link| !matches!(link.host.try_wait(), Ok(None))) {
-        state.link = None;
-    }
-    if state.link.is_none() {
-        match HostLink::start() {
-            Ok(link) => state.link = Some(link),
-            Err(_) => {
-                state.broken = true;
-                return false;
-            }
-        }
-    }
-    let link = state.link.as_mut().expect("started above");
+    };
     if send_frame(&link.socket, frame, fds).is_err() {
         // A partial frame is never acted on: the host reads EOF in its middle and exits.
         state.link = None;
         return false;
     }
     true
+}
+
+/// Starts the host now rather than at the first leaf, so that its start overlaps the run's own
+/// (a live run whose leaves run here). Must run inside the tokio runtime; blocks briefly.
+pub fn start_early() {
+    if leaf_supervisor::enabled() {
+        HOST.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).started();
+    }
+}
+
+impl HostState {
+    /// The live host, started if there is none (or it died); `None` once it cannot start.
+    fn started(&mut self) -> Option<&mut HostLink> {
+        if self.broken {
+            return None;
+        }
+        if self.link.as_mut().is_some_and(|link| !matches!(link.host.try_wait(), Ok(None))) {
+            self.link = None;
+        }
+        if self.link.is_none() {
+            match HostLink::start() {
+                Ok(link) => self.link = Some(link),
+                Err(_) => {
+                    self.broken = true;
+                    return None;
+                }
+            }
+        }
+        self.link.as_mut()
+    }
 }
 
 /// Forgets the host if it has died, so the next leaf starts a new one.

@@ -20,7 +20,7 @@ pub use finish::describe_divergence;
 use crate::config::file_diagnostic::FileDiagnostic;
 use crate::journal::entry::{ParentRun, RunHeader, RunStatus};
 use crate::journal::run_dir::{self, RunStore};
-use crate::journal::AnswerIndex;
+use crate::journal::{AnswerIndex, RunMode};
 use crate::leaf::session::{FinishedSession, Usage};
 use crate::scheduler::SchedulerClient;
 use crate::script::diagnostic::ScriptErrorKind;
@@ -226,6 +226,10 @@ fn execute_on_script_thread(
     let world = world_choice::choose_world(&plan, &sources, recorded.as_ref(), &runtime)?;
     let executor_plan = crate::executor::ExecutorPlan::new(&sources.config, plan.executor.as_deref())
         .map_err(|e| SetupError::Usage(e.to_string()))?;
+    if world.mode == RunMode::Live && executor_plan.may_run_here() {
+        // The supervisor host starts while the script compiles, not when the first leaf waits.
+        runtime.spawn_blocking(crate::harness::supervisor_host::start_early);
+    }
     let resumed = matches!(plan.recording, Recording::From { mode: ReplayMode::Resume, .. });
     let directory = run_directory::open_run_directory(&mut plan, &sources, &world, recorded)?;
     let Sources { script, source, project, coordinator, config, engine, ast, cell } = sources;

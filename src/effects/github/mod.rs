@@ -329,14 +329,23 @@ pub struct GithubAccess {
     state: AccessState,
 }
 
+/// How the repository is found when the backend first connects: asking git for the `origin`
+/// remote costs a process, which a run that never reads GitHub should not wait for.
+pub type RepositoryChoice = Box<dyn FnOnce() -> Result<Repository, String> + Send>;
+
 enum AccessState {
-    Pending { endpoint: GithubEndpoint, repo: Result<Repository, String>, settings: GithubSettings },
+    Pending { endpoint: GithubEndpoint, repo: RepositoryChoice, settings: GithubSettings },
     Ready(Box<GithubBackend>),
     Failed(String),
 }
 
 impl GithubAccess {
     pub fn new(endpoint: GithubEndpoint, repo: Result<Repository, String>, settings: GithubSettings) -> Self {
+        GithubAccess::deferred(endpoint, Box::new(move || repo), settings)
+    }
+
+    /// An access whose repository is chosen on first use.
+    pub fn deferred(endpoint: GithubEndpoint, repo: RepositoryChoice, settings: GithubSettings) -> Self {
         GithubAccess { state: AccessState::Pending { endpoint, repo, settings } }
     }
 
@@ -350,14 +359,19 @@ impl GithubAccess {
 
     /// The connected backend, or why there is none.
     pub fn backend(&mut self, runtime: &tokio::runtime::Handle) -> Result<&GithubBackend, WorldError> {
-        if let AccessState::Pending { endpoint, repo, settings } = &self.state {
-            self.state = match repo {
+        if matches!(self.state, AccessState::Pending { .. }) {
+            let AccessState::Pending { endpoint, repo, settings } =
+                std::mem::replace(&mut self.state, AccessState::Failed(String::new()))
+            else {
+                unreachable!("matched above")
+            };
+            self.state = match repo() {
                 Err(why) => AccessState::Failed(format!(
                     "no GitHub repository for this run ({why}): pass --repo owner/name or --input repo=owner/name, set [github] repo in coord.toml, or run inside a clone whose origin is on GitHub; for an offline run pass --demo or --scenario FILE"
                 )),
                 Ok(repo) => {
                     let _entered = runtime.enter();
-                    match GithubBackend::connect(endpoint, repo.clone(), settings) {
+                    match GithubBackend::connect(&endpoint, repo, &settings) {
                         Ok(b) => AccessState::Ready(Box::new(b)),
                         Err(e) => AccessState::Failed(e.to_string()),
                     }
