@@ -104,6 +104,10 @@ fn reviews_route_as_a_local_run_one_job_each() {
     assert!(!times.path().join("key-s1").exists(), "no key here");
     let remote = p.coord().args(["run", "review.rhai", "--json", "--executor", "kubernetes"]).run();
     remote.code(0);
+    // Followed through one watch of the run's Jobs: a Job is asked by GET only before the watch
+    // has seen it (polling alone asks each of these 1 s Jobs about ten times at 100 ms).
+    assert!(api.watches() >= 1, "the run watched its Jobs");
+    assert!(api.job_gets() <= 6 * 2, "{} GETs of 6 Jobs", api.job_gets());
     let (local, remote) = (local.json(), remote.json());
     assert_eq!(remote["result"], json!({"merged": [1, 3, 5], "changes": [2, 4, 6]}));
     assert_eq!(remote["result"], local["result"], "the same routing as a local run");
@@ -374,6 +378,7 @@ fn the_engine_speaks_the_api() {
         secret: None,
         service_account: None,
         kubeconfig: Some(api.kubeconfig(NAMESPACE).display().to_string()),
+        run_id: None,
     }));
     let job = |name: &str, script: &str, deadline: u64| JobSubmission {
         name: name.into(),

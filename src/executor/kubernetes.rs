@@ -10,17 +10,22 @@
 //! workflow (values made valid label values); annotations of the same names carry them exactly.
 //!
 //! Status comes from the Job's conditions (`Complete`, `Failed`; `Failed` for
-//! `DeadlineExceeded` is [`JobStatus::DeadlineExceeded`]), the log from the Job's pod (found by
+//! `DeadlineExceeded` is [`JobStatus::DeadlineExceeded`]), as one watch of the run's Jobs
+//! reports them ([`RunWatch`]), else as a `GET` of the Job; the log from the Job's pod (found by
 //! its `job-name` label), falling back to the container's termination message. Stop deletes
 //! the Job with background propagation, which deletes its pod and kills its container. It
 //! knows Kubernetes' wire format only; what a job means to a run is `remote_leaf`'s business.
 
 use super::{EngineError, JobInfo, JobStatus, JobSubmission, Submitted};
+use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{watcher, WatchStreamExt};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// The environment variable the leaf spec travels in.
@@ -36,6 +41,62 @@ pub struct KubernetesSettings {
     pub service_account: Option<String>,
     /// Default: kube's `Config::infer` (`KUBECONFIG`, `~/.kube/config`, then in-cluster).
     pub kubeconfig: Option<String>,
+    /// The run whose Jobs this engine watches (its `coord_run` label); none: every status is a
+    /// `GET`.
+    pub run_id: Option<String>,
+}
+
+/// One run's Jobs as the API server's watch reports them, kept by `kube::runtime`'s reflector
+/// (it lists, watches from the list's version, and lists again after a break, with backoff):
+/// following hundreds of running Jobs costs one stream, not a `GET` per Job and poll. It is
+/// trusted only while its stream is up; a Job it has not seen yet (just created) or a watch
+/// that lost its stream is asked by `GET`, whose error is the caller's to wait out.
+struct RunWatch {
+    store: reflector::Store<Job>,
+    /// A full list is in the store and the stream has not broken since.
+    live: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunWatch {
+    fn start(jobs: Api<Job>, run_id: &str) -> RunWatch {
+        let (store, writer) = reflector::store();
+        let live = Arc::new(AtomicBool::new(false));
+        let config = watcher::Config::default().labels(&format!("{}={}", super::LABEL_RUN, label_value(run_id)));
+        let stream = watcher(jobs, config).default_backoff().reflect(writer);
+        let flag = live.clone();
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                match item {
+                    // A full list is in the store: from here its events keep it current.
+                    Ok(watcher::Event::InitDone) => flag.store(true, Ordering::Release),
+                    // (Re)listing, or the stream broke: the store may be behind.
+                    Ok(watcher::Event::Init) => flag.store(false, Ordering::Release),
+                    Err(e) => {
+                        tracing::debug!("the watch of this run's Jobs broke: {e}");
+                        flag.store(false, Ordering::Release);
+                    }
+                    Ok(_) => {}
+                }
+            }
+        });
+        RunWatch { store, live, task }
+    }
+
+    /// The Job as the watch last saw it, when the watch can be trusted and has seen it.
+    fn get(&self, name: &str, namespace: &str) -> Option<JobInfo> {
+        if !self.live.load(Ordering::Acquire) {
+            return None;
+        }
+        self.store.get(&ObjectRef::new(name).within(namespace)).map(|job| job_info(&job))
+    }
+}
+
+impl Drop for RunWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 #[derive(Clone)]
@@ -46,6 +107,8 @@ pub struct KubernetesEngine {
     /// The client of the runtime that first used the engine (a client's connection pool lives
     /// on the runtime it was made on; a stop from another thread makes its own).
     client: Arc<tokio::sync::OnceCell<kube::Client>>,
+    /// The run's watch, started at the first status asked.
+    watch: Arc<tokio::sync::OnceCell<RunWatch>>,
 }
 
 impl std::fmt::Debug for KubernetesEngine {
@@ -56,7 +119,12 @@ impl std::fmt::Debug for KubernetesEngine {
 
 impl KubernetesEngine {
     pub fn new(settings: KubernetesSettings) -> Self {
-        KubernetesEngine { settings: Arc::new(settings), config: Arc::default(), client: Arc::default() }
+        KubernetesEngine {
+            settings: Arc::new(settings),
+            config: Arc::default(),
+            client: Arc::default(),
+            watch: Arc::default(),
+        }
     }
 
     async fn config(&self) -> Result<&kube::Config, EngineError> {
@@ -134,9 +202,18 @@ impl KubernetesEngine {
         })
     }
 
-    /// The Job's state; `None` when the API server does not know it (HTTP 404).
+    /// The Job's state, from the run's watch when it has it, else from the API server;
+    /// `None` when the API server does not know it (HTTP 404).
     pub async fn status(&self, name: &str) -> Result<Option<JobInfo>, EngineError> {
-        let job = self.api::<Job>().await?.get_opt(name).await.map_err(refused)?;
+        let jobs = self.api::<Job>().await?;
+        if let Some(run_id) = &self.settings.run_id {
+            let watch = self.watch.get_or_init(|| async { RunWatch::start(jobs.clone(), run_id) }).await;
+            let namespace = self.namespace(self.config().await?);
+            if let Some(info) = watch.get(name, namespace) {
+                return Ok(Some(info));
+            }
+        }
+        let job = jobs.get_opt(name).await.map_err(refused)?;
         Ok(job.as_ref().map(job_info))
     }
 

@@ -298,6 +298,7 @@ impl ExecutorPlan {
                     secret: s.secret.clone(),
                     service_account: s.service_account.clone(),
                     kubeconfig: s.kubeconfig.clone(),
+                    run_id: Some(run_id.to_owned()),
                 }))
             }
             _ => Engine::Ray(ray::RayEngine::new(s.address.as_deref().ok_or(ExecutorError::NoAddress)?)?),
@@ -367,6 +368,9 @@ mod tests {
         assert_eq!(job_name("20261207T173316-AB_12", "s7", 2), "coord-20261207t173316-ab-12-s7-a2");
         let name = job_name("r.1/x", "s1", 1);
         assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'), "{name}");
+        // The longest a run of coord's can make: a Kubernetes Job name must fit a 63-character
+        // label (its pods carry it as `job-name`).
+        assert!(job_name("20261207-173316-6eb1", &format!("s{}", u64::MAX), u32::MAX).len() <= 63);
     }
 
     #[test]

@@ -10,6 +10,11 @@
 //!   (equality selectors, comma-separated), `DELETE .../jobs/{name}` (recorded with its
 //!   `propagationPolicy`; the Job is gone at once, its pod's process group gets SIGTERM, then
 //!   SIGKILL after 2 s).
+//! - `GET .../jobs?watch=true&resourceVersion=V&labelSelector=…&timeoutSeconds=N`: a chunked
+//!   stream of `{"type": "ADDED" | "MODIFIED" | "DELETED", "object": Job}` lines, one per change
+//!   after version V (every change is kept, so no version is too old), ended after
+//!   `timeoutSeconds`, as the API server ends a watch. Watches opened and `GET`s of single Jobs
+//!   are counted ([`KubeApi::watches`], [`KubeApi::job_gets`]).
 //! - `GET /api/v1/namespaces/{ns}/pods?labelSelector=job-name=X` and
 //!   `GET .../pods/{pod}/log` (400 while the container waits to start, as a kubelet answers).
 //!
@@ -22,10 +27,9 @@
 //! the termination message. `activeDeadlineSeconds` counts from the Job's creation: past it the
 //! pod is killed and deleted and the Job `Failed` with reason `DeadlineExceeded`. With
 //! [`KubeApi::set_slots`], at most that many pods run at once; the others stay `Pending`.
-//! It does not serve watches: coord's client polls.
 #![allow(dead_code)]
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -52,6 +56,25 @@ struct Cluster {
     /// Process groups of running pods, for the stand-in's own end.
     groups: BTreeMap<String, i32>,
     root: PathBuf,
+    /// Every change to a Job, for watches: (version, namespace, event type, the Job then).
+    changes: Vec<(u64, String, &'static str, Value)>,
+    changed: Arc<tokio::sync::Notify>,
+    watches: usize,
+    job_gets: usize,
+}
+
+impl Cluster {
+    /// Records the change that made `version` to the Job at `key` (gone: `DELETED`, with its last
+    /// state), and wakes the watches.
+    fn changed(&mut self, key: &(String, String), kind: &'static str, job: &JobRecord) {
+        let object = job_json(job, self.version);
+        self.push_change(&key.0, kind, object);
+    }
+
+    fn push_change(&mut self, namespace: &str, kind: &'static str, object: Value) {
+        self.changes.push((self.version, namespace.to_owned(), kind, object));
+        self.changed.notify_waiters();
+    }
 }
 
 struct JobRecord {
@@ -143,8 +166,20 @@ impl KubeApi {
     /// its record is gone.
     pub fn forget_job(&self, name: &str) {
         let mut cluster = self.state.lock().unwrap();
-        cluster.jobs.retain(|(_, n), _| n != name);
+        let Some(key) = cluster.jobs.keys().find(|(_, n)| n == name).cloned() else { return };
+        let job = cluster.jobs.remove(&key).unwrap();
         cluster.version += 1;
+        cluster.changed(&key, "DELETED", &job);
+    }
+
+    /// Watches of Jobs opened.
+    pub fn watches(&self) -> usize {
+        self.state.lock().unwrap().watches
+    }
+
+    /// `GET`s of single Jobs answered.
+    pub fn job_gets(&self) -> usize {
+        self.state.lock().unwrap().job_gets
     }
 
     /// Running pods' process groups.
@@ -337,6 +372,7 @@ async fn create_job(State(state): State<Shared>, Path(ns): Path<String>, body: B
         deleted: false,
     };
     *cluster.creates.entry(name.clone()).or_default() += 1;
+    cluster.changed(&key, "ADDED", &record);
     let answer = job_json(&record, cluster.version);
     cluster.jobs.insert(key.clone(), record);
     drop(cluster);
@@ -345,7 +381,8 @@ async fn create_job(State(state): State<Shared>, Path(ns): Path<String>, body: B
 }
 
 async fn get_job(State(state): State<Shared>, Path((ns, name)): Path<(String, String)>) -> Response {
-    let cluster = state.lock().unwrap();
+    let mut cluster = state.lock().unwrap();
+    cluster.job_gets += 1;
     match cluster.jobs.get(&(ns, name.clone())) {
         Some(job) => axum::Json(job_json(job, cluster.version)).into_response(),
         None => status(404, "NotFound", &format!("jobs.batch \"{name}\" not found")),
@@ -353,10 +390,12 @@ async fn get_job(State(state): State<Shared>, Path((ns, name)): Path<(String, St
 }
 
 async fn list_jobs(State(state): State<Shared>, Path(ns): Path<String>, uri: Uri) -> Response {
-    if query_param(&uri, "watch").is_some_and(|w| w == "true" || w == "1") {
-        return status(400, "BadRequest", "the stand-in serves no watches");
-    }
     let selector = query_param(&uri, "labelSelector");
+    if query_param(&uri, "watch").is_some_and(|w| w == "true" || w == "1") {
+        let from = query_param(&uri, "resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let timeout = query_param(&uri, "timeoutSeconds").and_then(|t| t.parse().ok()).unwrap_or(1800);
+        return watch_jobs(state, ns, selector, from, Duration::from_secs(timeout));
+    }
     let cluster = state.lock().unwrap();
     let items: Vec<Value> = cluster
         .jobs
@@ -374,16 +413,56 @@ async fn list_jobs(State(state): State<Shared>, Path(ns): Path<String>, uri: Uri
     axum::Json(list).into_response()
 }
 
+/// A watch: the changes after `from` to the Jobs of `ns` that `selector` picks, one JSON line
+/// each, as they happen, until `timeout`.
+fn watch_jobs(state: Shared, ns: String, selector: Option<String>, from: u64, timeout: Duration) -> Response {
+    let changed = {
+        let mut cluster = state.lock().unwrap();
+        cluster.watches += 1;
+        cluster.changed.clone()
+    };
+    let until = tokio::time::Instant::now() + timeout;
+    let lines = futures_util::stream::unfold(from, move |seen| {
+        let (state, ns, selector, changed) = (state.clone(), ns.clone(), selector.clone(), changed.clone());
+        async move {
+            loop {
+                let notified = changed.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable();
+                let (lines, last) = {
+                    let cluster = state.lock().unwrap();
+                    let mut lines = String::new();
+                    for (_, n, kind, object) in cluster.changes.iter().filter(|c| c.0 > seen) {
+                        if *n == ns && selects(selector.as_deref(), &object["metadata"]["labels"]) {
+                            lines.push_str(&json!({ "type": kind, "object": object }).to_string());
+                            lines.push('\n');
+                        }
+                    }
+                    (lines, cluster.changes.last().map_or(seen, |c| c.0.max(seen)))
+                };
+                if !lines.is_empty() {
+                    return Some((Ok::<_, std::convert::Infallible>(Bytes::from(lines)), last));
+                }
+                if tokio::time::timeout_at(until, notified).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    });
+    Response::builder().header("content-type", "application/json").body(Body::from_stream(lines)).unwrap()
+}
+
 async fn delete_job(State(state): State<Shared>, Path((ns, name)): Path<(String, String)>, body: Bytes) -> Response {
     let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let policy = options["propagationPolicy"].as_str().unwrap_or("(none)").to_owned();
     let mut cluster = state.lock().unwrap();
-    let Some(mut job) = cluster.jobs.remove(&(ns, name.clone())) else {
+    let Some(mut job) = cluster.jobs.remove(&(ns.clone(), name.clone())) else {
         return status(404, "NotFound", &format!("jobs.batch \"{name}\" not found"));
     };
     cluster.version += 1;
     cluster.deletes.push((name.clone(), policy));
     job.deleted = true;
+    cluster.changed(&(ns, name.clone()), "DELETED", &job);
     let answer = job_json(&job, cluster.version);
     // The kubelet sees the Job gone and kills its pod's processes.
     (StatusCode::OK, axum::Json(answer)).into_response()
@@ -608,6 +687,7 @@ async fn copy_into<R: tokio::io::AsyncRead + Unpin>(reader: Option<R>, log: Arc<
 fn finish(state: &Shared, key: &(String, String), ending: Ending, fallback_to_logs: bool) {
     let mut cluster = state.lock().unwrap();
     cluster.version += 1;
+    let version = cluster.version;
     let Some(job) = cluster.jobs.get_mut(key) else { return };
     job.active = false;
     let now = now_rfc3339();
@@ -636,6 +716,8 @@ fn finish(state: &Shared, key: &(String, String), ending: Ending, fallback_to_lo
             job.conditions.push(condition);
         }
     }
+    let object = job_json(job, version);
+    cluster.push_change(&key.0, "MODIFIED", object);
 }
 
 /// What `FallbackToLogsOnError` keeps: the log's last 80 lines, at most 2048 bytes.
