@@ -11,8 +11,11 @@
 #  2. Queue of 100. 100 leaves of 1 s at 3 slots (`coord_leaf: 3`), --max-parallel 6. Ideal given
 #     the engine's per-job cost c (measured in 1: Ray's time for a leaf that answers at once):
 #     ceil(100 / 3) * (1 s + c). Efficiency = ideal / actual wall time.
-#  3. The same 100 jobs (their entrypoints) submitted straight to Ray at once: the engine's own
-#     wall time for the queue, against coord's.
+#  3. The same 100 jobs (their entrypoints) straight to Ray by a client that does nothing else:
+#     WINDOW of them submitted at a time (default 6, coord's --max-parallel here; 0 = all at
+#     once), each end seen by polling every 10 ms and the next submitted at once. The engine's
+#     own wall time for the queue at that concurrency, the ideal a client can reach;
+#     coord's efficiency against it = its wall time / coord's.
 #
 # Runs itself inside a loopback-only network namespace (Ray probes cloud metadata addresses),
 # with the cluster of tests/ray.rs (head 127.0.0.2 with no CPUs, worker 127.0.0.3 with
@@ -149,23 +152,31 @@ ideal=$(echo "$waves * (1 + $ray_ms / 1000)" | bc -l)
 printf 'queue of %s x 1 s at 3 slots: %.1f s, ideal %.1f s (c = %.0f ms), efficiency %.3f\n' \
     "$Q" "$wall" "$ideal" "$ray_ms" "$(echo "$ideal / $wall" | bc -l)"
 
-# 3. The same Q jobs straight to Ray, all submitted at once: what the engine alone achieves.
+# 3. The same Q jobs straight to Ray, WINDOW at a time: what the engine alone achieves.
 queue_run=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$work/queue.json")
-ray_wall=$(python3 - "$API" "$queue_run" <<'PY'
+ray_wall=$(python3 - "$API" "$queue_run" "${WINDOW:-6}" <<'PY'
 import json, sys, time, urllib.request
-api, run = sys.argv[1:]
+api, run, window = sys.argv[1], sys.argv[2], int(sys.argv[3])
 jobs = [j for j in json.load(urllib.request.urlopen(api + "/api/jobs/")) if j["submission_id"].startswith(f"coord-{run}-")]
-start = time.monotonic()
-for i, j in enumerate(jobs):
-    body = json.dumps({"entrypoint": j["entrypoint"], "submission_id": f"bench-q-{i}", "entrypoint_resources": {"coord_leaf": 1}}).encode()
+window = window or len(jobs)
+def submit(i):
+    body = json.dumps({"entrypoint": jobs[i]["entrypoint"], "submission_id": f"bench-q-{i}", "entrypoint_resources": {"coord_leaf": 1}}).encode()
     urllib.request.urlopen(urllib.request.Request(api + "/api/jobs/", body, {"content-type": "application/json"}))
-while True:
-    mine = [j for j in json.load(urllib.request.urlopen(api + "/api/jobs/")) if j["submission_id"].startswith("bench-q-")]
-    if len(mine) == len(jobs) and all(j["status"] in ("SUCCEEDED", "FAILED", "STOPPED") for j in mine):
-        break
-    time.sleep(0.1)
+def done(i):
+    status = json.load(urllib.request.urlopen(api + f"/api/jobs/bench-q-{i}"))["status"]
+    return status in ("SUCCEEDED", "FAILED", "STOPPED")
+start = time.monotonic()
+running, next_job = [], 0
+while running or next_job < len(jobs):
+    while len(running) < window and next_job < len(jobs):
+        submit(next_job)
+        running.append(next_job)
+        next_job += 1
+    running = [i for i in running if not done(i)]
+    time.sleep(0.01)
 print(f"{time.monotonic() - start:.2f}")
 PY
 )
-printf 'the same %s jobs on Ray alone: %.1f s; coord / Ray alone: %.3f\n' "$Q" "$ray_wall" "$(echo "$wall / $ray_wall" | bc -l)"
+printf 'the same %s jobs on Ray alone, %s at a time: %.1f s; coord / Ray alone: %.3f; efficiency against the engine: %.3f\n' \
+    "$Q" "${WINDOW:-6}" "$ray_wall" "$(echo "$wall / $ray_wall" | bc -l)" "$(echo "$ray_wall / $wall" | bc -l)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
