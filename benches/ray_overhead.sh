@@ -13,7 +13,8 @@
 #     ceil(100 / 3) * (1 s + c). Efficiency = ideal / actual wall time.
 #  3. The same 100 jobs (their entrypoints) straight to Ray by a client that does nothing else:
 #     WINDOW of them submitted at a time (default 6, coord's --max-parallel here; 0 = all at
-#     once), each end seen by polling every 10 ms and the next submitted at once. The engine's
+#     once), each end seen by polling every RAY_POLL seconds (default 0.01) and the next
+#     submitted at once. The engine's
 #     own wall time for the queue at that concurrency, the ideal a client can reach;
 #     coord's efficiency against it = its wall time / coord's.
 #
@@ -154,9 +155,9 @@ printf 'queue of %s x 1 s at 3 slots: %.1f s, ideal %.1f s (c = %.0f ms), effici
 
 # 3. The same Q jobs straight to Ray, WINDOW at a time: what the engine alone achieves.
 queue_run=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$work/queue.json")
-ray_wall=$(python3 - "$API" "$queue_run" "${WINDOW:-6}" <<'PY'
+ray_wall=$(python3 - "$API" "$queue_run" "${WINDOW:-6}" "${RAY_POLL:-0.01}" <<'PY'
 import json, sys, time, urllib.request
-api, run, window = sys.argv[1], sys.argv[2], int(sys.argv[3])
+api, run, window, poll = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 jobs = [j for j in json.load(urllib.request.urlopen(api + "/api/jobs/")) if j["submission_id"].startswith(f"coord-{run}-")]
 window = window or len(jobs)
 def submit(i):
@@ -173,10 +174,10 @@ while running or next_job < len(jobs):
         running.append(next_job)
         next_job += 1
     running = [i for i in running if not done(i)]
-    time.sleep(0.01)
+    time.sleep(poll)
 print(f"{time.monotonic() - start:.2f}")
 PY
 )
-printf 'the same %s jobs on Ray alone, %s at a time: %.1f s; coord / Ray alone: %.3f; efficiency against the engine: %.3f\n' \
-    "$Q" "${WINDOW:-6}" "$ray_wall" "$(echo "$wall / $ray_wall" | bc -l)" "$(echo "$ray_wall / $wall" | bc -l)"
+printf 'the same %s jobs on Ray alone, %s at a time, polled every %s s: %.1f s; coord / Ray alone: %.3f; efficiency against the engine: %.3f\n' \
+    "$Q" "${WINDOW:-6}" "${RAY_POLL:-0.01}" "$ray_wall" "$(echo "$wall / $ray_wall" | bc -l)" "$(echo "$ray_wall / $wall" | bc -l)"
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
