@@ -68,6 +68,10 @@ pub struct ExecutorSettings {
     /// How often a running job's state is asked for, e.g. "200ms" (default 200ms).
     #[serde(default)]
     pub poll: Option<String>,
+    /// Ray: the most job-state reads one run sends the dashboard per second (default 20);
+    /// with more jobs in flight than `poll` allows within it, each job is read less often.
+    #[serde(default)]
+    pub reads_per_second: Option<f64>,
     /// Kubernetes: the namespace the Jobs go to (default: the kubeconfig context's, or the
     /// service account's in a cluster).
     #[serde(default)]

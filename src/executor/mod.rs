@@ -243,6 +243,21 @@ impl ExecutorPlan {
         }
     }
 
+    /// The read budget of a run's polls: Ray's dashboard answers each read in Python on the
+    /// head, so a run's reads are bounded; a Kubernetes run reads its watch's copy, which costs
+    /// the API server nothing.
+    fn reads_per_second(&self, kind: ExecutorKind) -> Result<Option<f64>, ExecutorError> {
+        match (kind, self.settings.reads_per_second) {
+            (ExecutorKind::Kubernetes, _) => Ok(None),
+            (_, None) => Ok(Some(20.0)),
+            (_, Some(n)) if n.is_finite() && n > 0.0 => Ok(Some(n)),
+            (_, Some(n)) => Err(ExecutorError::Invalid {
+                field: "reads_per_second",
+                reason: format!("{n} is not a positive number"),
+            }),
+        }
+    }
+
     /// The poll interval and the start allowance.
     fn durations(&self) -> Result<(Duration, Duration), ExecutorError> {
         let parse = |field: &'static str, text: &Option<String>, default: Duration| match text {
@@ -285,6 +300,7 @@ impl ExecutorPlan {
         resumed: bool,
     ) -> Result<remote_leaf::RemoteSetup, ExecutorError> {
         let (poll, start_allowance) = self.durations()?;
+        let reads_per_second = self.reads_per_second(kind)?;
         let s = &self.settings;
         let engine = match kind {
             ExecutorKind::Kubernetes => {
@@ -324,6 +340,7 @@ impl ExecutorPlan {
             repository,
             resources: s.resources.clone().unwrap_or_else(|| [("coord_leaf".to_owned(), 1.0)].into()),
             poll,
+            reads_per_second,
             start_allowance,
             resumed,
             harness_settings: self.harness_settings.clone(),

@@ -20,6 +20,7 @@ use crate::leaf::session::{FailureClass, LeafRequest, RetryHint, SessionResult, 
 use crate::leaf::worktree::git;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -37,11 +38,19 @@ const LOG_COPY_EVERY: Duration = Duration::from_secs(10);
 /// The longest wait between two reads of a job's state.
 const MAX_POLL: Duration = Duration::from_secs(2);
 
+/// The longest wait between two reads of a job's state that a read budget makes.
+const MAX_SPREAD: Duration = Duration::from_secs(30);
+
 /// The wait before the next read of a job's state, `age` after it was watched first: `poll`
 /// at first, then a fiftieth of its age (a leaf's end is seen at most 2 % of its run late),
-/// at most [`MAX_POLL`], so hundreds of long leaves do not flood the engine's API.
-pub fn poll_interval(poll: Duration, age: Duration) -> Duration {
-    (age / 50).clamp(poll, MAX_POLL.max(poll))
+/// at most [`MAX_POLL`], so hundreds of long leaves do not flood the engine's API. With a read
+/// budget, `in_flight` jobs share `reads_per_second` reads: one job alone is read every `poll`,
+/// six at 20 reads a second every 300 ms each.
+pub fn poll_interval(poll: Duration, age: Duration, in_flight: usize, reads_per_second: Option<f64>) -> Duration {
+    let by_age = (age / 50).clamp(poll, MAX_POLL.max(poll));
+    let spread = reads_per_second
+        .map_or(Duration::ZERO, |budget| Duration::from_secs_f64(in_flight as f64 / budget).min(MAX_SPREAD));
+    by_age.max(spread)
 }
 
 pub struct RemoteSetup {
@@ -55,6 +64,8 @@ pub struct RemoteSetup {
     pub repository: Option<String>,
     pub resources: indexmap::IndexMap<String, f64>,
     pub poll: Duration,
+    /// The most reads of job states per second this run sends the engine, if bounded.
+    pub reads_per_second: Option<f64>,
     pub start_allowance: Duration,
     pub resumed: bool,
     pub harness_settings: indexmap::IndexMap<String, HarnessSettings>,
@@ -68,6 +79,28 @@ pub struct RemoteLeaves {
     attempts: Mutex<HashMap<String, u32>>,
     /// A resumed run's view of what its first process started: read once.
     earlier: tokio::sync::OnceCell<Earlier>,
+    /// Jobs being watched now, which share the run's read budget.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One job counted in [`RemoteLeaves::in_flight`] while it is watched.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        InFlight(count.clone())
+    }
+
+    fn now(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// What a resumed run finds of its earlier jobs.
@@ -102,6 +135,7 @@ impl RemoteLeaves {
             blobs: BlobStore::new(&setup.run_dir),
             attempts: Mutex::default(),
             earlier: tokio::sync::OnceCell::new(),
+            in_flight: Arc::default(),
             setup,
         }
     }
@@ -320,8 +354,10 @@ impl RemoteLeaves {
         let deadline = request.timeout + self.setup.start_allowance;
         let mut outage = Outage::default();
         let mut last_copy = Instant::now();
+        let in_flight = InFlight::enter(&self.in_flight);
         loop {
-            tokio::time::sleep(poll_interval(self.setup.poll, started.elapsed())).await;
+            let (poll, budget) = (self.setup.poll, self.setup.reads_per_second);
+            tokio::time::sleep(poll_interval(poll, started.elapsed(), in_flight.now(), budget)).await;
             match self.setup.engine.status(job).await {
                 Ok(Some(info)) if info.status.is_finished() => {
                     outage.ended(job);
@@ -580,10 +616,20 @@ mod tests {
     #[test]
     fn polling_slows_with_a_job_s_age_within_bounds() {
         let poll = Duration::from_millis(200);
-        assert_eq!(poll_interval(poll, Duration::ZERO), poll);
-        assert_eq!(poll_interval(poll, Duration::from_secs(25)), Duration::from_millis(500));
-        assert_eq!(poll_interval(poll, Duration::from_secs(3600)), MAX_POLL);
-        assert_eq!(poll_interval(Duration::from_secs(5), Duration::from_secs(3600)), Duration::from_secs(5));
+        assert_eq!(poll_interval(poll, Duration::ZERO, 1, None), poll);
+        assert_eq!(poll_interval(poll, Duration::from_secs(25), 1, None), Duration::from_millis(500));
+        assert_eq!(poll_interval(poll, Duration::from_secs(3600), 1, None), MAX_POLL);
+        assert_eq!(poll_interval(Duration::from_secs(5), Duration::from_secs(3600), 1, None), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn jobs_in_flight_share_the_read_budget() {
+        let poll = Duration::from_millis(50);
+        let budget = Some(20.0);
+        assert_eq!(poll_interval(poll, Duration::ZERO, 1, budget), poll, "one job alone: every poll");
+        assert_eq!(poll_interval(poll, Duration::ZERO, 6, budget), Duration::from_millis(300));
+        assert_eq!(poll_interval(poll, Duration::ZERO, 6, None), poll, "no budget: every poll");
+        assert_eq!(poll_interval(poll, Duration::ZERO, 100_000, budget), MAX_SPREAD);
     }
 
     #[test]
