@@ -326,17 +326,8 @@ impl RemoteLeaves {
     /// engine that does not answer for a while (a resume started while its head restarts).
     async fn read_earlier(&self) -> Result<Earlier, EngineError> {
         let mut earlier = Earlier { submitted: self.log.read(), ..Default::default() };
-        let mut outage = Outage::default();
-        let jobs = loop {
-            match self.setup.engine.list(&self.setup.run_id, None).await {
-                Ok(jobs) => break jobs,
-                Err(e) if passing(&e) && !outage.too_long("(listing this run's jobs)", &e) => {
-                    tokio::time::sleep(OUTAGE_POLL).await
-                }
-                Err(e) => return Err(e),
-            }
-        };
-        outage.ended("(listing this run's jobs)");
+        let engine = &self.setup.engine;
+        let jobs = patiently("listing this run's jobs", || engine.list(&self.setup.run_id, None)).await?;
         for job in jobs {
             if let Some(session) = job.labels.get(super::LABEL_SESSION).cloned() {
                 earlier.jobs.entry(session).or_default().push(job);
@@ -352,7 +343,7 @@ impl RemoteLeaves {
         let mut guard = StopGuard { engine: self.setup.engine.clone(), job: job.to_owned(), armed: true };
         let started = Instant::now();
         let deadline = request.timeout + self.setup.start_allowance;
-        let mut outage = Outage::default();
+        let mut outage = Outage::of(format!("job {job}"));
         let mut last_copy = Instant::now();
         let in_flight = InFlight::enter(&self.in_flight);
         loop {
@@ -360,11 +351,11 @@ impl RemoteLeaves {
             tokio::time::sleep(poll_interval(poll, started.elapsed(), in_flight.now(), budget)).await;
             match self.setup.engine.status(job).await {
                 Ok(Some(info)) if info.status.is_finished() => {
-                    outage.ended(job);
+                    outage.ended();
                     guard.armed = false;
                     return self.finished(&info, request).await;
                 }
-                Ok(Some(_)) => outage.ended(job),
+                Ok(Some(_)) => outage.ended(),
                 Ok(None) => {
                     guard.armed = false;
                     if let Some(result) = self.forgotten(job, request, checkout).await {
@@ -375,7 +366,7 @@ impl RemoteLeaves {
                     );
                     return self.failed(request, FailureClass::Transient, error);
                 }
-                Err(e) if passing(&e) && !outage.too_long(job, &e) => {}
+                Err(e) if passing(&e) && !outage.too_long(&e) => {}
                 Err(e) => return self.failed(request, FailureClass::Transient, format!("job {job}: {e}")),
             }
             if started.elapsed() > deadline {
@@ -401,7 +392,8 @@ impl RemoteLeaves {
 
     /// The result of a job that ended: its last log line, else a failure saying how it ended.
     async fn finished(&self, job: &JobInfo, request: &LeafRequest) -> SessionResult {
-        let log = match self.log_of(&job.name).await {
+        let engine = &self.setup.engine;
+        let log = match patiently(&format!("reading job {}'s log", job.name), || engine.logs(&job.name)).await {
             Ok(log) => log,
             // The answer may be in the log: fail transiently, and a retry adopts the job again.
             Err(e) => {
@@ -440,18 +432,6 @@ impl RemoteLeaves {
         };
         result.transcript = blob;
         result
-    }
-
-    /// `job`'s whole log, waiting out an engine that does not answer for a while.
-    async fn log_of(&self, job: &str) -> Result<String, EngineError> {
-        let mut outage = Outage::default();
-        loop {
-            match self.setup.engine.logs(job).await {
-                Ok(log) => return Ok(log),
-                Err(e) if passing(&e) && !outage.too_long(job, &e) => tokio::time::sleep(OUTAGE_POLL).await,
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     async fn keep_log(&self, job: &str) -> Option<String> {
@@ -510,29 +490,54 @@ fn passing(e: &EngineError) -> bool {
     }
 }
 
-/// A spell in which the engine does not answer: logged when it starts and when it ends (not at
-/// every poll), and given up after [`UNREACHABLE_LIMIT`].
-#[derive(Default)]
+/// `call`, asked again every [`OUTAGE_POLL`] while the engine does not answer (see
+/// [`passing`]), for up to [`UNREACHABLE_LIMIT`]; `what` names the call in the warnings.
+async fn patiently<T, Call, Answer>(what: &str, mut call: Call) -> Result<T, EngineError>
+where
+    Call: FnMut() -> Answer,
+    Answer: std::future::Future<Output = Result<T, EngineError>>,
+{
+    let mut outage = Outage::of(what.to_owned());
+    loop {
+        match call().await {
+            Ok(answer) => {
+                outage.ended();
+                return Ok(answer);
+            }
+            Err(e) if passing(&e) && !outage.too_long(&e) => tokio::time::sleep(OUTAGE_POLL).await,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A spell in which the engine does not answer `what` (a job's watch, a listing): logged when
+/// it starts and when it ends (not at every poll), and given up after [`UNREACHABLE_LIMIT`].
 struct Outage {
+    what: String,
     since: Option<Instant>,
 }
 
 impl Outage {
+    fn of(what: String) -> Self {
+        Outage { what, since: None }
+    }
+
     /// Notes a failed call; true once the engine has not answered for too long.
-    fn too_long(&mut self, job: &str, e: &EngineError) -> bool {
+    fn too_long(&mut self, e: &EngineError) -> bool {
+        let what = &self.what;
         let since = *self.since.get_or_insert_with(|| {
             let limit = humantime::format_duration(UNREACHABLE_LIMIT);
-            tracing::warn!(job = %job, "the engine does not answer ({e}); waiting for it up to {limit}");
+            tracing::warn!("{what}: the engine does not answer ({e}); waiting for it up to {limit}");
             Instant::now()
         });
         since.elapsed() > UNREACHABLE_LIMIT
     }
 
-    fn ended(&mut self, job: &str) {
+    fn ended(&mut self) {
         if let Some(since) = self.since.take() {
             let after = humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()));
             // As loud as the warning it ends: the reader needs both.
-            tracing::warn!(job = %job, "the engine answers again, after {after}");
+            tracing::warn!("{}: the engine answers again, after {after}", self.what);
         }
     }
 }
