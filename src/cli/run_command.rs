@@ -25,6 +25,12 @@ pub fn run(
         return help_inputs(&args.script);
     }
     let mut plan = plan_from_flags(args)?;
+    if may_start_leaves_here(&plan) {
+        // The supervisor host's own start (a process) overlaps the pre-run check and the
+        // script's compile rather than delaying the first leaf. A refused run leaves it idle,
+        // and it exits with coord.
+        runtime.spawn_blocking(crate::harness::supervisor_host::start_early);
+    }
     let choice = HarnessChoice {
         overrides: plan.leaf_overrides.iter().map(|(w, o)| (w.clone(), o.harness.clone())).collect(),
         scenario: plan.scenario.is_some() || plan.demo,
@@ -102,6 +108,17 @@ fn plan_from_flags(args: &RunArgs) -> Result<RunPlan, CliError> {
         })
         .collect();
     Ok(plan)
+}
+
+/// A live run whose leaves may run on this machine, as far as the flags and `coord.toml` say
+/// (a config that fails to load is the check's to report, so it says no here).
+fn may_start_leaves_here(plan: &RunPlan) -> bool {
+    if plan.scenario.is_some() || plan.demo || plan.dry_run || !plan.script.is_file() {
+        return false;
+    }
+    let project = crate::run::project::Project::discover(&plan.script);
+    let Ok(config) = crate::config::Config::load(&project.root) else { return false };
+    crate::executor::ExecutorPlan::new(&config, plan.executor.as_deref()).is_ok_and(|p| p.may_run_here())
 }
 
 /// What a dry run held back: the leaves it did not run and the effects it did not perform.
