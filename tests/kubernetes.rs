@@ -349,6 +349,8 @@ fn sigint_deletes_every_job_it_started() {
     // Each cancelled leaf is reported, but the run may end before every report is logged (as
     // in the Ray suite); what must hold is below: every Job deleted, every leaf's process gone.
     assert!(stderr.contains("status=cancelled"), "{stderr}");
+    // Stopped, not finished: the cancelled leaves' results never reach the script as answers.
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
     let mut deleted: Vec<(String, String)> = api.deletes();
     deleted.sort();
     let expected: Vec<(String, String)> =

@@ -62,11 +62,13 @@ impl Host {
 
     fn wait_until_done(&mut self, ids: &[String]) -> Result<(), HostError> {
         loop {
+            // Before the answer, even one that is complete: a stopping run cancels its leaves,
+            // and those results (not journaled) must not reach the script as answers.
+            self.check_interrupt()?;
             let pending = ids.iter().any(|id| matches!(self.session(id), Some(Session::Pending(_))));
             if !pending {
                 return Ok(());
             }
-            self.check_interrupt()?;
             // What the script did before it waits (its spawns) reaches the OS before the wait,
             // not with the first completion: a run's journal shows its leaves while they run
             // (`coord serve`). A no-op once the buffer is empty.
