@@ -65,7 +65,7 @@ pub struct ExecutorSettings {
     /// Resources each leaf's job asks the engine for (default `{ coord_leaf = 1 }`).
     #[serde(default)]
     pub resources: Option<IndexMap<String, f64>>,
-    /// How often a running job's state is asked for, e.g. "200ms" (default 200ms).
+    /// How often a running job's state is asked for at first, e.g. "200ms" (default 50ms).
     #[serde(default)]
     pub poll: Option<String>,
     /// Ray: the most job-state reads one run sends the dashboard per second (default 20);

@@ -27,6 +27,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Labels every job carries (Ray's `metadata`, Kubernetes' labels).
+/// How often a job's state is read at first. Short, so a quick leaf's end is seen soon: a run's
+/// reads are bounded by `reads_per_second` however many jobs it has in flight, and each job's
+/// reads slow with its age.
+const DEFAULT_POLL: Duration = Duration::from_millis(50);
+
 pub const LABEL_RUN: &str = "coord_run";
 pub const LABEL_SESSION: &str = "coord_session";
 pub const LABEL_ATTEMPT: &str = "coord_attempt";
@@ -267,7 +272,7 @@ impl ExecutorPlan {
             }
         };
         Ok((
-            parse("poll", &self.settings.poll, Duration::from_millis(200))?,
+            parse("poll", &self.settings.poll, DEFAULT_POLL)?,
             parse("start_allowance", &self.settings.start_allowance, Duration::from_secs(10))?,
         ))
     }
