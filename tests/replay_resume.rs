@@ -372,6 +372,43 @@ fn sigint_stops_gracefully_and_resume_finishes() {
     p.coord().args(["resume", "last"]).run().code(2);
 }
 
+/// SIGINT while the script's last step awaits its leaves: the cancelled leaves are not answers
+/// (they are not journaled), so the run stops as interrupted, never ends "succeeded" with them
+/// unrecorded, and `coord resume` runs them again.
+#[test]
+fn sigint_during_the_last_await_stops_the_run_and_resume_runs_its_leaves() {
+    let p = TestProject::new();
+    p.write_executable(
+        "hold.sh",
+        "#!/bin/sh
+cat > /dev/null
+echo \"$COORD_SESSION_ID\" >> started.log
+\
+         [ -f release ] || sleep 30
+echo '{}'\n",
+    );
+    p.write("workflows/hold.toml", &command_workflow("./hold.sh", "60s", r#"{ type = "object" }"#));
+    p.write("hold.rhai", "await_sessions([1, 2, 3].map(|n| spawn_session(\"hold\", #{ inputs: #{ n: n } })));\n");
+    let child = p.coord().args(["run", "hold.rhai"]).spawn();
+    let started = p.path().join("started.log");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_to_string(&started).map_or(0, |s| s.lines().count()) < 3 {
+        assert!(Instant::now() < deadline, "3 leaves running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let dir = p.runs().pop().unwrap();
+    assert_eq!(last_status(&dir).as_deref(), Some("interrupted"));
+    p.write("release", "");
+    p.coord().args(["resume", "last"]).run().code(0);
+    let starts = std::fs::read_to_string(&started).unwrap();
+    assert_eq!(starts.lines().count(), 6, "each leaf ran again on resume: {starts}");
+}
+
 #[test]
 fn sigterm_exits_143() {
     let p = slow_leaf_project(12);
