@@ -23,14 +23,14 @@ pub struct LiveWorld {
     notifier: Notifier,
 }
 
-/// The repository a run talks to: `inputs.repo` (which `--repo` sets), else `[github] repo`,
+/// The repository a run talks to: the `repo` input (which `--repo` sets), else `[github] repo`,
 /// else the `origin` remote of `working_dir`.
 pub fn select_repository(
-    inputs: &IndexMap<String, Value>,
+    repo_input: Option<&Value>,
     configured: Option<&str>,
     working_dir: &Path,
 ) -> Result<Repository, String> {
-    match inputs.get("repo") {
+    match repo_input {
         Some(Value::String(slug)) => return Repository::parse(slug).map_err(|e| format!("input `repo`: {e}")),
         Some(Value::Null) | None => {}
         Some(other) => return Err(format!("input `repo` must be a string owner/name, not {other}")),
@@ -62,10 +62,7 @@ impl LiveWorld {
         let file = &config.file;
         let working_dir = std::env::current_dir().unwrap_or_else(|_| project_root.to_owned());
         let (repo_input, configured) = (inputs.get("repo").cloned(), file.github.repo.clone());
-        let repo = Box::new(move || {
-            let inputs: IndexMap<String, Value> = repo_input.into_iter().map(|v| ("repo".to_owned(), v)).collect();
-            select_repository(&inputs, configured.as_deref(), &working_dir)
-        });
+        let repo = Box::new(move || select_repository(repo_input.as_ref(), configured.as_deref(), &working_dir));
         let endpoint = GithubEndpoint::from_env(&file.github);
         let github = GithubAccess::deferred(endpoint, repo, file.github.clone());
         let merge_queue = GitMergeQueue::new(project_root, file.merge.clone());

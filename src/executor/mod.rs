@@ -26,12 +26,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Labels every job carries (Ray's `metadata`, Kubernetes' labels).
 /// How often a job's state is read at first. Short, so a quick leaf's end is seen soon: a run's
 /// reads are bounded by `reads_per_second` however many jobs it has in flight, and each job's
 /// reads slow with its age.
 const DEFAULT_POLL: Duration = Duration::from_millis(50);
 
+/// A Ray run's read budget unless `reads_per_second` says otherwise.
+const DEFAULT_READS_PER_SECOND: f64 = 20.0;
+
+/// Labels every job carries (Ray's `metadata`, Kubernetes' labels).
 pub const LABEL_RUN: &str = "coord_run";
 pub const LABEL_SESSION: &str = "coord_session";
 pub const LABEL_ATTEMPT: &str = "coord_attempt";
@@ -254,7 +257,7 @@ impl ExecutorPlan {
     fn reads_per_second(&self, kind: ExecutorKind) -> Result<Option<f64>, ExecutorError> {
         match (kind, self.settings.reads_per_second) {
             (ExecutorKind::Kubernetes, _) => Ok(None),
-            (_, None) => Ok(Some(20.0)),
+            (_, None) => Ok(Some(DEFAULT_READS_PER_SECOND)),
             (_, Some(n)) if n.is_finite() && n > 0.0 => Ok(Some(n)),
             (_, Some(n)) => Err(ExecutorError::Invalid {
                 field: "reads_per_second",

@@ -2,7 +2,8 @@
 //! starting a leaf costs a fork of a small single-threaded process instead of an exec of
 //! coord's whole binary (docs/harnesses.md, "Leaf processes never outlive coord").
 //!
-//! coord starts it once, when a live run begins ([`start_early`]) or else at its first leaf, as `coord __leaf-supervisor-host` with one end of
+//! coord starts it once, before `coord run` checks a live run or as a live run sets up
+//! ([`start_early`]), else at its first leaf, as `coord __leaf-supervisor-host` with one end of
 //! a unix stream socket at [`HOST_SOCKET_FD`] ([`send_request`] starts and keeps it). For each
 //! leaf coord sends one frame: the leaf's program, arguments, whole environment and working
 //! directory, with five descriptors attached by `SCM_RIGHTS`: the leaf's stdin, stdout and
